@@ -1,0 +1,191 @@
+"""From LP currents to currents a station can be given.
+
+* Water-filling (`water_fill`): equal shares per slot, raised together until a
+  limit, a car's maximum or its energy need stops them. Always feasible, fast,
+  not optimal: the fallback when the solver gives nothing, and the
+  ``equal-share`` strategy of the simulator.
+* The minimum-current rule (`make_dispatchable`): a connector is offered 0 A or
+  at least its minimum (or one of its allowed pilot steps). Rounding *down* can
+  never break a ≤ limit, so every current is first floored to a step (0.1 A,
+  the resolution of an OCPP limit, or an allowed step); sessions that fall to 0
+  in the slot dispatched now are then raised back to their minimum, most urgent
+  first, only where every limit they load still has room; what room is left is
+  water-filled over the charging sessions. Each raise is checked against the
+  remaining room of every row it touches, so the result respects every limit by
+  construction (see tests/optimizer/test_properties.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from optimizer.prepare import PreparedLP
+
+STEP_A = 0.1
+EPS = 1e-9
+
+
+def _limit_entries(lp: PreparedLP) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, cols, vals = lp.coo()
+    m = (rows < lp.n_limit_rows) & (cols < lp.n_x)
+    return rows[m], cols[m], vals[m]
+
+
+def fill(
+    cols: np.ndarray,
+    e_row: np.ndarray,
+    e_col: np.ndarray,
+    e_val: np.ndarray,
+    room: np.ndarray,
+    x: np.ndarray,
+    upper: np.ndarray,
+) -> None:
+    """Raise x[cols] together (progressive filling) within ``room`` and ``upper``.
+
+    ``e_*`` are the limit entries touching ``cols`` (rows indexed into ``room``).
+    Updates ``x`` and ``room`` in place.
+    """
+    active = np.zeros(len(x), dtype=bool)
+    active[cols] = upper[cols] - x[cols] > EPS
+    for _ in range(len(cols) + len(room) + 1):
+        if not active[cols].any():
+            break
+        a = active[e_col]
+        rate = np.bincount(e_row[a], weights=e_val[a], minlength=len(room))
+        pos = rate > EPS
+        step = math.inf
+        if pos.any():
+            step = float(np.min(room[pos] / rate[pos]))
+        ac = cols[active[cols]]
+        step = min(step, float(np.min(upper[ac] - x[ac])))
+        step = max(step, 0.0)
+        x[ac] += step
+        room -= rate * step
+        active[ac[upper[ac] - x[ac] <= EPS]] = False
+        full = np.flatnonzero(pos & (room <= EPS * np.maximum(1.0, np.abs(room))))
+        if len(full):
+            touch = np.isin(e_row, full)
+            active[e_col[touch]] = False
+
+
+def water_fill(lp: PreparedLP) -> np.ndarray:
+    """Equal-share currents, slot by slot, tracking each session's energy need."""
+    x = np.zeros(lp.n_x)
+    if lp.n_x == 0:
+        return x
+    e_row, e_col, e_val = _limit_entries(lp)
+    room = lp.row_upper[: lp.n_limit_rows].copy()
+    kwh = np.concatenate([s.kwh_per_a for s in lp.sessions])
+    need = np.array([s.demand.energy_kwh for s in lp.sessions])
+    upper_a = lp.col_upper[: lp.n_x]
+    by_slot = np.argsort(lp.x_slot, kind="stable")
+    bounds = np.searchsorted(lp.x_slot[by_slot], np.arange(lp.problem.grid.slots + 1))
+    entry_slot = lp.x_slot[e_col]
+    e_order = np.argsort(entry_slot, kind="stable")
+    e_bounds = np.searchsorted(entry_slot[e_order], np.arange(lp.problem.grid.slots + 1))
+    upper = np.zeros(lp.n_x)
+    for t in range(lp.problem.grid.slots):
+        cols = by_slot[bounds[t] : bounds[t + 1]]
+        if not len(cols):
+            continue
+        s = lp.x_session[cols]
+        upper[cols] = np.minimum(upper_a[cols], np.maximum(need[s], 0.0) / kwh[cols])
+        sel = e_order[e_bounds[t] : e_bounds[t + 1]]
+        fill(cols, e_row[sel], e_col[sel], e_val[sel], room, x, upper)
+        need[s] -= kwh[cols] * x[cols]
+    return x
+
+
+def min_current(lp: PreparedLP) -> np.ndarray:
+    """Per session: the least non-zero current it may be given."""
+    out = []
+    for s in lp.sessions:
+        c = s.connector.connector
+        lo = max(c.min_current_a, s.demand.ev_min_current_a or 0.0)
+        if c.allowed_currents_a is not None:
+            above = [a for a in c.allowed_currents_a if a >= max(lo, EPS)]
+            lo = min(above) if above else math.inf
+        out.append(lo)
+    return np.array(out)
+
+
+def floor_to_steps(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
+    """Round every current down to something the station can be given."""
+    z = np.floor(x / STEP_A + 1e-6) * STEP_A
+    lo = min_current(lp)[lp.x_session]
+    z[z < lo - EPS] = 0.0
+    for s in lp.sessions:
+        allowed = s.connector.connector.allowed_currents_a
+        if allowed is None or not len(s.slots):
+            continue
+        steps = np.array(sorted({0.0, *allowed}))
+        sl = slice(s.first_col, s.first_col + len(s.slots))
+        idx = np.searchsorted(steps, z[sl] + EPS, side="right") - 1
+        z[sl] = steps[np.maximum(idx, 0)]
+    return np.minimum(z, lp.col_upper[: lp.n_x])
+
+
+def _urgency_order(lp: PreparedLP, cols: np.ndarray) -> np.ndarray:
+    """Columns of slot 0, most urgent first: least laxity, then priority, then id."""
+    now = lp.problem.now
+    keys = []
+    for c in cols:
+        s = lp.sessions[int(lp.x_session[c])]
+        hours_left = (s.demand.departure - now).total_seconds() / 3600.0
+        need_hours = s.demand.energy_kwh / max(s.kw_per_a * s.upper_a, EPS)
+        keys.append((hours_left - need_hours, -s.demand.priority, s.demand.session_id))
+    order = sorted(range(len(cols)), key=lambda i: keys[i])
+    return cols[np.array(order, dtype=np.int64)] if len(cols) else cols
+
+
+def make_dispatchable(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
+    """Floor every slot to valid steps; in slot 0 give paused sessions their
+    minimum where room allows, most urgent first, then share what room is left."""
+    z = floor_to_steps(lp, x)
+    if lp.n_x == 0:
+        return z
+    e_row, e_col, e_val = _limit_entries(lp)
+    cols0 = np.flatnonzero(lp.x_slot == 0)
+    if not len(cols0):
+        return z
+    in0 = lp.x_slot[e_col] == 0
+    e_row, e_col, e_val = e_row[in0], e_col[in0], e_val[in0]
+    load = np.bincount(e_row, weights=e_val * z[e_col], minlength=lp.n_limit_rows)
+    room = lp.row_upper[: lp.n_limit_rows] - load
+    lo = min_current(lp)[lp.x_session]
+    kwh = np.concatenate([s.kwh_per_a for s in lp.sessions])
+    need = np.array([s.demand.energy_kwh for s in lp.sessions])[lp.x_session]
+    cap = np.minimum(lp.col_upper[: lp.n_x], need / np.maximum(kwh, EPS))
+    order_e = np.argsort(e_col, kind="stable")
+    sorted_cols = e_col[order_e]
+    for c in _urgency_order(lp, cols0[(z[cols0] == 0) & (x[cols0] > EPS)]):
+        target = lo[c]
+        if not math.isfinite(target) or target > lp.col_upper[c] + EPS:
+            continue
+        a, b = np.searchsorted(sorted_cols, [c, c + 1])
+        sel = order_e[a:b]
+        if np.all(room[e_row[sel]] >= e_val[sel] * target - EPS):
+            z[c] = target
+            np.subtract.at(room, e_row[sel], e_val[sel] * target)
+    # share what is left among those charging now (continuous steps only)
+    charging = cols0[(z[cols0] > 0)]
+    continuous = np.array(
+        [lp.sessions[int(lp.x_session[c])].connector.connector.allowed_currents_a is None
+         for c in charging], dtype=bool,
+    )
+    charging = charging[continuous] if len(charging) else charging
+    if len(charging):
+        y = z.copy()
+        upper = np.maximum(np.minimum(cap, lp.col_upper[: lp.n_x]), z)
+        sel = np.isin(e_col, charging)
+        room = np.maximum(room, 0.0)
+        fill(charging, e_row[sel], e_col[sel], e_val[sel], room, y, upper)
+        z[charging] = np.floor(y[charging] / STEP_A + 1e-6) * STEP_A
+    return z
+
+
+def row_loads(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
+    e_row, e_col, e_val = _limit_entries(lp)
+    return np.bincount(e_row, weights=e_val * x[e_col], minlength=lp.n_limit_rows)

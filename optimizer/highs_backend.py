@@ -1,0 +1,221 @@
+"""Direct highspy backend: the prepared arrays handed to HiGHS in one call.
+
+PuLP builds its model object by object in Python, which is most of its time on
+large sites; here the same LP goes to HiGHS as column-wise arrays.
+
+`HighsPlanner` keeps its HiGHS instance between re-plans (warm start). Every
+column and row carries a stable label code (session, absolute slot; group
+family, absolute slot), so the previous optimal basis is carried over to the
+new LP by label even when sessions come and go or the grid moves on a slot.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+
+from optimizer.prepare import SEGMENTS, PreparedLP
+
+_KIND_SHIFT = 58
+_ID_SHIFT = 24
+_LOW = (1 << _ID_SHIFT) - 1
+
+
+@dataclass(frozen=True)
+class RawResult:
+    """What a backend returns: column values and how the solve ended."""
+
+    x: np.ndarray | None
+    """Values of the x columns, or None if the solver gave no usable point."""
+    optimal: bool
+    objective: float | None
+    solve_ms: float
+    detail: str
+    warm: bool = False
+
+
+def _new_highs(time_limit_s: float | None) -> highspy.Highs:
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    # highspy ≥ 1.13 presolve is slow on this LP (measured 3-17×); the LP is
+    # already lean (no empty rows, no fixed columns), so presolve buys nothing.
+    h.setOptionValue("presolve", "off")
+    h.setOptionValue("solver", "simplex")
+    h.setOptionValue("threads", 1)
+    if time_limit_s is not None:
+        h.setOptionValue("time_limit", float(time_limit_s))
+    return h
+
+
+def to_highs_lp(lp: PreparedLP) -> highspy.HighsLp:
+    m = highspy.HighsLp()
+    m.num_col_ = lp.n_col
+    m.num_row_ = lp.n_row
+    m.col_cost_ = lp.col_cost
+    m.col_lower_ = lp.col_lower
+    m.col_upper_ = lp.col_upper
+    m.row_lower_ = lp.row_lower
+    m.row_upper_ = lp.row_upper
+    m.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    m.a_matrix_.start_ = lp.a_start.astype(np.int32)
+    m.a_matrix_.index_ = lp.a_index
+    m.a_matrix_.value_ = lp.a_value
+    m.a_matrix_.num_col_ = lp.n_col
+    m.a_matrix_.num_row_ = lp.n_row
+    return m
+
+
+def _read(h: highspy.Highs, lp: PreparedLP, t0: float, warm: bool) -> RawResult:
+    status = h.getModelStatus()
+    ms = (time.perf_counter() - t0) * 1000.0
+    optimal = status == highspy.HighsModelStatus.kOptimal
+    info = h.getInfo()
+    feasible = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    if not (optimal or feasible):
+        return RawResult(None, False, None, ms, h.modelStatusToString(status), warm)
+    sol = np.asarray(h.getSolution().col_value, dtype=float)
+    return RawResult(
+        sol[: lp.n_x], optimal, float(info.objective_function_value), ms,
+        h.modelStatusToString(status), warm,
+    )
+
+
+def solve_arrays(lp: PreparedLP, time_limit_s: float | None = None) -> RawResult:
+    """Cold solve: a fresh HiGHS instance, the arrays passed in one call."""
+    t0 = time.perf_counter()
+    h = _new_highs(time_limit_s)
+    h.passModel(to_highs_lp(lp))
+    h.run()
+    return _read(h, lp, t0, warm=False)
+
+
+class HighsPlanner:
+    """A HiGHS instance kept warm across re-plans of one site.
+
+    Not thread-safe: one planner per site, called from one worker at a time.
+    """
+
+    def __init__(self, time_limit_s: float | None = None) -> None:
+        self._time_limit_s = time_limit_s
+        self._highs: highspy.Highs | None = None
+        self._ids: dict[str, int] = {}
+        self._col_codes: np.ndarray | None = None
+        self._row_codes: np.ndarray | None = None
+        self._signature: tuple[bytes, bytes] | None = None
+
+    def _id(self, name: str) -> int:
+        n = self._ids.get(name)
+        if n is None:
+            n = self._ids[name] = len(self._ids) + 1
+        return n
+
+    def _codes(self, lp: PreparedLP) -> tuple[np.ndarray, np.ndarray]:
+        base = lp.problem.grid.epoch_slot()
+        sid = np.array([self._id("s:" + s.demand.session_id) for s in lp.sessions], np.int64)
+        fid = np.array([self._id(f"f:{f.group_id}:{f.quantity}") for f in lp.families], np.int64)
+        seg = np.tile(np.arange(SEGMENTS), len(sid))
+        cols = np.concatenate(
+            [
+                (1 << _KIND_SHIFT) | (sid[lp.x_session] << _ID_SHIFT) | (base + lp.x_slot),
+                (2 << _KIND_SHIFT) | (np.repeat(sid, SEGMENTS) << _ID_SHIFT) | seg,
+                (3 << _KIND_SHIFT) | (sid[lp.d_session] << _ID_SHIFT),
+            ]
+        )
+        n_s = len(sid)
+        rows = np.concatenate(
+            [
+                (1 << _KIND_SHIFT)
+                | (fid[lp.limit_row_family] << _ID_SHIFT)
+                | (base + lp.limit_row_slot),
+                (2 << _KIND_SHIFT) | (sid << _ID_SHIFT),
+                (3 << _KIND_SHIFT)
+                | (np.repeat(sid[lp.d_session], 2) << _ID_SHIFT)
+                | np.tile([0, 1], len(lp.d_session)),
+            ]
+        )
+        assert len(rows) == lp.n_row and len(cols) == lp.n_col and n_s == len(lp.sessions)
+        return cols, rows
+
+    def solve(self, lp: PreparedLP) -> RawResult:
+        t0 = time.perf_counter()
+        cols, rows = self._codes(lp)
+        h = self._highs
+        signature = (lp.a_start.tobytes(), lp.a_index.tobytes())
+        warm = False
+        if h is not None and self._signature == signature and np.array_equal(
+            cols, self._col_codes  # type: ignore[arg-type]
+        ) and np.array_equal(rows, self._row_codes):  # type: ignore[arg-type]
+            # Same structure: change values in place; HiGHS keeps its basis.
+            old = h.getLp()
+            h.changeColsBounds(lp.n_col, np.arange(lp.n_col, dtype=np.int32), lp.col_lower,
+                               lp.col_upper)
+            h.changeColsCost(lp.n_col, np.arange(lp.n_col, dtype=np.int32), lp.col_cost)
+            h.changeRowsBounds(lp.n_row, np.arange(lp.n_row, dtype=np.int32), lp.row_lower,
+                               lp.row_upper)
+            old_values = np.asarray(old.a_matrix_.value_)
+            changed = np.flatnonzero(old_values != lp.a_value)
+            if len(changed):
+                col_of = np.repeat(np.arange(lp.n_col), np.diff(lp.a_start))
+                for k in changed:
+                    h.changeCoeff(int(lp.a_index[k]), int(col_of[k]), float(lp.a_value[k]))
+            warm = True
+        else:
+            basis = self._carried_basis(cols, rows) if h is not None else None
+            h = _new_highs(self._time_limit_s)
+            h.passModel(to_highs_lp(lp))
+            if basis is not None:
+                warm = h.setBasis(basis) == highspy.HighsStatus.kOk
+        h.run()
+        self._highs = h
+        self._col_codes, self._row_codes, self._signature = cols, rows, signature
+        result = _read(h, lp, t0, warm)
+        if result.x is None and warm:
+            # a carried basis that leads nowhere must not cost us the plan
+            self._highs = None
+            return self.solve(lp)
+        return result
+
+    def _carried_basis(self, cols: np.ndarray, rows: np.ndarray) -> highspy.HighsBasis | None:
+        assert self._highs is not None and self._col_codes is not None
+        old = self._highs.getBasis()
+        if not old.valid:
+            return None
+        st = highspy.HighsBasisStatus
+        old_col = np.array([int(s) for s in old.col_status], dtype=np.int8)
+        old_row = np.array([int(s) for s in old.row_status], dtype=np.int8)
+        basic, lower = int(st.kBasic), int(st.kLower)
+        new_col = _carry(self._col_codes, old_col, cols, default=lower)
+        new_row = _carry(self._row_codes, old_row, rows, default=basic)
+        # a consistent basis has exactly one basic variable per row
+        excess = int((new_col == basic).sum() + (new_row == basic).sum()) - len(rows)
+        if excess > 0:
+            idx = np.flatnonzero(new_row == basic)[:excess]
+            new_row[idx] = lower
+            excess -= len(idx)
+            if excess > 0:
+                new_col[np.flatnonzero(new_col == basic)[:excess]] = lower
+        elif excess < 0:
+            idx = np.flatnonzero(new_row != basic)[: -excess]
+            new_row[idx] = basic
+        b = highspy.HighsBasis()
+        by_int = {int(s): s for s in (st.kLower, st.kBasic, st.kUpper, st.kZero, st.kNonbasic)}
+        b.col_status = [by_int[int(v)] for v in new_col]
+        b.row_status = [by_int[int(v)] for v in new_row]
+        b.valid = True
+        return b
+
+
+def _carry(old_codes: np.ndarray, old_status: np.ndarray, new_codes: np.ndarray,
+           default: int) -> np.ndarray:
+    order = np.argsort(old_codes)
+    sorted_codes = old_codes[order]
+    pos = np.searchsorted(sorted_codes, new_codes)
+    pos = np.minimum(pos, len(sorted_codes) - 1) if len(sorted_codes) else pos
+    out = np.full(len(new_codes), default, dtype=np.int8)
+    if len(sorted_codes):
+        hit = sorted_codes[pos] == new_codes
+        out[hit] = old_status[order[pos[hit]]]
+    return out

@@ -1,0 +1,284 @@
+"""The site model: the capacity tree, the stations and their connectors.
+
+A site is a tree of capacity *groups* (grid connection → transformers → panels
+→ fuses) with stations hanging off the groups. Each connector loads one, two or
+three of the site's lines (after phase rotation). Limits are per line in
+amperes (`limit_a`, the same figure for every line the group carries) and/or a
+total power (`limit_kw`).
+
+A group may instead be a *weighted constraint* (``weights`` set): a linear
+limit Σ |weight|·current over named stations or connectors, for electrical
+limits that are not a branch of the tree (e.g. the primary side of a
+delta-wye transformer). Such a group must have a parent (for display) and no
+children; its limit is in amperes.
+
+Everything here is pure data with validation: no file or network access.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Line(StrEnum):
+    L1 = "L1"
+    L2 = "L2"
+    L3 = "L3"
+
+
+LINES: tuple[Line, ...] = (Line.L1, Line.L2, Line.L3)
+SQRT3 = math.sqrt(3.0)
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteInfo(_Strict):
+    name: str = Field(min_length=1)
+    voltage_v: PositiveFloat = 230.0
+    """Default line-to-neutral voltage."""
+    slot_minutes: Annotated[int, Field(ge=1, le=60)] = 15
+    horizon_hours: Annotated[float, Field(gt=0, le=168)] = 24.0
+    timezone: str = "UTC"
+
+    @field_validator("slot_minutes")
+    @classmethod
+    def _divides_hour(cls, v: int) -> int:
+        if 60 % v:
+            raise ValueError("slot_minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)")
+        return v
+
+
+class Group(_Strict):
+    id: str = Field(min_length=1)
+    parent: str | None = None
+    limit_a: NonNegativeFloat | None = None
+    """Per-line current limit (every line the group carries)."""
+    limit_kw: NonNegativeFloat | None = None
+    """Total active-power limit over all lines."""
+    fallback_limit_a: NonNegativeFloat | None = None
+    """Per-line limit to keep if the central system is gone (defaults to limit_a)."""
+    oscp_group_id: str | None = None
+    weights: dict[str, float] | None = None
+    """Weighted constraint: station or connector id → factor (|factor| is used)."""
+    description: str = ""
+
+
+class Connector(_Strict):
+    id: Annotated[int, Field(ge=1)]
+    max_current_a: PositiveFloat
+    min_current_a: NonNegativeFloat = 6.0
+    phases: tuple[Line, ...] = (Line.L1, Line.L2, Line.L3)
+    voltage_v: PositiveFloat | None = None
+    """Voltage across what the connector loads: line-to-neutral for one or three
+    lines, line-to-line for a pair (e.g. 208 for a US charger). Defaults to the
+    site's voltage (×√3 for a pair)."""
+    cable_max_current_a: PositiveFloat | None = None
+    allowed_currents_a: tuple[NonNegativeFloat, ...] | None = None
+    """Discrete pilot steps the station accepts (0 is always allowed)."""
+
+    @field_validator("phases", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        if isinstance(v, list | tuple):
+            return tuple(str(p).upper() for p in v)
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> Connector:
+        if not 1 <= len(self.phases) <= 3 or len(set(self.phases)) != len(self.phases):
+            raise ValueError("phases must list 1 to 3 distinct lines of L1, L2, L3")
+        if self.min_current_a > self.max_current_a:
+            raise ValueError(
+                f"min_current_a {self.min_current_a} exceeds max_current_a {self.max_current_a}"
+            )
+        if self.allowed_currents_a is not None:
+            steps = sorted(set(self.allowed_currents_a))
+            if not steps or steps[-1] <= 0:
+                raise ValueError("allowed_currents_a needs at least one step above 0")
+        return self
+
+
+class Charger(_Strict):
+    id: str = Field(min_length=1, max_length=48, pattern=r"^[^/:\s]+$")
+    group: str
+    connectors: tuple[Connector, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_connectors(self) -> Charger:
+        ids = [c.id for c in self.connectors]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"charger {self.id}: connector ids repeat: {ids}")
+        return self
+
+
+def connector_key(station_id: str, connector_id: int) -> str:
+    """The one name of a connector everywhere: ``STATION/CONNECTOR``."""
+    return f"{station_id}/{connector_id}"
+
+
+class ConnectorInfo(BaseModel):
+    """A connector resolved against its site: name, group path, electrical data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    station_id: str
+    connector: Connector
+    group: str
+    ancestors: tuple[str, ...]
+    """The connector's group and every group above it, nearest first."""
+    voltage_v: float
+
+    @property
+    def lines(self) -> tuple[Line, ...]:
+        return self.connector.phases
+
+    def kw_per_amp(self, lines: tuple[Line, ...] | None = None) -> float:
+        """kW drawn per ampere of (per-line) current on the given lines."""
+        return power_per_amp_kw(lines or self.connector.phases, self.connector, self.voltage_v)
+
+    @property
+    def max_current_a(self) -> float:
+        c = self.connector
+        return min(c.max_current_a, c.cable_max_current_a or math.inf)
+
+
+def power_per_amp_kw(lines: tuple[Line, ...], connector: Connector, site_voltage: float) -> float:
+    """Power per ampere: V×3 for three lines, V for one line or a line pair.
+
+    ``site_voltage`` is what `Site.connector_voltage` resolved for the connector's
+    own wiring; a 1-phase car on a 3-phase connector keeps the line-to-neutral
+    figure.
+    """
+    if len(lines) == 3:
+        return site_voltage * 3 / 1000.0
+    return site_voltage / 1000.0
+
+
+class Site(_Strict):
+    site: SiteInfo
+    groups: tuple[Group, ...] = Field(min_length=1)
+    chargers: tuple[Charger, ...] = ()
+
+    @model_validator(mode="after")
+    def _check_tree(self) -> Site:
+        ids = [g.id for g in self.groups]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"group ids repeat: {sorted(dup)}")
+        by_id = {g.id: g for g in self.groups}
+        roots = [g.id for g in self.groups if g.parent is None and g.weights is None]
+        if len(roots) != 1:
+            raise ValueError(f"the group tree needs exactly one root (no parent); found {roots}")
+        for g in self.groups:
+            if g.parent is not None and g.parent not in by_id:
+                raise ValueError(f"group {g.id}: parent {g.parent!r} is not a group")
+            if g.weights is not None:
+                if g.parent is None:
+                    raise ValueError(f"weighted group {g.id} needs a parent")
+                if g.limit_a is None:
+                    raise ValueError(f"weighted group {g.id} needs limit_a")
+        for g in self.groups:  # cycles: walk up at most len(groups) steps
+            seen = [g.id]
+            cur = g.parent
+            while cur is not None:
+                if cur in seen:
+                    raise ValueError(f"group cycle: {' -> '.join([*seen, cur])}")
+                seen.append(cur)
+                cur = by_id[cur].parent
+        weighted = {g.id for g in self.groups if g.weights is not None}
+        for g in self.groups:
+            if g.parent in weighted:
+                raise ValueError(f"group {g.id}: parent {g.parent} is a weighted group")
+        station_ids = [c.id for c in self.chargers]
+        dup = {i for i in station_ids if station_ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"charger ids repeat: {sorted(dup)}")
+        for c in self.chargers:
+            if c.group not in by_id:
+                raise ValueError(f"charger {c.id}: group {c.group!r} is not a group")
+            if c.group in weighted:
+                raise ValueError(f"charger {c.id}: group {c.group} is a weighted group")
+        keys = set(station_ids) | {
+            connector_key(c.id, k.id) for c in self.chargers for k in c.connectors
+        }
+        for g in self.groups:
+            for name in g.weights or {}:
+                if name not in keys:
+                    raise ValueError(f"weighted group {g.id}: {name!r} is no station or connector")
+        return self
+
+    # --- derived views -------------------------------------------------------
+
+    @cached_property
+    def group_by_id(self) -> dict[str, Group]:
+        return {g.id: g for g in self.groups}
+
+    @cached_property
+    def root(self) -> Group:
+        return next(g for g in self.groups if g.parent is None and g.weights is None)
+
+    def ancestors(self, group_id: str) -> tuple[str, ...]:
+        out = []
+        cur: str | None = group_id
+        while cur is not None:
+            out.append(cur)
+            cur = self.group_by_id[cur].parent
+        return tuple(out)
+
+    def children(self, group_id: str) -> tuple[str, ...]:
+        return tuple(g.id for g in self.groups if g.parent == group_id)
+
+    @cached_property
+    def connectors(self) -> dict[str, ConnectorInfo]:
+        """Every connector by its ``STATION/CONNECTOR`` key, in config order."""
+        out: dict[str, ConnectorInfo] = {}
+        for ch in self.chargers:
+            anc = self.ancestors(ch.group)
+            for con in ch.connectors:
+                key = connector_key(ch.id, con.id)
+                out[key] = ConnectorInfo(
+                    key=key,
+                    station_id=ch.id,
+                    connector=con,
+                    group=ch.group,
+                    ancestors=anc,
+                    voltage_v=self.connector_voltage(con),
+                )
+        return out
+
+    def connector_voltage(self, con: Connector) -> float:
+        if con.voltage_v is not None:
+            return con.voltage_v
+        if len(con.phases) == 2:
+            return self.site.voltage_v * SQRT3
+        return self.site.voltage_v
+
+    def connectors_under(self, group_id: str) -> Iterator[ConnectorInfo]:
+        for info in self.connectors.values():
+            if group_id in info.ancestors:
+                yield info
+
+    def weighted_members(self, group: Group) -> dict[str, float]:
+        """Connector key → |weight| for a weighted group (station weights apply to
+        each of its connectors)."""
+        out: dict[str, float] = {}
+        for name, w in (group.weights or {}).items():
+            if "/" in name:
+                out[name] = out.get(name, 0.0) + abs(w)
+            else:
+                for info in self.connectors.values():
+                    if info.station_id == name:
+                        out[info.key] = out.get(info.key, 0.0) + abs(w)
+        return out

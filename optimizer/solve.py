@@ -1,0 +1,198 @@
+"""`solve`: the planning engine's one entry point.
+
+prepare (shared arrays) → LP backend (direct highspy, kept warm, or PuLP) →
+even out interchangeable sessions → minimum-current rule → `Plan`.
+
+Always returns a plan: when the solver fails or runs out of time without a
+point, the water-filling heuristic plans and the status says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from enum import StrEnum
+
+import numpy as np
+
+from optimizer.dispatch import make_dispatchable, row_loads, water_fill
+from optimizer.highs_backend import HighsPlanner, RawResult, solve_arrays
+from optimizer.plan import BindingLimit, Plan, SolverStatus
+from optimizer.prepare import PreparedLP, prepare
+from optimizer.problem import PlanningProblem
+from optimizer.pulp_backend import solve_pulp
+
+log = logging.getLogger(__name__)
+
+LIMIT_TOLERANCE = 1e-6
+
+
+class Backend(StrEnum):
+    HIGHS = "highs"
+    """The prepared arrays straight to highspy (default)."""
+    PULP = "pulp"
+    """The same LP written as a PuLP model (HiGHS through PuLP, or CBC)."""
+    HEURISTIC = "heuristic"
+    """No LP: per-slot water-filling (equal shares)."""
+
+
+def symmetrize(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
+    """Give interchangeable sessions the average of their plans.
+
+    Two sessions are interchangeable when the LP cannot tell them apart: same
+    limit rows and coefficients, same slots and energy per ampere, same bounds,
+    need, priority and previous-plan value. Swapping them maps an optimal
+    solution to an optimal solution, so their average is optimal too (the LP is
+    convex); this is what makes identical sessions get identical plans.
+    """
+    classes: dict[tuple[object, ...], list[int]] = defaultdict(list)
+    for i, s in enumerate(lp.sessions):
+        if not len(s.slots):
+            continue
+        key = (
+            s.families,
+            s.slots.tobytes(),
+            np.round(s.kwh_per_a, 12).tobytes(),
+            s.upper_a,
+            s.demand.energy_kwh,
+            s.demand.priority,
+            lp.problem.previous.get(s.demand.session_id),
+        )
+        classes[key].append(i)
+    out = x.copy()
+    for members in classes.values():
+        if len(members) < 2:
+            continue
+        n = len(lp.sessions[members[0]].slots)
+        blocks = [slice(lp.sessions[i].first_col, lp.sessions[i].first_col + n) for i in members]
+        mean = np.mean([x[b] for b in blocks], axis=0)
+        for b in blocks:
+            out[b] = mean
+    return out
+
+
+def _run_backend(
+    lp: PreparedLP, backend: Backend, planner: HighsPlanner | None, pulp_solver: str,
+    time_limit_s: float | None,
+) -> RawResult:
+    if backend is Backend.PULP:
+        return solve_pulp(lp, pulp_solver, time_limit_s)
+    if planner is not None:
+        return planner.solve(lp)
+    return solve_arrays(lp, time_limit_s)
+
+
+def solve(
+    problem: PlanningProblem,
+    *,
+    backend: Backend | str = Backend.HIGHS,
+    planner: HighsPlanner | None = None,
+    pulp_solver: str = "highs",
+    time_limit_s: float | None = 10.0,
+) -> Plan:
+    """Plan the site: current per connector per slot, and its figures."""
+    t0 = time.perf_counter()
+    backend = Backend(backend)
+    lp = prepare(problem)
+    notes: list[str] = []
+    objective: float | None = None
+    if lp.n_x == 0:
+        x_lp = np.zeros(0)
+        status = SolverStatus.EMPTY
+    elif backend is Backend.HEURISTIC:
+        x_lp = water_fill(lp)
+        status = SolverStatus.HEURISTIC
+    else:
+        try:
+            raw = _run_backend(lp, backend, planner, pulp_solver, time_limit_s)
+        # A solver crash must not leave the site without a plan; it is reported
+        # in the plan's status and notes, never hidden.
+        except Exception as exc:
+            log.exception("solver failed; planning with the heuristic")
+            raw = RawResult(None, False, None, 0.0, f"solver error: {exc}")
+        if raw.x is None:
+            notes.append(f"solver: {raw.detail}; water-filling heuristic used")
+            x_lp = water_fill(lp)
+            status = SolverStatus.HEURISTIC
+        else:
+            x_lp = symmetrize(lp, np.clip(raw.x, 0.0, lp.col_upper[: lp.n_x]))
+            status = SolverStatus.OPTIMAL if raw.optimal else SolverStatus.FEASIBLE
+            objective = raw.objective
+            if raw.warm:
+                notes.append("warm start")
+    z = make_dispatchable(lp, x_lp)
+    loads = row_loads(lp, z)
+    upper = lp.row_upper[: lp.n_limit_rows]
+    if np.any(loads > upper + LIMIT_TOLERANCE):
+        # never happens by construction; if it ever does, plan safely instead
+        notes.append("dispatch exceeded a limit; water-filling heuristic used")
+        log.error("dispatched plan exceeded a limit; falling back to water-filling")
+        x_lp = water_fill(lp)
+        z = make_dispatchable(lp, x_lp)
+        status = SolverStatus.HEURISTIC
+    return _assemble(lp, x_lp, z, status, objective, backend, notes, t0)
+
+
+def _assemble(
+    lp: PreparedLP, x_lp: np.ndarray, z: np.ndarray, status: SolverStatus,
+    objective: float | None, backend: Backend, notes: list[str], t0: float,
+) -> Plan:
+    problem = lp.problem
+    T = problem.grid.slots
+    ids = tuple(problem.site.connectors)
+    row = {cid: i for i, cid in enumerate(ids)}
+    current = np.zeros((len(ids), T))
+    power = np.zeros((len(ids), T))
+    energy: dict[str, float] = {}
+    requested: dict[str, float] = {}
+    unmet: dict[str, float] = {}
+    lines = {cid: info.lines for cid, info in problem.site.connectors.items()}
+    session_connector: dict[str, str] = {}
+    lost0 = 0.0
+    for s in lp.sessions:
+        sid = s.demand.session_id
+        n = len(s.slots)
+        block = slice(s.first_col, s.first_col + n)
+        r = row[s.demand.connector_id]
+        current[r, s.slots] = z[block]
+        power[r, s.slots] = z[block] * s.kw_per_a
+        delivered = float(np.dot(s.kwh_per_a, z[block])) if n else 0.0
+        energy[sid] = delivered
+        requested[sid] = s.demand.energy_kwh
+        unmet[sid] = max(0.0, s.demand.energy_kwh - delivered)
+        session_connector[sid] = s.demand.connector_id
+        if n and s.slots[0] == 0 and len(x_lp):
+            lost0 += max(0.0, float(x_lp[s.first_col] - z[s.first_col])) * s.kwh_per_a[0]
+        if n and s.slots[0] == 0:
+            lines[s.demand.connector_id] = s.lines
+    binding = _binding(lp, x_lp) if len(x_lp) else ()
+    return Plan(
+        grid=problem.grid,
+        connector_ids=ids,
+        current_a=current,
+        power_kw=power,
+        lines=lines,
+        session_connector=session_connector,
+        energy_kwh=energy,
+        requested_kwh=requested,
+        unmet_kwh=unmet,
+        binding=binding,
+        status=status,
+        solve_ms=(time.perf_counter() - t0) * 1000.0,
+        backend=backend.value,
+        objective=objective,
+        dispatch_cost_kwh=lost0,
+        notes=tuple(notes),
+    )
+
+
+def _binding(lp: PreparedLP, x: np.ndarray) -> tuple[BindingLimit, ...]:
+    loads = row_loads(lp, x)
+    upper = lp.row_upper[: lp.n_limit_rows]
+    tight = np.flatnonzero(upper - loads <= 1e-6 * np.maximum(1.0, upper))
+    out = []
+    for r in tight:
+        fam = lp.families[int(lp.limit_row_family[r])]
+        out.append(BindingLimit(fam.group_id, fam.quantity, int(lp.limit_row_slot[r])))
+    return tuple(out)
