@@ -1,0 +1,1 @@
+"""Subcommands of the gridshare command line (one module each, ``main(argv) -> int``)."""

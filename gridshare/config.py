@@ -1,0 +1,136 @@
+"""The site TOML file, read once at the edge into a typed `GridshareConfig`.
+
+Tables: ``[site]``, ``[[groups]]``, ``[[chargers]]`` (the `optimizer.Site`),
+``[server]`` (ports, TLS, station passwords, database), ``[oscp]`` (the DSO's
+capacity providers), ``[[api.tokens]]`` (operator API tokens) and ``[defaults]``
+(estimates for sessions that state nothing). Environment variables
+``GRIDSHARE_SERVER__HTTP_PORT=8081`` style override ``[server]`` values.
+
+Errors are `ConfigError` with one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from optimizer.site import Site
+
+
+class ConfigError(ValueError):
+    """A configuration or input file is invalid; the message names file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    ocpp_port: Annotated[int, Field(ge=0, le=65535)] = 9000
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    allow_unknown_stations: bool = False
+    station_passwords: dict[str, SecretStr] = Field(default_factory=dict)
+    """Station id → HTTP Basic password (security profile 1/2). Empty: no auth."""
+    database_url: str | None = None
+    """``sqlite:///path.db``; default: a SQLite file next to the config."""
+    authorize_id_tags: list[str] | None = None
+    """Allow-list for Authorize; None accepts every idTag."""
+
+
+class OscpProviderConfig(_Strict):
+    id: str
+    base_url: str
+    token_to_us: SecretStr | None = None
+    token_to_them: SecretStr | None = None
+    registration_token: SecretStr | None = None
+    heartbeat_interval_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+class OscpConfig(_Strict):
+    base_url: str | None = None
+    """Our own public base URL (sent in Register); default from [server]."""
+    capacity_providers: list[OscpProviderConfig] = Field(default_factory=list)
+
+
+class ApiToken(_Strict):
+    name: str
+    token: SecretStr
+    role: Literal["read", "write"] = "read"
+
+
+class ApiConfig(_Strict):
+    tokens: list[ApiToken] = Field(default_factory=list)
+    open_reads_on_loopback: bool = True
+
+
+class SessionDefaults(_Strict):
+    """What to assume of a session that states no departure or energy."""
+
+    dwell_hours: Annotated[float, Field(gt=0)] = 8.0
+    energy_kwh: Annotated[float, Field(ge=0)] = 20.0
+
+
+class GridshareConfig(_Strict):
+    site: Site
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    oscp: OscpConfig = Field(default_factory=OscpConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    defaults: SessionDefaults = Field(default_factory=SessionDefaults)
+    path: Path | None = None
+
+
+_OWN_TABLES = ("server", "oscp", "api", "defaults")
+
+
+def _describe(err: ValidationError, name: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if p not in ("function-after",))
+    where = f"{name}: {loc}: " if loc else f"{name}: "
+    return where + first["msg"]
+
+
+def site_from_dict(data: dict[str, Any], name: str = "<site>") -> Site:
+    try:
+        return Site.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, name)) from None
+
+
+def parse_config(data: dict[str, Any], name: str = "<config>", path: Path | None = None,
+                 environ: dict[str, str] | None = None) -> GridshareConfig:
+    data = dict(data)
+    own = {k: data.pop(k) for k in _OWN_TABLES if k in data}
+    site = site_from_dict(data, name)
+    server = dict(own.get("server", {}))
+    env = os.environ if environ is None else environ
+    for key, value in env.items():
+        if key.startswith("GRIDSHARE_SERVER__"):
+            server[key.removeprefix("GRIDSHARE_SERVER__").lower()] = value
+    own["server"] = server
+    try:
+        return GridshareConfig(site=site, path=path, **own)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, name)) from None
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> GridshareConfig:
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: {e}") from None
+    return parse_config(data, str(p), p, environ)
+
+
+def load_site(path: str | Path) -> Site:
+    return load_config(path, environ={}).site
