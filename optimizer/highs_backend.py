@@ -20,8 +20,7 @@ import numpy as np
 from optimizer.prepare import SEGMENTS, PreparedLP
 
 _KIND_SHIFT = 58
-_ID_SHIFT = 24
-_LOW = (1 << _ID_SHIFT) - 1
+_ID_SHIFT = 28
 
 
 @dataclass(frozen=True)
@@ -117,11 +116,15 @@ class HighsPlanner:
         sid = np.array([self._id("s:" + s.demand.session_id) for s in lp.sessions], np.int64)
         fid = np.array([self._id(f"f:{f.group_id}:{f.quantity}") for f in lp.families], np.int64)
         seg = np.tile(np.arange(SEGMENTS), len(sid))
+        w_of = _w_owner(lp)
         cols = np.concatenate(
             [
                 (1 << _KIND_SHIFT) | (sid[lp.x_session] << _ID_SHIFT) | (base + lp.x_slot),
                 (2 << _KIND_SHIFT) | (np.repeat(sid, SEGMENTS) << _ID_SHIFT) | seg,
                 (3 << _KIND_SHIFT) | (sid[lp.d_session] << _ID_SHIFT),
+                (4 << _KIND_SHIFT)
+                | (sid[lp.x_session[lp.w_x]][w_of] << _ID_SHIFT)
+                | ((base + lp.x_slot[lp.w_x])[w_of] * 32 + lp.w_piece),
             ]
         )
         n_s = len(sid)
@@ -131,9 +134,11 @@ class HighsPlanner:
                 | (fid[lp.limit_row_family] << _ID_SHIFT)
                 | (base + lp.limit_row_slot),
                 (2 << _KIND_SHIFT) | (sid << _ID_SHIFT),
-                (3 << _KIND_SHIFT)
-                | (np.repeat(sid[lp.d_session], 2) << _ID_SHIFT)
-                | np.tile([0, 1], len(lp.d_session)),
+                (3 << _KIND_SHIFT) | (sid[lp.d_session] << _ID_SHIFT),
+                (3 << _KIND_SHIFT) | (sid[lp.d_session] << _ID_SHIFT) | 1,
+                (4 << _KIND_SHIFT)
+                | (sid[lp.x_session[lp.w_x]] << _ID_SHIFT)
+                | (base + lp.x_slot[lp.w_x]),
             ]
         )
         assert len(rows) == lp.n_row and len(cols) == lp.n_col and n_s == len(lp.sessions)
@@ -219,3 +224,9 @@ def _carry(old_codes: np.ndarray, old_status: np.ndarray, new_codes: np.ndarray,
         hit = sorted_codes[pos] == new_codes
         out[hit] = old_status[order[pos[hit]]]
     return out
+
+
+def _w_owner(lp: PreparedLP) -> np.ndarray:
+    """Index into ``lp.w_x`` of every w column."""
+    starts = np.flatnonzero(lp.w_piece == 0)
+    return np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(lp.w_piece))))

@@ -48,7 +48,9 @@ class Plan:
     """Connector → lines the plan loads (learned car phases applied)."""
     session_connector: Mapping[str, str]
     energy_kwh: Mapping[str, float]
-    """Session → energy the plan delivers over the horizon."""
+    """Session → energy the plan expects to deliver over the horizon (slot 0 as
+    dispatched, later slots as planned before the minimum-current rule, which
+    applies to each slot when it is dispatched)."""
     requested_kwh: Mapping[str, float]
     unmet_kwh: Mapping[str, float]
     binding: tuple[BindingLimit, ...]

@@ -8,7 +8,11 @@ LP. Columns, in this order:
 * ``v[s,k]``   unmet energy of session s in segment k (K segments, each a K-th of
   its need, each dearer than the last: a convex penalty that evens out the
   delivered fraction between sessions when capacity is short);
-* ``d[s]``     |x[s,0] − previous plan| for sessions the previous plan knew.
+* ``d[s]``     |x[s,0] − previous plan| for sessions the previous plan knew;
+* ``w[j,k]``   for x columns in the first `EVEN_SLOTS` slots, the k-th piece of
+  that current (x = Σ w), each piece dearer than the last: a convex penalty
+  on the rate that shares a slot's capacity evenly instead of giving one car
+  everything and the next nothing.
 
 Rows:
 
@@ -17,12 +21,13 @@ Rows:
   with |weight|; upper bound = capacity − load that is fixed whatever we plan;
 * energy rows, one per session: Σ kWh-per-A·x + Σ v = energy needed (so the
   plan never delivers more than needed);
-* two rows per ``d``.
+* two rows per ``d``;
+* one row per x column that has ``w`` columns (x − Σ w = 0).
 
 Objective, in order of weight (each tier far below the one above it):
-unmet energy × priority (1), evenness of the unmet fraction (segment slopes
-+δ per segment), charging early or at low prices, staying close to the
-previous plan in the slot dispatched now.
+unmet energy × priority, evenness of the unmet fraction (segment slopes +δ per
+segment), charging early or at low prices, evenness of the rates within a slot,
+staying close to the previous plan in the slot dispatched now.
 """
 
 from __future__ import annotations
@@ -35,16 +40,27 @@ import numpy as np
 from optimizer.problem import PlanningProblem, SessionDemand
 from optimizer.site import LINES, ConnectorInfo, Line
 
+UNMET_WEIGHT = 1000.0
+"""Cost per kWh of need left unmet (times the session's priority)."""
 SEGMENTS = 8
 """Pieces of the unmet-energy penalty (fairness resolution: 1/SEGMENTS of a need)."""
-FAIRNESS_STEP = 2e-4
-"""Extra cost per kWh of each further unmet segment (≤ SEGMENTS·step of energy is
-ever traded for evenness: 0.16 %)."""
-EARLY_WEIGHT = 5e-5
+FAIRNESS_STEP = 0.2
+"""Extra cost per kWh of each further unmet segment (at most SEGMENTS·step/UNMET
+= 0.16 % of energy is ever traded for evenness)."""
+EARLY_WEIGHT = 0.05
 """Cost per kWh of charging in the last slot rather than now (charge early)."""
-PRICE_WEIGHT = 1e-4
+PRICE_WEIGHT = 0.1
 """Cost per kWh at the highest price of the horizon."""
-PREVIOUS_WEIGHT = 1e-5
+EVEN_SLOTS = 8
+"""Slots (from now) whose rates are evened out between competing sessions."""
+EVEN_PIECES_NOW = 16
+"""Pieces of the evenness penalty in the slot dispatched now (fine: 1/16 of a maximum)."""
+EVEN_PIECES = 4
+"""Pieces in the later `EVEN_SLOTS` slots (coarser: they are re-planned before dispatch)."""
+EVEN_WEIGHT = 1e-4
+"""Extra cost per kWh of each further quarter of a connector's rate: well below
+what charging one slot earlier gains, so a lone car still charges at full rate."""
+PREVIOUS_WEIGHT = 1e-3
 """Cost per kWh-equivalent of moving the dispatched current away from the previous plan."""
 
 INF = math.inf
@@ -84,6 +100,7 @@ class PreparedLP:
     n_x: int
     n_v: int
     n_d: int
+    n_w: int
     col_lower: np.ndarray
     col_upper: np.ndarray
     col_cost: np.ndarray
@@ -101,10 +118,14 @@ class PreparedLP:
     x_slot: np.ndarray
     d_session: np.ndarray
     """Session index of every d column."""
+    w_x: np.ndarray
+    """The x column each run of w columns splits."""
+    w_piece: np.ndarray
+    """Piece number of every w column."""
 
     @property
     def n_col(self) -> int:
-        return self.n_x + self.n_v + self.n_d
+        return self.n_x + self.n_v + self.n_d + self.n_w
 
     @property
     def n_row(self) -> int:
@@ -227,7 +248,7 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
     n_v = n_s * SEGMENTS
     v_upper = np.repeat(need / SEGMENTS, SEGMENTS)
     seg = np.tile(np.arange(SEGMENTS), n_s)
-    v_cost = np.repeat(prio, SEGMENTS) * (1.0 + FAIRNESS_STEP * seg)
+    v_cost = np.repeat(prio, SEGMENTS) * (UNMET_WEIGHT + FAIRNESS_STEP * seg)
 
     # --- d columns (distance to previous plan now) -----------------------------
     d_sessions = [
@@ -278,27 +299,45 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
     v_col = n_x + np.arange(n_v)
     v_row = n_l + np.repeat(np.arange(n_s), SEGMENTS)
 
-    # --- previous-plan rows: x - d <= prev ; x + d >= prev ---------------------------
+    # --- previous-plan rows: x - d <= prev (block 1); x + d >= prev (block 2) --------
     prev = np.array([problem.previous[sessions[i].demand.session_id] for i in d_sessions])
     d_col = n_x + n_v + np.arange(n_d)
     x0_col = np.array([sessions[i].first_col for i in d_sessions], dtype=np.int64)
-    r1 = n_l + n_s + 2 * np.arange(n_d)
-    r2 = r1 + 1
+    r1 = n_l + n_s + np.arange(n_d)
+    r2 = r1 + n_d
 
-    rows = np.concatenate([lim_row, e_row, v_row, r1, r1, r2, r2])
-    cols = np.concatenate([lim_col, np.arange(n_x), v_col, x0_col, d_col, x0_col, d_col])
+    # --- evenness pieces: x - sum_k w[k] = 0 for x in the first EVEN_SLOTS slots --------
+    w_x = np.flatnonzero(x_slot < EVEN_SLOTS)
+    pieces = np.where(x_slot[w_x] == 0, EVEN_PIECES_NOW, EVEN_PIECES)
+    n_w = int(pieces.sum())
+    w_col = n_x + n_v + n_d + np.arange(n_w)
+    w_row_of_x = n_l + n_s + 2 * n_d + np.arange(len(w_x))
+    w_row = np.repeat(w_row_of_x, pieces)
+    w_piece = np.arange(n_w) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    w_upper = np.repeat(x_upper[w_x] / pieces, pieces)
+    # cost per kWh grows by EVEN_WEIGHT per quarter of the maximum, whatever the piece count
+    w_cost = np.repeat(x_kwh[w_x] * EVEN_WEIGHT * EVEN_PIECES / pieces, pieces) * w_piece
+
+    rows = np.concatenate([lim_row, e_row, v_row, r1, r1, r2, r2, w_row_of_x, w_row])
+    cols = np.concatenate(
+        [lim_col, np.arange(n_x), v_col, x0_col, d_col, x0_col, d_col, w_x, w_col]
+    )
     vals = np.concatenate(
-        [lim_val, x_kwh, np.ones(n_v), np.ones(n_d), -np.ones(n_d), np.ones(n_d), np.ones(n_d)]
+        [
+            lim_val, x_kwh, np.ones(n_v), np.ones(n_d), -np.ones(n_d), np.ones(n_d),
+            np.ones(n_d), np.ones(len(w_x)), -np.ones(n_w),
+        ]
     )
     order = np.lexsort((rows, cols))
     rows, cols, vals = rows[order], cols[order], vals[order]
-    n_col = n_x + n_v + n_d
+    n_col = n_x + n_v + n_d + n_w
     a_start = np.zeros(n_col + 1, dtype=np.int64)
     np.cumsum(np.bincount(cols, minlength=n_col), out=a_start[1:])
 
     energy = np.where(has_cols, need, 0.0)
-    row_lower = np.concatenate([np.full(n_l, -INF), energy, np.full(n_d, -INF), prev])
-    row_upper = np.concatenate([lim_upper, energy, prev, np.full(n_d, INF)])
+    zero_w = np.zeros(len(w_x))
+    row_lower = np.concatenate([np.full(n_l, -INF), energy, np.full(n_d, -INF), prev, zero_w])
+    row_upper = np.concatenate([lim_upper, energy, prev, np.full(n_d, INF), zero_w])
 
     return PreparedLP(
         problem=problem,
@@ -307,9 +346,10 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
         n_x=n_x,
         n_v=n_v,
         n_d=n_d,
+        n_w=n_w,
         col_lower=np.zeros(n_col),
-        col_upper=np.concatenate([x_upper, v_upper, np.full(n_d, INF)]),
-        col_cost=np.concatenate([x_cost, v_cost, d_cost]),
+        col_upper=np.concatenate([x_upper, v_upper, np.full(n_d, INF), w_upper]),
+        col_cost=np.concatenate([x_cost, v_cost, d_cost, w_cost]),
         row_lower=row_lower,
         row_upper=row_upper,
         n_limit_rows=n_l,
@@ -321,6 +361,8 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
         x_session=x_session,
         x_slot=x_slot.astype(np.int64),
         d_session=d_session,
+        w_x=w_x,
+        w_piece=w_piece,
     )
 
 

@@ -157,7 +157,12 @@ def _assemble(
         r = row[s.demand.connector_id]
         current[r, s.slots] = z[block]
         power[r, s.slots] = z[block] * s.kw_per_a
-        delivered = float(np.dot(s.kwh_per_a, z[block])) if n else 0.0
+        # slot 0 as dispatched; later slots as the LP plans them (each is put
+        # under the minimum-current rule when its turn to be dispatched comes)
+        expected = x_lp[block].copy() if len(x_lp) else z[block]
+        if n and s.slots[0] == 0:
+            expected[0] = z[s.first_col]
+        delivered = float(np.dot(s.kwh_per_a, expected)) if n else 0.0
         energy[sid] = delivered
         requested[sid] = s.demand.energy_kwh
         unmet[sid] = max(0.0, s.demand.energy_kwh - delivered)

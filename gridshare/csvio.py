@@ -1,0 +1,205 @@
+"""Reading the planning CSV files and writing the plan CSV.
+
+Every error is an `InputError` whose message names the file, the line and the
+field, e.g. ``sessions.csv:4: departure: not an ISO time: '17:00'``.
+
+* sessions: ``connector_id,arrival,departure,energy_kwh[,max_current_a][,priority][,session_id]``
+* capacity: ``group_id,start,end,limit_a|limit_kw`` (one of the two limit columns,
+  or both with empty cells) — lowers a group's limit over [start, end)
+* prices:   ``start,price`` — price per kWh from ``start`` until the next row
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from optimizer import Capacity, Plan, ProblemError, SessionDemand, Site, TimeGrid
+
+
+class InputError(ValueError):
+    """A CSV input is invalid; the message names file, line and field."""
+
+
+@dataclass(frozen=True)
+class CapacityWindow:
+    group_id: str
+    start: datetime
+    end: datetime
+    limit_a: float | None
+    limit_kw: float | None
+
+
+def parse_time(text: str, where: str, field: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{where}: {field}: not an ISO time: {text!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC)
+
+
+def _float(text: str, where: str, field: str, *, minimum: float | None = 0.0) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise InputError(f"{where}: {field}: not a number: {text!r}") from None
+    if not math.isfinite(v):
+        raise InputError(f"{where}: {field}: not a finite number: {text!r}")
+    if minimum is not None and v < minimum:
+        raise InputError(f"{where}: {field}: must be ≥ {minimum:g}, got {v:g}")
+    return v
+
+
+def _rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[str, dict[str, str]]]:
+    try:
+        f = path.open(newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    with f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise InputError(f"{path}:1: missing column(s): {', '.join(missing)}")
+        reader.fieldnames = header
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if None in row:
+                raise InputError(f"{where}: more cells than columns")
+            if any(v is None for v in row.values()):
+                raise InputError(f"{where}: fewer cells than columns")
+            yield where, {k: (v or "").strip() for k, v in row.items()}
+
+
+def read_sessions(path: str | Path, site: Site) -> list[SessionDemand]:
+    p = Path(path)
+    out: list[SessionDemand] = []
+    wheres: list[str] = []
+    seen: dict[str, str] = {}
+    for n, (where, row) in enumerate(
+        _rows(p, ("connector_id", "arrival", "departure", "energy_kwh")), start=1
+    ):
+        cid = row["connector_id"]
+        if cid not in site.connectors:
+            raise InputError(f"{where}: connector_id: unknown connector {cid!r}")
+        arrival = parse_time(row["arrival"], where, "arrival")
+        departure = parse_time(row["departure"], where, "departure")
+        if departure <= arrival:
+            raise InputError(f"{where}: departure: must be after arrival")
+        energy = _float(row["energy_kwh"], where, "energy_kwh")
+        max_a = row.get("max_current_a") or ""
+        prio = row.get("priority") or ""
+        sid = row.get("session_id") or f"{cid}#{n}"
+        if sid in seen:
+            raise InputError(f"{where}: session_id: {sid!r} repeats ({seen[sid]})")
+        seen[sid] = where
+        wheres.append(where)
+        out.append(
+            SessionDemand(
+                session_id=sid,
+                connector_id=cid,
+                arrival=arrival,
+                departure=departure,
+                energy_kwh=energy,
+                ev_max_current_a=_float(max_a, where, "max_current_a") if max_a else None,
+                priority=_float(prio, where, "priority", minimum=1e-9) if prio else 1.0,
+            )
+        )
+    by_connector: dict[str, list[tuple[datetime, datetime, str, str]]] = {}
+    for s, where in zip(out, wheres, strict=True):
+        by_connector.setdefault(s.connector_id, []).append(
+            (s.arrival, s.departure, s.session_id, where)
+        )
+    for cid, spans in by_connector.items():
+        spans.sort()
+        for a, b in zip(spans, spans[1:], strict=False):
+            if b[0] < a[1]:
+                raise InputError(
+                    f"{b[3]}: arrival: session overlaps {a[2]} on connector {cid} ({a[3]})"
+                )
+    return out
+
+
+def read_capacity(path: str | Path, site: Site) -> list[CapacityWindow]:
+    p = Path(path)
+    out = []
+    for where, row in _rows(p, ("group_id", "start", "end")):
+        gid = row["group_id"]
+        if gid not in site.group_by_id:
+            raise InputError(f"{where}: group_id: unknown group {gid!r}")
+        start = parse_time(row["start"], where, "start")
+        end = parse_time(row["end"], where, "end")
+        if end <= start:
+            raise InputError(f"{where}: end: must be after start")
+        la = row.get("limit_a") or ""
+        lk = row.get("limit_kw") or ""
+        if not la and not lk:
+            raise InputError(f"{where}: limit_a: give limit_a or limit_kw")
+        out.append(
+            CapacityWindow(
+                gid,
+                start,
+                end,
+                _float(la, where, "limit_a") if la else None,
+                _float(lk, where, "limit_kw") if lk else None,
+            )
+        )
+    return out
+
+
+def apply_windows(capacity: Capacity, grid: TimeGrid, windows: list[CapacityWindow]) -> Capacity:
+    """Lower the capacity over every slot a window touches (the lowest applies)."""
+    starts = np.array([grid.slot_start(i).timestamp() for i in range(grid.slots)])
+    ends = starts + grid.slot_minutes * 60
+    for w in windows:
+        mask = (starts < w.end.timestamp()) & (ends > w.start.timestamp())
+        capacity = capacity.lowered(w.group_id, mask, limit_a=w.limit_a, limit_kw=w.limit_kw)
+    return capacity
+
+
+def read_prices(path: str | Path, grid: TimeGrid) -> np.ndarray:
+    """Price per slot: each row's price holds from its start to the next row's."""
+    p = Path(path)
+    points = []
+    for where, row in _rows(p, ("start", "price")):
+        points.append(
+            (parse_time(row["start"], where, "start"),
+             _float(row["price"], where, "price", minimum=None))
+        )
+    if not points:
+        raise InputError(f"{p}:2: no price rows")
+    points.sort()
+    out = np.empty(grid.slots)
+    times = [t for t, _ in points]
+    for i in range(grid.slots):
+        t = grid.slot_start(i)
+        k = max(0, np.searchsorted(np.array([x.timestamp() for x in times]), t.timestamp(),
+                                   side="right") - 1)
+        out[i] = points[k][1]
+    return out
+
+
+def write_plan(path: str | Path, plan: Plan) -> None:
+    with Path(path).open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["connector_id", "start", "end", "current_a", "power_kw"])
+        starts = [plan.grid.slot_start(i) for i in range(plan.grid.slots + 1)]
+        for r, cid in enumerate(plan.connector_ids):
+            for t in range(plan.grid.slots):
+                w.writerow(
+                    [
+                        cid,
+                        starts[t].isoformat(),
+                        starts[t + 1].isoformat(),
+                        f"{plan.current_a[r, t]:.1f}",
+                        f"{plan.power_kw[r, t]:.3f}",
+                    ]
+                )
