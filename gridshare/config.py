@@ -103,8 +103,12 @@ def site_from_dict(data: dict[str, Any], name: str = "<site>") -> Site:
         raise ConfigError(_describe(e, name)) from None
 
 
-def parse_config(data: dict[str, Any], name: str = "<config>", path: Path | None = None,
-                 environ: dict[str, str] | None = None) -> GridshareConfig:
+def parse_config(
+    data: dict[str, Any],
+    name: str = "<config>",
+    path: Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> GridshareConfig:
     data = dict(data)
     own = {k: data.pop(k) for k in _OWN_TABLES if k in data}
     site = site_from_dict(data, name)

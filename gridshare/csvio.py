@@ -12,6 +12,7 @@ field, e.g. ``sessions.csv:4: departure: not an ISO time: '17:00'``.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer import Capacity, Plan, ProblemError, SessionDemand, Site, TimeGrid
+from optimizer import Capacity, Plan, SessionDemand, Site, TimeGrid
 
 
 class InputError(ValueError):
@@ -120,7 +121,7 @@ def read_sessions(path: str | Path, site: Site) -> list[SessionDemand]:
         )
     for cid, spans in by_connector.items():
         spans.sort()
-        for a, b in zip(spans, spans[1:], strict=False):
+        for a, b in itertools.pairwise(spans):
             if b[0] < a[1]:
                 raise InputError(
                     f"{b[3]}: arrival: session overlaps {a[2]} on connector {cid} ({a[3]})"
@@ -171,20 +172,19 @@ def read_prices(path: str | Path, grid: TimeGrid) -> np.ndarray:
     points = []
     for where, row in _rows(p, ("start", "price")):
         points.append(
-            (parse_time(row["start"], where, "start"),
-             _float(row["price"], where, "price", minimum=None))
+            (
+                parse_time(row["start"], where, "start"),
+                _float(row["price"], where, "price", minimum=None),
+            )
         )
     if not points:
         raise InputError(f"{p}:2: no price rows")
     points.sort()
-    out = np.empty(grid.slots)
-    times = [t for t, _ in points]
-    for i in range(grid.slots):
-        t = grid.slot_start(i)
-        k = max(0, np.searchsorted(np.array([x.timestamp() for x in times]), t.timestamp(),
-                                   side="right") - 1)
-        out[i] = points[k][1]
-    return out
+    stamps = np.array([t.timestamp() for t, _ in points])
+    values = np.array([v for _, v in points])
+    slot_stamps = np.array([grid.slot_start(i).timestamp() for i in range(grid.slots)])
+    k = np.maximum(np.searchsorted(stamps, slot_stamps, side="right") - 1, 0)
+    return values[k]
 
 
 def write_plan(path: str | Path, plan: Plan) -> None:

@@ -71,7 +71,7 @@ def fill(
 
 
 def water_fill(lp: PreparedLP) -> np.ndarray:
-    """Equal-share currents, slot by slot, tracking each session's energy need."""
+    """Equal-share currents, period by period, tracking each session's energy need."""
     x = np.zeros(lp.n_x)
     if lp.n_x == 0:
         return x
@@ -80,14 +80,15 @@ def water_fill(lp: PreparedLP) -> np.ndarray:
     kwh = np.concatenate([s.kwh_per_a for s in lp.sessions])
     need = np.array([s.demand.energy_kwh for s in lp.sessions])
     upper_a = lp.col_upper[: lp.n_x]
-    by_slot = np.argsort(lp.x_slot, kind="stable")
-    bounds = np.searchsorted(lp.x_slot[by_slot], np.arange(lp.problem.grid.slots + 1))
-    entry_slot = lp.x_slot[e_col]
-    e_order = np.argsort(entry_slot, kind="stable")
-    e_bounds = np.searchsorted(entry_slot[e_order], np.arange(lp.problem.grid.slots + 1))
+    P = lp.n_periods
+    by_period = np.argsort(lp.x_period, kind="stable")
+    bounds = np.searchsorted(lp.x_period[by_period], np.arange(P + 1))
+    entry_period = lp.x_period[e_col]
+    e_order = np.argsort(entry_period, kind="stable")
+    e_bounds = np.searchsorted(entry_period[e_order], np.arange(P + 1))
     upper = np.zeros(lp.n_x)
-    for t in range(lp.problem.grid.slots):
-        cols = by_slot[bounds[t] : bounds[t + 1]]
+    for t in range(P):
+        cols = by_period[bounds[t] : bounds[t + 1]]
         if not len(cols):
             continue
         s = lp.x_session[cols]
@@ -118,10 +119,10 @@ def floor_to_steps(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
     z[z < lo - EPS] = 0.0
     for s in lp.sessions:
         allowed = s.connector.connector.allowed_currents_a
-        if allowed is None or not len(s.slots):
+        if allowed is None or not len(s.periods):
             continue
         steps = np.array(sorted({0.0, *allowed}))
-        sl = slice(s.first_col, s.first_col + len(s.slots))
+        sl = slice(s.first_col, s.first_col + len(s.periods))
         idx = np.searchsorted(steps, z[sl] + EPS, side="right") - 1
         z[sl] = steps[np.maximum(idx, 0)]
     return np.minimum(z, lp.col_upper[: lp.n_x])
@@ -147,10 +148,10 @@ def make_dispatchable(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
     if lp.n_x == 0:
         return z
     e_row, e_col, e_val = _limit_entries(lp)
-    cols0 = np.flatnonzero(lp.x_slot == 0)
+    cols0 = np.flatnonzero(lp.x_period == 0)
     if not len(cols0):
         return z
-    in0 = lp.x_slot[e_col] == 0
+    in0 = lp.x_period[e_col] == 0
     e_row, e_col, e_val = e_row[in0], e_col[in0], e_val[in0]
     load = np.bincount(e_row, weights=e_val * z[e_col], minlength=lp.n_limit_rows)
     room = lp.row_upper[: lp.n_limit_rows] - load
@@ -172,16 +173,19 @@ def make_dispatchable(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
     # share what is left among those charging now (continuous steps only)
     charging = cols0[(z[cols0] > 0)]
     continuous = np.array(
-        [lp.sessions[int(lp.x_session[c])].connector.connector.allowed_currents_a is None
-         for c in charging], dtype=bool,
+        [
+            lp.sessions[int(lp.x_session[c])].connector.connector.allowed_currents_a is None
+            for c in charging
+        ],
+        dtype=bool,
     )
-    charging = charging[continuous] if len(charging) else charging
+    charging = np.compress(continuous, charging) if len(charging) else charging
     if len(charging):
         y = z.copy()
         upper = np.maximum(np.minimum(cap, lp.col_upper[: lp.n_x]), z)
-        sel = np.isin(e_col, charging)
+        touch = np.isin(e_col, charging)
         room = np.maximum(room, 0.0)
-        fill(charging, e_row[sel], e_col[sel], e_val[sel], room, y, upper)
+        fill(charging, e_row[touch], e_col[touch], e_val[touch], room, y, upper)
         z[charging] = np.floor(y[charging] / STEP_A + 1e-6) * STEP_A
     return z
 

@@ -49,27 +49,35 @@ def _new_highs(time_limit_s: float | None) -> highspy.Highs:
     return h
 
 
-def to_highs_lp(lp: PreparedLP) -> highspy.HighsLp:
-    m = highspy.HighsLp()
-    m.num_col_ = lp.n_col
-    m.num_row_ = lp.n_row
-    m.col_cost_ = lp.col_cost
-    m.col_lower_ = lp.col_lower
-    m.col_upper_ = lp.col_upper
-    m.row_lower_ = lp.row_lower
-    m.row_upper_ = lp.row_upper
-    m.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    m.a_matrix_.start_ = lp.a_start.astype(np.int32)
-    m.a_matrix_.index_ = lp.a_index
-    m.a_matrix_.value_ = lp.a_value
-    m.a_matrix_.num_col_ = lp.n_col
-    m.a_matrix_.num_row_ = lp.n_row
-    return m
+def pass_model(h: highspy.Highs, lp: PreparedLP) -> None:
+    """Hand the arrays to HiGHS in one call (the array overload: no per-field
+    copies through a HighsLp object, ~10× faster at 1000 connectors)."""
+    status = h.passModel(
+        lp.n_col,
+        lp.n_row,
+        len(lp.a_value),
+        int(highspy.MatrixFormat.kColwise),
+        int(highspy.ObjSense.kMinimize),
+        0.0,
+        lp.col_cost,
+        lp.col_lower,
+        lp.col_upper,
+        lp.row_lower,
+        lp.row_upper,
+        lp.a_start[:-1].astype(np.int32),
+        lp.a_index,
+        lp.a_value,
+        np.zeros(lp.n_col, dtype=np.int32),  # every column continuous
+    )
+    if status == highspy.HighsStatus.kError:
+        raise RuntimeError("HiGHS refused the model")
 
 
 def _read(h: highspy.Highs, lp: PreparedLP, t0: float, warm: bool) -> RawResult:
     status = h.getModelStatus()
     ms = (time.perf_counter() - t0) * 1000.0
+    if status == highspy.HighsModelStatus.kModelEmpty:
+        return RawResult(np.zeros(lp.n_x), True, 0.0, ms, "empty", warm)
     optimal = status == highspy.HighsModelStatus.kOptimal
     info = h.getInfo()
     feasible = info.primal_solution_status == 2  # kSolutionStatusFeasible
@@ -77,8 +85,12 @@ def _read(h: highspy.Highs, lp: PreparedLP, t0: float, warm: bool) -> RawResult:
         return RawResult(None, False, None, ms, h.modelStatusToString(status), warm)
     sol = np.asarray(h.getSolution().col_value, dtype=float)
     return RawResult(
-        sol[: lp.n_x], optimal, float(info.objective_function_value), ms,
-        h.modelStatusToString(status), warm,
+        sol[: lp.n_x],
+        optimal,
+        float(info.objective_function_value),
+        ms,
+        h.modelStatusToString(status),
+        warm,
     )
 
 
@@ -86,7 +98,7 @@ def solve_arrays(lp: PreparedLP, time_limit_s: float | None = None) -> RawResult
     """Cold solve: a fresh HiGHS instance, the arrays passed in one call."""
     t0 = time.perf_counter()
     h = _new_highs(time_limit_s)
-    h.passModel(to_highs_lp(lp))
+    pass_model(h, lp)
     h.run()
     return _read(h, lp, t0, warm=False)
 
@@ -104,6 +116,7 @@ class HighsPlanner:
         self._col_codes: np.ndarray | None = None
         self._row_codes: np.ndarray | None = None
         self._signature: tuple[bytes, bytes] | None = None
+        self._lp: PreparedLP | None = None
 
     def _id(self, name: str) -> int:
         n = self._ids.get(name)
@@ -117,14 +130,15 @@ class HighsPlanner:
         fid = np.array([self._id(f"f:{f.group_id}:{f.quantity}") for f in lp.families], np.int64)
         seg = np.tile(np.arange(SEGMENTS), len(sid))
         w_of = _w_owner(lp)
+        x_first = lp.period_first[lp.x_period]  # absolute identity of a period: its first slot
         cols = np.concatenate(
             [
-                (1 << _KIND_SHIFT) | (sid[lp.x_session] << _ID_SHIFT) | (base + lp.x_slot),
+                (1 << _KIND_SHIFT) | (sid[lp.x_session] << _ID_SHIFT) | (base + x_first),
                 (2 << _KIND_SHIFT) | (np.repeat(sid, SEGMENTS) << _ID_SHIFT) | seg,
                 (3 << _KIND_SHIFT) | (sid[lp.d_session] << _ID_SHIFT),
                 (4 << _KIND_SHIFT)
                 | (sid[lp.x_session[lp.w_x]][w_of] << _ID_SHIFT)
-                | ((base + lp.x_slot[lp.w_x])[w_of] * 32 + lp.w_piece),
+                | ((base + x_first[lp.w_x])[w_of] * 32 + lp.w_piece),
             ]
         )
         n_s = len(sid)
@@ -132,13 +146,13 @@ class HighsPlanner:
             [
                 (1 << _KIND_SHIFT)
                 | (fid[lp.limit_row_family] << _ID_SHIFT)
-                | (base + lp.limit_row_slot),
+                | (base + lp.period_first[lp.limit_row_period]),
                 (2 << _KIND_SHIFT) | (sid << _ID_SHIFT),
                 (3 << _KIND_SHIFT) | (sid[lp.d_session] << _ID_SHIFT),
                 (3 << _KIND_SHIFT) | (sid[lp.d_session] << _ID_SHIFT) | 1,
                 (4 << _KIND_SHIFT)
                 | (sid[lp.x_session[lp.w_x]] << _ID_SHIFT)
-                | (base + lp.x_slot[lp.w_x]),
+                | (base + x_first[lp.w_x]),
             ]
         )
         assert len(rows) == lp.n_row and len(cols) == lp.n_col and n_s == len(lp.sessions)
@@ -150,32 +164,27 @@ class HighsPlanner:
         h = self._highs
         signature = (lp.a_start.tobytes(), lp.a_index.tobytes())
         warm = False
-        if h is not None and self._signature == signature and np.array_equal(
-            cols, self._col_codes  # type: ignore[arg-type]
-        ) and np.array_equal(rows, self._row_codes):  # type: ignore[arg-type]
-            # Same structure: change values in place; HiGHS keeps its basis.
-            old = h.getLp()
-            h.changeColsBounds(lp.n_col, np.arange(lp.n_col, dtype=np.int32), lp.col_lower,
-                               lp.col_upper)
-            h.changeColsCost(lp.n_col, np.arange(lp.n_col, dtype=np.int32), lp.col_cost)
-            h.changeRowsBounds(lp.n_row, np.arange(lp.n_row, dtype=np.int32), lp.row_lower,
-                               lp.row_upper)
-            old_values = np.asarray(old.a_matrix_.value_)
-            changed = np.flatnonzero(old_values != lp.a_value)
-            if len(changed):
-                col_of = np.repeat(np.arange(lp.n_col), np.diff(lp.a_start))
-                for k in changed:
-                    h.changeCoeff(int(lp.a_index[k]), int(col_of[k]), float(lp.a_value[k]))
+        prev = self._lp
+        if (
+            h is not None
+            and prev is not None
+            and self._signature == signature
+            and np.array_equal(cols, self._col_codes)  # type: ignore[arg-type]
+            and np.array_equal(rows, self._row_codes)  # type: ignore[arg-type]
+        ):
+            # Same structure: change what changed in place; HiGHS keeps its basis.
+            _update_changed(h, prev, lp)
             warm = True
         else:
             basis = self._carried_basis(cols, rows) if h is not None else None
             h = _new_highs(self._time_limit_s)
-            h.passModel(to_highs_lp(lp))
+            pass_model(h, lp)
             if basis is not None:
                 warm = h.setBasis(basis) == highspy.HighsStatus.kOk
         h.run()
         self._highs = h
         self._col_codes, self._row_codes, self._signature = cols, rows, signature
+        self._lp = lp
         result = _read(h, lp, t0, warm)
         if result.x is None and warm:
             # a carried basis that leads nowhere must not cost us the plan
@@ -184,7 +193,8 @@ class HighsPlanner:
         return result
 
     def _carried_basis(self, cols: np.ndarray, rows: np.ndarray) -> highspy.HighsBasis | None:
-        assert self._highs is not None and self._col_codes is not None
+        assert self._highs is not None
+        assert self._col_codes is not None and self._row_codes is not None
         old = self._highs.getBasis()
         if not old.valid:
             return None
@@ -203,7 +213,7 @@ class HighsPlanner:
             if excess > 0:
                 new_col[np.flatnonzero(new_col == basic)[:excess]] = lower
         elif excess < 0:
-            idx = np.flatnonzero(new_row != basic)[: -excess]
+            idx = np.flatnonzero(new_row != basic)[:-excess]
             new_row[idx] = basic
         b = highspy.HighsBasis()
         by_int = {int(s): s for s in (st.kLower, st.kBasic, st.kUpper, st.kZero, st.kNonbasic)}
@@ -213,8 +223,30 @@ class HighsPlanner:
         return b
 
 
-def _carry(old_codes: np.ndarray, old_status: np.ndarray, new_codes: np.ndarray,
-           default: int) -> np.ndarray:
+def _update_changed(h: highspy.Highs, old: PreparedLP, new: PreparedLP) -> None:
+    """Pass HiGHS the bounds, costs and coefficients that differ between two LPs
+    of the same structure."""
+    c = np.flatnonzero((old.col_lower != new.col_lower) | (old.col_upper != new.col_upper))
+    if len(c):
+        h.changeColsBounds(len(c), c.astype(np.int32), new.col_lower[c], new.col_upper[c])
+    c = np.flatnonzero(old.col_cost != new.col_cost)
+    if len(c):
+        h.changeColsCost(len(c), c.astype(np.int32), new.col_cost[c])
+    r = np.flatnonzero((old.row_lower != new.row_lower) | (old.row_upper != new.row_upper))
+    if len(r):
+        h.changeRowsBounds(  # type: ignore[attr-defined]  # present, not in the stubs
+            len(r), r.astype(np.int32), new.row_lower[r], new.row_upper[r]
+        )
+    changed = np.flatnonzero(old.a_value != new.a_value)
+    if len(changed):
+        col_of = np.repeat(np.arange(new.n_col), np.diff(new.a_start))
+        for k in changed:  # few: the energy per ampere of the slot under way
+            h.changeCoeff(int(new.a_index[k]), int(col_of[k]), float(new.a_value[k]))
+
+
+def _carry(
+    old_codes: np.ndarray, old_status: np.ndarray, new_codes: np.ndarray, default: int
+) -> np.ndarray:
     order = np.argsort(old_codes)
     sorted_codes = old_codes[order]
     pos = np.searchsorted(sorted_codes, new_codes)

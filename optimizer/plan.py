@@ -61,19 +61,18 @@ class Plan:
     dispatch_cost_kwh: float = 0.0
     """Energy the minimum-current rule cost against the pure LP in slot 0."""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    _row: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "_row", {cid: i for i, cid in enumerate(self.connector_ids)}
-        )
+        object.__setattr__(self, "_row", {cid: i for i, cid in enumerate(self.connector_ids)})
 
     def schedule(self, connector_id: str) -> np.ndarray:
         """Per-slot current of one connector (A per line)."""
-        return self.current_a[self._row[connector_id]]  # type: ignore[attr-defined]
+        return self.current_a[self._row[connector_id]]
 
     def now_a(self, connector_id: str) -> float:
         """Current for the slot being dispatched now."""
-        return float(self.current_a[self._row[connector_id], 0])  # type: ignore[attr-defined]
+        return float(self.current_a[self._row[connector_id], 0])
 
     @property
     def energy_requested_kwh(self) -> float:
@@ -99,5 +98,7 @@ class Plan:
             "energy_planned_kwh": round(self.energy_planned_kwh, 3),
             "unmet_kwh": round(self.total_unmet_kwh, 3),
             "dispatch_cost_kwh": round(self.dispatch_cost_kwh, 4),
-            "binding_now": sorted({f"{b.group_id}:{b.quantity}" for b in self.binding if b.slot == 0}),
+            "binding_now": sorted(
+                {f"{b.group_id}:{b.quantity}" for b in self.binding if b.slot == 0}
+            ),
         }

@@ -7,6 +7,7 @@ Capacity series are numpy arrays over the grid's slots.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -169,7 +170,7 @@ class PlanningProblem:
             spans.setdefault(s.connector_id, []).append((s.arrival, s.departure, s.session_id))
         for cid, lst in spans.items():
             lst.sort()
-            for (_, d0, a), (a1, _, b) in zip(lst, lst[1:], strict=False):
+            for (_, d0, a), (a1, _, b) in itertools.pairwise(lst):
                 if a1 < d0:
                     raise ProblemError(f"sessions {a} and {b} overlap on connector {cid}")
         for g in self.site.groups:

@@ -18,7 +18,7 @@ from optimizer.prepare import PreparedLP
 def build_model(lp: PreparedLP) -> tuple[pulp.LpProblem, list[pulp.LpVariable]]:
     prob = pulp.LpProblem("gridshare_plan", pulp.LpMinimize)
     variables = [
-        pulp.LpVariable(
+        prob.add_variable(
             f"c{j}",
             lowBound=float(lp.col_lower[j]),
             upBound=None if np.isinf(lp.col_upper[j]) else float(lp.col_upper[j]),
@@ -56,8 +56,9 @@ def solver_for(name: str, time_limit_s: float | None) -> pulp.LpSolver:
     raise ValueError(f"unknown PuLP solver {name!r} (highs, cbc)")
 
 
-def solve_pulp(lp: PreparedLP, solver: str = "highs",
-               time_limit_s: float | None = None) -> RawResult:
+def solve_pulp(
+    lp: PreparedLP, solver: str = "highs", time_limit_s: float | None = None
+) -> RawResult:
     t0 = time.perf_counter()
     prob, variables = build_model(lp)
     status = prob.solve(solver_for(solver, time_limit_s))

@@ -55,7 +55,9 @@ class SiteInfo(_Strict):
     @classmethod
     def _divides_hour(cls, v: int) -> int:
         if 60 % v:
-            raise ValueError("slot_minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)")
+            raise ValueError(
+                "slot_minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)"
+            )
         return v
 
 

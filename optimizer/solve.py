@@ -19,7 +19,7 @@ import numpy as np
 from optimizer.dispatch import make_dispatchable, row_loads, water_fill
 from optimizer.highs_backend import HighsPlanner, RawResult, solve_arrays
 from optimizer.plan import BindingLimit, Plan, SolverStatus
-from optimizer.prepare import PreparedLP, prepare
+from optimizer.prepare import PreparedLP, expand_to_slots, prepare
 from optimizer.problem import PlanningProblem
 from optimizer.pulp_backend import solve_pulp
 
@@ -46,25 +46,30 @@ def symmetrize(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
     solution to an optimal solution, so their average is optimal too (the LP is
     convex); this is what makes identical sessions get identical plans.
     """
-    classes: dict[tuple[object, ...], list[int]] = defaultdict(list)
+    # a cheap key first; the full comparison only where it may match
+    candidates: dict[tuple[object, ...], list[int]] = defaultdict(list)
     for i, s in enumerate(lp.sessions):
-        if not len(s.slots):
+        if len(s.periods):
+            d = s.demand
+            candidates[(s.families, s.window, s.upper_a, d.energy_kwh, d.priority)].append(i)
+    classes: dict[tuple[object, ...], list[int]] = defaultdict(list)
+    for members in candidates.values():
+        if len(members) < 2:
             continue
-        key = (
-            s.families,
-            s.slots.tobytes(),
-            np.round(s.kwh_per_a, 12).tobytes(),
-            s.upper_a,
-            s.demand.energy_kwh,
-            s.demand.priority,
-            lp.problem.previous.get(s.demand.session_id),
-        )
-        classes[key].append(i)
+        for i in members:
+            s = lp.sessions[i]
+            key = (
+                s.periods.tobytes(),
+                np.round(s.kwh_per_a, 12).tobytes(),
+                lp.problem.previous.get(s.demand.session_id),
+                members[0],
+            )
+            classes[key].append(i)
     out = x.copy()
     for members in classes.values():
         if len(members) < 2:
             continue
-        n = len(lp.sessions[members[0]].slots)
+        n = len(lp.sessions[members[0]].periods)
         blocks = [slice(lp.sessions[i].first_col, lp.sessions[i].first_col + n) for i in members]
         mean = np.mean([x[b] for b in blocks], axis=0)
         for b in blocks:
@@ -73,7 +78,10 @@ def symmetrize(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
 
 
 def _run_backend(
-    lp: PreparedLP, backend: Backend, planner: HighsPlanner | None, pulp_solver: str,
+    lp: PreparedLP,
+    backend: Backend,
+    planner: HighsPlanner | None,
+    pulp_solver: str,
     time_limit_s: float | None,
 ) -> RawResult:
     if backend is Backend.PULP:
@@ -135,8 +143,14 @@ def solve(
 
 
 def _assemble(
-    lp: PreparedLP, x_lp: np.ndarray, z: np.ndarray, status: SolverStatus,
-    objective: float | None, backend: Backend, notes: list[str], t0: float,
+    lp: PreparedLP,
+    x_lp: np.ndarray,
+    z: np.ndarray,
+    status: SolverStatus,
+    objective: float | None,
+    backend: Backend,
+    notes: list[str],
+    t0: float,
 ) -> Plan:
     problem = lp.problem
     T = problem.grid.slots
@@ -144,32 +158,32 @@ def _assemble(
     row = {cid: i for i, cid in enumerate(ids)}
     current = np.zeros((len(ids), T))
     power = np.zeros((len(ids), T))
-    energy: dict[str, float] = {}
-    requested: dict[str, float] = {}
-    unmet: dict[str, float] = {}
+    sess_idx, slot, value = expand_to_slots(lp, z)
+    rows_of_session = np.array([row[s.demand.connector_id] for s in lp.sessions], dtype=np.int64)
+    kw_of_session = np.array([s.kw_per_a for s in lp.sessions])
+    if len(sess_idx):
+        current[rows_of_session[sess_idx], slot] = value
+        power[rows_of_session[sess_idx], slot] = value * kw_of_session[sess_idx]
+    n_s = len(lp.sessions)
+    # slot 0 as dispatched; later periods as the LP plans them (each is put
+    # under the minimum-current rule when its turn to be dispatched comes)
+    expected = x_lp.copy() if len(x_lp) else z.copy()
+    now_cols = lp.x_period == 0
+    expected[now_cols] = z[now_cols]
+    kwh = np.concatenate([s.kwh_per_a for s in lp.sessions]) if lp.n_x else np.zeros(0)
+    need = np.array([s.demand.energy_kwh for s in lp.sessions])
+    # a car stops drawing once full, even if offered its minimum current
+    delivered = np.minimum(np.bincount(lp.x_session, kwh * expected, minlength=n_s), need)
+    lost = np.maximum(x_lp - z, 0.0) if len(x_lp) else np.zeros(lp.n_x)
+    lost0 = float(np.sum((lost * kwh)[now_cols]))
+    ids_of = [s.demand.session_id for s in lp.sessions]
+    energy = dict(zip(ids_of, delivered.tolist(), strict=True))
+    requested = dict(zip(ids_of, need.tolist(), strict=True))
+    unmet = dict(zip(ids_of, np.maximum(need - delivered, 0.0).tolist(), strict=True))
+    session_connector = {s.demand.session_id: s.demand.connector_id for s in lp.sessions}
     lines = {cid: info.lines for cid, info in problem.site.connectors.items()}
-    session_connector: dict[str, str] = {}
-    lost0 = 0.0
     for s in lp.sessions:
-        sid = s.demand.session_id
-        n = len(s.slots)
-        block = slice(s.first_col, s.first_col + n)
-        r = row[s.demand.connector_id]
-        current[r, s.slots] = z[block]
-        power[r, s.slots] = z[block] * s.kw_per_a
-        # slot 0 as dispatched; later slots as the LP plans them (each is put
-        # under the minimum-current rule when its turn to be dispatched comes)
-        expected = x_lp[block].copy() if len(x_lp) else z[block]
-        if n and s.slots[0] == 0:
-            expected[0] = z[s.first_col]
-        delivered = float(np.dot(s.kwh_per_a, expected)) if n else 0.0
-        energy[sid] = delivered
-        requested[sid] = s.demand.energy_kwh
-        unmet[sid] = max(0.0, s.demand.energy_kwh - delivered)
-        session_connector[sid] = s.demand.connector_id
-        if n and s.slots[0] == 0 and len(x_lp):
-            lost0 += max(0.0, float(x_lp[s.first_col] - z[s.first_col])) * s.kwh_per_a[0]
-        if n and s.slots[0] == 0:
+        if len(s.periods) and s.periods[0] == 0:
             lines[s.demand.connector_id] = s.lines
     binding = _binding(lp, x_lp) if len(x_lp) else ()
     return Plan(
@@ -199,5 +213,6 @@ def _binding(lp: PreparedLP, x: np.ndarray) -> tuple[BindingLimit, ...]:
     out = []
     for r in tight:
         fam = lp.families[int(lp.limit_row_family[r])]
-        out.append(BindingLimit(fam.group_id, fam.quantity, int(lp.limit_row_slot[r])))
+        first = int(lp.period_first[lp.limit_row_period[r]])
+        out.append(BindingLimit(fam.group_id, fam.quantity, first))
     return tuple(out)

@@ -1,0 +1,134 @@
+"""Invariants of every plan, over random sites, phase layouts and sessions."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from optimizer import Capacity, PlanningProblem, SessionDemand, SolverStatus, solve
+from optimizer.dispatch import min_current
+from optimizer.prepare import prepare
+from tests.optimizer.sites import capacity_of, group_loads, sites_and_sessions
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+TOL = 1e-6
+
+
+def assert_within_limits(prob: PlanningProblem, backend: str = "highs") -> None:
+    plan = solve(prob, backend=backend)
+    loads = group_loads(prob, plan.current_a, dict(plan.lines))
+    # what unresponsive stations draw alone may already exceed a limit: then
+    # nothing else may be planned in that group, but it is not the plan's doing
+    fixed_only = group_loads(prob, np.zeros_like(plan.current_a), dict(plan.lines))
+    for (gid, qty), load in loads.items():
+        cap = capacity_of(prob, gid, "kW" if qty == "kW" else "A")
+        bound = np.maximum(cap, fixed_only[(gid, qty)])
+        assert np.all(load <= bound + TOL), f"{gid}:{qty} exceeded: {load.max()} > {cap.min()}"
+
+
+@SETTINGS
+@given(sites_and_sessions())
+def test_no_limit_is_ever_exceeded(prob: PlanningProblem) -> None:
+    assert_within_limits(prob)
+
+
+@SETTINGS
+@given(sites_and_sessions())
+def test_heuristic_fallback_respects_limits(prob: PlanningProblem) -> None:
+    assert_within_limits(prob, backend="heuristic")
+
+
+@SETTINGS
+@given(sites_and_sessions())
+def test_connector_bounds_and_session_windows(prob: PlanningProblem) -> None:
+    plan = solve(prob)
+    by_connector = {s.connector_id: s for s in prob.sessions}
+    for cid, info in prob.site.connectors.items():
+        row = plan.schedule(cid)
+        s = by_connector.get(cid)
+        if s is None or cid in prob.fixed_load_a:
+            assert np.all(row == 0)
+            continue
+        upper = min(info.max_current_a, s.ev_max_current_a or np.inf)
+        assert np.all(row <= upper + TOL)
+        for t in range(prob.grid.slots):
+            start = prob.grid.slot_start(t)
+            end = start + prob.grid.step
+            if end <= max(s.arrival, prob.now) or start >= s.departure:
+                assert row[t] == 0, f"{cid} offered current outside its session in slot {t}"
+
+
+@SETTINGS
+@given(sites_and_sessions())
+def test_minimum_current_rule_in_every_slot(prob: PlanningProblem) -> None:
+    plan = solve(prob)
+    lp = prepare(prob)
+    lowest = dict(zip([s.demand.connector_id for s in lp.sessions], min_current(lp), strict=True))
+    for cid, info in prob.site.connectors.items():
+        row = plan.schedule(cid)
+        allowed = info.connector.allowed_currents_a
+        for value in row[row > 0]:
+            assert value >= lowest[cid] - TOL
+            if allowed is not None:
+                assert any(abs(value - a) < TOL for a in allowed), (cid, value)
+
+
+@SETTINGS
+@given(sites_and_sessions())
+def test_never_more_energy_than_needed(prob: PlanningProblem) -> None:
+    plan = solve(prob)
+    for s in prob.sessions:
+        assert plan.energy_kwh[s.session_id] <= s.energy_kwh + 1e-6
+        assert plan.unmet_kwh[s.session_id] >= 0
+
+
+@SETTINGS
+@given(sites_and_sessions(), st.floats(1.0, 3.0))
+def test_more_capacity_never_lowers_delivered_energy(prob: PlanningProblem, factor: float) -> None:
+    more = Capacity(
+        {g: v * factor for g, v in Capacity.static(prob.site, prob.grid).limit_a.items()},
+        {g: v * factor for g, v in Capacity.static(prob.site, prob.grid).limit_kw.items()},
+    )
+    base = solve(prob)
+    bigger = solve(replace(prob, capacity=more))
+    # evenness may trade at most 0.16 % of energy (prepare.FAIRNESS_STEP); the
+    # energy the LP plans is compared, before the per-slot minimum-current rule
+    assert bigger.energy_planned_kwh >= base.energy_planned_kwh * (1 - 2e-3) - 1e-6
+
+
+@SETTINGS
+@given(sites_and_sessions(max_connectors=5))
+def test_pulp_and_highs_backends_agree(prob: PlanningProblem) -> None:
+    a = solve(prob, backend="highs")
+    b = solve(prob, backend="pulp")
+    assert a.status == b.status
+    if a.status is SolverStatus.OPTIMAL:
+        assert a.objective is not None and b.objective is not None
+        assert abs(a.objective - b.objective) <= 1e-6 * max(1.0, abs(a.objective))
+
+
+def test_identical_sessions_get_identical_plans() -> None:
+    from tests.optimizer.sites import NOW, problem, site_from
+
+    site = site_from(
+        [{"id": "root", "limit_a": 50}],
+        [
+            {"id": f"C{i}", "group": "root", "connectors": [{"id": 1, "max_current_a": 32}]}
+            for i in range(5)
+        ],
+    )
+    from datetime import timedelta
+
+    sessions = [
+        SessionDemand(f"s{i}", f"C{i}/1", NOW, NOW + timedelta(hours=4), 40.0) for i in range(5)
+    ]
+    plan = solve(problem(site, sessions))
+    rows = plan.current_a
+    # LP plans are equal; the minimum-current rule may pause some in the slot
+    # dispatched now, so compare the later slots exactly and slot 0 as a multiset
+    for r in rows[1:]:
+        np.testing.assert_allclose(r[1:], rows[0][1:], atol=1e-9)
+    assert len(set(np.round(rows[:, 0], 6))) <= 2
