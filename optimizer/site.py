@@ -180,9 +180,6 @@ class Site(_Strict):
         if dup:
             raise ValueError(f"group ids repeat: {sorted(dup)}")
         by_id = {g.id: g for g in self.groups}
-        roots = [g.id for g in self.groups if g.parent is None and g.weights is None]
-        if len(roots) != 1:
-            raise ValueError(f"the group tree needs exactly one root (no parent); found {roots}")
         for g in self.groups:
             if g.parent is not None and g.parent not in by_id:
                 raise ValueError(f"group {g.id}: parent {g.parent!r} is not a group")
@@ -199,6 +196,9 @@ class Site(_Strict):
                     raise ValueError(f"group cycle: {' -> '.join([*seen, cur])}")
                 seen.append(cur)
                 cur = by_id[cur].parent
+        roots = [g.id for g in self.groups if g.parent is None and g.weights is None]
+        if len(roots) != 1:
+            raise ValueError(f"the group tree needs exactly one root (no parent); found {roots}")
         weighted = {g.id for g in self.groups if g.weights is not None}
         for g in self.groups:
             if g.parent in weighted:
