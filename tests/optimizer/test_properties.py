@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -132,3 +133,41 @@ def test_identical_sessions_get_identical_plans() -> None:
     for r in rows[1:]:
         np.testing.assert_allclose(r[1:], rows[0][1:], atol=1e-9)
     assert len(set(np.round(rows[:, 0], 6))) <= 2
+
+
+@SETTINGS
+@given(sites_and_sessions(max_connectors=6), st.data())
+def test_a_twin_session_gets_the_same_plan(prob: PlanningProblem, data: st.DataObject) -> None:
+    """Add a connector identical to a random session's, with an identical session."""
+    if not prob.sessions:
+        return
+    original = data.draw(st.sampled_from(prob.sessions))
+    info = prob.site.connectors[original.connector_id]
+    if any(g.weights for g in prob.site.groups):
+        return  # weighted groups name stations: a twin would not be interchangeable
+    twin_charger = {
+        "id": "TWIN",
+        "group": info.group,
+        "connectors": [info.connector.model_dump()],
+    }
+    site = type(prob.site).model_validate(
+        {**prob.site.model_dump(), "chargers": [*prob.site.model_dump()["chargers"], twin_charger]}
+    )
+    twin = replace(original, session_id="twin", connector_id=f"TWIN/{info.connector.id}")
+    previous = dict(prob.previous)
+    if original.session_id in previous:
+        previous["twin"] = previous[original.session_id]
+    fixed = dict(prob.fixed_load_a)
+    if original.connector_id in fixed:
+        return
+    bigger = replace(
+        prob, site=site, sessions=(*prob.sessions, twin), previous=previous, fixed_load_a=fixed
+    )
+    plan = solve(bigger)
+    a, b = plan.schedule(original.connector_id), plan.schedule(twin.connector_id)
+    # the minimum-current rule may pause one of the two now; every later slot is equal
+    np.testing.assert_allclose(a[1:], b[1:], atol=1e-6)
+    slot0_kwh = abs(a[0] - b[0]) * info.kw_per_amp(original.lines) * prob.grid.slot_hours
+    assert plan.energy_kwh["twin"] == pytest.approx(
+        plan.energy_kwh[original.session_id], abs=slot0_kwh + 1e-6
+    )
