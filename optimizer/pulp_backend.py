@@ -52,7 +52,11 @@ def solver_for(name: str, time_limit_s: float | None) -> pulp.LpSolver:
     if name == "highs":
         return pulp.HiGHS(msg=False, timeLimit=time_limit_s)
     if name == "cbc":
-        return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s)
+        # the CBC binary PuLP 3.x ships, through the command-line API that stays
+        # in PuLP 4 (PULP_CBC_CMD is deprecated)
+        from pulp.apis import coin_api
+
+        return pulp.COIN_CMD(msg=False, timeLimit=time_limit_s, path=coin_api.pulp_cbc_path)
     raise ValueError(f"unknown PuLP solver {name!r} (highs, cbc)")
 
 

@@ -169,3 +169,21 @@ def test_grid_is_stable_across_the_slot() -> None:
     assert grid.start == NOW.replace(minute=0, second=0)
     assert grid.slots == 96
     assert Capacity.static(site_from([{"id": "r"}], []), grid).limit_a["r"].shape == (96,)
+
+
+def test_cbc_through_pulp_agrees_with_highs() -> None:
+    site, sess = depot(8)
+    prob = problem(site, sess)
+    a = solve(prob)
+    b = solve(prob, backend="pulp", pulp_solver="cbc")
+    assert b.status == a.status
+    assert a.objective is not None and b.objective is not None
+    assert abs(a.objective - b.objective) <= 1e-5 * abs(a.objective)
+
+
+def test_a_failing_solver_falls_back_to_the_heuristic() -> None:
+    site, sess = depot(8)
+    plan = solve(problem(site, sess), backend="pulp", pulp_solver="no-such-solver")
+    assert plan.status.value == "heuristic"
+    assert any("heuristic" in n for n in plan.notes)
+    assert plan.current_a.sum() > 0
