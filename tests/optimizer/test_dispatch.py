@@ -67,3 +67,18 @@ def test_unresponsive_station_load_is_reserved() -> None:
     plan = solve(problem(site, sessions(2), fixed_load_a={"C0/1": 20.0}))
     assert plan.now_a("C0/1") == 0
     assert plan.now_a("C1/1") <= 12 + 1e-9
+
+
+def test_competing_sessions_share_the_slot_evenly() -> None:
+    """Different needs, all reachable by departure: nobody is starved now."""
+    site = shared_site(20.0, 3, phases=["L1", "L2", "L3"], max_current_a=16)
+    needs = (5.0, 15.0, 30.0)
+    demands = [
+        SessionDemand(f"s{i}", f"C{i}/1", NOW, NOW + timedelta(hours=5), needs[i]) for i in range(3)
+    ]
+    plan = solve(problem(site, demands))
+    now = plan.current_a[:, 0]
+    assert now.sum() <= 20 + 1e-9
+    assert now.min() >= 6
+    assert now.max() - now.min() <= 16 / 8 + 1e-9  # the evenness pieces are 1/8 of 16 A
+    assert plan.total_unmet_kwh == pytest.approx(0.0, abs=1e-6)
