@@ -1,1 +1,62 @@
-"""forecasts"""
+"""Capacity and demand over time.
+
+    from forecasts import CapacityBook, Forecast, Block, ForecastType
+    book = CapacityBook()
+    book.add(forecast)                       # from the oscp package
+    capacity = book.capacity(site, grid, now)  # optimizer.problem.Capacity
+    frame = book.frame(site, grid, now)        # the same as a pandas DataFrame
+
+Demand side estimates live in `forecasts.demand`.
+"""
+
+from forecasts.compliance import Excess, excesses
+from forecasts.demand import (
+    CurrentReading,
+    DemandDefaults,
+    DepartureEstimate,
+    EnergyEstimate,
+    EvNeeds,
+    PastSession,
+    RateEstimate,
+    RateEstimator,
+    Source,
+    TagHistory,
+    estimate_departure,
+    estimate_energy,
+)
+from forecasts.errors import ForecastError, InvalidForecast, InvalidRecord
+from forecasts.model import Block, Forecast, ForecastType, Phase, Unit
+from forecasts.store import CapacityBook, Override, Piece
+from forecasts.units import NO_LIMIT, Limit, block_limit, normalize
+
+__all__ = [
+    "NO_LIMIT",
+    "Block",
+    "CapacityBook",
+    "CurrentReading",
+    "DemandDefaults",
+    "DepartureEstimate",
+    "EnergyEstimate",
+    "EvNeeds",
+    "Excess",
+    "Forecast",
+    "ForecastError",
+    "ForecastType",
+    "InvalidForecast",
+    "InvalidRecord",
+    "Limit",
+    "Override",
+    "PastSession",
+    "Phase",
+    "Piece",
+    "RateEstimate",
+    "RateEstimator",
+    "Source",
+    "TagHistory",
+    "Unit",
+    "block_limit",
+    "estimate_departure",
+    "estimate_energy",
+    "excesses",
+    "normalize",
+]

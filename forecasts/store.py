@@ -1,0 +1,365 @@
+"""The capacity book: every forecast and operator limit, merged into what the
+optimizer reads.
+
+In memory only; the app persists `CapacityBook.export()` records and feeds them
+back with `CapacityBook.from_export` after a restart.
+
+Merging rules:
+
+* A newer forecast of the same group and type replaces the older ones where its
+  blocks lie; elsewhere older blocks stay. Blocks of one forecast that overlap
+  each other count at their most restrictive. Where no block lies, the static
+  limit holds.
+* On a planning grid, each slot takes the most restrictive value of every block
+  that overlaps it (blocks need not align with slots).
+* The capacity of a group and slot is the minimum of its static limit, the
+  operator's overrides, the CONSUMPTION forecast and — while the provider that
+  sent it is offline (its last heartbeat's ``offline_mode_at`` passed) — the
+  FALLBACK_CONSUMPTION forecast, over the whole grid.
+* OPTIMUM, GENERATION and FALLBACK_GENERATION are kept and shown, never limits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecasts.errors import InvalidForecast, InvalidRecord
+from forecasts.model import Block, Forecast, ForecastType
+from forecasts.units import Limit, block_limit, normalize
+from optimizer.problem import Capacity, TimeGrid
+from optimizer.site import Site
+
+EXPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Piece:
+    """The part of a received block still in force (in A or KW)."""
+
+    block: Block
+    source: str
+    received_at: datetime
+    seq: int
+
+
+@dataclass(frozen=True)
+class Override:
+    """An operator's limit on a site group over ``[start, end)`` (``end`` None: open)."""
+
+    id: str
+    group: str
+    start: datetime
+    end: datetime | None = None
+    limit_a: float | None = None
+    limit_kw: float | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            t = getattr(self, name)
+            if t is not None:
+                if t.tzinfo is None:
+                    raise InvalidForecast(f"override {self.id}: {name} must be timezone-aware")
+                object.__setattr__(self, name, t.astimezone(UTC))
+        if self.end is not None and not self.end > self.start:
+            raise InvalidForecast(f"override {self.id}: end must be after start")
+        for v in (self.limit_a, self.limit_kw):
+            if v is not None and not (v >= 0 and math.isfinite(v)):
+                raise InvalidForecast(f"override {self.id}: limits must be finite and ≥ 0")
+
+    @property
+    def limit(self) -> Limit:
+        return Limit(
+            self.limit_a if self.limit_a is not None else math.inf,
+            self.limit_kw if self.limit_kw is not None else math.inf,
+        )
+
+
+def _carve(pieces: list[Piece], start: datetime, end: datetime) -> list[Piece]:
+    """``pieces`` with ``[start, end)`` cut out of each."""
+    out: list[Piece] = []
+    for p in pieces:
+        b = p.block
+        if b.end <= start or b.start >= end:
+            out.append(p)
+            continue
+        if b.start < start:
+            out.append(_trim(p, b.start, start))
+        if b.end > end:
+            out.append(_trim(p, end, b.end))
+    return out
+
+
+def _trim(p: Piece, start: datetime, end: datetime) -> Piece:
+    b = p.block
+    return Piece(Block(b.capacity, b.unit, b.phase, start, end), p.source, p.received_at, p.seq)
+
+
+def _fold(
+    blocks: Iterable[Block], grid: TimeGrid, voltage_v: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per slot, the most restrictive (limit_a, limit_kw) of the blocks overlapping it."""
+    la = np.full(grid.slots, np.inf)
+    lk = np.full(grid.slots, np.inf)
+    for b in blocks:
+        lo = max(math.floor(grid.position(b.start)), 0)
+        hi = min(math.ceil(grid.position(b.end)), grid.slots)
+        if lo >= hi:
+            continue
+        lim = block_limit(b, voltage_v)
+        la[lo:hi] = np.minimum(la[lo:hi], lim.limit_a)
+        lk[lo:hi] = np.minimum(lk[lo:hi], lim.limit_kw)
+    return la, lk
+
+
+def _window_mask(grid: TimeGrid, start: datetime, end: datetime | None) -> np.ndarray:
+    lo = max(math.floor(grid.position(start)), 0)
+    hi = grid.slots if end is None else min(math.ceil(grid.position(end)), grid.slots)
+    mask = np.zeros(grid.slots, dtype=bool)
+    if lo < hi:
+        mask[lo:hi] = True
+    return mask
+
+
+def _index(grid: TimeGrid) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(grid.starts(), name="slot")
+
+
+@dataclass
+class CapacityBook:
+    """Forecasts by (provider group id, type), operator overrides, provider liveness."""
+
+    _records: list[tuple[int, Forecast]] = field(default_factory=list)
+    _pieces: dict[tuple[str, ForecastType], list[Piece]] = field(default_factory=dict)
+    _overrides: dict[str, Override] = field(default_factory=dict)
+    _offline_at: dict[str, datetime] = field(default_factory=dict)
+    _seq: int = 0
+
+    # --- input ---------------------------------------------------------------
+
+    def add(self, forecast: Forecast) -> None:
+        """Record a forecast; its blocks replace older ones of its group and type."""
+        self._seq += 1
+        self._apply(self._seq, forecast)
+
+    def _apply(self, seq: int, forecast: Forecast) -> None:
+        self._records.append((seq, forecast))
+        key = (forecast.group_id, forecast.type)
+        pieces = self._pieces.get(key, [])
+        for b in forecast.blocks:
+            pieces = _carve(pieces, b.start, b.end)
+        pieces += [
+            Piece(normalize(b), forecast.source, forecast.received_at, seq) for b in forecast.blocks
+        ]
+        pieces.sort(key=lambda p: (p.block.start, p.seq))
+        self._pieces[key] = pieces
+
+    def set_override(self, override: Override) -> None:
+        self._overrides[override.id] = override
+
+    def remove_override(self, override_id: str) -> bool:
+        return self._overrides.pop(override_id, None) is not None
+
+    def heartbeat(self, source: str, offline_mode_at: datetime) -> None:
+        """The provider ``source`` is online until ``offline_mode_at``."""
+        if offline_mode_at.tzinfo is None:
+            raise InvalidForecast("offline_mode_at must be timezone-aware")
+        self._offline_at[source] = offline_mode_at.astimezone(UTC)
+
+    def prune(self, before: datetime) -> int:
+        """Forget forecasts whose blocks all ended before ``before``; how many went."""
+        keep = [(s, f) for s, f in self._records if any(b.end > before for b in f.blocks)]
+        gone = len(self._records) - len(keep)
+        self._records = keep
+        for key, pieces in self._pieces.items():
+            self._pieces[key] = [p for p in pieces if p.block.end > before]
+        for oid, o in list(self._overrides.items()):
+            if o.end is not None and o.end <= before:
+                del self._overrides[oid]
+        return gone
+
+    # --- views ---------------------------------------------------------------
+
+    def forecasts(self) -> list[Forecast]:
+        """Every forecast kept, oldest first."""
+        return [f for _, f in self._records]
+
+    def pieces(self, group_id: str, type_: ForecastType) -> tuple[Piece, ...]:
+        """What is in force for a provider group and type, by start time."""
+        return tuple(self._pieces.get((group_id, type_), ()))
+
+    def overrides(self) -> list[Override]:
+        return list(self._overrides.values())
+
+    def offline_mode_at(self, source: str) -> datetime | None:
+        return self._offline_at.get(source)
+
+    def is_offline(self, source: str, now: datetime) -> bool:
+        """True once the provider's last ``offline_mode_at`` passed (never heard: online)."""
+        t = self._offline_at.get(source)
+        return t is not None and now >= t
+
+    def next_change(self, now: datetime) -> datetime | None:
+        """The next time a provider goes offline unless it sends a heartbeat
+        (the controller should re-plan then)."""
+        future = [t for t in self._offline_at.values() if t > now]
+        return min(future) if future else None
+
+    def fallback_active(self, group_id: str, now: datetime) -> bool:
+        """Whether the group's FALLBACK_CONSUMPTION forecast is enforced now."""
+        pieces = self._pieces.get((group_id, ForecastType.FALLBACK_CONSUMPTION), [])
+        return any(self.is_offline(s, now) for s in {p.source for p in pieces})
+
+    def _layers(
+        self, site: Site, grid: TimeGrid, now: datetime
+    ) -> dict[str, dict[str, np.ndarray]]:
+        v = site.site.voltage_v
+        out: dict[str, dict[str, np.ndarray]] = {}
+        n = grid.slots
+        for g in site.groups:
+            layer: dict[str, np.ndarray] = {
+                "static_a": np.full(n, g.limit_a if g.limit_a is not None else np.inf),
+                "static_kw": np.full(n, g.limit_kw if g.limit_kw is not None else np.inf),
+                "override_a": np.full(n, np.inf),
+                "override_kw": np.full(n, np.inf),
+            }
+            for o in self._overrides.values():
+                if o.group != g.id:
+                    continue
+                mask = _window_mask(grid, o.start, o.end)
+                layer["override_a"][mask] = np.minimum(layer["override_a"][mask], o.limit.limit_a)
+                layer["override_kw"][mask] = np.minimum(
+                    layer["override_kw"][mask], o.limit.limit_kw
+                )
+            gid = g.oscp_group_id
+            for name, t in (
+                ("dso", ForecastType.CONSUMPTION),
+                ("fallback", ForecastType.FALLBACK_CONSUMPTION),
+                ("optimum", ForecastType.OPTIMUM),
+            ):
+                blocks = [p.block for p in self._pieces.get((gid, t), [])] if gid else []
+                layer[f"{name}_a"], layer[f"{name}_kw"] = _fold(blocks, grid, v)
+            active = gid is not None and self.fallback_active(gid, now)
+            layer["fallback_active"] = np.full(n, active)
+            fa = layer["fallback_a"] if active else np.full(n, np.inf)
+            fk = layer["fallback_kw"] if active else np.full(n, np.inf)
+            layer["limit_a"] = np.minimum.reduce(
+                [layer["static_a"], layer["override_a"], layer["dso_a"], fa]
+            )
+            layer["limit_kw"] = np.minimum.reduce(
+                [layer["static_kw"], layer["override_kw"], layer["dso_kw"], fk]
+            )
+            out[g.id] = layer
+        return out
+
+    def capacity(self, site: Site, grid: TimeGrid, now: datetime) -> Capacity:
+        """What the optimizer reads: per group and slot, the minimum of the static
+        limit, the overrides, the DSO's forecast and (provider offline) its fallback."""
+        layers = self._layers(site, grid, now)
+        return Capacity(
+            {g: lay["limit_a"] for g, lay in layers.items()},
+            {g: lay["limit_kw"] for g, lay in layers.items()},
+        )
+
+    def fallback_capacity(self, site: Site, grid: TimeGrid) -> Capacity:
+        """Limits for the stations' fallback profiles (kept if gridshare is gone):
+        each group's ``fallback_limit_a`` (else ``limit_a``), its ``limit_kw`` and
+        the FALLBACK_CONSUMPTION forecast, whichever is lowest."""
+        v = site.site.voltage_v
+        la: dict[str, np.ndarray] = {}
+        lk: dict[str, np.ndarray] = {}
+        for g in site.groups:
+            static_a = g.fallback_limit_a if g.fallback_limit_a is not None else g.limit_a
+            a = np.full(grid.slots, static_a if static_a is not None else np.inf)
+            k = np.full(grid.slots, g.limit_kw if g.limit_kw is not None else np.inf)
+            if g.oscp_group_id:
+                blocks = [
+                    p.block
+                    for p in self._pieces.get(
+                        (g.oscp_group_id, ForecastType.FALLBACK_CONSUMPTION), []
+                    )
+                ]
+                fa, fk = _fold(blocks, grid, v)
+                a, k = np.minimum(a, fa), np.minimum(k, fk)
+            la[g.id], lk[g.id] = a, k
+        return Capacity(la, lk)
+
+    def frame(self, site: Site, grid: TimeGrid, now: datetime) -> pd.DataFrame:
+        """The capacity as a table: one row per slot start (UTC), columns
+        ``(group, "limit_a" | "limit_kw")``; ``inf`` means no limit."""
+        layers = self._layers(site, grid, now)
+        cols = {(g, q): lay[q] for g, lay in layers.items() for q in ("limit_a", "limit_kw")}
+        df = pd.DataFrame(cols, index=_index(grid))
+        df.columns = pd.MultiIndex.from_tuples(list(cols), names=["group", "quantity"])
+        return df
+
+    def series(
+        self, site: Site, grid: TimeGrid, now: datetime, group: str, quantity: str = "limit_a"
+    ) -> pd.Series:
+        """One group's ``limit_a`` or ``limit_kw`` over the grid."""
+        layer = self._layers(site, grid, now)[group]
+        return pd.Series(layer[quantity], index=_index(grid), name=f"{group}.{quantity}")
+
+    def breakdown(self, site: Site, grid: TimeGrid, now: datetime, group: str) -> pd.DataFrame:
+        """Where a group's limit comes from, per slot: static, override, dso,
+        fallback (and whether it is active), optimum, and the resulting limit."""
+        layer = self._layers(site, grid, now)[group]
+        return pd.DataFrame(layer, index=_index(grid))
+
+    # --- persistence -----------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """Plain-data records (JSON-ready) from which `from_export` rebuilds the book."""
+        return {
+            "version": EXPORT_VERSION,
+            "forecasts": [{"seq": seq, **f.to_dict()} for seq, f in self._records],
+            "overrides": [
+                {
+                    "id": o.id,
+                    "group": o.group,
+                    "start": o.start.isoformat(),
+                    "end": o.end.isoformat() if o.end else None,
+                    "limit_a": o.limit_a,
+                    "limit_kw": o.limit_kw,
+                    "reason": o.reason,
+                }
+                for o in self._overrides.values()
+            ],
+            "offline_mode_at": {s: t.isoformat() for s, t in self._offline_at.items()},
+        }
+
+    @classmethod
+    def from_export(cls, data: Mapping[str, Any]) -> CapacityBook:
+        if data.get("version") != EXPORT_VERSION:
+            raise InvalidRecord(f"unknown capacity book version {data.get('version')!r}")
+        book = cls()
+        try:
+            recs = sorted(data.get("forecasts", []), key=lambda r: int(r["seq"]))
+            for r in recs:
+                f = Forecast.from_dict(r)
+                book._seq = max(book._seq, int(r["seq"]))
+                book._apply(int(r["seq"]), f)
+            for o in data.get("overrides", []):
+                book.set_override(
+                    Override(
+                        id=o["id"],
+                        group=o["group"],
+                        start=datetime.fromisoformat(o["start"]),
+                        end=datetime.fromisoformat(o["end"]) if o.get("end") else None,
+                        limit_a=o.get("limit_a"),
+                        limit_kw=o.get("limit_kw"),
+                        reason=o.get("reason", ""),
+                    )
+                )
+            for s, t in data.get("offline_mode_at", {}).items():
+                book.heartbeat(s, datetime.fromisoformat(t))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidRecord(f"bad capacity book record: {e}") from None
+        return book

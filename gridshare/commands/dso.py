@@ -1,0 +1,123 @@
+"""``gridshare dso``: run a simulated DSO (an OSCP 2.0 Capacity Provider).
+
+    gridshare dso --fp-url http://127.0.0.1:8080/oscp/fp/2.0 --token TOKEN \\
+        --group trafo-1 --profile evening-peak --base-kw 100 --cut-kw 40
+
+Registers with the Flexibility Provider using TOKEN (the FP's ``token_to_us``),
+handshakes, sends heartbeats and a forecast (built-in profile or ``--csv``)
+every ``--refresh-s``, and prints every message it receives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from forecasts.model import ForecastType, Unit
+from gridshare.simulators.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gridshare dso", description=__doc__.split("\n\n")[0])
+    p.add_argument("--fp-url", required=True, help="the FP's base URL (…/oscp/fp/2.0)")
+    p.add_argument("--token", help="token the FP accepts from us (its token_to_us)")
+    p.add_argument("--registration-token", help="accept the FP's Register with this token")
+    p.add_argument("--port", type=int, default=0, help="our port (default: any free)")
+    p.add_argument("--group", action="append", default=[], help="OSCP group id (repeatable)")
+    p.add_argument(
+        "--profile",
+        choices=["evening-peak", "flat", "step"],
+        default="evening-peak",
+        help="step: --base-kw until --step-in-s from the first forecast, then --cut-kw",
+    )
+    p.add_argument("--step-in-s", type=float, default=120.0)
+    p.add_argument("--base-kw", type=float, default=100.0)
+    p.add_argument("--cut-kw", type=float, default=40.0)
+    p.add_argument(
+        "--csv", help="forecast blocks: group_id,type,start_time,end_time,capacity,unit,phase"
+    )
+    p.add_argument("--heartbeat-s", type=float, default=30.0)
+    p.add_argument("--refresh-s", type=float, default=900.0)
+    p.add_argument("--duration-s", type=float, default=None, help="stop after (default: never)")
+    return p
+
+
+async def run(args: argparse.Namespace) -> int:
+    dso = SimulatedDso(
+        fp_url=args.fp_url,
+        token_to_fp=args.token,
+        registration_token=args.registration_token,
+        out=lambda line: print(line, flush=True),
+    )
+    await dso.start(port=args.port)
+    print(f"[dso] capacity provider at {dso.base_url}", flush=True)
+    try:
+        if args.token:
+            await _until_reachable(dso, args)
+        else:
+            print("[dso] waiting for the FP to register", flush=True)
+            await asyncio.wait_for(dso.registered.wait(), args.duration_s or None)
+        await dso.handshake(heartbeat_interval=args.heartbeat_s)
+        dso.start_heartbeats(args.heartbeat_s)
+        loop = asyncio.get_running_loop()
+        end = None if args.duration_s is None else loop.time() + args.duration_s
+        while end is None or loop.time() < end:
+            await send_forecasts(dso, args)
+            wait = args.refresh_s if end is None else min(args.refresh_s, end - loop.time())
+            await asyncio.sleep(max(wait, 0.0))
+    finally:
+        await dso.stop()
+    return 0
+
+
+async def _until_reachable(dso: SimulatedDso, args: argparse.Namespace) -> None:
+    """Register, retrying every second while the FP is not up (bounded by --duration-s)."""
+    loop = asyncio.get_running_loop()
+    end = None if args.duration_s is None else loop.time() + args.duration_s
+    while True:
+        try:
+            await dso.register(timeout_s=10.0)
+            return
+        except (httpx.HTTPError, RuntimeError, TimeoutError) as e:
+            if end is not None and loop.time() >= end:
+                raise
+            print(f"[dso] FP not ready ({type(e).__name__}); retrying", flush=True)
+            await asyncio.sleep(1.0)
+
+
+async def send_forecasts(dso: SimulatedDso, args: argparse.Namespace) -> None:
+    if args.csv:
+        for (group, type_), blocks in blocks_from_csv(args.csv).items():
+            await dso.send_forecast(group, type_, blocks)
+        return
+    now = datetime.now(UTC)
+    for group in args.group or ["site"]:
+        if args.profile == "step":
+            if not hasattr(args, "step_at"):
+                args.step_at = now + timedelta(seconds=args.step_in_s)
+            blocks = step_at(
+                args.step_at,
+                before=args.base_kw,
+                after=args.cut_kw,
+                unit=Unit.KW,
+                start=now - timedelta(minutes=1),
+            )
+        else:
+            cut = args.cut_kw if args.profile == "evening-peak" else args.base_kw
+            blocks = evening_peak_cut(now, base_kw=args.base_kw, cut_kw=cut)
+        await dso.send_forecast(group, ForecastType.CONSUMPTION, blocks)
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, RuntimeError, TimeoutError, ValueError, httpx.HTTPError) as e:
+        print(f"gridshare dso: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,639 @@
+"""The Flexibility Provider: what we do with each capacity provider's messages.
+
+`FlexibilityProvider.handle` takes one request (message name, method, headers,
+body) and returns a typed `Reply`; it never touches a socket, so the HTTP
+router (`oscp.http`) is a thin shell and every rule can be tested without one.
+Work owed after answering (our Register reply, HandshakeAcknowledge) comes
+back in ``Reply.after`` and is run by `FlexibilityProvider.run_after` once the
+answer is on its way.
+
+Accepted means stored: a forecast is passed to ``on_forecast`` (the app
+persists it and updates its `forecasts.CapacityBook`) before we answer 204; if
+that fails the answer is 500 and the provider will send it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from forecasts.model import Block, Forecast, ForecastType
+from oscp.client import (
+    CapacityProviderClient,
+    MeasurementSource,
+    Peer,
+    RetryPolicy,
+    utc_now,
+)
+from oscp.config import OscpConfig, OscpProviderConfig
+from oscp.errors import (
+    BadRequest,
+    DeliveryError,
+    MethodNotAllowed,
+    MissingToken,
+    NoCommonVersion,
+    NotRegistered,
+    NotStored,
+    ProtocolError,
+    RegistrationError,
+    UnknownGroup,
+    WrongToken,
+)
+from oscp.messages import (
+    OSCP_VERSION,
+    AdjustGroupCapacityForecast,
+    ForecastedBlock,
+    GroupCapacityComplianceError,
+    Handshake,
+    HandshakeAcknowledge,
+    Heartbeat,
+    MeasurementConfiguration,
+    Message,
+    Register,
+    RequiredBehaviour,
+    UpdateGroupCapacityForecast,
+    VersionUrl,
+)
+from oscp.registration import ACCEPTS_MESSAGES, RegEvent, RegState, next_state
+from oscp.segments import Reassembler, parse_segment_headers
+from oscp.tokens import TokenRecord, TokenStore
+
+log = logging.getLogger("oscp.provider")
+
+ForecastHandler = Callable[[str, Forecast], Awaitable[None]]
+"""(provider group id, forecast) → stored. Raise to refuse (we answer 500)."""
+HeartbeatHandler = Callable[[str, datetime], Awaitable[None]]
+"""(provider id, offline_mode_at)."""
+OfflineHandler = Callable[[str], Awaitable[None]]
+"""(provider id): its offline_mode_at passed without a heartbeat."""
+AdjustHandler = Callable[[str, AdjustGroupCapacityForecast], Awaitable[None]]
+ComplianceHandler = Callable[[str, GroupCapacityComplianceError], Awaitable[None]]
+
+M = TypeVar("M", bound=BaseModel)
+
+FP_MESSAGES: dict[Message, frozenset[str]] = {
+    Message.REGISTER: frozenset({"POST", "PUT", "DELETE"}),
+    Message.HANDSHAKE: frozenset({"POST"}),
+    Message.HEARTBEAT: frozenset({"POST"}),
+    Message.UPDATE_GROUP_CAPACITY_FORECAST: frozenset({"POST"}),
+    Message.ADJUST_GROUP_CAPACITY_FORECAST: frozenset({"POST"}),
+    Message.GROUP_CAPACITY_COMPLIANCE_ERROR: frozenset({"POST"}),
+}
+"""The messages a Flexibility Provider takes, and their methods."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    after: tuple[Callable[[], Awaitable[None]], ...] = ()
+
+
+@dataclass
+class ProviderLink:
+    """What we know of one capacity provider."""
+
+    config: OscpProviderConfig
+    record: TokenRecord
+    client: CapacityProviderClient = field(init=False)
+    behaviour: RequiredBehaviour | None = None
+    """What the provider asked of us in its last Handshake."""
+    offline_mode_at: datetime | None = None
+    """From its last Heartbeat."""
+    offline_reported: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def state(self) -> RegState:
+        return self.record.state
+
+    def peer(self) -> Peer | None:
+        r = self.record
+        if r.state not in ACCEPTS_MESSAGES or r.token_to_them is None or r.base_url is None:
+            return None
+        return Peer(r.base_url, r.token_to_them)
+
+    def __repr__(self) -> str:
+        return f"ProviderLink({self.id!r}, state={self.state.value})"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    v = headers.get(name)
+    if v is None:
+        v = headers.get(name.lower())
+    return v
+
+
+def _parse(model: type[M], body: bytes) -> M:
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise BadRequest(f"invalid {model.__name__}: {loc}: {first['msg']}") from None
+
+
+class FlexibilityProvider:
+    """Our OSCP 2.0 Flexibility Provider towards every configured capacity provider."""
+
+    def __init__(
+        self,
+        config: OscpConfig,
+        *,
+        our_base_url: str,
+        groups: Iterable[str],
+        token_store: TokenStore,
+        on_forecast: ForecastHandler,
+        on_heartbeat: HeartbeatHandler | None = None,
+        on_offline: OfflineHandler | None = None,
+        on_adjust: AdjustHandler | None = None,
+        on_compliance_error: ComplianceHandler | None = None,
+        measurements: MeasurementSource | None = None,
+        measurement_interval_s: float = 60.0,
+        retry: RetryPolicy | None = None,
+        registration_retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.config = config
+        self.our_base_url = config.base_url or our_base_url
+        self.groups = frozenset(groups)
+        self._store = token_store
+        self._on_forecast = on_forecast
+        self._on_heartbeat = on_heartbeat
+        self._on_offline = on_offline
+        self._on_adjust = on_adjust
+        self._on_compliance = on_compliance_error
+        self._measurements = measurements
+        self._measurement_interval_s = measurement_interval_s
+        self._retry = retry or RetryPolicy()
+        self._registration_retry = registration_retry or RetryPolicy(
+            attempts=None, max_delay_s=60.0
+        )
+        self._transport = transport
+        self._clock = clock
+        self.links: dict[str, ProviderLink] = {}
+        self._segments: Reassembler[bytes] = Reassembler()
+        self._group_source: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"FlexibilityProvider({sorted(self.links)})"
+
+    def set_groups(self, groups: Iterable[str]) -> None:
+        """The provider group ids we accept forecasts for (after a site reload)."""
+        self.groups = frozenset(groups)
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load tokens, start clients, and Register where we hold a registration token."""
+        if self._started:
+            return
+        self._started = True
+        for pc in self.config.capacity_providers:
+            record = await self._store.load(pc.id) or self._initial_record(pc)
+            link = ProviderLink(pc, record)
+            link.client = CapacityProviderClient(
+                pc.id, link.peer, transport=self._transport, retry=self._retry, clock=self._clock
+            )
+            self.links[pc.id] = link
+            await link.client.start()
+            if link.peer() is not None:
+                self._start_loops(link)
+                if record.state is RegState.REPLYING and record.token_to_us is not None:
+                    self.spawn(self._reply_register(link, record.token_to_us))
+            elif pc.registration_token is not None and record.state in (
+                RegState.UNREGISTERED,
+                RegState.AWAITING_REPLY,
+            ):
+                await self._begin_register(link)
+        self._watchdog = asyncio.ensure_future(self._watch_offline())
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *([self._watchdog] if self._watchdog else [])]
+        self._tasks.clear()
+        self._watchdog = None
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        for link in self.links.values():
+            await link.client.stop()
+        self._started = False
+
+    @staticmethod
+    def _initial_record(pc: OscpProviderConfig) -> TokenRecord:
+        both = pc.token_to_us is not None and pc.token_to_them is not None
+        return TokenRecord(
+            token_to_us=pc.token_to_us,
+            token_to_them=pc.token_to_them,
+            base_url=pc.base_url,
+            state=RegState.REGISTERED if both else RegState.UNREGISTERED,
+        )
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run in the background until done or `stop`."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run_after(self, reply: Reply) -> None:
+        """Start the work a reply owes (call once the answer is sent)."""
+        for job in reply.after:
+            self.spawn(job())
+
+    async def _set_record(self, link: ProviderLink, **changes: Any) -> None:
+        record = link.record.model_copy(update=changes)
+        await self._store.save(link.id, record)
+        link.record = record
+
+    async def _transition(self, link: ProviderLink, event: RegEvent, **changes: Any) -> None:
+        await self._set_record(link, state=next_state(link.state, event), **changes)
+
+    def _start_loops(self, link: ProviderLink) -> None:
+        b = link.behaviour
+        interval = b.heartbeat_interval if b and b.heartbeat_interval else None
+        link.client.set_heartbeat(interval or link.config.heartbeat_interval_s)
+        if self._measurements is not None:
+            mode = MeasurementConfiguration.CONTINUOUS
+            if (
+                b
+                and b.measurement_configuration
+                and (MeasurementConfiguration.CONTINUOUS not in b.measurement_configuration)
+            ):
+                mode = MeasurementConfiguration.INTERMITTENT
+            link.client.set_measurements(
+                lambda: self._groups_of(link.id),
+                self._measurements,
+                mode,
+                self._measurement_interval_s,
+            )
+
+    def _groups_of(self, provider_id: str) -> list[str]:
+        """Groups whose forecasts came from the provider (all groups if none came yet)."""
+        mine = [g for g, s in self._group_source.items() if s == provider_id]
+        return sorted(mine) if mine else sorted(self.groups)
+
+    def _version_urls(self) -> list[VersionUrl]:
+        return [VersionUrl(version=OSCP_VERSION, base_url=self.our_base_url)]
+
+    # --- we register -------------------------------------------------------------------
+
+    async def _begin_register(self, link: ProviderLink) -> None:
+        token = link.record.token_to_us
+        if link.state is not RegState.AWAITING_REPLY or token is None:
+            token = SecretStr(secrets.token_urlsafe(32))
+        await self._transition(link, RegEvent.SEND_REGISTER, token_to_us=token)
+        self.spawn(self._send_register(link, token))
+
+    async def _send_register(self, link: ProviderLink, token_for_them: SecretStr) -> None:
+        reg = link.config.registration_token
+        assert reg is not None
+        body = Register(token=token_for_them.get_secret_value(), version_url=self._version_urls())
+        try:
+            await link.client.send(
+                Message.REGISTER,
+                body,
+                peer=Peer(link.config.base_url, reg),
+                retry=self._registration_retry,
+            )
+        except DeliveryError as e:
+            log.warning("%s: Register not delivered: %s", link.id, e)
+
+    async def register(self, provider_id: str) -> None:
+        """Start (again) the Register flow with the out-of-band registration token."""
+        link = self.links[provider_id]
+        if link.config.registration_token is None:
+            raise RegistrationError(f"{provider_id}: no registration_token configured")
+        if link.state is not RegState.AWAITING_REPLY:
+            await self._set_record(link, state=RegState.UNREGISTERED)
+        await self._begin_register(link)
+
+    # --- our messages ----------------------------------------------------------------
+
+    def _targets(self, group_id: str) -> list[ProviderLink]:
+        src = self._group_source.get(group_id)
+        if src is not None and src in self.links:
+            return [self.links[src]]
+        return [lk for lk in self.links.values() if lk.peer() is not None]
+
+    def report_compliance_error(
+        self, group_id: str, message: str, blocks: Iterable[Block] = ()
+    ) -> int:
+        """Tell the group's provider we cannot keep its capacity (queued; never waits).
+        How many providers it was queued for."""
+        body = GroupCapacityComplianceError(
+            message=f"{group_id}: {message}",
+            forecasted_blocks=[ForecastedBlock.from_block(b) for b in blocks],
+        )
+        targets = self._targets(group_id)
+        for link in targets:
+            link.client.enqueue(Message.GROUP_CAPACITY_COMPLIANCE_ERROR, body)
+        return len(targets)
+
+    def request_adjustment(
+        self,
+        group_id: str,
+        blocks: Iterable[Block],
+        type_: ForecastType = ForecastType.CONSUMPTION,
+    ) -> int:
+        """Ask the group's provider for a different capacity (queued; never waits)."""
+        body = AdjustGroupCapacityForecast(
+            group_id=group_id,
+            type=type_,
+            forecasted_blocks=[ForecastedBlock.from_block(b) for b in blocks],
+        )
+        targets = self._targets(group_id)
+        for link in targets:
+            link.client.enqueue(Message.ADJUST_GROUP_CAPACITY_FORECAST, body)
+        return len(targets)
+
+    # --- liveness --------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per capacity provider, for the API and dashboard (no tokens)."""
+        now = self._clock()
+        out = []
+        for lk in self.links.values():
+            st = lk.client.stats
+            b = lk.behaviour
+            out.append(
+                {
+                    "id": lk.id,
+                    "state": lk.state.value,
+                    "base_url": lk.record.base_url,
+                    "offline_mode_at": lk.offline_mode_at.isoformat()
+                    if lk.offline_mode_at
+                    else None,
+                    "offline": self.is_offline(lk.id, now),
+                    "heartbeat_interval_s": (b.heartbeat_interval if b else None)
+                    or lk.config.heartbeat_interval_s,
+                    "delivered": st.delivered,
+                    "failed": st.failed,
+                    "dropped": st.dropped,
+                    "heartbeats_sent": st.heartbeats_sent,
+                    "last_error": st.last_error,
+                }
+            )
+        return out
+
+    def is_offline(self, provider_id: str, now: datetime | None = None) -> bool:
+        t = self.links[provider_id].offline_mode_at
+        return t is not None and (now or self._clock()) >= t
+
+    async def _watch_offline(self) -> None:
+        while True:
+            now = self._clock()
+            due = [
+                lk
+                for lk in self.links.values()
+                if lk.offline_mode_at is not None and not lk.offline_reported
+            ]
+            for lk in due:
+                assert lk.offline_mode_at is not None
+                if now >= lk.offline_mode_at:
+                    lk.offline_reported = True
+                    log.warning("%s: no heartbeat since offline_mode_at passed", lk.id)
+                    if self._on_offline is not None:
+                        try:
+                            await self._on_offline(lk.id)
+                        except Exception:  # the app's handler: keep watching the others
+                            log.exception("on_offline(%s) failed", lk.id)
+            waits = [
+                (lk.offline_mode_at - now).total_seconds()
+                for lk in self.links.values()
+                if lk.offline_mode_at is not None and not lk.offline_reported
+            ]
+            timeout = min([*waits, 60.0])
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(timeout, 0.01))
+
+    # --- incoming ----------------------------------------------------------------------
+
+    def _authenticate(self, headers: Mapping[str, str]) -> ProviderLink:
+        auth = _header(headers, "Authorization")
+        if not auth:
+            raise MissingToken("Authorization: Token ... required")
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() != "token" or not token.strip():
+            raise MissingToken("Authorization: Token ... required")
+        given = token.strip().encode()
+        found: ProviderLink | None = None
+        for link in self.links.values():
+            ours = link.record.token_to_us
+            expected = ours.get_secret_value().encode() if ours else b"\x00" * 43
+            if hmac.compare_digest(given, expected) and ours is not None:
+                found = link
+        if found is None:
+            raise WrongToken("token not accepted")
+        return found
+
+    async def handle(
+        self, message: str, method: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        """Answer one request to ``{our base}/{message}``."""
+        request_id = _header(headers, "X-Request-ID")
+        out_headers = {"X-Correlation-ID": request_id} if request_id else {}
+        try:
+            link = self._authenticate(headers)
+            if not request_id:
+                raise BadRequest("X-Request-ID header required")
+            try:
+                msg = Message(message)
+            except ValueError:
+                raise BadRequest(f"unknown message {message!r}") from None
+            if msg not in FP_MESSAGES:
+                raise BadRequest(f"{message} is not a Flexibility Provider message")
+            if method.upper() not in FP_MESSAGES[msg]:
+                raise MethodNotAllowed(f"{method} not allowed on {message}")
+            after = await self._dispatch(link, msg, method.upper(), headers, body, request_id)
+        except ProtocolError as e:
+            log.info("refused %s %s: %s %s", method, message, e.status, e.message)
+            return Reply(e.status, {"message": e.message}, out_headers)
+        return Reply(204, None, out_headers, after)
+
+    async def _dispatch(
+        self,
+        link: ProviderLink,
+        msg: Message,
+        method: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        request_id: str,
+    ) -> tuple[Callable[[], Awaitable[None]], ...]:
+        if msg is Message.REGISTER:
+            if method == "DELETE":
+                await self._unregister(link)
+                return ()
+            return await self._register_received(link, _parse(Register, body))
+        if link.state not in ACCEPTS_MESSAGES:
+            raise NotRegistered(f"{link.id} is not registered")
+        if msg is Message.HANDSHAKE:
+            return await self._handshake(link, _parse(Handshake, body), request_id)
+        if msg is Message.HEARTBEAT:
+            await self._heartbeat(link, _parse(Heartbeat, body))
+            return ()
+        whole = self._reassemble(link, msg, headers, body)
+        if whole is None:
+            return ()
+        if msg is Message.UPDATE_GROUP_CAPACITY_FORECAST:
+            await self._forecast(link, _parse(UpdateGroupCapacityForecast, whole))
+        elif msg is Message.ADJUST_GROUP_CAPACITY_FORECAST:
+            adj = _parse(AdjustGroupCapacityForecast, whole)
+            self._check_group(adj.group_id)
+            if self._on_adjust is not None:
+                await self._store_call(self._on_adjust(link.id, adj))
+        elif msg is Message.GROUP_CAPACITY_COMPLIANCE_ERROR:
+            err = _parse(GroupCapacityComplianceError, whole)
+            log.warning("%s reports a compliance error: %s", link.id, err.message)
+            if self._on_compliance is not None:
+                await self._store_call(self._on_compliance(link.id, err))
+        return ()
+
+    def _reassemble(
+        self, link: ProviderLink, msg: Message, headers: Mapping[str, str], body: bytes
+    ) -> bytes | None:
+        """The whole body, or None while parts are missing. Parts are objects whose
+        ``forecasted_blocks`` lists are concatenated; other fields must agree."""
+        seg = parse_segment_headers(
+            _header(headers, "X-Segment-Index"), _header(headers, "X-Segment-Count")
+        )
+        if seg is None:
+            return body
+        try:
+            part = json.loads(body)
+        except ValueError:
+            raise BadRequest("segment is not JSON") from None
+        if not isinstance(part, dict):
+            raise BadRequest("segment is not a JSON object")
+        fixed = {k: v for k, v in part.items() if k != "forecasted_blocks"}
+        corr = _header(headers, "X-Correlation-ID")
+        key = (link.id, msg.value, corr or json.dumps(fixed, sort_keys=True))
+        parts = self._segments.add(key, seg[0], seg[1], body, self._clock())
+        if parts is None:
+            return None
+        merged: dict[str, Any] = {}
+        blocks: list[Any] = []
+        for raw in parts:
+            p = json.loads(raw)
+            rest = {k: v for k, v in p.items() if k != "forecasted_blocks"}
+            if merged and rest != merged:
+                raise BadRequest("segments of one message disagree")
+            merged = rest
+            got = p.get("forecasted_blocks", [])
+            if not isinstance(got, list):
+                raise BadRequest("forecasted_blocks must be a list")
+            blocks += got
+        merged["forecasted_blocks"] = blocks
+        return json.dumps(merged).encode()
+
+    async def _store_call(self, call: Awaitable[None]) -> None:
+        try:
+            await call
+        except ProtocolError:
+            raise
+        except Exception as e:  # the app's storage failed: not accepted
+            log.error("could not store an accepted message: %s", type(e).__name__)
+            raise NotStored("could not store the message; send it again") from e
+
+    def _check_group(self, group_id: str) -> None:
+        if group_id not in self.groups:
+            raise UnknownGroup(f"unknown group {group_id!r}")
+
+    async def _register_received(
+        self, link: ProviderLink, reg: Register
+    ) -> tuple[Callable[[], Awaitable[None]], ...]:
+        version = next((v for v in reg.version_url if v.version == OSCP_VERSION), None)
+        if version is None:
+            offered = ", ".join(v.version for v in reg.version_url)
+            raise NoCommonVersion(f"no common version (we speak {OSCP_VERSION}; got {offered})")
+        their = SecretStr(reg.token)
+        if link.state is RegState.AWAITING_REPLY:
+            await self._transition(
+                link, RegEvent.REGISTER_RECEIVED, token_to_them=their, base_url=version.base_url
+            )
+            log.info("%s: registered (our Register answered)", link.id)
+            return (lambda: self._after_registered(link),)
+        new = SecretStr(secrets.token_urlsafe(32))
+        await self._transition(
+            link,
+            RegEvent.REGISTER_RECEIVED,
+            token_to_them=their,
+            token_to_us=new,
+            base_url=version.base_url,
+        )
+        log.info("%s: registered with us; token rotated", link.id)
+        return (lambda: self._reply_register(link, new),)
+
+    async def _after_registered(self, link: ProviderLink) -> None:
+        self._start_loops(link)
+
+    async def _reply_register(self, link: ProviderLink, token_for_them: SecretStr) -> None:
+        body = Register(token=token_for_them.get_secret_value(), version_url=self._version_urls())
+        try:
+            await link.client.send(Message.REGISTER, body, retry=self._registration_retry)
+        except DeliveryError as e:
+            log.warning("%s: our Register not delivered: %s", link.id, e)
+            return
+        with contextlib.suppress(RegistrationError):
+            await self._transition(link, RegEvent.REPLY_SENT)
+        self._start_loops(link)
+
+    async def _unregister(self, link: ProviderLink) -> None:
+        await self._transition(link, RegEvent.UNREGISTER_RECEIVED, token_to_them=None)
+        link.client.set_heartbeat(None)
+        link.behaviour = None
+        log.info("%s: unregistered", link.id)
+
+    async def _handshake(
+        self, link: ProviderLink, hs: Handshake, request_id: str
+    ) -> tuple[Callable[[], Awaitable[None]], ...]:
+        await self._transition(link, RegEvent.HANDSHAKE_RECEIVED)
+        link.behaviour = hs.required_behaviour
+
+        async def acknowledge() -> None:
+            ack = HandshakeAcknowledge(
+                required_behaviour=RequiredBehaviour(
+                    heartbeat_interval=link.config.heartbeat_interval_s
+                )
+            )
+            link.client.enqueue(Message.HANDSHAKE_ACKNOWLEDGE, ack, correlation_id=request_id)
+            self._start_loops(link)
+
+        return (acknowledge,)
+
+    async def _heartbeat(self, link: ProviderLink, hb: Heartbeat) -> None:
+        if self._on_heartbeat is not None:
+            await self._store_call(self._on_heartbeat(link.id, hb.offline_mode_at))
+        link.offline_mode_at = hb.offline_mode_at
+        if link.offline_reported:
+            log.info("%s: back online", link.id)
+        link.offline_reported = False
+        self._wake.set()
+
+    async def _forecast(self, link: ProviderLink, fc: UpdateGroupCapacityForecast) -> None:
+        self._check_group(fc.group_id)
+        forecast = fc.to_forecast(self._clock(), link.id)
+        await self._store_call(self._on_forecast(fc.group_id, forecast))
+        self._group_source[fc.group_id] = link.id
