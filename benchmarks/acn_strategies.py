@@ -1,0 +1,150 @@
+"""Strategies on the JPL site over May-August 2019, transformer sweep.
+
+    .venv/bin/python benchmarks/acn_strategies.py            # 30, 50, 80 kW, all strategies
+    .venv/bin/python benchmarks/acn_strategies.py --from 2019-05-01 --to 2019-05-31 --jobs 2
+
+Scales the 150 kW transformer group (floors 3-4) of examples/acn-jpl.toml to
+each capacity, runs every strategy on the same sessions, writes a REPORT.json
+(same schema as ``gridshare simulate``) and prints the % delivered per strategy,
+the gap between gridshare and the offline optimum, and solve times.
+With ``--min-current-study`` it instead runs gridshare twice per capacity: as
+the stations are (0 or 6-32 A in whole amperes) and with a "pure LP" site (no
+pilot steps, no minimum current), and prints the energy the minimum-current
+rule costs, with the planner's own ``dispatch_cost_kwh`` summed over the run.
+
+Data: ACN-Data (Lee, Li, Low, e-Energy 2019), CC BY 4.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from gridshare.config import load_site
+from gridshare.simulation import STRATEGIES, run_strategies
+from gridshare.simulation.report import build_report, table, write_report
+from gridshare.simulation.sessions import between, read_acn
+from optimizer import Site
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = ROOT / "examples" / "acn-jpl.toml"
+SESSIONS = ROOT / "data" / "acn" / "jpl" / "2019-05-01_2019-08-31.csv.gz"
+GROUP = "third-fourth-floor-transformer"
+
+
+def one_capacity(args: tuple[float, str, str, list[str]]) -> tuple[float, dict[str, Any], float]:
+    cap, start, end, strategies = args
+    t0 = time.perf_counter()
+    site = load_site(SITE)
+    sessions = between(
+        read_acn(SESSIONS), date.fromisoformat(start), date.fromisoformat(end), site.site.timezone
+    )
+    results = run_strategies(site, sessions, strategies, capacity_kw=cap, capacity_group=GROUP)
+    rep = build_report([(cap, results)], site.site.timezone)
+    return cap, rep["runs"][0], time.perf_counter() - t0
+
+
+def pure_lp(site: Site) -> Site:
+    """The site with continuous pilots and no minimum current."""
+    data = site.model_dump()
+    for ch in data["chargers"]:
+        for con in ch["connectors"]:
+            con["allowed_currents_a"] = None
+            con["min_current_a"] = 0.0
+    return Site.model_validate(data)
+
+
+def min_current_study(
+    args: tuple[float, str, str, list[str]],
+) -> tuple[float, dict[str, Any], float]:
+    cap, start, end, _ = args
+    t0 = time.perf_counter()
+    site = load_site(SITE)
+    sessions = between(
+        read_acn(SESSIONS), date.fromisoformat(start), date.fromisoformat(end), site.site.timezone
+    )
+    out: dict[str, Any] = {}
+    for name, s in (("stations as they are", site), ("pure LP", pure_lp(site))):
+        r = run_strategies(s, sessions, ["gridshare"], capacity_kw=cap, capacity_group=GROUP)
+        g = r["gridshare"]
+        out[name] = {
+            "delivered_kwh": round(float(g.delivered_kwh.sum()), 2),
+            "requested_kwh": round(float(g.need_kwh.sum()), 2),
+            "dispatch_cost_kwh": g.extra.get("dispatch_cost_kwh"),
+        }
+    return cap, out, time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--from", dest="start", default="2019-05-01")
+    p.add_argument("--to", dest="end", default="2019-08-31")
+    p.add_argument("--capacity-kw", type=float, nargs="+", default=[30.0, 50.0, 80.0])
+    p.add_argument("--strategy", nargs="+", default=list(STRATEGIES))
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument(
+        "--out", type=Path, help="write the REPORT.json here (and one file per capacity)"
+    )
+    p.add_argument("--min-current-study", action="store_true")
+    args = p.parse_args()
+    work = [(c, args.start, args.end, args.strategy) for c in args.capacity_kw]
+    if args.min_current_study:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            study = {cap: out for cap, out, _ in pool.map(min_current_study, work)}
+        print(
+            "| capacity kW | delivered, stations as they are | delivered, pure LP | "
+            "cost of the rule | Σ dispatch_cost_kwh |"
+        )
+        print("|---|---|---|---|---|")
+        for cap, out in study.items():
+            a, b = out["stations as they are"], out["pure LP"]
+            print(
+                f"| {cap:g} | {a['delivered_kwh']} kWh | {b['delivered_kwh']} kWh | "
+                f"{b['delivered_kwh'] - a['delivered_kwh']:.1f} kWh "
+                f"({100 * (b['delivered_kwh'] - a['delivered_kwh']) / b['delivered_kwh']:.2f} %)"
+                f" | {a['dispatch_cost_kwh']} |"
+            )
+        if args.out:
+            args.out.write_text(json.dumps(study, indent=2) + "\n")
+        return
+    runs = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for cap, run, secs in pool.map(one_capacity, work):
+            print(f"{cap:g} kW done in {secs:.0f} s", flush=True)
+            runs.append(run)
+            if args.out:  # each capacity is kept as soon as it is done
+                part = args.out.with_suffix(f".{cap:g}kW.json")
+                part.write_text(json.dumps(run, indent=2, default=str) + "\n")
+    report = {
+        "runs": runs,
+        "meta": {
+            "site": str(SITE.relative_to(ROOT)),
+            "group": GROUP,
+            "from": args.start,
+            "to": args.end,
+        },
+    }
+    if args.out:
+        write_report(report, args.out)
+    print(table(report))
+    print()
+    print("| capacity kW | gridshare − offline (pp) | gridshare solve p50 / p99 / max ms |")
+    print("|---|---|---|")
+    for r in runs:
+        s = r["strategies"]
+        if "gridshare" in s and "offline-optimal" in s:
+            gap = s["gridshare"]["delivered_pct"] - s["offline-optimal"]["delivered_pct"]
+            g = s["gridshare"]
+            print(
+                f"| {r['capacity_kw']:g} | {gap:+.2f} | {g['solve_ms_p50']} / "
+                f"{g['solve_ms_p99']} / {g['solve_ms_max']} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""``gridshare import-acn SITES.json --out DIR``: ACN sites to site TOML files.
+
+Writes ``acn-<site>.toml`` for every site in the file (Caltech, JPL) and prints
+one line per site: its tree groups, weighted groups and transformer ratings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gridshare.simulation.acn import AcnSiteError, convert_site, load_sites_json, to_toml
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="gridshare import-acn", description=__doc__)
+    p.add_argument("sites", type=Path, help="ACN sites.json")
+    p.add_argument("--out", type=Path, default=Path("."), help="directory for the TOML files")
+    p.add_argument("--site", action="append", help="only this site key (repeatable)")
+    p.add_argument("--slot-minutes", type=int, default=5)
+    p.add_argument("--horizon-hours", type=float, default=12.0)
+    args = p.parse_args(argv)
+    try:
+        raw = load_sites_json(args.sites)
+    except (OSError, ValueError) as e:
+        print(f"gridshare import-acn: {args.sites}: {e}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    for key, site in raw.items():
+        if args.site and key not in args.site:
+            continue
+        try:
+            conv = convert_site(
+                key, site, slot_minutes=args.slot_minutes, horizon_hours=args.horizon_hours
+            )
+        except (AcnSiteError, KeyError, ValueError) as e:
+            print(f"gridshare import-acn: {args.sites}: site {key}: {e}", file=sys.stderr)
+            return 2
+        path = args.out / f"acn-{key}.toml"
+        path.write_text(to_toml(conv, args.sites.name))
+        rated = ", ".join(f"{g} {kw:g} kW" for g, kw in conv.transformers.items())
+        print(
+            f"{path}: {len(conv.data['chargers'])} stations, tree groups "
+            f"{conv.tree_groups}, weighted {len(conv.weighted_groups)}, transformers: {rated}"
+        )
+    return 0

@@ -1,0 +1,119 @@
+"""Simulation on historical sessions: what smart charging buys on a site.
+
+    from gridshare.simulation import load_run_sessions, run_strategies
+    results = run_strategies(site, sessions, ["gridshare", "edf", "offline-optimal"],
+                             capacity_kw=50)
+
+Modules: `sessions` (ACN-Data and generic CSVs), `capacity` (limits over time),
+`engine` (the event-driven simulator and car physics), `strategies`,
+`report` (REPORT.json, tables, plots), `acn` (ACN sites.json to site files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gridshare.simulation.acn import default_capacity_group, scale_group
+from gridshare.simulation.capacity import Override, SiteLimits
+from gridshare.simulation.engine import (
+    CarModel,
+    RunResult,
+    ServiceDefaults,
+    Simulation,
+    Strategy,
+)
+from gridshare.simulation.sessions import SimSession, prepare_sessions
+from gridshare.simulation.strategies import (
+    ONLINE,
+    STRATEGIES,
+    GridshareStrategy,
+    OfflineSchedule,
+    make_strategy,
+)
+from optimizer import Site
+
+__all__ = [
+    "ONLINE",
+    "STRATEGIES",
+    "CarModel",
+    "RunResult",
+    "ServiceDefaults",
+    "Simulation",
+    "Strategy",
+    "build_simulation",
+    "run_strategies",
+    "site_for_capacity",
+]
+
+
+def site_for_capacity(site: Site, capacity_kw: float | None, group: str | None = None) -> Site:
+    """The site with its transformer (``group``, default: see
+    `default_capacity_group`) set to ``capacity_kw``; unchanged for None."""
+    if capacity_kw is None:
+        return site
+    return scale_group(site, group or default_capacity_group(site), capacity_kw)
+
+
+def build_simulation(
+    site: Site,
+    sessions: Sequence[SimSession],
+    *,
+    capacity_kw: float | None = None,
+    capacity_group: str | None = None,
+    overrides: list[Override] | None = None,
+    car: CarModel | None = None,
+    defaults: ServiceDefaults | None = None,
+) -> tuple[Simulation, dict[str, int]]:
+    """A simulation ready to run, and how many sessions were dropped (and why)."""
+    scaled = site_for_capacity(site, capacity_kw, capacity_group)
+    step = scaled.site.slot_minutes
+    from datetime import timedelta
+
+    prepared = prepare_sessions(sessions, scaled.connectors, timedelta(minutes=step))
+    dropped = {
+        "unknown_connector": prepared.unknown_connector,
+        "shorter_than_a_step": prepared.too_short,
+        "overlapping": prepared.overlapping,
+    }
+    sim = Simulation(
+        scaled, prepared.sessions, limits=SiteLimits(scaled, overrides), car=car, defaults=defaults
+    )
+    return sim, dropped
+
+
+def run_strategies(
+    site: Site,
+    sessions: Sequence[SimSession],
+    strategies: Sequence[str] = STRATEGIES,
+    *,
+    capacity_kw: float | None = None,
+    capacity_group: str | None = None,
+    overrides: list[Override] | None = None,
+    car: CarModel | None = None,
+    defaults: ServiceDefaults | None = None,
+    progress: bool = False,
+) -> dict[str, RunResult]:
+    """Every named strategy on the same sessions and site."""
+    sim, dropped = build_simulation(
+        site,
+        sessions,
+        capacity_kw=capacity_kw,
+        capacity_group=capacity_group,
+        overrides=overrides,
+        car=car,
+        defaults=defaults,
+    )
+    out: dict[str, RunResult] = {}
+    for name in strategies:
+        strategy = make_strategy(name, sim)
+        result = sim.run(strategy, progress=progress)  # type: ignore[arg-type]
+        result.extra["dropped_sessions"] = dropped
+        if isinstance(strategy, OfflineSchedule):
+            result.extra["lp_bound_kwh"] = round(strategy.bound_kwh, 4)
+            result.extra["lp_periods"] = strategy.periods
+            result.decide_ms = list(strategy.solve_ms)
+        if isinstance(strategy, GridshareStrategy):
+            result.extra["plan_status"] = dict(strategy.statuses)
+            result.extra["dispatch_cost_kwh"] = round(strategy.dispatch_cost_kwh, 4)
+        out[name] = result
+    return out

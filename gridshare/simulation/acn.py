@@ -1,0 +1,335 @@
+"""ACN sites (Caltech, JPL) from ``sites.json`` to gridshare site files.
+
+``sites.json`` lists each site's stations (phase angle, pilots) and its
+electrical constraints as linear combinations of station currents. Here they
+become a site model:
+
+* phase angle 30° → lines ``L1, L2``; −90° → ``L2, L3``; 150° → ``L3, L1``
+  (a 208 V line-to-line charger);
+* constraints that differ only by their line (``… A/B/C`` or ``… I_a/I_b/I_c``)
+  and share one limit form a candidate tree group whose stations are the union
+  of their stations. The group keeps a per-line ``limit_a`` only when, for every
+  line, the stations with a non-zero coefficient are exactly the group's
+  stations loading that line (checked); otherwise each constraint becomes a
+  weighted group. Groups nest by station-set inclusion;
+* transformer *primary* constraints (coefficients 0.25 / −0.5) are no branch of
+  the tree: they become weighted groups under their transformer;
+* a transformer's secondary limit gives its rating (208Y/120 V secondary: three
+  lines at 120 V), recorded as ``limit_kw`` so a sweep can scale it.
+
+Every limit uses magnitudes summed, Σ|coefficient|·I ≤ limit: the safe linear
+form of the site's phasor limits (never looser than the real ones).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optimizer.site import Group, Site
+
+ANGLE_LINES: dict[float, tuple[str, str]] = {
+    30.0: ("L1", "L2"),
+    -90.0: ("L2", "L3"),
+    150.0: ("L3", "L1"),
+}
+LETTER_LINE = {"a": "L1", "b": "L2", "c": "L3"}
+SECONDARY_LINE_TO_NEUTRAL_V = 120.0
+"""Line-to-neutral voltage of the transformers' 208Y/120 V secondaries."""
+
+_LINE_SUFFIX = re.compile(r"^(?P<base>.*?)\s+(?:I_)?(?P<letter>[ABCabc])$")
+
+
+class AcnSiteError(ValueError):
+    """sites.json cannot be converted (unknown phase angle, malformed entry)."""
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+@dataclass
+class _Cluster:
+    base: str
+    limit_a: float
+    members: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def stations(self) -> frozenset[str]:
+        out: set[str] = set()
+        for c in self.members:
+            out |= {k for k, v in c["coefficients"].items() if v != 0}
+        return frozenset(out)
+
+
+@dataclass
+class Conversion:
+    """A converted site: the site model as a TOML-ready dict, and what was decided."""
+
+    name: str
+    data: dict[str, Any]
+    tree_groups: list[str]
+    weighted_groups: list[str]
+    transformers: dict[str, float]
+    """Group id → rated kW."""
+
+    def site(self) -> Site:
+        return Site.model_validate(self.data)
+
+
+def _lines_of(evse: Mapping[str, Any]) -> tuple[str, str]:
+    angle = float(evse["phase_angle_deg"])
+    for a, lines in ANGLE_LINES.items():
+        if abs(a - angle) < 1e-6:
+            return lines
+    raise AcnSiteError(f"station {evse['station_id']}: phase angle {angle} is not 30, -90 or 150")
+
+
+def _is_primary(c: Mapping[str, Any]) -> bool:
+    return "primary" in c["name"].lower() or any(
+        abs(abs(v) - 1.0) > 1e-9 for v in c["coefficients"].values() if v != 0
+    )
+
+
+def convert_site(
+    key: str, raw: Mapping[str, Any], *, slot_minutes: int = 5, horizon_hours: float = 12.0
+) -> Conversion:
+    evses = list(raw["evses"])
+    lines = {e["station_id"]: _lines_of(e) for e in evses}
+    every = frozenset(lines)
+
+    clusters: dict[tuple[str, float], _Cluster] = {}
+    primaries: list[dict[str, Any]] = []
+    for c in raw["constraints"]:
+        if _is_primary(c):
+            primaries.append(c)
+            continue
+        m = _LINE_SUFFIX.match(c["name"])
+        base = m.group("base") if m else c["name"]
+        k = (base, float(c["limit_a"]))
+        clusters.setdefault(k, _Cluster(base, float(c["limit_a"]))).members.append(c)
+
+    tree: list[_Cluster] = []
+    weighted: list[tuple[dict[str, Any], float]] = []
+    for cl in clusters.values():
+        if _is_exact_tree_group(cl, lines):
+            tree.append(cl)
+        else:
+            weighted.extend((c, cl.limit_a) for c in cl.members)
+
+    # nest by station-set inclusion; biggest first so parents come before children
+    tree.sort(key=lambda cl: (-len(cl.stations), cl.base))
+    ids: dict[int, str] = {}
+    transformers: dict[str, float] = {}
+    groups: list[dict[str, Any]] = []
+    root_id: str
+    if tree and tree[0].stations == every:
+        root_id = _group_id(tree[0])
+    else:
+        root_id = slug(key) or "site"
+        groups.append({"id": root_id, "description": f"{key}: site connection (no limit)"})
+    for i, cl in enumerate(tree):
+        gid = _group_id(cl)
+        if gid in ids.values():
+            raise AcnSiteError(f"{key}: two groups named {gid}")
+        ids[i] = gid
+        parents = [ids[j] for j in range(i) if cl.stations < tree[j].stations]
+        parent = parents[-1] if parents else (None if gid == root_id else root_id)
+        g: dict[str, Any] = {"id": gid}
+        if parent is not None:
+            g["parent"] = parent
+        g["limit_a"] = cl.limit_a
+        if "secondary" in cl.base.lower() or "transformer" in cl.base.lower() or not cl.base:
+            kw = round(cl.limit_a * 3 * SECONDARY_LINE_TO_NEUTRAL_V / 1000.0, 3)
+            g["limit_kw"] = kw
+            transformers[gid] = kw
+            g["description"] = f"transformer, {kw:g} kW (secondary {cl.limit_a:.2f} A per line)"
+        else:
+            g["description"] = f"{cl.base}: {cl.limit_a:g} A per line"
+        groups.append(g)
+
+    def home(stations: frozenset[str]) -> str:
+        best: str | None = None
+        best_n = len(every) + 1
+        for i, cl in enumerate(tree):
+            if stations <= cl.stations and len(cl.stations) < best_n:
+                best, best_n = ids[i], len(cl.stations)
+        return best or root_id
+
+    weighted_ids: list[str] = []
+    for c, limit in [*weighted, *((p, float(p["limit_a"])) for p in primaries)]:
+        support = frozenset(k for k, v in c["coefficients"].items() if v != 0)
+        gid = slug(c["name"])
+        weighted_ids.append(gid)
+        kind = "transformer primary" if c in primaries else "constraint"
+        groups.append(
+            {
+                "id": gid,
+                "parent": home(support),
+                "limit_a": float(limit),
+                "weights": {k: abs(float(v)) for k, v in c["coefficients"].items() if v != 0},
+                "description": f"{kind} {c['name']!r} (magnitudes summed)",
+            }
+        )
+
+    chargers = []
+    for e in evses:
+        sid = e["station_id"]
+        allowed = [float(a) for a in e.get("allowed_currents_a") or []]
+        con: dict[str, Any] = {
+            "id": 1,
+            "max_current_a": float(e["max_current_a"]),
+            "min_current_a": float(e["min_current_a"]),
+            "phases": list(lines[sid]),
+            "voltage_v": float(e["voltage_v"]),
+        }
+        if allowed:
+            con["allowed_currents_a"] = allowed
+        chargers.append({"id": sid, "group": home(frozenset([sid])), "connectors": [con]})
+    chargers.sort(key=lambda ch: (ch["group"], ch["id"]))
+
+    data = {
+        "site": {
+            "name": f"acn-{slug(key)}",
+            "voltage_v": SECONDARY_LINE_TO_NEUTRAL_V,
+            "slot_minutes": slot_minutes,
+            "horizon_hours": horizon_hours,
+            "timezone": "America/Los_Angeles",
+        },
+        "groups": groups,
+        "chargers": chargers,
+    }
+    Site.model_validate(data)
+    return Conversion(key, data, [ids[i] for i in range(len(tree))], weighted_ids, transformers)
+
+
+def _group_id(cl: _Cluster) -> str:
+    base = re.sub(r"\s*secondary\s*$", "", cl.base, flags=re.IGNORECASE)
+    return slug(base) or "transformer"
+
+
+def _is_exact_tree_group(cl: _Cluster, lines: Mapping[str, tuple[str, str]]) -> bool:
+    """Every constraint of the cluster is exactly 'Σ I over the group's stations on
+    one line' (coefficients ±1), and every line the group loads is covered."""
+    stations = cl.stations
+    covered: list[frozenset[str]] = []
+    for c in cl.members:
+        coef = {k: v for k, v in c["coefficients"].items() if v != 0}
+        if any(abs(abs(v) - 1.0) > 1e-9 for v in coef.values()):
+            return False
+        support = frozenset(coef)
+        common = set.intersection(*(set(lines[s]) for s in support)) if support else set()
+        m = _LINE_SUFFIX.match(c["name"])
+        if m:
+            line = LETTER_LINE[m.group("letter").lower()]
+            if line not in common:
+                return False
+            candidates = [line]
+        else:
+            candidates = sorted(common)
+        if not any(support == {s for s in stations if ln in lines[s]} for ln in candidates):
+            return False
+        covered.append(support)
+    # a line of the group without its own constraint must be implied by one that is
+    for ln in ("L1", "L2", "L3"):
+        on_line = {s for s in stations if ln in lines[s]}
+        if on_line and not any(on_line <= sup for sup in covered):
+            return False
+    return True
+
+
+def load_sites_json(path: str | Path) -> dict[str, Any]:
+    with Path(path).open() as f:
+        data: dict[str, Any] = json.load(f)
+    return data
+
+
+# --- TOML output --------------------------------------------------------------
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+            return f"{v:.1f}"
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, Sequence):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(conv: Conversion, source: str = "sites.json") -> str:
+    d = conv.data
+    out = [
+        f"# ACN {conv.name} site, generated by `gridshare import-acn {source}`.",
+        "# Stations are 208 V line-to-line chargers (phase angle 30° → L1-L2,",
+        "# −90° → L2-L3, 150° → L3-L1).",
+        "# Every limit sums magnitudes (Σ |coefficient| · I ≤ limit): this is the safe",
+        "# linear form of the site's phasor limits |Σ coefficient · I · e^(jθ)| ≤ limit;",
+        "# it never allows more than the real limits do.",
+        "# Transformer groups carry their rating as limit_kw; `gridshare simulate",
+        "# --capacity-kw X` scales that transformer (limit_a and its primary limits by",
+        "# X / rating).",
+        "# Data: ACN-Data (Lee, Li, Low, e-Energy 2019), CC BY 4.0; see data/README.md.",
+        "",
+        "[site]",
+    ]
+    out += [f"{k} = {_value(v)}" for k, v in d["site"].items()]
+    for g in d["groups"]:
+        out += ["", "[[groups]]"]
+        out += [f"{k} = {_value(v)}" for k, v in g.items()]
+    for ch in d["chargers"]:
+        out += ["", "[[chargers]]", f"id = {_value(ch['id'])}", f"group = {_value(ch['group'])}"]
+        for con in ch["connectors"]:
+            out.append("[[chargers.connectors]]")
+            out += [f"{k} = {_value(v)}" for k, v in con.items()]
+    return "\n".join(out) + "\n"
+
+
+# --- transformer sweep ----------------------------------------------------------
+
+
+def rated_kw(site: Site, group_id: str) -> float:
+    g = site.group_by_id[group_id]
+    if g.limit_kw is None:
+        raise ValueError(f"group {group_id} has no limit_kw (rating) to scale")
+    return g.limit_kw
+
+
+def default_capacity_group(site: Site) -> str:
+    """The group ``--capacity-kw`` scales: the root if it has a kW rating, else the
+    group with the largest rating (the big transformer)."""
+    if site.root.limit_kw is not None:
+        return site.root.id
+    rated = [g for g in site.groups if g.limit_kw is not None and g.weights is None]
+    if not rated:
+        raise ValueError("no group has a limit_kw to scale; give one a rating")
+    return max(rated, key=lambda g: (g.limit_kw or 0.0, g.id)).id
+
+
+def scale_group(site: Site, group_id: str, capacity_kw: float) -> Site:
+    """The site with one rated group set to ``capacity_kw``: its limit_kw, its
+    limit_a and the limits of its weighted-constraint children scaled by
+    capacity / rating."""
+    rating = rated_kw(site, group_id)
+    f = capacity_kw / rating
+    groups: list[Group] = []
+    for g in site.groups:
+        if g.id == group_id:
+            upd: dict[str, Any] = {"limit_kw": capacity_kw}
+            if g.limit_a is not None:
+                upd["limit_a"] = g.limit_a * f
+            g = g.model_copy(update=upd)
+        elif g.weights is not None and g.parent == group_id and g.limit_a is not None:
+            g = g.model_copy(update={"limit_a": g.limit_a * f})
+        groups.append(g)
+    return Site.model_validate({**site.model_dump(), "groups": [g.model_dump() for g in groups]})

@@ -1,0 +1,167 @@
+"""Group limits over time for a simulation: the site's static limits, lowered by
+a capacity CSV (``group_id,start,end,limit_a|limit_kw``; the lowest applies).
+
+Two views of the same data: `SiteLimits.at` gives the limits in force at one
+moment (to check what the cars really draw), `SiteLimits.capacity` the
+`optimizer.Capacity` over a planning grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from optimizer import Capacity, Site, TimeGrid
+from optimizer.site import LINES, Line
+
+
+class CapacityFileError(ValueError):
+    """The capacity CSV is malformed; the message names the file, line and field."""
+
+
+@dataclass(frozen=True)
+class Override:
+    group_id: str
+    start: datetime
+    end: datetime
+    limit_a: float | None
+    limit_kw: float | None
+
+
+def read_capacity_csv(path: str | Path, site: Site) -> list[Override]:
+    p = Path(path)
+    try:
+        df = pd.read_csv(p, dtype={"group_id": str})
+    except (OSError, ValueError) as e:
+        raise CapacityFileError(f"{p}: {e}") from None
+    for col in ("group_id", "start", "end"):
+        if col not in df.columns:
+            raise CapacityFileError(f"{p}: missing column {col}")
+    if "limit_a" not in df.columns and "limit_kw" not in df.columns:
+        raise CapacityFileError(f"{p}: needs a limit_a or limit_kw column")
+    out = []
+    for i, row in enumerate(df.itertuples(index=False), start=2):
+        gid = str(row.group_id)
+        if gid not in site.group_by_id:
+            raise CapacityFileError(f"{p}: line {i}: group_id {gid!r} is not a group")
+        try:
+            start = pd.Timestamp(str(row.start))
+            end = pd.Timestamp(str(row.end))
+        except ValueError:
+            raise CapacityFileError(f"{p}: line {i}: start/end: not an ISO time") from None
+        start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+        end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+        if not end > start:
+            raise CapacityFileError(f"{p}: line {i}: end must be after start")
+        vals: dict[str, float | None] = {}
+        for col in ("limit_a", "limit_kw"):
+            v = getattr(row, col, None)
+            if v is None or pd.isna(v):
+                vals[col] = None
+                continue
+            if float(v) < 0:
+                raise CapacityFileError(f"{p}: line {i}: {col} must be ≥ 0")
+            vals[col] = float(v)
+        out.append(
+            Override(
+                gid, start.to_pydatetime(), end.to_pydatetime(), vals["limit_a"], vals["limit_kw"]
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class LimitRow:
+    group_id: str
+    quantity: str
+    """``L1``/``L2``/``L3``, ``kW`` or ``weighted``."""
+
+
+class SiteLimits:
+    """Every limit of a site as rows over its connectors (coefficient matrix), with
+    the bounds in force at any moment. Built from the site model alone, apart
+    from the optimizer's own limit structure, so it can check any strategy."""
+
+    def __init__(self, site: Site, overrides: list[Override] | None = None) -> None:
+        self.site = site
+        self.overrides = list(overrides or [])
+        self.connector_ids = tuple(site.connectors)
+        col = {k: i for i, k in enumerate(self.connector_ids)}
+        self._col = col
+        rows: list[LimitRow] = []
+        coef: list[np.ndarray] = []
+        static: list[float] = []
+        for g in site.groups:
+            if g.weights is not None:
+                v = np.zeros(len(col))
+                for key, w in site.weighted_members(g).items():
+                    v[col[key]] = w
+                rows.append(LimitRow(g.id, "weighted"))
+                coef.append(v)
+                static.append(g.limit_a if g.limit_a is not None else np.inf)
+                continue
+            under = list(site.connectors_under(g.id))
+            for line in LINES:
+                v = np.zeros(len(col))
+                for info in under:
+                    if line in info.lines:
+                        v[col[info.key]] = 1.0
+                rows.append(LimitRow(g.id, line.value))
+                coef.append(v)
+                static.append(g.limit_a if g.limit_a is not None else np.inf)
+            v = np.zeros(len(col))
+            for info in under:
+                v[col[info.key]] = info.kw_per_amp()
+            rows.append(LimitRow(g.id, "kW"))
+            coef.append(v)
+            static.append(g.limit_kw if g.limit_kw is not None else np.inf)
+        self.rows = tuple(rows)
+        self.matrix = np.array(coef) if coef else np.zeros((0, len(col)))
+        self.static = np.array(static)
+        self._row_group = np.array([r.group_id for r in rows])
+        self._row_is_kw = np.array([r.quantity == "kW" for r in rows])
+
+    def column(self, connector_id: str, lines: tuple[str, ...] | None = None) -> np.ndarray:
+        """Coefficient of every row for a car at ``connector_id`` loading ``lines``
+        (default: the connector's own lines)."""
+        info = self.site.connectors[connector_id]
+        loaded = tuple(Line(x) for x in lines) if lines else info.lines
+        out = np.zeros(len(self.rows))
+        for r, row in enumerate(self.rows):
+            if row.quantity == "weighted":
+                out[r] = self.matrix[r, self._col[connector_id]]
+            elif row.group_id not in info.ancestors:
+                continue
+            elif row.quantity == "kW":
+                out[r] = info.kw_per_amp(loaded)
+            elif Line(row.quantity) in loaded:
+                out[r] = 1.0
+        return out
+
+    def at(self, t: datetime) -> np.ndarray:
+        """Bound of every row at moment ``t``."""
+        out = self.static.copy()
+        for o in self.overrides:
+            if o.start <= t < o.end:
+                sel = self._row_group == o.group_id
+                if o.limit_a is not None:
+                    out[sel & ~self._row_is_kw] = np.minimum(out[sel & ~self._row_is_kw], o.limit_a)
+                if o.limit_kw is not None:
+                    out[sel & self._row_is_kw] = np.minimum(out[sel & self._row_is_kw], o.limit_kw)
+        return out
+
+    def capacity(self, grid: TimeGrid) -> Capacity:
+        cap = Capacity.static(self.site, grid)
+        if not self.overrides:
+            return cap
+        starts = np.array([grid.slot_start(i).timestamp() for i in range(grid.slots)])
+        ends = starts + grid.slot_minutes * 60.0
+        for o in self.overrides:
+            mask = (starts < o.end.timestamp()) & (ends > o.start.timestamp())
+            if mask.any():
+                cap = cap.lowered(o.group_id, mask, limit_a=o.limit_a, limit_kw=o.limit_kw)
+        return cap

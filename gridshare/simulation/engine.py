@@ -1,0 +1,389 @@
+"""The event-driven simulator: historical sessions on a site, one strategy.
+
+Time moves in steps (5 minutes for the ACN sites); arrivals and departures are
+snapped to step boundaries, so every event falls on a step. At each step:
+departures leave, arrivals plug in, the strategy is asked what to offer every
+car plugged in (seeing only what the service would see live: arrival, stated
+departure and energy, energy metered so far and what each car drew when offered
+more), then every car draws what its physics allows and the site's limits are
+checked against what is really drawn. Steps with no car plugged in are skipped.
+
+Car physics (`CarModel`): a car draws min(offer, its maximum, its taper, what it
+still needs). The taper is linear in the energy still to go: within the last
+``taper_kwh`` of its need the car accepts ``max × remaining / taper_kwh`` (the
+constant-voltage phase); ``taper_kwh = 0`` is an ideal battery. A car stops once
+within ``FULL_TOLERANCE_KWH`` of its need.
+
+Bookkeeping is exact: delivered energy is summed per session and per step from
+the same products current × kWh-per-A, never estimated.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+
+from gridshare.simulation.capacity import SiteLimits
+from gridshare.simulation.sessions import SimSession
+from optimizer import SessionDemand, Site
+from optimizer.site import Line
+
+FULL_TOLERANCE_KWH = 1e-6
+"""A car within this of its need stops drawing (1 mWh)."""
+LIMIT_TOLERANCE = 1e-6
+DRAW_TOLERANCE_A = 0.05
+"""A car drawing this much less than offered tells the service its maximum."""
+
+
+@dataclass(frozen=True)
+class CarModel:
+    taper_kwh: float = 2.0
+    """Energy before full over which the accepted current falls linearly to 0."""
+    max_current_a: float | None = None
+    """The car's own maximum (A per line); None: the connector's maximum."""
+
+
+@dataclass(frozen=True)
+class ServiceDefaults:
+    """What the service assumes of a session that states nothing."""
+
+    dwell_hours: float = 8.0
+    energy_kwh: float = 20.0
+    overstay_hours: float = 1.0
+    """A car still plugged in at its stated departure is assumed to stay this much longer."""
+    topup_kwh: float = 1.0
+    """A car still drawing after its stated energy is given this much more (rolling)."""
+
+
+@dataclass
+class LiveSession:
+    """What the service knows of a car plugged in: never its real departure or need."""
+
+    session_id: str
+    connector_id: str
+    arrival: datetime
+    stated_departure: datetime
+    stated_energy_kwh: float
+    delivered_kwh: float = 0.0
+    learned_max_a: float | None = None
+    """Upper bound on what the car draws, learned from meter values (None: unknown)."""
+    lines: tuple[str, ...] | None = None
+    """Lines the car was metered drawing on (None: not seen drawing yet)."""
+    taper_ratio: float = 1.0
+    """How much the car's draw fell over the last step while it drew less than offered
+    (a tapering car keeps falling): the next step's maximum is predicted from it."""
+
+    def departure(self, now: datetime, defaults: ServiceDefaults) -> datetime:
+        step_ahead = now + timedelta(minutes=1)
+        if self.stated_departure > step_ahead:
+            return self.stated_departure
+        return now + timedelta(hours=defaults.overstay_hours)
+
+    def remaining_kwh(self, defaults: ServiceDefaults, meter_values: bool = True) -> float:
+        """Stated energy less what was metered (at least a rolling top-up); 0 once
+        the car was seen to take nothing (full)."""
+        if meter_values and self.learned_max_a == 0.0:
+            return 0.0
+        return max(self.stated_energy_kwh - self.delivered_kwh, defaults.topup_kwh)
+
+    def predicted_max_a(self) -> float | None:
+        if self.learned_max_a is None:
+            return None
+        return self.learned_max_a * self.taper_ratio
+
+    def observe(self, offered: float, drawn: float, lines: tuple[str, ...]) -> None:
+        """A meter reading: the car drew ``drawn`` on ``lines`` when offered ``offered``."""
+        if drawn > DRAW_TOLERANCE_A:
+            self.lines = lines
+        if offered <= 0 or drawn >= offered - DRAW_TOLERANCE_A:
+            return
+        learned = 0.0 if drawn < DRAW_TOLERANCE_A else drawn
+        if self.learned_max_a is not None and self.learned_max_a > 0:
+            self.taper_ratio = min(1.0, learned / self.learned_max_a)
+        self.learned_max_a = (
+            learned if self.learned_max_a is None else min(self.learned_max_a, learned)
+        )
+
+    def demand(
+        self,
+        now: datetime,
+        defaults: ServiceDefaults,
+        min_current_a: float,
+        meter_values: bool = True,
+    ) -> SessionDemand:
+        ev_max = self.predicted_max_a() if meter_values else None
+        if ev_max is not None and ev_max > 0:
+            # a car that takes less than the minimum still takes what it can at the minimum
+            ev_max = max(ev_max, min_current_a)
+        return SessionDemand(
+            session_id=self.session_id,
+            connector_id=self.connector_id,
+            arrival=min(self.arrival, now),
+            departure=self.departure(now, defaults),
+            energy_kwh=self.remaining_kwh(defaults, meter_values),
+            ev_max_current_a=ev_max,
+            lines=tuple(Line(x) for x in self.lines) if meter_values and self.lines else None,
+        )
+
+
+@dataclass(frozen=True)
+class StepContext:
+    sim: Simulation
+    now: datetime
+    step: int
+    live: tuple[LiveSession, ...]
+
+    def demands(self, meter_values: bool = True) -> tuple[SessionDemand, ...]:
+        """The planning view of every car plugged in; ``meter_values=False`` leaves
+        out what meters taught (the car's real maximum and phases)."""
+        site = self.sim.site
+        return tuple(
+            s.demand(
+                self.now,
+                self.sim.defaults,
+                site.connectors[s.connector_id].connector.min_current_a,
+                meter_values,
+            )
+            for s in self.live
+        )
+
+
+class Strategy(Protocol):
+    name: str
+
+    def decide(self, ctx: StepContext) -> Mapping[str, float]:
+        """Current (A per line) to offer each live session now, by session id."""
+        ...
+
+
+@dataclass
+class RunResult:
+    strategy: str
+    sessions: tuple[SimSession, ...]
+    start: datetime
+    step: timedelta
+    connector_ids: tuple[str, ...]
+    delivered_kwh: np.ndarray
+    """Per session (same order as ``sessions``)."""
+    need_kwh: np.ndarray
+    current_a: np.ndarray
+    """(steps, connectors) current really drawn."""
+    offered_a: np.ndarray
+    """(steps, connectors) current offered."""
+    power_kw: np.ndarray
+    """(steps,) site power drawn."""
+    violations: list[tuple[int, int, float]] = field(default_factory=list)
+    """(step, limit row, excess) where what cars drew exceeded a limit."""
+    offer_violations: int = 0
+    """Steps × limits where the *offered* currents exceeded a limit."""
+    decide_ms: list[float] = field(default_factory=list)
+    max_draw_ratio: float = 0.0
+    """Largest drawn / allowed-by-physics ratio over all steps (≤ 1 by construction)."""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def times(self) -> list[datetime]:
+        return [self.start + i * self.step for i in range(len(self.power_kw))]
+
+
+class Simulation:
+    """One site, one set of sessions; `run` plays them against a strategy."""
+
+    def __init__(
+        self,
+        site: Site,
+        sessions: tuple[SimSession, ...] | list[SimSession],
+        *,
+        limits: SiteLimits | None = None,
+        step_minutes: int | None = None,
+        car: CarModel | None = None,
+        defaults: ServiceDefaults | None = None,
+    ) -> None:
+        self.site = site
+        self.sessions = tuple(sorted(sessions, key=lambda s: (s.arrival, s.session_id)))
+        if not self.sessions:
+            raise ValueError("no sessions to simulate")
+        self.limits = limits or SiteLimits(site)
+        self.step = timedelta(minutes=step_minutes or site.site.slot_minutes)
+        self.car = car or CarModel()
+        self.defaults = defaults or ServiceDefaults()
+        self.start = min(s.arrival for s in self.sessions)
+        self.end = max(s.departure for s in self.sessions)
+        self.n_steps = self.index(self.end)
+        self.col = {k: i for i, k in enumerate(self.limits.connector_ids)}
+        self.index_of = {s.session_id: i for i, s in enumerate(self.sessions)}
+        self.arrive_step = np.array([self.index(s.arrival) for s in self.sessions])
+        self.leave_step = np.array([self.index(s.departure) for s in self.sessions])
+        if np.any(self.leave_step <= self.arrive_step):
+            raise ValueError("every session needs at least one whole step (snap them first)")
+        infos = [site.connectors[s.connector_id] for s in self.sessions]
+        self.lines = [
+            tuple(s.car_lines) if s.car_lines else tuple(x.value for x in info.lines)
+            for s, info in zip(self.sessions, infos, strict=True)
+        ]
+        for s, info, ln in zip(self.sessions, infos, self.lines, strict=True):
+            if not set(ln) <= {x.value for x in info.lines}:
+                raise ValueError(
+                    f"session {s.session_id}: car lines {ln} not wired at {s.connector_id}"
+                )
+        self.kw_per_a = np.array(
+            [
+                info.kw_per_amp(tuple(Line(x) for x in ln))
+                for info, ln in zip(infos, self.lines, strict=True)
+            ]
+        )
+        self.kwh_per_a = self.kw_per_a * self.step_hours
+        self.car_max_a = np.array(
+            [
+                min(i.max_current_a, s.car_max_current_a or self.car.max_current_a or math.inf)
+                for s, i in zip(self.sessions, infos, strict=True)
+            ]
+        )
+        self.coef = np.stack(
+            [
+                self.limits.column(s.connector_id, ln)
+                for s, ln in zip(self.sessions, self.lines, strict=True)
+            ],
+            axis=1,
+        )
+        """(limit rows, sessions): what one ampere of each car weighs in every limit."""
+        self.need = np.array([s.energy_kwh for s in self.sessions])
+        self.session_col = np.array([self.col[s.connector_id] for s in self.sessions])
+
+    @property
+    def step_hours(self) -> float:
+        return self.step.total_seconds() / 3600.0
+
+    def index(self, t: datetime) -> int:
+        return round((t - self.start) / self.step)
+
+    def time_of(self, step: int) -> datetime:
+        return self.start + step * self.step
+
+    def physics_cap(self, i: int, delivered: float) -> float:
+        """Most current session ``i`` can draw this step, having taken ``delivered``."""
+        r = self.need[i] - delivered
+        if r <= FULL_TOLERANCE_KWH:
+            return 0.0
+        cap = min(self.car_max_a[i], r / self.kwh_per_a[i])
+        if self.car.taper_kwh > 0:
+            cap = min(cap, self.car_max_a[i] * r / self.car.taper_kwh)
+        return max(cap, 0.0)
+
+    def _live(self, i: int) -> LiveSession:
+        s = self.sessions[i]
+        dep = s.stated_departure or s.arrival + timedelta(hours=self.defaults.dwell_hours)
+        energy = (
+            s.stated_energy_kwh if s.stated_energy_kwh is not None else self.defaults.energy_kwh
+        )
+        return LiveSession(s.session_id, s.connector_id, s.arrival, dep, energy)
+
+    def run(
+        self,
+        strategy: Strategy,
+        *,
+        progress: bool = False,
+        on_step: Callable[[int], None] | None = None,
+    ) -> RunResult:
+        n_c = len(self.col)
+        current = np.zeros((self.n_steps, n_c))
+        offered = np.zeros((self.n_steps, n_c))
+        power = np.zeros(self.n_steps)
+        delivered = np.zeros(len(self.sessions))
+        result = RunResult(
+            strategy.name,
+            self.sessions,
+            self.start,
+            self.step,
+            self.limits.connector_ids,
+            delivered,
+            self.need.copy(),
+            current,
+            offered,
+            power,
+        )
+        by_arrival = np.argsort(self.arrive_step, kind="stable")
+        next_arrival = 0
+        active: dict[int, LiveSession] = {}
+        bar = _Progress(self.n_steps, f"{strategy.name}", enabled=progress)
+        k = 0
+        while k < self.n_steps:
+            for i in [i for i in active if self.leave_step[i] <= k]:
+                del active[i]
+            while (
+                next_arrival < len(by_arrival) and self.arrive_step[by_arrival[next_arrival]] <= k
+            ):
+                i = int(by_arrival[next_arrival])
+                active[i] = self._live(i)
+                next_arrival += 1
+            if not active:
+                if next_arrival >= len(by_arrival):
+                    break
+                k = int(self.arrive_step[by_arrival[next_arrival]])
+                bar.update(k)
+                continue
+            now = self.time_of(k)
+            order = sorted(active)
+            ctx = StepContext(self, now, k, tuple(active[i] for i in order))
+            t0 = time.perf_counter()
+            offer = strategy.decide(ctx)
+            result.decide_ms.append((time.perf_counter() - t0) * 1000.0)
+            draws = np.zeros(len(order))
+            offers = np.zeros(len(order))
+            for n, i in enumerate(order):
+                live = active[i]
+                o = max(0.0, float(offer.get(live.session_id, 0.0)))
+                cap = self.physics_cap(i, delivered[i])
+                draw = min(o, cap)
+                if cap > 0:
+                    result.max_draw_ratio = max(result.max_draw_ratio, draw / cap)
+                c = self.session_col[i]
+                offered[k, c] = o
+                current[k, c] = draw
+                e = draw * self.kwh_per_a[i]
+                delivered[i] += e
+                power[k] += draw * self.kw_per_a[i]
+                live.delivered_kwh = float(delivered[i])
+                live.observe(o, draw, self.lines[i])
+                draws[n], offers[n] = draw, o
+            bounds = self.limits.at(now)
+            coef = self.coef[:, order]
+            load = coef @ draws
+            for r in np.flatnonzero(load > bounds + LIMIT_TOLERANCE):
+                result.violations.append((k, int(r), float(load[r] - bounds[r])))
+            result.offer_violations += int(
+                np.count_nonzero(coef @ offers > bounds + LIMIT_TOLERANCE)
+            )
+            if on_step is not None:
+                on_step(k)
+            k += 1
+            bar.update(k)
+        bar.close()
+        return result
+
+
+class _Progress:
+    """A rich progress bar over steps, or nothing."""
+
+    def __init__(self, total: int, label: str, enabled: bool) -> None:
+        self._p = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self._p = Progress(console=Console(stderr=True), transient=True)
+            self._p.start()
+            self._task = self._p.add_task(label, total=total)
+
+    def update(self, k: int) -> None:
+        if self._p is not None:
+            self._p.update(self._task, completed=k)
+
+    def close(self) -> None:
+        if self._p is not None:
+            self._p.stop()

@@ -1,0 +1,212 @@
+"""Historical sessions for the simulator: ACN-Data CSVs and a generic CSV.
+
+A `SimSession` carries what really happened (arrival, real departure, the
+energy the car took) apart from what the driver told the service (stated
+departure and energy, or nothing). The simulator shows the planner only the
+stated part.
+
+ACN-Data (``arrival, departure, requested_energy (kWh), delivered_energy (kWh),
+station_id, session_id, estimated_departure, claimed``): the car's need is the
+energy it took in the real session (the convention of the ACN studies: stated
+requests are often far above what a car can take). ``claimed=False`` rows carry
+no request: their stated departure and energy are left unknown.
+
+Generic CSV: ``connector_id,arrival,departure,energy_kwh[,stated_departure]
+[,stated_energy_kwh]`` with ISO times (an offset, or UTC).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+ACN_COLUMNS = (
+    "arrival",
+    "departure",
+    "requested_energy (kWh)",
+    "delivered_energy (kWh)",
+    "station_id",
+    "session_id",
+    "estimated_departure",
+    "claimed",
+)
+GENERIC_COLUMNS = ("connector_id", "arrival", "departure", "energy_kwh")
+
+
+class SessionsError(ValueError):
+    """A sessions file cannot be read; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class SimSession:
+    session_id: str
+    connector_id: str
+    arrival: datetime
+    departure: datetime
+    energy_kwh: float
+    """What the car takes if offered enough (its real need)."""
+    stated_departure: datetime | None = None
+    stated_energy_kwh: float | None = None
+    car_lines: tuple[str, ...] | None = None
+    """Lines the car really loads (e.g. ``("L1",)`` for a 1-phase car on a 3-phase
+    connector); None: every line the connector is wired to."""
+    car_max_current_a: float | None = None
+    """The car's own maximum (A per line); None: the simulation's car model."""
+
+
+def _utc(values: pd.Series, name: str, column: str) -> pd.Series:
+    try:
+        return pd.to_datetime(values, utc=True, format="ISO8601")
+    except (ValueError, TypeError) as e:
+        raise SessionsError(f"{name}: column {column}: {e}") from None
+
+
+def read_acn(path: str | Path) -> list[SimSession]:
+    """Sessions of an ACN-Data CSV (``.csv`` or ``.csv.gz``); connector ``STATION/1``."""
+    p = Path(path)
+    try:
+        df = pd.read_csv(p)
+    except (OSError, ValueError) as e:
+        raise SessionsError(f"{p}: {e}") from None
+    missing = [c for c in ACN_COLUMNS if c not in df.columns]
+    if missing:
+        raise SessionsError(f"{p}: missing column(s) {missing}")
+    arr = _utc(df["arrival"], str(p), "arrival")
+    dep = _utc(df["departure"], str(p), "departure")
+    est = _utc(df["estimated_departure"], str(p), "estimated_departure")
+    claimed = df["claimed"].astype(str).str.lower().isin(["true", "1"])
+    out = []
+    for i in range(len(df)):
+        c = bool(claimed.iloc[i])
+        out.append(
+            SimSession(
+                session_id=str(df["session_id"].iloc[i]),
+                connector_id=f"{df['station_id'].iloc[i]}/1",
+                arrival=arr.iloc[i].to_pydatetime(),
+                departure=dep.iloc[i].to_pydatetime(),
+                energy_kwh=float(df["delivered_energy (kWh)"].iloc[i]),
+                stated_departure=est.iloc[i].to_pydatetime() if c else None,
+                stated_energy_kwh=float(df["requested_energy (kWh)"].iloc[i]) if c else None,
+            )
+        )
+    return out
+
+
+def read_generic(path: str | Path) -> list[SimSession]:
+    p = Path(path)
+    try:
+        df = pd.read_csv(p, dtype={"connector_id": str})
+    except (OSError, ValueError) as e:
+        raise SessionsError(f"{p}: {e}") from None
+    missing = [c for c in GENERIC_COLUMNS if c not in df.columns]
+    if missing:
+        raise SessionsError(f"{p}: missing column(s) {missing}")
+    arr = _utc(df["arrival"], str(p), "arrival")
+    dep = _utc(df["departure"], str(p), "departure")
+    sd = (
+        _utc(df["stated_departure"], str(p), "stated_departure")
+        if ("stated_departure" in df.columns)
+        else None
+    )
+    se = df["stated_energy_kwh"] if "stated_energy_kwh" in df.columns else None
+    out = []
+    for i in range(len(df)):
+        line = i + 2
+        energy = pd.to_numeric(df["energy_kwh"].iloc[i], errors="coerce")
+        if pd.isna(energy) or energy < 0:
+            raise SessionsError(f"{p}: line {line}: energy_kwh must be a number ≥ 0")
+        if pd.isna(arr.iloc[i]) or pd.isna(dep.iloc[i]) or not dep.iloc[i] > arr.iloc[i]:
+            raise SessionsError(f"{p}: line {line}: departure must be after arrival")
+        stated_dep = None
+        if sd is not None and not pd.isna(sd.iloc[i]):
+            stated_dep = sd.iloc[i].to_pydatetime()
+        stated_e = None
+        if se is not None and not pd.isna(se.iloc[i]):
+            stated_e = float(se.iloc[i])
+        out.append(
+            SimSession(
+                session_id=f"{df['connector_id'].iloc[i]}@{arr.iloc[i].isoformat()}",
+                connector_id=str(df["connector_id"].iloc[i]),
+                arrival=arr.iloc[i].to_pydatetime(),
+                departure=dep.iloc[i].to_pydatetime(),
+                energy_kwh=float(energy),
+                stated_departure=stated_dep,
+                stated_energy_kwh=stated_e,
+            )
+        )
+    return out
+
+
+def is_acn(path: str | Path) -> bool:
+    """Whether a sessions file is an ACN-Data CSV (by its header)."""
+    p = Path(path)
+    try:
+        header = pd.read_csv(p, nrows=0).columns
+    except (OSError, ValueError) as e:
+        raise SessionsError(f"{p}: {e}") from None
+    return "station_id" in header and "delivered_energy (kWh)" in header
+
+
+def read_sessions(path: str | Path) -> list[SimSession]:
+    """ACN-Data or generic CSV, told apart by the header."""
+    return read_acn(path) if is_acn(path) else read_generic(path)
+
+
+def between(
+    sessions: Iterable[SimSession], start: date | None, end: date | None, tz: str = "UTC"
+) -> list[SimSession]:
+    """Sessions arriving on the local days ``start`` .. ``end`` (both included)."""
+    zone = ZoneInfo(tz)
+    lo = datetime.combine(start, datetime.min.time(), zone) if start else None
+    hi = datetime.combine(end, datetime.min.time(), zone) + timedelta(days=1) if end else None
+    return [
+        s for s in sessions if (lo is None or s.arrival >= lo) and (hi is None or s.arrival < hi)
+    ]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Sessions made ready for a simulation on a step grid, and what was dropped."""
+
+    sessions: tuple[SimSession, ...]
+    unknown_connector: int
+    too_short: int
+    overlapping: int
+
+
+def snap(t: datetime, step: timedelta) -> datetime:
+    """Round to the nearest step boundary (counted from 2000-01-01 UTC)."""
+    epoch = datetime(2000, 1, 1, tzinfo=t.tzinfo or None)
+    return epoch + round((t - epoch) / step) * step
+
+
+def prepare_sessions(
+    sessions: Iterable[SimSession], connectors: Iterable[str], step: timedelta
+) -> Prepared:
+    """Snap arrivals and departures to the step grid (events happen on steps);
+    drop sessions at unknown connectors, with no whole step, or overlapping an
+    earlier session on the same connector."""
+    known = set(connectors)
+    unknown = short = overlap = 0
+    kept: list[SimSession] = []
+    last_departure: dict[str, datetime] = {}
+    for s in sorted(sessions, key=lambda s: (s.arrival, s.session_id)):
+        if s.connector_id not in known:
+            unknown += 1
+            continue
+        a, d = snap(s.arrival, step), snap(s.departure, step)
+        if d <= a:
+            short += 1
+            continue
+        prev = last_departure.get(s.connector_id)
+        if prev is not None and a < prev:
+            overlap += 1
+            continue
+        last_departure[s.connector_id] = d
+        kept.append(replace(s, arrival=a, departure=d))
+    return Prepared(tuple(kept), unknown, short, overlap)

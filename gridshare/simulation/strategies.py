@@ -1,0 +1,404 @@
+"""Strategies the simulator compares, all on the same sessions and site.
+
+* ``gridshare`` — the planning engine re-planning at every step (every arrival,
+  departure and slot), one warm `HighsPlanner` per run, as the service does;
+* ``uncontrolled`` — every car offered its connector's maximum;
+* ``equal-share`` — the engine's water-filling heuristic on the step now
+  (equal split within every limit, then the minimum-current rule);
+* ``fcfs`` / ``edf`` / ``llf`` — sessions served one after another (first come,
+  earliest stated departure, least laxity), each raised to the most every limit
+  it loads still allows, floored to a pilot the station accepts (0 below the
+  minimum). Limits come from the engine's own problem preparation, so every
+  strategy obeys the same rows;
+* ``offline-optimal`` — one LP with perfect knowledge (real departures and
+  needs, the car taper): the most energy any strategy could deliver. It
+  decomposes exactly into the periods between instants with no car plugged in,
+  and each such period is solved as one LP.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+import highspy
+import numpy as np
+
+from gridshare.simulation.engine import LiveSession, Simulation, StepContext
+from optimizer import Backend, HighsPlanner, PlanningProblem, SessionDemand, TimeGrid, solve
+from optimizer.dispatch import STEP_A, min_current
+from optimizer.prepare import PreparedLP, prepare
+
+STRATEGIES = ("gridshare", "uncontrolled", "equal-share", "fcfs", "edf", "llf", "offline-optimal")
+ONLINE = tuple(s for s in STRATEGIES if s != "offline-optimal")
+EPS = 1e-9
+
+
+def _step_problem(ctx: StepContext) -> PlanningProblem:
+    """The decision now as a one-slot planning problem."""
+    sim = ctx.sim
+    grid = TimeGrid(start=ctx.now, slot_minutes=int(sim.step.total_seconds() // 60), slots=1)
+    return PlanningProblem(
+        site=sim.site,
+        grid=grid,
+        now=ctx.now,
+        sessions=ctx.demands(),
+        capacity=sim.limits.capacity(grid),
+    )
+
+
+class GridshareStrategy:
+    """The planning engine as the service runs it. ``meter_values=False`` plans
+    as if no meter reading ever came in (the car's maximum and phases unknown)."""
+
+    name = "gridshare"
+
+    def __init__(self, meter_values: bool = True) -> None:
+        self.meter_values = meter_values
+        self.planner = HighsPlanner(time_limit_s=10.0)
+        self.previous: dict[str, float] = {}
+        self.statuses: dict[str, int] = {}
+        self.dispatch_cost_kwh = 0.0
+
+    def decide(self, ctx: StepContext) -> Mapping[str, float]:
+        sim = ctx.sim
+        info = sim.site.site
+        grid = TimeGrid.covering(ctx.now, info.slot_minutes, info.horizon_hours)
+        demands = ctx.demands(self.meter_values)
+        prev = {
+            d.session_id: self.previous[d.session_id]
+            for d in demands
+            if d.session_id in self.previous
+        }
+        problem = PlanningProblem(
+            site=sim.site,
+            grid=grid,
+            now=ctx.now,
+            sessions=demands,
+            capacity=sim.limits.capacity(grid),
+            previous=prev,
+        )
+        plan = solve(problem, planner=self.planner)
+        self.statuses[plan.status.value] = self.statuses.get(plan.status.value, 0) + 1
+        self.dispatch_cost_kwh += plan.dispatch_cost_kwh
+        out = {d.session_id: plan.now_a(d.connector_id) for d in demands}
+        self.previous = dict(out)
+        return out
+
+
+class UncontrolledStrategy:
+    name = "uncontrolled"
+
+    def decide(self, ctx: StepContext) -> Mapping[str, float]:
+        cons = ctx.sim.site.connectors
+        return {s.session_id: cons[s.connector_id].max_current_a for s in ctx.live}
+
+
+class EqualShareStrategy:
+    name = "equal-share"
+
+    def decide(self, ctx: StepContext) -> Mapping[str, float]:
+        problem = _step_problem(ctx)
+        plan = solve(problem, backend=Backend.HEURISTIC)
+        return {s.session_id: plan.now_a(s.connector_id) for s in ctx.live}
+
+
+def _floor_to_pilot(lp: PreparedLP, i: int, value: float, lo: float) -> float:
+    """The largest current ≤ value the station accepts (0 if below its minimum)."""
+    allowed = lp.sessions[i].connector.connector.allowed_currents_a
+    if allowed is not None:
+        steps = [a for a in sorted(allowed) if a <= value + EPS]
+        value = steps[-1] if steps else 0.0
+    else:
+        value = math.floor(value / STEP_A + 1e-6) * STEP_A
+    return value if value >= lo - EPS else 0.0
+
+
+def sorted_allocation(lp: PreparedLP, order: list[int]) -> np.ndarray:
+    """Slot-0 currents: sessions in ``order`` each take the most the rows' room allows."""
+    x = np.zeros(lp.n_x)
+    if lp.n_x == 0:
+        return x
+    rows, cols, vals = lp.coo()
+    m = (rows < lp.n_limit_rows) & (cols < lp.n_x)
+    rows, cols, vals = rows[m], cols[m], vals[m]
+    room = lp.row_upper[: lp.n_limit_rows].copy()
+    lo = min_current(lp)
+    for i in order:
+        s = lp.sessions[i]
+        if not len(s.kwh_per_a):  # no column now (nothing needed, or no room to charge)
+            continue
+        c = s.first_col
+        cap = min(float(lp.col_upper[c]), s.demand.energy_kwh / max(float(s.kwh_per_a[0]), EPS))
+        sel = cols == c
+        for r, v in zip(rows[sel], vals[sel], strict=True):
+            if v > EPS:
+                cap = min(cap, max(float(room[r]), 0.0) / v)
+        value = _floor_to_pilot(lp, i, cap, float(lo[i]))
+        if value > 0:
+            x[c] = value
+            room[rows[sel]] -= vals[sel] * value
+    return x
+
+
+class SortedStrategy:
+    """Serve sessions one by one in an order given by a key."""
+
+    def __init__(
+        self,
+        name: str,
+        key: Callable[[LiveSession, SessionDemand, float, datetime], tuple[object, ...]],
+    ) -> None:
+        self.name = name
+        self._key = key
+
+    def decide(self, ctx: StepContext) -> Mapping[str, float]:
+        problem = _step_problem(ctx)
+        lp = prepare(problem)
+        keys = []
+        for i, (live, sc) in enumerate(zip(ctx.live, lp.sessions, strict=True)):
+            rate_kw = sc.kw_per_a * sc.upper_a
+            keys.append((self._key(live, sc.demand, rate_kw, ctx.now), live.session_id, i))
+        order = [k[-1] for k in sorted(keys)]
+        x = sorted_allocation(lp, order)
+        out = {}
+        for sc in lp.sessions:
+            out[sc.demand.session_id] = float(x[sc.first_col]) if len(sc.kwh_per_a) else 0.0
+        return out
+
+
+def _fcfs(live: LiveSession, d: SessionDemand, rate_kw: float, now: datetime) -> tuple[object, ...]:
+    return (live.arrival,)
+
+
+def _edf(live: LiveSession, d: SessionDemand, rate_kw: float, now: datetime) -> tuple[object, ...]:
+    return (d.departure,)
+
+
+def _llf(live: LiveSession, d: SessionDemand, rate_kw: float, now: datetime) -> tuple[object, ...]:
+    hours_left = (d.departure - now).total_seconds() / 3600.0
+    need_h = d.energy_kwh / rate_kw if rate_kw > EPS else math.inf
+    return (hours_left - need_h,)
+
+
+# --- offline optimum --------------------------------------------------------------
+
+
+class OfflineSchedule:
+    """Replays the offline LP's currents (the LP knows the future; the run does not
+    hide it). ``bound_kwh`` is the LP's optimum."""
+
+    name = "offline-optimal"
+
+    def __init__(self, sim: Simulation) -> None:
+        self.schedule, self.bound_kwh, self.solve_ms, self.periods = offline_optimum(sim)
+
+    def decide(self, ctx: StepContext) -> Mapping[str, float]:
+        out = {}
+        sim = ctx.sim
+        for live in ctx.live:
+            i = sim.index_of[live.session_id]
+            j = ctx.step - int(sim.arrive_step[i])
+            out[live.session_id] = float(self.schedule[i][j])
+        return out
+
+
+def busy_periods(sim: Simulation) -> list[list[int]]:
+    """Sessions grouped into periods separated by instants with no car plugged in."""
+    order = np.argsort(sim.arrive_step, kind="stable")
+    out: list[list[int]] = []
+    end = -1
+    for i in order:
+        if int(sim.arrive_step[i]) >= end:
+            out.append([])
+        out[-1].append(int(i))
+        end = max(end, int(sim.leave_step[i]))
+    return out
+
+
+def offline_optimum(sim: Simulation) -> tuple[list[np.ndarray], float, list[float], int]:
+    """Per session, the current in each step of its stay; the LP bound (kWh); solve ms."""
+    schedule = [
+        np.zeros(int(sim.leave_step[i] - sim.arrive_step[i])) for i in range(len(sim.sessions))
+    ]
+    total = 0.0
+    times: list[float] = []
+    periods = busy_periods(sim)
+    for members in periods:
+        x, value, ms = _solve_period(sim, members)
+        times.append(ms)
+        total += value
+        for i, xi in zip(members, x, strict=True):
+            schedule[i] = xi
+    return schedule, total, times, len(periods)
+
+
+def _solve_period(sim: Simulation, members: list[int]) -> tuple[list[np.ndarray], float, float]:
+    """The most energy the sessions of one busy period can take: an LP over every
+    step of the period with the site's limit rows (`SiteLimits`, the same rows
+    the simulator checks), each car's maximum, need and taper."""
+    t0 = time.perf_counter()
+    k0 = min(int(sim.arrive_step[i]) for i in members)
+    k1 = max(int(sim.leave_step[i]) for i in members)
+    T = k1 - k0
+    limits = sim.limits
+    bounds = (
+        np.repeat(limits.static[:, None], T, axis=1)
+        if not limits.overrides
+        else np.stack([limits.at(sim.time_of(k)) for k in range(k0, k1)], axis=1)
+    )
+    # a micro-ampere inside every limit, so solver tolerances never show as a violation
+    bounds = bounds - 1e-6
+    first = np.zeros(len(members) + 1, dtype=np.int64)
+    lens = np.array([int(sim.leave_step[i] - sim.arrive_step[i]) for i in members])
+    np.cumsum(lens, out=first[1:])
+    n_x = int(first[-1])
+    lim_key: list[np.ndarray] = []
+    lim_col: list[np.ndarray] = []
+    lim_val: list[np.ndarray] = []
+    for j, i in enumerate(members):
+        coef = sim.coef[:, i]
+        rows = np.flatnonzero(coef)
+        steps = int(sim.arrive_step[i]) - k0 + np.arange(lens[j])
+        lim_key.append((rows[:, None] * T + steps[None, :]).ravel())
+        lim_col.append(np.broadcast_to(first[j] + np.arange(lens[j]), (len(rows), lens[j])).ravel())
+        lim_val.append(np.repeat(coef[rows], lens[j]))
+    key = np.concatenate(lim_key)
+    col = np.concatenate(lim_col)
+    val = np.concatenate(lim_val)
+    finite = np.isfinite(bounds.ravel()[key])
+    key, col, val = key[finite], col[finite], val[finite]
+    used, row = np.unique(key, return_inverse=True)
+    n_row = len(used)
+    r_list = [row.astype(np.int64)]
+    c_list = [col.astype(np.int64)]
+    v_list = [val]
+    row_lo = [np.full(n_row, -np.inf)]
+    row_hi = [bounds.ravel()[used]]
+    col_hi = [np.repeat(sim.car_max_a[members], lens)]
+    cost = [np.zeros(n_x)]
+    n_col = n_x
+    taper = sim.car.taper_kwh
+    for j, i in enumerate(members):
+        n = int(lens[j])
+        xs = first[j] + np.arange(n)
+        k = np.full(n, float(sim.kwh_per_a[i]))
+        cost[0][xs] = -k
+        E = float(sim.need[i])
+        a = float(sim.car_max_a[i])
+        # total energy: Σ k·x ≤ E
+        r_list.append(np.full(n, n_row))
+        c_list.append(xs)
+        v_list.append(k)
+        row_lo.append(np.array([-np.inf]))
+        row_hi.append(np.array([E]))
+        n_row += 1
+        if taper <= 0:
+            continue
+        col_hi[0][xs[0]] = min(col_hi[0][xs[0]], a * E / taper)
+        if n == 1:
+            continue
+        # D_j (j ≥ 1): energy taken before step j; D_j − D_{j−1} − k x_{j−1} = 0
+        d = n_col + np.arange(n - 1)
+        n_col += n - 1
+        col_hi.append(np.full(n - 1, np.inf))
+        cost.append(np.zeros(n - 1))
+        eq = n_row + np.arange(n - 1)
+        n_row += n - 1
+        r_list += [eq, eq[1:], eq]
+        c_list += [d, d[:-1], xs[:-1]]
+        v_list += [np.ones(n - 1), -np.ones(n - 2), -k[:-1]]
+        row_lo.append(np.zeros(n - 1))
+        row_hi.append(np.zeros(n - 1))
+        # taper: x_j ≤ a (E − D_j) / T, i.e. (T / a) x_j + D_j ≤ E
+        tp = n_row + np.arange(n - 1)
+        n_row += n - 1
+        r_list += [tp, tp]
+        c_list += [xs[1:], d]
+        v_list += [np.full(n - 1, taper / a), np.ones(n - 1)]
+        row_lo.append(np.full(n - 1, -np.inf))
+        row_hi.append(np.full(n - 1, E))
+    r = np.concatenate(r_list)
+    c = np.concatenate(c_list)
+    v = np.concatenate(v_list)
+    order = np.lexsort((r, c))
+    r, c, v = r[order], c[order], v[order]
+    start = np.zeros(n_col + 1, dtype=np.int64)
+    np.cumsum(np.bincount(c, minlength=n_col), out=start[1:])
+    model = highspy.HighsLp()
+    model.num_col_ = n_col
+    model.num_row_ = n_row
+    model.col_cost_ = np.concatenate(cost)
+    model.col_lower_ = np.zeros(n_col)
+    model.col_upper_ = np.concatenate(col_hi)
+    model.row_lower_ = np.concatenate(row_lo)
+    model.row_upper_ = np.concatenate(row_hi)
+    model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    model.a_matrix_.start_ = start.astype(np.int32)
+    model.a_matrix_.index_ = r.astype(np.int32)
+    model.a_matrix_.value_ = v.astype(float)
+    model.a_matrix_.num_col_ = n_col
+    model.a_matrix_.num_row_ = n_row
+    h = _solve_offline_lp(model)
+    sol = np.clip(np.asarray(h.getSolution().col_value)[:n_x], 0.0, col_hi[0])
+    value = float(np.dot(-cost[0], sol))
+    # solver tolerances (an interior-point answer especially) may leave a row a hair
+    # over: scale the currents of such a row down so every limit holds exactly
+    n_lim = len(used)
+    lim = row < n_lim
+    load = np.bincount(row[lim], weights=val[lim] * sol[col[lim]], minlength=n_lim)
+    limit = bounds.ravel()[used] + 1e-6
+    ratio = np.where(load > limit, limit / np.maximum(load, 1e-300), 1.0)
+    factor = np.ones(n_x)
+    np.minimum.at(factor, col[lim], ratio[row[lim]])
+    sol = sol * factor
+    out = [sol[first[j] : first[j + 1]].copy() for j in range(len(members))]
+    return out, value, (time.perf_counter() - t0) * 1000.0
+
+
+class OfflineLPError(RuntimeError):
+    """The offline LP could not be solved to optimality by any route."""
+
+
+def _solve_offline_lp(model: highspy.HighsLp) -> highspy.Highs:
+    """Dual simplex first; on a numerical failure, interior point with crossover,
+    then primal simplex with presolve. Only an optimal answer is a valid bound."""
+    tried = []
+    routes: tuple[dict[str, str | int], ...] = (
+        {"solver": "simplex"},
+        {"solver": "ipm", "run_crossover": "on"},
+        {"solver": "simplex", "simplex_strategy": 4, "presolve": "on"},
+    )
+    for options in routes:
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("threads", 1)
+        for k, v in options.items():
+            h.setOptionValue(k, v)
+        h.passModel(model)
+        h.run()
+        status = h.getModelStatus()
+        if status == highspy.HighsModelStatus.kOptimal:
+            return h
+        tried.append(f"{options['solver']}: {h.modelStatusToString(status)}")
+    raise OfflineLPError("offline LP not solved: " + "; ".join(tried))
+
+
+def make_strategy(name: str, sim: Simulation) -> object:
+    if name == "gridshare":
+        return GridshareStrategy()
+    if name == "uncontrolled":
+        return UncontrolledStrategy()
+    if name == "equal-share":
+        return EqualShareStrategy()
+    if name == "fcfs":
+        return SortedStrategy("fcfs", _fcfs)
+    if name == "edf":
+        return SortedStrategy("edf", _edf)
+    if name == "llf":
+        return SortedStrategy("llf", _llf)
+    if name == "offline-optimal":
+        return OfflineSchedule(sim)
+    raise ValueError(f"unknown strategy {name!r}; one of {', '.join(STRATEGIES)}")
