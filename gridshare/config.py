@@ -3,7 +3,8 @@
 Tables: ``[site]``, ``[[groups]]``, ``[[chargers]]`` (the `optimizer.Site`),
 ``[server]`` (ports, TLS, station passwords, database), ``[oscp]`` (the DSO's
 capacity providers), ``[[api.tokens]]`` (operator API tokens) and ``[defaults]``
-(estimates for sessions that state nothing). Environment variables
+(estimates for sessions that state nothing), ``[controller]`` (re-planning and
+rollout). Environment variables
 ``GRIDSHARE_SERVER__HTTP_PORT=8081`` style override ``[server]`` values.
 
 Errors are `ConfigError` with one line naming the file and the field.
@@ -19,6 +20,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from optimizer.site import Site
+from oscp.config import OscpConfig, OscpProviderConfig
+
+__all__ = [
+    "ApiConfig",
+    "ApiToken",
+    "ConfigError",
+    "ControllerConfig",
+    "GridshareConfig",
+    "OscpConfig",
+    "OscpProviderConfig",
+    "ServerConfig",
+    "SessionDefaults",
+]
 
 
 class ConfigError(ValueError):
@@ -44,21 +58,6 @@ class ServerConfig(_Strict):
     """Allow-list for Authorize; None accepts every idTag."""
 
 
-class OscpProviderConfig(_Strict):
-    id: str
-    base_url: str
-    token_to_us: SecretStr | None = None
-    token_to_them: SecretStr | None = None
-    registration_token: SecretStr | None = None
-    heartbeat_interval_s: Annotated[float, Field(gt=0)] = 60.0
-
-
-class OscpConfig(_Strict):
-    base_url: str | None = None
-    """Our own public base URL (sent in Register); default from [server]."""
-    capacity_providers: list[OscpProviderConfig] = Field(default_factory=list)
-
-
 class ApiToken(_Strict):
     name: str
     token: SecretStr
@@ -77,16 +76,30 @@ class SessionDefaults(_Strict):
     energy_kwh: Annotated[float, Field(ge=0)] = 20.0
 
 
+class ControllerConfig(_Strict):
+    """``[controller]``: how the service re-plans and rolls plans out."""
+
+    coalesce_s: Annotated[float, Field(ge=0, le=10)] = 0.02
+    replan_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    pin_s: Annotated[float, Field(gt=0)] = 60.0
+    """How long a station that refused a profile or did not answer is left alone."""
+    min_change_a: Annotated[float, Field(ge=0)] = 1.0
+    reserve_for_arrivals: bool = True
+    """Keep each idle connector's fallback limit free for a car that plugs in."""
+    solve_time_limit_s: Annotated[float, Field(gt=0)] = 5.0
+
+
 class GridshareConfig(_Strict):
     site: Site
     server: ServerConfig = Field(default_factory=ServerConfig)
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
     oscp: OscpConfig = Field(default_factory=OscpConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     defaults: SessionDefaults = Field(default_factory=SessionDefaults)
     path: Path | None = None
 
 
-_OWN_TABLES = ("server", "oscp", "api", "defaults")
+_OWN_TABLES = ("server", "oscp", "api", "defaults", "controller")
 
 
 def _describe(err: ValidationError, name: str) -> str:
@@ -134,6 +147,18 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Grid
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: {e}") from None
     return parse_config(data, str(p), p, environ)
+
+
+def database_url(config: GridshareConfig, override: str | None = None) -> str:
+    """The store's URL: the command line, else ``[server] database_url``, else a
+    SQLite file next to the config (``depot.toml`` → ``depot.db``)."""
+    if override:
+        return override if "://" in override else f"sqlite:///{override}"
+    if config.server.database_url:
+        return config.server.database_url
+    if config.path is not None:
+        return f"sqlite:///{config.path.with_suffix('.db')}"
+    return "sqlite:///gridshare.db"
 
 
 def load_site(path: str | Path) -> Site:

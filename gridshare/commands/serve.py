@@ -1,0 +1,47 @@
+"""``gridshare serve``: run the service (OCPP central system, HTTP API, planner)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from gridshare.config import ConfigError, load_config
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gridshare serve", description=__doc__)
+    p.add_argument("--config", required=True, help="site TOML file")
+    p.add_argument("--db", help="database URL or SQLite path (default: next to the config)")
+    p.add_argument("--host", help="address to listen on (default from [server])")
+    p.add_argument("--ocpp-port", type=int, help="OCPP WebSocket port (default 9000)")
+    p.add_argument("--http-port", type=int, help="HTTP API port (default 8080)")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"gridshare serve: {e}", file=sys.stderr)
+        return 2
+    from gridshare.service import Service, ServiceError
+
+    service = Service(
+        config, db=args.db, host=args.host, ocpp_port=args.ocpp_port, http_port=args.http_port
+    )
+    try:
+        asyncio.run(service.run_until_signalled())
+    except ServiceError as e:
+        print(f"gridshare serve: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"gridshare serve: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,1012 @@
+"""The controller: events in, state, re-plans, safe rollouts out.
+
+    station event ──► store (committed) ──► state ──► request_replan
+                                                          │ coalesced
+    slot clock / periodic (APScheduler) ──────────────────┤
+    operator limit / forecast change ─────────────────────┘
+                                                          ▼
+              PlanningProblem ──► optimizer.solve (worker thread, warm planner)
+                                                          ▼
+                                 rollout (lowerings first) ──► stations
+
+State per running session: what the car said (departure, energy, current
+bounds), estimates where it said nothing (site defaults, then the history of
+the same idTag), and what its meter values taught us: the rate it really takes
+(a cap, with hysteresis, so the capacity it leaves goes to the others) and the
+lines it really loads.
+
+Re-plans are coalesced: a burst of events while a plan is being solved gives
+one more plan, not one per event. Only one plan and rollout runs at a time.
+
+Fallback: every station gets a TxDefault limit at boot; summed over any group
+they fit its fallback capacity (so the site cannot overload if gridshare
+stops), and they follow the capacity down when a DSO cuts it. By default the
+planner also reserves each idle connector's fallback limit, because a car that
+plugs in draws it before the next plan reaches its station
+(``reserve_for_arrivals``; without it the sum of limits in force may exceed a
+group's capacity from an arrival until its first profile is accepted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import numpy as np
+
+from gridshare.rollout import (
+    Hysteresis,
+    LimitBook,
+    LimitSchedule,
+    LoadModel,
+    PinReason,
+    RolloutReport,
+    fallback_limits,
+    fallback_spec,
+    raise_fits,
+    run_rollout,
+)
+from gridshare.store import Store, StoredSession
+from ocpp_adapter.events import (
+    ChargingLimitSpec,
+    CommandOutcome,
+    CommandResult,
+    ConnectorStatusChanged,
+    DomainEvent,
+    EvChargingNeeds,
+    ExternalLimitNotified,
+    LimitPurpose,
+    MeterReading,
+    SessionEnded,
+    SessionStarted,
+    StationBooted,
+    StationConnected,
+    StationDisconnected,
+)
+from optimizer import HighsPlanner, Plan, PlanningProblem, SessionDemand, solve
+from optimizer.problem import Capacity, TimeGrid
+from optimizer.site import LINES, Line, Site
+
+log = logging.getLogger(__name__)
+
+
+class ControllerGateway(Protocol):
+    """What the controller needs of the OCPP adapter."""
+
+    async def set_limit(self, station_id: str, spec: ChargingLimitSpec) -> CommandResult: ...
+
+    async def clear_limit(self, station_id: str, connector: int) -> CommandResult: ...
+
+
+CapacityProvider = Callable[[Site, TimeGrid, datetime], Capacity]
+"""Site, planning grid, now → the capacity the planner sees (forecasts, overrides)."""
+
+
+@dataclass(frozen=True)
+class SessionDefaultsView:
+    dwell_hours: float = 8.0
+    energy_kwh: float = 20.0
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    coalesce_s: float = 0.02
+    """Wait this long after the first event of a burst before planning."""
+    replan_interval_s: float = 60.0
+    """Periodic re-plan (besides every slot boundary)."""
+    pin_s: float = 60.0
+    """How long a station that refused or did not answer is left alone."""
+    min_change_a: float = 1.0
+    """Hysteresis: smaller changes of a limit are not sent."""
+    learn_margin_a: float = 2.0
+    """A car drawing this much less than offered gets its rate capped..."""
+    learn_headroom_a: float = 2.0
+    """...to what it draws plus this..."""
+    learn_release_a: float = 0.5
+    """...until it draws within this of the cap again."""
+    learn_settle_s: float = 2.0
+    """Readings this soon after a limit change are not used to learn (ramp lag)."""
+    line_threshold_a: float = 1.0
+    """A line drawing less than this is not loaded by the car."""
+    topup_kwh: float = 1.0
+    """A session whose estimated need is met still gets this much (it may want more)."""
+    solve_time_limit_s: float = 5.0
+    answer_timeout_s: float = 15.0
+    """A station that has not answered a profile by then counts as not answering
+    (the rollout goes on; what it may have taken stays reserved)."""
+    fallback_on_boot: bool = True
+    reserve_for_arrivals: bool = True
+    """Reserve every idle connector's fallback (TxDefault) limit: a car that plugs
+    in draws it before the next plan reaches it, so without the reserve the sum
+    of limits in force can exceed a group's capacity for that moment. Off: more
+    capacity for the cars already charging, at that risk."""
+    max_periods: int | None = None
+
+
+@dataclass
+class SessionState:
+    transaction_id: str
+    connector_id: str
+    id_tag: str | None
+    started_at: datetime
+    meter_start_wh: float | None
+    energy_wh: float | None = None
+    departure: datetime | None = None
+    """Stated by the car (NotifyEVChargingNeeds)."""
+    energy_need_wh: float | None = None
+    ev_max_current_a: float | None = None
+    ev_min_current_a: float | None = None
+    est_departure: datetime | None = None
+    est_energy_kwh: float | None = None
+    cap_a: float | None = None
+    """Learned: the car takes no more than this (None: no cap)."""
+    lines: tuple[Line, ...] | None = None
+    """Learned: the lines the car really loads (None: every wired line)."""
+    low_readings: int = 0
+    line_votes: int = 0
+    drawn_a: float | None = None
+    power_w: float | None = None
+
+    @property
+    def delivered_kwh(self) -> float:
+        if self.energy_wh is None or self.meter_start_wh is None:
+            return 0.0
+        return max(0.0, self.energy_wh - self.meter_start_wh) / 1000.0
+
+
+@dataclass
+class Overrides:
+    limit_a: dict[str, float] = field(default_factory=dict)
+    limit_kw: dict[str, float] = field(default_factory=dict)
+
+
+STEADY_REASONS = frozenset(
+    {
+        "periodic",
+        "slot boundary",
+        "meter values",
+        "retry after",
+        "rollout incomplete",
+        "fallback installed",
+    }
+)
+"""Re-plans that keep the previous plan's current rates unless there is a reason
+to move (anti-flapping). After an arrival, a departure or a limit change the
+planner starts afresh: holding on to the old rates would leave a newcomer at
+0 A while the others keep theirs."""
+
+
+def static_capacity(site: Site, grid: TimeGrid, now: datetime) -> Capacity:
+    return Capacity.static(site, grid)
+
+
+class Controller:
+    def __init__(
+        self,
+        site: Site,
+        store: Store,
+        gateway: ControllerGateway,
+        *,
+        defaults: SessionDefaultsView | None = None,
+        capacity: CapacityProvider = static_capacity,
+        settings: ControllerSettings | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.site = site
+        self.store = store
+        self.gateway = gateway
+        self.defaults = defaults or SessionDefaultsView()
+        self.capacity_provider = capacity
+        self.settings = settings or ControllerSettings()
+        self.clock = clock
+        self.monotonic = monotonic
+        self.book = LimitBook(site, count_idle=self.settings.reserve_for_arrivals)
+        self.planner = HighsPlanner(time_limit_s=self.settings.solve_time_limit_s)
+        self.sessions: dict[str, SessionState] = {}
+        """Connector → its running session."""
+        self.connected: dict[str, str] = {}
+        """Station id → protocol, for stations connected now."""
+        self.status_by_connector: dict[str, str] = {}
+        self.overrides = Overrides()
+        self.fallback_a = fallback_limits(site)
+        """Per station: its fallback share of the groups' static fallback limits."""
+        self.fallback_in_force: dict[str, float] = {}
+        self._by_station: dict[str, list[str]] = {}
+        self._fallback_retry_at: dict[str, float] = {}
+        self._incomplete = 0
+        for cid, info in site.connectors.items():
+            self._by_station.setdefault(info.station_id, []).append(cid)
+        self._fallback_cache: tuple[tuple[tuple[str, float], ...], dict[str, float]] | None = None
+        self._models: dict[tuple[tuple[str, tuple[Line, ...]], ...], LoadModel] = {}
+        self.plan: Plan | None = None
+        self.plan_at: datetime | None = None
+        self.plans = 0
+        self.last_report: RolloutReport | None = None
+        self.limit_changed_at: dict[str, datetime] = {}
+        self._reasons: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._scheduler: Any = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        self.on_plan: list[Callable[[Plan, RolloutReport], None]] = []
+        """Observers (demo view, benchmarks): called after each rollout."""
+        self.replan_requested_at: float | None = None
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    async def start(self, *, scheduler: bool = True) -> None:
+        self.recover()
+        if scheduler:
+            self._start_scheduler()
+        self.request_replan("start")
+
+    def recover(self) -> None:
+        """Rebuild sessions and the limits in force from the store (after a restart).
+
+        Every station counts as not connected until it reconnects: the plan
+        reserves what it may draw and re-adopts it when it comes back.
+        """
+        for s in self.store.active_sessions():
+            if s.connector_id not in self.site.connectors:
+                continue
+            self.sessions[s.connector_id] = self._from_stored(s)
+            self.book.start_transaction(s.connector_id)
+        for lim in self.store.limits_in_force():
+            sched = LimitSchedule(lim.start, lim.periods)
+            if lim.purpose == LimitPurpose.TX and lim.connector_id in self.sessions:
+                self.book.get(lim.connector_id).accepted = sched
+            elif lim.purpose == LimitPurpose.TX_DEFAULT:
+                for cid, info in self.site.connectors.items():
+                    if info.station_id == lim.connector_id:
+                        self.book.get(cid).default_a = sched.periods[0][1]
+        for lim in self.store.unanswered_profiles():
+            # sent just before the crash, never answered: it may be in force
+            if lim.connector_id in self.sessions:
+                self.book.sending(lim.connector_id, LimitSchedule(lim.start, lim.periods))
+        for cid in self.sessions:
+            c = self.book.get(cid)
+            c.pinned_until, c.pin_reason = math.inf, PinReason.NOT_CONNECTED
+
+    def _from_stored(self, s: StoredSession) -> SessionState:
+        st = SessionState(
+            transaction_id=s.transaction_id,
+            connector_id=s.connector_id,
+            id_tag=s.id_tag,
+            started_at=s.started_at,
+            meter_start_wh=s.meter_start_wh,
+            energy_wh=s.energy_wh,
+            departure=s.departure,
+            energy_need_wh=s.energy_need_wh,
+            ev_max_current_a=s.ev_max_current_a,
+            ev_min_current_a=s.ev_min_current_a,
+        )
+        self._estimate(st)
+        return st
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        sched = AsyncIOScheduler(timezone=UTC)
+        slot = self.site.site.slot_minutes
+        sched.add_job(
+            self._scheduled,
+            "cron",
+            minute=f"*/{slot}",
+            second=1,
+            args=["slot boundary"],
+            id="slot",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=30,
+        )
+        sched.add_job(
+            self._scheduled,
+            "interval",
+            seconds=self.settings.replan_interval_s,
+            args=["periodic"],
+            id="periodic",
+            coalesce=True,
+            max_instances=1,
+        )
+        sched.start()
+        self._scheduler = sched
+
+    async def _scheduled(self, reason: str) -> None:
+        """A clock job (a coroutine, so the scheduler runs it on the event loop)."""
+        self.request_replan(reason)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for h in self._timers:
+            h.cancel()
+        tasks = [t for t in (self._task, *self._background) if t is not None and not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def busy(self) -> bool:
+        """A plan pending or running, a command in the background, or a re-plan timer set."""
+        loop = asyncio.get_running_loop()
+        timers = any(not h.cancelled() and h.when() > loop.time() for h in self._timers)
+        return not self._idle.is_set() or bool(self._background) or timers
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Until no plan is pending or running (tests, demo)."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    # --- events -----------------------------------------------------------------------------
+
+    async def on_event(self, event: DomainEvent) -> None:
+        """The adapter's event sink: store (committed), then act."""
+        self.store.record_event(event)
+        self.apply(event)
+
+    def apply(self, event: DomainEvent) -> None:
+        match event:
+            case StationConnected():
+                self.connected[event.station_id] = event.protocol
+                self.book.unpin_station(
+                    event.station_id,
+                    frozenset({PinReason.NOT_CONNECTED, PinReason.NO_ANSWER}),
+                )
+                self.request_replan("station connected")
+            case StationBooted():
+                self.connected.setdefault(event.station_id, "")
+                self.book.unpin_station(event.station_id, frozenset(PinReason))
+                if self.settings.fallback_on_boot and self._knows_station(event.station_id):
+                    self._spawn(self.install_fallback(event.station_id))
+                self.request_replan("station booted")
+            case StationDisconnected():
+                self.connected.pop(event.station_id, None)
+                for cid in self._station_connectors(event.station_id):
+                    c = self.book.get(cid)
+                    if c.active:
+                        c.pinned_until, c.pin_reason = math.inf, PinReason.NOT_CONNECTED
+                self.request_replan("station disconnected")
+            case ConnectorStatusChanged():
+                self.status_by_connector[event.connector_id] = event.status
+            case SessionStarted():
+                self._session_started(event)
+            case SessionEnded():
+                self._session_ended(event)
+            case MeterReading():
+                self._meter(event)
+            case EvChargingNeeds():
+                s = self.sessions.get(event.connector_id)
+                if s is not None:
+                    s.departure = event.departure or s.departure
+                    s.energy_need_wh = (
+                        event.energy_wh if event.energy_wh is not None else s.energy_need_wh
+                    )
+                    if event.ev_max_current_a is not None:
+                        s.ev_max_current_a = event.ev_max_current_a
+                    if event.ev_min_current_a is not None:
+                        s.ev_min_current_a = event.ev_min_current_a
+                    self.book.get(event.connector_id).force_send = True
+                    self.request_replan("ev charging needs")
+            case ExternalLimitNotified():
+                self.request_replan("external limit")
+
+    def _knows_station(self, station_id: str) -> bool:
+        return station_id in self.fallback_a
+
+    def _station_connectors(self, station_id: str) -> list[str]:
+        return self._by_station.get(station_id, [])
+
+    def _session_started(self, e: SessionStarted) -> None:
+        if e.connector_id not in self.site.connectors:
+            log.warning("session %s on unknown connector %s", e.transaction_id, e.connector_id)
+            return
+        old = self.sessions.get(e.connector_id)
+        if old is not None and old.transaction_id == e.transaction_id:
+            return  # a repeat (station resent it)
+        stored = self.store.session(e.transaction_id)
+        s = (
+            self._from_stored(stored)
+            if stored is not None
+            else SessionState(
+                e.transaction_id,
+                e.connector_id,
+                e.id_tag,
+                e.at,
+                e.meter_start_wh,
+                energy_wh=e.meter_start_wh,
+            )
+        )
+        self._estimate(s)
+        self.sessions[e.connector_id] = s
+        self.book.start_transaction(e.connector_id)
+        self.limit_changed_at[e.connector_id] = self.clock()
+        self.request_replan("session started")
+
+    def _session_ended(self, e: SessionEnded) -> None:
+        cid = e.connector_id
+        if cid is None or self.sessions.get(cid, None) is None:
+            cid = next(
+                (k for k, s in self.sessions.items() if s.transaction_id == e.transaction_id), None
+            )
+        if cid is None or self.sessions[cid].transaction_id != e.transaction_id:
+            return
+        del self.sessions[cid]
+        self.book.end_transaction(cid)
+        info = self.site.connectors[cid]
+        if info.station_id in self.connected:
+            self._spawn(self._clear(info.station_id, info.connector.id))
+        self.request_replan("session ended")
+
+    async def _clear(self, station_id: str, connector: int) -> None:
+        result = await self.gateway.clear_limit(station_id, connector)
+        if result.outcome is not CommandOutcome.ACCEPTED:
+            log.info("clearing the profile of %s/%s: %s", station_id, connector, result.outcome)
+
+    def _offered_now(self, cid: str, at: datetime) -> float:
+        c = self.book.get(cid)
+        if c.accepted is not None:
+            return c.accepted.at(at)
+        if c.default_a is not None:
+            return c.default_a
+        return self.site.connectors[cid].max_current_a
+
+    def _meter(self, r: MeterReading) -> None:
+        s = self.sessions.get(r.connector_id)
+        if s is None or (r.transaction_id is not None and r.transaction_id != s.transaction_id):
+            return
+        if r.energy_wh is not None:
+            s.energy_wh = max(s.energy_wh or 0.0, r.energy_wh)
+        info = self.site.connectors[r.connector_id]
+        by_line = self._site_lines(r, info.lines)
+        if by_line:
+            drawn = max(by_line.values())
+        elif r.total_power_w is not None:
+            drawn = r.total_power_w / (info.voltage_v * len(info.lines))
+        else:
+            return
+        s.drawn_a = drawn
+        s.power_w = (
+            r.total_power_w
+            if r.total_power_w is not None
+            else (sum(r.power_w.values()) if r.power_w else None)
+        )
+        had_cap = s.cap_a is not None
+        changed = self._learn_rate(s, r, drawn, info.connector.min_current_a)
+        changed = self._learn_lines(s, by_line, info.lines) or changed
+        if changed:
+            # a car that takes more again must not be held at its old rate
+            released = had_cap and s.cap_a is None
+            self.request_replan("car takes more" if released else "meter values")
+
+    def _site_lines(self, r: MeterReading, wired: tuple[Line, ...]) -> dict[Line, float]:
+        """Per-phase readings (station phases L1..L3) mapped to the site's lines."""
+        out: dict[Line, float] = {}
+        for phase, amps in r.current_a.items():
+            name = phase.upper()[:2]
+            if name not in ("L1", "L2", "L3"):
+                continue
+            idx = int(name[1]) - 1
+            if idx < len(wired) and math.isfinite(amps):
+                out[wired[idx]] = max(out.get(wired[idx], 0.0), abs(amps))
+        return out
+
+    def _learn_rate(self, s: SessionState, r: MeterReading, drawn: float, min_a: float) -> bool:
+        cfg = self.settings
+        changed_at = self.limit_changed_at.get(s.connector_id)
+        # our clock, not the station's (station clocks drift)
+        now = self.clock()
+        if changed_at is not None and (now - changed_at).total_seconds() < cfg.learn_settle_s:
+            return False
+        offered = self._offered_now(s.connector_id, now)
+        if r.current_offered_a is not None:
+            offered = min(offered, r.current_offered_a)
+        if s.cap_a is not None and drawn >= s.cap_a - cfg.learn_release_a:
+            s.cap_a, s.low_readings = None, 0  # it takes what it gets again: give it back
+            return True
+        if offered > 0 and drawn < offered - cfg.learn_margin_a:
+            s.low_readings += 1
+            if s.low_readings < 2:
+                return False
+            cap = max(min_a, math.ceil((drawn + cfg.learn_headroom_a) * 10) / 10)
+            if s.cap_a is None or cap < s.cap_a - cfg.learn_release_a:
+                s.cap_a = cap
+                return True
+            return False
+        s.low_readings = 0
+        return False
+
+    def _learn_lines(
+        self, s: SessionState, by_line: Mapping[Line, float], wired: tuple[Line, ...]
+    ) -> bool:
+        if len(wired) < 2 or not by_line:
+            return False
+        thr = self.settings.line_threshold_a
+        loaded = tuple(line for line in wired if by_line.get(line, 0.0) >= thr)
+        if s.lines is not None and any(line not in s.lines for line in loaded):
+            s.lines, s.line_votes = None, 0  # it loads more lines: count them all at once
+            return True
+        if loaded and len(loaded) < len(wired) and max(by_line.values()) >= 4 * thr:
+            if s.lines == loaded:
+                return False
+            s.line_votes += 1
+            if s.line_votes >= 2:
+                s.lines, s.line_votes = loaded, 0
+                return True
+        else:
+            s.line_votes = 0
+        return False
+
+    def _estimate(self, s: SessionState) -> None:
+        hist = self.store.tag_history(s.id_tag) if s.id_tag else None
+        dwell = hist.mean_dwell_h if hist and hist.mean_dwell_h > 0 else self.defaults.dwell_hours
+        s.est_departure = s.started_at + timedelta(hours=dwell)
+        s.est_energy_kwh = hist.mean_energy_kwh if hist else self.defaults.energy_kwh
+
+    # --- operator and forecast inputs -----------------------------------------------------
+
+    def set_group_limit(
+        self,
+        group_id: str,
+        *,
+        limit_a: float | None = None,
+        limit_kw: float | None = None,
+        source: str = "operator",
+    ) -> None:
+        """Override a group's limit (None removes that override) and re-plan."""
+        if group_id not in self.site.group_by_id:
+            raise KeyError(group_id)
+        for table, value in (
+            (self.overrides.limit_a, limit_a),
+            (self.overrides.limit_kw, limit_kw),
+        ):
+            if value is None:
+                table.pop(group_id, None)
+            else:
+                table[group_id] = float(value)
+        self.store.audit(
+            self.clock(),
+            "group_limit",
+            group_id,
+            {"limit_a": limit_a, "limit_kw": limit_kw, "source": source},
+        )
+        self.request_replan(f"{source} limit")
+
+    def capacity(self, grid: TimeGrid, now: datetime) -> Capacity:
+        base = self.capacity_provider(self.site, grid, now)
+        if not self.overrides.limit_a and not self.overrides.limit_kw:
+            return base
+        la = {k: np.asarray(v, dtype=float).copy() for k, v in base.limit_a.items()}
+        lk = {k: np.asarray(v, dtype=float).copy() for k, v in base.limit_kw.items()}
+        for gid, a in self.overrides.limit_a.items():
+            la[gid] = np.minimum(la.get(gid, np.full(grid.slots, np.inf)), a)
+        for gid, kw in self.overrides.limit_kw.items():
+            lk[gid] = np.minimum(lk.get(gid, np.full(grid.slots, np.inf)), kw)
+        return Capacity(la, lk)
+
+    # --- fallback ------------------------------------------------------------------------
+
+    def fallback_now(self, now: datetime) -> dict[str, float]:
+        """Per station: the fallback share, never above what the groups have now
+        (a DSO's cut lowers the shares too, so the fallbacks still fit)."""
+        grid = TimeGrid.covering(now, self.site.site.slot_minutes, self.site.site.slot_minutes / 60)
+        cap = self.capacity(grid, now)
+        limits: dict[str, float] = {}
+        for g in self.site.groups:
+            fb = g.fallback_limit_a if g.fallback_limit_a is not None else g.limit_a
+            arr = cap.limit_a.get(g.id)
+            now_a = float(arr[0]) if arr is not None else math.inf
+            fb = min(fb if fb is not None else math.inf, now_a)
+            if math.isfinite(fb):
+                limits[g.id] = fb
+        key = tuple(sorted(limits.items()))
+        if self._fallback_cache is None or self._fallback_cache[0] != key:
+            self._fallback_cache = (key, fallback_limits(self.site, limits))
+        return self._fallback_cache[1]
+
+    def load_model(self, lines: Mapping[str, tuple[Line, ...]] | None) -> LoadModel:
+        """The site's limit families for the lines the cars load (kept per line set)."""
+        conns = self.site.connectors
+        key = tuple(
+            sorted((cid, ls) for cid, ls in (lines or {}).items() if ls != conns[cid].lines)
+        )
+        model = self._models.get(key)
+        if model is None:
+            if len(self._models) > 32:
+                self._models.clear()
+            model = self._models[key] = LoadModel.build(self.site, lines)
+        return model
+
+    async def follow_capacity_with_fallbacks(self, now: datetime) -> None:
+        """Lower the stations' fallback limits when capacity falls below their
+        sum; raise them back (to at most the static share) once it returns and
+        the raise fits next to everything that may be in force."""
+        wanted = self.fallback_now(now)
+        grid = TimeGrid.covering(now, self.site.site.slot_minutes, self.site.site.horizon_hours)
+        lower: list[str] = []
+        higher: list[str] = []
+        for sid in self.connected:
+            cids = self._station_connectors(sid)
+            if not cids or sid not in wanted:
+                continue
+            cur = self.book.get(cids[0]).default_a
+            if cur is None or abs(wanted[sid] - cur) < self.settings.min_change_a:
+                continue
+            if self._fallback_retry_at.get(sid, -math.inf) > self.monotonic():
+                continue  # it refused or did not answer lately: leave it be
+            (lower if wanted[sid] < cur else higher).append(sid)
+        await asyncio.gather(*(self.install_fallback(sid, wanted[sid]) for sid in lower))
+        if not higher:
+            return
+        model = self.load_model(self.plan.lines if self.plan is not None else None)
+        cap = model.capacity(self.site, self.capacity(grid, now), grid)
+        worst = self.book.worst_all(grid)
+        load = model.load(worst, grid.slots)
+        admitted = []
+        for sid in higher:
+            rises = {}
+            for cid in self._station_connectors(sid):
+                c = self.book.get(cid)
+                if (c.active and c.accepted is not None) or (
+                    not c.active and not self.book.count_idle
+                ):
+                    continue
+                rises[cid] = np.maximum(worst.get(cid, np.zeros(grid.slots)), wanted[sid])
+            if all(raise_fits(cid, new, worst, model, cap, load) for cid, new in rises.items()):
+                for cid, new in rises.items():
+                    delta = new - worst.get(cid, np.zeros(grid.slots))
+                    for f, coef in model.members.get(cid, ()):
+                        load[f] += coef * delta
+                    worst[cid] = new
+                admitted.append(sid)
+        await asyncio.gather(*(self.install_fallback(sid, wanted[sid]) for sid in admitted))
+
+    async def install_fallback(self, station_id: str, limit: float | None = None) -> CommandResult:
+        """TxDefault on connector 0 whose sum over every group fits its fallback."""
+        if limit is None:
+            limit = self.fallback_now(self.clock()).get(station_id, self.fallback_a[station_id])
+        spec = fallback_spec(station_id, limit, self.clock(), self.site)
+        pid = self.store.profile_sent(
+            station_id,
+            None,
+            spec.purpose.value,
+            None,
+            spec.start,
+            [(p.start_offset_s, p.limit_a) for p in spec.periods],
+            self.clock(),
+        )
+        try:
+            result = await asyncio.wait_for(
+                self.gateway.set_limit(station_id, spec), self.settings.answer_timeout_s
+            )
+        except TimeoutError:
+            result = CommandResult(CommandOutcome.TIMEOUT, "no answer")
+        self.store.profile_answered(pid, result.outcome.value, result.detail, self.clock())
+        for cid in self._station_connectors(station_id):
+            self.book.default_answered(cid, limit, result)
+        if result.outcome is CommandOutcome.ACCEPTED:
+            self.fallback_in_force[station_id] = limit
+            self._fallback_retry_at.pop(station_id, None)
+            self.request_replan("fallback installed")
+        else:
+            log.warning("fallback limit for %s: %s", station_id, result.outcome.value)
+            self._fallback_retry_at[station_id] = self.monotonic() + self.settings.pin_s
+        return result
+
+    # --- planning ----------------------------------------------------------------------------
+
+    def request_replan(self, reason: str) -> None:
+        if self._stopping:
+            return
+        if self.replan_requested_at is None:
+            self.replan_requested_at = time.perf_counter()
+        self._reasons.add(reason)
+        self._idle.clear()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._replan_loop())
+
+    async def _replan_loop(self) -> None:
+        try:
+            await asyncio.sleep(self.settings.coalesce_s)
+            while self._reasons and not self._stopping:
+                reasons = sorted(self._reasons)
+                self._reasons.clear()
+                self.replan_requested_at = None
+                try:
+                    await self.replan(", ".join(reasons))
+                except asyncio.CancelledError:
+                    raise
+                # the service keeps running whatever one plan does; the next
+                # event or the periodic clock plans again
+                except Exception:
+                    log.exception("re-plan failed")
+        finally:
+            if not self._reasons:
+                self._idle.set()
+
+    def problem(
+        self, now: datetime, *, steady: bool = True
+    ) -> tuple[PlanningProblem, dict[str, float]]:
+        site = self.site
+        grid = TimeGrid.covering(now, site.site.slot_minutes, site.site.horizon_hours)
+        capacity = self.capacity(grid, now)
+        pinned = self.book.pinned(self.monotonic())
+        fixed: dict[str, float] = {}
+        for cid, c in self.book.connectors.items():
+            # not ours to plan: refused, unreachable, waiting, or a session we never saw
+            if c.active and (cid in pinned or cid not in self.sessions):
+                fixed[cid] = self.book.worst_max(cid, now, grid)
+        if self.book.count_idle:
+            for cid in site.connectors:
+                if not self.book.get(cid).active:
+                    fixed[cid] = self.book.worst_max(cid, now, grid)
+        demands: list[SessionDemand] = []
+        previous: dict[str, float] = {}
+        slot = grid.step
+        for cid, s in self.sessions.items():
+            if cid in fixed:
+                continue
+            demands.append(self._demand(s, now, slot))
+            if steady and self.plan is not None and cid in self.plan.connector_ids:
+                previous[s.transaction_id] = self.plan.now_a(cid)
+        problem = PlanningProblem(
+            site, grid, now, tuple(demands), capacity, fixed_load_a=fixed, previous=previous
+        )
+        return problem, fixed
+
+    def _demand(self, s: SessionState, now: datetime, slot: timedelta) -> SessionDemand:
+        departure = s.departure or s.est_departure or (now + timedelta(hours=8))
+        departure = max(departure, now + max(slot, timedelta(minutes=30)))
+        if s.energy_need_wh is not None:
+            need = max(0.0, s.energy_need_wh / 1000.0 - s.delivered_kwh)
+        else:
+            est = s.est_energy_kwh if s.est_energy_kwh is not None else self.defaults.energy_kwh
+            need = max(est - s.delivered_kwh, self.settings.topup_kwh)
+        caps = [c for c in (s.ev_max_current_a, s.cap_a) if c is not None]
+        arrival = min(s.started_at, now)
+        return SessionDemand(
+            session_id=s.transaction_id,
+            connector_id=s.connector_id,
+            arrival=arrival,
+            departure=max(departure, arrival + timedelta(minutes=1)),
+            energy_kwh=need,
+            ev_max_current_a=min(caps) if caps else None,
+            ev_min_current_a=s.ev_min_current_a,
+            lines=s.lines,
+        )
+
+    async def replan(self, reason: str = "manual") -> tuple[Plan, RolloutReport]:
+        now = self.clock()
+        await self.follow_capacity_with_fallbacks(now)
+        steady = set(reason.split(", ")) <= STEADY_REASONS
+        problem, _ = self.problem(now, steady=steady)
+        plan = await asyncio.to_thread(
+            solve, problem, planner=self.planner, time_limit_s=self.settings.solve_time_limit_s
+        )
+        self.plan, self.plan_at = plan, now
+        self.plans += 1
+        self.store.save_plan(plan, now, reason)
+        report = await self.rollout(plan, problem)
+        self.last_report = report
+        for observer in self.on_plan:
+            observer(plan, report)
+        if report.failed or report.withheld:
+            log.info(
+                "rollout: %d failed, %d withheld; planning again around them",
+                len(report.failed),
+                len(report.withheld),
+            )
+            # again soon, but back off if the same trouble keeps coming back
+            self._incomplete += 1
+            self._later(min(0.2 * 2 ** (self._incomplete - 1), 30.0), "rollout incomplete")
+        else:
+            self._incomplete = 0
+        waits = [
+            self.book.get(cid).pinned_until - self.monotonic()
+            for cid, outcome in report.failed.items()
+            if outcome is CommandOutcome.RATE_LIMITED
+        ]
+        if waits:  # try again once the station said we may
+            self._later(max(0.0, min(waits)) + 0.05, "retry after")
+        return plan, report
+
+    def _later(self, delay_s: float, reason: str) -> None:
+        if self._stopping:
+            return
+        loop = asyncio.get_running_loop()
+        self._timers = [h for h in self._timers if not h.cancelled() and h.when() > loop.time()]
+        self._timers.append(loop.call_later(delay_s, self.request_replan, reason))
+
+    async def rollout(self, plan: Plan, problem: PlanningProblem) -> RolloutReport:
+        grid = plan.grid
+        targets = {
+            cid: plan.schedule(cid) for cid in self.sessions if cid not in problem.fixed_load_a
+        }
+        model = self.load_model(plan.lines)
+        cap = model.capacity(self.site, problem.capacity, grid)
+        profile_ids: dict[int, int] = {}
+        now = self.clock()
+
+        def build(cid: str, schedule: LimitSchedule) -> tuple[str, ChargingLimitSpec] | None:
+            s = self.sessions.get(cid)
+            if s is None:
+                return None
+            info = self.site.connectors[cid]
+            spec = schedule.to_spec(
+                LimitPurpose.TX,
+                info.connector.id,
+                transaction_id=s.transaction_id,
+                number_phases=len(info.lines),
+                voltage_v=info.voltage_v,
+                max_periods=self.settings.max_periods,
+            )
+            return info.station_id, spec
+
+        def sending(batch: list[tuple[str, str, ChargingLimitSpec]]) -> None:
+            rows = [
+                (
+                    sid,
+                    cid,
+                    spec.purpose.value,
+                    spec.transaction_id,
+                    spec.start,
+                    [(p.start_offset_s, p.limit_a) for p in spec.periods],
+                )
+                for cid, sid, spec in batch
+            ]
+            ids = self.store.profiles_sent(rows, now)
+            for (_, _, spec), pid in zip(batch, ids, strict=True):
+                profile_ids[id(spec)] = pid
+
+        def answered(
+            batch: list[tuple[str, LimitSchedule, ChargingLimitSpec, CommandResult]],
+        ) -> None:
+            at = self.clock()
+            rows = []
+            for cid, _, spec, result in batch:
+                pid = profile_ids.pop(id(spec), None)
+                if pid is not None:
+                    rows.append((pid, result.outcome.value, result.detail))
+                if result.outcome is CommandOutcome.ACCEPTED:
+                    self.limit_changed_at[cid] = at
+                    s = self.sessions.get(cid)
+                    if s is not None:
+                        s.low_readings = 0
+            self.store.profiles_answered(rows, at)
+
+        return await run_rollout(
+            self.gateway,
+            self.book,
+            grid,
+            targets,
+            model,
+            cap,
+            build,
+            hysteresis=Hysteresis(self.settings.min_change_a),
+            pin_s=self.settings.pin_s,
+            clock=self.monotonic,
+            on_sending=sending,
+            on_answers=answered,
+            answer_timeout_s=self.settings.answer_timeout_s,
+        )
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background command failed", exc_info=task.exception())
+
+    def limit_now(self, cid: str, at: datetime | None = None) -> float | None:
+        c = self.book.connectors.get(cid)
+        if c is None or not c.active:
+            return None
+        return self._offered_now(cid, at or self.clock())
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        plan = self.plan
+        pinned = self.book.pinned(self.monotonic())
+        sessions = []
+        for cid, s in sorted(self.sessions.items()):
+            sessions.append(
+                {
+                    "connector_id": cid,
+                    "transaction_id": s.transaction_id,
+                    "id_tag": s.id_tag,
+                    "started_at": s.started_at.isoformat(),
+                    "energy_kwh": round(s.delivered_kwh, 3),
+                    "departure": (s.departure or s.est_departure or now).isoformat(),
+                    "departure_estimated": s.departure is None,
+                    "limit_a": self.limit_now(cid, now),
+                    "planned_a": round(plan.now_a(cid), 1)
+                    if plan is not None and cid in plan.connector_ids
+                    else None,
+                    "drawn_a": None if s.drawn_a is None else round(s.drawn_a, 2),
+                    "learned_cap_a": s.cap_a,
+                    "learned_lines": None if s.lines is None else [x.value for x in s.lines],
+                    "pinned": pinned.get(cid),
+                }
+            )
+        report = self.last_report
+        return {
+            "site": self.site.site.name,
+            "now": now.isoformat(),
+            "stations": {
+                "connected": sorted(self.connected),
+                "known": len(self.fallback_a),
+            },
+            "sessions": sessions,
+            "plan": None
+            if plan is None
+            else {
+                "at": self.plan_at.isoformat() if self.plan_at else None,
+                "grid_start": plan.grid.start.isoformat(),
+                "status": plan.status.value,
+                "solve_ms": round(plan.solve_ms, 2),
+                "count": self.plans,
+                "summary": plan.summary(),
+            },
+            "rollout": None
+            if report is None
+            else {
+                "sent": report.sent,
+                "accepted": report.accepted,
+                "failed": {k: v.value for k, v in report.failed.items()},
+                "withheld": report.withheld,
+                "unchanged": report.unchanged,
+            },
+            "groups": self._group_status(now),
+            "overrides": {"limit_a": self.overrides.limit_a, "limit_kw": self.overrides.limit_kw},
+        }
+
+    def _group_status(self, now: datetime) -> dict[str, dict[str, Any]]:
+        grid = TimeGrid.covering(now, self.site.site.slot_minutes, self.site.site.slot_minutes / 60)
+        cap = self.capacity(grid, now)
+        loads = self.group_loads(now)
+        out: dict[str, dict[str, Any]] = {}
+        for g in self.site.groups:
+            a = cap.limit_a.get(g.id)
+            kw = cap.limit_kw.get(g.id)
+            out[g.id] = {
+                "capacity_a": None if a is None or not np.isfinite(a[0]) else float(a[0]),
+                "capacity_kw": None if kw is None or not np.isfinite(kw[0]) else float(kw[0]),
+                "limits_in_force_a": {k: round(v, 1) for k, v in loads[g.id].items()},
+            }
+        return out
+
+    def group_loads(self, at: datetime | None = None) -> dict[str, dict[str, float]]:
+        """Per group and line: the sum of limits in force now (for views and checks)."""
+        at = at or self.clock()
+        out: dict[str, dict[str, float]] = {
+            g.id: dict.fromkeys((x.value for x in LINES), 0.0) for g in self.site.groups
+        }
+        for cid, c in self.book.connectors.items():
+            if not c.active and not self.book.count_idle:
+                continue
+            info = self.site.connectors[cid]
+            a = (
+                self._offered_now(cid, at)
+                if c.active
+                else float(self.book.worst(cid, TimeGrid(at, self.site.site.slot_minutes, 1))[0])
+            )
+            s = self.sessions.get(cid)
+            lines = (s.lines if s is not None and s.lines else None) or info.lines
+            for gid in info.ancestors:
+                for line in lines:
+                    out[gid][line.value] += a
+        return out

@@ -1,0 +1,406 @@
+"""The service: one asyncio process holding the site's state.
+
+Wires the configuration, the store, the controller, the OCPP central system,
+the HTTP app and the scheduler, and takes them down in the right order:
+
+    start: store → controller (recover state, scheduler) → OCPP → HTTP
+    stop:  HTTP → OCPP (stations closed with "going away") → controller → store
+
+so that no event arrives without a place to be stored, and the store is the
+last thing to close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import uvicorn
+
+from gridshare.config import GridshareConfig, database_url
+from gridshare.controller import (
+    CapacityProvider,
+    Controller,
+    ControllerSettings,
+    SessionDefaultsView,
+    static_capacity,
+)
+from gridshare.http_api import create_app
+from gridshare.store import Store, open_store
+from ocpp_adapter.events import ChargingLimitSpec, CommandResult, DomainEvent, LimitPurpose
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[DomainEvent], Awaitable[None]]
+
+
+class Gateway(Protocol):
+    """The OCPP central system as the service sees it."""
+
+    @property
+    def port(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def set_limit(self, station_id: str, spec: ChargingLimitSpec) -> CommandResult: ...
+
+    async def clear_limit(self, station_id: str, connector: int) -> CommandResult: ...
+
+
+GatewayFactory = Callable[[GridshareConfig, int, str, EventSink], Gateway]
+"""(config, OCPP port, host, event sink) → a gateway not yet started."""
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for a log line: no password, no query options."""
+    bare = url.split("?", 1)[0]
+    parts = urlsplit(bare)
+    if parts.password is None:
+        return bare
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}{port}"))
+
+
+class ServiceError(Exception):
+    """The service cannot start as configured."""
+
+
+def central_system_factory(
+    config: GridshareConfig, port: int, host: str, sink: EventSink
+) -> Gateway:
+    """The OCPP adapter's central system (``ocpp_adapter.central_system``)."""
+    central_system = _find_central_system()
+    server = config.server.model_copy(update={"ocpp_port": port, "host": host})
+    cs = central_system(config.model_copy(update={"server": server}), sink)
+    return _CentralSystemGateway(cs)
+
+
+def _find_central_system() -> Any:
+    """The adapter's ``CentralSystem`` class, wherever the package exports it."""
+    import importlib
+
+    for name in ("ocpp_adapter", "ocpp_adapter.central_system", "ocpp_adapter.server"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        cls = getattr(module, "CentralSystem", None)
+        if cls is not None:
+            return cls
+    raise ServiceError("the OCPP central system (ocpp_adapter.CentralSystem) is not available")
+
+
+class _CentralSystemGateway:
+    """Adapts the central system's command methods to the controller's needs."""
+
+    def __init__(self, cs: Any) -> None:
+        self.cs = cs
+
+    @property
+    def port(self) -> int:
+        return int(self.cs.port)
+
+    async def start(self) -> None:
+        await self.cs.start()
+
+    async def stop(self) -> None:
+        await self.cs.stop()
+
+    async def set_limit(self, station_id: str, spec: ChargingLimitSpec) -> CommandResult:
+        result: CommandResult = await self.cs.set_limit(station_id, spec)
+        return result
+
+    async def clear_limit(self, station_id: str, connector: int) -> CommandResult:
+        result: CommandResult = await self.cs.clear_limit(
+            station_id, connector=connector, purpose=LimitPurpose.TX
+        )
+        return result
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def controller_settings(config: GridshareConfig) -> ControllerSettings:
+    c = config.controller
+    return ControllerSettings(
+        coalesce_s=c.coalesce_s,
+        replan_interval_s=c.replan_interval_s,
+        pin_s=c.pin_s,
+        min_change_a=c.min_change_a,
+        reserve_for_arrivals=c.reserve_for_arrivals,
+        solve_time_limit_s=c.solve_time_limit_s,
+    )
+
+
+class Service:
+    def __init__(
+        self,
+        config: GridshareConfig,
+        *,
+        db: str | None = None,
+        host: str | None = None,
+        ocpp_port: int | None = None,
+        http_port: int | None = None,
+        gateway_factory: GatewayFactory = central_system_factory,
+        capacity: CapacityProvider = static_capacity,
+        settings: ControllerSettings | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scheduler: bool = True,
+    ) -> None:
+        self.config = config
+        self.db_url = database_url(config, db)
+        self.host = host or config.server.host
+        self._ocpp_port = config.server.ocpp_port if ocpp_port is None else ocpp_port
+        self._http_port = config.server.http_port if http_port is None else http_port
+        self.gateway_factory = gateway_factory
+        self.capacity = capacity
+        self.settings = settings or controller_settings(config)
+        self.clock = clock
+        self.scheduler = scheduler
+        self.store: Store | None = None
+        self.controller: Controller | None = None
+        self.gateway: Gateway | None = None
+        self._http: _Uvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._http_socket: socket.socket | None = None
+        self.started_at: datetime | None = None
+        self.oscp: Any = None
+        """The OSCP Flexibility Provider, when the ``oscp`` package is present."""
+        self.capacity_book: Any = None
+
+    @property
+    def ocpp_port(self) -> int:
+        return self.gateway.port if self.gateway is not None else self._ocpp_port
+
+    @property
+    def http_port(self) -> int:
+        if self._http_socket is not None:
+            return int(self._http_socket.getsockname()[1])
+        return self._http_port
+
+    async def on_event(self, event: DomainEvent) -> None:
+        assert self.controller is not None
+        await self.controller.on_event(event)
+
+    def status(self) -> dict[str, Any]:
+        assert self.controller is not None
+        out = self.controller.status()
+        out["service"] = {
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "ocpp_port": self.ocpp_port,
+            "http_port": self.http_port,
+            "database": redact_url(self.db_url),
+        }
+        return out
+
+    async def start(self) -> None:
+        self.started_at = self.clock()
+        self.store = open_store(self.db_url)
+        try:
+            self._load_capacity_book()
+            self.gateway = self.gateway_factory(
+                self.config, self._ocpp_port, self.host, self.on_event
+            )
+            assert self.gateway is not None
+            self.controller = Controller(
+                self.config.site,
+                self.store,
+                self.gateway,
+                defaults=SessionDefaultsView(
+                    self.config.defaults.dwell_hours, self.config.defaults.energy_kwh
+                ),
+                capacity=self.capacity,
+                settings=self.settings,
+                clock=self.clock,
+            )
+            await self.controller.start(scheduler=self.scheduler)
+            await self.gateway.start()
+            await self._start_http()
+            if self.oscp is not None:
+                await self.oscp.start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info(
+            "gridshare serving %s: OCPP on %s:%d, HTTP on %s:%d, store %s",
+            self.config.site.site.name,
+            self.host,
+            self.ocpp_port,
+            self.host,
+            self.http_port,
+            redact_url(self.db_url),
+        )
+
+    # --- OSCP and forecasts ---------------------------------------------------------
+
+    def _load_capacity_book(self) -> None:
+        """The DSO's forecasts (kept in the store) become the planner's capacity."""
+        try:
+            from forecasts.store import CapacityBook
+        except ImportError:
+            log.warning("forecasts package missing: static capacity only")
+            return
+        assert self.store is not None
+        saved = self.store.get_state("capacity_book")
+        self.capacity_book = CapacityBook.from_export(saved) if saved else CapacityBook()
+        if self.capacity is static_capacity:
+            self.capacity = self.capacity_book.capacity
+
+    def _save_capacity_book(self) -> None:
+        if self.store is not None and self.capacity_book is not None:
+            self.store.put_state("capacity_book", self.capacity_book.export())
+
+    def _oscp_router(self) -> Any:
+        """Build the Flexibility Provider and its router (None without the package)."""
+        try:
+            from oscp.http import FP_PREFIX, create_router
+            from oscp.provider import FlexibilityProvider
+            from oscp.tokens import JsonFileTokenStore, MemoryTokenStore
+        except ImportError:
+            log.warning("oscp package missing: no OSCP endpoints")
+            return None
+        if self.capacity_book is None:
+            return None
+        cfg = self.config
+        tokens: Any = (
+            JsonFileTokenStore(cfg.path.with_suffix(".oscp-tokens.json"))
+            if cfg.path is not None
+            else MemoryTokenStore()
+        )
+        groups = [g.oscp_group_id for g in cfg.site.groups if g.oscp_group_id]
+        self.oscp = FlexibilityProvider(
+            cfg.oscp,
+            our_base_url=f"http://{self.host}:{self.http_port}{FP_PREFIX}",
+            groups=groups,
+            token_store=tokens,
+            on_forecast=self._on_forecast,
+            on_heartbeat=self._on_dso_heartbeat,
+            on_offline=self._on_dso_offline,
+            clock=self.clock,
+        )
+        return create_router(self.oscp), FP_PREFIX
+
+    async def _on_forecast(self, provider_group: str, forecast: Any) -> None:
+        """Stored (forecast and capacity book) before the DSO gets its 204."""
+        assert self.store is not None and self.controller is not None
+        self.capacity_book.add(forecast)
+        self.store.save_forecast(
+            forecast.group_id,
+            str(forecast.type),
+            forecast.source,
+            forecast.received_at,
+            [
+                {
+                    "capacity": b.capacity,
+                    "unit": str(b.unit),
+                    "phase": str(b.phase),
+                    "start": b.start.isoformat(),
+                    "end": b.end.isoformat(),
+                }
+                for b in forecast.blocks
+            ],
+        )
+        self._save_capacity_book()
+        self.controller.request_replan("dso forecast")
+
+    async def _on_dso_heartbeat(self, provider: str, offline_mode_at: datetime) -> None:
+        self.capacity_book.heartbeat(provider, offline_mode_at)
+        self._save_capacity_book()
+
+    async def _on_dso_offline(self, provider: str) -> None:
+        assert self.controller is not None
+        log.warning("capacity provider %s went offline: its fallback forecast applies", provider)
+        self.controller.request_replan("dso offline")
+
+    # --- HTTP ------------------------------------------------------------------------
+
+    async def _start_http(self) -> None:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self._http_port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        self._http_socket = sock
+        oscp = self._oscp_router()
+        app = create_app(self.status)
+        if oscp is not None:
+            router, prefix = oscp
+            app.include_router(router, prefix=prefix)
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2
+        )
+        self._http = _Uvicorn(config)
+        self._http_task = asyncio.get_running_loop().create_task(self._http.serve([sock]))
+        for _ in range(500):
+            if self._http.started or self._http_task.done():
+                break
+            await asyncio.sleep(0.01)
+        if self._http_task.done():
+            self._http_task.result()
+            raise ServiceError("the HTTP server stopped at start")
+
+    async def stop(self) -> None:
+        """Stop accepting, close stations, stop planning, flush and close the store."""
+        if self.oscp is not None:
+            try:
+                await self.oscp.stop()
+            except Exception:
+                log.exception("stopping the OSCP Flexibility Provider")
+            self.oscp = None
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._http_task, 5)
+            self._http = self._http_task = None
+        if self._http_socket is not None:
+            self._http_socket.close()
+            self._http_socket = None
+        if self.gateway is not None:
+            try:
+                await self.gateway.stop()
+            except Exception:
+                log.exception("stopping the OCPP central system")
+            self.gateway = None
+        if self.controller is not None:
+            await self.controller.stop()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    async def run_until_signalled(self, stop: asyncio.Event | None = None) -> None:
+        """Run until SIGINT/SIGTERM (or ``stop`` is set), then shut down cleanly."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+        try:
+            await self.start()
+            await stop.wait()
+            log.info("shutting down")
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
