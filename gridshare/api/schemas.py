@@ -1,0 +1,454 @@
+"""The operator API's request and response bodies (pydantic models).
+
+Units: currents are per line in A, power in kW, energy in kWh, times are
+timezone-aware ISO 8601. A limit of ``None`` means "no limit". Connectors are
+named ``STATION/CONNECTOR`` as everywhere in gridshare; sessions by their
+transaction id.
+
+The backend returns these models as they are; the API only serialises them,
+so the OpenAPI schema at ``/api/openapi.json`` describes exactly what is sent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from ocpp_adapter.events import CommandOutcome
+from optimizer.plan import SolverStatus
+from optimizer.site import Line
+
+Amps = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Kilowatts = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+def _plausible(t: datetime) -> datetime:
+    try:
+        utc = t.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time out of range") from None
+    if not 2000 <= utc.year <= 2200:
+        raise ValueError("time must lie between the years 2000 and 2200")
+    return utc
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_plausible)]
+"""An input time: with an offset, normalised to UTC, within a plausible range."""
+
+PerLine = dict[Line, float]
+"""Line → current in A (only the lines that carry something)."""
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- plan -------------------------------------------------------------------------------
+
+
+class PlanStatus(_Out):
+    """The figures of one plan: what every write answers with."""
+
+    plan_id: int = Field(description="Increases with every plan made.")
+    created_at: datetime
+    reason: str = Field(description="What triggered the plan (operator limit, meter values…).")
+    status: SolverStatus
+    backend: str
+    solve_ms: float
+    grid_start: datetime
+    slot_minutes: int
+    slots: int
+    sessions: int
+    energy_requested_kwh: float
+    energy_planned_kwh: float
+    unmet_kwh: float
+    binding_now: list[str] = Field(description="``GROUP:L1``-style limits binding in slot 0.")
+    notes: list[str] = Field(default_factory=list)
+
+
+class PlannedConnector(_Out):
+    connector_id: str
+    session_id: str | None
+    lines: list[Line]
+    current_a: list[float] = Field(description="Per slot of the grid, A per line.")
+
+
+class PlannedSession(_Out):
+    session_id: str
+    connector_id: str
+    requested_kwh: float
+    planned_kwh: float
+    unmet_kwh: float
+
+
+class BindingOut(_Out):
+    group_id: str
+    quantity: str = Field(description="``L1``/``L2``/``L3``, ``kW`` or ``weighted``.")
+    slot: int
+
+
+class PlanOut(_Out):
+    plan: PlanStatus
+    slot_starts: list[datetime]
+    connectors: list[PlannedConnector]
+    sessions: list[PlannedSession]
+    binding: list[BindingOut]
+
+
+# --- groups -----------------------------------------------------------------------------
+
+
+class LimitOverride(_Out):
+    """An operator's limit on a group, in force between ``start`` and ``end``."""
+
+    limit_a: float | None
+    limit_kw: float | None
+    start: datetime | None = Field(description="None: in force from when it was set.")
+    end: datetime | None = Field(description="None: until cleared.")
+    set_by: str
+    set_at: datetime
+    active_now: bool
+
+
+class ForecastValue(_Out):
+    """The DSO's capacity for a group in force now, and when the forecast came."""
+
+    limit_a: float | None
+    limit_kw: float | None
+    source: str
+    received_at: datetime
+
+
+class GroupOut(_Out):
+    id: str
+    parent: str | None
+    children: list[str]
+    description: str
+    weighted: bool = Field(description="A weighted constraint rather than a branch of the tree.")
+    lines: list[Line] = Field(description="Lines carried by connectors under the group.")
+    static_limit_a: float | None
+    static_limit_kw: float | None
+    fallback_limit_a: float | None
+    override: LimitOverride | None
+    dso_forecast: ForecastValue | None
+    capacity_a: float | None = Field(description="Per-line limit in force now (None: none).")
+    capacity_kw: float | None = Field(description="Power limit in force now (None: none).")
+    planned_a: PerLine = Field(description="Sum of planned currents now, per line.")
+    measured_a: PerLine = Field(description="Sum of measured currents now, per line.")
+    planned_kw: float
+    measured_kw: float
+
+
+class GroupTree(_Out):
+    root: str
+    groups: list[GroupOut] = Field(description="Every group, parents before their children.")
+
+
+class TimelinePoint(_Out):
+    at: datetime
+    capacity_a: float | None
+    capacity_kw: float | None
+    planned_a: PerLine | None = Field(description="Planned (future slots) or None.")
+    measured_a: PerLine | None = Field(description="Measured (past) or None.")
+
+
+class GroupTimeline(_Out):
+    """A group's capacity, plan and measurements: past ``hours`` and the plan ahead."""
+
+    group_id: str
+    now: datetime
+    lines: list[Line]
+    points: list[TimelinePoint] = Field(description="In time order.")
+
+
+# --- stations and sessions --------------------------------------------------------------
+
+
+class ProfileOut(_Out):
+    """The last charging profile sent to a connector and the station's answer."""
+
+    limit_a: float
+    sent_at: datetime
+    outcome: Literal[
+        "pending", "accepted", "rejected", "timeout", "not_connected", "rate_limited", "error"
+    ]
+
+
+class ConnectorOut(_Out):
+    connector_id: str = Field(description="``STATION/CONNECTOR``.")
+    connector: int
+    status: str = Field(description="OCPP status as last sent (Available, Charging, …).")
+    max_current_a: float
+    min_current_a: float
+    lines: list[Line]
+    limit_a: float | None = Field(description="Limit in force now (None: none known).")
+    planned_a: float | None
+    draw_a: PerLine
+    power_kw: float | None
+    energy_kwh: float | None = Field(description="Energy of the running session so far.")
+    session_id: str | None
+    profile: ProfileOut | None
+
+
+class StationOut(_Out):
+    station_id: str
+    group: str
+    connected: bool
+    protocol: str | None = Field(description="``ocpp1.6`` or ``ocpp2.0.1`` once connected.")
+    vendor: str | None
+    model: str | None
+    firmware: str | None
+    capabilities: list[str]
+    last_seen: datetime | None
+    connectors: list[ConnectorOut]
+
+
+class SessionOut(_Out):
+    session_id: str
+    connector_id: str
+    id_tag: str | None
+    active: bool
+    started_at: datetime
+    ended_at: datetime | None
+    energy_kwh: float = Field(description="Delivered so far.")
+    departure: datetime | None
+    departure_estimated: bool
+    energy_need_kwh: float | None = Field(description="Still to deliver, stated or estimated.")
+    energy_need_estimated: bool
+    priority: float
+    planned_a: float | None
+    planned_kwh: float | None
+    drawn_a: float | None
+    limit_a: float | None
+    paused: bool = Field(description="Offered 0 A now although it still needs energy.")
+
+
+# --- status, forecasts, events ----------------------------------------------------------
+
+
+class DsoStatus(_Out):
+    configured: bool
+    online: bool
+    last_heartbeat: datetime | None
+    fallback_active: bool = Field(description="Planning on the fallback capacity.")
+    detail: str = ""
+
+
+class StatusOut(_Out):
+    site: str
+    now: datetime
+    stations_known: int
+    stations_connected: int
+    sessions_active: int
+    overrides_active: int
+    plan: PlanStatus | None
+    dso: DsoStatus
+
+
+class ForecastPoint(_Out):
+    start: datetime
+    end: datetime
+    limit_a: float | None
+    limit_kw: float | None
+
+
+class ForecastOut(_Out):
+    group_id: str
+    source: str
+    kind: str = Field(description="e.g. ``capacity`` or ``fallback``.")
+    received_at: datetime
+    points: list[ForecastPoint]
+
+
+class AuditEvent(_Out):
+    id: int
+    at: datetime
+    kind: str
+    subject: str
+    actor: str
+    detail: dict[str, Any]
+
+
+class EventPage(_Out):
+    events: list[AuditEvent] = Field(description="Newest first.")
+    next_before: int | None = Field(description="Pass as ``before`` for the next page.")
+
+
+# --- writes -----------------------------------------------------------------------------
+
+
+def _one_of_given(*names: str) -> dict[str, Any]:
+    """JSON schema: at least one of ``names`` is present and not null."""
+    return {
+        "anyOf": [{"required": [n], "properties": {n: {"not": {"type": "null"}}}} for n in names]
+    }
+
+
+class GroupLimitRequest(_In):
+    """An operator limit for a group: ``limit_a`` and/or ``limit_kw``, optionally a window.
+
+    A limit below what the running sessions need is accepted: sessions are
+    paused (offered 0 A) until it fits.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_one_of_given("limit_a", "limit_kw"))
+
+    limit_a: Amps | None = None
+    limit_kw: Kilowatts | None = Field(default=None, validate_default=True)
+    start: Instant | None = None
+    end: Instant | None = Field(default=None, validate_default=True)
+
+    @field_validator("limit_kw")
+    @classmethod
+    def _one_limit(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is None and info.data.get("limit_a") is None and "limit_a" in info.data:
+            raise ValueError("give limit_a and/or limit_kw")
+        return v
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, v: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("start")
+        if v is not None and start is not None and v <= start:
+            raise ValueError("end must be after start")
+        return v
+
+
+class SessionPatch(_In):
+    """Change what gridshare assumes of a session; omitted fields stay as they are."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_one_of_given("priority", "departure", "energy_need_kwh")
+    )
+
+    priority: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] | None = None
+    departure: Instant | None = None
+    energy_need_kwh: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)] | None = Field(
+        default=None, validate_default=True
+    )
+
+    @field_validator("energy_need_kwh")
+    @classmethod
+    def _something(cls, v: float | None, info: ValidationInfo) -> float | None:
+        keys = ("priority", "departure")
+        if v is None and all(k in info.data and info.data[k] is None for k in keys):
+            raise ValueError("give priority, departure and/or energy_need_kwh")
+        return v
+
+
+class WriteResult(_Out):
+    """What every write answers: the plan made after it."""
+
+    plan: PlanStatus
+    paused_sessions: list[str] = Field(
+        description="Sessions offered 0 A now although they need energy (limit too low)."
+    )
+
+
+class GroupLimitResult(WriteResult):
+    group: GroupOut
+
+
+class SessionResult(WriteResult):
+    session: SessionOut
+
+
+# --- station commands -------------------------------------------------------------------
+
+
+class RemoteStart(_In):
+    command: Literal["remote_start"]
+    connector: Annotated[int, Field(ge=1, le=1000)]
+    id_tag: Annotated[str, Field(min_length=1, max_length=36)]
+
+
+class RemoteStop(_In):
+    command: Literal["remote_stop"]
+    connector: Annotated[int, Field(ge=1, le=1000)]
+
+
+class TriggerMeterValues(_In):
+    command: Literal["trigger_meter_values"]
+    connector: Annotated[int, Field(ge=1, le=1000)] | None = None
+
+
+class ResetKind(StrEnum):
+    SOFT = "soft"
+    HARD = "hard"
+
+
+class Reset(_In):
+    command: Literal["reset"]
+    kind: ResetKind = ResetKind.SOFT
+
+
+class Availability(_In):
+    command: Literal["availability"]
+    connector: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=0, description="0: the whole station."
+    )
+    operative: bool
+
+
+StationCommand = Annotated[
+    RemoteStart | RemoteStop | TriggerMeterValues | Reset | Availability,
+    Field(discriminator="command"),
+]
+
+
+class CommandResult(_Out):
+    """The station's answer. Every outcome is a 200: the request itself was valid."""
+
+    station_id: str
+    command: str
+    outcome: CommandOutcome = Field(description="The adapter's outcome, as the station answered.")
+    detail: str = ""
+    plan: PlanStatus | None = Field(description="The plan in force after the command.")
+
+
+# --- live updates -----------------------------------------------------------------------
+
+
+class ChangeKind(StrEnum):
+    MEASUREMENT = "measurement"
+    PLAN = "plan"
+    LIMIT = "limit"
+    STATION = "station"
+    SESSION = "session"
+    DSO = "dso"
+
+
+class Change(_Out):
+    """A hint that something changed; the API reads the new state itself."""
+
+    kind: ChangeKind
+    at: datetime
+    subject: str = ""
+
+
+class Snapshot(_Out):
+    """What the live stream sends: status, groups now, stations now."""
+
+    seq: int
+    status: StatusOut
+    groups: GroupTree
+    stations: list[StationOut]
+
+
+class ErrorOut(_Out):
+    detail: str

@@ -1,0 +1,401 @@
+// gridshare dashboard: reads the operator API, follows /api/live (server-sent
+// events read with fetch, so a bearer token can be sent), draws each group's
+// capacity vs planned vs measured per line with uPlot, and sets group limits.
+"use strict";
+
+(function () {
+  const LINE_COLOURS = { L1: "#2454d6", L2: "#1a7f4b", L3: "#b54708" };
+  const CAPACITY_COLOUR = "#b42318";
+  const HISTORY_HOURS = 6;
+  const TIMELINE_DEBOUNCE_MS = 800;
+
+  const state = {
+    charts: new Map(), // group id → {plot, lines, el}
+    groups: [],
+    lastLimits: new Map(), // connector → limit shown
+    timelineTimer: null,
+    timelineBusy: false,
+    timelineAgain: false,
+    timelineVersion: 0,
+    snapshots: 0,
+  };
+
+  const $ = (sel) => document.querySelector(sel);
+
+  function token() {
+    return sessionStorage.getItem("gridshare-token") || "";
+  }
+
+  function headers(extra) {
+    const h = Object.assign({ Accept: "application/json" }, extra || {});
+    const t = token();
+    if (t) h.Authorization = "Bearer " + t;
+    return h;
+  }
+
+  async function api(path, options) {
+    const opts = Object.assign({}, options || {});
+    opts.headers = headers(opts.headers);
+    const res = await fetch(path, opts);
+    let body = null;
+    const text = await res.text();
+    if (text) {
+      try { body = JSON.parse(text); } catch (e) { body = { detail: text }; }
+    }
+    if (!res.ok) {
+      const err = new Error(describeError(res.status, body));
+      err.status = res.status;
+      throw err;
+    }
+    return body;
+  }
+
+  function describeError(status, body) {
+    const detail = body && body.detail;
+    if (Array.isArray(detail)) {
+      return status + ": " + detail.map((d) => {
+        const field = (d.loc || []).filter((p) => p !== "body").join(".");
+        return (field ? field + ": " : "") + d.msg;
+      }).join("; ");
+    }
+    return status + ": " + (detail || "request failed");
+  }
+
+  const fmt = (x, digits) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
+  const timeText = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "–");
+
+  function setChip(el, text, cls) {
+    el.textContent = text;
+    el.className = "chip " + (cls || "");
+  }
+
+  // --- snapshot → page ------------------------------------------------------------------
+
+  function renderStatus(status) {
+    $("#site-name").textContent = status.site;
+    $("#clock").textContent = new Date(status.now).toLocaleString();
+    const plan = status.plan;
+    if (plan) {
+      const cls = plan.status === "optimal" ? "ok" : plan.status === "empty" ? "" : "warn";
+      setChip($("#plan-state"), "plan #" + plan.plan_id + " " + plan.status +
+        " · unmet " + fmt(plan.unmet_kwh, 1) + " kWh", cls);
+    }
+    const dso = status.dso;
+    if (!dso.configured) {
+      setChip($("#dso-state"), "DSO: not configured", "");
+    } else {
+      const hb = dso.last_heartbeat ? " · heartbeat " + timeText(dso.last_heartbeat) : "";
+      const text = "DSO: " + (dso.online ? "online" : "offline") + hb +
+        (dso.fallback_active ? " · FALLBACK" : "");
+      setChip($("#dso-state"), text, dso.fallback_active || !dso.online ? "bad" : "ok");
+    }
+  }
+
+  function groupFacts(g) {
+    const parts = [];
+    parts.push("in force <b>" + (g.capacity_a === null ? "no A limit" : fmt(g.capacity_a, 0) + " A") +
+      "</b>" + (g.capacity_kw === null ? "" : " / <b>" + fmt(g.capacity_kw, 0) + " kW</b>"));
+    parts.push("static " + (g.static_limit_a === null ? "–" : fmt(g.static_limit_a, 0) + " A") +
+      (g.static_limit_kw === null ? "" : " / " + fmt(g.static_limit_kw, 0) + " kW"));
+    if (g.override) {
+      const o = g.override;
+      const lim = [o.limit_a === null ? null : fmt(o.limit_a, 0) + " A",
+        o.limit_kw === null ? null : fmt(o.limit_kw, 0) + " kW"].filter(Boolean).join(" / ");
+      const win = (o.start ? " from " + timeText(o.start) : "") + (o.end ? " until " + timeText(o.end) : "");
+      parts.push('<span class="override">override ' + lim + win + " by " + escapeHtml(o.set_by) +
+        (o.active_now ? "" : " (not in force now)") + "</span>");
+    }
+    if (g.dso_forecast) {
+      const f = g.dso_forecast;
+      parts.push("DSO now " + (f.limit_a === null ? "no limit" : fmt(f.limit_a, 0) + " A"));
+    }
+    const load = g.lines.map((l) => l + " " + fmt(g.measured_a[l], 0) + "/" + fmt(g.planned_a[l], 0))
+      .join(" · ");
+    return parts.join(" · ") + "<br>measured/planned A: " + load;
+  }
+
+  function escapeHtml(s) {
+    return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  }
+
+  function renderGroups(tree) {
+    state.groups = tree.groups;
+    const box = $("#groups");
+    for (const g of tree.groups) {
+      let card = box.querySelector('.group[data-group="' + CSS.escape(g.id) + '"]');
+      if (!card) {
+        card = document.createElement("div");
+        card.className = "group";
+        card.dataset.group = g.id;
+        card.innerHTML = "<h3></h3><div class=\"facts\"></div><div class=\"chart\" data-version=\"0\"></div>";
+        card.querySelector("h3").textContent = g.id + (g.description ? " — " + g.description : "");
+        box.appendChild(card);
+      }
+      card.querySelector(".facts").innerHTML = groupFacts(g);
+    }
+    const select = $("#limit-group");
+    const ids = tree.groups.map((g) => g.id).join(",");
+    if (select.dataset.ids !== ids) {
+      const keep = select.value;
+      select.innerHTML = "";
+      for (const g of tree.groups) {
+        const opt = document.createElement("option");
+        opt.value = g.id;
+        opt.textContent = g.id;
+        select.appendChild(opt);
+      }
+      if (keep) select.value = keep;
+      select.dataset.ids = ids;
+    }
+  }
+
+  function renderStations(stations) {
+    const body = $("#stations tbody");
+    const rows = [];
+    for (const st of stations) {
+      for (const c of st.connectors) {
+        const draw = Object.keys(c.draw_a).sort().map((l) => fmt(c.draw_a[l], 1)).join(" / ") || "–";
+        const prev = state.lastLimits.get(c.connector_id);
+        const changed = prev !== undefined && prev !== c.limit_a;
+        state.lastLimits.set(c.connector_id, c.limit_a);
+        const status = st.connected ? c.status : "Offline";
+        rows.push(
+          '<tr data-connector="' + escapeHtml(c.connector_id) + '"' + (changed ? ' class="changed"' : "") + ">" +
+          "<td>" + escapeHtml(c.connector_id) + "</td>" +
+          "<td>" + escapeHtml(st.station_id) + (st.protocol ? ' <span class="muted">' + escapeHtml(st.protocol) + "</span>" : "") + "</td>" +
+          '<td class="state state-' + escapeHtml(status) + '">' + escapeHtml(status) + "</td>" +
+          '<td class="num limit">' + fmt(c.limit_a, 1) + "</td>" +
+          '<td class="num draw">' + draw + "</td>" +
+          '<td class="num energy">' + fmt(c.energy_kwh, 2) + "</td>" +
+          "<td>" + escapeHtml(c.session_id || "–") + "</td>" +
+          "<td>" + (c.profile ? escapeHtml(c.profile.outcome) : "–") + "</td></tr>"
+        );
+      }
+    }
+    body.innerHTML = rows.join("");
+  }
+
+  function onSnapshot(snap) {
+    state.snapshots += 1;
+    document.body.dataset.snapshots = String(state.snapshots);
+    renderStatus(snap.status);
+    renderGroups(snap.groups);
+    renderStations(snap.stations);
+    scheduleTimelines();
+  }
+
+  // --- charts ---------------------------------------------------------------------------
+
+  function scheduleTimelines() {
+    if (state.timelineTimer) return;
+    state.timelineTimer = setTimeout(() => {
+      state.timelineTimer = null;
+      refreshTimelines();
+    }, TIMELINE_DEBOUNCE_MS);
+  }
+
+  async function refreshTimelines() {
+    if (state.timelineBusy) { state.timelineAgain = true; return; }
+    state.timelineBusy = true;
+    try {
+      const timelines = await Promise.all(state.groups.map((g) =>
+        api("/api/groups/" + encodeURIComponent(g.id) + "/timeline?hours=" + HISTORY_HOURS)));
+      for (const tl of timelines) drawTimeline(tl);
+      state.timelineVersion += 1;
+    } catch (e) {
+      console.warn("timeline", e);
+    } finally {
+      state.timelineBusy = false;
+      if (state.timelineAgain) { state.timelineAgain = false; scheduleTimelines(); }
+    }
+  }
+
+  function nowMarker(nowSec) {
+    return {
+      hooks: {
+        draw: [(u) => {
+          const x = u.valToPos(nowSec(), "x", true);
+          const ctx = u.ctx;
+          ctx.save();
+          ctx.strokeStyle = "#98a2b3";
+          ctx.setLineDash([2, 4]);
+          ctx.beginPath();
+          ctx.moveTo(x, u.bbox.top);
+          ctx.lineTo(x, u.bbox.top + u.bbox.height);
+          ctx.stroke();
+          ctx.restore();
+        }],
+      },
+    };
+  }
+
+  function drawTimeline(tl) {
+    const card = document.querySelector('.group[data-group="' + CSS.escape(tl.group_id) + '"]');
+    if (!card) return;
+    const el = card.querySelector(".chart");
+    const xs = [], cap = [];
+    const planned = {}, measured = {};
+    for (const l of tl.lines) { planned[l] = []; measured[l] = []; }
+    let lastMeasured = null;
+    for (const p of tl.points) {
+      xs.push(Date.parse(p.at) / 1000);
+      cap.push(p.capacity_a);
+      for (const l of tl.lines) {
+        planned[l].push(p.planned_a ? (p.planned_a[l] ?? null) : null);
+        measured[l].push(p.measured_a ? (p.measured_a[l] ?? null) : null);
+      }
+      if (p.measured_a) lastMeasured = p.measured_a;
+    }
+    const data = [xs, cap];
+    for (const l of tl.lines) data.push(planned[l]);
+    for (const l of tl.lines) data.push(measured[l]);
+    const key = tl.lines.join(",");
+    let entry = state.charts.get(tl.group_id);
+    const nowSec = Date.parse(tl.now) / 1000;
+    if (entry && entry.key === key) {
+      entry.now = nowSec;
+      entry.plot.setData(data);
+    } else {
+      if (entry) entry.plot.destroy();
+      entry = { key, now: nowSec, plot: null };
+      const series = [{}, {
+        label: "capacity A", stroke: CAPACITY_COLOUR, width: 2,
+        paths: uPlot.paths.stepped({ align: 1 }),
+      }];
+      for (const l of tl.lines) {
+        series.push({ label: "planned " + l, stroke: LINE_COLOURS[l], dash: [6, 4], width: 1.5,
+          paths: uPlot.paths.stepped({ align: 1 }) });
+      }
+      for (const l of tl.lines) {
+        series.push({ label: "measured " + l, stroke: LINE_COLOURS[l], width: 1.5 });
+      }
+      const e = entry;
+      entry.plot = new uPlot({
+        width: Math.max(320, el.clientWidth || 420),
+        height: 220,
+        series,
+        scales: { y: { range: (u, min, max) => [0, Math.max(10, (max || 0) * 1.1)] } },
+        axes: [{}, { label: "A per line", size: 50 }],
+        legend: { show: true, live: false },
+        cursor: { drag: { x: false, y: false } },
+        plugins: [nowMarker(() => e.now)],
+      }, data, el);
+      state.charts.set(tl.group_id, entry);
+    }
+    el.dataset.version = String(Number(el.dataset.version || "0") + 1);
+    el.dataset.points = String(xs.length);
+    el.dataset.lastMeasured = lastMeasured ? JSON.stringify(lastMeasured) : "";
+  }
+
+  window.addEventListener("resize", () => {
+    for (const [gid, entry] of state.charts) {
+      const el = document.querySelector('.group[data-group="' + CSS.escape(gid) + '"] .chart');
+      if (el) entry.plot.setSize({ width: Math.max(320, el.clientWidth), height: 220 });
+    }
+  });
+
+  // --- live stream ----------------------------------------------------------------------
+
+  async function follow() {
+    for (;;) {
+      try {
+        const res = await fetch("/api/live", { headers: headers({ Accept: "text/event-stream" }) });
+        if (res.status === 401 || res.status === 403) {
+          setChip($("#live-state"), "reads need a token: enter it below", "off");
+          await new Promise((r) => setTimeout(r, 3000));
+          continue;
+        }
+        if (!res.ok) throw new Error("live: " + res.status);
+        setChip($("#live-state"), "live", "ok");
+        const reader = res.body.getReader();
+        const decoder = new TextDecoder();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += decoder.decode(value, { stream: true });
+          let cut;
+          while ((cut = buf.indexOf("\n\n")) >= 0) {
+            const block = buf.slice(0, cut);
+            buf = buf.slice(cut + 2);
+            handleEvent(block);
+          }
+        }
+      } catch (e) {
+        console.warn(e);
+      }
+      setChip($("#live-state"), "reconnecting…", "off");
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+
+  function handleEvent(block) {
+    let name = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith(":")) continue;
+      const i = line.indexOf(":");
+      const field = i < 0 ? line : line.slice(0, i);
+      const value = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+      if (field === "event") name = value;
+      else if (field === "data") data.push(value);
+    }
+    if (name === "snapshot" && data.length) onSnapshot(JSON.parse(data.join("\n")));
+  }
+
+  // --- limit form -----------------------------------------------------------------------
+
+  function localToIso(value) {
+    return value ? new Date(value).toISOString() : null;
+  }
+
+  async function submitLimit(clear) {
+    const out = $("#limit-result");
+    const t = $("#token").value.trim();
+    if (t) sessionStorage.setItem("gridshare-token", t);
+    if (!token()) {
+      out.className = "error";
+      out.textContent = "Enter a token with the write role.";
+      $("#token").focus();
+      return;
+    }
+    const gid = $("#limit-group").value;
+    const path = "/api/groups/" + encodeURIComponent(gid) + "/limit";
+    try {
+      let res;
+      if (clear) {
+        res = await api(path, { method: "DELETE" });
+      } else {
+        const body = {};
+        const a = $("#limit-a").value, kw = $("#limit-kw").value;
+        if (a !== "") body.limit_a = Number(a);
+        if (kw !== "") body.limit_kw = Number(kw);
+        const start = localToIso($("#limit-start").value), end = localToIso($("#limit-end").value);
+        if (start) body.start = start;
+        if (end) body.end = end;
+        res = await api(path, {
+          method: "PUT",
+          body: JSON.stringify(body),
+          headers: { "Content-Type": "application/json" },
+        });
+      }
+      out.className = "ok";
+      const paused = res.paused_sessions.length ? " · paused: " + res.paused_sessions.join(", ") : "";
+      out.textContent = (clear ? "Cleared" : "Set") + " on " + gid + " · plan #" + res.plan.plan_id +
+        " " + res.plan.status + " · unmet " + fmt(res.plan.unmet_kwh, 1) + " kWh" + paused;
+    } catch (e) {
+      out.className = "error";
+      out.textContent = e.message;
+      if (e.status === 401 || e.status === 403) sessionStorage.removeItem("gridshare-token");
+    }
+  }
+
+  $("#token").addEventListener("change", () => {
+    const t = $("#token").value.trim();
+    if (t) sessionStorage.setItem("gridshare-token", t);
+  });
+  $("#limit-form").addEventListener("submit", (ev) => { ev.preventDefault(); submitLimit(false); });
+  $("#limit-clear").addEventListener("click", () => submitLimit(true));
+
+  follow();
+})();
