@@ -152,6 +152,8 @@ class SessionState:
     line_votes: int = 0
     drawn_a: float | None = None
     power_w: float | None = None
+    priority: float = 1.0
+    """The operator's weight for this session (1: as any other)."""
 
     @property
     def delivered_kwh(self) -> float:
@@ -160,10 +162,68 @@ class SessionState:
         return max(0.0, self.energy_wh - self.meter_start_wh) / 1000.0
 
 
+@dataclass(frozen=True)
+class GroupOverride:
+    """An operator's limit on a group over ``[start, end)`` (None: open on that side)."""
+
+    group_id: str
+    limit_a: float | None
+    limit_kw: float | None
+    start: datetime | None
+    end: datetime | None
+    set_by: str
+    set_at: datetime
+
+    def covers(self, t0: datetime, t1: datetime) -> bool:
+        """Whether it is in force at any moment of ``[t0, t1)`` (``t0 == t1``: at t0)."""
+        return (self.start is None or self.start <= t0 or self.start < t1) and (
+            self.end is None or self.end > t0
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "group_id": self.group_id,
+            "limit_a": self.limit_a,
+            "limit_kw": self.limit_kw,
+            "start": None if self.start is None else self.start.isoformat(),
+            "end": None if self.end is None else self.end.isoformat(),
+            "set_by": self.set_by,
+            "set_at": self.set_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GroupOverride:
+        def t(v: Any) -> datetime | None:
+            return None if v is None else datetime.fromisoformat(v)
+
+        return cls(
+            group_id=str(d["group_id"]),
+            limit_a=d.get("limit_a"),
+            limit_kw=d.get("limit_kw"),
+            start=t(d.get("start")),
+            end=t(d.get("end")),
+            set_by=str(d.get("set_by", "operator")),
+            set_at=datetime.fromisoformat(d["set_at"]),
+        )
+
+
 @dataclass
 class Overrides:
-    limit_a: dict[str, float] = field(default_factory=dict)
-    limit_kw: dict[str, float] = field(default_factory=dict)
+    """Operator limits per group (one each; a new one replaces the old)."""
+
+    by_group: dict[str, GroupOverride] = field(default_factory=dict)
+
+    @property
+    def limit_a(self) -> dict[str, float]:
+        return {g: o.limit_a for g, o in self.by_group.items() if o.limit_a is not None}
+
+    @property
+    def limit_kw(self) -> dict[str, float]:
+        return {g: o.limit_kw for g, o in self.by_group.items() if o.limit_kw is not None}
+
+
+OVERRIDES_STATE = "group_overrides"
+"""The store's state key under which the operator limits survive a restart."""
 
 
 STEADY_REASONS = frozenset(
@@ -239,13 +299,21 @@ class Controller:
         self._idle.set()
         self._stopping = False
         self.on_plan: list[Callable[[Plan, RolloutReport], None]] = []
-        """Observers (demo view, benchmarks): called after each rollout."""
+        """Observers (demo view, benchmarks, metrics): called after each rollout."""
         self.replan_requested_at: float | None = None
+        self.plan_id: int | None = None
+        """The store's id of the current plan."""
+        self.plan_reason = ""
+        self.plan_requested_at: float | None = None
+        """``perf_counter`` time the request behind the current plan came in."""
+        self._waiters: list[asyncio.Future[None]] = []
+        """`replan_now` callers waiting for the next plan to be rolled out."""
 
     # --- life cycle ---------------------------------------------------------------------
 
     async def start(self, *, scheduler: bool = True) -> None:
         self.recover()
+        self._recover_overrides()
         if scheduler:
             self._start_scheduler()
         self.request_replan("start")
@@ -289,6 +357,7 @@ class Controller:
             energy_need_wh=s.energy_need_wh,
             ev_max_current_a=s.ev_max_current_a,
             ev_min_current_a=s.ev_min_current_a,
+            priority=s.priority if s.priority is not None else 1.0,
         )
         self._estimate(st)
         return st
@@ -327,6 +396,9 @@ class Controller:
 
     async def stop(self) -> None:
         self._stopping = True
+        for w in self._waiters:
+            w.cancel()
+        self._waiters.clear()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -560,37 +632,120 @@ class Controller:
         *,
         limit_a: float | None = None,
         limit_kw: float | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
         source: str = "operator",
-    ) -> None:
-        """Override a group's limit (None removes that override) and re-plan."""
+        actor: str | None = None,
+    ) -> GroupOverride | None:
+        """Replace the group's override (both limits None: remove it); persist,
+        audit and re-plan. ``start``/``end`` bound when it is in force."""
         if group_id not in self.site.group_by_id:
             raise KeyError(group_id)
-        for table, value in (
-            (self.overrides.limit_a, limit_a),
-            (self.overrides.limit_kw, limit_kw),
-        ):
-            if value is None:
-                table.pop(group_id, None)
-            else:
-                table[group_id] = float(value)
+        now = self.clock()
+        override: GroupOverride | None = None
+        detail: dict[str, Any]
+        if limit_a is None and limit_kw is None:
+            had = self.overrides.by_group.pop(group_id, None)
+            kind, detail = "group_limit_cleared", {"had_override": had is not None}
+        else:
+            override = GroupOverride(
+                group_id,
+                None if limit_a is None else float(limit_a),
+                None if limit_kw is None else float(limit_kw),
+                start,
+                end,
+                actor or source,
+                now,
+            )
+            self.overrides.by_group[group_id] = override
+            kind = "group_limit"
+            detail = {
+                "limit_a": limit_a,
+                "limit_kw": limit_kw,
+                "start": None if start is None else start.isoformat(),
+                "end": None if end is None else end.isoformat(),
+            }
+        self._save_overrides()
+        self.store.audit(now, kind, group_id, {**detail, "source": source, "actor": actor})
+        self.request_replan(f"{source} limit")
+        return override
+
+    def _save_overrides(self) -> None:
+        self.store.put_state(
+            OVERRIDES_STATE, [o.to_dict() for o in self.overrides.by_group.values()]
+        )
+
+    def _recover_overrides(self) -> None:
+        for d in self.store.get_state(OVERRIDES_STATE) or []:
+            o = GroupOverride.from_dict(d)
+            if o.group_id in self.site.group_by_id:
+                self.overrides.by_group[o.group_id] = o
+
+    def update_session(
+        self,
+        connector_id: str,
+        *,
+        priority: float | None = None,
+        departure: datetime | None = None,
+        energy_need_kwh: float | None = None,
+        actor: str = "operator",
+    ) -> SessionState:
+        """Change what we assume of a running session (persisted, audited) and re-plan.
+
+        ``energy_need_kwh`` is what is still to deliver from now on.
+        """
+        s = self.sessions[connector_id]
+        if priority is not None:
+            s.priority = float(priority)
+        if departure is not None:
+            s.departure = departure
+        if energy_need_kwh is not None:
+            s.energy_need_wh = (s.delivered_kwh + float(energy_need_kwh)) * 1000.0
+        self.store.update_session(
+            s.transaction_id,
+            priority=priority,
+            departure=departure,
+            energy_need_wh=s.energy_need_wh if energy_need_kwh is not None else None,
+        )
         self.store.audit(
             self.clock(),
-            "group_limit",
-            group_id,
-            {"limit_a": limit_a, "limit_kw": limit_kw, "source": source},
+            "session_changed",
+            s.transaction_id,
+            {
+                "priority": priority,
+                "departure": None if departure is None else departure.isoformat(),
+                "energy_need_kwh": energy_need_kwh,
+                "actor": actor,
+            },
         )
-        self.request_replan(f"{source} limit")
+        self.book.get(connector_id).force_send = True
+        self.request_replan("session changed")
+        return s
+
+    async def replan_now(self, reason: str, timeout_s: float = 60.0) -> None:
+        """Request a re-plan and return once a plan begun after this call is rolled out."""
+        if self._stopping:
+            raise RuntimeError("the controller is stopping")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self.request_replan(reason)
+        await asyncio.wait_for(waiter, timeout_s)
 
     def capacity(self, grid: TimeGrid, now: datetime) -> Capacity:
         base = self.capacity_provider(self.site, grid, now)
-        if not self.overrides.limit_a and not self.overrides.limit_kw:
+        if not self.overrides.by_group:
             return base
         la = {k: np.asarray(v, dtype=float).copy() for k, v in base.limit_a.items()}
         lk = {k: np.asarray(v, dtype=float).copy() for k, v in base.limit_kw.items()}
-        for gid, a in self.overrides.limit_a.items():
-            la[gid] = np.minimum(la.get(gid, np.full(grid.slots, np.inf)), a)
-        for gid, kw in self.overrides.limit_kw.items():
-            lk[gid] = np.minimum(lk.get(gid, np.full(grid.slots, np.inf)), kw)
+        starts = grid.starts()
+        for gid, o in self.overrides.by_group.items():
+            # a slot the window touches is limited for its whole length (most restrictive)
+            mask = np.array([o.covers(max(t, now), t + grid.step) for t in starts], dtype=bool)
+            for table, value in ((la, o.limit_a), (lk, o.limit_kw)):
+                if value is None:
+                    continue
+                cur = table.get(gid, np.full(grid.slots, np.inf))
+                table[gid] = np.where(mask, np.minimum(cur, value), cur)
         return Capacity(la, lk)
 
     # --- fallback ------------------------------------------------------------------------
@@ -720,15 +875,26 @@ class Controller:
             while self._reasons and not self._stopping:
                 reasons = sorted(self._reasons)
                 self._reasons.clear()
+                self.plan_requested_at = self.replan_requested_at
                 self.replan_requested_at = None
+                waiters, self._waiters = self._waiters, []
                 try:
                     await self.replan(", ".join(reasons))
                 except asyncio.CancelledError:
+                    for w in waiters:
+                        w.cancel()
                     raise
                 # the service keeps running whatever one plan does; the next
                 # event or the periodic clock plans again
-                except Exception:
+                except Exception as e:
                     log.exception("re-plan failed")
+                    for w in waiters:
+                        if not w.done():
+                            w.set_exception(e)
+                else:
+                    for w in waiters:
+                        if not w.done():
+                            w.set_result(None)
         finally:
             if not self._reasons:
                 self._idle.set()
@@ -781,6 +947,7 @@ class Controller:
             energy_kwh=need,
             ev_max_current_a=min(caps) if caps else None,
             ev_min_current_a=s.ev_min_current_a,
+            priority=s.priority,
             lines=s.lines,
         )
 
@@ -794,7 +961,8 @@ class Controller:
         )
         self.plan, self.plan_at = plan, now
         self.plans += 1
-        self.store.save_plan(plan, now, reason)
+        self.plan_id = self.store.save_plan(plan, now, reason)
+        self.plan_reason = reason
         report = await self.rollout(plan, problem)
         self.last_report = report
         for observer in self.on_plan:

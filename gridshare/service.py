@@ -1,10 +1,12 @@
 """The service: one asyncio process holding the site's state.
 
 Wires the configuration, the store, the controller, the OCPP central system,
-the HTTP app and the scheduler, and takes them down in the right order:
+the HTTP app (operator API, dashboard, metrics, OSCP endpoints) and the
+scheduler, and takes them down in the right order:
 
     start: store → controller (recover state, scheduler) → OCPP → HTTP
-    stop:  HTTP → OCPP (stations closed with "going away") → controller → store
+    stop:  live streams → HTTP → OCPP (stations closed with "going away")
+           → controller → store
 
 so that no event arrives without a place to be stored, and the store is the
 last thing to close.
@@ -17,13 +19,15 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 
+from gridshare.api import MetricsRecorder, create_api
 from gridshare.config import GridshareConfig, database_url
 from gridshare.controller import (
     CapacityProvider,
@@ -32,13 +36,33 @@ from gridshare.controller import (
     SessionDefaultsView,
     static_capacity,
 )
-from gridshare.http_api import create_app
+from gridshare.operator import ServiceBackend, capability_names
 from gridshare.store import Store, open_store
-from ocpp_adapter.events import ChargingLimitSpec, CommandResult, DomainEvent, LimitPurpose
+from ocpp_adapter.events import (
+    ChargingLimitSpec,
+    CommandResult,
+    DomainEvent,
+    LimitPurpose,
+    StationCapabilities,
+)
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[DomainEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class StationInfo:
+    """What the central system knows of one station (for the operator's view)."""
+
+    station_id: str
+    connected: bool
+    protocol: str | None = None
+    vendor: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    last_seen: datetime | None = None
+    capabilities: tuple[str, ...] = ()
 
 
 class Gateway(Protocol):
@@ -54,6 +78,28 @@ class Gateway(Protocol):
     async def set_limit(self, station_id: str, spec: ChargingLimitSpec) -> CommandResult: ...
 
     async def clear_limit(self, station_id: str, connector: int) -> CommandResult: ...
+
+    def stations(self) -> Sequence[StationInfo]: ...
+
+    async def remote_start(
+        self,
+        station_id: str,
+        connector: int,
+        id_tag: str,
+        spec: ChargingLimitSpec | None = None,
+    ) -> CommandResult: ...
+
+    async def remote_stop(self, station_id: str, transaction_id: str) -> CommandResult: ...
+
+    async def trigger_message(
+        self, station_id: str, message: str, connector: int | None = None
+    ) -> CommandResult: ...
+
+    async def reset(self, station_id: str, hard: bool = False) -> CommandResult: ...
+
+    async def change_availability(
+        self, station_id: str, connector: int, operative: bool
+    ) -> CommandResult: ...
 
 
 GatewayFactory = Callable[[GridshareConfig, int, str, EventSink], Gateway]
@@ -126,6 +172,55 @@ class _CentralSystemGateway:
         )
         return result
 
+    def stations(self) -> Sequence[StationInfo]:
+        """The central system's station records (``ocpp_adapter.StationInfo``)."""
+        out = []
+        for st in self.cs.stations():
+            caps: StationCapabilities | None = st.capabilities
+            out.append(
+                StationInfo(
+                    station_id=st.station_id,
+                    connected=st.connected,
+                    protocol=st.protocol,
+                    vendor=st.vendor or None,
+                    model=st.model or None,
+                    firmware=st.firmware,
+                    last_seen=st.last_seen,
+                    capabilities=tuple(capability_names(caps)) if caps is not None else (),
+                )
+            )
+        return out
+
+    async def remote_start(
+        self,
+        station_id: str,
+        connector: int,
+        id_tag: str,
+        spec: ChargingLimitSpec | None = None,
+    ) -> CommandResult:
+        result: CommandResult = await self.cs.remote_start(station_id, connector, id_tag, spec)
+        return result
+
+    async def remote_stop(self, station_id: str, transaction_id: str) -> CommandResult:
+        result: CommandResult = await self.cs.remote_stop(station_id, transaction_id)
+        return result
+
+    async def trigger_message(
+        self, station_id: str, message: str, connector: int | None = None
+    ) -> CommandResult:
+        result: CommandResult = await self.cs.trigger_message(station_id, message, connector)
+        return result
+
+    async def reset(self, station_id: str, hard: bool = False) -> CommandResult:
+        result: CommandResult = await self.cs.reset(station_id, hard=hard)
+        return result
+
+    async def change_availability(
+        self, station_id: str, connector: int, operative: bool
+    ) -> CommandResult:
+        result: CommandResult = await self.cs.change_availability(station_id, connector, operative)
+        return result
+
 
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handling: the service owns SIGINT/SIGTERM."""
@@ -182,6 +277,11 @@ class Service:
         self.oscp: Any = None
         """The OSCP Flexibility Provider, when the ``oscp`` package is present."""
         self.capacity_book: Any = None
+        self.metrics = MetricsRecorder()
+        self.operator: ServiceBackend | None = None
+        """The operator API's view of this service (while it runs)."""
+        self.dso_heartbeats: dict[str, datetime] = {}
+        """Capacity provider → when its last heartbeat came."""
 
     @property
     def ocpp_port(self) -> int:
@@ -196,6 +296,8 @@ class Service:
     async def on_event(self, event: DomainEvent) -> None:
         assert self.controller is not None
         await self.controller.on_event(event)
+        if self.operator is not None:
+            self.operator.observe(event)
 
     def status(self) -> dict[str, Any]:
         assert self.controller is not None
@@ -228,6 +330,8 @@ class Service:
                 settings=self.settings,
                 clock=self.clock,
             )
+            self.operator = ServiceBackend(self, self.metrics)
+            self.operator.attach(self.controller)
             await self.controller.start(scheduler=self.scheduler)
             await self.gateway.start()
             await self._start_http()
@@ -316,15 +420,23 @@ class Service:
             ],
         )
         self._save_capacity_book()
+        if self.operator is not None:
+            self.operator.dso_heard("UpdateGroupCapacityForecast")
         self.controller.request_replan("dso forecast")
 
     async def _on_dso_heartbeat(self, provider: str, offline_mode_at: datetime) -> None:
         self.capacity_book.heartbeat(provider, offline_mode_at)
         self._save_capacity_book()
+        self.dso_heartbeats[provider] = self.clock()
+        if self.operator is not None:
+            self.operator.dso_heard("Heartbeat")
 
     async def _on_dso_offline(self, provider: str) -> None:
         assert self.controller is not None
         log.warning("capacity provider %s went offline: its fallback forecast applies", provider)
+        self.metrics.set_dso_online(provider, False)
+        if self.operator is not None:
+            self.operator.publish_dso(provider)
         self.controller.request_replan("dso offline")
 
     # --- HTTP ------------------------------------------------------------------------
@@ -340,7 +452,8 @@ class Service:
         sock.setblocking(False)
         self._http_socket = sock
         oscp = self._oscp_router()
-        app = create_app(self.status)
+        assert self.operator is not None
+        app = create_api(self.operator, self.config.api, metrics=self.metrics)
         if oscp is not None:
             router, prefix = oscp
             app.include_router(router, prefix=prefix)
@@ -359,6 +472,8 @@ class Service:
 
     async def stop(self) -> None:
         """Stop accepting, close stations, stop planning, flush and close the store."""
+        if self.operator is not None:
+            self.operator.close()  # live streams end, so the HTTP server can stop at once
         if self.oscp is not None:
             try:
                 await self.oscp.stop()
@@ -381,6 +496,7 @@ class Service:
             self.gateway = None
         if self.controller is not None:
             await self.controller.stop()
+        self.operator = None
         if self.store is not None:
             self.store.close()
             self.store = None

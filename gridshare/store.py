@@ -88,6 +88,8 @@ class StoredSession:
     ev_min_current_a: float | None
     ended_at: datetime | None = None
     meter_stop_wh: float | None = None
+    priority: float | None = None
+    """Set by an operator (None: never set)."""
 
     @property
     def delivered_wh(self) -> float:
@@ -152,6 +154,19 @@ class Store(Protocol):
     ) -> int: ...
     def audit(self, at: datetime, kind: str, subject: str, detail: dict[str, Any]) -> None: ...
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]: ...
+    def audit_page(self, limit: int, before: int | None = None) -> list[dict[str, Any]]: ...
+    def update_session(
+        self,
+        transaction_id: str,
+        *,
+        priority: float | None = None,
+        departure: datetime | None = None,
+        energy_need_wh: float | None = None,
+    ) -> None: ...
+    def recent_sessions(self, limit: int = 50) -> list[StoredSession]: ...
+    def last_profiles(self) -> dict[str, dict[str, Any]]: ...
+    def meter_last_all(self) -> dict[str, dict[str, Any]]: ...
+    def meter_minutes_since(self, since: datetime) -> list[dict[str, Any]]: ...
     def stations(self) -> list[dict[str, Any]]: ...
     def meter_last(self, connector_id: str) -> dict[str, Any] | None: ...
     def meter_minutes(self, connector_id: str) -> list[dict[str, Any]]: ...
@@ -234,6 +249,9 @@ class SqliteStore:
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(sessions)")}
+            if "priority" not in columns:  # databases made before operators set priorities
+                self._db.execute("ALTER TABLE sessions ADD COLUMN priority REAL")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -428,6 +446,7 @@ class SqliteStore:
             ev_min_current_a=row["ev_min_a"],
             ended_at=_dt(row["ended_at"]),
             meter_stop_wh=row["meter_stop_wh"],
+            priority=row["priority"],
         )
 
     def active_sessions(self) -> list[StoredSession]:
@@ -702,6 +721,92 @@ class SqliteStore:
                 "kind": r["kind"],
                 "subject": r["subject"],
                 "detail": json.loads(r["detail_json"]),
+            }
+            for r in rows
+        ]
+
+    def audit_page(self, limit: int, before: int | None = None) -> list[dict[str, Any]]:
+        """Audit entries newest first, with their ids: at most ``limit`` with id < ``before``."""
+        rows = self._db.execute(
+            "SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?",
+            (before if before is not None else 2**62, limit),
+        ).fetchall()
+        return [
+            {
+                "id": r["id"],
+                "at": r["at"],
+                "kind": r["kind"],
+                "subject": r["subject"],
+                "detail": json.loads(r["detail_json"]),
+            }
+            for r in rows
+        ]
+
+    def update_session(
+        self,
+        transaction_id: str,
+        *,
+        priority: float | None = None,
+        departure: datetime | None = None,
+        energy_need_wh: float | None = None,
+    ) -> None:
+        """An operator's change to a running session (None leaves a field as it is)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sessions SET priority = COALESCE(?, priority), "
+                "departure = COALESCE(?, departure), "
+                "energy_need_wh = COALESCE(?, energy_need_wh) WHERE transaction_id = ?",
+                (priority, _iso(departure), energy_need_wh, transaction_id),
+            )
+
+    def recent_sessions(self, limit: int = 50) -> list[StoredSession]:
+        """Ended sessions, the latest first."""
+        rows = self._db.execute(
+            "SELECT * FROM sessions WHERE ended_at IS NOT NULL ORDER BY ended_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [self._session(r) for r in rows]
+
+    def last_profiles(self) -> dict[str, dict[str, Any]]:
+        """Per connector: the last transaction profile sent and its answer (None: pending)."""
+        rows = self._db.execute(
+            "SELECT p.connector_id, p.periods_json, p.sent_at, p.outcome FROM profiles p "
+            "JOIN (SELECT connector_id, MAX(id) AS id FROM profiles "
+            "WHERE connector_id IS NOT NULL GROUP BY connector_id) m ON m.id = p.id"
+        ).fetchall()
+        return {
+            r["connector_id"]: {
+                "periods": json.loads(r["periods_json"]),
+                "sent_at": datetime.fromisoformat(r["sent_at"]),
+                "outcome": r["outcome"],
+            }
+            for r in rows
+        }
+
+    def meter_last_all(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for row in self._db.execute("SELECT * FROM meter_last"):
+            d = dict(row)
+            d["current_a"] = json.loads(d.pop("current_json") or "{}")
+            out[d["connector_id"]] = d
+        return out
+
+    def meter_minutes_since(self, since: datetime) -> list[dict[str, Any]]:
+        """One-minute averages of every connector from ``since`` on, by minute."""
+        rows = self._db.execute(
+            "SELECT * FROM meter_minute WHERE minute >= ? ORDER BY minute, connector_id",
+            (_iso(since.replace(second=0, microsecond=0)),),
+        ).fetchall()
+        return [
+            {
+                "connector_id": r["connector_id"],
+                "minute": datetime.fromisoformat(r["minute"]),
+                "current_a": {
+                    "L1": r["l1_sum"] / r["n"],
+                    "L2": r["l2_sum"] / r["n"],
+                    "L3": r["l3_sum"] / r["n"],
+                },
+                "power_w": r["power_sum"] / r["power_n"] if r["power_n"] else None,
             }
             for r in rows
         ]

@@ -3,8 +3,9 @@
     from gridshare.api import create_api, MetricsRecorder
     app = create_api(backend, config.api, metrics=MetricsRecorder())
 
-`OperatorBackend` (in `gridshare.api.backend`) is what the service implements;
-the bodies it returns are the models of `gridshare.api.schemas`.
+`OperatorBackend` (in `gridshare.api.backend`) is what the service implements
+(`gridshare.operator.ServiceBackend`); the bodies it returns are the models of
+`gridshare.api.schemas`.
 """
 
 from gridshare.api.app import LiveSettings, create_api

@@ -44,7 +44,7 @@ class MetricsRecorder:
         self.replans = Counter("gridshare_replans", "Plans made", ["reason"], registry=r)
         self.replan_seconds = Histogram(
             "gridshare_replan_seconds",
-            "Time from the re-plan request to the plan (solve included)",
+            "Time from the re-plan request until its plan is rolled out (solve included)",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
@@ -100,10 +100,11 @@ class MetricsRecorder:
         self.replan_seconds.observe(seconds)
         self.solver_status.labels(status).inc()
 
-    def record_profile(self, outcome: str) -> None:
+    def record_profile(self, outcome: str, count: int = 1) -> None:
         """``sent`` when a profile goes out, then the answer: ``accepted``, ``rejected``,
-        ``timeout``, ``not_connected`` or ``error``."""
-        self.profiles.labels(outcome).inc()
+        ``timeout``, ``not_connected``, ``rate_limited`` or ``error``."""
+        if count:
+            self.profiles.labels(outcome).inc(count)
 
     def record_oscp_message(self, direction: str, message_type: str) -> None:
         if direction not in ("in", "out"):

@@ -258,6 +258,23 @@ class StatusOut(_Out):
     overrides_active: int
     plan: PlanStatus | None
     dso: DsoStatus
+    # The service's own view, kept for the clients of its first status route.
+    stations: dict[str, Any] | None = Field(
+        default=None, description="Connected station ids and how many are known."
+    )
+    sessions: list[dict[str, Any]] | None = Field(
+        default=None, description="Running sessions as the controller sees them."
+    )
+    rollout: dict[str, Any] | None = Field(
+        default=None, description="The last rollout: profiles sent, accepted, failed."
+    )
+    groups: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="Per group: capacity now and the sum of limits in force."
+    )
+    overrides: dict[str, Any] | None = Field(default=None, description="Operator limits.")
+    service: dict[str, Any] | None = Field(
+        default=None, description="Start time, ports and database (password hidden)."
+    )
 
 
 class ForecastPoint(_Out):

@@ -48,7 +48,7 @@ from gridshare.config import (
 )
 from gridshare.controller import static_capacity
 from gridshare.rollout import LimitSchedule, schedule_from_spec
-from gridshare.service import EventSink, Service
+from gridshare.service import EventSink, Service, StationInfo
 from ocpp_adapter.events import (
     ChargingLimitSpec,
     CommandOutcome,
@@ -102,6 +102,10 @@ class LocalStations:
     defaults: dict[str, float] = field(default_factory=dict)
     sent: int = 0
     finished: list[tuple[str, float]] = field(default_factory=list)
+    commands: list[tuple[str, str, tuple[Any, ...]]] = field(default_factory=list)
+    """(station, command, arguments) of every operator command received."""
+    unavailable: set[str] = field(default_factory=set)
+    """Connectors (or ``STATION/0``) set inoperative."""
     _tx_counter: int = 0
 
     def __post_init__(self) -> None:
@@ -138,6 +142,113 @@ class LocalStations:
             port.profile = None
         return CommandResult(CommandOutcome.ACCEPTED)
 
+    def stations(self) -> list[StationInfo]:
+        return [
+            StationInfo(
+                ch.id,
+                connected=True,
+                protocol="ocpp1.6",
+                vendor="gridshare",
+                model="demo-station",
+                capabilities=("SmartCharging", "RemoteTrigger"),
+            )
+            for ch in self.site.chargers
+        ]
+
+    async def remote_start(
+        self,
+        station_id: str,
+        connector: int,
+        id_tag: str,
+        spec: ChargingLimitSpec | None = None,
+    ) -> CommandResult:
+        self.commands.append((station_id, "remote_start", (connector, id_tag)))
+        cid = f"{station_id}/{connector}"
+        port = self.ports.get(cid)
+        if port is None or port.car is not None or cid in self.unavailable:
+            return CommandResult(CommandOutcome.REJECTED, "connector busy or unavailable")
+        now = self.clock()
+        car = Car(
+            60.0,
+            0.3,
+            port.info.max_current_a,
+            len(port.info.lines),
+            now,
+            now + timedelta(hours=8),
+            id_tag,
+        )
+        await self._plug_in(cid, port, car, now)
+        if spec is not None:
+            port.profile = schedule_from_spec(spec)
+        return CommandResult(CommandOutcome.ACCEPTED)
+
+    async def remote_stop(self, station_id: str, transaction_id: str) -> CommandResult:
+        self.commands.append((station_id, "remote_stop", (transaction_id,)))
+        for cid, port in self.ports.items():
+            if port.info.station_id == station_id and port.tx == transaction_id:
+                await self._unplug(cid, port, self.clock(), "Remote")
+                return CommandResult(CommandOutcome.ACCEPTED)
+        return CommandResult(CommandOutcome.REJECTED, "no such transaction")
+
+    async def trigger_message(
+        self, station_id: str, message: str, connector: int | None = None
+    ) -> CommandResult:
+        self.commands.append((station_id, "trigger_message", (message, connector)))
+        if message != "MeterValues":
+            return CommandResult(CommandOutcome.REJECTED, f"{message} not implemented")
+        now = self.clock()
+        for cid, port in self.ports.items():
+            if port.info.station_id != station_id or port.tx is None:
+                continue
+            if connector is None or port.info.connector.id == connector:
+                await self.sink(self._reading(cid, port, now))
+        return CommandResult(CommandOutcome.ACCEPTED)
+
+    async def reset(self, station_id: str, hard: bool = False) -> CommandResult:
+        self.commands.append((station_id, "reset", (hard,)))
+        return CommandResult(CommandOutcome.ACCEPTED)
+
+    async def change_availability(
+        self, station_id: str, connector: int, operative: bool
+    ) -> CommandResult:
+        self.commands.append((station_id, "change_availability", (connector, operative)))
+        key = f"{station_id}/{connector}"
+        if operative:
+            self.unavailable.discard(key)
+        else:
+            self.unavailable.add(key)
+        return CommandResult(CommandOutcome.ACCEPTED)
+
+    async def _plug_in(self, cid: str, port: Port, car: Car, now: datetime) -> None:
+        self._tx_counter += 1
+        port.car, port.tx = car, str(self._tx_counter)
+        port.profile, port.drawn_a, port.session_wh = None, 0.0, 0.0
+        await self.sink(SessionStarted(cid, port.tx, car.id_tag, port.register_wh, now))
+
+    async def _unplug(self, cid: str, port: Port, now: datetime, reason: str) -> None:
+        assert port.tx is not None
+        await self.sink(SessionEnded(port.tx, port.register_wh, now, reason, connector_id=cid))
+        self.finished.append((cid, port.session_wh))
+        port.car = port.tx = port.profile = None
+        port.drawn_a = 0.0
+
+    def _reading(self, cid: str, port: Port, now: datetime) -> MeterReading:
+        lines = min(port.car.phases, len(port.info.lines)) if port.car else len(port.info.lines)
+        amps = {
+            f"L{i + 1}": round(port.drawn_a if i < lines else 0.0, 2)
+            for i in range(len(port.info.lines))
+        }
+        return MeterReading(
+            cid,
+            now,
+            transaction_id=port.tx,
+            current_a=amps,
+            current_offered_a=self.limit(cid, now),
+            total_power_w=round(port.drawn_a * port.info.voltage_v * lines, 1),
+            energy_wh=round(port.register_wh, 1),
+            soc_pct=None if port.car is None else round(port.car.soc * 100, 1),
+        )
+
     def limit(self, cid: str, now: datetime) -> float:
         port = self.ports[cid]
         if port.profile is not None:
@@ -152,22 +263,14 @@ class LocalStations:
             port = self.ports[cid]
             if port.car is not None:
                 continue
-            self._tx_counter += 1
-            port.car, port.tx = car, str(self._tx_counter)
-            port.profile, port.drawn_a, port.session_wh = None, 0.0, 0.0
-            await self.sink(SessionStarted(cid, port.tx, car.id_tag, port.register_wh, now))
+            await self._plug_in(cid, port, car, now)
         for cid, port in self.ports.items():
             current = port.car
             if current is None or port.tx is None:
                 continue
             car = current
             if now >= car.departs:
-                await self.sink(
-                    SessionEnded(port.tx, port.register_wh, now, "EVDisconnected", connector_id=cid)
-                )
-                self.finished.append((cid, port.session_wh))
-                port.car = port.tx = port.profile = None
-                port.drawn_a = 0.0
+                await self._unplug(cid, port, now, "EVDisconnected")
                 continue
             limit = self.limit(cid, now)
             taper = 1.0 if car.soc < 0.8 else max(0.0, (1.0 - car.soc) / 0.2)
@@ -183,21 +286,7 @@ class LocalStations:
                 METER_INTERVAL_S
             ):
                 port.last_meter = now
-                amps = {
-                    f"L{i + 1}": round(port.drawn_a if i < lines else 0.0, 2)
-                    for i in range(len(port.info.lines))
-                }
-                await self.sink(
-                    MeterReading(
-                        cid,
-                        now,
-                        transaction_id=port.tx,
-                        current_a=amps,
-                        current_offered_a=limit,
-                        energy_wh=round(port.register_wh, 1),
-                        soc_pct=round(car.soc * 100, 1),
-                    )
-                )
+                await self.sink(self._reading(cid, port, now))
 
     def lines_of(self, cid: str) -> tuple[str, ...]:
         port = self.ports[cid]

@@ -18,6 +18,7 @@ from enum import StrEnum
 import numpy as np
 
 from gridshare.rollout import LimitSchedule, LoadModel, schedule_from_spec
+from gridshare.service import StationInfo
 from ocpp_adapter.events import ChargingLimitSpec, CommandOutcome, CommandResult, LimitPurpose
 from optimizer.problem import TimeGrid
 from optimizer.site import Site
@@ -125,6 +126,53 @@ class FakeGateway:
         self.cleared.append((station_id, connector))
         self.tx.pop(f"{station_id}/{connector}", None)
         return CommandResult(CommandOutcome.ACCEPTED)
+
+    # --- operator commands: recorded and accepted (offline stations: not connected) ---
+
+    commands: list[tuple[str, str, tuple[object, ...]]] = field(default_factory=list)
+
+    def _command(self, station_id: str, name: str, *args: object) -> CommandResult:
+        self.commands.append((station_id, name, args))
+        if self.behaviour.get(station_id) is Behaviour.OFFLINE:
+            return CommandResult(CommandOutcome.NOT_CONNECTED)
+        return CommandResult(CommandOutcome.ACCEPTED)
+
+    def stations(self) -> list[StationInfo]:
+        return [
+            StationInfo(
+                ch.id,
+                connected=self.behaviour.get(ch.id) is not Behaviour.OFFLINE,
+                protocol="ocpp1.6",
+                vendor="fake",
+                model="recording",
+            )
+            for ch in self.site.chargers
+        ]
+
+    async def remote_start(
+        self,
+        station_id: str,
+        connector: int,
+        id_tag: str,
+        spec: ChargingLimitSpec | None = None,
+    ) -> CommandResult:
+        return self._command(station_id, "remote_start", connector, id_tag)
+
+    async def remote_stop(self, station_id: str, transaction_id: str) -> CommandResult:
+        return self._command(station_id, "remote_stop", transaction_id)
+
+    async def trigger_message(
+        self, station_id: str, message: str, connector: int | None = None
+    ) -> CommandResult:
+        return self._command(station_id, "trigger_message", message, connector)
+
+    async def reset(self, station_id: str, hard: bool = False) -> CommandResult:
+        return self._command(station_id, "reset", hard)
+
+    async def change_availability(
+        self, station_id: str, connector: int, operative: bool
+    ) -> CommandResult:
+        return self._command(station_id, "change_availability", connector, operative)
 
     def sent_to(self, station_id: str) -> list[ChargingLimitSpec]:
         return [spec for _, sid, _, spec, _ in self.log if sid == station_id]

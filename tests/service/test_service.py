@@ -54,6 +54,10 @@ class FakeCentral:
     async def clear_limit(self, station_id, connector):  # type: ignore[no-untyped-def]
         return await self.gw.clear_limit(station_id, connector)
 
+    def __getattr__(self, name: str) -> object:
+        # station listing and operator commands: the recording gateway's
+        return getattr(self.gw, name)
+
 
 def fake_factory(holder: list[FakeCentral]):
     def make(cfg: GridshareConfig, port: int, host: str, sink: EventSink) -> FakeCentral:
@@ -197,6 +201,21 @@ async def test_a_dso_forecast_over_oscp_lowers_the_limits_in_force(tmp_path: Pat
         after = {cid: s.at(datetime.now(UTC)) for cid, s in central.gw.tx.items()}
         assert sum(after.values()) <= 20
         assert svc.store is not None and svc.store.get_state("capacity_book")
+        # the operator sees the forecast, the capacity it makes, and the DSO's messages
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{svc.http_port}") as client:
+            [forecast] = (await client.get("/api/forecasts")).json()
+            [grid] = (await client.get("/api/groups")).json()["groups"]
+            dso = (await client.get("/api/status")).json()["dso"]
+            metrics = (await client.get("/metrics")).text
+        assert forecast["group_id"] == "grid" and forecast["source"] == "oscp:dso"
+        assert forecast["kind"] == "capacity" and forecast["points"][0]["limit_a"] == 20
+        assert grid["dso_forecast"]["limit_a"] == 20 and grid["capacity_a"] == 20
+        assert dso["configured"] and not dso["fallback_active"]
+        assert (
+            'gridshare_oscp_messages_total{direction="in",type="UpdateGroupCapacityForecast"} 1.0'
+            in metrics
+        )
+        assert 'gridshare_dso_online{provider="dso"}' in metrics
     finally:
         await svc.stop()
 
