@@ -77,7 +77,7 @@ class MeterReading:
     at: datetime
     transaction_id: str | None = None
     current_a: dict[str, float] = field(default_factory=dict)
-    """Line ("L1", "L2", "L3") → Current.Import."""
+    """Line ("L1", "L2", "L3") → Current.Import; "total" for a value without a phase."""
     current_offered_a: float | None = None
     power_w: dict[str, float] = field(default_factory=dict)
     total_power_w: float | None = None
@@ -108,6 +108,23 @@ class ExternalLimitNotified:
     source: str
     connector_id: str | None = None
     limit_a: float | None = None
+
+
+@dataclass(frozen=True)
+class StationCapabilities:
+    """What a station said it can do with charging profiles, learned after boot.
+
+    None means the station did not say; the adapter then assumes A, no phase
+    switching and its configured default number of periods.
+    """
+
+    station_id: str
+    at: datetime
+    rate_units: tuple[str, ...] = ("A",)
+    """Units the station accepts in schedules: "A" and/or "W"."""
+    max_periods: int | None = None
+    max_stack_level: int | None = None
+    phase_switching: bool | None = None
 
 
 class LimitPurpose(StrEnum):
@@ -169,4 +186,5 @@ DomainEvent = (
     | MeterReading
     | EvChargingNeeds
     | ExternalLimitNotified
+    | StationCapabilities
 )

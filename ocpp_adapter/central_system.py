@@ -1,0 +1,836 @@
+"""The OCPP-J central system over ``websockets``: the I/O shell around `StationSession`.
+
+One task reads each connection; a second one per connection handles the
+station's CALLs in order, so a handler that awaits a reply from the station
+(``set_limit`` from inside ``on_event``) never blocks reading that reply.
+
+- ``ws[s]://HOST:PORT/ocpp/{station_id}``; unknown ids get HTTP 404 unless
+  ``allow_unknown_stations``. Security profile 1/2: once any
+  ``station_passwords`` are configured, every station must send HTTP Basic
+  ``station_id:password`` (401 otherwise, before anything else happens); TLS
+  (profile 2) when ``tls_cert``/``tls_key`` are set.
+- Sub-protocols ``ocpp2.0.1`` (preferred) and ``ocpp1.6``. ``ocpp2.1`` is not
+  selected: its framing adds message types this server does not speak, so a
+  2.1-only station is treated like any station without a common sub-protocol:
+  the handshake completes without the header and the connection is closed at
+  once (1002).
+- Every event of an inbound CALL goes through ``await on_event(event)`` before
+  the CALLRESULT is sent; if ``on_event`` raises, the station gets InternalError
+  and may resend.
+- Outbound: at most one CALL in flight per station, ``call_timeout_s`` and
+  ``call_retries`` (idempotent commands only); commands wait (bounded) until
+  the station's BootNotification has been accepted and its capabilities read.
+  A command awaited inside ``on_event`` for the BootNotification sends the
+  boot answer first, so installing the fallback TxDefault there cannot
+  deadlock; commands still go before the sampling configuration.
+- A station that reconnects without a BootNotification (network loss, or our
+  restart) is taken as booted: stations send nothing else before acceptance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import contextvars
+import gc
+import hmac
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from ocpp_adapter.events import (
+    ChargingLimitSpec,
+    CommandOutcome,
+    CommandResult,
+    DomainEvent,
+    LimitPurpose,
+    StationCapabilities,
+    StationConnected,
+    StationDisconnected,
+)
+from ocpp_adapter.profiles import (
+    ProfileError,
+    charging_profile_16,
+    charging_profile_201,
+    clear_profile_16,
+    clear_profile_201,
+    resolve,
+    set_profile_16,
+    set_profile_201,
+)
+from ocpp_adapter.rpc import Call, Fault, OcppVersion, RpcError, encode_error, error_code
+from ocpp_adapter.station import (
+    Answer,
+    Handled,
+    Refused,
+    SessionSettings,
+    StationSession,
+    TransactionIds,
+)
+
+if TYPE_CHECKING:
+    from gridshare.config import GridshareConfig
+
+log = logging.getLogger(__name__)
+
+PATH_PREFIX = "/ocpp/"
+SUBPROTOCOLS = (OcppVersion.V201.value, OcppVersion.V16.value)
+_MAX_ID_LEN = 48
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AdapterSettings:
+    call_timeout_s: float = 10.0
+    """Per attempt. A station that does not answer holds its own queue this long
+    (× 1 + ``call_retries``); keep it below the caller's own command timeout."""
+    call_retries: int = 1
+    """Resends after a timeout, for idempotent commands (profiles, reads)."""
+    boot_wait_s: float = 60.0
+    """How long a command waits for a connected station to finish booting."""
+    max_queued_calls: int = 32
+    """Commands waiting per station (for boot or for the CALL before them)."""
+    heartbeat_interval_s: int = 300
+    meter_interval_s: int | None = 10
+    ping_interval_s: float | None = 60.0
+    ping_timeout_s: float | None = 30.0
+    max_frame_bytes: int = 256 * 1024
+    bad_frame_limit: int = 20
+    """Invalid frames a station may send within ``bad_frame_window_s`` before we close it."""
+    bad_frame_window_s: float = 60.0
+    max_inbound_calls: int = 8
+    """CALLs a station may have waiting for our answer (the spec allows one)."""
+    validate_replies: bool = False
+    """Check our own CALLRESULT payloads against the schemas (tests)."""
+    backdate_s: float = 5.0
+    default_max_periods: int = 24
+    rate_limit_backoff_s: float = 60.0
+    gc_freeze_interval_s: float | None = 60.0
+    """Move what survived into the GC's permanent generation this often (after
+    connections came or went): with thousands of connections a full collection
+    stalls the loop for 0.2-0.6 s and dominates p99; frozen objects are not
+    scanned. None leaves the collector alone. Process-wide, see `_gc_keeper`."""
+    gc_full_collect_s: float = 6 * 3600
+    """Unfreeze and collect everything this often, so cyclic garbage frozen by
+    mistake is freed eventually (one pause per interval)."""
+    first_transaction_id: int | None = None
+    """First 1.6 transaction id; default: the clock's Unix seconds (unique across restarts)."""
+
+
+@dataclass(frozen=True)
+class StationInfo:
+    station_id: str
+    protocol: str | None
+    connected: bool
+    last_seen: datetime | None
+    vendor: str
+    model: str
+    firmware: str | None
+    capabilities: StationCapabilities | None
+    profiles: dict[tuple[int, LimitPurpose], ChargingLimitSpec] = field(default_factory=dict)
+    """Last accepted limit per (connector, purpose)."""
+
+
+class _NotConnected(Exception):
+    pass
+
+
+# The link whose inbound CALL is being handled: lets a command issued from inside
+# on_event for a BootNotification send the boot answer first instead of waiting for it.
+_DISPATCHING: contextvars.ContextVar[_Link | None] = contextvars.ContextVar(
+    "ocpp_dispatching", default=None
+)
+
+
+class _Link:
+    """One WebSocket connection of a station."""
+
+    def __init__(self, ws: ServerConnection, session: StationSession) -> None:
+        self.ws = ws
+        self.session = session
+        self.station_id = session.station_id
+        self.inbound: asyncio.Queue[Call | None] = asyncio.Queue()
+        """The station's CALLs in arrival order; None ends the worker."""
+        self.call_lock = asyncio.Lock()
+        self.waiting: tuple[str, asyncio.Future[Answer]] | None = None
+        self.ready = asyncio.Event()
+        """The station may be sent CALLs (boot accepted, now or on an earlier connection)."""
+        self.configured = asyncio.Event()
+        """Capabilities known (or given up on): commands may go."""
+        self.boot_answer: Handled | None = None
+        self.queued = 0
+        self.commands = 0
+        """Commands in progress or waiting; background configuration yields to them."""
+        self.no_commands = asyncio.Event()
+        self.no_commands.set()
+        self.closed = False
+        self.bad_frames: deque[float] = deque()
+        self.last_seen = _utc_now()
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def shut(self) -> None:
+        """No more calls: fail the one in flight and wake every waiting command."""
+        self.closed = True
+        if self.waiting is not None and not self.waiting[1].done():
+            self.waiting[1].set_exception(_NotConnected())
+        self.ready.set()
+        self.configured.set()
+
+
+class CentralSystem:
+    def __init__(
+        self,
+        config: GridshareConfig,
+        on_event: Callable[[DomainEvent], Awaitable[None]],
+        *,
+        settings: AdapterSettings | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.config = config
+        self.on_event = on_event
+        self.settings = settings or AdapterSettings()
+        self.clock = clock
+        server = config.server
+        self._known = {c.id for c in config.site.chargers}
+        self._passwords = {
+            k: v.get_secret_value().encode() for k, v in server.station_passwords.items()
+        }
+        tags = server.authorize_id_tags
+        s = self.settings
+        self._session_settings = SessionSettings(
+            heartbeat_interval_s=s.heartbeat_interval_s,
+            meter_interval_s=s.meter_interval_s,
+            authorize_id_tags=frozenset(tags) if tags is not None else None,
+            validate_replies=s.validate_replies,
+        )
+        first = s.first_transaction_id
+        self._tx_ids = TransactionIds(first if first is not None else int(clock().timestamp()))
+        self._sessions: dict[str, StationSession] = {}
+        self._links: dict[str, _Link] = {}
+        self._profiles: dict[str, dict[tuple[int, LimitPurpose], ChargingLimitSpec]] = {}
+        self._last_seen: dict[str, datetime] = {}
+        self._server: Server | None = None
+        self._gc_task: asyncio.Task[None] | None = None
+        self._churn = 0
+        """Connections opened or closed so far (the GC keeper freezes after a change)."""
+        self.port: int = server.ocpp_port
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        server, s = self.config.server, self.settings
+        tls: ssl.SSLContext | None = None
+        if server.tls_cert is not None and server.tls_key is not None:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.minimum_version = ssl.TLSVersion.TLSv1_2
+            tls.load_cert_chain(server.tls_cert, server.tls_key)
+        self._server = await serve(
+            self._serve,
+            server.host,
+            server.ocpp_port,
+            ssl=tls,
+            process_request=self._process_request,
+            subprotocols=[Subprotocol(p) for p in SUBPROTOCOLS],
+            select_subprotocol=self._select_subprotocol,
+            compression=None,
+            max_size=s.max_frame_bytes,
+            max_queue=8,
+            ping_interval=s.ping_interval_s,
+            ping_timeout=s.ping_timeout_s,
+            close_timeout=5,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        if s.gc_freeze_interval_s is not None:
+            self._gc_task = asyncio.get_running_loop().create_task(self._gc_keeper())
+        log.info("OCPP central system on %s:%d", server.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting; close every station with 1001 (going away)."""
+        if self._gc_task is not None:
+            self._gc_task.cancel()
+            await asyncio.gather(self._gc_task, return_exceptions=True)
+            self._gc_task = None
+            gc.unfreeze()
+        if self._server is None:
+            return
+        self._server.close(close_connections=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    async def _gc_keeper(self) -> None:
+        """Freeze the long-lived objects (connections) so collections stay short."""
+        interval = self.settings.gc_freeze_interval_s
+        assert interval is not None
+        last_full = time.monotonic()
+        seen = -1
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - last_full >= self.settings.gc_full_collect_s:
+                gc.unfreeze()
+                gc.collect()
+                gc.freeze()
+                last_full = time.monotonic()
+            elif self._churn != seen:
+                gc.collect(1)  # young cycles (closed connections) first: cheap
+                gc.freeze()
+            seen = self._churn
+
+    # --- handshake ------------------------------------------------------------------------
+
+    def _station_id(self, path: str) -> str | None:
+        raw = urlsplit(path).path
+        if not raw.startswith(PATH_PREFIX):
+            return None
+        sid = unquote(raw[len(PATH_PREFIX) :])
+        if not sid or len(sid) > _MAX_ID_LEN or "/" in sid or ":" in sid:
+            return None
+        return sid
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        sid = self._station_id(request.path)
+        if sid is None or (
+            sid not in self._known and not self.config.server.allow_unknown_stations
+        ):
+            log.info("refused connection to %r: unknown station", request.path)
+            return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charging station\n")
+        if self._passwords and not self._authorized(sid, request.headers):
+            log.warning("%s: wrong or missing credentials", sid)
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+            return response
+        return None
+
+    def _authorized(self, sid: str, headers: Headers) -> bool:
+        expected = self._passwords.get(sid)
+        header = headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if expected is None or scheme.lower() != "basic":
+            return False
+        try:
+            user, sep, password = base64.b64decode(token, validate=True).partition(b":")
+        except (binascii.Error, ValueError):
+            return False
+        # Both compared, constant time, so timing tells nothing about either.
+        user_ok = hmac.compare_digest(user, sid.encode())
+        return bool(sep) and hmac.compare_digest(password, expected) and user_ok
+
+    @staticmethod
+    def _select_subprotocol(
+        connection: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        for ours in SUBPROTOCOLS:
+            if ours in offered:
+                return Subprotocol(ours)
+        return None  # handshake without the header; _serve closes it at once
+
+    # --- a connection ---------------------------------------------------------------------
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        sid = self._station_id(ws.request.path if ws.request else "")
+        if sid is None or ws.subprotocol is None:
+            log.info("%s: no common OCPP sub-protocol; closing", sid)
+            await ws.close(1002, "no common OCPP sub-protocol")
+            return
+        version = OcppVersion(ws.subprotocol)
+        session = self._sessions.get(sid)
+        if session is None or session.version is not version:
+            session = StationSession(sid, version, self._session_settings, self._tx_ids, self.clock)
+            self._sessions[sid] = session
+        session.pending = None
+        link = _Link(ws, session)
+        self._churn += 1
+        old = self._links.get(sid)
+        self._links[sid] = link
+        if old is not None:
+            log.info("%s: reconnected; closing the previous connection", sid)
+            old.shut()
+            old.spawn(old.ws.close(1000, "replaced by a new connection"))
+        if session.state.booted:
+            self._on_ready(link, booted_now=False)
+        self._last_seen[sid] = link.last_seen
+        await self._emit(StationConnected(sid, version.value, self.clock()))
+        worker = asyncio.get_running_loop().create_task(self._work(link))
+        reason = ""
+        try:
+            async for frame in ws:
+                await self._on_frame(link, frame)
+        except ConnectionClosed as e:
+            reason = str(e)
+        finally:
+            link.shut()
+            self._churn += 1
+            for task in list(link.tasks):
+                task.cancel()
+            await self._finish(link, worker)
+            await asyncio.gather(*link.tasks, return_exceptions=True)
+            if self._links.get(sid) is link:
+                del self._links[sid]
+                code = ws.close_code
+                reason = reason or (f"{code} {ws.close_reason}".strip() if code else "closed")
+                await self._emit(StationDisconnected(sid, self.clock(), reason))
+
+    async def _finish(self, link: _Link, worker: asyncio.Task[None]) -> None:
+        """Let the CALL being handled finish storing its events; drop the ones still queued.
+
+        Their answers cannot be sent any more: the station resends them.
+        """
+        while not link.inbound.empty():
+            link.inbound.get_nowait()
+        link.inbound.put_nowait(None)
+        try:
+            await asyncio.wait_for(worker, self.settings.call_timeout_s)
+        except TimeoutError:
+            log.warning("%s: on_event still busy after disconnect; cancelled", link.station_id)
+
+    async def _emit(self, event: DomainEvent) -> None:
+        try:
+            await self.on_event(event)
+        except Exception:
+            log.exception("on_event failed for %s", type(event).__name__)
+
+    async def _on_frame(self, link: _Link, frame: str | bytes) -> None:
+        link.last_seen = now = _utc_now()
+        self._last_seen[link.station_id] = now
+        session = link.session
+        outcome = session.parse(frame)
+        if isinstance(outcome, Refused):
+            await self._refuse(link, outcome)
+        elif isinstance(outcome, Call):
+            if link.inbound.qsize() >= self.settings.max_inbound_calls:
+                reply = encode_error(
+                    outcome.unique_id,
+                    error_code(Fault.RPC_FRAMEWORK, session.version),
+                    "too many CALLs waiting for an answer",
+                )
+                await self._refuse(link, Refused(reply, "inbound queue full"))
+            else:
+                link.inbound.put_nowait(outcome)
+        else:
+            answer = session.handle(outcome)
+            if isinstance(answer, Answer):
+                waiting = link.waiting
+                if waiting is not None and waiting[0] == answer.unique_id and not waiting[1].done():
+                    waiting[1].set_result(answer)
+
+    async def _refuse(self, link: _Link, refused: Refused) -> None:
+        log.warning("%s: bad frame: %s", link.station_id, refused.reason)
+        now = time.monotonic()
+        bad = link.bad_frames
+        bad.append(now)
+        while bad and bad[0] < now - self.settings.bad_frame_window_s:
+            bad.popleft()
+        if len(bad) > self.settings.bad_frame_limit:
+            log.warning("%s: too many bad frames; closing", link.station_id)
+            link.shut()
+            await link.ws.close(1008, "too many invalid frames")
+            return
+        if refused.reply is not None:
+            await self._send(link, refused.reply)
+
+    async def _send(self, link: _Link, frame: str) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await link.ws.send(frame)
+
+    async def _work(self, link: _Link) -> None:
+        """The station's CALLs, one at a time: events stored, then the answer sent."""
+        while (call := await link.inbound.get()) is not None:
+            if call.action == "BootNotification":
+                # A station (re)booting takes no CALLs until we accepted it.
+                link.configured.clear()
+            try:
+                outcome = link.session.handle(call)
+            except Exception:
+                log.exception("%s: failed to handle %s", link.station_id, call.action)
+                code = error_code(Fault.INTERNAL, link.session.version)
+                await self._send(link, encode_error(call.unique_id, code, "internal error"))
+                continue
+            if isinstance(outcome, Refused):
+                await self._refuse(link, outcome)
+                continue
+            assert isinstance(outcome, Handled)
+            if outcome.boot_accepted:
+                link.boot_answer = outcome
+            token = _DISPATCHING.set(link)
+            try:
+                for event in outcome.events:
+                    await self.on_event(event)
+            except Exception:
+                log.exception("%s: on_event failed for %s", link.station_id, call.action)
+                # Unless the boot answer already went (a command from on_event flushed it).
+                flushed = outcome.boot_accepted and link.boot_answer is not outcome
+                link.boot_answer = None
+                if not flushed:
+                    await self._send(
+                        link,
+                        encode_error(
+                            call.unique_id,
+                            error_code(Fault.INTERNAL, link.session.version),
+                            "could not store the message",
+                        ),
+                    )
+                continue
+            finally:
+                _DISPATCHING.reset(token)
+            if outcome.boot_accepted:
+                if link.boot_answer is outcome:
+                    await self._answer_boot(link, outcome)
+                continue
+            await self._send(link, outcome.reply)
+            if outcome.commit is not None:
+                outcome.commit()
+            if not link.ready.is_set() and link.session.state.booted:
+                self._on_ready(link, booted_now=False)
+
+    async def _answer_boot(self, link: _Link, answer: Handled) -> None:
+        link.boot_answer = None
+        await self._send(link, answer.reply)
+        if answer.commit is not None:
+            answer.commit()
+        self._on_ready(link, booted_now=True)
+
+    def _on_ready(self, link: _Link, *, booted_now: bool) -> None:
+        """The station may now get CALLs: learn its capabilities unless known."""
+        if link.closed:
+            return
+        link.ready.set()
+        if booted_now or link.session.state.capabilities is None:
+            link.configured.clear()
+            link.spawn(self._configure(link))
+        else:
+            link.configured.set()
+
+    async def _configure(self, link: _Link) -> None:
+        settings, session = self.settings, link.session
+        action, payload = session.capability_request()
+        answer = await self._exchange(link, action, payload, retries=settings.call_retries)
+        caps = session.apply_capabilities(answer.payload if isinstance(answer, Answer) else None)
+        link.configured.set()
+        await self._emit(caps)
+        for action, payload in session.sampling_requests():
+            # After any command already waiting, e.g. the fallback profile at boot.
+            await link.no_commands.wait()
+            result = await self._exchange(link, action, payload, retries=0)
+            if not isinstance(result, Answer) or result.error is not None:
+                log.info("%s: %s not applied: %s", link.station_id, action, result)
+
+    # --- outbound -------------------------------------------------------------------------
+
+    async def _exchange(
+        self, link: _Link, action: str, payload: dict[str, Any], *, retries: int
+    ) -> Answer | CommandResult:
+        """Send one CALL (resent up to ``retries`` times on timeout) and wait for its answer."""
+        settings = self.settings
+        async with link.call_lock:
+            for attempt in range(retries + 1):
+                if link.closed:
+                    return CommandResult(CommandOutcome.NOT_CONNECTED, "connection closed")
+                try:
+                    unique_id, frame = link.session.call(action, payload)
+                except RpcError as e:
+                    log.error("%s: our %s payload is invalid: %s", link.station_id, action, e)
+                    return CommandResult(CommandOutcome.ERROR, f"invalid {action}: {e}")
+                future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+                link.waiting = (unique_id, future)
+                try:
+                    await link.ws.send(frame)
+                    return await asyncio.wait_for(future, settings.call_timeout_s)
+                except TimeoutError:
+                    log.warning(
+                        "%s: no answer to %s (attempt %d)", link.station_id, action, attempt + 1
+                    )
+                except (ConnectionClosed, _NotConnected):
+                    return CommandResult(CommandOutcome.NOT_CONNECTED, "connection closed")
+                finally:
+                    link.waiting = None
+                    link.session.forget(unique_id)
+        return CommandResult(CommandOutcome.TIMEOUT, f"no answer to {action}")
+
+    async def _command(
+        self,
+        station_id: str,
+        action: str,
+        build: Callable[[StationSession], dict[str, Any]],
+        *,
+        idempotent: bool,
+    ) -> tuple[CommandResult, dict[str, Any] | None]:
+        link = self._links.get(station_id)
+        if link is None:
+            return CommandResult(CommandOutcome.NOT_CONNECTED, "station not connected"), None
+        link.commands += 1
+        link.no_commands.clear()
+        try:
+            return await self._run_command(link, action, build, idempotent=idempotent)
+        finally:
+            link.commands -= 1
+            if link.commands == 0:
+                link.no_commands.set()
+
+    async def _run_command(
+        self,
+        link: _Link,
+        action: str,
+        build: Callable[[StationSession], dict[str, Any]],
+        *,
+        idempotent: bool,
+    ) -> tuple[CommandResult, dict[str, Any] | None]:
+        if not link.configured.is_set():
+            pending_boot = link.boot_answer
+            if pending_boot is not None and _DISPATCHING.get() is link:
+                # Called from on_event while the boot answer waits for that very call.
+                await self._answer_boot(link, pending_boot)
+            if link.queued >= self.settings.max_queued_calls:
+                return CommandResult(CommandOutcome.REJECTED, "too many queued commands"), None
+            link.queued += 1
+            try:
+                await asyncio.wait_for(link.configured.wait(), self.settings.boot_wait_s)
+            except TimeoutError:
+                return CommandResult(CommandOutcome.NOT_CONNECTED, "station has not booted"), None
+            finally:
+                link.queued -= 1
+            if link.closed:
+                return CommandResult(CommandOutcome.NOT_CONNECTED, "connection closed"), None
+        try:
+            payload = build(link.session)
+        except ProfileError as e:
+            return CommandResult(CommandOutcome.REJECTED, f"invalid limit: {e}"), None
+        retries = self.settings.call_retries if idempotent else 0
+        answer = await self._exchange(link, action, payload, retries=retries)
+        if isinstance(answer, CommandResult):
+            return answer, None
+        return self._result(answer), answer.payload
+
+    def _result(self, answer: Answer) -> CommandResult:
+        if answer.error is not None:
+            if answer.error_code == "RateLimitExceeded":
+                return CommandResult(
+                    CommandOutcome.RATE_LIMITED, answer.error, self.settings.rate_limit_backoff_s
+                )
+            return CommandResult(CommandOutcome.ERROR, answer.error)
+        payload = answer.payload or {}
+        status = payload.get("status", "")
+        info = payload.get("statusInfo") or {}
+        reason = info.get("reasonCode", "")
+        if reason == "RateLimitExceeded":
+            retry = _seconds(info.get("additionalInfo"))
+            return CommandResult(
+                CommandOutcome.RATE_LIMITED,
+                f"{status}: {reason}",
+                retry if retry is not None else self.settings.rate_limit_backoff_s,
+            )
+        if status == "Accepted":
+            return CommandResult(CommandOutcome.ACCEPTED)
+        if status == "Scheduled":
+            return CommandResult(CommandOutcome.ACCEPTED, "scheduled")
+        return CommandResult(CommandOutcome.REJECTED, f"{status}: {reason}".rstrip(": "))
+
+    # --- public commands ------------------------------------------------------------------
+
+    async def set_limit(self, station_id: str, spec: ChargingLimitSpec) -> CommandResult:
+        """Install ``spec`` as a charging profile; replaces ours for the same connector/purpose."""
+
+        def build(session: StationSession) -> dict[str, Any]:
+            schedule = resolve(
+                spec,
+                session.state.capabilities,
+                self.clock(),
+                backdate_s=self.settings.backdate_s,
+                default_max_periods=self.settings.default_max_periods,
+            )
+            if session.version is OcppVersion.V16:
+                return set_profile_16(spec, schedule)
+            return set_profile_201(spec, schedule)
+
+        result, _ = await self._command(station_id, "SetChargingProfile", build, idempotent=True)
+        if result.outcome is CommandOutcome.ACCEPTED:
+            self._profiles.setdefault(station_id, {})[(spec.connector, spec.purpose)] = spec
+        return result
+
+    async def clear_limit(
+        self, station_id: str, connector: int, purpose: LimitPurpose = LimitPurpose.TX
+    ) -> CommandResult:
+        """Remove our profile of ``purpose`` on ``connector``; "nothing to clear" is accepted."""
+
+        def build(session: StationSession) -> dict[str, Any]:
+            if session.version is OcppVersion.V16:
+                return clear_profile_16(connector, purpose)
+            return clear_profile_201(connector, purpose)
+
+        result, payload = await self._command(
+            station_id, "ClearChargingProfile", build, idempotent=True
+        )
+        if result.outcome is CommandOutcome.REJECTED and (payload or {}).get("status") == "Unknown":
+            result = CommandResult(CommandOutcome.ACCEPTED, "no such profile at the station")
+        if result.outcome is CommandOutcome.ACCEPTED:
+            self._profiles.get(station_id, {}).pop((connector, purpose), None)
+        return result
+
+    async def remote_start(
+        self,
+        station_id: str,
+        connector: int,
+        id_tag: str,
+        spec: ChargingLimitSpec | None = None,
+    ) -> CommandResult:
+        def build(session: StationSession) -> dict[str, Any]:
+            profile: dict[str, Any] | None = None
+            if spec is not None:
+                schedule = resolve(
+                    spec,
+                    session.state.capabilities,
+                    self.clock(),
+                    backdate_s=self.settings.backdate_s,
+                    default_max_periods=self.settings.default_max_periods,
+                )
+                make = (
+                    charging_profile_16
+                    if session.version is OcppVersion.V16
+                    else charging_profile_201
+                )
+                profile = make(spec, schedule, in_remote_start=True)
+            if session.version is OcppVersion.V16:
+                p16: dict[str, Any] = {"connectorId": connector, "idTag": id_tag}
+                if profile is not None:
+                    p16["chargingProfile"] = profile
+                return p16
+            p201: dict[str, Any] = {
+                "evseId": connector,
+                "remoteStartId": self._tx_ids.next(),
+                "idToken": {"idToken": id_tag, "type": "Central"},
+            }
+            if profile is not None:
+                p201["chargingProfile"] = profile
+            return p201
+
+        action = self._action(station_id, "RemoteStartTransaction", "RequestStartTransaction")
+        result, _ = await self._command(station_id, action, build, idempotent=False)
+        return result
+
+    async def remote_stop(self, station_id: str, transaction_id: str) -> CommandResult:
+        def build(session: StationSession) -> dict[str, Any]:
+            if session.version is OcppVersion.V16:
+                try:
+                    return {"transactionId": int(transaction_id)}
+                except ValueError:
+                    raise ProfileError(f"1.6 transaction id {transaction_id!r}") from None
+            return {"transactionId": transaction_id}
+
+        result, _ = await self._command(
+            station_id,
+            self._action(station_id, "RemoteStopTransaction", "RequestStopTransaction"),
+            build,
+            idempotent=False,
+        )
+        return result
+
+    async def trigger_message(
+        self, station_id: str, message: str, connector: int | None = None
+    ) -> CommandResult:
+        """Ask the station to send ``message`` now ("MeterValues", "StatusNotification")."""
+
+        def build(session: StationSession) -> dict[str, Any]:
+            payload: dict[str, Any] = {"requestedMessage": message}
+            if connector is not None:
+                if session.version is OcppVersion.V16:
+                    payload["connectorId"] = connector
+                else:
+                    payload["evse"] = {"id": connector}
+            return payload
+
+        result, _ = await self._command(station_id, "TriggerMessage", build, idempotent=True)
+        return result
+
+    async def reset(self, station_id: str, hard: bool = False) -> CommandResult:
+        def build(session: StationSession) -> dict[str, Any]:
+            if session.version is OcppVersion.V16:
+                return {"type": "Hard" if hard else "Soft"}
+            return {"type": "Immediate" if hard else "OnIdle"}
+
+        result, _ = await self._command(station_id, "Reset", build, idempotent=False)
+        return result
+
+    async def change_availability(
+        self, station_id: str, connector: int, operative: bool
+    ) -> CommandResult:
+        status = "Operative" if operative else "Inoperative"
+
+        def build(session: StationSession) -> dict[str, Any]:
+            if session.version is OcppVersion.V16:
+                return {"connectorId": connector, "type": status}
+            payload: dict[str, Any] = {"operationalStatus": status}
+            if connector:
+                payload["evse"] = {"id": connector}
+            return payload
+
+        result, _ = await self._command(station_id, "ChangeAvailability", build, idempotent=True)
+        return result
+
+    async def get_composite_schedule(
+        self, station_id: str, connector: int, duration_s: int
+    ) -> tuple[CommandResult, dict[str, Any] | None]:
+        """What the station will actually do: the answer payload as the station sent it."""
+
+        def build(session: StationSession) -> dict[str, Any]:
+            if session.version is OcppVersion.V16:
+                return {"connectorId": connector, "duration": duration_s}
+            return {"evseId": connector, "duration": duration_s}
+
+        return await self._command(station_id, "GetCompositeSchedule", build, idempotent=True)
+
+    def _action(self, station_id: str, v16: str, v201: str) -> str:
+        session = self._sessions.get(station_id)
+        return v201 if session is not None and session.version is OcppVersion.V201 else v16
+
+    # --- state ----------------------------------------------------------------------------
+
+    def stations(self) -> list[StationInfo]:
+        """Every configured or seen station, connected or not."""
+        ids = sorted(self._known | set(self._sessions))
+        out = []
+        for sid in ids:
+            session = self._sessions.get(sid)
+            link = self._links.get(sid)
+            state = session.state if session is not None else None
+            out.append(
+                StationInfo(
+                    station_id=sid,
+                    protocol=session.version.value if session is not None else None,
+                    connected=link is not None,
+                    last_seen=self._last_seen.get(sid),
+                    vendor=state.vendor if state else "",
+                    model=state.model if state else "",
+                    firmware=state.firmware if state else None,
+                    capabilities=state.capabilities if state else None,
+                    profiles=dict(self._profiles.get(sid, {})),
+                )
+            )
+        return out
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

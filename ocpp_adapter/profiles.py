@@ -1,0 +1,214 @@
+"""`ChargingLimitSpec` → SetChargingProfile / ClearChargingProfile payloads for 1.6 and 2.0.1.
+
+What the station gets:
+
+- an Absolute profile whose ``startSchedule`` is a little before now
+  (``backdate_s``) so a station clock running slightly behind still has a
+  limit in force; periods already over are dropped and the rest shifted so the
+  limit in force at every instant stays the one the spec asked for;
+- equal neighbouring periods merged, then at most the station's
+  ``max_periods``: the last kept period takes the lowest limit of those cut
+  off, because it stays in force after its own end (never more than planned);
+- limits in A (per line), or in W = A × voltage × phases when the station only
+  takes W, rounded *down* to one decimal as the 1.6 schema demands;
+- a profile id fixed per (connector, purpose), so a new profile replaces the
+  one it follows at the station.
+
+ChargingStationExternalConstraints is never produced (K01.FR.22).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ocpp_adapter.events import ChargingLimitSpec, LimitPurpose, StationCapabilities
+
+PURPOSE_16 = {
+    LimitPurpose.TX: "TxProfile",
+    LimitPurpose.TX_DEFAULT: "TxDefaultProfile",
+    LimitPurpose.STATION_MAX: "ChargePointMaxProfile",
+}
+PURPOSE_201 = {
+    LimitPurpose.TX: "TxProfile",
+    LimitPurpose.TX_DEFAULT: "TxDefaultProfile",
+    LimitPurpose.STATION_MAX: "ChargingStationMaxProfile",
+}
+_PURPOSE_BASE = {
+    LimitPurpose.STATION_MAX: 1000,
+    LimitPurpose.TX_DEFAULT: 2000,
+    LimitPurpose.TX: 3000,
+}
+
+
+class ProfileError(ValueError):
+    """The spec cannot be expressed as a valid profile (e.g. a TxProfile on connector 0)."""
+
+
+def profile_id(connector: int, purpose: LimitPurpose) -> int:
+    """Stable id per (connector, purpose): a new profile replaces the previous one."""
+    return _PURPOSE_BASE[purpose] + connector
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A spec resolved for one station at one time: what goes on the wire."""
+
+    start: datetime
+    unit: str
+    periods: tuple[tuple[int, float, int], ...]
+    """(startPeriod s, limit in ``unit``, numberPhases)."""
+
+
+def _floor1(x: float) -> float:
+    # Down, not nearest: a limit must never exceed what was planned.
+    return math.floor(x * 10 + 1e-9) / 10
+
+
+def resolve(
+    spec: ChargingLimitSpec,
+    caps: StationCapabilities | None,
+    now: datetime,
+    *,
+    backdate_s: float = 5.0,
+    future_tolerance_s: float = 300.0,
+    default_max_periods: int = 24,
+) -> Schedule:
+    """Anchor, convert, merge and truncate the spec's periods (see module doc)."""
+    if not spec.periods:
+        raise ProfileError("a charging limit needs at least one period")
+    top = caps.max_stack_level if caps is not None else None
+    if top is not None and spec.stack_level > top:
+        raise ProfileError(f"stack level {spec.stack_level} above the station's {top}")
+    periods = sorted(spec.periods, key=lambda p: p.start_offset_s)
+    start = spec.start if spec.start.tzinfo else spec.start.replace(tzinfo=UTC)
+    # Whole seconds: startSchedule goes on the wire without fractions.
+    anchor = (now - timedelta(seconds=backdate_s)).replace(microsecond=0)
+    if start > now + timedelta(seconds=future_tolerance_s):
+        anchor = (start + timedelta(seconds=periods[0].start_offset_s)).replace(microsecond=0)
+    units = caps.rate_units if caps is not None else ("A",)
+    unit = "A" if "A" in units or not units else "W"
+
+    out: list[tuple[int, float, int]] = []
+    for i, p in enumerate(periods):
+        p_start = start + timedelta(seconds=p.start_offset_s)
+        nxt = periods[i + 1] if i + 1 < len(periods) else None
+        if nxt is not None and start + timedelta(seconds=nxt.start_offset_s) <= anchor:
+            continue  # over before the anchor
+        limit = max(0.0, p.limit_a)
+        if unit == "W":
+            limit *= spec.voltage_v * p.number_phases
+        value = _floor1(limit)
+        if out and out[-1][1] == value and out[-1][2] == p.number_phases:
+            continue  # equal to the one before: merged
+        # Whole seconds on the wire: a lower limit starts early, a higher one late.
+        since = (p_start - anchor).total_seconds()
+        rounded = math.floor(since) if out and value < out[-1][1] else math.ceil(since)
+        offset = max(0, rounded) if out else 0
+        if out and offset <= out[-1][0]:
+            out[-1] = (out[-1][0], value, p.number_phases)
+            continue
+        out.append((offset, value, p.number_phases))
+
+    max_periods = caps.max_periods if caps is not None and caps.max_periods else default_max_periods
+    if len(out) > max_periods:
+        tail_min = min(v for _, v, _ in out[max_periods - 1 :])
+        last = out[max_periods - 1]
+        out = [*out[: max_periods - 1], (last[0], tail_min, last[2])]
+    return Schedule(start=anchor, unit=unit, periods=tuple(out))
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _check_target(spec: ChargingLimitSpec, in_remote_start: bool) -> None:
+    if spec.purpose is LimitPurpose.STATION_MAX and spec.connector != 0:
+        raise ProfileError("a station maximum profile goes on connector 0")
+    if spec.purpose is LimitPurpose.TX:
+        if spec.connector <= 0:
+            raise ProfileError("a TxProfile needs a connector > 0")
+        if spec.transaction_id is None and not in_remote_start:
+            raise ProfileError("a TxProfile needs the transaction id")
+    if spec.connector < 0 or spec.stack_level < 0:
+        raise ProfileError("connector and stack level must not be negative")
+
+
+def _periods(schedule: Schedule) -> list[dict[str, Any]]:
+    return [{"startPeriod": s, "limit": v, "numberPhases": n} for s, v, n in schedule.periods]
+
+
+def charging_profile_16(
+    spec: ChargingLimitSpec, schedule: Schedule, *, in_remote_start: bool = False
+) -> dict[str, Any]:
+    """The 1.6 ``csChargingProfiles`` object."""
+    _check_target(spec, in_remote_start)
+    profile: dict[str, Any] = {
+        "chargingProfileId": profile_id(spec.connector, spec.purpose),
+        "stackLevel": spec.stack_level,
+        "chargingProfilePurpose": PURPOSE_16[spec.purpose],
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "startSchedule": _iso(schedule.start),
+            "chargingRateUnit": schedule.unit,
+            "chargingSchedulePeriod": _periods(schedule),
+        },
+    }
+    if spec.purpose is LimitPurpose.TX and spec.transaction_id is not None:
+        try:
+            profile["transactionId"] = int(spec.transaction_id)
+        except ValueError:
+            raise ProfileError(
+                f"1.6 transaction ids are integers, not {spec.transaction_id!r}"
+            ) from None
+    return profile
+
+
+def set_profile_16(spec: ChargingLimitSpec, schedule: Schedule) -> dict[str, Any]:
+    return {
+        "connectorId": spec.connector,
+        "csChargingProfiles": charging_profile_16(spec, schedule),
+    }
+
+
+def charging_profile_201(
+    spec: ChargingLimitSpec, schedule: Schedule, *, in_remote_start: bool = False
+) -> dict[str, Any]:
+    _check_target(spec, in_remote_start)
+    pid = profile_id(spec.connector, spec.purpose)
+    profile: dict[str, Any] = {
+        "id": pid,
+        "stackLevel": spec.stack_level,
+        "chargingProfilePurpose": PURPOSE_201[spec.purpose],
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": [
+            {
+                "id": pid,
+                "startSchedule": _iso(schedule.start),
+                "chargingRateUnit": schedule.unit,
+                "chargingSchedulePeriod": _periods(schedule),
+            }
+        ],
+    }
+    if spec.purpose is LimitPurpose.TX and spec.transaction_id is not None:
+        profile["transactionId"] = spec.transaction_id
+    return profile
+
+
+def set_profile_201(spec: ChargingLimitSpec, schedule: Schedule) -> dict[str, Any]:
+    return {"evseId": spec.connector, "chargingProfile": charging_profile_201(spec, schedule)}
+
+
+def clear_profile_16(connector: int, purpose: LimitPurpose) -> dict[str, Any]:
+    return {"connectorId": connector, "chargingProfilePurpose": PURPOSE_16[purpose]}
+
+
+def clear_profile_201(connector: int, purpose: LimitPurpose) -> dict[str, Any]:
+    return {
+        "chargingProfileCriteria": {
+            "evseId": connector,
+            "chargingProfilePurpose": PURPOSE_201[purpose],
+        }
+    }

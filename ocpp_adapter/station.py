@@ -1,0 +1,616 @@
+"""One station's OCPP protocol state, without I/O.
+
+`StationSession.receive` takes a text frame and returns what to do about it:
+
+- `Handled`: an inbound CALL was understood. Store ``events`` first, then send
+  ``reply`` and call ``commit()`` (state that must only change once the events
+  are stored, e.g. TransactionEvent seqNo de-duplication).
+- `Refused`: a bad frame; send ``reply`` (a CALLERROR) if there is one and
+  count it against the station's bad-frame budget.
+- `Answer`: the station's CALLRESULT/CALLERROR to our outstanding CALL.
+- ``None``: nothing to do (a result for an id we are not waiting for; logged).
+
+`StationSession.call` turns an outbound request into a frame and remembers it
+as the single outstanding CALL. The session outlives a connection: a station
+that reconnects keeps its transactions, capabilities and boot state.
+
+Connector ids are ``STATION/CONNECTOR``; 2.0.1's EVSE id plays the connector.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ocpp_adapter.events import (
+    ConnectorStatusChanged,
+    DomainEvent,
+    EvChargingNeeds,
+    ExternalLimitNotified,
+    SessionEnded,
+    SessionStarted,
+    StationBooted,
+    StationCapabilities,
+)
+from ocpp_adapter.meter import MeterParser, energy_register_wh, parse_timestamp
+from ocpp_adapter.rpc import (
+    Call,
+    CallError,
+    CallResult,
+    Fault,
+    Message,
+    OcppVersion,
+    RpcError,
+    encode_call,
+    encode_result,
+    parse_frame,
+    validate_request,
+    validate_response,
+)
+
+log = logging.getLogger(__name__)
+
+V16, V201 = OcppVersion.V16, OcppVersion.V201
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    heartbeat_interval_s: int = 300
+    meter_interval_s: int | None = 10
+    """Sample interval we configure after boot; None leaves the station's own."""
+    measurands: tuple[str, ...] = (
+        "Energy.Active.Import.Register",
+        "Current.Import",
+        "Power.Active.Import",
+        "Current.Offered",
+        "SoC",
+    )
+    authorize_id_tags: frozenset[str] | None = None
+    """None accepts every idTag."""
+    validate_replies: bool = False
+    """Check our own CALLRESULT payloads against the schemas (tests turn it on)."""
+
+
+class TransactionIds:
+    """1.6 transaction ids, unique across stations and (seeded by the clock) restarts."""
+
+    def __init__(self, first: int) -> None:
+        self._next = itertools.count(first)
+
+    def next(self) -> int:
+        return next(self._next) & 0x7FFFFFFF
+
+
+@dataclass(slots=True)
+class Handled:
+    reply: str
+    events: list[DomainEvent]
+    commit: Callable[[], None] | None = None
+    boot_accepted: bool = False
+    action: str = ""
+    unique_id: str = ""
+
+
+@dataclass(slots=True)
+class Refused:
+    reply: str | None
+    reason: str
+
+
+@dataclass(slots=True)
+class Answer:
+    unique_id: str
+    action: str
+    payload: dict[str, Any] | None
+    """The CALLRESULT payload, or None when ``error`` is set."""
+    error: str | None = None
+    """CALLERROR code (or our own validation fault) with its description."""
+    error_code: str | None = None
+
+
+Outcome = Handled | Refused | Answer | None
+
+_SMART_VARIABLES_201 = ("RateUnit", "PeriodsPerSchedule", "ProfileStackLevel", "Phases3to1")
+_SMART_KEYS_16 = (
+    "ChargingScheduleAllowedChargingRateUnit",
+    "ChargingScheduleMaxPeriods",
+    "ChargeProfileMaxStackLevel",
+    "ConnectorSwitch3to1PhaseSupported",
+)
+# Actions a station may send that we acknowledge with an empty result.
+_ACK_ONLY = {
+    V16: frozenset(
+        {
+            "DiagnosticsStatusNotification",
+            "FirmwareStatusNotification",
+            "SecurityEventNotification",
+            "LogStatusNotification",
+            "SignedFirmwareStatusNotification",
+        }
+    ),
+    V201: frozenset(
+        {
+            "ReportChargingProfiles",
+            "SecurityEventNotification",
+            "NotifyEvent",
+            "NotifyReport",
+            "FirmwareStatusNotification",
+            "LogStatusNotification",
+            "NotifyMonitoringReport",
+            "NotifyDisplayMessages",
+            "NotifyCustomerInformation",
+            "PublishFirmwareStatusNotification",
+        }
+    ),
+}
+_ENDED_MEMORY = 64
+
+
+@dataclass
+class StationState:
+    """What we know of a station beyond one connection."""
+
+    vendor: str = ""
+    model: str = ""
+    firmware: str | None = None
+    booted: bool = False
+    capabilities: StationCapabilities | None = None
+    tx_connector: dict[str, int] = field(default_factory=dict)
+    """Running transaction → connector (EVSE)."""
+
+
+class StationSession:
+    def __init__(
+        self,
+        station_id: str,
+        version: OcppVersion,
+        settings: SessionSettings,
+        tx_ids: TransactionIds,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.station_id = station_id
+        self.version = version
+        self.settings = settings
+        self.state = StationState()
+        self.meter = MeterParser(station_id)
+        self._tx_ids = tx_ids
+        self._clock = clock
+        self._ids = (f"{i:x}" for i in itertools.count(1))
+        self.pending: tuple[str, str] | None = None
+        """(message id, action) of our outstanding CALL."""
+        self._seen_seq: dict[str, set[int]] = {}
+        self._ended: deque[str] = deque()
+        self._starts_16: dict[tuple[Any, ...], int] = {}
+        prefix = "_v16_" if version is V16 else "_v201_"
+        self._handlers: dict[str, Callable[[Call, datetime], Handled]] = {
+            name.removeprefix(prefix): getattr(self, name)
+            for name in dir(self)
+            if name.startswith(prefix)
+        }
+
+    # --- frames in ------------------------------------------------------------------------
+
+    def receive(self, text: str | bytes) -> Outcome:
+        """`parse` then `handle`: the whole inbound path in one step."""
+        msg = self.parse(text)
+        return msg if isinstance(msg, Refused) else self.handle(msg)
+
+    def parse(self, text: str | bytes) -> Message | Refused:
+        try:
+            return parse_frame(text)
+        except RpcError as e:
+            return Refused(e.frame(self.version), str(e))
+
+    def handle(self, msg: Message) -> Outcome:
+        if isinstance(msg, Call):
+            return self._call(msg)
+        if self.pending is None or msg.unique_id != self.pending[0]:
+            log.warning(
+                "%s: result for unknown message id %r ignored", self.station_id, msg.unique_id
+            )
+            return None
+        action = self.pending[1]
+        self.pending = None
+        if isinstance(msg, CallError):
+            return Answer(msg.unique_id, action, None, f"{msg.code}: {msg.description}", msg.code)
+        assert isinstance(msg, CallResult)
+        try:
+            validate_response(self.version, action, msg.payload, msg.unique_id)
+        except RpcError as e:
+            log.warning("%s: invalid %s result: %s", self.station_id, action, e)
+            return Answer(msg.unique_id, action, None, str(e), "InvalidResult")
+        return Answer(msg.unique_id, action, msg.payload)
+
+    def _call(self, call: Call) -> Handled | Refused:
+        try:
+            validate_request(self.version, call)
+            handler = self._handlers.get(call.action)
+            if handler is None:
+                if call.action in _ACK_ONLY[self.version]:
+                    handled = Handled(encode_result(call.unique_id, {}), [])
+                else:
+                    raise RpcError(
+                        Fault.NOT_SUPPORTED,
+                        f"{call.action} is not accepted by a central system",
+                        call.unique_id,
+                    )
+            else:
+                handled = handler(call, self._clock())
+        except RpcError as e:
+            return Refused(e.frame(self.version), str(e))
+        if call.action != "BootNotification":
+            # Only a station we accepted before sends anything else (reconnect, our restart).
+            self.state.booted = True
+        handled.action, handled.unique_id = call.action, call.unique_id
+        if self.settings.validate_replies:
+            validate_response(self.version, call.action, json.loads(handled.reply)[2])
+        return handled
+
+    # --- frames out -----------------------------------------------------------------------
+
+    def call(self, action: str, payload: dict[str, Any]) -> tuple[str, str]:
+        """A CALL frame for ``action``; it becomes the outstanding CALL.
+
+        Raises `RpcError` if our own payload breaks the schema (a bug on our side).
+        """
+        unique_id = next(self._ids)
+        validate_request(self.version, Call(unique_id, action, payload))
+        self.pending = (unique_id, action)
+        return unique_id, encode_call(unique_id, action, payload)
+
+    def forget(self, unique_id: str) -> None:
+        """The CALL timed out or the connection went: a late answer is then ignored."""
+        if self.pending is not None and self.pending[0] == unique_id:
+            self.pending = None
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def connector_id(self, connector: int) -> str:
+        return f"{self.station_id}/{connector}"
+
+    def _authorized(self, id_tag: str | None) -> str:
+        allowed = self.settings.authorize_id_tags
+        return "Accepted" if allowed is None or id_tag in allowed else "Invalid"
+
+    def _boot(self, call: Call, now: datetime, vendor: str, model: str, fw: Any) -> Handled:
+        self.state.vendor, self.state.model = vendor, model
+        self.state.firmware = fw if isinstance(fw, str) else None
+        reply = {
+            "status": "Accepted",
+            "currentTime": _iso(now),
+            "interval": self.settings.heartbeat_interval_s,
+        }
+        event = StationBooted(self.station_id, vendor, model, now, self.state.firmware)
+
+        def commit() -> None:
+            self.state.booted = True
+
+        return Handled(encode_result(call.unique_id, reply), [event], commit, boot_accepted=True)
+
+    def _ack(self, call: Call, payload: dict[str, Any] | None = None) -> Handled:
+        return Handled(encode_result(call.unique_id, payload or {}), [])
+
+    # --- OCPP 1.6 -------------------------------------------------------------------------
+
+    def _v16_BootNotification(self, call: Call, now: datetime) -> Handled:
+        p = call.payload
+        return self._boot(
+            call, now, p["chargePointVendor"], p["chargePointModel"], p.get("firmwareVersion")
+        )
+
+    def _v16_Heartbeat(self, call: Call, now: datetime) -> Handled:
+        return self._ack(call, {"currentTime": _iso(now)})
+
+    def _v16_StatusNotification(self, call: Call, now: datetime) -> Handled:
+        p = call.payload
+        error = p.get("errorCode")
+        event = ConnectorStatusChanged(
+            self.connector_id(p["connectorId"]),
+            p["status"],
+            parse_timestamp(p.get("timestamp"), now),
+            None if error == "NoError" else error,
+        )
+        return Handled(encode_result(call.unique_id, {}), [event])
+
+    def _v16_Authorize(self, call: Call, now: datetime) -> Handled:
+        status = self._authorized(call.payload["idTag"])
+        return self._ack(call, {"idTagInfo": {"status": status}})
+
+    def _v16_StartTransaction(self, call: Call, now: datetime) -> Handled:
+        p = call.payload
+        connector = p["connectorId"]
+        # A station that retries a StartTransaction it got no answer to gets the same id.
+        key = (connector, p["idTag"], p["meterStart"], p["timestamp"])
+        reply_status = self._authorized(p["idTag"])
+        repeat = self._starts_16.get(key)
+        if repeat is not None:
+            reply = {"transactionId": repeat, "idTagInfo": {"status": reply_status}}
+            return Handled(encode_result(call.unique_id, reply), [])
+        tx = self._tx_ids.next()
+        event = SessionStarted(
+            self.connector_id(connector),
+            str(tx),
+            p["idTag"],
+            float(p["meterStart"]),
+            parse_timestamp(p["timestamp"], now),
+        )
+
+        def commit() -> None:
+            self.state.tx_connector[str(tx)] = connector
+            self.meter.reset_register(self.connector_id(connector), float(p["meterStart"]))
+            if len(self._starts_16) > _ENDED_MEMORY:
+                self._starts_16.clear()
+            self._starts_16[key] = tx
+
+        reply = {"transactionId": tx, "idTagInfo": {"status": reply_status}}
+        return Handled(encode_result(call.unique_id, reply), [event], commit)
+
+    def _v16_StopTransaction(self, call: Call, now: datetime) -> Handled:
+        p = call.payload
+        tx = str(p["transactionId"])
+        connector = self.state.tx_connector.get(tx)
+        events: list[DomainEvent] = []
+        if p.get("transactionData") and connector is not None:
+            events += self.meter.parse(connector, p["transactionData"], tx, now)
+        events.append(
+            SessionEnded(
+                tx,
+                float(p["meterStop"]),
+                parse_timestamp(p["timestamp"], now),
+                p.get("reason", "Local"),
+                self.connector_id(connector) if connector is not None else None,
+            )
+        )
+        reply: dict[str, Any] = {}
+        if "idTag" in p:
+            reply["idTagInfo"] = {"status": self._authorized(p["idTag"])}
+
+        def commit() -> None:
+            self.state.tx_connector.pop(tx, None)
+
+        return Handled(encode_result(call.unique_id, reply), events, commit)
+
+    def _v16_MeterValues(self, call: Call, now: datetime) -> Handled:
+        p = call.payload
+        tx = p.get("transactionId")
+        readings = self.meter.parse(
+            p["connectorId"], p["meterValue"], None if tx is None else str(tx), now
+        )
+        return Handled(encode_result(call.unique_id, {}), list(readings))
+
+    def _v16_DataTransfer(self, call: Call, now: datetime) -> Handled:
+        return self._ack(call, {"status": "UnknownVendorId"})
+
+    # --- OCPP 2.0.1 -----------------------------------------------------------------------
+
+    def _v201_BootNotification(self, call: Call, now: datetime) -> Handled:
+        cs = call.payload["chargingStation"]
+        return self._boot(call, now, cs["vendorName"], cs["model"], cs.get("firmwareVersion"))
+
+    def _v201_Heartbeat(self, call: Call, now: datetime) -> Handled:
+        return self._ack(call, {"currentTime": _iso(now)})
+
+    def _v201_StatusNotification(self, call: Call, now: datetime) -> Handled:
+        p = call.payload
+        event = ConnectorStatusChanged(
+            self.connector_id(p["evseId"]),
+            p["connectorStatus"],
+            parse_timestamp(p["timestamp"], now),
+        )
+        return Handled(encode_result(call.unique_id, {}), [event])
+
+    def _v201_Authorize(self, call: Call, now: datetime) -> Handled:
+        status = self._authorized(call.payload["idToken"]["idToken"])
+        return self._ack(call, {"idTokenInfo": {"status": status}})
+
+    def _v201_TransactionEvent(self, call: Call, now: datetime) -> Handled:
+        p = call.payload
+        info = p["transactionInfo"]
+        tx = info["transactionId"]
+        seq = p["seqNo"]
+        reply: dict[str, Any] = {}
+        id_token = (p.get("idToken") or {}).get("idToken")
+        if id_token is not None:
+            reply["idTokenInfo"] = {"status": self._authorized(id_token)}
+        encoded = encode_result(call.unique_id, reply)
+        seen = self._seen_seq.get(tx)
+        if seen is not None and seq in seen:
+            return Handled(encoded, [])  # a resend after a lost answer: already stored
+        evse = (p.get("evse") or {}).get("id")
+        connector = evse if evse is not None else self.state.tx_connector.get(tx)
+        at = parse_timestamp(p["timestamp"], now)
+        kind = p["eventType"]
+        events: list[DomainEvent] = []
+        meter_values = p.get("meterValue") or []
+        if kind == "Started" and connector is not None:
+            events.append(
+                SessionStarted(
+                    self.connector_id(connector),
+                    tx,
+                    id_token,
+                    energy_register_wh(meter_values),
+                    at,
+                    offline=bool(p.get("offline", False)),
+                )
+            )
+        if connector is not None:
+            if kind == "Started":
+                self.meter.reset_register(
+                    self.connector_id(connector), energy_register_wh(meter_values)
+                )
+            events += self.meter.parse(connector, meter_values, tx, now)
+            state = info.get("chargingState")
+            if state is not None:
+                events.append(ConnectorStatusChanged(self.connector_id(connector), state, at))
+        if kind == "Ended":
+            events.append(
+                SessionEnded(
+                    tx,
+                    energy_register_wh(meter_values),
+                    at,
+                    info.get("stoppedReason", "Local"),
+                    self.connector_id(connector) if connector is not None else None,
+                )
+            )
+
+        def commit() -> None:
+            self._seen_seq.setdefault(tx, set()).add(seq)
+            if connector is not None and kind != "Ended":
+                self.state.tx_connector[tx] = connector
+            if kind == "Ended":
+                self.state.tx_connector.pop(tx, None)
+                self._ended.append(tx)
+                while len(self._ended) > _ENDED_MEMORY:
+                    self._seen_seq.pop(self._ended.popleft(), None)
+
+        return Handled(encoded, events, commit)
+
+    def _v201_MeterValues(self, call: Call, now: datetime) -> Handled:
+        p = call.payload
+        evse = p["evseId"]
+        tx = next((t for t, c in self.state.tx_connector.items() if c == evse), None)
+        readings = self.meter.parse(evse, p["meterValue"], tx if evse else None, now)
+        return Handled(encode_result(call.unique_id, {}), list(readings))
+
+    def _v201_NotifyEVChargingNeeds(self, call: Call, now: datetime) -> Handled:
+        p = call.payload
+        needs = p["chargingNeeds"]
+        params = needs.get("acChargingParameters") or needs.get("dcChargingParameters") or {}
+        departure = needs.get("departureTime")
+        energy = params.get("energyAmount")
+        event = EvChargingNeeds(
+            self.connector_id(p["evseId"]),
+            now,
+            parse_timestamp(departure, now) if departure else None,
+            float(energy) if energy is not None else None,
+            _float(params.get("evMaxCurrent")),
+            _float(params.get("evMinCurrent")),
+        )
+        return Handled(encode_result(call.unique_id, {"status": "Accepted"}), [event])
+
+    def _v201_NotifyChargingLimit(self, call: Call, now: datetime) -> Handled:
+        p = call.payload
+        evse = p.get("evseId")
+        limits = [
+            period["limit"]
+            for schedule in p.get("chargingSchedule") or ()
+            if schedule.get("chargingRateUnit") == "A"
+            for period in schedule.get("chargingSchedulePeriod", ())[:1]
+        ]
+        event = ExternalLimitNotified(
+            self.station_id,
+            now,
+            p["chargingLimit"]["chargingLimitSource"],
+            self.connector_id(evse) if evse is not None else None,
+            min(limits) if limits else None,
+        )
+        return Handled(encode_result(call.unique_id, {}), [event])
+
+    def _v201_DataTransfer(self, call: Call, now: datetime) -> Handled:
+        return self._ack(call, {"status": "UnknownVendorId"})
+
+    # --- after boot -----------------------------------------------------------------------
+
+    def capability_request(self) -> tuple[str, dict[str, Any]]:
+        if self.version is V16:
+            return "GetConfiguration", {"key": list(_SMART_KEYS_16)}
+        return "GetVariables", {
+            "getVariableData": [
+                {"component": {"name": "SmartChargingCtrlr"}, "variable": {"name": name}}
+                for name in _SMART_VARIABLES_201
+            ]
+        }
+
+    def apply_capabilities(self, payload: dict[str, Any] | None) -> StationCapabilities:
+        """The capability answer (None: the station would not say) → remembered capabilities."""
+        values: dict[str, str] = {}
+        if payload and self.version is V16:
+            for item in payload.get("configurationKey") or ():
+                if "value" in item:
+                    values[item["key"]] = item["value"]
+            units_raw = values.get("ChargingScheduleAllowedChargingRateUnit")
+            periods, stack = (
+                values.get("ChargingScheduleMaxPeriods"),
+                values.get("ChargeProfileMaxStackLevel"),
+            )
+            switching = values.get("ConnectorSwitch3to1PhaseSupported")
+        elif payload:
+            for item in payload.get("getVariableResult") or ():
+                if item.get("attributeStatus") == "Accepted" and "attributeValue" in item:
+                    values[item["variable"]["name"]] = item["attributeValue"]
+            units_raw = values.get("RateUnit")
+            periods, stack = values.get("PeriodsPerSchedule"), values.get("ProfileStackLevel")
+            switching = values.get("Phases3to1")
+        else:
+            units_raw = periods = stack = switching = None
+        caps = StationCapabilities(
+            self.station_id,
+            self._clock(),
+            _rate_units(units_raw),
+            _int(periods),
+            _int(stack),
+            None if switching is None else switching.strip().lower() == "true",
+        )
+        self.state.capabilities = caps
+        return caps
+
+    def sampling_requests(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        interval = self.settings.meter_interval_s
+        if interval is None:
+            return
+        measurands = ",".join(self.settings.measurands)
+        if self.version is V16:
+            yield "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": str(interval)}
+            yield "ChangeConfiguration", {"key": "MeterValuesSampledData", "value": measurands}
+            return
+        yield (
+            "SetVariables",
+            {
+                "setVariableData": [
+                    {
+                        "component": {"name": "SampledDataCtrlr"},
+                        "variable": {"name": "TxUpdatedInterval"},
+                        "attributeValue": str(interval),
+                    },
+                    {
+                        "component": {"name": "SampledDataCtrlr"},
+                        "variable": {"name": "TxUpdatedMeasurands"},
+                        "attributeValue": measurands,
+                    },
+                ]
+            },
+        )
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value.strip()) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _rate_units(raw: str | None) -> tuple[str, ...]:
+    if raw is None:
+        return ("A",)
+    units = []
+    for token in raw.replace(";", ",").split(","):
+        t = token.strip().lower()
+        if t in ("current", "a") and "A" not in units:
+            units.append("A")
+        elif t in ("power", "w") and "W" not in units:
+            units.append("W")
+    return tuple(units) or ("A",)
