@@ -1,0 +1,402 @@
+"""OCPP scale: N simulated stations against one central-system process.
+
+    .venv/bin/python benchmarks/ocpp_scale.py [--stations 2000] [--duration 60]
+        [--meter-interval 10] [--reference-stations 100] [--version 1.6|2.0.1]
+
+The central system (`ocpp_adapter.CentralSystem`, a generated site of N
+one-connector stations, unknown stations allowed, events counted and dropped)
+runs in a child process on 127.0.0.1. This process runs the stations
+(`gridshare.simulators.stations`), connecting in waves of ``--concurrency``.
+Every station gets an EV, plug-ins spread over one meter interval so the
+MeterValues (every ``--meter-interval`` s) arrive evenly, then the load is
+measured for ``--duration`` s:
+
+- accepted connections (stations booted) and how long connecting took;
+- messages/s the server answered (station CALLs with a CALLRESULT);
+- p50/p99 CALL→CALLRESULT latency, measured at the stations;
+- server CPU (% of one core) and RSS per connection (RSS growth from idle / N).
+
+The same run is first made with ``--reference-stations`` stations, and the
+ratio of the two is printed. Everything is bounded in time and count; the
+server process is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gridshare.simulators.ev import EvSpec  # noqa: E402
+from gridshare.simulators.stations import StationFleet, generated_specs  # noqa: E402
+
+PREFIX = "SIM"
+
+
+# --- the server process ----------------------------------------------------------------
+
+
+def site_config(n: int) -> dict[str, Any]:
+    width = max(5, len(str(n)))
+    return {
+        "site": {"name": f"scale-{n}"},
+        "groups": [{"id": "grid", "limit_a": 32.0 * n}],
+        "chargers": [
+            {
+                "id": f"{PREFIX}{i:0{width}d}",
+                "group": "grid",
+                "connectors": [{"id": 1, "max_current_a": 32.0}],
+            }
+            for i in range(1, n + 1)
+        ],
+        "server": {"host": "127.0.0.1", "ocpp_port": 0, "allow_unknown_stations": True},
+    }
+
+
+async def serve(n: int, meter_interval_s: int, lifetime_s: float, gc_freeze: bool) -> None:
+    from gridshare.config import parse_config
+    from ocpp_adapter.central_system import AdapterSettings, CentralSystem
+
+    events = 0
+
+    async def on_event(event: object) -> None:
+        nonlocal events
+        events += 1
+
+    settings = AdapterSettings(meter_interval_s=meter_interval_s, heartbeat_interval_s=300)
+    cs = CentralSystem(parse_config(site_config(n)), on_event, settings=settings)
+    await cs.start()
+    print(json.dumps({"port": cs.port}), flush=True)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    probe = ServerProbe()
+    probe.install()
+    lag_task = asyncio.create_task(probe.watch_loop())
+
+    # stdin: "mark" starts the measured window; end of file stops us.
+    # The lifetime bounds us if the parent dies.
+    def on_stdin() -> None:
+        data = os.read(sys.stdin.fileno(), 256)
+        if not data:
+            if not done.done():
+                done.set_result(0)
+        elif b"mark" in data:
+            if gc_freeze:
+                # everything alive now (the connected stations) leaves the GC's scans
+                import gc
+
+                gc.freeze()
+            probe.reset()
+
+    loop.add_reader(sys.stdin.fileno(), on_stdin)
+    try:
+        await asyncio.wait_for(done, lifetime_s)
+    except TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(sys.stdin.fileno())
+        lag_task.cancel()
+        report = probe.report()
+        await cs.stop()
+    print(json.dumps({"events": events, **report}), flush=True)
+
+
+class ServerProbe:
+    """Event-loop lag and garbage-collector pauses inside the server process."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self.gc_pauses: list[float] = []
+        self._gc_start = 0.0
+
+    def install(self) -> None:
+        import gc
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                self._gc_start = time.perf_counter()
+            else:
+                self.gc_pauses.append(time.perf_counter() - self._gc_start)
+
+        gc.callbacks.append(on_gc)
+
+    def reset(self) -> None:
+        self.lags.clear()
+        self.gc_pauses.clear()
+
+    async def watch_loop(self, tick_s: float = 0.01) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(tick_s)
+            self.lags.append(max(0.0, loop.time() - t - tick_s))
+
+    def report(self) -> dict[str, float]:
+        lags = sorted(self.lags) or [0.0]
+        return {
+            "lag_p99_ms": round(lags[int(0.99 * (len(lags) - 1))] * 1000, 2),
+            "lag_max_ms": round(lags[-1] * 1000, 2),
+            "gc_total_ms": round(sum(self.gc_pauses) * 1000, 1),
+            "gc_max_ms": round(max(self.gc_pauses, default=0.0) * 1000, 2),
+        }
+
+
+# --- measuring ---------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        import psutil
+
+        t = psutil.Process(pid).cpu_times()
+        return float(t.user + t.system)
+    except ImportError:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        import psutil
+
+        return int(psutil.Process(pid).memory_info().rss)
+    except ImportError:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+async def loop_lag(duration_s: float, tick_s: float = 0.01) -> list[float]:
+    """Sleep in small steps for duration_s; return the sorted oversleeps."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + duration_s
+    lags = []
+    while loop.time() < end:
+        t = loop.time()
+        await asyncio.sleep(tick_s)
+        lags.append(max(0.0, loop.time() - t - tick_s))
+    return sorted(lags) or [0.0]
+
+
+def raise_fd_limit(need: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    return soft
+
+
+@dataclass
+class Result:
+    stations: int
+    accepted: int
+    connect_s: float
+    measured_s: float
+    messages_per_s: float
+    calls_per_station_per_min: float
+    p50_ms: float | None
+    p99_ms: float | None
+    timeouts: int
+    call_errors: int
+    server_cpu_pct: float
+    client_cpu_pct: float
+    server_rss_mb: float
+    rss_per_connection_kb: float
+    client_lag_p99_ms: float
+    host_load_1m: float
+    server_lag_p99_ms: float = 0.0
+    """Event-loop lag inside the server: time it could not react at all."""
+    server_lag_max_ms: float = 0.0
+    server_gc_total_ms: float = 0.0
+    server_gc_max_ms: float = 0.0
+    """Load average when measuring: other work on the machine skews the tail."""
+    """Event-loop lag of this (station) process: the part of the latency that is ours."""
+
+
+async def run_load(args: argparse.Namespace, n: int, duration_s: float) -> Result:
+    raise_fd_limit(n + 256)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            "--stations",
+            str(n),
+            "--meter-interval",
+            str(int(args.meter_interval)),
+            "--lifetime",
+            str(duration_s + args.meter_interval + 300),
+            *(["--server-gc-freeze"] if args.server_gc_freeze else []),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert server.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(server.stdout.readline), 60)
+        port = json.loads(line)["port"]
+        await asyncio.sleep(0.5)
+        idle_rss = rss_bytes(server.pid)
+        specs = generated_specs(
+            n, connectors=1, version=args.version, prefix=PREFIX, meter_interval_s=60.0
+        )
+        fleet = StationFleet(
+            f"ws://127.0.0.1:{port}/ocpp",
+            specs,
+            connect_concurrency=args.concurrency,
+            call_timeout_s=30.0,
+        )
+        t0 = time.monotonic()
+        await fleet.start()
+        accepted = await fleet.wait_booted(args.connect_timeout)
+        connect_s = time.monotonic() - t0
+        # plug in every car, spread over one interval so samples are not in lockstep
+        keys = [f"{s.id}/1" for s in specs]
+        step = args.meter_interval / max(len(keys), 1)
+        for i, key in enumerate(keys):
+            asyncio.get_running_loop().call_later(
+                i * step, fleet.plug_in, key, EvSpec(battery_kwh=200.0)
+            )
+        await asyncio.sleep(args.meter_interval * 1.2 + 0.5)
+
+        stats = fleet.stats
+        lat0, res0 = len(stats.latencies_s), stats.call_results
+        to0, err0 = stats.call_timeouts, stats.call_errors
+        assert server.stdin is not None
+        server.stdin.write(b"mark\n")
+        server.stdin.flush()
+        cpu0, me0, w0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+        lags = await loop_lag(duration_s)
+        wall = time.monotonic() - w0
+        server_cpu = (cpu_seconds(server.pid) - cpu0) / wall * 100
+        client_cpu = (time.process_time() - me0) / wall * 100
+        rss = rss_bytes(server.pid)
+        window = sorted(stats.latencies_s[lat0:])
+        answered = stats.call_results - res0
+
+        def pct(q: float) -> float | None:
+            if not window:
+                return None
+            return window[min(len(window) - 1, int(q / 100 * len(window)))] * 1000
+
+        await fleet.stop()
+        probe = await stop_server(server)
+        return Result(
+            stations=n,
+            accepted=accepted,
+            connect_s=round(connect_s, 2),
+            measured_s=round(wall, 1),
+            messages_per_s=round(answered / wall, 1),
+            calls_per_station_per_min=round(answered / wall * 60 / max(accepted, 1), 2),
+            p50_ms=None if pct(50) is None else round(pct(50) or 0.0, 2),
+            p99_ms=None if pct(99) is None else round(pct(99) or 0.0, 2),
+            timeouts=stats.call_timeouts - to0,
+            call_errors=stats.call_errors - err0,
+            server_cpu_pct=round(server_cpu, 1),
+            client_cpu_pct=round(client_cpu, 1),
+            server_rss_mb=round(rss / 2**20, 1),
+            rss_per_connection_kb=round((rss - idle_rss) / max(accepted, 1) / 1024, 1),
+            client_lag_p99_ms=round(lags[int(0.99 * (len(lags) - 1))] * 1000, 2),
+            host_load_1m=round(os.getloadavg()[0], 2),
+            server_lag_p99_ms=probe.get("lag_p99_ms", 0.0),
+            server_lag_max_ms=probe.get("lag_max_ms", 0.0),
+            server_gc_total_ms=probe.get("gc_total_ms", 0.0),
+            server_gc_max_ms=probe.get("gc_max_ms", 0.0),
+        )
+    finally:
+        await stop_server(server)
+
+
+async def stop_server(server: subprocess.Popen[bytes]) -> dict[str, float]:
+    """Close the server's stdin, wait for it (kill if stuck); return its last report."""
+    if server.stdin is not None and not server.stdin.closed:
+        server.stdin.close()
+    try:
+        await asyncio.to_thread(server.wait, 20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=10)
+    report: dict[str, float] = {}
+    if server.stdout is not None and not server.stdout.closed:
+        for line in server.stdout.read().decode().splitlines():
+            with contextlib.suppress(ValueError):
+                report = json.loads(line)
+        server.stdout.close()
+    return report
+
+
+def _print(results: list[Result]) -> None:
+    """One row per figure, one column per run."""
+    rows = [asdict(r) for r in results]
+    for name in rows[0]:
+        print(f"{name:>26}  " + "  ".join(f"{row[name]!s:>10}" for row in rows))
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    results = []
+    if args.reference_stations:
+        print(f"reference: {args.reference_stations} stations, {args.duration:.0f} s", flush=True)
+        results.append(await run_load(args, args.reference_stations, args.duration))
+    print(f"load: {args.stations} stations, {args.duration:.0f} s", flush=True)
+    results.append(await run_load(args, args.stations, args.duration))
+    _print(results)
+    ref, big = results[0], results[-1]
+    if len(results) == 2 and ref.p99_ms and big.p99_ms:
+        print(
+            f"ratio {big.stations}/{ref.stations} stations: p99 ×{big.p99_ms / ref.p99_ms:.2f}, "
+            f"messages/s ×{big.messages_per_s / max(ref.messages_per_s, 1e-9):.1f}, "
+            f"server CPU ×{big.server_cpu_pct / max(ref.server_cpu_pct, 1e-9):.1f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2))
+    return 0 if all(r.accepted == r.stations for r in results) else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--stations", type=int, default=2000)
+    p.add_argument("--duration", type=float, default=60.0, help="measured seconds")
+    p.add_argument("--meter-interval", type=float, default=10.0)
+    p.add_argument("--reference-stations", type=int, default=100, help="0: no reference run")
+    p.add_argument("--version", choices=["1.6", "2.0.1"], default="1.6")
+    p.add_argument("--concurrency", type=int, default=200, help="connections opened at once")
+    p.add_argument("--connect-timeout", type=float, default=180.0)
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument(
+        "--server-gc-freeze",
+        action="store_true",
+        help="gc.freeze() in the server once the stations are connected (compare GC pauses)",
+    )
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--lifetime", type=float, default=600.0, help=argparse.SUPPRESS)
+    return p
+
+
+def main() -> int:
+    args = parser().parse_args()
+    if args.stations < 1 or args.duration <= 0 or args.meter_interval <= 0:
+        raise SystemExit("--stations, --duration and --meter-interval must be positive")
+    if args.serve:
+        asyncio.run(
+            serve(args.stations, int(args.meter_interval), args.lifetime, args.server_gc_freeze)
+        )
+        return 0
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

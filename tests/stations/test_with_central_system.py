@@ -1,0 +1,80 @@
+"""The simulator against gridshare's own central system (`ocpp_adapter`), both versions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gridshare.config import parse_config
+from gridshare.simulators.ev import EvSpec
+from gridshare.simulators.stations import SimConnectorSpec, SimStationSpec, StationFleet
+
+cs_module = pytest.importorskip("ocpp_adapter.central_system")
+events_module = pytest.importorskip("ocpp_adapter.events")
+
+
+async def until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not cond():
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(("version", "watts"), [("1.6", False), ("2.0.1", False), ("1.6", True)])
+async def test_limit_from_the_central_system_is_obeyed(version: str, watts: bool) -> None:
+    ev_mod = events_module
+    seen: list[object] = []
+
+    async def on_event(event: object) -> None:
+        seen.append(event)
+
+    config = parse_config(
+        {
+            "site": {"name": "t"},
+            "groups": [{"id": "g", "limit_a": 100}],
+            "server": {"host": "127.0.0.1", "ocpp_port": 0, "allow_unknown_stations": True},
+        }
+    )
+    cs = cs_module.CentralSystem(
+        config, on_event, settings=cs_module.AdapterSettings(meter_interval_s=2)
+    )
+    await cs.start()
+    spec = SimStationSpec(
+        "CP9",
+        (SimConnectorSpec(1), SimConnectorSpec(2)),
+        version=version,
+        power_unit_only=watts,
+    )
+    fleet = StationFleet(f"ws://127.0.0.1:{cs.port}/ocpp", [spec], speed=10.0)
+    await fleet.start()
+    try:
+        assert await fleet.wait_booted(3.0) == 1
+        fleet.plug_in("CP9/1", EvSpec(lag_s=1.0))
+        await until(lambda: any(isinstance(e, ev_mod.SessionStarted) for e in seen))
+        started = next(e for e in seen if isinstance(e, ev_mod.SessionStarted))
+        assert started.connector_id == "CP9/1"
+        assert started.transaction_id == fleet.transaction_id("CP9/1")
+
+        limit = ev_mod.ChargingLimitSpec(
+            purpose=ev_mod.LimitPurpose.TX,
+            connector=1,
+            start=datetime.now(UTC) - timedelta(seconds=5),
+            periods=(ev_mod.LimitPeriod(0, 12.0, 3),),
+            transaction_id=started.transaction_id,
+        )
+        result = await cs.set_limit("CP9", limit)
+        assert result.outcome == ev_mod.CommandOutcome.ACCEPTED
+        assert fleet.limit_in_force("CP9/1") == pytest.approx(12.0, abs=0.05)
+
+        def readings_at_limit() -> bool:
+            last = [e for e in seen if isinstance(e, ev_mod.MeterReading)][-1:]
+            return bool(last) and abs(last[0].current_a.get("L1", 0.0) - 12.0) < 0.2
+
+        await until(readings_at_limit)
+        fleet.unplug("CP9/1")
+        await until(lambda: any(isinstance(e, ev_mod.SessionEnded) for e in seen))
+    finally:
+        await fleet.stop()
+        await cs.stop()
