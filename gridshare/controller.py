@@ -20,11 +20,18 @@ one more plan, not one per event. Only one plan and rollout runs at a time.
 
 Fallback: every station gets a TxDefault limit at boot; summed over any group
 they fit its fallback capacity (so the site cannot overload if gridshare
-stops), and they follow the capacity down when a DSO cuts it. By default the
-planner also reserves each idle connector's fallback limit, because a car that
-plugs in draws it before the next plan reaches its station
-(``reserve_for_arrivals``; without it the sum of limits in force may exceed a
-group's capacity from an arrival until its first profile is accepted).
+stops), and they follow the capacity down when a DSO cuts it. A station that
+refused its fallback limit or has not answered (yet) is assumed to draw what it
+may (its last accepted fallback, else its maximum): the others share what is
+left, and the planner reserves it as fixed load. By default the planner also
+reserves each idle connector's fallback limit, because a car that plugs in
+draws it before the next plan reaches its station (``reserve_for_arrivals``;
+without it the sum of limits in force may exceed a group's capacity from an
+arrival until its first profile is accepted). For the same reason a running
+transaction counts at least at its connector's fallback limit, which is in
+force the moment it ends: where the plan gives a session less, the connector
+gets a TxDefault of its own at what the plan gives it (lowered with the
+lowerings), raised back to the station's share once it is free again.
 """
 
 from __future__ import annotations
@@ -110,8 +117,10 @@ class ControllerSettings:
     """...to what it draws plus this..."""
     learn_release_a: float = 0.5
     """...until it draws within this of the cap again."""
-    learn_settle_s: float = 2.0
-    """Readings this soon after a limit change are not used to learn (ramp lag)."""
+    learn_settle_s: float = 10.0
+    """Readings this soon after a limit change or a session start are not used to
+    learn: a car has 5 s to follow a new pilot (IEC 61851-1) and ramps over a
+    few more, so an earlier reading shows the ramp, not what the car takes."""
     line_threshold_a: float = 1.0
     """A line drawing less than this is not loaded by the car."""
     topup_kwh: float = 1.0
@@ -234,6 +243,7 @@ STEADY_REASONS = frozenset(
         "retry after",
         "rollout incomplete",
         "fallback installed",
+        "fallback refused",
     }
 )
 """Re-plans that keep the previous plan's current rates unless there is a reason
@@ -280,10 +290,14 @@ class Controller:
         self.fallback_in_force: dict[str, float] = {}
         self._by_station: dict[str, list[str]] = {}
         self._fallback_retry_at: dict[str, float] = {}
+        self._fallback_pending: dict[str, float] = {}
+        """Station → the fallback limit on its way to it."""
+        self._fallback_failed: set[str] = set()
+        """Stations whose last fallback limit was refused or not answered."""
         self._incomplete = 0
         for cid, info in site.connectors.items():
             self._by_station.setdefault(info.station_id, []).append(cid)
-        self._fallback_cache: tuple[tuple[tuple[str, float], ...], dict[str, float]] | None = None
+        self._fallback_cache: tuple[Any, dict[str, float]] | None = None
         self._models: dict[tuple[tuple[str, tuple[Line, ...]], ...], LoadModel] = {}
         self.plan: Plan | None = None
         self.plan_at: datetime | None = None
@@ -334,6 +348,8 @@ class Controller:
             if lim.purpose == LimitPurpose.TX and lim.connector_id in self.sessions:
                 self.book.get(lim.connector_id).accepted = sched
             elif lim.purpose == LimitPurpose.TX_DEFAULT:
+                if lim.connector_id in self.site.connectors:  # the connector's own
+                    self.book.get(lim.connector_id).own_default_a = sched.periods[0][1]
                 for cid, info in self.site.connectors.items():
                     if info.station_id == lim.connector_id:
                         self.book.get(cid).default_a = sched.periods[0][1]
@@ -430,6 +446,7 @@ class Controller:
         match event:
             case StationConnected():
                 self.connected[event.station_id] = event.protocol
+                self._fallback_retry_at.pop(event.station_id, None)
                 self.book.unpin_station(
                     event.station_id,
                     frozenset({PinReason.NOT_CONNECTED, PinReason.NO_ANSWER}),
@@ -528,8 +545,9 @@ class Controller:
         c = self.book.get(cid)
         if c.accepted is not None:
             return c.accepted.at(at)
-        if c.default_a is not None:
-            return c.default_a
+        default = self.book.default_in_force(cid)
+        if default is not None:
+            return default
         return self.site.connectors[cid].max_current_a
 
     def _meter(self, r: MeterReading) -> None:
@@ -750,9 +768,16 @@ class Controller:
 
     # --- fallback ------------------------------------------------------------------------
 
-    def fallback_now(self, now: datetime) -> dict[str, float]:
+    def fallback_now(self, now: datetime, *, exclude: str | None = None) -> dict[str, float]:
         """Per station: the fallback share, never above what the groups have now
-        (a DSO's cut lowers the shares too, so the fallbacks still fit)."""
+        (a DSO's cut lowers the shares too, so the fallbacks still fit).
+
+        Stations in doubt about their fallback limit (refused, not answered,
+        on its way, never accepted) count at what they may draw; the others
+        share the rest.
+        A station in doubt gets what it would to try again: its share as if
+        all cooperated, never above what it is assumed to draw. ``exclude``: a
+        station about to get its first limit counts as cooperating."""
         grid = TimeGrid.covering(now, self.site.site.slot_minutes, self.site.site.slot_minutes / 60)
         cap = self.capacity(grid, now)
         limits: dict[str, float] = {}
@@ -763,10 +788,80 @@ class Controller:
             fb = min(fb if fb is not None else math.inf, now_a)
             if math.isfinite(fb):
                 limits[g.id] = fb
-        key = tuple(sorted(limits.items()))
+        fixed = {
+            cid: self._assumed_a(cid, grid)
+            for sid in sorted(self._fallback_doubtful(exclude))
+            for cid in self._station_connectors(sid)
+        }
+        key = (tuple(sorted(limits.items())), tuple(sorted(fixed.items())))
         if self._fallback_cache is None or self._fallback_cache[0] != key:
-            self._fallback_cache = (key, fallback_limits(self.site, limits))
+            static = fallback_limits(self.site, limits)
+            out = fallback_limits(self.site, limits, fixed) if fixed else dict(static)
+            for cid, a in fixed.items():
+                sid = self.site.connectors[cid].station_id
+                if sid in static:
+                    out[sid] = min(out.get(sid, static[sid]), a)
+            self._fallback_cache = (key, out)
         return self._fallback_cache[1]
+
+    def _fallback_doubtful(self, exclude: str | None = None) -> set[str]:
+        """Stations whose fallback limit is not known to be in force: refused,
+        not answered, on its way, or never accepted (a station not heard from
+        yet may draw its maximum, as the planner assumes of its connectors)."""
+        out = set(self._fallback_pending) | self._fallback_failed
+        if self.settings.fallback_on_boot:
+            for sid, cids in self._by_station.items():
+                if self.book.get(cids[0]).default_a is None:
+                    out.add(sid)
+        if exclude is not None:
+            out.discard(exclude)
+        return out
+
+    def _assumed_a(self, cid: str, grid: TimeGrid) -> float:
+        """What a connector may draw whatever we send it now (its fallback, and
+        a running transaction's profiles)."""
+        a = self.book.default_worst(cid)
+        if self.book.get(cid).active:
+            a = max(a, float(np.max(self.book.worst(cid, grid, fallback=False))))
+        return a
+
+    def default_targets(
+        self,
+        now: datetime,
+        plan: Plan | None = None,
+        fixed: Mapping[str, float] | None = None,
+    ) -> dict[str, float]:
+        """Connector → the TxDefault limit it should have of its own.
+
+        A running session planned below its station's fallback share: the
+        lowest the plan gives it (so the limit in force when it ends is within
+        what the plan reserved for it at every moment). An idle connector with
+        a limit of its own: back to the share. Connectors the station's limit
+        serves are left out. Only with idle connectors counted
+        (``reserve_for_arrivals``): without, an ended transaction counts at 0.
+        """
+        if not self.book.count_idle:
+            return {}
+        wanted = self.fallback_now(now)
+        doubtful = self._fallback_doubtful()
+        out: dict[str, float] = {}
+        for cid, info in self.site.connectors.items():
+            sid = info.station_id
+            if sid not in self.connected or sid in doubtful or sid not in wanted:
+                continue
+            c = self.book.get(cid)
+            target = wanted[sid]
+            if c.active:
+                if plan is None or cid in (fixed or {}) or cid not in plan.connector_ids:
+                    continue
+                lowest = math.floor(float(np.min(plan.schedule(cid))) * 10 + 1e-9) / 10
+                target = min(target, lowest)
+                if target < info.connector.min_current_a - 1e-6:
+                    target = 0.0
+            if c.own_default_a is None and c.default_a is not None and target >= c.default_a:
+                continue  # the station's own limit serves it
+            out[cid] = target
+        return out
 
     def load_model(self, lines: Mapping[str, tuple[Line, ...]] | None) -> LoadModel:
         """The site's limit families for the lines the cars load (kept per line set)."""
@@ -783,22 +878,31 @@ class Controller:
 
     async def follow_capacity_with_fallbacks(self, now: datetime) -> None:
         """Lower the stations' fallback limits when capacity falls below their
-        sum; raise them back (to at most the static share) once it returns and
-        the raise fits next to everything that may be in force."""
+        sum (or a station in doubt takes more of it); raise them back (to at
+        most the static share) once that fits next to everything that may be in
+        force. A station that refused or did not answer is tried again after
+        ``pin_s``."""
         wanted = self.fallback_now(now)
         grid = TimeGrid.covering(now, self.site.site.slot_minutes, self.site.site.horizon_hours)
         lower: list[str] = []
         higher: list[str] = []
+        mono = self.monotonic()
         for sid in self.connected:
             cids = self._station_connectors(sid)
-            if not cids or sid not in wanted:
+            if not cids or sid not in wanted or sid in self._fallback_pending:
                 continue
-            cur = self.book.get(cids[0]).default_a
-            if cur is None or abs(wanted[sid] - cur) < self.settings.min_change_a:
-                continue
-            if self._fallback_retry_at.get(sid, -math.inf) > self.monotonic():
+            if self._fallback_retry_at.get(sid, -math.inf) > mono:
                 continue  # it refused or did not answer lately: leave it be
-            (lower if wanted[sid] < cur else higher).append(sid)
+            cur = self.book.get(cids[0]).default_a
+            if sid in self._fallback_failed or (cur is None and self.settings.fallback_on_boot):
+                lower.append(sid)  # never above what it is assumed to draw
+                continue
+            if cur is None:
+                continue
+            if wanted[sid] < cur - 1e-6:
+                lower.append(sid)
+            elif wanted[sid] >= cur + self.settings.min_change_a - 1e-6:
+                higher.append(sid)
         await asyncio.gather(*(self.install_fallback(sid, wanted[sid]) for sid in lower))
         if not higher:
             return
@@ -811,10 +915,10 @@ class Controller:
             rises = {}
             for cid in self._station_connectors(sid):
                 c = self.book.get(cid)
-                if (c.active and c.accepted is not None) or (
-                    not c.active and not self.book.count_idle
-                ):
-                    continue
+                if c.own_default_a is not None:
+                    continue  # its own limit applies, not the station's
+                if not self.book.count_idle and (not c.active or c.accepted is not None):
+                    continue  # not counted, or its profile applies
                 rises[cid] = np.maximum(worst.get(cid, np.zeros(grid.slots)), wanted[sid])
             if all(raise_fits(cid, new, worst, model, cap, load) for cid, new in rises.items()):
                 for cid, new in rises.items():
@@ -828,7 +932,9 @@ class Controller:
     async def install_fallback(self, station_id: str, limit: float | None = None) -> CommandResult:
         """TxDefault on connector 0 whose sum over every group fits its fallback."""
         if limit is None:
-            limit = self.fallback_now(self.clock()).get(station_id, self.fallback_a[station_id])
+            # its share of what the others, in doubt or not, leave
+            wanted = self.fallback_now(self.clock(), exclude=station_id)
+            limit = wanted.get(station_id, self.fallback_a[station_id])
         spec = fallback_spec(station_id, limit, self.clock(), self.site)
         pid = self.store.profile_sent(
             station_id,
@@ -839,22 +945,37 @@ class Controller:
             [(p.start_offset_s, p.limit_a) for p in spec.periods],
             self.clock(),
         )
+        cids = self._station_connectors(station_id)
+        self._fallback_pending[station_id] = limit
+        for cid in cids:
+            self.book.default_sending(cid, limit)
         try:
             result = await asyncio.wait_for(
                 self.gateway.set_limit(station_id, spec), self.settings.answer_timeout_s
             )
         except TimeoutError:
             result = CommandResult(CommandOutcome.TIMEOUT, "no answer")
+        finally:
+            self._fallback_pending.pop(station_id, None)
         self.store.profile_answered(pid, result.outcome.value, result.detail, self.clock())
-        for cid in self._station_connectors(station_id):
+        for cid in cids:
             self.book.default_answered(cid, limit, result)
         if result.outcome is CommandOutcome.ACCEPTED:
             self.fallback_in_force[station_id] = limit
             self._fallback_retry_at.pop(station_id, None)
+            self._fallback_failed.discard(station_id)
             self.request_replan("fallback installed")
         else:
-            log.warning("fallback limit for %s: %s", station_id, result.outcome.value)
-            self._fallback_retry_at[station_id] = self.monotonic() + self.settings.pin_s
+            # assumed to draw what it may: the others' fallbacks and the plan make room
+            log.warning(
+                "fallback limit for %s: %s %s", station_id, result.outcome.value, result.detail
+            )
+            mono = self.monotonic()
+            self._fallback_retry_at[station_id] = mono + self.settings.pin_s
+            self._fallback_failed.add(station_id)
+            for cid in cids:
+                self.book.pin(cid, result, mono, pin_s=self.settings.pin_s)
+            self.request_replan("fallback refused")
         return result
 
     # --- planning ----------------------------------------------------------------------------
@@ -906,15 +1027,24 @@ class Controller:
         grid = TimeGrid.covering(now, site.site.slot_minutes, site.site.horizon_hours)
         capacity = self.capacity(grid, now)
         pinned = self.book.pinned(self.monotonic())
+        # with idle connectors counted, a station in doubt about its fallback
+        # limit draws up to its maximum whatever we send: fixed load
+        doubtful = self._fallback_doubtful() if self.book.count_idle else set()
         fixed: dict[str, float] = {}
         for cid, c in self.book.connectors.items():
             # not ours to plan: refused, unreachable, waiting, or a session we never saw
-            if c.active and (cid in pinned or cid not in self.sessions):
+            if c.active and (
+                cid in pinned
+                or cid not in self.sessions
+                or site.connectors[cid].station_id in doubtful
+            ):
                 fixed[cid] = self.book.worst_max(cid, now, grid)
         if self.book.count_idle:
+            restore = self.default_targets(now)
             for cid in site.connectors:
                 if not self.book.get(cid).active:
-                    fixed[cid] = self.book.worst_max(cid, now, grid)
+                    # an idle connector's own fallback goes back up to its share
+                    fixed[cid] = max(self.book.worst_max(cid, now, grid), restore.get(cid, 0.0))
         demands: list[SessionDemand] = []
         previous: dict[str, float] = {}
         slot = grid.step
@@ -999,6 +1129,7 @@ class Controller:
         targets = {
             cid: plan.schedule(cid) for cid in self.sessions if cid not in problem.fixed_load_a
         }
+        defaults = self.default_targets(self.clock(), plan, problem.fixed_load_a)
         model = self.load_model(plan.lines)
         cap = model.capacity(self.site, problem.capacity, grid)
         profile_ids: dict[int, int] = {}
@@ -1016,6 +1147,17 @@ class Controller:
                 number_phases=len(info.lines),
                 voltage_v=info.voltage_v,
                 max_periods=self.settings.max_periods,
+            )
+            return info.station_id, spec
+
+        def build_default(cid: str, limit: float) -> tuple[str, ChargingLimitSpec]:
+            info = self.site.connectors[cid]
+            spec = LimitSchedule.constant(now - timedelta(minutes=1), limit).to_spec(
+                LimitPurpose.TX_DEFAULT,
+                info.connector.id,
+                transaction_id=None,
+                number_phases=len(info.lines),
+                voltage_v=info.voltage_v,
             )
             return info.station_id, spec
 
@@ -1044,7 +1186,7 @@ class Controller:
                 pid = profile_ids.pop(id(spec), None)
                 if pid is not None:
                     rows.append((pid, result.outcome.value, result.detail))
-                if result.outcome is CommandOutcome.ACCEPTED:
+                if result.outcome is CommandOutcome.ACCEPTED and spec.purpose is LimitPurpose.TX:
                     self.limit_changed_at[cid] = at
                     s = self.sessions.get(cid)
                     if s is not None:
@@ -1065,6 +1207,8 @@ class Controller:
             on_sending=sending,
             on_answers=answered,
             answer_timeout_s=self.settings.answer_timeout_s,
+            defaults=defaults,
+            build_default=build_default,
         )
 
     # --- helpers -------------------------------------------------------------------------------

@@ -7,20 +7,24 @@ moment of a rollout:
 
 * `LimitBook` knows, per connector, the limit last accepted, the limits sent
   but not confirmed (a timeout may or may not have taken effect) and the
-  station's fallback (TxDefault) limit. Its *worst case* is the pointwise
+  fallback (TxDefault) limit in force there: the connector's own if it has
+  one, else the station's (connector 0). Its *worst case* is the pointwise
   maximum of all of these: what the connector may draw whatever happened.
   A connector without a running transaction counts at its fallback limit
   (``count_idle``: a car may plug in and draw it before the next plan) or,
-  if the service chooses so, at nothing.
+  if the service chooses so, at nothing. With ``count_idle`` a running
+  transaction counts at its fallback limit too: the moment it ends, that is
+  the limit in force, before any plan can follow.
 * `plan_rollout` turns a plan's targets into two steps: first every lowering
   (for a schedule that goes down in some slots and up in others, the pointwise
   minimum of old and new), then the raisings. Small changes are skipped
   (hysteresis: only the next ``near_slots`` slots count, later ones follow at
   the slot boundaries) when keeping the old limit is still within capacity. A
   running transaction without a profile of its own always gets one.
-* `run_rollout` sends the lowerings, waits for every answer, and only then
-  sends each raising that, added to the worst case of everything else, still
-  fits every limit it loads in every slot. A raising that does not fit is
+* `run_rollout` sends the lowerings (transaction profiles and connectors'
+  own fallback limits), waits for every answer, and only then sends each
+  raising that, added to the worst case of everything else, still fits every
+  limit it loads in every slot. A raising that does not fit is
   withheld and the next plan sorts it out. A station that has not answered
   within ``answer_timeout_s`` counts as not answering.
 * A connector whose station refuses, does not answer or asks us to wait
@@ -34,6 +38,7 @@ Everything but `run_rollout` is pure; `run_rollout` talks to a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -281,7 +286,11 @@ class ConnectorLimits:
     uncertain: list[LimitSchedule] = field(default_factory=list)
     """Sent, never confirmed or refused: possibly in force."""
     default_a: float | None = None
-    """The station's accepted fallback (TxDefault) limit."""
+    """The station's accepted fallback (TxDefault on connector 0) limit."""
+    own_default_a: float | None = None
+    """The connector's own accepted TxDefault limit (overrides the station's)."""
+    defaults_sent: list[float] = field(default_factory=list)
+    """TxDefault limits (either level) on their way: possibly in force."""
     pinned_until: float = -math.inf
     """Monotonic time before which the planner must treat it as fixed load."""
     pin_reason: PinReason | None = None
@@ -305,29 +314,42 @@ class LimitBook:
             c = self.connectors[cid] = ConnectorLimits()
         return c
 
+    def default_in_force(self, cid: str) -> float | None:
+        """The accepted TxDefault that applies: the connector's own, else the station's."""
+        c = self.get(cid)
+        return c.own_default_a if c.own_default_a is not None else c.default_a
+
+    def default_worst(self, cid: str) -> float:
+        """The TxDefault limit the connector may have (its maximum if none is known)."""
+        c = self.get(cid)
+        mx = self.site.connectors[cid].max_current_a
+        d = self.default_in_force(cid)
+        return min(mx, max([mx if d is None else d, *c.defaults_sent]))
+
     def base(self, cid: str) -> LimitSchedule | float:
         """Last accepted profile, else the fallback limit, else the connector's maximum."""
         c = self.get(cid)
         if c.accepted is not None:
             return c.accepted
-        if c.default_a is not None:
-            return c.default_a
-        return self.site.connectors[cid].max_current_a
+        return self.default_worst(cid)
 
-    def worst(self, cid: str, grid: TimeGrid) -> np.ndarray:
-        """What the connector may draw in each slot, whatever happened to our messages."""
+    def worst(self, cid: str, grid: TimeGrid, *, fallback: bool = True) -> np.ndarray:
+        """What the connector may draw in each slot, whatever happened to our messages.
+
+        ``fallback=False``: for a running transaction, only what its profiles allow.
+        """
         c = self.get(cid)
         if not c.active:
             if not self.count_idle:
                 return np.zeros(grid.slots)
-            idle = (
-                c.default_a if c.default_a is not None else self.site.connectors[cid].max_current_a
-            )
-            return np.full(grid.slots, float(idle))
+            return np.full(grid.slots, self.default_worst(cid))
         b = self.base(cid)
         out = b.on(grid) if isinstance(b, LimitSchedule) else np.full(grid.slots, float(b))
         for s in c.uncertain:
             out = np.maximum(out, s.on(grid))
+        if self.count_idle and fallback:
+            # the transaction may end at any moment: then its fallback is in force
+            out = np.maximum(out, self.default_worst(cid))
         return np.minimum(out, self.site.connectors[cid].max_current_a)
 
     def worst_all(self, grid: TimeGrid) -> dict[str, np.ndarray]:
@@ -376,27 +398,51 @@ class LimitBook:
             c.uncertain.clear()
             c.pinned_until, c.pin_reason, c.force_send = -math.inf, None, False
             return
+        self.pin(cid, result, mono_now, pin_s=pin_s)
+        # a profile in doubt stays uncertain: it may have taken effect (the
+        # adapter also says NOT_CONNECTED when the connection dropped after
+        # the profile went out)
+        if result.outcome not in (CommandOutcome.TIMEOUT, CommandOutcome.NOT_CONNECTED):
+            c.uncertain = [s for s in c.uncertain if s is not schedule]
+
+    def pin(self, cid: str, result: CommandResult, mono_now: float, *, pin_s: float) -> None:
+        """Leave the connector alone for a while after an answer other than accepted."""
+        c = self.get(cid)
         if result.outcome is CommandOutcome.TIMEOUT:
             c.pinned_until, c.pin_reason = mono_now + pin_s, PinReason.NO_ANSWER
-            return  # stays uncertain: it may have taken effect
-        with_removed = [s for s in c.uncertain if s is not schedule]
-        c.uncertain = with_removed
-        if result.outcome is CommandOutcome.RATE_LIMITED:
-            wait = result.retry_after_s if result.retry_after_s is not None else pin_s
-            c.pinned_until, c.pin_reason = mono_now + max(wait, 0.0), PinReason.RATE_LIMITED
         elif result.outcome is CommandOutcome.NOT_CONNECTED:
             c.pinned_until, c.pin_reason = mono_now + pin_s, PinReason.NOT_CONNECTED
+        elif result.outcome is CommandOutcome.RATE_LIMITED:
+            wait = result.retry_after_s if result.retry_after_s is not None else pin_s
+            c.pinned_until, c.pin_reason = mono_now + max(wait, 0.0), PinReason.RATE_LIMITED
         else:  # REJECTED, ERROR
             c.pinned_until, c.pin_reason = mono_now + pin_s, PinReason.REJECTED
 
-    def default_answered(self, cid: str, limit_a: float, result: CommandResult) -> None:
-        """The station's fallback limit: raised only once accepted, lowered at once
-        if unconfirmed (a lower limit in doubt counts as the higher one)."""
+    def default_sending(self, cid: str, limit_a: float) -> None:
+        """A TxDefault limit is on its way: until answered it may or may not be in force."""
+        self.get(cid).defaults_sent.append(limit_a)
+
+    def default_answered(
+        self, cid: str, limit_a: float, result: CommandResult, *, own: bool = False
+    ) -> None:
+        """A fallback limit (the connector's own, or the station's) counts once
+        accepted; one in doubt counts as the higher of the old and the new."""
         c = self.get(cid)
+        with contextlib.suppress(ValueError):
+            c.defaults_sent.remove(limit_a)
         if result.outcome is CommandOutcome.ACCEPTED:
-            c.default_a = limit_a
-        elif result.outcome is CommandOutcome.TIMEOUT and c.default_a is not None:
-            c.default_a = max(c.default_a, limit_a)  # it may have taken the higher one
+            if own:
+                c.own_default_a = limit_a
+            else:
+                c.default_a = limit_a
+        elif result.outcome in (CommandOutcome.TIMEOUT, CommandOutcome.NOT_CONNECTED):
+            # it may have taken effect (the connection may have dropped after it went out)
+            if own:
+                in_force = self.default_in_force(cid)
+                if in_force is not None and limit_a > in_force:
+                    c.own_default_a = limit_a
+            elif c.default_a is not None:
+                c.default_a = max(c.default_a, limit_a)
 
     def pinned(self, mono_now: float) -> dict[str, PinReason]:
         return {
@@ -445,12 +491,16 @@ def plan_rollout(
     cap: np.ndarray,
     hysteresis: Hysteresis = Hysteresis(),
     force: frozenset[str] = frozenset(),
+    current: Mapping[str, np.ndarray] | None = None,
 ) -> RolloutSteps:
     """Split the changes from ``worst`` (what may be in force) to ``targets``.
 
     ``worst`` covers every active connector; ``targets`` the ones the plan
     controls (per-slot A on ``grid``). ``cap`` is ``model.capacity(...)``.
+    ``current``: what the targets' profiles allow now, where that differs from
+    ``worst`` (a fallback limit counted on top does not change with them).
     """
+    current = worst if current is None else current
     lowerings: dict[str, np.ndarray] = {}
     raisings: dict[str, np.ndarray] = {}
     unchanged: list[str] = []
@@ -460,7 +510,7 @@ def plan_rollout(
     ids = list(targets)
     zeros = np.zeros(grid.slots)
     new_m = np.round(np.stack([np.asarray(targets[c], dtype=float) for c in ids]), 1)
-    old_m = np.stack([np.asarray(worst.get(c, zeros), dtype=float) for c in ids])
+    old_m = np.stack([np.asarray(current.get(c, zeros), dtype=float) for c in ids])
     diff = new_m - old_m
     near = slice(0, hysteresis.near_slots)
     zero_cross = np.any((old_m[:, near] > EPS) != (new_m[:, near] > EPS), axis=1)
@@ -489,7 +539,7 @@ def plan_rollout(
         for cid in small_lowerings:
             if over & {f for f, _ in model.members.get(cid, ())}:
                 new = np.round(np.asarray(targets[cid], dtype=float), 1)
-                lowerings[cid] = np.minimum(worst.get(cid, zeros), new)
+                lowerings[cid] = np.minimum(current.get(cid, zeros), new)
                 unchanged.remove(cid)
     return RolloutSteps(lowerings, raisings, tuple(unchanged))
 
@@ -527,6 +577,8 @@ class StationGateway(Protocol):
 SpecBuilder = Callable[[str, LimitSchedule], tuple[str, ChargingLimitSpec] | None]
 """Connector, schedule → (station id, profile), or None if it cannot be sent now
 (e.g. no transaction id known)."""
+DefaultBuilder = Callable[[str, float], tuple[str, ChargingLimitSpec]]
+"""Connector, limit → (station id, the connector's own TxDefault profile)."""
 
 
 @dataclass
@@ -571,8 +623,15 @@ async def run_rollout(
     on_answers: Answers | None = None,
     concurrency: int = 256,
     answer_timeout_s: float = 15.0,
+    defaults: Mapping[str, float] | None = None,
+    build_default: DefaultBuilder | None = None,
 ) -> RolloutReport:
-    """Send the lowerings, await every answer, then the raisings that still fit."""
+    """Send the lowerings, await every answer, then the raisings that still fit.
+
+    ``defaults``: connector → the TxDefault limit it should have of its own
+    (``build_default`` makes the profile). Lowered with the lowerings, raised
+    with the raisings when the raise fits; raised only by a meaningful step.
+    """
     report = RolloutReport(started=clock())
     active_targets = {cid: v for cid, v in targets.items() if book.get(cid).active}
     # a running transaction without a profile of its own always gets one: its
@@ -580,7 +639,10 @@ async def run_rollout(
     force = frozenset(
         cid for cid in active_targets if book.get(cid).force_send or book.get(cid).accepted is None
     )
-    steps = plan_rollout(grid, book.worst_all(grid), active_targets, model, cap, hysteresis, force)
+    profiles = {cid: book.worst(cid, grid, fallback=False) for cid in active_targets}
+    steps = plan_rollout(
+        grid, book.worst_all(grid), active_targets, model, cap, hysteresis, force, profiles
+    )
     report.unchanged = len(steps.unchanged)
     sem = asyncio.Semaphore(concurrency)
     station_locks: dict[str, asyncio.Lock] = {}
@@ -630,14 +692,76 @@ async def run_rollout(
             )
         return ok
 
-    report.lowered = await send_batch(
-        [(cid, v) for cid, v in steps.lowerings.items() if book.get(cid).active]
+    async def send_defaults(items: list[tuple[str, float]]) -> int:
+        if not items or build_default is None:
+            return 0
+        built = [(cid, limit, *build_default(cid, limit)) for cid, limit in items]
+        if on_sending is not None:
+            on_sending([(cid, sid, spec) for cid, _, sid, spec in built])
+        for cid, limit, _, _ in built:
+            book.default_sending(cid, limit)
+        results = await asyncio.gather(*(call(sid, spec) for _, _, sid, spec in built))
+        ok = 0
+        now = clock()
+        for (cid, limit, _, _), result in zip(built, results, strict=True):
+            book.default_answered(cid, limit, result, own=True)
+            if result.outcome is CommandOutcome.ACCEPTED:
+                ok += 1
+            else:
+                # left alone like a refused profile: the next plan reserves its worst case
+                book.pin(cid, result, now, pin_s=pin_s)
+                report.failed[cid] = result.outcome
+        report.accepted += ok
+        if on_answers is not None:
+            on_answers(
+                [
+                    (cid, LimitSchedule.constant(spec.start, limit), spec, r)
+                    for (cid, limit, _, spec), r in zip(built, results, strict=True)
+                ]
+            )
+        return ok
+
+    default_low: list[tuple[str, float]] = []
+    default_high: list[tuple[str, float]] = []
+    for cid, limit in (defaults or {}).items():
+        cur = book.default_worst(cid)
+        if limit < cur - EPS:
+            default_low.append((cid, limit))
+        elif limit > cur + max(hysteresis.min_change_a, EPS) - EPS:
+            default_high.append((cid, limit))
+
+    lowered = await asyncio.gather(
+        send_batch([(cid, v) for cid, v in steps.lowerings.items() if book.get(cid).active]),
+        send_defaults(default_low),
     )
+    report.lowered = sum(lowered)
 
     # raisings: each checked against the worst case *now* (answers and new
     # arrivals included) plus the raisings already admitted before it
     worst = book.worst_all(grid)
     load = model.load(worst, grid.slots)
+
+    def admit(cid: str, new: np.ndarray) -> None:
+        old = worst.get(cid, np.zeros(grid.slots))
+        delta = np.maximum(new - old, 0.0)
+        for f, coef in model.members.get(cid, ()):
+            load[f] += coef * delta
+        worst[cid] = np.maximum(old, new)
+
+    # restoring a fallback first: the plan reserved it
+    default_batch: list[tuple[str, float]] = []
+    for cid, limit in default_high:
+        if cid in report.failed:
+            continue
+        c = book.get(cid)
+        if not c.active and not book.count_idle:
+            continue
+        new = np.maximum(worst.get(cid, np.zeros(grid.slots)), limit)
+        if not raise_fits(cid, new, worst, model, cap, load):
+            report.withheld.append(cid)
+            continue
+        admit(cid, new)
+        default_batch.append((cid, limit))
     batch: list[tuple[str, np.ndarray]] = []
     for cid, new in steps.raisings.items():
         c = book.get(cid)
@@ -646,36 +770,44 @@ async def run_rollout(
         if not raise_fits(cid, new, worst, model, cap, load):
             report.withheld.append(cid)
             continue
-        old = worst.get(cid, np.zeros(grid.slots))
-        delta = np.maximum(new - old, 0.0)
-        for f, coef in model.members.get(cid, ()):
-            load[f] += coef * delta
-        worst[cid] = np.maximum(old, new)
+        admit(cid, new)
         batch.append((cid, new))
-    report.raised = await send_batch(batch)
+    raised = await asyncio.gather(send_batch(batch), send_defaults(default_batch))
+    report.raised = sum(raised)
     report.finished = clock()
     return report
 
 
-def fallback_limits(site: Site, capacity_a: Mapping[str, float] | None = None) -> dict[str, float]:
+def fallback_limits(
+    site: Site,
+    capacity_a: Mapping[str, float] | None = None,
+    fixed: Mapping[str, float] | None = None,
+) -> dict[str, float]:
     """Per station: a TxDefault limit (A per line) such that, summed over the
     stations of any group, the fallback capacity is kept on every line, in kW
     and for weighted groups, even with every connector drawing it.
 
     ``capacity_a`` overrides a group's fallback per-line limit (e.g. a DSO's
-    fallback forecast). A share below a connector's minimum current becomes 0.
+    fallback forecast). ``fixed``: connector → what it is assumed to draw
+    whatever we send (its station refused or did not answer its fallback
+    limit); that is taken off the capacity the others share, and its station
+    gets no limit here. A share below a connector's minimum current becomes 0.
     """
     overrides = capacity_a or {}
+    fixed = fixed or {}
     conns = site.connectors
     share: dict[str, float] = {cid: info.max_current_a for cid, info in conns.items()}
     for g in site.groups:
         if g.weights is not None:
             members = site.weighted_members(g)
-            total_w = sum(members.values())
+            total_w = sum(w for cid, w in members.items() if cid not in fixed)
             limit = overrides.get(g.id, g.limit_a)
             if limit is not None and total_w > 0:
+                left = max(
+                    0.0, limit - sum(w * fixed[cid] for cid, w in members.items() if cid in fixed)
+                )
                 for cid in members:
-                    share[cid] = min(share[cid], limit / total_w)
+                    share[cid] = min(share[cid], left / total_w)
             continue
         under = list(site.connectors_under(g.id))
         if not under:
@@ -685,16 +817,20 @@ def fallback_limits(site: Site, capacity_a: Mapping[str, float] | None = None) -
             limit_a = g.fallback_limit_a if g.fallback_limit_a is not None else g.limit_a
         if limit_a is not None:
             for line in LINES:
-                on_line = [i for i in under if line in i.lines]
+                on_line = [i for i in under if line in i.lines and i.key not in fixed]
+                taken = sum(fixed[i.key] for i in under if line in i.lines and i.key in fixed)
                 for i in on_line:
-                    share[i.key] = min(share[i.key], limit_a / len(on_line))
+                    share[i.key] = min(share[i.key], max(0.0, limit_a - taken) / len(on_line))
         if g.limit_kw is not None:
-            kw_per_a = sum(i.kw_per_amp() for i in under)
+            kw_per_a = sum(i.kw_per_amp() for i in under if i.key not in fixed)
+            taken_kw = sum(i.kw_per_amp() * fixed[i.key] for i in under if i.key in fixed)
             if kw_per_a > 0:
                 for i in under:
-                    share[i.key] = min(share[i.key], g.limit_kw / kw_per_a)
+                    share[i.key] = min(share[i.key], max(0.0, g.limit_kw - taken_kw) / kw_per_a)
     out: dict[str, float] = {}
     for cid, info in conns.items():
+        if cid in fixed:
+            continue
         a = math.floor(share[cid] * 10 + 1e-9) / 10
         if a < info.connector.min_current_a - EPS:
             a = 0.0

@@ -19,12 +19,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from gridshare.commands.demo import Car, LocalStations
 from gridshare.config import GridshareConfig, parse_config
 from gridshare.controller import ControllerSettings
 from gridshare.service import EventSink, Service, controller_settings
 from tests.api.conftest import READ_TOKEN, WRITE_TOKEN
 from tests.api.fake_backend import SITE
+from tests.service.local_stations import Car, LocalStations
 
 T = TypeVar("T")
 

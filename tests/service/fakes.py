@@ -2,9 +2,12 @@
 
 `FakeGateway` plays every station: it answers (or not) as each station's
 behaviour says, applies what it accepts, and keeps the limit in force per
-connector as a station computes it (TxProfile, else TxDefault, else the
-connector's maximum), with every change time-stamped. `check` measures the
-sum of limits in force per family at every change.
+connector as a station computes it (TxProfile, else the connector's own
+TxDefault, else the station's on connector 0, else the connector's maximum),
+with every change time-stamped. Snapshots hold the connectors with a running
+transaction, or every connector (``count_idle``: an idle connector's limit is
+what a car plugging in gets). `worst_excess` measures the sum of limits in
+force per family at every change.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ class FakeGateway:
     retry_after_s: float = 30.0
     tx: dict[str, LimitSchedule] = field(default_factory=dict)
     default: dict[str, float] = field(default_factory=dict)
+    """Station → its TxDefault on connector 0."""
+    own_default: dict[str, float] = field(default_factory=dict)
+    """Connector → its own TxDefault."""
+    count_idle: bool = False
+    """Snapshots hold every connector, not only those with a transaction."""
     active: set[str] = field(default_factory=set)
     log: list[tuple[float, str, str, ChargingLimitSpec, CommandOutcome]] = field(
         default_factory=list
@@ -59,15 +67,16 @@ class FakeGateway:
     def in_force(self, cid: str) -> LimitSchedule | float:
         if cid in self.tx:
             return self.tx[cid]
+        if cid in self.own_default:
+            return self.own_default[cid]
         sid = cid.split("/", 1)[0]
         if sid in self.default:
             return self.default[sid]
         return self.site.connectors[cid].max_current_a
 
     def _snapshot(self) -> None:
-        self.snapshots.append(
-            (time.monotonic(), {cid: self.in_force(cid) for cid in sorted(self.active)})
-        )
+        cids = self.site.connectors if self.count_idle else self.active
+        self.snapshots.append((time.monotonic(), {cid: self.in_force(cid) for cid in sorted(cids)}))
 
     def start(self, cid: str) -> None:
         self.active.add(cid)
@@ -116,6 +125,8 @@ class FakeGateway:
     def _apply(self, station_id: str, spec: ChargingLimitSpec) -> None:
         if spec.purpose is LimitPurpose.TX:
             self.tx[f"{station_id}/{spec.connector}"] = schedule_from_spec(spec)
+        elif spec.purpose is LimitPurpose.TX_DEFAULT and spec.connector > 0:
+            self.own_default[f"{station_id}/{spec.connector}"] = spec.periods[0].limit_a
         elif spec.purpose is LimitPurpose.TX_DEFAULT:
             self.default[station_id] = spec.periods[0].limit_a
         self._snapshot()

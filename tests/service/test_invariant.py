@@ -3,10 +3,11 @@
 Cars arrive and leave, meter values come in (cars drawing less, one phase),
 stations start refusing, stop answering or ask us to wait, the operator cuts
 and restores the limit. After every event the limits in force at the fake
-stations (a car that plugs in counts at its station's fallback limit at once)
-never exceed the group's capacity or, where that was already exceeded (a cut,
-stations that do not obey), what was in force before; capacity is met once the
-rollout is done whenever every station obeys.
+stations (every connector: an idle one at its fallback limit, which a car that
+plugs in, or a transaction that ends, gets at once) never exceed the group's
+capacity or, where that was already exceeded (a cut, stations that do not
+obey), what was in force before; capacity is met once the rollout is done
+whenever every station obeys.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ actions = st.one_of(
 
 
 async def run(steps: list[tuple], db: Path) -> None:
-    gw = FakeGateway(SITE, retry_after_s=0.05)
+    gw = FakeGateway(SITE, retry_after_s=0.05, count_idle=True)
     store = SqliteStore(db)
     t = [NOW]
     ctl = Controller(

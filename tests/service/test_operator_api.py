@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from gridshare.api.schemas import ChangeKind
-from gridshare.commands.demo import Car, LocalStations
 from gridshare.config import GridshareConfig, parse_config
 from gridshare.controller import ControllerSettings
 from gridshare.service import (
@@ -29,6 +28,7 @@ from gridshare.service import (
     controller_settings,
 )
 from ocpp_adapter.events import CommandOutcome, CommandResult, StationCapabilities
+from tests.service.local_stations import Car, LocalStations
 from tests.service.sites import NOW
 
 READ_TOKEN = "read-token-0123456789"

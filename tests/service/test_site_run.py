@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from gridshare.commands.demo import Car, LocalStations
 from gridshare.config import GridshareConfig, parse_config
 from gridshare.controller import ControllerSettings
 from gridshare.service import EventSink, Service, controller_settings
 from ocpp_adapter.events import ChargingLimitSpec, CommandOutcome, CommandResult
 from optimizer.problem import TimeGrid
 from optimizer.site import LINES
+from tests.service.local_stations import Car, LocalStations
 from tests.service.sites import NOW
 
 
