@@ -56,6 +56,9 @@ class ServerConfig(_Strict):
     """``sqlite:///path.db``; default: a SQLite file next to the config."""
     authorize_id_tags: list[str] | None = None
     """Allow-list for Authorize; None accepts every idTag."""
+    meter_interval_s: Annotated[int, Field(ge=1)] = 10
+    """Meter value sampling the stations are configured for (re-planning reacts to it)."""
+    heartbeat_interval_s: Annotated[int, Field(ge=10)] = 300
 
 
 class ApiToken(_Strict):

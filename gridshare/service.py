@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -122,28 +123,28 @@ class ServiceError(Exception):
 
 
 def central_system_factory(
-    config: GridshareConfig, port: int, host: str, sink: EventSink
+    config: GridshareConfig,
+    port: int,
+    host: str,
+    sink: EventSink,
+    clock: Callable[[], datetime] | None = None,
 ) -> Gateway:
-    """The OCPP adapter's central system (``ocpp_adapter.central_system``)."""
-    central_system = _find_central_system()
+    """The OCPP adapter's central system, on the service's clock (profiles carry
+    absolute times, so the demo's fast clock must reach them)."""
+    from ocpp_adapter import AdapterSettings, CentralSystem
+
     server = config.server.model_copy(update={"ocpp_port": port, "host": host})
-    cs = central_system(config.model_copy(update={"server": server}), sink)
+    settings = AdapterSettings(
+        meter_interval_s=config.server.meter_interval_s,
+        heartbeat_interval_s=config.server.heartbeat_interval_s,
+    )
+    cs = CentralSystem(
+        config.model_copy(update={"server": server}),
+        sink,
+        settings=settings,
+        **({"clock": clock} if clock is not None else {}),
+    )
     return _CentralSystemGateway(cs)
-
-
-def _find_central_system() -> Any:
-    """The adapter's ``CentralSystem`` class, wherever the package exports it."""
-    import importlib
-
-    for name in ("ocpp_adapter", "ocpp_adapter.central_system", "ocpp_adapter.server"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        cls = getattr(module, "CentralSystem", None)
-        if cls is not None:
-            return cls
-    raise ServiceError("the OCPP central system (ocpp_adapter.CentralSystem) is not available")
 
 
 class _CentralSystemGateway:
@@ -251,7 +252,7 @@ class Service:
         host: str | None = None,
         ocpp_port: int | None = None,
         http_port: int | None = None,
-        gateway_factory: GatewayFactory = central_system_factory,
+        gateway_factory: GatewayFactory | None = None,
         capacity: CapacityProvider = static_capacity,
         settings: ControllerSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -262,7 +263,9 @@ class Service:
         self.host = host or config.server.host
         self._ocpp_port = config.server.ocpp_port if ocpp_port is None else ocpp_port
         self._http_port = config.server.http_port if http_port is None else http_port
-        self.gateway_factory = gateway_factory
+        self.gateway_factory: GatewayFactory = gateway_factory or functools.partial(
+            central_system_factory, clock=clock
+        )
         self.capacity = capacity
         self.settings = settings or controller_settings(config)
         self.clock = clock

@@ -11,11 +11,10 @@ A live view shows, per group and line, the capacity against the sum of limits
 in force and the current measured, and per connector the limit, draw and
 energy. At the end it prints a summary and writes a plot (PNG).
 
-The stations are simulated in this process and speak to the service through
-the same gateway interface the OCPP central system offers (limits in,
-events out), obeying the limit in force as a station computes it: the
-transaction's profile, else the station's TxDefault, never more than the car
-takes.
+The stations are simulated OCPP clients (half of them 1.6J, half 2.0.1) that
+connect to the service's central system over WebSockets on loopback and obey
+the limit in force as a station computes it from its charging profiles; the
+DSO speaks OSCP 2.0 over HTTP. Everything a site would run, on one machine.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -47,274 +47,87 @@ from gridshare.config import (
     load_config,
 )
 from gridshare.controller import static_capacity
-from gridshare.rollout import LimitSchedule, schedule_from_spec
-from gridshare.service import EventSink, Service, StationInfo
-from ocpp_adapter.events import (
-    ChargingLimitSpec,
-    CommandOutcome,
-    CommandResult,
-    LimitPurpose,
-    MeterReading,
-    SessionEnded,
-    SessionStarted,
-    StationBooted,
-    StationConnected,
-)
+from gridshare.service import Service
+from gridshare.simulators.ev import EvSpec
+from gridshare.simulators.stations import SimStationSpec, StationFleet, specs_from_site
 from optimizer.problem import Capacity, TimeGrid
-from optimizer.site import LINES, ConnectorInfo, Site
+from optimizer.site import LINES, Site
 
-METER_INTERVAL_S = 30.0
+METER_INTERVAL_S = 60
 """Simulated seconds between two meter values of a connector."""
 
 
-@dataclass
-class Car:
-    battery_kwh: float
-    soc: float
-    max_a: float
-    phases: int
+@dataclass(frozen=True)
+class Arrival:
+    connector_id: str
+    ev: EvSpec
     arrives: datetime
     departs: datetime
     id_tag: str
 
 
 @dataclass
-class Port:
-    info: ConnectorInfo
-    car: Car | None = None
-    tx: str | None = None
-    profile: LimitSchedule | None = None
-    drawn_a: float = 0.0
-    register_wh: float = 0.0
-    last_meter: datetime | None = None
-    session_wh: float = 0.0
+class Cars:
+    """Plugs the cars in and out of the simulated stations on schedule."""
 
+    fleet: StationFleet
+    pending: list[Arrival]
+    plugged: dict[str, tuple[Arrival, float]] = field(default_factory=dict)
+    """Connector → (its car, the register when it plugged in)."""
+    finished_wh: float = 0.0
+    arrived: int = 0
 
-@dataclass
-class LocalStations:
-    """Every station of the site, simulated in-process behind the gateway interface."""
-
-    site: Site
-    sink: EventSink
-    clock: Callable[[], datetime]
-    cars: list[tuple[str, Car]]
-    ports: dict[str, Port] = field(default_factory=dict)
-    defaults: dict[str, float] = field(default_factory=dict)
-    sent: int = 0
-    finished: list[tuple[str, float]] = field(default_factory=list)
-    commands: list[tuple[str, str, tuple[Any, ...]]] = field(default_factory=list)
-    """(station, command, arguments) of every operator command received."""
-    unavailable: set[str] = field(default_factory=set)
-    """Connectors (or ``STATION/0``) set inoperative."""
-    _tx_counter: int = 0
-
-    def __post_init__(self) -> None:
-        self.ports = {cid: Port(info) for cid, info in self.site.connectors.items()}
-        self.cars.sort(key=lambda x: x[1].arrives)
-
-    @property
-    def port(self) -> int:
-        return 0
-
-    async def start(self) -> None:
-        now = self.clock()
-        for ch in self.site.chargers:
-            await self.sink(StationConnected(ch.id, "ocpp1.6", now))
-            await self.sink(StationBooted(ch.id, "gridshare", "demo-station", now))
-
-    async def stop(self) -> None:
-        return None
-
-    async def set_limit(self, station_id: str, spec: ChargingLimitSpec) -> CommandResult:
-        self.sent += 1
-        if spec.purpose is LimitPurpose.TX_DEFAULT:
-            self.defaults[station_id] = spec.periods[0].limit_a
-        elif spec.purpose is LimitPurpose.TX:
-            port = self.ports.get(f"{station_id}/{spec.connector}")
-            if port is None or port.tx != spec.transaction_id:
-                return CommandResult(CommandOutcome.REJECTED, "no such transaction")
-            port.profile = schedule_from_spec(spec)
-        return CommandResult(CommandOutcome.ACCEPTED)
-
-    async def clear_limit(self, station_id: str, connector: int) -> CommandResult:
-        port = self.ports.get(f"{station_id}/{connector}")
-        if port is not None:
-            port.profile = None
-        return CommandResult(CommandOutcome.ACCEPTED)
-
-    def stations(self) -> list[StationInfo]:
-        return [
-            StationInfo(
-                ch.id,
-                connected=True,
-                protocol="ocpp1.6",
-                vendor="gridshare",
-                model="demo-station",
-                capabilities=("SmartCharging", "RemoteTrigger"),
-            )
-            for ch in self.site.chargers
-        ]
-
-    async def remote_start(
-        self,
-        station_id: str,
-        connector: int,
-        id_tag: str,
-        spec: ChargingLimitSpec | None = None,
-    ) -> CommandResult:
-        self.commands.append((station_id, "remote_start", (connector, id_tag)))
-        cid = f"{station_id}/{connector}"
-        port = self.ports.get(cid)
-        if port is None or port.car is not None or cid in self.unavailable:
-            return CommandResult(CommandOutcome.REJECTED, "connector busy or unavailable")
-        now = self.clock()
-        car = Car(
-            60.0,
-            0.3,
-            port.info.max_current_a,
-            len(port.info.lines),
-            now,
-            now + timedelta(hours=8),
-            id_tag,
-        )
-        await self._plug_in(cid, port, car, now)
-        if spec is not None:
-            port.profile = schedule_from_spec(spec)
-        return CommandResult(CommandOutcome.ACCEPTED)
-
-    async def remote_stop(self, station_id: str, transaction_id: str) -> CommandResult:
-        self.commands.append((station_id, "remote_stop", (transaction_id,)))
-        for cid, port in self.ports.items():
-            if port.info.station_id == station_id and port.tx == transaction_id:
-                await self._unplug(cid, port, self.clock(), "Remote")
-                return CommandResult(CommandOutcome.ACCEPTED)
-        return CommandResult(CommandOutcome.REJECTED, "no such transaction")
-
-    async def trigger_message(
-        self, station_id: str, message: str, connector: int | None = None
-    ) -> CommandResult:
-        self.commands.append((station_id, "trigger_message", (message, connector)))
-        if message != "MeterValues":
-            return CommandResult(CommandOutcome.REJECTED, f"{message} not implemented")
-        now = self.clock()
-        for cid, port in self.ports.items():
-            if port.info.station_id != station_id or port.tx is None:
-                continue
-            if connector is None or port.info.connector.id == connector:
-                await self.sink(self._reading(cid, port, now))
-        return CommandResult(CommandOutcome.ACCEPTED)
-
-    async def reset(self, station_id: str, hard: bool = False) -> CommandResult:
-        self.commands.append((station_id, "reset", (hard,)))
-        return CommandResult(CommandOutcome.ACCEPTED)
-
-    async def change_availability(
-        self, station_id: str, connector: int, operative: bool
-    ) -> CommandResult:
-        self.commands.append((station_id, "change_availability", (connector, operative)))
-        key = f"{station_id}/{connector}"
-        if operative:
-            self.unavailable.discard(key)
-        else:
-            self.unavailable.add(key)
-        return CommandResult(CommandOutcome.ACCEPTED)
-
-    async def _plug_in(self, cid: str, port: Port, car: Car, now: datetime) -> None:
-        self._tx_counter += 1
-        port.car, port.tx = car, str(self._tx_counter)
-        port.profile, port.drawn_a, port.session_wh = None, 0.0, 0.0
-        await self.sink(SessionStarted(cid, port.tx, car.id_tag, port.register_wh, now))
-
-    async def _unplug(self, cid: str, port: Port, now: datetime, reason: str) -> None:
-        assert port.tx is not None
-        await self.sink(SessionEnded(port.tx, port.register_wh, now, reason, connector_id=cid))
-        self.finished.append((cid, port.session_wh))
-        port.car = port.tx = port.profile = None
-        port.drawn_a = 0.0
-
-    def _reading(self, cid: str, port: Port, now: datetime) -> MeterReading:
-        lines = min(port.car.phases, len(port.info.lines)) if port.car else len(port.info.lines)
-        amps = {
-            f"L{i + 1}": round(port.drawn_a if i < lines else 0.0, 2)
-            for i in range(len(port.info.lines))
-        }
-        return MeterReading(
-            cid,
-            now,
-            transaction_id=port.tx,
-            current_a=amps,
-            current_offered_a=self.limit(cid, now),
-            total_power_w=round(port.drawn_a * port.info.voltage_v * lines, 1),
-            energy_wh=round(port.register_wh, 1),
-            soc_pct=None if port.car is None else round(port.car.soc * 100, 1),
-        )
-
-    def limit(self, cid: str, now: datetime) -> float:
-        port = self.ports[cid]
-        if port.profile is not None:
-            a = port.profile.at(now)
-        else:
-            a = self.defaults.get(port.info.station_id, port.info.max_current_a)
-        return min(a, port.info.max_current_a)
-
-    async def tick(self, now: datetime, dt_s: float) -> None:
-        while self.cars and self.cars[0][1].arrives <= now:
-            cid, car = self.cars.pop(0)
-            port = self.ports[cid]
-            if port.car is not None:
-                continue
-            await self._plug_in(cid, port, car, now)
-        for cid, port in self.ports.items():
-            current = port.car
-            if current is None or port.tx is None:
-                continue
-            car = current
+    def tick(self, now: datetime) -> None:
+        for cid, (car, wh0) in list(self.plugged.items()):
             if now >= car.departs:
-                await self._unplug(cid, port, now, "EVDisconnected")
+                self.finished_wh += self.fleet.energy_wh(cid) - wh0
+                self.fleet.unplug(cid)
+                del self.plugged[cid]
+        while self.pending and self.pending[0].arrives <= now:
+            car = self.pending.pop(0)
+            if car.connector_id in self.plugged:
                 continue
-            limit = self.limit(cid, now)
-            taper = 1.0 if car.soc < 0.8 else max(0.0, (1.0 - car.soc) / 0.2)
-            want = min(car.max_a * taper, port.info.max_current_a)
-            target = min(limit, want) if limit >= port.info.connector.min_current_a else 0.0
-            port.drawn_a += (target - port.drawn_a) * min(1.0, dt_s / 10.0)
-            lines = min(car.phases, len(port.info.lines))
-            wh = port.drawn_a * port.info.voltage_v * lines * dt_s / 3600.0
-            port.register_wh += wh
-            port.session_wh += wh
-            car.soc = min(1.0, car.soc + wh / 1000.0 / car.battery_kwh)
-            if port.last_meter is None or (now - port.last_meter).total_seconds() >= (
-                METER_INTERVAL_S
-            ):
-                port.last_meter = now
-                await self.sink(self._reading(cid, port, now))
+            self.plugged[car.connector_id] = (car, self.fleet.energy_wh(car.connector_id))
+            self.fleet.plug_in(
+                car.connector_id,
+                car.ev,
+                departure=car.departs,
+                energy_wh=car.ev.battery_kwh * (car.ev.soc_target - car.ev.soc_start) * 1000,
+                id_tag=car.id_tag,
+            )
+            self.arrived += 1
 
-    def lines_of(self, cid: str) -> tuple[str, ...]:
-        port = self.ports[cid]
-        n = min(port.car.phases, len(port.info.lines)) if port.car else len(port.info.lines)
-        return tuple(x.value for x in port.info.lines[:n])
+    def session_wh(self, cid: str) -> float:
+        return self.fleet.energy_wh(cid) - self.plugged[cid][1]
+
+    def delivered_kwh(self) -> float:
+        return (self.finished_wh + sum(self.session_wh(c) for c in self.plugged)) / 1000
 
 
-def make_cars(site: Site, start: datetime, span: timedelta, seed: int) -> list[tuple[str, Car]]:
+def make_cars(site: Site, start: datetime, span: timedelta, seed: int) -> list[Arrival]:
     rng = random.Random(seed)
     out = []
     for k, (cid, info) in enumerate(site.connectors.items()):
         bus = info.max_current_a >= 32 and len(info.lines) == 3
         arrives = start + span * 0.45 * rng.random()
-        out.append(
-            (
-                cid,
-                Car(
-                    battery_kwh=rng.choice([120.0, 200.0]) if bus else rng.choice([50.0, 75.0]),
-                    soc=rng.uniform(0.15, 0.6),
-                    max_a=32.0 if bus else rng.choice([16.0, 32.0]),
-                    phases=1 if (not bus and rng.random() < 0.3) else 3,
-                    arrives=arrives,
-                    departs=arrives + timedelta(hours=rng.uniform(3.0, 10.0)),
-                    id_tag=f"fleet-{k:02d}",
-                ),
-            )
+        ev = EvSpec(
+            battery_kwh=rng.choice([120.0, 200.0]) if bus else rng.choice([50.0, 75.0]),
+            soc_start=rng.uniform(0.15, 0.6),
+            max_current_a=32.0 if bus else rng.choice([16.0, 32.0]),
+            phases=1 if (not bus and rng.random() < 0.3) else 3,
         )
-    return out
+        departs = arrives + timedelta(hours=rng.uniform(3.0, 10.0))
+        out.append(Arrival(cid, ev, arrives, departs, f"fleet-{k:02d}"))
+    return sorted(out, key=lambda a: a.arrives)
+
+
+def station_specs(site: Site) -> list[SimStationSpec]:
+    """One simulated station per charger, alternating OCPP 1.6J and 2.0.1."""
+    specs = specs_from_site(site, meter_interval_s=METER_INTERVAL_S)
+    return [
+        dataclasses.replace(spec, version="2.0.1" if k % 2 else "1.6")
+        for k, spec in enumerate(specs)
+    ]
 
 
 @dataclass
@@ -347,8 +160,16 @@ class Sample:
     measured: dict[str, dict[str, float]]
 
 
-def sample(service: Service, stations: LocalStations, cut: EveningCut, now: datetime) -> Sample:
-    site = stations.site
+def car_lines(site: Site, cars: Cars, cid: str) -> tuple[str, ...]:
+    """The site lines a connector's limit loads: all it is wired to, or only
+    those a plugged-in one-phase car uses."""
+    lines = tuple(x.value for x in site.connectors[cid].lines)
+    plugged = cars.plugged.get(cid)
+    return lines[: plugged[0].ev.phases] if plugged else lines
+
+
+def sample(service: Service, cars: Cars, now: datetime) -> Sample:
+    site = service.config.site
     ctl = service.controller
     assert ctl is not None
     grid = TimeGrid.covering(now, site.site.slot_minutes, 1)
@@ -356,21 +177,21 @@ def sample(service: Service, stations: LocalStations, cut: EveningCut, now: date
     capacity = {g.id: float(cap.limit_a[g.id][0]) for g in site.groups if g.id in cap.limit_a}
     limits = {g.id: dict.fromkeys((x.value for x in LINES), 0.0) for g in site.groups}
     measured = {g.id: dict.fromkeys((x.value for x in LINES), 0.0) for g in site.groups}
-    for cid, port in stations.ports.items():
-        if port.car is None:
-            continue
-        lim = stations.limit(cid, now)
-        car_lines = stations.lines_of(cid)
-        for gid in port.info.ancestors:
-            # a limit loads the lines the car uses (a 1-phase car on a
-            # 3-phase connector loads one), as the planner learned them
-            for name in car_lines:
-                limits[gid][name] += lim
-                measured[gid][name] += port.drawn_a
+    fleet = cars.fleet
+    for cid, info in site.connectors.items():
+        # every connector counts, idle ones too: a car may plug in at any moment
+        limit = fleet.limit_in_force(cid)
+        wired = tuple(x.value for x in info.lines)
+        drawn = fleet.draw(cid)
+        for gid in info.ancestors:
+            for name in car_lines(site, cars, cid):
+                limits[gid][name] += limit
+            for k, name in enumerate(wired):
+                measured[gid][name] += drawn.get(f"L{k + 1}", 0.0)
     return Sample(now, capacity, limits, measured)
 
 
-def render(service: Service, stations: LocalStations, s: Sample, speed: float) -> Any:
+def render(service: Service, cars: Cars, s: Sample, speed: float) -> Any:
     from rich.console import Group
     from rich.table import Table
 
@@ -391,27 +212,29 @@ def render(service: Service, stations: LocalStations, s: Sample, speed: float) -
             style=style,
         )
     conns = Table(expand=False)
-    for col in ("connector", "limit A", "planned A", "draw A", "kWh", "SoC %", "departs"):
+    for col in ("connector", "OCPP", "limit A", "planned A", "draw A", "kWh", "SoC %", "departs"):
         conns.add_column(col)
     plan = ctl.plan
-    for cid, port in stations.ports.items():
-        if port.car is None:
-            continue
+    fleet = cars.fleet
+    for cid, (car, _) in sorted(cars.plugged.items()):
         planned = plan.now_a(cid) if plan is not None and cid in plan.connector_ids else 0.0
+        soc = fleet.soc(cid)
         conns.add_row(
             cid,
-            f"{stations.limit(cid, s.at):.1f}",
+            fleet.station(cid.split("/")[0]).spec.version,
+            f"{fleet.limit_in_force(cid):.1f}",
             f"{planned:.1f}",
-            f"{port.drawn_a:.1f}",
-            f"{port.session_wh / 1000:.1f}",
-            f"{port.car.soc * 100:.0f}",
-            f"{port.car.departs:%H:%M}",
+            f"{max(fleet.draw(cid).values(), default=0.0):.1f}",
+            f"{cars.session_wh(cid) / 1000:.1f}",
+            f"{soc * 100:.0f}" if soc is not None else "-",
+            f"{car.departs:%H:%M}",
         )
     status = plan.status.value if plan is not None else "-"
     footer = (
         f"{(service.oscp and 'capacity from the DSO over OSCP; ') or ''}"
         f"plans {ctl.plans}, last {status} in "
-        f"{plan.solve_ms if plan else 0:.0f} ms; profiles sent {stations.sent}"
+        f"{plan.solve_ms if plan else 0:.0f} ms; OCPP calls to stations "
+        f"{fleet.stats.calls_received}"
     )
     return Group(groups, conns, footer)
 
@@ -532,16 +355,9 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
     span = timedelta(seconds=args.duration * speed)
     root = site.root
     cut = EveningCut(root.id, (root.limit_a or 400.0) * 0.5, sim0 + span * 0.3, sim0 + span * 0.75)
-    holder: list[LocalStations] = []
-    cars = make_cars(site, sim0, span, args.seed)
-    n_cars = len(cars)
-
-    def factory(cfg: GridshareConfig, port: int, host: str, sink: EventSink) -> LocalStations:
-        stations = LocalStations(cfg.site, sink, clock, cars)
-        holder.append(stations)
-        return stations
-
-    server = config.server.model_copy(update={"http_port": 0, "ocpp_port": 0})
+    server = config.server.model_copy(
+        update={"http_port": 0, "ocpp_port": 0, "meter_interval_s": METER_INTERVAL_S}
+    )
     controller = config.controller.model_copy(update={"replan_interval_s": max(0.5, 60.0 / speed)})
     cfg = config.model_copy(update={"server": server, "controller": controller})
     dso_lines: list[str] = []
@@ -549,23 +365,30 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
     service = Service(
         cfg,
         db=db,
-        gateway_factory=factory,
         capacity=static_capacity if dso is not None else cut,
         clock=clock,
         scheduler=False,
     )
+    fleet: StationFleet | None = None
     try:
         await service.start()
         if dso is not None:
             # the DSO announces the evening cut ahead of time, over OSCP
             dso.fp_url = f"http://{cfg.server.host}:{service.http_port}/oscp/fp/2.0"
             await send_cut(dso, cfg.site.root.oscp_group_id or cfg.site.root.id, cut, site)
+        url = f"ws://{cfg.server.host}:{service.ocpp_port}/ocpp"
+        fleet = StationFleet(url, station_specs(site), clock=clock, speed=speed)
+        await fleet.start()
+        await fleet.wait_booted(10)
     except BaseException:
+        if fleet is not None:
+            await fleet.stop()
         await service.stop()
         if dso is not None:
             await dso.stop()
         raise
-    stations = holder[0]
+    cars = Cars(fleet, make_cars(site, sim0, span, args.seed))
+    n_cars = len(cars.pending)
     samples: list[Sample] = []
     tick_s = 0.25
     last_slot: datetime | None = None
@@ -576,13 +399,11 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
     )
     try:
         with live_ctx as live:
-            last = clock()
             was_cut = False
             while time.monotonic() - real0 < args.duration:
                 await asyncio.sleep(tick_s)
                 now = clock()
-                await stations.tick(now, (now - last).total_seconds())
-                last = now
+                cars.tick(now)
                 ctl = service.controller
                 assert ctl is not None
                 slot = TimeGrid.covering(now, site.site.slot_minutes, 1).start
@@ -590,11 +411,13 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
                 if slot != last_slot or in_cut != was_cut:
                     ctl.request_replan("slot boundary" if in_cut == was_cut else "dso forecast")
                     last_slot, was_cut = slot, in_cut
-                s = sample(service, stations, cut, now)
+                s = sample(service, cars, now)
                 samples.append(s)
                 if live is not None:
-                    live.update(render(service, stations, s, speed))
+                    live.update(render(service, cars, s, speed))
     finally:
+        delivered = cars.delivered_kwh()
+        await fleet.stop()
         await service.stop()
         if dso is not None:
             await dso.stop()
@@ -606,17 +429,14 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
         (max(s.limits[g].values()) - s.capacity[g] for s in samples for g in s.capacity),
         default=0.0,
     )
-    delivered = (
-        sum(p.session_wh for p in stations.ports.values() if p.car) / 1000
-        + sum(wh for _, wh in stations.finished) / 1000
-    )
     ctl = service.controller
     assert ctl is not None
     simulated = timedelta(seconds=round((samples[-1].at - sim0).total_seconds())) if samples else 0
     console.print(
-        f"[bold]gridshare demo[/bold]: {simulated} simulated "
-        f"in {args.duration:g} s; cars {n_cars - len(stations.cars)}, energy "
-        f"{delivered:.1f} kWh, plans {ctl.plans}, profiles {stations.sent}"
+        f"[bold]gridshare demo[/bold]: {simulated} simulated in {args.duration:g} s; "
+        f"{len(fleet.stations)} stations over OCPP, cars {cars.arrived} of {n_cars}, "
+        f"energy {delivered:.1f} kWh, plans {ctl.plans}, "
+        f"OCPP calls to stations {fleet.stats.calls_received}"
     )
     console.print(
         f"largest excess of limits in force over capacity: {max(0.0, excess):.1f} A "
