@@ -282,3 +282,31 @@ async def test_a_dso_cut_ahead_is_already_in_the_stations_schedules(tmp_path: Pa
             timeout_s=2,
         )
         assert asyncio.get_running_loop().time() - t0 < 2
+
+
+async def test_ev_charging_needs_become_the_sessions_needs(tmp_path: Path):
+    """OCPP 2.0.1: the car's NotifyEVChargingNeeds (departure, energy) replaces the
+    site's estimates and the plan follows: the car that leaves sooner gets more."""
+    cfg = site_config(tmp_path, stations=2, limit_a=32)
+    async with live_site(cfg, version="2.0.1") as (svc, fleet):
+        now = datetime.now(UTC)
+        ev = EvSpec(battery_kwh=80, soc_start=0.1, lag_s=0.3)
+        fleet.plug_in("CP1/1", ev, departure=now + timedelta(minutes=30), energy_wh=10_000)
+        fleet.plug_in("CP2/1", ev, departure=now + timedelta(hours=8), energy_wh=10_000)
+        assert svc.controller is not None
+        ctl = svc.controller
+
+        def stated() -> bool:
+            s1, s2 = ctl.sessions.get("CP1/1"), ctl.sessions.get("CP2/1")
+            return bool(s1 and s2 and s1.departure and s2.departure)
+
+        await eventually(stated, timeout_s=5)
+        s1 = ctl.sessions["CP1/1"]
+        assert s1.energy_need_wh == pytest.approx(10_000)
+        assert s1.departure is not None
+        assert abs((s1.departure - (now + timedelta(minutes=30))).total_seconds()) < 2
+        # the urgent car gets the larger share of the 32 A, at its station
+        await eventually(
+            lambda: fleet.limit_in_force("CP1/1") > fleet.limit_in_force("CP2/1") + 4,
+            timeout_s=5,
+        )
