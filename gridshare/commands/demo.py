@@ -387,6 +387,10 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
         if dso is not None:
             await dso.stop()
         raise
+    console.print(
+        f"dashboard http://{cfg.server.host}:{service.http_port}/ · "
+        f"OCPP ws://{cfg.server.host}:{service.ocpp_port}/ocpp · {len(fleet.stations)} stations"
+    )
     cars = Cars(fleet, make_cars(site, sim0, span, args.seed))
     n_cars = len(cars.pending)
     samples: list[Sample] = []
