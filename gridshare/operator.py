@@ -31,6 +31,8 @@ from gridshare.api.schemas import (
     AuditEvent,
     Availability,
     BindingOut,
+    CapacityAdjustRequest,
+    CapacityAdjustResult,
     Change,
     ChangeKind,
     CommandResult,
@@ -65,6 +67,7 @@ from gridshare.api.schemas import (
     TriggerMeterValues,
 )
 from gridshare.controller import Controller, SessionState
+from gridshare.dso_reports import group_members, site_lines
 from gridshare.rollout import RolloutReport
 from gridshare.store import Store, StoredSession
 from ocpp_adapter.events import (
@@ -98,19 +101,6 @@ PROFILE_OUTCOMES: dict[str, ProfileOutcome] = {o: o for o in get_args(ProfileOut
 
 def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
-
-
-def _site_lines(readings: Mapping[str, float], wired: tuple[Line, ...]) -> dict[Line, float]:
-    """A station's phases L1..L3 as the site's lines (a connector may be wired L2, L3, L1)."""
-    out: dict[Line, float] = {}
-    for phase, amps in readings.items():
-        name = phase.upper()[:2]
-        if name not in ("L1", "L2", "L3") or not math.isfinite(amps):
-            continue
-        idx = int(name[1]) - 1
-        if idx < len(wired):
-            out[wired[idx]] = max(out.get(wired[idx], 0.0), abs(amps))
-    return out
 
 
 def capability_names(c: StationCapabilities) -> list[str]:
@@ -337,10 +327,7 @@ class ServiceBackend:
 
     def _members(self, group_id: str) -> dict[str, float]:
         """Connector → weight in the group (1 in the tree)."""
-        g = self.site.group_by_id[group_id]
-        if g.weights is not None:
-            return self.site.weighted_members(g)
-        return {c.key: 1.0 for c in self.site.connectors_under(group_id)}
+        return group_members(self.site, self.site.group_by_id[group_id])
 
     def _group_lines(self, group_id: str) -> list[Line]:
         conns = self.site.connectors
@@ -357,7 +344,7 @@ class ServiceBackend:
             row = meters.get(cid)
             if row is None or (row.get("transaction_id") not in (None, s.transaction_id)):
                 continue
-            out[cid] = _site_lines(row["current_a"], self.site.connectors[cid].lines)
+            out[cid] = site_lines(row["current_a"], self.site.connectors[cid].lines)
         return out
 
     def _dso_value(self, group_id: str, now: datetime) -> ForecastValue | None:
@@ -488,7 +475,7 @@ class ServiceBackend:
             if w is None:
                 continue
             sums = by_minute.setdefault(row["minute"], dict.fromkeys(lines, 0.0))
-            for line, a in _site_lines(row["current_a"], conns[row["connector_id"]].lines).items():
+            for line, a in site_lines(row["current_a"], conns[row["connector_id"]].lines).items():
                 if line in sums:
                     sums[line] += w * a
         points: list[TimelinePoint] = []
@@ -848,6 +835,53 @@ class ServiceBackend:
         status = await self._replanned("operator limit")
         return GroupLimitResult(
             plan=status, paused_sessions=sorted(self._paused()), group=self._group_now(group_id)
+        )
+
+    async def adjust_group_capacity(
+        self, group_id: str, request: CapacityAdjustRequest, *, actor: str
+    ) -> CapacityAdjustResult:
+        from forecasts.model import Block, Phase, Unit
+
+        group = self.site.group_by_id.get(group_id)
+        if group is None:
+            raise NotFound("group", group_id)
+        if not group.oscp_group_id:
+            raise Conflict(f"group {group_id!r} has no oscp_group_id: no DSO knows it")
+        oscp = self.service.oscp
+        if oscp is None or not self.service.config.oscp.capacity_providers:
+            raise Conflict("no capacity provider (DSO) is configured")
+        now = self.service.clock()
+        start = max(request.start or now, now)  # the past cannot be adjusted
+        if request.end <= now:
+            raise Conflict("the window is over already")
+        block = Block(request.capacity, Unit(request.unit.value), Phase.ALL, start, request.end)
+        providers = int(oscp.request_adjustment(group.oscp_group_id, [block]))
+        if providers == 0:
+            raise Conflict("no capacity provider is registered yet")
+        self.store.audit(
+            now,
+            "capacity_adjust_requested",
+            group_id,
+            {
+                "oscp_group_id": group.oscp_group_id,
+                "capacity": request.capacity,
+                "unit": request.unit.value,
+                "start": start.isoformat(),
+                "end": request.end.isoformat(),
+                "providers": providers,
+                "actor": actor,
+            },
+        )
+        self.publish(ChangeKind.DSO, group_id)
+        return CapacityAdjustResult(
+            group_id=group_id,
+            oscp_group_id=group.oscp_group_id,
+            capacity=request.capacity,
+            unit=request.unit,
+            start=start,
+            end=request.end,
+            providers=providers,
+            requested_at=now,
         )
 
     async def update_session(

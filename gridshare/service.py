@@ -22,7 +22,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,6 +37,7 @@ from gridshare.controller import (
     SessionDefaultsView,
     static_capacity,
 )
+from gridshare.dso_reports import ComplianceWatch, EnergyCounter
 from gridshare.operator import ServiceBackend, capability_names
 from gridshare.store import Store, open_store
 from ocpp_adapter.events import (
@@ -44,8 +45,10 @@ from ocpp_adapter.events import (
     CommandResult,
     DomainEvent,
     LimitPurpose,
+    MeterReading,
     StationCapabilities,
 )
+from optimizer.problem import TimeGrid
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +260,8 @@ class Service:
         settings: ControllerSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         scheduler: bool = True,
+        oscp_measurement_interval_s: float = 60.0,
+        compliance_grace_s: float | None = None,
     ) -> None:
         self.config = config
         self.db_url = database_url(config, db)
@@ -285,6 +290,16 @@ class Service:
         """The operator API's view of this service (while it runs)."""
         self.dso_heartbeats: dict[str, datetime] = {}
         """Capacity provider → when its last heartbeat came."""
+        self.oscp_measurement_interval_s = oscp_measurement_interval_s
+        """How often each OSCP group's cumulative energy goes to its capacity provider."""
+        meter_s = float(config.server.meter_interval_s)
+        self.compliance_grace_s = 2 * meter_s if compliance_grace_s is None else compliance_grace_s
+        """How long a group may stay over its capacity before the DSO is told (two
+        meter intervals: a car takes a few seconds to follow a lowered limit)."""
+        self.energy: EnergyCounter | None = None
+        """Cumulative energy per connector, while OSCP groups are configured."""
+        self.compliance: ComplianceWatch | None = None
+        self._compliance_checked: datetime | None = None
 
     @property
     def ocpp_port(self) -> int:
@@ -301,6 +316,8 @@ class Service:
         await self.controller.on_event(event)
         if self.operator is not None:
             self.operator.observe(event)
+        if self.energy is not None:
+            self._dso_observe(event)
 
     def status(self) -> dict[str, Any]:
         assert self.controller is not None
@@ -335,6 +352,7 @@ class Service:
             )
             self.operator = ServiceBackend(self, self.metrics)
             self.operator.attach(self.controller)
+            self._start_dso_reports()
             await self.controller.start(scheduler=self.scheduler)
             await self.gateway.start()
             await self._start_http()
@@ -398,6 +416,8 @@ class Service:
             on_forecast=self._on_forecast,
             on_heartbeat=self._on_dso_heartbeat,
             on_offline=self._on_dso_offline,
+            measurements=self._group_energy if self.energy is not None else None,
+            measurement_interval_s=self.oscp_measurement_interval_s,
             clock=self.clock,
         )
         return create_router(self.oscp), FP_PREFIX
@@ -441,6 +461,95 @@ class Service:
         if self.operator is not None:
             self.operator.publish_dso(provider)
         self.controller.request_replan("dso offline")
+
+    def _start_dso_reports(self) -> None:
+        """Energy counter and compliance watch, when a DSO and an OSCP group are configured
+        (before the stations connect, so no reading is missed)."""
+        assert self.store is not None
+        site = self.config.site
+        if not self.config.oscp.capacity_providers or not any(g.oscp_group_id for g in site.groups):
+            return
+        self.energy = EnergyCounter(site, self.store)
+        self.energy.recover()
+        meter_s = float(self.config.server.meter_interval_s)
+        self.compliance = ComplianceWatch(
+            site,
+            grace_s=self.compliance_grace_s,
+            stale_s=max(3 * meter_s, self.compliance_grace_s + meter_s),
+        )
+
+    def _dso_observe(self, event: DomainEvent) -> None:
+        """Feed the counter and the watch; never fails the event (it is stored already)."""
+        assert self.energy is not None and self.compliance is not None
+        try:
+            self.energy.observe(event)
+            self.compliance.observe(event, self.clock())
+            if isinstance(event, MeterReading):
+                self._check_compliance()
+        except Exception:
+            log.exception("OSCP reports: %s not counted", type(event).__name__)
+
+    async def _group_energy(self, provider_group: str) -> float | None:
+        """MeasurementSource: the site group's cumulative imported energy (kWh)."""
+        if self.energy is None:
+            return None
+        group = next(
+            (g for g in self.config.site.groups if g.oscp_group_id == provider_group), None
+        )
+        if group is None:
+            return None
+        self.energy.save(if_changed=True)  # what is reported survives a restart
+        return round(self.energy.group_kwh(group.id), 6)
+
+    def _check_compliance(self) -> None:
+        """Compare the OSCP groups' measured load with the capacity in force (at most
+        a few times per meter interval, however many stations report)."""
+        ctl, watch = self.controller, self.compliance
+        if ctl is None or watch is None or self.oscp is None:
+            return
+        now = self.clock()
+        gap = min(1.0, self.config.server.meter_interval_s / 4)
+        last = self._compliance_checked
+        if last is not None and (now - last).total_seconds() < gap:
+            return
+        self._compliance_checked = now
+        # the slots just before and after now: the larger counts while stations follow a step
+        grid = TimeGrid(start=now - timedelta(minutes=1), slot_minutes=1, slots=2)
+        capacity = ctl.capacity(grid, now)
+        for f in watch.check(now, capacity, lambda cid: ctl.limit_now(cid, now)):
+            sent = self.oscp.report_compliance_error(
+                f.oscp_group_id, f.message, self._blocks_now(f.oscp_group_id, now)
+            )
+            if not sent:
+                continue  # no capacity provider registered yet: tried again next check
+            watch.reported(f.group_id)
+            log.warning("compliance error sent to the DSO: %s", f.message)
+            assert self.store is not None
+            self.store.audit(
+                now,
+                "compliance_error",
+                f.group_id,
+                {
+                    "oscp_group_id": f.oscp_group_id,
+                    "message": f.message,
+                    "connectors": list(f.connectors),
+                    "source": "gridshare",
+                },
+            )
+            if self.operator is not None:
+                self.operator.publish_dso(f.oscp_group_id)
+
+    def _blocks_now(self, provider_group: str, now: datetime) -> list[Any]:
+        """The DSO's CONSUMPTION blocks in force now (the capacity we cannot keep)."""
+        if self.capacity_book is None:
+            return []
+        from forecasts.model import ForecastType
+
+        return [
+            p.block
+            for p in self.capacity_book.pieces(provider_group, ForecastType.CONSUMPTION)
+            if p.block.start <= now < p.block.end
+        ]
 
     # --- HTTP ------------------------------------------------------------------------
 
@@ -499,6 +608,12 @@ class Service:
             self.gateway = None
         if self.controller is not None:
             await self.controller.stop()
+        if self.energy is not None and self.store is not None:
+            try:
+                self.energy.save()
+            except Exception:
+                log.exception("saving the energy counter")
+        self.energy = self.compliance = None
         self.operator = None
         if self.store is not None:
             self.store.close()

@@ -10,6 +10,7 @@ Routes (reads need a read token unless open on loopback; writes a write token):
     GET    /api/groups/{id}/timeline        past measurements and the plan ahead
     PUT    /api/groups/{id}/limit           operator limit (re-plans)
     DELETE /api/groups/{id}/limit           clear it (re-plans)
+    POST   /api/groups/{id}/adjust          ask the DSO for more (or less) capacity
     GET    /api/stations[/{id}]             stations and connectors
     POST   /api/stations/{id}/commands      remote start/stop, trigger meter values,
                                             reset, availability
@@ -41,6 +42,8 @@ from gridshare.api.errors import ApiError, NoPlanYet, NotFound
 from gridshare.api.live import snapshot_stream
 from gridshare.api.metrics import CONTENT_TYPE_LATEST, MetricsRecorder
 from gridshare.api.schemas import (
+    CapacityAdjustRequest,
+    CapacityAdjustResult,
     CommandResult,
     ErrorOut,
     EventPage,
@@ -259,6 +262,19 @@ def create_api(
     )
     async def delete_group_limit(group_id: str, who: Writer) -> GroupLimitResult:
         return await backend.clear_group_limit(group_id, actor=who.name)
+
+    @api.post(
+        "/groups/{group_id}/adjust",
+        response_model=CapacityAdjustResult,
+        status_code=202,
+        responses=_errors(400, 401, 403, 404, 409),
+        tags=["write"],
+        summary="Ask the DSO for a different capacity (OSCP AdjustGroupCapacityForecast)",
+    )
+    async def post_group_adjust(
+        group_id: str, body: CapacityAdjustRequest, who: Writer
+    ) -> CapacityAdjustResult:
+        return await backend.adjust_group_capacity(group_id, body, actor=who.name)
 
     @api.patch(
         "/sessions/{session_id}",

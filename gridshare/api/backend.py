@@ -12,7 +12,9 @@ Writes
     Each write applies, is persisted and audited under ``actor`` (the token's
     name), re-plans at once and returns only after the new plan exists, with
     that plan's status. A limit the site cannot meet right now is applied, not
-    refused: sessions are paused (0 A) and listed in ``paused_sessions``.
+    refused: sessions are paused (0 A) and listed in ``paused_sessions``. A
+    capacity request to the DSO changes nothing at the site until the DSO
+    answers with a forecast, so it is audited but does not re-plan.
 
 Errors
     An unknown group, station, connector or session id raises
@@ -35,6 +37,8 @@ from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
 from gridshare.api.schemas import (
+    CapacityAdjustRequest,
+    CapacityAdjustResult,
     Change,
     CommandResult,
     EventPage,
@@ -119,6 +123,17 @@ class OperatorBackend(Protocol):
         """Send a command; the station's answer (or timeout) is the outcome.
 
         Raises `NotFound` for an unknown station or connector.
+        """
+        ...
+
+    async def adjust_group_capacity(
+        self, group_id: str, request: CapacityAdjustRequest, *, actor: str
+    ) -> CapacityAdjustResult:
+        """Ask the group's DSO for the capacity in ``request`` (audited; no re-plan:
+        the capacity changes only when the DSO answers with a forecast).
+
+        Raises `NotFound` for an unknown group, `Conflict` when the group has no
+        OSCP group id, no DSO is configured or registered, or the window is over.
         """
         ...
 

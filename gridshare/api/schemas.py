@@ -368,6 +368,46 @@ class SessionPatch(_In):
         return v
 
 
+class CapacityUnit(StrEnum):
+    A = "A"
+    W = "W"
+    KW = "KW"
+
+
+class CapacityAdjustRequest(_In):
+    """Ask the DSO for a different capacity of a group over a window (OSCP
+    AdjustGroupCapacityForecast). Nothing changes at the site until the DSO
+    answers with a new forecast."""
+
+    capacity: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)] = Field(
+        description="A per line, or W / kW in total."
+    )
+    unit: CapacityUnit
+    start: Instant | None = Field(default=None, description="None: from now.")
+    end: Instant
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, v: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and v <= start:
+            raise ValueError("end must be after start")
+        return v
+
+
+class CapacityAdjustResult(_Out):
+    """The request as sent to the group's capacity providers (queued, delivered with retries)."""
+
+    group_id: str
+    oscp_group_id: str
+    capacity: float
+    unit: CapacityUnit
+    start: datetime
+    end: datetime
+    providers: int = Field(description="How many capacity providers it was sent to.")
+    requested_at: datetime
+
+
 class WriteResult(_Out):
     """What every write answers: the plan made after it."""
 

@@ -28,6 +28,8 @@ from gridshare.api.schemas import (
     AuditEvent,
     Availability,
     BindingOut,
+    CapacityAdjustRequest,
+    CapacityAdjustResult,
     Change,
     ChangeKind,
     CommandOutcome,
@@ -171,6 +173,8 @@ class FakeSite:
         self.plan_count = 0
         self.ticks = 0
         self.commands: list[tuple[str, StationCommand, str]] = []
+        self.adjustments: list[CapacityAdjustResult] = []
+        """Capacity requests "sent" to the fake DSO (it knows the root group only)."""
         self._subscribers: set[asyncio.Queue[Change | None]] = set()
         now = self.clock()
         self.dso_received = now
@@ -726,6 +730,33 @@ class FakeSite:
         return GroupLimitResult(
             plan=status, paused_sessions=self._paused(), group=self._group(group_id)
         )
+
+    async def adjust_group_capacity(
+        self, group_id: str, request: CapacityAdjustRequest, *, actor: str
+    ) -> CapacityAdjustResult:
+        if group_id not in self.site.group_by_id:
+            raise NotFound("group", group_id)
+        if group_id != self.site.root.id:
+            raise Conflict(f"group {group_id!r} has no oscp_group_id: no DSO knows it")
+        if self.dso_limit_a is None:
+            raise Conflict("no capacity provider (DSO) is configured")
+        now = self.clock()
+        if request.end <= now:
+            raise Conflict("the window is over already")
+        result = CapacityAdjustResult(
+            group_id=group_id,
+            oscp_group_id=f"fake-{group_id}",
+            capacity=request.capacity,
+            unit=request.unit,
+            start=max(request.start or now, now),
+            end=request.end,
+            providers=1,
+            requested_at=now,
+        )
+        self.adjustments.append(result)
+        self._audit("capacity_adjust_requested", group_id, actor, result.model_dump(mode="json"))
+        self.publish(ChangeKind.DSO, group_id)
+        return result
 
     async def update_session(
         self, session_id: str, patch: SessionPatch, *, actor: str
