@@ -75,6 +75,10 @@ what charging one slot earlier gains, so a lone car still charges at full rate."
 PREVIOUS_WEIGHT = 1e-3
 """Cost per kWh-equivalent of moving the dispatched current away from the previous plan."""
 
+MIN_NEED_KWH = 1e-4
+"""Needs below this (0.1 Wh) are treated as met: nothing to plan, and columns
+bounded by a few 1e-8 kWh sit at the solvers' tolerances (PuLP's route then
+reported a trivially feasible LP infeasible)."""
 INF = np.inf
 
 
@@ -250,7 +254,7 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
     need_all = np.array([d.energy_kwh for d in demands])
     p0 = np.maximum(np.maximum((arr - start_s) / step_s, now_pos), 0.0) if n_s else arr
     p1 = np.minimum((dep - start_s) / step_s, float(T)) if n_s else dep
-    live = (p1 > p0) & (ub > 0) & (need_all > 0)
+    live = (p1 > p0) & (ub > 0) & (need_all > MIN_NEED_KWH)
     first = np.where(live, period_of_slot[np.clip(np.floor(p0), 0, T - 1).astype(np.int64)], 0)
     last = period_of_slot[np.clip(np.ceil(p1).astype(np.int64) - 1, 0, T - 1)]
     count = np.where(live, last - first + 1, 0)
