@@ -191,6 +191,20 @@ def sample(service: Service, cars: Cars, now: datetime) -> Sample:
     return Sample(now, capacity, limits, measured)
 
 
+def sample_at_once(service: Service, cars: Cars, clock: Callable[[], datetime]) -> Sample | None:
+    """A sample whose limits were all read within the slot its capacity is for.
+
+    Stations read the (fast) clock themselves: reading 20 of them takes long
+    enough in simulated time to straddle a slot boundary, where the limits and
+    the capacity would belong to different slots."""
+    minutes = service.config.site.site.slot_minutes
+    now = clock()
+    s = sample(service, cars, now)
+    later = clock()
+    same = TimeGrid.covering(now, minutes, 1).start == TimeGrid.covering(later, minutes, 1).start
+    return s if same else None
+
+
 def render(service: Service, cars: Cars, s: Sample, speed: float) -> Any:
     from rich.console import Group
     from rich.table import Table
@@ -354,7 +368,20 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
 
     span = timedelta(seconds=args.duration * speed)
     root = site.root
-    cut = EveningCut(root.id, (root.limit_a or 400.0) * 0.5, sim0 + span * 0.3, sim0 + span * 0.75)
+    # The cut starts and ends on slot boundaries after the DSO announces it: a
+    # forecast for a slot already running would lower the capacity before any
+    # station could be told, and that is not what an evening peak cut looks like.
+    slot_len = timedelta(minutes=site.site.slot_minutes)
+
+    def next_boundary(t: datetime) -> datetime:
+        return sim0 + slot_len * math.ceil((t - sim0) / slot_len)
+
+    cut = EveningCut(
+        root.id,
+        (root.limit_a or 400.0) * 0.5,
+        next_boundary(sim0 + max(span * 0.3, slot_len)),
+        next_boundary(sim0 + span * 0.75),
+    )
     server = config.server.model_copy(
         update={"http_port": 0, "ocpp_port": 0, "meter_interval_s": METER_INTERVAL_S}
     )
@@ -415,7 +442,9 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
                 if slot != last_slot or in_cut != was_cut:
                     ctl.request_replan("slot boundary" if in_cut == was_cut else "dso forecast")
                     last_slot, was_cut = slot, in_cut
-                s = sample(service, cars, now)
+                s = sample_at_once(service, cars, clock)
+                if s is None:
+                    continue
                 samples.append(s)
                 if live is not None:
                     live.update(render(service, cars, s, speed))
