@@ -14,7 +14,19 @@ measured for ``--duration`` s:
 - accepted connections (stations booted) and how long connecting took;
 - messages/s the server answered (station CALLs with a CALLRESULT);
 - p50/p99 CALL→CALLRESULT latency, measured at the stations;
-- server CPU (% of one core) and RSS per connection (RSS growth from idle / N).
+- server CPU (% of one core) and RSS per connection (RSS growth from idle / N);
+- inside the server: event-loop lag, GC pauses per generation, objects the
+  collector freed per message (cyclic garbage), and the longest loop stalls with
+  the CPU the process used meanwhile (far less than the stall: it waited for a
+  core, i.e. other load on the machine);
+- the stations' own GC pauses: they take the latencies, so their pauses would
+  count as ours. ``--client-gc on`` (default) treats their process like the
+  adapter treats the server's (`AdapterSettings.gc_freeze_interval_s`).
+
+``--adapter-gc off`` runs the server with the collector left alone, for
+comparison; ``--server-gc-debug`` keeps the server's cyclic garbage
+(``gc.DEBUG_SAVEALL``) and prints it by type with what slow collections scanned
+(slow itself: for finding causes, not for figures).
 
 The same run is first made with ``--reference-stations`` stations, and the
 ratio of the two is printed. Everything is bounded in time and count; the
@@ -32,7 +44,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +77,14 @@ def site_config(n: int) -> dict[str, Any]:
     }
 
 
-async def serve(n: int, meter_interval_s: int, lifetime_s: float, gc_freeze: bool) -> None:
+async def serve(
+    n: int,
+    meter_interval_s: int,
+    lifetime_s: float,
+    gc_freeze: bool,
+    gc_debug: bool,
+    adapter_gc: bool = True,
+) -> None:
     from gridshare.config import parse_config
     from ocpp_adapter.central_system import AdapterSettings, CentralSystem
 
@@ -76,6 +95,8 @@ async def serve(n: int, meter_interval_s: int, lifetime_s: float, gc_freeze: boo
         events += 1
 
     settings = AdapterSettings(meter_interval_s=meter_interval_s, heartbeat_interval_s=300)
+    if not adapter_gc:
+        settings = replace(settings, gc_freeze_interval_s=None)
     cs = CentralSystem(parse_config(site_config(n)), on_event, settings=settings)
     await cs.start()
     print(json.dumps({"port": cs.port}), flush=True)
@@ -85,7 +106,17 @@ async def serve(n: int, meter_interval_s: int, lifetime_s: float, gc_freeze: boo
     probe.install()
     lag_task = asyncio.create_task(probe.watch_loop())
 
-    # stdin: "mark" starts the measured window; end of file stops us.
+    reported = False
+
+    def report() -> None:
+        nonlocal reported
+        reported = True
+        figures = probe.report()
+        if gc_debug:
+            figures.update(garbage_report())
+        print(json.dumps({"events": events, **figures}), flush=True)
+
+    # stdin: "mark" starts the measured window, "end" reports it; end of file stops us.
     # The lifetime bounds us if the parent dies.
     def on_stdin() -> None:
         data = os.read(sys.stdin.fileno(), 256)
@@ -98,7 +129,15 @@ async def serve(n: int, meter_interval_s: int, lifetime_s: float, gc_freeze: boo
                 import gc
 
                 gc.freeze()
+            if gc_debug:
+                import gc
+
+                gc.collect()
+                gc.set_debug(gc.DEBUG_SAVEALL)
+                probe.census = True
             probe.reset()
+        if b"end" in data:
+            report()
 
     loop.add_reader(sys.stdin.fileno(), on_stdin)
     try:
@@ -108,9 +147,9 @@ async def serve(n: int, meter_interval_s: int, lifetime_s: float, gc_freeze: boo
     finally:
         loop.remove_reader(sys.stdin.fileno())
         lag_task.cancel()
-        report = probe.report()
+        if not reported:
+            report()
         await cs.stop()
-    print(json.dumps({"events": events, **report}), flush=True)
 
 
 class ServerProbe:
@@ -119,38 +158,106 @@ class ServerProbe:
     def __init__(self) -> None:
         self.lags: list[float] = []
         self.gc_pauses: list[float] = []
+        self.gc_runs = [0, 0, 0]
+        self.gc_ms = [0.0, 0.0, 0.0]
+        self.stalls: list[tuple[float, float, float]] = []
+        """Loop stalls of 50 ms or more: (stall, CPU used meanwhile, GC in it), ms."""
+        self.gc_collected = 0
+        """Objects the collector freed: cyclic garbage (refcounting frees the rest)."""
         self._gc_start = 0.0
+        self.census = False
+        """Look at what each collection scans (slow; --server-gc-debug)."""
+        self.slow: list[str] = []
+        self._young: list[Any] = []
 
     def install(self) -> None:
         import gc
 
         def on_gc(phase: str, info: dict[str, int]) -> None:
             if phase == "start":
+                if self.census:
+                    gen = info["generation"]
+                    self._young = [o for g in range(gen + 1) for o in gc.get_objects(g)]
                 self._gc_start = time.perf_counter()
             else:
-                self.gc_pauses.append(time.perf_counter() - self._gc_start)
+                pause = time.perf_counter() - self._gc_start
+                if self.census and pause >= 0.02:
+                    # what the slow collection had to scan, by type
+                    import collections
+
+                    kinds = collections.Counter(
+                        getattr(o, "__qualname__", "")
+                        if type(o).__name__
+                        in ("coroutine", "builtin_function_or_method", "function")
+                        else type(o).__qualname__
+                        for o in self._young
+                    )
+                    self.slow.append(
+                        f"gen{info['generation']} {pause * 1000:.0f}ms {len(self._young)} objs "
+                        f"{kinds.most_common(14)}"
+                    )
+                self._young = []
+                pause = time.perf_counter() - self._gc_start
+                self.gc_pauses.append(pause)
+                gen = info["generation"]
+                self.gc_runs[gen] += 1
+                self.gc_ms[gen] += pause * 1000
+                self.gc_collected += info["collected"]
 
         gc.callbacks.append(on_gc)
 
     def reset(self) -> None:
         self.lags.clear()
         self.gc_pauses.clear()
+        self.gc_runs = [0, 0, 0]
+        self.gc_ms = [0.0, 0.0, 0.0]
+        self.gc_collected = 0
+        self.stalls.clear()
 
     async def watch_loop(self, tick_s: float = 0.01) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            t = loop.time()
+            t, cpu, gc_before = loop.time(), time.process_time(), sum(self.gc_ms)
             await asyncio.sleep(tick_s)
-            self.lags.append(max(0.0, loop.time() - t - tick_s))
+            lag = max(0.0, loop.time() - t - tick_s)
+            self.lags.append(lag)
+            if lag >= 0.05:
+                # Was the process busy (our work, GC) or waiting for a CPU (other load)?
+                busy = time.process_time() - cpu
+                self.stalls.append((lag * 1000, busy * 1000, sum(self.gc_ms) - gc_before))
 
-    def report(self) -> dict[str, float]:
+    def report(self) -> dict[str, Any]:
         lags = sorted(self.lags) or [0.0]
         return {
             "lag_p99_ms": round(lags[int(0.99 * (len(lags) - 1))] * 1000, 2),
             "lag_max_ms": round(lags[-1] * 1000, 2),
             "gc_total_ms": round(sum(self.gc_pauses) * 1000, 1),
             "gc_max_ms": round(max(self.gc_pauses, default=0.0) * 1000, 2),
+            "gc_runs": "/".join(str(n) for n in self.gc_runs),
+            "gc_ms_by_gen": "/".join(f"{ms:.0f}" for ms in self.gc_ms),
+            "gc_collected": self.gc_collected,
+            "slow_collections": self.slow[-8:],
+            "stalls": " ".join(
+                f"{lag:.0f}/{cpu:.0f}/{gc:.0f}" for lag, cpu, gc in sorted(self.stalls)[-6:]
+            ),
         }
+
+
+def garbage_report(top: int = 25) -> dict[str, Any]:
+    """What the collector found unreachable since DEBUG_SAVEALL was set, by type."""
+    import collections
+    import gc
+
+    gc.collect()
+    counts = collections.Counter(type(o).__qualname__ for o in gc.garbage)
+    samples: dict[str, str] = {}
+    for o in gc.garbage:
+        name = type(o).__qualname__
+        if name in ("function", "frame", "coroutine", "method", "cell") and name not in samples:
+            samples[name] = repr(o)[:160]
+    gc.set_debug(0)
+    gc.garbage.clear()
+    return {"garbage": dict(counts.most_common(top)), "garbage_samples": samples}
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -215,14 +322,51 @@ class Result:
     server_rss_mb: float
     rss_per_connection_kb: float
     client_lag_p99_ms: float
+    """Event-loop lag of this (station) process: the part of the latency that is ours."""
     host_load_1m: float
+    """Load average when measuring: other work on the machine skews the tail."""
+    client_gc_max_ms: float = 0.0
+    """Longest GC pause of this (station) process in the window."""
+    client_lag_max_ms: float = 0.0
+    over_100ms: str = ""
+    """Answers slower than 100 ms, and in how many distinct seconds of the window."""
+    slow_seconds: str = ""
+    """Which seconds of the window (about: answers are binned by arrival order)."""
     server_lag_p99_ms: float = 0.0
     """Event-loop lag inside the server: time it could not react at all."""
     server_lag_max_ms: float = 0.0
     server_gc_total_ms: float = 0.0
     server_gc_max_ms: float = 0.0
-    """Load average when measuring: other work on the machine skews the tail."""
-    """Event-loop lag of this (station) process: the part of the latency that is ours."""
+    server_gc_runs: str = ""
+    """Collections of generation 0/1/2 in the measured window."""
+    server_gc_ms_by_gen: str = ""
+    server_gc_freed_per_msg: float = 0.0
+    """Objects the collector freed per answered message: cyclic garbage."""
+    server_stalls: str = ""
+    """The longest server loop stalls ≥ 50 ms as stall/CPU-used/GC ms: CPU far
+    below the stall means the process waited for a core (other load)."""
+    garbage: dict[str, Any] | None = None
+    """With --server-gc-debug: the cyclic garbage by type."""
+
+
+async def client_gc_keeper(interval_s: float = 1.0) -> None:
+    """What the adapter does in the server (AdapterSettings.gc_*), done to the stations.
+
+    They are the measuring instrument: thousands of simulated stations in one
+    process otherwise add their own full-collection pauses to the latencies
+    measured. Their remaining pauses are reported (client_gc_max_ms).
+    """
+    import gc
+
+    saved = gc.get_threshold()
+    gc.set_threshold(10_000, *saved[1:])
+    try:
+        while True:
+            gc.freeze()
+            await asyncio.sleep(interval_s)
+    finally:
+        gc.set_threshold(*saved)
+        gc.unfreeze()
 
 
 async def run_load(args: argparse.Namespace, n: int, duration_s: float) -> Result:
@@ -239,6 +383,8 @@ async def run_load(args: argparse.Namespace, n: int, duration_s: float) -> Resul
             "--lifetime",
             str(duration_s + args.meter_interval + 300),
             *(["--server-gc-freeze"] if args.server_gc_freeze else []),
+            *(["--adapter-gc", "off"] if args.adapter_gc == "off" else []),
+            *(["--server-gc-debug"] if args.server_gc_debug else []),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -261,6 +407,9 @@ async def run_load(args: argparse.Namespace, n: int, duration_s: float) -> Resul
             call_timeout_s=30.0,
         )
         t0 = time.monotonic()
+        # The stations measure the latency: their own GC pauses count too, so show them.
+        client_probe = ServerProbe()
+        client_probe.install()
         await fleet.start()
         accepted = await fleet.wait_booted(args.connect_timeout)
         connect_s = time.monotonic() - t0
@@ -280,13 +429,25 @@ async def run_load(args: argparse.Namespace, n: int, duration_s: float) -> Resul
         server.stdin.write(b"mark\n")
         server.stdin.flush()
         cpu0, me0, w0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+        keeper = asyncio.create_task(client_gc_keeper()) if args.client_gc == "on" else None
+        client_probe.reset()
         lags = await loop_lag(duration_s)
+        client_gc = client_probe.report()
+        if keeper is not None:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         wall = time.monotonic() - w0
         server_cpu = (cpu_seconds(server.pid) - cpu0) / wall * 100
         client_cpu = (time.process_time() - me0) / wall * 100
         rss = rss_bytes(server.pid)
-        window = sorted(stats.latencies_s[lat0:])
+        server.stdin.write(b"end\n")
+        server.stdin.flush()
+        in_order = stats.latencies_s[lat0:]
+        window = sorted(in_order)
         answered = stats.call_results - res0
+        # Are the slow answers a few bursts (something stalled) or spread out?
+        per_s = max(1, round(len(in_order) / wall))
+        slow = [i // per_s for i, lat in enumerate(in_order) if lat > 0.1]
 
         def pct(q: float) -> float | None:
             if not window:
@@ -311,17 +472,36 @@ async def run_load(args: argparse.Namespace, n: int, duration_s: float) -> Resul
             server_rss_mb=round(rss / 2**20, 1),
             rss_per_connection_kb=round((rss - idle_rss) / max(accepted, 1) / 1024, 1),
             client_lag_p99_ms=round(lags[int(0.99 * (len(lags) - 1))] * 1000, 2),
+            client_gc_max_ms=client_gc["gc_max_ms"],
+            client_lag_max_ms=round(lags[-1] * 1000, 2),
+            over_100ms=f"{len(slow)} in {len(set(slow))} s",
+            slow_seconds=" ".join(str(b) for b in sorted(set(slow))[:20]),
             host_load_1m=round(os.getloadavg()[0], 2),
             server_lag_p99_ms=probe.get("lag_p99_ms", 0.0),
             server_lag_max_ms=probe.get("lag_max_ms", 0.0),
             server_gc_total_ms=probe.get("gc_total_ms", 0.0),
             server_gc_max_ms=probe.get("gc_max_ms", 0.0),
+            server_gc_runs=str(probe.get("gc_runs", "")),
+            server_stalls=str(probe.get("stalls", "")),
+            server_gc_ms_by_gen=str(probe.get("gc_ms_by_gen", "")),
+            server_gc_freed_per_msg=round(
+                float(probe.get("gc_collected", 0)) / max(answered, 1), 2
+            ),
+            garbage=(
+                {
+                    **probe["garbage"],
+                    "samples": probe.get("garbage_samples"),
+                    "slow_collections": probe.get("slow_collections"),
+                }
+                if "garbage" in probe
+                else None
+            ),
         )
     finally:
         await stop_server(server)
 
 
-async def stop_server(server: subprocess.Popen[bytes]) -> dict[str, float]:
+async def stop_server(server: subprocess.Popen[bytes]) -> dict[str, Any]:
     """Close the server's stdin, wait for it (kill if stuck); return its last report."""
     if server.stdin is not None and not server.stdin.closed:
         server.stdin.close()
@@ -330,7 +510,7 @@ async def stop_server(server: subprocess.Popen[bytes]) -> dict[str, float]:
     except subprocess.TimeoutExpired:
         server.kill()
         server.wait(timeout=10)
-    report: dict[str, float] = {}
+    report: dict[str, Any] = {}
     if server.stdout is not None and not server.stdout.closed:
         for line in server.stdout.read().decode().splitlines():
             with contextlib.suppress(ValueError):
@@ -342,6 +522,10 @@ async def stop_server(server: subprocess.Popen[bytes]) -> dict[str, float]:
 def _print(results: list[Result]) -> None:
     """One row per figure, one column per run."""
     rows = [asdict(r) for r in results]
+    for row in rows:
+        garbage = row.pop("garbage")
+        if garbage:
+            print(f"cyclic garbage at {row['stations']} stations: {json.dumps(garbage)}")
     for name in rows[0]:
         print(f"{name:>26}  " + "  ".join(f"{row[name]!s:>10}" for row in rows))
 
@@ -379,7 +563,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--server-gc-freeze",
         action="store_true",
-        help="gc.freeze() in the server once the stations are connected (compare GC pauses)",
+        help="also gc.freeze() in the server when the measured window starts",
+    )
+    p.add_argument(
+        "--client-gc",
+        choices=["on", "off"],
+        default="on",
+        help="on: freeze the stations' process like the adapter does the server (see below)",
+    )
+    p.add_argument(
+        "--adapter-gc",
+        choices=["on", "off"],
+        default="on",
+        help="off: the adapter leaves the collector alone (gc_freeze_interval_s=None)",
+    )
+    p.add_argument(
+        "--server-gc-debug",
+        action="store_true",
+        help="keep the server's cyclic garbage (gc.DEBUG_SAVEALL) and print it by type",
     )
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--lifetime", type=float, default=600.0, help=argparse.SUPPRESS)
@@ -392,7 +593,14 @@ def main() -> int:
         raise SystemExit("--stations, --duration and --meter-interval must be positive")
     if args.serve:
         asyncio.run(
-            serve(args.stations, int(args.meter_interval), args.lifetime, args.server_gc_freeze)
+            serve(
+                args.stations,
+                int(args.meter_interval),
+                args.lifetime,
+                args.server_gc_freeze,
+                args.server_gc_debug,
+                args.adapter_gc == "on",
+            )
         )
         return 0
     return asyncio.run(main_async(args))

@@ -187,12 +187,9 @@ class StationSession:
         self._seen_seq: dict[str, set[int]] = {}
         self._ended: deque[str] = deque()
         self._starts_16: dict[tuple[Any, ...], int] = {}
-        prefix = "_v16_" if version is V16 else "_v201_"
-        self._handlers: dict[str, Callable[[Call, datetime], Handled]] = {
-            name.removeprefix(prefix): getattr(self, name)
-            for name in dir(self)
-            if name.startswith(prefix)
-        }
+        # Class-level functions, not bound methods kept on self: those would be
+        # ~12 GC-tracked objects per station, each a reference cycle back to it.
+        self._handlers = _HANDLERS[version]
 
     # --- frames in ------------------------------------------------------------------------
 
@@ -241,7 +238,7 @@ class StationSession:
                         call.unique_id,
                     )
             else:
-                handled = handler(call, self._clock())
+                handled = handler(self, call, self._clock())
         except RpcError as e:
             return Refused(e.frame(self.version), str(e))
         if call.action != "BootNotification":
@@ -586,6 +583,20 @@ class StationSession:
                 ]
             },
         )
+
+
+_Handler = Callable[[StationSession, Call, datetime], Handled]
+
+
+def _handlers(prefix: str) -> dict[str, _Handler]:
+    return {
+        name.removeprefix(prefix): getattr(StationSession, name)
+        for name in dir(StationSession)
+        if name.startswith(prefix)
+    }
+
+
+_HANDLERS = {V16: _handlers("_v16_"), V201: _handlers("_v201_")}
 
 
 def _iso(at: datetime) -> str:
