@@ -299,6 +299,7 @@ class Controller:
             self._by_station.setdefault(info.station_id, []).append(cid)
         self._fallback_cache: tuple[Any, dict[str, float]] | None = None
         self._models: dict[tuple[tuple[str, tuple[Line, ...]], ...], LoadModel] = {}
+        self._rows_cache: tuple[Plan, dict[str, int]] | None = None
         self.plan: Plan | None = None
         self.plan_at: datetime | None = None
         self.plans = 0
@@ -844,6 +845,9 @@ class Controller:
             return {}
         wanted = self.fallback_now(now)
         doubtful = self._fallback_doubtful()
+        rows = self._plan_rows(plan)
+        lows = plan.current_a.min(axis=1) if plan is not None and rows else None
+        fixed = fixed or {}
         out: dict[str, float] = {}
         for cid, info in self.site.connectors.items():
             sid = info.station_id
@@ -852,9 +856,10 @@ class Controller:
             c = self.book.get(cid)
             target = wanted[sid]
             if c.active:
-                if plan is None or cid in (fixed or {}) or cid not in plan.connector_ids:
+                row = rows.get(cid)
+                if lows is None or row is None or cid in fixed:
                     continue
-                lowest = math.floor(float(np.min(plan.schedule(cid))) * 10 + 1e-9) / 10
+                lowest = math.floor(float(lows[row]) * 10 + 1e-9) / 10
                 target = min(target, lowest)
                 if target < info.connector.min_current_a - 1e-6:
                     target = 0.0
@@ -862,6 +867,16 @@ class Controller:
                 continue  # the station's own limit serves it
             out[cid] = target
         return out
+
+    def _plan_rows(self, plan: Plan | None) -> Mapping[str, int]:
+        """Connector → its row in ``plan`` (kept for the plan's life: plans are many
+        connectors long, and a tuple is slow to search)."""
+        if plan is None:
+            return {}
+        cached = self._rows_cache
+        if cached is None or cached[0] is not plan:
+            cached = self._rows_cache = (plan, {cid: i for i, cid in enumerate(plan.connector_ids)})
+        return cached[1]
 
     def load_model(self, lines: Mapping[str, tuple[Line, ...]] | None) -> LoadModel:
         """The site's limit families for the lines the cars load (kept per line set)."""
@@ -1039,20 +1054,25 @@ class Controller:
                 or site.connectors[cid].station_id in doubtful
             ):
                 fixed[cid] = self.book.worst_max(cid, now, grid)
-        if self.book.count_idle:
+        idle = (
+            [cid for cid in site.connectors if not self.book.get(cid).active]
+            if self.book.count_idle
+            else []
+        )
+        if idle:
             restore = self.default_targets(now)
-            for cid in site.connectors:
-                if not self.book.get(cid).active:
-                    # an idle connector's own fallback goes back up to its share
-                    fixed[cid] = max(self.book.worst_max(cid, now, grid), restore.get(cid, 0.0))
+            for cid in idle:
+                # an idle connector's own fallback goes back up to its share
+                fixed[cid] = max(self.book.worst_max(cid, now, grid), restore.get(cid, 0.0))
         demands: list[SessionDemand] = []
         previous: dict[str, float] = {}
         slot = grid.step
+        rows = self._plan_rows(self.plan)
         for cid, s in self.sessions.items():
             if cid in fixed:
                 continue
             demands.append(self._demand(s, now, slot))
-            if steady and self.plan is not None and cid in self.plan.connector_ids:
+            if steady and self.plan is not None and cid in rows:
                 previous[s.transaction_id] = self.plan.now_a(cid)
         problem = PlanningProblem(
             site, grid, now, tuple(demands), capacity, fixed_load_a=fixed, previous=previous
@@ -1246,7 +1266,7 @@ class Controller:
                     "departure_estimated": s.departure is None,
                     "limit_a": self.limit_now(cid, now),
                     "planned_a": round(plan.now_a(cid), 1)
-                    if plan is not None and cid in plan.connector_ids
+                    if plan is not None and cid in self._plan_rows(plan)
                     else None,
                     "drawn_a": None if s.drawn_a is None else round(s.drawn_a, 2),
                     "learned_cap_a": s.cap_a,

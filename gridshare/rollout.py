@@ -235,21 +235,33 @@ class LoadModel:
 
     def load(self, schedules: Mapping[str, np.ndarray], slots: int) -> np.ndarray:
         """(families, slots): the sum of ``schedules`` (connector → per-slot A) per family."""
-        out = np.zeros((len(self.keys), slots))
         if not schedules:
-            return out
-        row = np.full(len(self.column), -1)
-        row[[self.column[cid] for cid in schedules]] = np.arange(len(schedules))
+            return np.zeros((len(self.keys), slots))
+        pattern, coef = self.patterns
+        cols = np.fromiter(
+            (self.column[cid] for cid in schedules), dtype=np.intp, count=len(schedules)
+        )
         values = np.stack([np.asarray(v, dtype=float) for v in schedules.values()])
-        fam, col, coef = self.entries  # sorted by family
-        sel = row[col] >= 0
-        if not np.any(sel):
-            return out
-        fam_s = fam[sel]
-        contrib = values[row[col[sel]]] * coef[sel, None]
-        starts = np.flatnonzero(np.concatenate(([True], fam_s[1:] != fam_s[:-1])))
-        out[fam_s[starts]] = np.add.reduceat(contrib, starts, axis=0)
-        return out
+        # connectors with the same coefficients are summed first: a site has few
+        # such patterns (groups × wirings), so what is left to multiply is small
+        # (einsum, not BLAS: a threaded BLAS stalls for milliseconds on a busy host)
+        p = pattern[cols]
+        order = np.argsort(p, kind="stable")
+        p = p[order]
+        starts = np.flatnonzero(np.concatenate(([True], p[1:] != p[:-1])))
+        sums = np.add.reduceat(values[order], starts, axis=0)
+        return np.einsum("fp,ps->fs", coef[:, p[starts]], sums)
+
+    @property
+    def patterns(self) -> tuple[np.ndarray, np.ndarray]:
+        """(each connector column's pattern, (families, patterns) coefficients):
+        connectors with the same coefficient in every family share a pattern."""
+        cached = self.__dict__.get("_patterns")
+        if cached is None:
+            unique, inverse = np.unique(self.matrix.T, axis=0, return_inverse=True)
+            cached = (inverse.reshape(-1), np.ascontiguousarray(unique.T))
+            object.__setattr__(self, "_patterns", cached)
+        return cached
 
     @property
     def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -296,6 +308,10 @@ class ConnectorLimits:
     pin_reason: PinReason | None = None
     force_send: bool = False
     """Send the next target even if hysteresis says unchanged (e.g. after a reboot)."""
+    worst_cache: dict[bool, tuple[tuple[object, ...], np.ndarray]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """``LimitBook.worst`` per ``fallback`` flag with the state it was computed from."""
 
 
 @dataclass
@@ -339,6 +355,29 @@ class LimitBook:
         ``fallback=False``: for a running transaction, only what its profiles allow.
         """
         c = self.get(cid)
+        # re-plans ask for every connector's worst case several times while few
+        # of them change: keep it until what it is computed from changes
+        # (schedules are immutable; tuples compare identical items without __eq__)
+        key = (
+            grid,
+            self.count_idle,
+            c.active,
+            c.accepted,
+            len(c.uncertain),
+            *c.uncertain,
+            c.default_a,
+            c.own_default_a,
+            *c.defaults_sent,
+        )
+        hit = c.worst_cache.get(fallback)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        out = self._worst(c, cid, grid, fallback)
+        out.setflags(write=False)
+        c.worst_cache[fallback] = (key, out)
+        return out
+
+    def _worst(self, c: ConnectorLimits, cid: str, grid: TimeGrid, fallback: bool) -> np.ndarray:
         if not c.active:
             if not self.count_idle:
                 return np.zeros(grid.slots)
@@ -520,9 +559,10 @@ def plan_rollout(
     low_m = np.minimum(old_m, new_m)
     goes_down = np.any(low_m < old_m - EPS, axis=1)
     goes_up = np.any(new_m > low_m + EPS, axis=1)
+    down = np.any(diff < -EPS, axis=1)
     for i in np.flatnonzero(~send):
         unchanged.append(ids[i])
-        if np.any(diff[i] < -EPS):
+        if down[i]:
             small_lowerings.append(ids[i])
     for i in np.flatnonzero(send):
         cid = ids[i]
@@ -533,9 +573,10 @@ def plan_rollout(
     if small_lowerings:
         # keeping a small lowering unsent must still fit once the plan is in force
         final = dict(worst)
-        final.update({cid: v for cid, v in targets.items() if cid not in unchanged})
+        kept = set(unchanged)
+        final.update({cid: v for cid, v in targets.items() if cid not in kept})
         load = model.load(final, grid.slots)
-        over = {f for f in range(len(model.keys)) if np.any(load[f] > cap[f] + 1e-6)}
+        over = set(np.flatnonzero(np.any(load > cap + 1e-6, axis=1)).tolist())
         for cid in small_lowerings:
             if over & {f for f, _ in model.members.get(cid, ())}:
                 new = np.round(np.asarray(targets[cid], dtype=float), 1)

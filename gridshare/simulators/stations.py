@@ -1308,6 +1308,23 @@ class StationFleet:
         st, n = self._find(connector_id)
         st.unplug(n)
 
+    def set_ev_max_current(self, connector_id: str, amps: float) -> None:
+        """The plugged-in EV now takes at most ``amps`` per phase (e.g. its BMS limits it)."""
+        st, n = self._find(connector_id)
+        c = st.connector(n)
+        if c.ev is None:
+            raise ValueError(f"{connector_id} has no EV")
+        st.advance()  # the time so far at the old acceptance
+        c.ev.spec = replace(c.ev.spec, max_current_a=amps)
+        st.advance()
+
+    def send_meter_values_now(self, connector_id: str) -> None:
+        """Sample the connector now and queue its MeterValues as a periodic sample
+        (sent only during a transaction, as periodic samples are)."""
+        st, n = self._find(connector_id)
+        st.connector(n)  # KeyError for a connector the station does not have
+        st._send_samples(only=n)
+
     def limit_in_force(self, connector_id: str) -> float:
         """Per-phase current the station offers the connector now (A)."""
         st, n = self._find(connector_id)
