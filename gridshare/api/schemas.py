@@ -26,8 +26,8 @@ from pydantic import (
 )
 
 from ocpp_adapter.events import CommandOutcome
-from optimizer.plan import SolverStatus
-from optimizer.site import Line
+from optimizer.plan import Plan, SolverStatus
+from optimizer.site import Line, Site
 
 Amps = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Kilowatts = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -108,6 +108,38 @@ class PlanOut(_Out):
     connectors: list[PlannedConnector]
     sessions: list[PlannedSession]
     binding: list[BindingOut]
+
+    @classmethod
+    def of(cls, plan: Plan, status: PlanStatus, site: Site) -> PlanOut:
+        """The plan as the API shows it: per connector per slot, per session, binding."""
+        by_conn = {cid: sid for sid, cid in plan.session_connector.items()}
+        return cls(
+            plan=status,
+            slot_starts=plan.grid.starts(),
+            connectors=[
+                PlannedConnector(
+                    connector_id=cid,
+                    session_id=by_conn.get(cid),
+                    lines=list(plan.lines.get(cid, site.connectors[cid].lines)),
+                    current_a=[round(float(x), 3) for x in plan.schedule(cid)],
+                )
+                for cid in plan.connector_ids
+            ],
+            sessions=[
+                PlannedSession(
+                    session_id=sid,
+                    connector_id=plan.session_connector[sid],
+                    requested_kwh=round(plan.requested_kwh[sid], 3),
+                    planned_kwh=round(plan.energy_kwh.get(sid, 0.0), 3),
+                    unmet_kwh=round(plan.unmet_kwh.get(sid, 0.0), 3),
+                )
+                for sid in plan.requested_kwh
+            ],
+            binding=[
+                BindingOut(group_id=b.group_id, quantity=b.quantity, slot=b.slot)
+                for b in plan.binding
+            ],
+        )
 
 
 # --- groups -----------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from gridshare.api.errors import Conflict, NotFound
 from gridshare.api.schemas import (
     AuditEvent,
     Availability,
-    BindingOut,
     CapacityAdjustRequest,
     CapacityAdjustResult,
     Change,
@@ -46,8 +45,6 @@ from gridshare.api.schemas import (
     GroupTimeline,
     GroupTree,
     LimitOverride,
-    PlannedConnector,
-    PlannedSession,
     PlanOut,
     PlanStatus,
     ProfileOut,
@@ -642,34 +639,7 @@ class FakeSite:
         plan, status = self.plan_obj, self.plan_status
         if plan is None or status is None:
             return None
-        by_conn = {cid: sid for sid, cid in plan.session_connector.items()}
-        return PlanOut(
-            plan=status,
-            slot_starts=plan.grid.starts(),
-            connectors=[
-                PlannedConnector(
-                    connector_id=cid,
-                    session_id=by_conn.get(cid),
-                    lines=list(plan.lines.get(cid, self.site.connectors[cid].lines)),
-                    current_a=[round(float(x), 3) for x in plan.schedule(cid)],
-                )
-                for cid in plan.connector_ids
-            ],
-            sessions=[
-                PlannedSession(
-                    session_id=sid,
-                    connector_id=plan.session_connector[sid],
-                    requested_kwh=round(plan.requested_kwh[sid], 3),
-                    planned_kwh=round(plan.energy_kwh.get(sid, 0.0), 3),
-                    unmet_kwh=round(plan.unmet_kwh.get(sid, 0.0), 3),
-                )
-                for sid in plan.requested_kwh
-            ],
-            binding=[
-                BindingOut(group_id=b.group_id, quantity=b.quantity, slot=b.slot)
-                for b in plan.binding
-            ],
-        )
+        return PlanOut.of(plan, status, self.site)
 
     async def forecasts(self) -> list[ForecastOut]:
         if self.dso_limit_a is None:
