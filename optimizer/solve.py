@@ -185,7 +185,9 @@ def _assemble(
     for s in lp.sessions:
         if len(s.periods) and s.periods[0] == 0:
             lines[s.demand.connector_id] = s.lines
-    binding = _binding(lp, x_lp) if len(x_lp) else ()
+    # tight in the LP's plan or in the slot as dispatched (which may use room
+    # the LP left for evenness)
+    binding = _binding(lp, x_lp, z) if len(x_lp) else ()
     return Plan(
         grid=problem.grid,
         connector_ids=ids,
@@ -206,10 +208,12 @@ def _assemble(
     )
 
 
-def _binding(lp: PreparedLP, x: np.ndarray) -> tuple[BindingLimit, ...]:
-    loads = row_loads(lp, x)
+def _binding(lp: PreparedLP, *xs: np.ndarray) -> tuple[BindingLimit, ...]:
     upper = lp.row_upper[: lp.n_limit_rows]
-    tight = np.flatnonzero(upper - loads <= 1e-6 * np.maximum(1.0, upper))
+    near = np.zeros(len(upper), dtype=bool)
+    for x in xs:
+        near |= upper - row_loads(lp, x) <= 1e-6 * np.maximum(1.0, upper)
+    tight = np.flatnonzero(near)
     out = []
     for r in tight:
         fam = lp.families[int(lp.limit_row_family[r])]
