@@ -43,7 +43,10 @@ def _new_highs(time_limit_s: float | None) -> highspy.Highs:
     # already lean (no empty rows, no fixed columns), so presolve buys nothing.
     h.setOptionValue("presolve", "off")
     h.setOptionValue("solver", "simplex")
-    h.setOptionValue("threads", 1)
+    # No "threads" option: HiGHS keeps one thread scheduler per process, and an
+    # instance asking for another size than the one already running (PuLP's
+    # HiGHS uses the default) fails to solve ("Not Set"). Dual simplex runs on
+    # one thread anyway.
     if time_limit_s is not None:
         h.setOptionValue("time_limit", float(time_limit_s))
     return h

@@ -374,7 +374,7 @@ def _solve_offline_lp(model: highspy.HighsLp) -> highspy.Highs:
     for options in routes:
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
-        h.setOptionValue("threads", 1)
+        # no "threads": one HiGHS scheduler per process (see optimizer.highs_backend)
         for k, v in options.items():
             h.setOptionValue(k, v)
         h.passModel(model)
