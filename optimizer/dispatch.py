@@ -7,12 +7,14 @@
 * The minimum-current rule (`make_dispatchable`): a connector is offered 0 A or
   at least its minimum (or one of its allowed pilot steps). Rounding *down* can
   never break a ≤ limit, so every current is first floored to a step (0.1 A,
-  the resolution of an OCPP limit, or an allowed step); sessions that fall to 0
-  in the slot dispatched now are then raised back to their minimum, most urgent
-  first, only where every limit they load still has room; what room is left is
-  water-filled over the charging sessions. Each raise is checked against the
-  remaining room of every row it touches, so the result respects every limit by
-  construction (see tests/optimizer/test_properties.py).
+  the resolution of an OCPP limit, or an allowed step). In the slot dispatched
+  now the room this leaves on every row is given back: sessions that fell to 0
+  are raised to their minimum (those the previous plan paused first, then the
+  most urgent), continuous connectors are water-filled, and connectors with
+  pilot steps are raised one step at a time, most urgent first, while any step
+  fits. Each raise is checked against the remaining room of every row it
+  touches, so the result respects every limit by construction (see
+  tests/optimizer/test_properties.py).
 """
 
 from __future__ import annotations
@@ -128,22 +130,69 @@ def floor_to_steps(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
     return np.minimum(z, lp.col_upper[: lp.n_x])
 
 
-def _urgency_order(lp: PreparedLP, cols: np.ndarray) -> np.ndarray:
-    """Columns of slot 0, most urgent first: least laxity, then priority, then id."""
+def _urgency_keys(lp: PreparedLP, cols: np.ndarray) -> dict[int, tuple[object, ...]]:
+    """Per slot-0 column: (laxity in hours, −priority, session id), least laxity first.
+
+    Laxity is the time left before the stated departure less the time the need
+    takes at the session's own maximum; a session with the most unmet energy for
+    its time left comes first."""
     now = lp.problem.now
-    keys = []
+    out: dict[int, tuple[object, ...]] = {}
     for c in cols:
         s = lp.sessions[int(lp.x_session[c])]
         hours_left = (s.demand.departure - now).total_seconds() / 3600.0
         need_hours = s.demand.energy_kwh / max(s.kw_per_a * s.upper_a, EPS)
-        keys.append((hours_left - need_hours, -s.demand.priority, s.demand.session_id))
-    order = sorted(range(len(cols)), key=lambda i: keys[i])
-    return cols[np.array(order, dtype=np.int64)] if len(cols) else cols
+        out[int(c)] = (hours_left - need_hours, -s.demand.priority, s.demand.session_id)
+    return out
+
+
+def _urgency_order(lp: PreparedLP, cols: np.ndarray, *, rotate: bool = False) -> np.ndarray:
+    """Columns of slot 0, most urgent first: least laxity, then priority, then id.
+
+    With ``rotate``, sessions the previous plan paused (offered 0 A now) come
+    before the others: when the minimum current leaves room for only some of the
+    sessions the LP wants charging, the ones left out last time get their turn
+    (rotation instead of starving the same car slot after slot)."""
+    if not len(cols):
+        return cols
+    keys = _urgency_keys(lp, cols)
+    prev = lp.problem.previous
+
+    def key(c: int) -> tuple[object, ...]:
+        if not rotate:
+            return keys[c]
+        sid = lp.sessions[int(lp.x_session[c])].demand.session_id
+        paused = sid in prev and prev[sid] <= EPS
+        return (not paused, *keys[c])
+
+    return np.array(sorted((int(c) for c in cols), key=key), dtype=np.int64)
+
+
+def _next_step(steps: np.ndarray, value: float) -> float:
+    """The smallest step above ``value`` (inf if none)."""
+    i = int(np.searchsorted(steps, value + EPS, side="right"))
+    return float(steps[i]) if i < len(steps) else math.inf
 
 
 def make_dispatchable(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
-    """Floor every slot to valid steps; in slot 0 give paused sessions their
-    minimum where room allows, most urgent first, then share what room is left."""
+    """Currents a station can be given, slot 0 using every limit's room.
+
+    Every slot is floored to valid steps (never breaks a ≤ limit). In slot 0,
+    what the rounding and the minimum current leave of every row's room is then
+    given back, each raise checked against the room of every row it loads (each
+    line of every group above, kW limits, weighted limits), so no limit the LP
+    has can be exceeded:
+
+    1. sessions the floor paused are raised to their minimum, the ones paused
+       by the previous plan first (rotation), then least laxity first;
+    2. connectors with continuous currents share what is left (water-filling,
+       up to their maximum and what their need can take);
+    3. connectors with discrete pilot steps are raised one step at a time, most
+       urgent first, round after round while any step fits: first back up to
+       the step at or above the LP's current, then beyond it while the session
+       still needs energy. Only sessions charging now are raised (the LP's zeros
+       stay zeros: it may be waiting for cheaper slots).
+    """
     z = floor_to_steps(lp, x)
     if lp.n_x == 0:
         return z
@@ -161,32 +210,67 @@ def make_dispatchable(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
     cap = np.minimum(lp.col_upper[: lp.n_x], need / np.maximum(kwh, EPS))
     order_e = np.argsort(e_col, kind="stable")
     sorted_cols = e_col[order_e]
-    for c in _urgency_order(lp, cols0[(z[cols0] == 0) & (x[cols0] > EPS)]):
+
+    def entries(c: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = np.searchsorted(sorted_cols, [c, c + 1])
+        sel = order_e[a:b]
+        return e_row[sel], e_val[sel]
+
+    def try_raise(c: int, target: float) -> bool:
+        rows, vals = entries(c)
+        delta = target - z[c]
+        if np.all(room[rows] >= vals * delta - EPS):
+            z[c] = target
+            np.subtract.at(room, rows, vals * delta)
+            return True
+        return False
+
+    # 1. paused sessions to their minimum
+    for c in _urgency_order(lp, cols0[(z[cols0] == 0) & (x[cols0] > EPS)], rotate=True):
         target = lo[c]
         if not math.isfinite(target) or target > lp.col_upper[c] + EPS:
             continue
-        a, b = np.searchsorted(sorted_cols, [c, c + 1])
-        sel = order_e[a:b]
-        if np.all(room[e_row[sel]] >= e_val[sel] * target - EPS):
-            z[c] = target
-            np.subtract.at(room, e_row[sel], e_val[sel] * target)
-    # share what is left among those charging now (continuous steps only)
-    charging = cols0[(z[cols0] > 0)]
-    continuous = np.array(
+        try_raise(int(c), float(target))
+    charging = cols0[z[cols0] > 0]
+    discrete = np.array(
         [
-            lp.sessions[int(lp.x_session[c])].connector.connector.allowed_currents_a is None
+            lp.sessions[int(lp.x_session[c])].connector.connector.allowed_currents_a is not None
             for c in charging
         ],
         dtype=bool,
     )
-    charging = np.compress(continuous, charging) if len(charging) else charging
-    if len(charging):
+    # 2. continuous connectors share what is left
+    continuous = charging[~discrete] if len(charging) else charging
+    if len(continuous):
         y = z.copy()
         upper = np.maximum(np.minimum(cap, lp.col_upper[: lp.n_x]), z)
-        touch = np.isin(e_col, charging)
-        room = np.maximum(room, 0.0)
-        fill(charging, e_row[touch], e_col[touch], e_val[touch], room, y, upper)
-        z[charging] = np.floor(y[charging] / STEP_A + 1e-6) * STEP_A
+        touch = np.isin(e_col, continuous)
+        fill(continuous, e_row[touch], e_col[touch], e_val[touch], np.maximum(room, 0.0), y, upper)
+        z[continuous] = np.floor(y[continuous] / STEP_A + 1e-6) * STEP_A
+        load = np.bincount(e_row, weights=e_val * z[e_col], minlength=lp.n_limit_rows)
+        room = lp.row_upper[: lp.n_limit_rows] - load
+    # 3. discrete pilots: one step at a time, most urgent first
+    stepped = charging[discrete] if len(charging) else charging
+    if len(stepped):
+        steps: dict[int, np.ndarray] = {}
+        for c in stepped:
+            allowed = lp.sessions[int(lp.x_session[c])].connector.connector.allowed_currents_a
+            steps[int(c)] = np.array(sorted({0.0, *(allowed or ())}))
+        order = _urgency_order(lp, stepped)
+        # back up to the LP's current (what flooring took), then beyond it
+        for beyond in (False, True):
+            live = [int(c) for c in order]
+            while live:
+                kept = []
+                for c in live:
+                    if z[c] >= cap[c] - EPS or (not beyond and z[c] >= x[c] - EPS):
+                        continue
+                    target = _next_step(steps[c], float(z[c]))
+                    if target > lp.col_upper[c] + EPS:
+                        continue
+                    if try_raise(c, target):
+                        kept.append(c)
+                live = kept if beyond else []
     return z
 
 

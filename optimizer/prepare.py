@@ -69,9 +69,16 @@ EVEN_PIECES_NOW = 8
 """Pieces of the evenness penalty in the slot dispatched now (1/8 of a maximum)."""
 EVEN_PIECES = 4
 """Pieces in later slots, if `EVEN_SLOTS` > 1."""
-EVEN_WEIGHT = 1e-4
-"""Extra cost per kWh of each further quarter of a connector's rate: well below
-what charging one slot earlier gains, so a lone car still charges at full rate."""
+EVEN_WEIGHT = 1e-3
+"""Extra cost per kWh of each further quarter of a connector's rate in the slot
+dispatched now. From the fourth of the `EVEN_PIECES_NOW` pieces on it outweighs
+`PREVIOUS_WEIGHT`, so the slot is re-shared between competing cars rather than
+held as the previous plan had it; far below the unmet-energy tiers, so it never
+trades planned energy. On a fine grid it may exceed what charging one slot
+earlier gains: a lone car's LP rate now can then be below its maximum, and the
+dispatch (`optimizer.dispatch`) gives it the room left. Measured on JPL May-Aug
+2019 (realistic models): +0.6 / +0.4 points of energy delivered at 30 / 50 kW
+against 1e-4; neutral with ideal models."""
 PREVIOUS_WEIGHT = 1e-3
 """Cost per kWh-equivalent of moving the dispatched current away from the previous plan."""
 

@@ -6,9 +6,13 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from optimizer import SessionDemand, solve
-from tests.optimizer.sites import NOW, problem, site_from
+from optimizer import PlanningProblem, SessionDemand, solve
+from optimizer.dispatch import make_dispatchable, min_current, row_loads, water_fill
+from optimizer.prepare import PreparedLP, prepare
+from tests.optimizer.sites import NOW, problem, site_from, sites_and_sessions
 
 
 def shared_site(limit_a: float, n: int, **connector: object) -> object:
@@ -82,3 +86,160 @@ def test_competing_sessions_share_the_slot_evenly() -> None:
     assert now.min() >= 6
     assert now.max() - now.min() <= 16 / 8 + 1e-9  # the evenness pieces are 1/8 of 16 A
     assert plan.total_unmet_kwh == pytest.approx(0.0, abs=1e-6)
+
+
+# --- giving back the room that flooring to pilot steps leaves ---------------------
+
+WHOLE_AMPS = [0.0, *range(6, 33)]
+
+
+def test_rounding_room_is_given_back_one_step_at_a_time() -> None:
+    """Three cars share 40 A; the LP gives each 13.3 A, the stations take whole
+    amperes: flooring alone would offer 39 A, the leftover ampere goes to one car."""
+    site = shared_site(40.0, 3, allowed_currents_a=WHOLE_AMPS)
+    plan = solve(problem(site, sessions(3)))
+    now = plan.current_a[:, 0]
+    assert set(now) <= set(WHOLE_AMPS)
+    assert now.sum() == pytest.approx(40.0)
+    assert now.max() - now.min() <= 1.0
+
+
+def slot0(lp: PreparedLP, values: dict[str, float]) -> np.ndarray:
+    """LP currents: ``values`` in slot 0 by session id, nothing later."""
+    x = np.zeros(lp.n_x)
+    for sc in lp.sessions:
+        x[sc.first_col] = values[sc.demand.session_id]
+    return x
+
+
+def test_the_extra_step_goes_to_the_most_urgent_session() -> None:
+    site = shared_site(27.0, 2, allowed_currents_a=WHOLE_AMPS)
+    urgent = SessionDemand("urgent", "C0/1", NOW, NOW + timedelta(hours=3), 15)
+    relaxed = SessionDemand("relaxed", "C1/1", NOW, NOW + timedelta(hours=9), 15)
+    lp = prepare(problem(site, [relaxed, urgent]))
+    z = make_dispatchable(lp, slot0(lp, {"urgent": 13.5, "relaxed": 13.5}))
+    now = {sc.demand.session_id: z[sc.first_col] for sc in lp.sessions}
+    assert now == {"urgent": 14.0, "relaxed": 13.0}
+
+
+def test_room_freed_by_a_paused_session_goes_to_the_others() -> None:
+    """16 A over three cars: the LP's 5.3 A each is below the 6 A minimum; two
+    charge and what the third leaves is given to them (not left unused)."""
+    site = shared_site(16.0, 3, allowed_currents_a=WHOLE_AMPS)
+    plan = solve(problem(site, sessions(3)))
+    now = plan.current_a[:, 0]
+    assert (now > 0).sum() == 2
+    assert now.sum() == pytest.approx(16.0)
+
+
+def test_every_line_of_every_group_bounds_the_raise() -> None:
+    """Two-line stations under a panel and a transformer with a kW limit: each raise
+    is checked on every line and limit it loads."""
+    con = {"id": 1, "max_current_a": 32, "min_current_a": 6, "voltage_v": 208.0}
+    site = site_from(
+        [
+            {"id": "tx", "limit_a": 100.0, "limit_kw": 8.0},
+            {"id": "panel", "parent": "tx", "limit_a": 22.5},
+        ],
+        [
+            {
+                "id": f"C{i}",
+                "group": "panel" if i < 3 else "tx",
+                "connectors": [
+                    {**con, "phases": ph, "allowed_currents_a": WHOLE_AMPS},
+                ],
+            }
+            for i, ph in enumerate([["L1", "L2"], ["L2", "L3"], ["L3", "L1"], ["L1", "L2"]])
+        ],
+    )
+    plan = solve(problem(site, sessions(4)))
+    now = plan.current_a[:, 0]
+    assert set(now) <= set(WHOLE_AMPS)
+    panel = now[:3]
+    for a, b in ((0, 1), (1, 2), (2, 0)):  # each line of the panel carries two stations
+        assert panel[a] + panel[b] <= 22.5 + 1e-9
+    assert now.sum() * 0.208 <= 8.0 + 1e-9
+    # nothing more fits: one more ampere anywhere breaks the kW limit
+    assert (now.sum() + 1) * 0.208 > 8.0
+
+
+def test_a_session_the_lp_keeps_waiting_is_not_raised() -> None:
+    """Cheap energy later: the LP plans nothing now; the room left now is not used
+    to charge it at the dear price."""
+    site = shared_site(100.0, 1, allowed_currents_a=WHOLE_AMPS)
+    demand = SessionDemand("s", "C0/1", NOW, NOW + timedelta(hours=6), 5)
+    p = problem(site, [demand])
+    prices = np.ones(p.grid.slots)
+    prices[:8] = 10.0
+    plan = solve(problem(site, [demand], prices=prices))
+    assert plan.now_a("C0/1") == 0
+    assert plan.current_a[0].max() > 0
+
+
+def test_paused_sessions_get_their_turn_next_slot() -> None:
+    """Room for two of three at their minimum, the LP wanting 4 A for each: the one
+    the previous plan paused charges now, even though it is the least urgent."""
+    site = shared_site(12.0, 3, allowed_currents_a=WHOLE_AMPS)
+    demands = sessions(3)  # s0 is the most urgent (earliest departure), s2 the least
+    lp = prepare(problem(site, demands))
+    z = make_dispatchable(lp, slot0(lp, {"s0": 4.0, "s1": 4.0, "s2": 4.0}))
+    assert [z[sc.first_col] for sc in lp.sessions] == [6.0, 6.0, 0.0]
+    previous = {"s0": 6.0, "s1": 6.0, "s2": 0.0}
+    lp = prepare(problem(site, demands, previous=previous))
+    z = make_dispatchable(lp, slot0(lp, {"s0": 4.0, "s1": 4.0, "s2": 4.0}))
+    assert [z[sc.first_col] for sc in lp.sessions] == [6.0, 0.0, 6.0]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sites_and_sessions(), st.floats(0.0, 1.0))
+def test_dispatch_keeps_limits_and_leaves_no_step_unused(
+    prob: PlanningProblem, scale: float
+) -> None:
+    """From any LP-feasible currents: slot 0 keeps every row (each line of each
+    group, kW and weighted limits) within its bound, and no charging station with
+    pilot steps could take one more step without breaking a row."""
+    lp = prepare(prob)
+    x = water_fill(lp) * scale  # feasible for every limit row
+    z = make_dispatchable(lp, x)
+    upper = lp.row_upper[: lp.n_limit_rows]
+    loads = row_loads(lp, z)
+    fixed_over = upper < 0  # unresponsive stations alone over the limit
+    assert np.all((loads <= upper + 1e-6) | fixed_over & (loads <= 1e-9))
+    rows, cols, vals = lp.coo()
+    m = (rows < lp.n_limit_rows) & (cols < lp.n_x)
+    rows, cols, vals = rows[m], cols[m], vals[m]
+    lo = min_current(lp)[lp.x_session]
+    kwh = np.concatenate([s.kwh_per_a for s in lp.sessions]) if lp.n_x else np.zeros(0)
+    for c in np.flatnonzero((lp.x_period == 0) & (z > 0)):
+        s = lp.sessions[int(lp.x_session[c])]
+        assert z[c] >= lo[c] - 1e-9
+        allowed = s.connector.connector.allowed_currents_a
+        if allowed is None:
+            continue
+        assert any(abs(z[c] - a) < 1e-9 for a in allowed)
+        higher = [a for a in sorted(allowed) if a > z[c] + 1e-9]
+        if not higher or higher[0] > lp.col_upper[c] + 1e-9:
+            continue  # at its maximum
+        if z[c] * kwh[c] >= s.demand.energy_kwh - 1e-9:
+            continue  # the step now already covers the need
+        sel = cols == c
+        extra = vals[sel] * (higher[0] - z[c])
+        assert np.any(loads[rows[sel]] + extra > upper[rows[sel]] + 1e-9), (c, z[c])
+
+
+@pytest.mark.parametrize("allowed", [None, WHOLE_AMPS])
+def test_a_lone_car_charges_at_its_maximum_on_a_fine_grid(allowed: list[float] | None) -> None:
+    """Five-minute slots over 12 h (the ACN sites): however the LP spreads a car's
+    energy over the slots, what the room allows now is given to it now."""
+    con = {"id": 1, "max_current_a": 32, "min_current_a": 6, "phases": ["L1"]}
+    if allowed is not None:
+        con["allowed_currents_a"] = allowed
+    site = site_from(
+        [{"id": "root", "limit_a": 100.0}],
+        [{"id": "C0", "group": "root", "connectors": [con]}],
+        slot_minutes=5,
+        horizon_hours=12,
+    )
+    demand = SessionDemand("s", "C0/1", NOW, NOW + timedelta(hours=10), 40)
+    plan = solve(problem(site, [demand]))
+    assert plan.now_a("C0/1") == 32
