@@ -1,12 +1,23 @@
 """Strategies on the JPL site over May-August 2019, transformer sweep.
 
-    .venv/bin/python benchmarks/acn_strategies.py            # 30, 50, 80 kW, all strategies
+    .venv/bin/python benchmarks/acn_strategies.py            # 30, 50, 80 kW, both models
     .venv/bin/python benchmarks/acn_strategies.py --from 2019-05-01 --to 2019-05-31 --jobs 2
+    .venv/bin/python benchmarks/acn_strategies.py --models ideal
 
 Scales the 150 kW transformer group (floors 3-4) of examples/acn-jpl.toml to
 each capacity, runs every strategy on the same sessions, writes a REPORT.json
-(same schema as ``gridshare simulate``) and prints the % delivered per strategy,
-the gap between gridshare and the offline optimum, and solve times.
+(same schema as ``gridshare simulate``, one run per capacity and models) and
+prints the % delivered per strategy, the gap between gridshare and the offline
+optimum, and solve times, for each of the two settings:
+
+* ``realistic`` — what the service sees live: stated departure and energy
+  (service defaults for sessions that state nothing), pilots in the stations'
+  allowed steps (0 or 6-32 A), battery taper;
+* ``ideal`` — the ACN paper's comparison: real departure and energy stated at
+  arrival, continuous pilots from 0 A, ideal batteries (see
+  `gridshare.simulation.ideal`).
+
+The offline optimum knows the real departures and needs in both.
 With ``--min-current-study`` it instead runs gridshare twice per capacity: as
 the stations are (0 or 6-32 A in whole amperes) and with a "pure LP" site (no
 pilot steps, no minimum current), and prints the energy the minimum-current
@@ -26,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from gridshare.config import load_site
-from gridshare.simulation import STRATEGIES, run_strategies
+from gridshare.simulation import STRATEGIES, ideal_site, run_strategies
 from gridshare.simulation.report import build_report, table, write_report
 from gridshare.simulation.sessions import between, read_acn
 from optimizer import Site
@@ -35,34 +46,39 @@ ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "examples" / "acn-jpl.toml"
 SESSIONS = ROOT / "data" / "acn" / "jpl" / "2019-05-01_2019-08-31.csv.gz"
 GROUP = "third-fourth-floor-transformer"
+MODELS = ("realistic", "ideal")
+
+Work = tuple[float, str, str, list[str], str]
 
 
-def one_capacity(args: tuple[float, str, str, list[str]]) -> tuple[float, dict[str, Any], float]:
-    cap, start, end, strategies = args
+def one_capacity(args: Work) -> tuple[float, str, dict[str, Any], float]:
+    cap, start, end, strategies, models = args
     t0 = time.perf_counter()
     site = load_site(SITE)
     sessions = between(
         read_acn(SESSIONS), date.fromisoformat(start), date.fromisoformat(end), site.site.timezone
     )
-    results = run_strategies(site, sessions, strategies, capacity_kw=cap, capacity_group=GROUP)
+    results = run_strategies(
+        site,
+        sessions,
+        strategies,
+        capacity_kw=cap,
+        capacity_group=GROUP,
+        ideal_models=models == "ideal",
+    )
     rep = build_report([(cap, results)], site.site.timezone)
-    return cap, rep["runs"][0], time.perf_counter() - t0
+    run = rep["runs"][0]
+    run["models"] = models
+    return cap, models, run, time.perf_counter() - t0
 
 
 def pure_lp(site: Site) -> Site:
     """The site with continuous pilots and no minimum current."""
-    data = site.model_dump()
-    for ch in data["chargers"]:
-        for con in ch["connectors"]:
-            con["allowed_currents_a"] = None
-            con["min_current_a"] = 0.0
-    return Site.model_validate(data)
+    return ideal_site(site)
 
 
-def min_current_study(
-    args: tuple[float, str, str, list[str]],
-) -> tuple[float, dict[str, Any], float]:
-    cap, start, end, _ = args
+def min_current_study(args: Work) -> tuple[float, dict[str, Any], float]:
+    cap, start, end, _, _ = args
     t0 = time.perf_counter()
     site = load_site(SITE)
     sessions = between(
@@ -86,13 +102,17 @@ def main() -> None:
     p.add_argument("--to", dest="end", default="2019-08-31")
     p.add_argument("--capacity-kw", type=float, nargs="+", default=[30.0, 50.0, 80.0])
     p.add_argument("--strategy", nargs="+", default=list(STRATEGIES))
+    p.add_argument("--models", choices=[*MODELS, "both"], default="both")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument(
         "--out", type=Path, help="write the REPORT.json here (and one file per capacity)"
     )
     p.add_argument("--min-current-study", action="store_true")
     args = p.parse_args()
-    work = [(c, args.start, args.end, args.strategy) for c in args.capacity_kw]
+    models = list(MODELS) if args.models == "both" else [args.models]
+    if args.min_current_study:
+        models = ["realistic"]
+    work = [(c, args.start, args.end, args.strategy, m) for m in models for c in args.capacity_kw]
     if args.min_current_study:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             study = {cap: out for cap, out, _ in pool.map(min_current_study, work)}
@@ -114,11 +134,11 @@ def main() -> None:
         return
     runs = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for cap, run, secs in pool.map(one_capacity, work):
-            print(f"{cap:g} kW done in {secs:.0f} s", flush=True)
+        for cap, mode, run, secs in pool.map(one_capacity, work):
+            print(f"{cap:g} kW, {mode} models: done in {secs:.0f} s", flush=True)
             runs.append(run)
             if args.out:  # each capacity is kept as soon as it is done
-                part = args.out.with_suffix(f".{cap:g}kW.json")
+                part = args.out.with_suffix(f".{mode}.{cap:g}kW.json")
                 part.write_text(json.dumps(run, indent=2, default=str) + "\n")
     report = {
         "runs": runs,
@@ -127,21 +147,38 @@ def main() -> None:
             "group": GROUP,
             "from": args.start,
             "to": args.end,
+            "models": models,
         },
     }
     if args.out:
         write_report(report, args.out)
-    print(table(report))
-    print()
-    print("| capacity kW | gridshare − offline (pp) | gridshare solve p50 / p99 / max ms |")
-    print("|---|---|---|")
-    for r in runs:
-        s = r["strategies"]
-        if "gridshare" in s and "offline-optimal" in s:
-            gap = s["gridshare"]["delivered_pct"] - s["offline-optimal"]["delivered_pct"]
-            g = s["gridshare"]
+    for mode in models:
+        print()
+        print(f"## {mode} models: % of need delivered")
+        print()
+        print(table({"runs": [r for r in runs if r["models"] == mode]}))
+        print()
+        print(
+            "| capacity kW | gridshare − offline (pp) | gridshare − best of edf/llf/equal-share"
+            " (pp) | gridshare solve p50 / p99 / max ms |"
+        )
+        print("|---|---|---|---|")
+        for r in runs:
+            if r["models"] != mode:
+                continue
+            s = r["strategies"]
+            g = s.get("gridshare")
+            if g is None:
+                continue
+            gap = (
+                f"{g['delivered_pct'] - s['offline-optimal']['delivered_pct']:+.2f}"
+                if "offline-optimal" in s
+                else "–"
+            )
+            rivals = [s[n]["delivered_pct"] for n in ("edf", "llf", "equal-share") if n in s]
+            ahead = f"{g['delivered_pct'] - max(rivals):+.2f}" if rivals else "–"
             print(
-                f"| {r['capacity_kw']:g} | {gap:+.2f} | {g['solve_ms_p50']} / "
+                f"| {r['capacity_kw']:g} | {gap} | {ahead} | {g['solve_ms_p50']} / "
                 f"{g['solve_ms_p99']} / {g['solve_ms_max']} |"
             )
 

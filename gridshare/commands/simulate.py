@@ -3,7 +3,7 @@
     gridshare simulate --site SITE.toml --sessions SESSIONS.csv[.gz]
         [--capacity CAP.csv] [--capacity-kw X [X ...]] [--capacity-group ID]
         [--strategy NAME ...] [--from DATE --to DATE] [--taper-kwh K]
-        --out REPORT.json [--plot FILE.png]
+        [--ideal-models] --out REPORT.json [--plot FILE.png]
 
 Sessions: an ACN-Data CSV or ``connector_id,arrival,departure,energy_kwh
 [,stated_departure][,stated_energy_kwh]``. ``--capacity-kw`` sets a rated group
@@ -11,6 +11,13 @@ Sessions: an ACN-Data CSV or ``connector_id,arrival,departure,energy_kwh
 capacity in turn, scaling its per-line and primary limits with it: one run per
 capacity. ``--from``/``--to`` are local days of the site, both included.
 Prints the % delivered per strategy and capacity; exit 2 on bad input.
+
+Realistic models by default: the planner sees the stated departure and energy
+(service defaults when a session states nothing), stations take only their
+allowed pilot steps and cars taper off. ``--ideal-models`` is the setting of the
+ACN paper's comparison with the offline optimum: every session states its real
+departure and energy at arrival, continuous pilots from 0 A, ideal batteries
+(``--taper-kwh`` is then ignored).
 """
 
 from __future__ import annotations
@@ -54,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=CarModel().taper_kwh,
         help="car taper over the last K kWh of its need (0: ideal battery)",
+    )
+    p.add_argument(
+        "--ideal-models",
+        action="store_true",
+        help="real departures and energies stated at arrival, continuous pilots, no taper",
     )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--plot", type=Path)
@@ -99,6 +111,7 @@ def main(argv: list[str]) -> int:
                 overrides=overrides,
                 car=CarModel(taper_kwh=args.taper_kwh),
                 progress=progress,
+                ideal_models=args.ideal_models,
             )
         except ValueError as e:
             print(f"gridshare simulate: {e}", file=sys.stderr)
@@ -110,7 +123,8 @@ def main(argv: list[str]) -> int:
         "from": args.start.isoformat() if args.start else None,
         "to": args.end.isoformat() if args.end else None,
         "capacity_group": group,
-        "taper_kwh": args.taper_kwh,
+        "taper_kwh": 0.0 if args.ideal_models else args.taper_kwh,
+        "models": "ideal" if args.ideal_models else "realistic",
         "requested_kwh": "energy the cars took in the real sessions",
     }
     report = build_report(runs, site.site.timezone, meta)

@@ -6,7 +6,8 @@
 
 Modules: `sessions` (ACN-Data and generic CSVs), `capacity` (limits over time),
 `engine` (the event-driven simulator and car physics), `strategies`,
-`report` (REPORT.json, tables, plots), `acn` (ACN sites.json to site files).
+`report` (REPORT.json, tables, plots), `acn` (ACN sites.json to site files),
+`ideal` (the ideal-models setting of the ACN paper: ``ideal_models=True``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gridshare.simulation.engine import (
     Simulation,
     Strategy,
 )
+from gridshare.simulation.ideal import IDEAL_CAR, ideal_sessions, ideal_site
 from gridshare.simulation.sessions import SimSession, prepare_sessions
 from gridshare.simulation.strategies import (
     ONLINE,
@@ -41,6 +43,8 @@ __all__ = [
     "Simulation",
     "Strategy",
     "build_simulation",
+    "ideal_sessions",
+    "ideal_site",
     "run_strategies",
     "site_for_capacity",
 ]
@@ -63,21 +67,28 @@ def build_simulation(
     overrides: list[Override] | None = None,
     car: CarModel | None = None,
     defaults: ServiceDefaults | None = None,
+    ideal_models: bool = False,
 ) -> tuple[Simulation, dict[str, int]]:
-    """A simulation ready to run, and how many sessions were dropped (and why)."""
+    """A simulation ready to run, and how many sessions were dropped (and why).
+
+    ``ideal_models`` (see `gridshare.simulation.ideal`): every session states its
+    real departure and energy, continuous pilots with no minimum, ideal battery
+    (``car`` is then ignored)."""
     scaled = site_for_capacity(site, capacity_kw, capacity_group)
+    if ideal_models:
+        scaled = ideal_site(scaled)
+        car = IDEAL_CAR
     step = scaled.site.slot_minutes
     from datetime import timedelta
 
     prepared = prepare_sessions(sessions, scaled.connectors, timedelta(minutes=step))
+    kept = ideal_sessions(prepared.sessions) if ideal_models else prepared.sessions
     dropped = {
         "unknown_connector": prepared.unknown_connector,
         "shorter_than_a_step": prepared.too_short,
         "overlapping": prepared.overlapping,
     }
-    sim = Simulation(
-        scaled, prepared.sessions, limits=SiteLimits(scaled, overrides), car=car, defaults=defaults
-    )
+    sim = Simulation(scaled, kept, limits=SiteLimits(scaled, overrides), car=car, defaults=defaults)
     return sim, dropped
 
 
@@ -92,8 +103,10 @@ def run_strategies(
     car: CarModel | None = None,
     defaults: ServiceDefaults | None = None,
     progress: bool = False,
+    ideal_models: bool = False,
 ) -> dict[str, RunResult]:
-    """Every named strategy on the same sessions and site."""
+    """Every named strategy on the same sessions and site (``ideal_models``: see
+    `build_simulation`)."""
     sim, dropped = build_simulation(
         site,
         sessions,
@@ -102,12 +115,14 @@ def run_strategies(
         overrides=overrides,
         car=car,
         defaults=defaults,
+        ideal_models=ideal_models,
     )
     out: dict[str, RunResult] = {}
     for name in strategies:
         strategy = make_strategy(name, sim)
         result = sim.run(strategy, progress=progress)  # type: ignore[arg-type]
         result.extra["dropped_sessions"] = dropped
+        result.extra["models"] = "ideal" if ideal_models else "realistic"
         if isinstance(strategy, OfflineSchedule):
             result.extra["lp_bound_kwh"] = round(strategy.bound_kwh, 4)
             result.extra["lp_periods"] = strategy.periods

@@ -1,0 +1,89 @@
+"""The ideal-models setting (the ACN paper's comparison with the offline optimum):
+real departure and energy stated at arrival, continuous pilots, ideal battery."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import pytest
+
+from gridshare.commands import simulate
+from gridshare.simulation import build_simulation, run_strategies
+from gridshare.simulation.engine import StepContext
+from tests.simulation.helpers import JPL_SESSIONS, JPL_SITE, jpl_day, jpl_site, session, tiny_site
+
+GROUP = "third-fourth-floor-transformer"
+
+
+def test_ideal_models_state_the_truth_with_continuous_pilots_and_no_taper() -> None:
+    site = jpl_site()
+    sessions = jpl_day()
+    sim, _ = build_simulation(site, sessions, capacity_kw=30, ideal_models=True)
+    assert sim.car.taper_kwh == 0
+    for info in sim.site.connectors.values():
+        assert info.connector.allowed_currents_a is None
+        assert info.connector.min_current_a == 0
+    assert sim.site.group_by_id[GROUP].limit_kw == 30
+    for s in sim.sessions:
+        assert s.stated_departure == s.departure
+        assert s.stated_energy_kwh == s.energy_kwh
+    # realistic models stay the default: unclaimed sessions state nothing
+    real, _ = build_simulation(site, sessions, capacity_kw=30)
+    assert real.car.taper_kwh > 0
+    assert any(s.stated_energy_kwh is None for s in real.sessions)
+    assert any(i.connector.allowed_currents_a for i in real.site.connectors.values())
+
+
+def test_the_planner_sees_the_real_departure_and_need() -> None:
+    seen = []
+
+    class Spy:
+        name = "spy"
+
+        def decide(self, ctx: StepContext) -> Mapping[str, float]:
+            seen.extend(ctx.demands())
+            return {}
+
+    s = session("s", "B/1", 0, 60, 7.0, stated=False)
+    sim, _ = build_simulation(tiny_site(), [s], ideal_models=True)
+    sim.run(Spy())
+    assert seen and all(d.departure == s.departure for d in seen)
+    assert seen[0].energy_kwh == pytest.approx(7.0)
+
+
+def test_gridshare_is_near_the_offline_optimum_with_ideal_models() -> None:
+    runs = run_strategies(
+        jpl_site(),
+        jpl_day(),
+        ["gridshare", "edf", "llf", "equal-share", "offline-optimal"],
+        capacity_kw=30,
+        capacity_group=GROUP,
+        ideal_models=True,
+    )
+    pct = {n: 100 * r.delivered_kwh.sum() / r.need_kwh.sum() for n, r in runs.items()}
+    for name, r in runs.items():
+        assert r.violations == [] and r.offer_violations == 0, name
+        assert r.extra["models"] == "ideal"
+    bound = float(runs["offline-optimal"].extra["lp_bound_kwh"])  # type: ignore[arg-type]
+    for name in ("gridshare", "edf", "llf", "equal-share"):
+        assert runs[name].delivered_kwh.sum() <= bound + 1e-4, name
+    assert pct["gridshare"] >= pct["offline-optimal"] - 1.0
+    assert pct["gridshare"] > max(pct["edf"], pct["llf"], pct["equal-share"])
+
+
+def test_simulate_command_ideal_models(tmp_path, capsys) -> None:
+    out = tmp_path / "report.json"
+    argv = [
+        "--site", str(JPL_SITE), "--sessions", str(JPL_SESSIONS),
+        "--from", "2019-05-08", "--to", "2019-05-08", "--capacity-kw", "30",
+        "--strategy", "edf", "--ideal-models", "--out", str(out),
+    ]  # fmt: skip
+    assert simulate.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["meta"]["models"] == "ideal"
+    assert report["meta"]["taper_kwh"] == 0
+    (run,) = report["runs"]
+    assert run["strategies"]["edf"]["models"] == "ideal"
+    assert run["strategies"]["edf"]["violations"] == 0
+    assert "| 30 |" in capsys.readouterr().out
