@@ -407,17 +407,7 @@ class ServiceBackend:
             static_limit_a=g.limit_a,
             static_limit_kw=g.limit_kw,
             fallback_limit_a=g.fallback_limit_a,
-            override=None
-            if o is None
-            else LimitOverride(
-                limit_a=o.limit_a,
-                limit_kw=o.limit_kw,
-                start=o.start,
-                end=o.end,
-                set_by=o.set_by,
-                set_at=o.set_at,
-                active_now=o.covers(now, now),
-            ),
+            override=LimitOverride.of(o, now),
             dso_forecast=self._dso_value(group_id, now),
             capacity_a=None if cap_a is None else _finite(float(cap_a[0])),
             capacity_kw=None if cap_kw is None else _finite(float(cap_kw[0])),

@@ -11,32 +11,79 @@ callbacks), `http` (the FastAPI shell), `client` (our outgoing messages,
 heartbeats, measurements, retries), `tokens` (token persistence), `segments`
 (reassembly), `errors` (the exception tree), `config`, `loopback` (serving an
 app on a loopback port for tests and simulators).
+
+Importing the package is cheap (the site config imports `oscp.config`): the
+names below load their module, with httpx and FastAPI, on first use.
 """
 
-from oscp.client import CapacityProviderClient, MeasurementSource, Peer, RetryPolicy
-from oscp.config import OscpConfig, OscpProviderConfig
-from oscp.errors import (
-    BadRequest,
-    DeliveryError,
-    MethodNotAllowed,
-    MissingToken,
-    NoCommonVersion,
-    NotConnected,
-    NotRegistered,
-    NotStored,
-    OscpError,
-    PeerRejected,
-    PeerUnreachable,
-    ProtocolError,
-    RegistrationError,
-    UnknownGroup,
-    WrongToken,
-)
-from oscp.http import FP_PREFIX, create_app, create_router
-from oscp.messages import OSCP_VERSION, Message
-from oscp.provider import FlexibilityProvider, ProviderLink, Reply
-from oscp.registration import RegEvent, RegState
-from oscp.tokens import JsonFileTokenStore, MemoryTokenStore, TokenRecord, TokenStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from oscp.client import CapacityProviderClient, MeasurementSource, Peer, RetryPolicy
+    from oscp.config import OscpConfig, OscpProviderConfig
+    from oscp.errors import (
+        BadRequest,
+        DeliveryError,
+        MethodNotAllowed,
+        MissingToken,
+        NoCommonVersion,
+        NotConnected,
+        NotRegistered,
+        NotStored,
+        OscpError,
+        PeerRejected,
+        PeerUnreachable,
+        ProtocolError,
+        RegistrationError,
+        UnknownGroup,
+        WrongToken,
+    )
+    from oscp.http import FP_PREFIX, create_app, create_router
+    from oscp.messages import OSCP_VERSION, Message
+    from oscp.provider import FlexibilityProvider, ProviderLink, Reply
+    from oscp.registration import RegEvent, RegState
+    from oscp.tokens import JsonFileTokenStore, MemoryTokenStore, TokenRecord, TokenStore
+
+_MODULE_OF = {
+    "BadRequest": "oscp.errors",
+    "CapacityProviderClient": "oscp.client",
+    "DeliveryError": "oscp.errors",
+    "FP_PREFIX": "oscp.http",
+    "FlexibilityProvider": "oscp.provider",
+    "JsonFileTokenStore": "oscp.tokens",
+    "MeasurementSource": "oscp.client",
+    "MemoryTokenStore": "oscp.tokens",
+    "Message": "oscp.messages",
+    "MethodNotAllowed": "oscp.errors",
+    "MissingToken": "oscp.errors",
+    "NoCommonVersion": "oscp.errors",
+    "NotConnected": "oscp.errors",
+    "NotRegistered": "oscp.errors",
+    "NotStored": "oscp.errors",
+    "OSCP_VERSION": "oscp.messages",
+    "OscpConfig": "oscp.config",
+    "OscpError": "oscp.errors",
+    "OscpProviderConfig": "oscp.config",
+    "Peer": "oscp.client",
+    "PeerRejected": "oscp.errors",
+    "PeerUnreachable": "oscp.errors",
+    "ProtocolError": "oscp.errors",
+    "ProviderLink": "oscp.provider",
+    "RegEvent": "oscp.registration",
+    "RegState": "oscp.registration",
+    "RegistrationError": "oscp.errors",
+    "Reply": "oscp.provider",
+    "RetryPolicy": "oscp.client",
+    "TokenRecord": "oscp.tokens",
+    "TokenStore": "oscp.tokens",
+    "UnknownGroup": "oscp.errors",
+    "WrongToken": "oscp.errors",
+    "create_app": "oscp.http",
+    "create_router": "oscp.http",
+}
 
 __all__ = [
     "FP_PREFIX",
@@ -75,3 +122,10 @@ __all__ = [
     "create_app",
     "create_router",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'oscp' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

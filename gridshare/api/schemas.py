@@ -156,6 +156,21 @@ class LimitOverride(_Out):
     set_at: datetime
     active_now: bool
 
+    @classmethod
+    def of(cls, o: Any, now: datetime) -> LimitOverride | None:
+        """From a stored override (fields of the same names and ``covers``), or None."""
+        if o is None:
+            return None
+        return cls(
+            limit_a=o.limit_a,
+            limit_kw=o.limit_kw,
+            start=o.start,
+            end=o.end,
+            set_by=o.set_by,
+            set_at=o.set_at,
+            active_now=o.covers(now, now),
+        )
+
 
 class ForecastValue(_Out):
     """The DSO's capacity for a group in force now, and when the forecast came."""

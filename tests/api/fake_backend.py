@@ -472,17 +472,7 @@ class FakeSite:
             static_limit_a=g.limit_a,
             static_limit_kw=g.limit_kw,
             fallback_limit_a=g.fallback_limit_a,
-            override=None
-            if o is None
-            else LimitOverride(
-                limit_a=o.limit_a,
-                limit_kw=o.limit_kw,
-                start=o.start,
-                end=o.end,
-                set_by=o.set_by,
-                set_at=o.set_at,
-                active_now=o.covers(now, now),
-            ),
+            override=LimitOverride.of(o, now),
             dso_forecast=dso,
             capacity_a=cap[0],
             capacity_kw=cap[1],

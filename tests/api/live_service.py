@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 from gridshare.config import GridshareConfig, parse_config
@@ -24,6 +22,7 @@ from gridshare.controller import ControllerSettings
 from gridshare.service import EventSink, Service, controller_settings
 from tests.api.conftest import READ_TOKEN, WRITE_TOKEN
 from tests.api.fake_backend import SITE
+from tests.api.loop_thread import LoopThread
 from tests.service.local_stations import Car, LocalStations
 
 T = TypeVar("T")
@@ -65,7 +64,9 @@ def depot_cars(start: datetime) -> list[tuple[str, Car]]:
     ]
 
 
-class LiveService:
+class LiveService(LoopThread):
+    start_timeout_s = 30.0
+
     def __init__(
         self,
         config: GridshareConfig,
@@ -85,13 +86,9 @@ class LiveService:
         self.warmup_s = warmup_s
         """Simulated seconds run before `start` returns (a measured history to show)."""
         self.sim = [start or datetime.now(UTC).replace(microsecond=0)]
-        self.error: BaseException | None = None
         self.service: Service | None = None
         self.stations: LocalStations | None = None
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="live-service", daemon=True)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        super().__init__("live-service")
 
     @property
     def url(self) -> str:
@@ -101,17 +98,7 @@ class LiveService:
     def now(self) -> datetime:
         return self.sim[0]
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as e:  # handed to the test thread in stop()
-            self.error = e
-        finally:
-            self._started.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def _serve(self) -> None:
         first = self.sim[0]
 
         def factory(c: GridshareConfig, port: int, host: str, sink: EventSink) -> LocalStations:
@@ -156,29 +143,3 @@ class LiveService:
         """Run a coroutine in the service's loop and wait for its result."""
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(fn(), self._loop).result(timeout_s)
-
-    def start(self) -> LiveService:
-        self._thread.start()
-        if not self._started.wait(timeout=30) or self.error is not None:
-            raise RuntimeError(f"service did not start: {self.error!r}")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=20)
-        if self._thread.is_alive():
-            raise RuntimeError("service thread did not stop")
-        if self.error is not None:
-            raise self.error
-
-    def __enter__(self) -> LiveService:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,13 +81,11 @@ class Watch:
     connectors: list[str]
     worst: float = float("-inf")
     samples: int = 0
-    history: list[tuple[datetime, dict[str, float]]] = field(default_factory=list)
 
     def sample(self) -> dict[str, float]:
         limits = {cid: self.fleet.limit_in_force(cid) for cid in self.connectors}
         self.samples += 1
         self.worst = max(self.worst, sum(limits.values()) - self.capacity())
-        self.history.append((datetime.now(UTC), limits))
         return limits
 
     async def run(self, period_s: float = 0.05) -> None:
