@@ -572,7 +572,7 @@ class Controller:
             else (sum(r.power_w.values()) if r.power_w else None)
         )
         had_cap = s.cap_a is not None
-        changed = self._learn_rate(s, r, drawn, info.connector.min_current_a)
+        changed = self._learn_rate(s, r, drawn)
         changed = self._learn_lines(s, by_line, info.lines) or changed
         if changed:
             # a car that takes more again must not be held at its old rate
@@ -591,7 +591,7 @@ class Controller:
                 out[wired[idx]] = max(out.get(wired[idx], 0.0), abs(amps))
         return out
 
-    def _learn_rate(self, s: SessionState, r: MeterReading, drawn: float, min_a: float) -> bool:
+    def _learn_rate(self, s: SessionState, r: MeterReading, drawn: float) -> bool:
         cfg = self.settings
         changed_at = self.limit_changed_at.get(s.connector_id)
         # our clock, not the station's (station clocks drift)
@@ -608,7 +608,9 @@ class Controller:
             s.low_readings += 1
             if s.low_readings < 2:
                 return False
-            cap = max(min_a, math.ceil((drawn + cfg.learn_headroom_a) * 10) / 10)
+            # may be below the station's minimum (a battery tapering off): the
+            # dispatch then gives it the minimum only from room nobody else uses
+            cap = math.ceil((drawn + cfg.learn_headroom_a) * 10) / 10
             if s.cap_a is None or cap < s.cap_a - cfg.learn_release_a:
                 s.cap_a = cap
                 return True

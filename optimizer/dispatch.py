@@ -191,7 +191,13 @@ def make_dispatchable(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
        urgent first, round after round while any step fits: first back up to
        the step at or above the LP's current, then beyond it while the session
        still needs energy. Only sessions charging now are raised (the LP's zeros
-       stay zeros: it may be waiting for cheaper slots).
+       stay zeros: it may be waiting for cheaper slots);
+    4. cars known to take less than their station's minimum (a battery tapering
+       off before full: ``ev_max_current_a`` below the minimum) get the minimum
+       last, from what every other car left. At the minimum they would hold
+       more of a limit than they draw, so they never take room a car drawing
+       in full could use (measured on JPL 2019, realistic models: +0.7 / +0.8
+       points of energy delivered at 80 / 50 kW).
     """
     z = floor_to_steps(lp, x)
     if lp.n_x == 0:
@@ -226,11 +232,11 @@ def make_dispatchable(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
         return False
 
     # 1. paused sessions to their minimum
-    for c in _urgency_order(lp, cols0[(z[cols0] == 0) & (x[cols0] > EPS)], rotate=True):
-        target = lo[c]
-        if not math.isfinite(target) or target > lp.col_upper[c] + EPS:
-            continue
-        try_raise(int(c), float(target))
+    paused = cols0[(z[cols0] == 0) & (x[cols0] > EPS)]
+    below_minimum = lp.col_upper[paused] < lo[paused] - EPS
+    for c in _urgency_order(lp, paused[~below_minimum], rotate=True):
+        if math.isfinite(lo[c]):
+            try_raise(int(c), float(lo[c]))
     charging = cols0[z[cols0] > 0]
     discrete = np.array(
         [
@@ -271,6 +277,11 @@ def make_dispatchable(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
                     if try_raise(c, target):
                         kept.append(c)
                 live = kept if beyond else []
+    # 4. cars taking less than the minimum: the minimum, from what is left
+    for c in _urgency_order(lp, paused[below_minimum], rotate=True):
+        top = lp.sessions[int(lp.x_session[c])].connector.max_current_a
+        if math.isfinite(lo[c]) and lo[c] <= top + EPS:
+            try_raise(int(c), float(lo[c]))
     return z
 
 

@@ -114,13 +114,11 @@ class LiveSession:
         self,
         now: datetime,
         defaults: ServiceDefaults,
-        min_current_a: float,
         meter_values: bool = True,
     ) -> SessionDemand:
+        # a car taking less than the minimum says so: the dispatch then gives it
+        # the minimum only from room no other car can use
         ev_max = self.predicted_max_a() if meter_values else None
-        if ev_max is not None and ev_max > 0:
-            # a car that takes less than the minimum still takes what it can at the minimum
-            ev_max = max(ev_max, min_current_a)
         return SessionDemand(
             session_id=self.session_id,
             connector_id=self.connector_id,
@@ -142,16 +140,7 @@ class StepContext:
     def demands(self, meter_values: bool = True) -> tuple[SessionDemand, ...]:
         """The planning view of every car plugged in; ``meter_values=False`` leaves
         out what meters taught (the car's real maximum and phases)."""
-        site = self.sim.site
-        return tuple(
-            s.demand(
-                self.now,
-                self.sim.defaults,
-                site.connectors[s.connector_id].connector.min_current_a,
-                meter_values,
-            )
-            for s in self.live
-        )
+        return tuple(s.demand(self.now, self.sim.defaults, meter_values) for s in self.live)
 
 
 class Strategy(Protocol):

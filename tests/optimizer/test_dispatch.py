@@ -132,6 +132,43 @@ def test_room_freed_by_a_paused_session_goes_to_the_others() -> None:
     assert now.sum() == pytest.approx(16.0)
 
 
+def tapering(session: str, connector: str, draws_a: float) -> SessionDemand:
+    """A car near full: it takes ``draws_a``, less than its station's 6 A minimum."""
+    return SessionDemand(
+        session, connector, NOW, NOW + timedelta(hours=6), 2.0, ev_max_current_a=draws_a
+    )
+
+
+def test_a_car_taking_less_than_the_minimum_only_gets_room_nobody_else_uses() -> None:
+    """30 A for a tapering car (takes 2 A) and a car taking 32 A: at the minimum
+    the tapering car would hold 6 A to draw 2, so the other car gets all 30."""
+    site = shared_site(30.0, 2, allowed_currents_a=WHOLE_AMPS)
+    full = SessionDemand("full", "C1/1", NOW, NOW + timedelta(hours=6), 40)
+    plan = solve(problem(site, [tapering("tail", "C0/1", 2.0), full]))
+    assert plan.now_a("C1/1") == 30.0
+    assert plan.now_a("C0/1") == 0.0
+
+
+def test_a_car_taking_less_than_the_minimum_charges_from_spare_room() -> None:
+    """With room to spare the tapering car gets the minimum (its station can't be
+    given 2 A), and every limit still holds."""
+    site = shared_site(45.0, 2, allowed_currents_a=WHOLE_AMPS)
+    full = SessionDemand("full", "C1/1", NOW, NOW + timedelta(hours=6), 40)
+    plan = solve(problem(site, [tapering("tail", "C0/1", 2.0), full]))
+    assert plan.now_a("C1/1") == 32.0
+    assert plan.now_a("C0/1") == 6.0
+    assert plan.current_a[:, 0].sum() <= 45.0
+
+
+def test_tapering_cars_take_the_minimum_in_turn_when_room_is_short() -> None:
+    """Room for one minimum only: of two tapering cars, the one paused last slot
+    goes first."""
+    site = shared_site(8.0, 2, allowed_currents_a=WHOLE_AMPS)
+    demands = [tapering("a", "C0/1", 2.0), tapering("b", "C1/1", 2.0)]
+    first = solve(problem(site, demands, previous={"a": 6.0, "b": 0.0}))
+    assert (first.now_a("C0/1"), first.now_a("C1/1")) == (0.0, 6.0)
+
+
 def test_every_line_of_every_group_bounds_the_raise() -> None:
     """Two-line stations under a panel and a transformer with a kW limit: each raise
     is checked on every line and limit it loads."""

@@ -178,6 +178,26 @@ async def test_a_car_drawing_less_is_capped_and_its_share_goes_to_the_others(rig
     assert rig.excess(since) == 0.0
 
 
+async def test_a_car_tapering_below_the_minimum_leaves_its_room_to_cars_drawing_in_full(
+    rig: Rig,
+):
+    """A car drawing 2 A can't be given less than its station's 6 A minimum: it
+    would hold 6 A of the limit to draw 2. While the other cars can use that
+    room it is paused; its learned cap stays below the minimum."""
+    await rig.boot("CP1", "CP2", "CP3")
+    for i in (1, 2, 3):
+        await rig.start(f"CP{i}/1", f"t{i}")
+    since = len(rig.gw.snapshots)
+    for _ in range(2):
+        rig.clock.advance(10)
+        await rig.meter("CP1/1", {"L1": 2.0, "L2": 2.0, "L3": 2.0})
+    await rig.settle()
+    assert rig.ctl.sessions["CP1/1"].cap_a == 4.0
+    assert rig.limit("CP1/1") == 0
+    assert rig.limit("CP2/1") + rig.limit("CP3/1") == pytest.approx(48.0, abs=0.2)
+    assert rig.excess(since) == 0.0
+
+
 async def test_a_one_phase_car_on_a_three_phase_connector_frees_two_lines(tmp_path: Path):
     site = make_site(
         [{"id": "grid", "limit_a": 32}],
