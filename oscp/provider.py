@@ -332,10 +332,14 @@ class FlexibilityProvider:
     # --- our messages ----------------------------------------------------------------
 
     def _targets(self, group_id: str) -> list[ProviderLink]:
+        """Who hears about a group: the provider whose forecasts it follows, else
+        every provider; only those registered (a message for one that is not
+        would wait in its queue for nobody)."""
         src = self._group_source.get(group_id)
-        if src is not None and src in self.links:
-            return [self.links[src]]
-        return [lk for lk in self.links.values() if lk.peer() is not None]
+        candidates = (
+            [self.links[src]] if src is not None and src in self.links else self.links.values()
+        )
+        return [lk for lk in candidates if lk.peer() is not None]
 
     def report_compliance_error(
         self, group_id: str, message: str, blocks: Iterable[Block] = ()

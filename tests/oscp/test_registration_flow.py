@@ -157,6 +157,35 @@ async def test_compliance_error_and_adjust_reach_the_dso() -> None:
         assert adj.body["group_id"] == "trafo-1" and adj.body["type"] == "CONSUMPTION"
 
 
+async def test_nothing_is_queued_for_a_dso_that_unregistered() -> None:
+    """The group's own DSO unregistered: our messages for its group have nobody
+    to go to (the operator API answers 409), and no other DSO gets them."""
+    async with running() as h:
+        await h.dso.register()
+        await wait_state(h, RegState.REGISTERED)
+        body = {
+            "group_id": "trafo-1",
+            "type": "CONSUMPTION",
+            "forecasted_blocks": [
+                {
+                    "capacity": 120.0,
+                    "phase": "ALL",
+                    "unit": "KW",
+                    "start_time": T0.isoformat(),
+                    "end_time": (T0 + timedelta(hours=1)).isoformat(),
+                }
+            ],
+        }
+        r = await h.dso.send(Message.UPDATE_GROUP_CAPACITY_FORECAST, body)
+        assert r.status_code == 204
+        r = await h.dso.send(Message.REGISTER, None, method="DELETE")
+        assert r.status_code == 204
+        await wait_state(h, RegState.UNREGISTERED)
+        block = Block(50.0, Unit.KW, Phase.ALL, T0, T0 + timedelta(hours=1))
+        assert h.fp.request_adjustment("trafo-1", [block]) == 0
+        assert h.fp.report_compliance_error("trafo-1", "over", [block]) == 0
+
+
 async def test_unreachable_dso_never_blocks() -> None:
     loop = asyncio.get_running_loop()
     async with running(
