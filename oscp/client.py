@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -117,6 +118,8 @@ class _Outgoing:
     body: BaseModel | None
     method: str = "POST"
     correlation_id: str | None = None
+    delivered: Callable[[], Awaitable[None]] | None = None
+    given_up: Callable[[], None] | None = None
 
 
 @dataclass
@@ -136,6 +139,12 @@ class _MeasurementPlan:
     mode: MeasurementConfiguration
     interval_s: float
     last: dict[str, tuple[datetime, float]] = field(default_factory=dict)
+    """INTERMITTENT: per group, the time and cumulative kWh of the last report
+    the provider received (a report that is never delivered moves nothing, so
+    the next one covers its interval)."""
+    on_report: Callable[[dict[str, tuple[datetime, float]]], Awaitable[None]] | None = None
+    in_flight: set[str] = field(default_factory=set)
+    """Groups whose report is still being delivered (the next one waits for it)."""
 
 
 class CapacityProviderClient:
@@ -278,12 +287,18 @@ class CapacityProviderClient:
         *,
         method: str = "POST",
         correlation_id: str | None = None,
+        delivered: Callable[[], Awaitable[None]] | None = None,
+        given_up: Callable[[], None] | None = None,
     ) -> None:
-        """Queue for background delivery; never waits. A full queue drops its oldest."""
-        item = _Outgoing(message, body, method, correlation_id)
+        """Queue for background delivery; never waits. A full queue drops its oldest.
+        ``delivered`` is awaited once the provider accepted the message,
+        ``given_up`` called if it never will."""
+        item = _Outgoing(message, body, method, correlation_id, delivered, given_up)
         if self._queue.full():
-            self._queue.get_nowait()
+            old = self._queue.get_nowait()
             self.stats.dropped += 1
+            if old.given_up is not None:
+                old.given_up()
         self._queue.put_nowait(item)
 
     async def _outbox(self) -> None:
@@ -296,6 +311,14 @@ class CapacityProviderClient:
             except DeliveryError as e:
                 self.stats.dropped += 1
                 log.warning("%s: gave up on %s: %s", self.provider_id, item.message.value, e)
+                if item.given_up is not None:
+                    item.given_up()
+                continue
+            if item.delivered is not None:
+                try:
+                    await item.delivered()
+                except Exception:  # the app's storage failed; the message did arrive
+                    log.exception("%s: after delivering %s", self.provider_id, item.message.value)
 
     async def drain(self, timeout_s: float = 5.0) -> bool:
         """Wait (bounded) until the outbox is empty; True if it is."""
@@ -345,15 +368,22 @@ class CapacityProviderClient:
         source: MeasurementSource,
         mode: MeasurementConfiguration = MeasurementConfiguration.CONTINUOUS,
         interval_s: float = 60.0,
+        *,
+        baseline: Mapping[str, tuple[datetime, float]] | None = None,
+        on_report: Callable[[dict[str, tuple[datetime, float]]], Awaitable[None]] | None = None,
     ) -> None:
         """Report each group's energy every ``interval_s``.
 
         CONTINUOUS: the cumulative imported kWh at ``measure_time``.
         INTERMITTENT: the kWh imported since the previous report, with
-        ``initial_measure_time`` = that report's time (the first reading only
-        sets the baseline).
+        ``initial_measure_time`` = that report's time. ``baseline`` is the last
+        report of an earlier run (a restart, a new handshake), so no interval
+        goes unreported; without one the first reading only sets it.
+        ``on_report`` is given the new baselines after each round, to keep them.
         """
-        self._measure = _MeasurementPlan(groups, source, mode, interval_s)
+        self._measure = _MeasurementPlan(
+            groups, source, mode, interval_s, dict(baseline or {}), on_report
+        )
         if self._http is not None:
             self._spawn("measure", self._measurements(self._measure))
 
@@ -374,23 +404,47 @@ class CapacityProviderClient:
             now = self._clock()
             if plan.mode is MeasurementConfiguration.CONTINUOUS:
                 m = EnergyMeasurement(value=value, unit=EnergyUnit.KWH, measure_time=now)
-            else:
-                prev = plan.last.get(gid)
-                plan.last[gid] = (now, value)
-                if prev is None:
-                    continue
-                m = EnergyMeasurement(
-                    value=max(value - prev[1], 0.0),
-                    unit=EnergyUnit.KWH,
-                    measure_time=now,
-                    initial_measure_time=prev[0],
+                self.enqueue(
+                    Message.UPDATE_GROUP_MEASUREMENTS,
+                    UpdateGroupMeasurements(group_id=gid, measurements=[m]),
                 )
+                n += 1
+                continue
+            if gid in plan.in_flight:
+                continue
+            prev = plan.last.get(gid)
+            if prev is None:
+                plan.last[gid] = (now, value)
+                await self._keep_baseline(plan)
+                continue
+            m = EnergyMeasurement(
+                value=max(value - prev[1], 0.0),
+                unit=EnergyUnit.KWH,
+                measure_time=now,
+                initial_measure_time=prev[0],
+            )
+            plan.in_flight.add(gid)
             self.enqueue(
                 Message.UPDATE_GROUP_MEASUREMENTS,
                 UpdateGroupMeasurements(group_id=gid, measurements=[m]),
+                delivered=functools.partial(self._reported, plan, gid, (now, value)),
+                given_up=functools.partial(plan.in_flight.discard, gid),
             )
             n += 1
         return n
+
+    async def _reported(self, plan: _MeasurementPlan, gid: str, at: tuple[datetime, float]) -> None:
+        plan.in_flight.discard(gid)
+        plan.last[gid] = at
+        await self._keep_baseline(plan)
+
+    async def _keep_baseline(self, plan: _MeasurementPlan) -> None:
+        if plan.on_report is None:
+            return
+        try:
+            await plan.on_report(dict(plan.last))
+        except Exception:  # the app's storage failed: kept again after the next report
+            log.exception("%s: measurement baseline not kept", self.provider_id)
 
     async def _measurements(self, plan: _MeasurementPlan) -> None:
         while True:

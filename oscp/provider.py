@@ -212,6 +212,8 @@ class FlexibilityProvider:
         for pc in self.config.capacity_providers:
             record = await self._store.load(pc.id) or self._initial_record(pc)
             link = ProviderLink(pc, record)
+            if record.behaviour is not None:
+                link.behaviour = RequiredBehaviour.model_validate(record.behaviour)
             link.client = CapacityProviderClient(
                 pc.id, link.peer, transport=self._transport, retry=self._retry, clock=self._clock
             )
@@ -282,11 +284,18 @@ class FlexibilityProvider:
                 and (MeasurementConfiguration.CONTINUOUS not in b.measurement_configuration)
             ):
                 mode = MeasurementConfiguration.INTERMITTENT
+
+            async def keep(last: dict[str, tuple[datetime, float]]) -> None:
+                if last != link.record.reported:
+                    await self._set_record(link, reported=last)
+
             link.client.set_measurements(
                 lambda: self._groups_of(link.id),
                 self._measurements,
                 mode,
                 self._measurement_interval_s,
+                baseline=link.record.reported,
+                on_report=keep,
             )
 
     def _groups_of(self, provider_id: str) -> list[str]:
@@ -605,7 +614,9 @@ class FlexibilityProvider:
         self._start_loops(link)
 
     async def _unregister(self, link: ProviderLink) -> None:
-        await self._transition(link, RegEvent.UNREGISTER_RECEIVED, token_to_them=None)
+        await self._transition(
+            link, RegEvent.UNREGISTER_RECEIVED, token_to_them=None, behaviour=None
+        )
         link.client.set_heartbeat(None)
         link.behaviour = None
         log.info("%s: unregistered", link.id)
@@ -613,7 +624,11 @@ class FlexibilityProvider:
     async def _handshake(
         self, link: ProviderLink, hs: Handshake, request_id: str
     ) -> tuple[Callable[[], Awaitable[None]], ...]:
-        await self._transition(link, RegEvent.HANDSHAKE_RECEIVED)
+        await self._transition(
+            link,
+            RegEvent.HANDSHAKE_RECEIVED,
+            behaviour=hs.required_behaviour.model_dump(mode="json", exclude_none=True),
+        )
         link.behaviour = hs.required_behaviour
 
         async def acknowledge() -> None:

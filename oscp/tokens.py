@@ -2,8 +2,9 @@
 
 `TokenStore` is the protocol the app implements on its own storage;
 `MemoryTokenStore` and `JsonFileTokenStore` are ready-made. A record holds the
-token the party presents to us, the one we present to it, its base URL and the
-registration state. Tokens are `SecretStr` everywhere but inside the file.
+token the party presents to us, the one we present to it, its base URL, the
+registration state, what it asked in its Handshake and the last INTERMITTENT
+measurement of each group. Tokens are `SecretStr` everywhere but inside the file.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, SecretStr, ValidationError
 
 from oscp.errors import OscpError
 from oscp.registration import RegState
@@ -29,14 +30,22 @@ class TokenRecord(BaseModel):
     base_url: str | None = None
     """The party's base URL (from its Register, else from the configuration)."""
     state: RegState = RegState.UNREGISTERED
+    behaviour: dict[str, Any] | None = None
+    """What the party asked of us in its last Handshake (RequiredBehaviour as
+    JSON), so a restart keeps honouring it without a new Handshake."""
+    reported: dict[str, tuple[AwareDatetime, float]] = {}
+    """Per group: time and cumulative kWh of the last INTERMITTENT measurement the
+    party received, so the first one after a restart covers the time we were down."""
 
-    def plain(self) -> dict[str, str | None]:
+    def plain(self) -> dict[str, Any]:
         """The record with the tokens in clear, for storage only."""
         return {
             "token_to_us": self.token_to_us.get_secret_value() if self.token_to_us else None,
             "token_to_them": self.token_to_them.get_secret_value() if self.token_to_them else None,
             "base_url": self.base_url,
             "state": self.state.value,
+            "behaviour": self.behaviour,
+            "reported": {g: [t.isoformat(), v] for g, (t, v) in self.reported.items()},
         }
 
 
@@ -71,7 +80,7 @@ class JsonFileTokenStore:
         self.path = Path(path)
         self._lock = asyncio.Lock()
 
-    def _read(self) -> dict[str, dict[str, str | None]]:
+    def _read(self) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -82,7 +91,7 @@ class JsonFileTokenStore:
             raise TokenFileError(f"{self.path}: not a JSON object")
         return data
 
-    def _write(self, data: dict[str, dict[str, str | None]]) -> None:
+    def _write(self, data: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=self.path.parent)
         try:

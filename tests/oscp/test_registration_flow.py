@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from forecasts import Block, Phase, Unit
+from gridshare.simulators.dso import Received
 from oscp import JsonFileTokenStore, MemoryTokenStore, RegState
 from oscp.errors import RegistrationError
 from oscp.messages import MeasurementConfiguration, Message
@@ -139,6 +140,83 @@ async def test_group_measurements_as_asked(mode: MeasurementConfiguration) -> No
         else:
             assert m["value"] == pytest.approx(1.5)
             assert m["initial_measure_time"] <= m["measure_time"]
+
+
+async def test_intermittent_measurements_cover_a_restart(tmp_path: Path) -> None:
+    """What the DSO asked in its Handshake and its last INTERMITTENT report are
+    kept with the tokens: after a restart, with no new Handshake, the first
+    report starts where the last one it received ended, so it sees every kWh."""
+    meter = {"trafo-1": 100.0}
+    readings: list[float] = []
+
+    async def source(group: str) -> float | None:
+        meter[group] += 1.5
+        readings.append(meter[group])
+        return meter[group]
+
+    intermittent = [MeasurementConfiguration.INTERMITTENT]
+    store = JsonFileTokenStore(tmp_path / "tokens.json")
+    async with running(tokens=store, measurements=source, measurement_interval_s=0.05) as h:
+        await h.dso.register()
+        await h.dso.handshake(heartbeat_interval=60, measurement_configuration=intermittent)
+        await h.dso.wait_for("update_group_measurements", timeout_s=3)
+        rotated = h.dso.token_to_fp
+    saved = await store.load("dso")
+    assert saved is not None and "trafo-1" in saved.reported
+    last_time, last_kwh = saved.reported["trafo-1"]
+    assert last_kwh <= meter["trafo-1"]
+    meter["trafo-1"] += 40.0  # imported while the service was down
+    readings.clear()
+    async with running(
+        token_to_us=rotated, tokens=store, measurements=source, measurement_interval_s=0.05
+    ) as h:
+        behaviour = h.fp.links["dso"].behaviour
+        assert behaviour is not None and behaviour.measurement_configuration == intermittent
+        # the simulated DSO came back on a new port: it registers (no Handshake)
+        await h.dso.register()
+        got = await h.dso.wait_for(
+            "update_group_measurements",
+            timeout_s=3,
+            where=lambda r: "initial_measure_time" in r.body["measurements"][0],
+        )
+        (m,) = got.body["measurements"]
+        assert datetime.fromisoformat(m["initial_measure_time"]) == last_time
+        # everything since that report, the 40 kWh of the downtime included
+        assert m["value"] >= 40.0
+        assert any(m["value"] == pytest.approx(v - last_kwh) for v in readings)
+
+
+async def test_an_undelivered_intermittent_report_is_covered_by_the_next() -> None:
+    meter = {"trafo-1": 100.0}
+
+    async def source(group: str) -> float | None:
+        meter[group] += 1.5
+        return meter[group]
+
+    intermittent = [MeasurementConfiguration.INTERMITTENT]
+    async with running(measurements=source, measurement_interval_s=0.05) as h:
+        await h.dso.register()
+        await h.dso.handshake(heartbeat_interval=60, measurement_configuration=intermittent)
+
+        def intermittent_report(r: Received) -> bool:
+            return "initial_measure_time" in r.body["measurements"][0]
+
+        await h.dso.wait_for("update_group_measurements", timeout_s=3, where=intermittent_report)
+        tokens = set(h.dso.accepted_tokens)
+        h.dso.accepted_tokens.clear()  # the DSO refuses everything for a while
+        await asyncio.sleep(0.3)
+        assert h.fp.links["dso"].client.stats.dropped > 0
+        last = [
+            r
+            for r in h.dso.received
+            if r.message == "update_group_measurements" and intermittent_report(r)
+        ][-1]
+        seen = len(h.dso.received)
+        h.dso.accepted_tokens.update(tokens)
+        got = await h.dso.wait_for("update_group_measurements", timeout_s=3, after=seen)
+        (m,) = got.body["measurements"]
+        assert m["initial_measure_time"] == last.body["measurements"][0]["measure_time"]
+        assert m["value"] > 1.5 * 3  # several rounds' worth
 
 
 async def test_compliance_error_and_adjust_reach_the_dso() -> None:
