@@ -349,16 +349,29 @@
     return value ? new Date(value).toISOString() : null;
   }
 
-  async function submitLimit(clear) {
-    const out = $("#limit-result");
+  function refuse(out, message, field) {
+    out.className = "error";
+    out.textContent = message;
+    if (field) $(field).focus();
+  }
+
+  /** The write token (kept for the session), or null after saying it is missing. */
+  function writeToken(out) {
     const t = $("#token").value.trim();
     if (t) sessionStorage.setItem("gridshare-token", t);
-    if (!token()) {
-      out.className = "error";
-      out.textContent = "Enter a token with the write role.";
-      $("#token").focus();
-      return;
-    }
+    if (token()) return token();
+    refuse(out, "Enter a token with the write role.", "#token");
+    return null;
+  }
+
+  function failed(out, e) {
+    refuse(out, e.message);
+    if (e.status === 401 || e.status === 403) sessionStorage.removeItem("gridshare-token");
+  }
+
+  async function submitLimit(clear) {
+    const out = $("#limit-result");
+    if (!writeToken(out)) return;
     const gid = $("#limit-group").value;
     const path = "/api/groups/" + encodeURIComponent(gid) + "/limit";
     try {
@@ -384,9 +397,41 @@
       out.textContent = (clear ? "Cleared" : "Set") + " on " + gid + " · plan #" + res.plan.plan_id +
         " " + res.plan.status + " · unmet " + fmt(res.plan.unmet_kwh, 1) + " kWh" + paused;
     } catch (e) {
-      out.className = "error";
-      out.textContent = e.message;
-      if (e.status === 401 || e.status === 403) sessionStorage.removeItem("gridshare-token");
+      failed(out, e);
+    }
+  }
+
+  // Ask the group's DSO (OSCP AdjustGroupCapacityForecast) for the capacity in the
+  // form over its window; the site changes only once the DSO sends a new forecast.
+  async function askDso() {
+    const out = $("#limit-result");
+    if (!writeToken(out)) return;
+    const gid = $("#limit-group").value;
+    const a = $("#limit-a").value, kw = $("#limit-kw").value;
+    if ((a === "") === (kw === "")) {
+      refuse(out, "Ask the DSO for either a limit per line (A) or a power limit (kW).", "#limit-a");
+      return;
+    }
+    const end = localToIso($("#limit-end").value);
+    if (!end) {
+      refuse(out, "Give the end of the window (Until).", "#limit-end");
+      return;
+    }
+    const body = { capacity: Number(a !== "" ? a : kw), unit: a !== "" ? "A" : "KW", end: end };
+    const start = localToIso($("#limit-start").value);
+    if (start) body.start = start;
+    try {
+      const res = await api("/api/groups/" + encodeURIComponent(gid) + "/adjust", {
+        method: "POST",
+        body: JSON.stringify(body),
+        headers: { "Content-Type": "application/json" },
+      });
+      out.className = "ok";
+      out.textContent = "Asked the DSO for " + fmt(res.capacity, 1) + " " + res.unit + " on " + gid +
+        " (" + res.oscp_group_id + ") until " + new Date(res.end).toLocaleString() +
+        " · sent to " + res.providers + " provider(s)";
+    } catch (e) {
+      failed(out, e);
     }
   }
 
@@ -396,6 +441,7 @@
   });
   $("#limit-form").addEventListener("submit", (ev) => { ev.preventDefault(); submitLimit(false); });
   $("#limit-clear").addEventListener("click", () => submitLimit(true));
+  $("#limit-ask-dso").addEventListener("click", askDso);
 
   follow();
 })();

@@ -193,6 +193,24 @@ def test_dashboard_follows_the_service_and_sets_a_limit(browser: Any, tmp_path: 
         severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert severe == [], json.dumps(severe, indent=1)
 
+        # asking the DSO: the form wants a window's end, and the API's refusal shows
+        # (this site's groups are known to no DSO)
+        ask = browser.find_element(By.ID, "limit-ask-dso")
+        ask.click()
+        wait_for(
+            "the form to ask for an end",
+            lambda: "end of the window" in browser.find_element(By.ID, "limit-result").text,
+        )
+        browser.execute_script(
+            "document.getElementById('limit-end').value = arguments[0]", "2099-01-01T18:00"
+        )
+        ask.click()
+        refused = wait_for(
+            "the API's answer",
+            lambda: (t := browser.find_element(By.ID, "limit-result").text).startswith("409") and t,
+        )
+        assert "no DSO knows it" in refused, refused
+
 
 def capacity_now(url: str) -> float | None:
     import httpx
