@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -115,7 +115,7 @@ class TagHistory:
 
     @classmethod
     def from_export(
-        cls, records: list[Mapping[str, Any]], per_tag: int = 20, min_sessions: int = 2
+        cls, records: Sequence[Mapping[str, Any]], per_tag: int = 20, min_sessions: int = 2
     ) -> TagHistory:
         h = cls(per_tag=per_tag, min_sessions=min_sessions)
         try:

@@ -147,10 +147,11 @@ def test_dashboard_follows_the_service_and_sets_a_limit(browser: Any, tmp_path: 
             assert chart_state(browser, group) is not None
 
         # every car of panel-a charging, then a limit on panel-a through the form
-        before = wait_for(
-            "CP03's car to charge",
-            lambda: (lim := table_limits(browser)) and lim["CP03/1"] and lim,
-        )
+        def cp03_charging() -> dict[str, float | None] | None:
+            lim = table_limits(browser)
+            return lim if lim and lim["CP03/1"] else None
+
+        before = wait_for("CP03's car to charge", cp03_charging)
         assert sum(before[c] or 0 for c in panel_a) > 30
         Select(browser.find_element(By.ID, "limit-group")).select_by_value("panel-a")
         browser.find_element(By.ID, "limit-a").send_keys("30")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gridshare.simulators.ev import EvSpec
-from tests.e2e.test_live_site import CARS, Watch, live_site, site_config
+from tests.e2e.test_live_site import CARS, Misbehaviour, Watch, live_site, site_config
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +17,10 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 async def test_refused_fallbacks_leave_the_others_what_is_left(tmp_path: Path, version: str):
     cfg = site_config(tmp_path, stations=4, limit_a=96)
-    odd = {"CP3": {"never_answers_profiles": True}, "CP4": {"rejects_profiles": True}}
+    odd: dict[str, Misbehaviour] = {
+        "CP3": {"never_answers_profiles": True},
+        "CP4": {"rejects_profiles": True},
+    }
     async with live_site(cfg, version=version, misbehaving=odd) as (svc, fleet):
         watch = Watch(fleet, lambda: 96.0, CARS)
         # idle: CP3 and CP4 hold their maximum, CP1 and CP2 share the rest

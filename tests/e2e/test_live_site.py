@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import pytest
@@ -102,12 +102,20 @@ async def eventually(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.05)
 
 
+class Misbehaviour(TypedDict, total=False):
+    """The SimStationSpec flags that make a simulated station uncooperative."""
+
+    never_answers_profiles: bool
+    rejects_profiles: bool
+    ignores_limits: bool
+
+
 @contextlib.asynccontextmanager
 async def live_site(
     cfg: GridshareConfig,
     *,
     version: str = "1.6",
-    misbehaving: dict[str, dict[str, bool]] | None = None,
+    misbehaving: dict[str, Misbehaviour] | None = None,
 ) -> AsyncIterator[tuple[Service, StationFleet]]:
     """The service and one simulated station per charger, booted, with the
     fallback limits in force (before that a fresh station knows no limit)."""
@@ -206,7 +214,10 @@ async def test_uncooperative_stations_never_push_the_site_over(tmp_path: Path):
     # CP3 never answers a profile and CP4 rejects every one: both are assumed to
     # draw their maximum (32 A each), so CP1 and CP2 share what is left
     cfg = site_config(tmp_path, stations=4, limit_a=96)
-    odd = {"CP3": {"never_answers_profiles": True}, "CP4": {"rejects_profiles": True}}
+    odd: dict[str, Misbehaviour] = {
+        "CP3": {"never_answers_profiles": True},
+        "CP4": {"rejects_profiles": True},
+    }
     async with live_site(cfg, misbehaving=odd) as (_svc, fleet):
         watch = Watch(fleet, lambda: 96.0, CARS)
         sampler = asyncio.create_task(watch.run())

@@ -35,6 +35,7 @@ from ocpp_adapter.rpc import OcppVersion
 from tests.ocpp.helpers import (
     TS,
     CallFailed,
+    Handler,
     Recorder,
     basic,
     make_config,
@@ -272,7 +273,7 @@ async def test_operator_commands_both_versions() -> None:
 
 
 async def test_station_refusals_map_to_outcomes() -> None:
-    handlers = {
+    handlers: dict[str, Handler] = {
         "SetChargingProfile": lambda p: {
             "status": "Rejected",
             "statusInfo": {"reasonCode": "RateLimitExceeded", "additionalInfo": "30"},

@@ -151,7 +151,8 @@ def test_v16_misc_actions() -> None:
             ],
         },
     )
-    assert [r.connector_id for r in mv.events] == ["CP1/0"]
+    [r] = mv.events
+    assert isinstance(r, MeterReading) and r.connector_id == "CP1/0"
 
 
 def test_callerror_for_action_a_station_may_not_send() -> None:

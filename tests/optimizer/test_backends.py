@@ -9,13 +9,21 @@ import numpy as np
 import pulp
 from hypothesis import HealthCheck, given, settings
 
-from optimizer import Capacity, HighsPlanner, PlanningProblem, SessionDemand, TimeGrid, solve
+from optimizer import (
+    Capacity,
+    HighsPlanner,
+    PlanningProblem,
+    SessionDemand,
+    Site,
+    TimeGrid,
+    solve,
+)
 from optimizer.highs_backend import solve_arrays
 from optimizer.prepare import MIN_NEED_KWH, prepare
 from tests.optimizer.sites import NOW, group_loads, problem, site_from, sites_and_sessions
 
 
-def depot(n: int = 12) -> tuple[object, list[SessionDemand]]:
+def depot(n: int = 12) -> tuple[Site, list[SessionDemand]]:
     site = site_from(
         [
             {"id": "grid", "limit_a": 63, "limit_kw": 35},

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer import PlanningProblem, SessionDemand, solve
+from optimizer import PlanningProblem, SessionDemand, Site, solve
 from optimizer.dispatch import make_dispatchable, min_current, row_loads, water_fill
 from optimizer.prepare import PreparedLP, prepare
 from tests.optimizer.sites import NOW, problem, site_from, sites_and_sessions
 
 
-def shared_site(limit_a: float, n: int, **connector: object) -> object:
+def shared_site(limit_a: float, n: int, **connector: object) -> Site:
     con = {"id": 1, "max_current_a": 32, "min_current_a": 6, "phases": ["L1"], **connector}
     return site_from(
         [{"id": "root", "limit_a": limit_a}],

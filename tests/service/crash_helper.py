@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gridshare.config import GridshareConfig, parse_config
-from gridshare.service import EventSink, Service
+from gridshare.service import EventSink, Service, StationInfo
 from ocpp_adapter.events import (
     ChargingLimitSpec,
     CommandResult,
@@ -69,6 +70,35 @@ class Central:
 
     async def clear_limit(self, station_id: str, connector: int) -> CommandResult:
         return await self.gw.clear_limit(station_id, connector)
+
+    # station listing and operator commands: the recording gateway's
+    def stations(self) -> Sequence[StationInfo]:
+        return self.gw.stations()
+
+    async def remote_start(
+        self,
+        station_id: str,
+        connector: int,
+        id_tag: str,
+        spec: ChargingLimitSpec | None = None,
+    ) -> CommandResult:
+        return await self.gw.remote_start(station_id, connector, id_tag, spec)
+
+    async def remote_stop(self, station_id: str, transaction_id: str) -> CommandResult:
+        return await self.gw.remote_stop(station_id, transaction_id)
+
+    async def trigger_message(
+        self, station_id: str, message: str, connector: int | None = None
+    ) -> CommandResult:
+        return await self.gw.trigger_message(station_id, message, connector)
+
+    async def reset(self, station_id: str, hard: bool = False) -> CommandResult:
+        return await self.gw.reset(station_id, hard)
+
+    async def change_availability(
+        self, station_id: str, connector: int, operative: bool
+    ) -> CommandResult:
+        return await self.gw.change_availability(station_id, connector, operative)
 
 
 async def settle(svc: Service) -> None:

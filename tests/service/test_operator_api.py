@@ -169,7 +169,9 @@ async def test_reads_show_the_running_service(site: Site) -> None:
     assert groups["grid"]["children"] == ["panel-a", "panel-b"]
     assert groups["panel-a"]["capacity_a"] == 64 and groups["grid"]["capacity_a"] == 140
     planned_a = groups["panel-a"]["planned_a"]["L1"]
-    assert planned_a == pytest.approx(sum(ctl.plan.now_a(c) for c in PANEL_A), abs=0.05)  # type: ignore[union-attr]
+    live_plan = ctl.plan
+    assert live_plan is not None
+    assert planned_a == pytest.approx(sum(live_plan.now_a(c) for c in PANEL_A), abs=0.05)
     assert 0 < groups["panel-a"]["measured_a"]["L1"] <= 64 + 1e-6
     assert groups["panel-a"]["measured_kw"] > 0
 

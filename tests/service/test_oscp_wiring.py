@@ -519,13 +519,13 @@ def test_energy_the_counter_never_saved_is_counted_from_the_store_after_a_crash(
             counter.observe(e)
         assert counter.group_kwh("grid") == pytest.approx(1.0)
         # stored by the service, never seen by the counter (it died first)
-        for e in (
+        for unseen in (
             MeterReading("CP1/1", t, transaction_id="tx-1", energy_wh=2100.0),
             SessionEnded("tx-1", 2600.0, t, connector_id="CP1/1"),
             SessionStarted("CP2/1", "tx-2", None, 0.0, t),
             MeterReading("CP2/1", t, transaction_id="tx-2", energy_wh=700.0),
         ):
-            store.record_event(e)
+            store.record_event(unseen)
         again = EnergyCounter(site, store)
         again.recover()
         assert again.group_kwh("grid") == pytest.approx(2.5 + 0.7)

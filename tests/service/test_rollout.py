@@ -300,7 +300,7 @@ def test_fallback_limits_fit_every_group_with_every_connector_drawing(site):
     for g in site.groups:
         fb = g.fallback_limit_a if g.fallback_limit_a is not None else g.limit_a
         if fb is not None:
-            fallback.limit_a[g.id][:] = fb  # type: ignore[index]
+            fallback.limit_a[g.id][:] = fb
     cap = model.capacity(site, fallback, grid)
     drawing = {
         cid: np.full(grid.slots, limits[info.station_id]) for cid, info in site.connectors.items()

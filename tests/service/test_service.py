@@ -12,7 +12,14 @@ import pytest
 from gridshare.config import ConfigError, GridshareConfig, database_url, parse_config
 from gridshare.service import EventSink, Service
 from gridshare.store import UnsupportedDatabase, open_store
-from ocpp_adapter.events import MeterReading, SessionStarted, StationBooted, StationConnected
+from ocpp_adapter.events import (
+    ChargingLimitSpec,
+    CommandResult,
+    MeterReading,
+    SessionStarted,
+    StationBooted,
+    StationConnected,
+)
 from tests.service.fakes import FakeGateway
 from tests.service.sites import NOW
 
@@ -48,10 +55,10 @@ class FakeCentral:
     async def stop(self) -> None:
         self.stopped = True
 
-    async def set_limit(self, station_id, spec):  # type: ignore[no-untyped-def]
+    async def set_limit(self, station_id: str, spec: ChargingLimitSpec) -> CommandResult:
         return await self.gw.set_limit(station_id, spec)
 
-    async def clear_limit(self, station_id, connector):  # type: ignore[no-untyped-def]
+    async def clear_limit(self, station_id: str, connector: int) -> CommandResult:
         return await self.gw.clear_limit(station_id, connector)
 
     def __getattr__(self, name: str) -> object:

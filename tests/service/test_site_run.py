@@ -9,6 +9,7 @@ they apply what they accept and enforce the limit in force as a station does.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -53,7 +54,7 @@ class Stations(LocalStations):
                 worst = self.worst.get(g.id, 0.0)
                 self.worst[g.id] = max(worst, total - cap[g.id])
 
-    capacity_now: object = None
+    capacity_now: Callable[[datetime], dict[str, float]] | None = None
     worst: dict[str, float] = {}  # noqa: RUF012  (replaced per instance below)
 
 

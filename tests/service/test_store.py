@@ -32,15 +32,15 @@ def test_events_survive_reopening(tmp_path: Path):
     s.record_event(StationDisconnected("CP1", NOW + timedelta(minutes=1)))
     s.close()
 
-    s = open_store(f"sqlite:///{path}")
+    reopened = open_store(f"sqlite:///{path}")
     try:
-        [st] = s.stations()
+        [st] = reopened.stations()
         assert (st["vendor"], st["connected"], st["firmware"]) == ("acme", 0, "1.2")
-        [sess] = s.active_sessions()
+        [sess] = reopened.active_sessions()
         assert sess.transaction_id == "tx-1" and sess.id_tag == "tag-9"
         assert sess.departure == NOW + timedelta(hours=3) and sess.energy_need_wh == 20_000
     finally:
-        s.close()
+        reopened.close()
 
 
 def test_meter_values_keep_the_last_and_one_minute_aggregates(tmp_path: Path):

@@ -94,9 +94,13 @@ def test_scale_group_scales_limits_and_primaries() -> None:
     g, g0 = s.group_by_id, site.group_by_id
     t = "third-fourth-floor-transformer"
     assert g[t].limit_kw == 30.0
-    assert g[t].limit_a == pytest.approx(g0[t].limit_a * 0.2)
+    t_limit_a = g0[t].limit_a
+    assert t_limit_a is not None
+    assert g[t].limit_a == pytest.approx(t_limit_a * 0.2)
     p = "third-fourth-floor-transformer-primary-a"
-    assert g[p].limit_a == pytest.approx(g0[p].limit_a * 0.2)
+    p_limit_a = g0[p].limit_a
+    assert p_limit_a is not None
+    assert g[p].limit_a == pytest.approx(p_limit_a * 0.2)
     assert g["third-floor-panel"].limit_a == 225.0
     assert g["first-floor-transformer"].limit_a == 125.0
 

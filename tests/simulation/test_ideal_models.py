@@ -11,6 +11,7 @@ import pytest
 from gridshare.commands import simulate
 from gridshare.simulation import build_simulation, run_strategies
 from gridshare.simulation.engine import StepContext
+from optimizer import SessionDemand
 from tests.simulation.helpers import JPL_SESSIONS, JPL_SITE, jpl_day, jpl_site, session, tiny_site
 
 GROUP = "third-fourth-floor-transformer"
@@ -36,7 +37,7 @@ def test_ideal_models_state_the_truth_with_continuous_pilots_and_no_taper() -> N
 
 
 def test_the_planner_sees_the_real_departure_and_need() -> None:
-    seen = []
+    seen: list[SessionDemand] = []
 
     class Spy:
         name = "spy"

@@ -14,7 +14,7 @@ from gridshare.simulation import CarModel, Simulation, run_strategies
 from gridshare.simulation.engine import StepContext
 from gridshare.simulation.sessions import prepare_sessions
 from gridshare.simulation.strategies import GridshareStrategy
-from optimizer import Site
+from optimizer import SessionDemand, Site
 from tests.simulation.helpers import session, tiny_site
 
 WH = 1e-3
@@ -95,7 +95,7 @@ def test_car_maximum_is_honoured() -> None:
 
 
 def test_the_planner_never_sees_the_real_departure_or_need() -> None:
-    seen = []
+    seen: list[SessionDemand] = []
 
     class Spy:
         name = "spy"

@@ -33,7 +33,7 @@ def test_no_violations_but_uncontrolled(jpl_runs) -> None:
 def test_offline_optimum_bounds_every_online_strategy(jpl_runs) -> None:
     _, runs = jpl_runs
     off = runs["offline-optimal"]
-    bound = float(off.extra["lp_bound_kwh"])  # type: ignore[arg-type]
+    bound = float(off.extra["lp_bound_kwh"])
     assert off.delivered_kwh.sum() == pytest.approx(bound, abs=0.01)
     for name in ONLINE:
         if name == "uncontrolled":
