@@ -380,9 +380,18 @@ class CapacityProviderClient:
         report of an earlier run (a restart, a new handshake), so no interval
         goes unreported; without one the first reading only sets it.
         ``on_report`` is given the new baselines after each round, to keep them.
+        A new plan (a new Handshake) continues the previous one's baselines and
+        reports in flight, so an interval is neither lost nor counted twice.
         """
+        old = self._measure
         self._measure = _MeasurementPlan(
-            groups, source, mode, interval_s, dict(baseline or {}), on_report
+            groups,
+            source,
+            mode,
+            interval_s,
+            old.last if old is not None else dict(baseline or {}),
+            on_report,
+            old.in_flight if old is not None else set(),
         )
         if self._http is not None:
             self._spawn("measure", self._measurements(self._measure))
@@ -402,33 +411,31 @@ class CapacityProviderClient:
             if value is None:
                 continue
             now = self._clock()
+            delivered = given_up = None
             if plan.mode is MeasurementConfiguration.CONTINUOUS:
                 m = EnergyMeasurement(value=value, unit=EnergyUnit.KWH, measure_time=now)
-                self.enqueue(
-                    Message.UPDATE_GROUP_MEASUREMENTS,
-                    UpdateGroupMeasurements(group_id=gid, measurements=[m]),
+            else:
+                if gid in plan.in_flight:
+                    continue
+                prev = plan.last.get(gid)
+                if prev is None:
+                    plan.last[gid] = (now, value)
+                    await self._keep_baseline(plan)
+                    continue
+                m = EnergyMeasurement(
+                    value=max(value - prev[1], 0.0),
+                    unit=EnergyUnit.KWH,
+                    measure_time=now,
+                    initial_measure_time=prev[0],
                 )
-                n += 1
-                continue
-            if gid in plan.in_flight:
-                continue
-            prev = plan.last.get(gid)
-            if prev is None:
-                plan.last[gid] = (now, value)
-                await self._keep_baseline(plan)
-                continue
-            m = EnergyMeasurement(
-                value=max(value - prev[1], 0.0),
-                unit=EnergyUnit.KWH,
-                measure_time=now,
-                initial_measure_time=prev[0],
-            )
-            plan.in_flight.add(gid)
+                plan.in_flight.add(gid)
+                delivered = functools.partial(self._reported, plan, gid, (now, value))
+                given_up = functools.partial(plan.in_flight.discard, gid)
             self.enqueue(
                 Message.UPDATE_GROUP_MEASUREMENTS,
                 UpdateGroupMeasurements(group_id=gid, measurements=[m]),
-                delivered=functools.partial(self._reported, plan, gid, (now, value)),
-                given_up=functools.partial(plan.in_flight.discard, gid),
+                delivered=delivered,
+                given_up=given_up,
             )
             n += 1
         return n

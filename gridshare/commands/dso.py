@@ -21,7 +21,7 @@ from forecasts.model import ForecastType, Unit
 from gridshare.simulators.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gridshare dso", description=__doc__.split("\n\n")[0])
     p.add_argument("--fp-url", required=True, help="the FP's base URL (…/oscp/fp/2.0)")
     p.add_argument("--token", help="token the FP accepts from us (its token_to_us)")
@@ -113,7 +113,7 @@ async def send_forecasts(dso: SimulatedDso, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:

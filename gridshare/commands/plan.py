@@ -31,7 +31,7 @@ from gridshare.csvio import (
 from optimizer import Backend, Capacity, PlanningProblem, ProblemError, TimeGrid, solve
 
 
-def build_parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gridshare plan", description=__doc__.splitlines()[0])
     p.add_argument("--site", required=True, help="site TOML file")
     p.add_argument("--sessions", required=True, help="sessions CSV")
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         site = load_site(args.site)
         sessions = read_sessions(args.sessions, site)

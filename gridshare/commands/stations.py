@@ -29,7 +29,7 @@ from gridshare.simulators.stations import (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gridshare stations", description=__doc__.split("\n\n")[0])
     p.add_argument("--url", required=True, help="central system endpoint, e.g. ws://HOST:9000/ocpp")
     src = p.add_mutually_exclusive_group()
@@ -180,7 +180,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:

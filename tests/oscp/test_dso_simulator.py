@@ -48,21 +48,16 @@ def test_blocks_from_csv(tmp_path: Path) -> None:
         blocks_from_csv(p)
 
 
+def dso_args(fp_url: str, *extra: str) -> argparse.Namespace:
+    """`gridshare dso` arguments as its own parser reads them, for the harness's FP."""
+    base = ["--fp-url", fp_url, "--token", "oob", "--group", "trafo-1"]
+    return dso_command.parser().parse_args([*base, *extra])
+
+
 async def test_dso_command_runs_the_whole_flow(capsys: pytest.CaptureFixture[str]) -> None:
     async with running(token_to_us="oob") as h:
-        args = argparse.Namespace(
-            fp_url=h.fp_url,
-            token="oob",
-            registration_token=None,
-            port=0,
-            group=["trafo-1"],
-            profile="evening-peak",
-            base_kw=100.0,
-            cut_kw=40.0,
-            csv=None,
-            heartbeat_s=0.1,
-            refresh_s=0.3,
-            duration_s=0.7,
+        args = dso_args(
+            h.fp_url, "--heartbeat-s", "0.1", "--refresh-s", "0.3", "--duration-s", "0.7"
         )
         assert await dso_command.run(args) == 0
         assert len(h.stored) >= 2
@@ -81,20 +76,10 @@ def test_dso_command_rejects_bad_arguments() -> None:
 
 async def test_dso_command_step_profile() -> None:
     async with running(token_to_us="oob") as h:
-        args = argparse.Namespace(
-            fp_url=h.fp_url,
-            token="oob",
-            registration_token=None,
-            port=0,
-            group=["trafo-1"],
-            profile="step",
-            base_kw=100.0,
-            cut_kw=50.0,
-            csv=None,
-            heartbeat_s=1.0,
-            refresh_s=1.0,
-            duration_s=0.2,
-            step_in_s=120.0,
+        args = dso_args(
+            h.fp_url,
+            *("--profile", "step", "--cut-kw", "50", "--step-in-s", "120"),
+            *("--heartbeat-s", "1", "--refresh-s", "1", "--duration-s", "0.2"),
         )
         assert await dso_command.run(args) == 0
         before, after = h.stored[0].blocks
