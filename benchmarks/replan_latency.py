@@ -16,7 +16,7 @@ loop), driven over a pipe. Periodic meter values and heartbeats are set to an
 hour and the scheduler is off, so the only traffic is the events below.
 
 Each event is one MeterValues frame that changes what a car takes: its EV's
-maximum current drops to 5 A (one untimed reading arms the learner, the timed
+maximum current drops to 10 A (one untimed reading arms the learner, the timed
 one caps the car's rate and hands the capacity to the others), then goes back
 to 32 A (the cap is released; the others are lowered before it is raised).
 
@@ -268,7 +268,7 @@ async def until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 def armed(session: SessionState) -> bool:
     """The learner has counted one low reading of the car."""
-    return session.low_readings >= 1
+    return session.rate.low_readings >= 1
 
 
 Rollout = tuple[float | None, Plan, RolloutReport, float]
@@ -346,7 +346,7 @@ async def run(n: int, events: int, tmp: Path) -> Result:
             cid = cids[(e // 2 * 7) % len(cids)]
             sid, low = cid.rsplit("/", 1)[0], e % 2 == 0
             session = ctl.sessions[cid]
-            await stations.call("set_ev", cid, 5.0 if low else 32.0)
+            await stations.call("set_ev", cid, 10.0 if low else 32.0)
             if low:  # the first low reading only arms the learner
                 await stations.call("meter", cid)
                 await until(functools.partial(armed, session), 5, "arming reading")

@@ -9,6 +9,7 @@ defaults.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,9 @@ from typing import Any
 
 from forecasts.errors import InvalidRecord
 from optimizer.site import LINES, Line
+
+LAST_MINUTE = timedelta(minutes=1)
+"""A departure closer than this counts as passed."""
 
 
 class Source(StrEnum):
@@ -33,6 +37,10 @@ class DemandDefaults:
 
     dwell_hours: float = 8.0
     energy_kwh: float = 20.0
+    overstay_hours: float = 1.0
+    """A car still plugged in past its expected departure stays this much longer."""
+    topup_kwh: float = 1.0
+    """A car whose estimated energy is delivered still gets this much (it may want more)."""
 
 
 @dataclass(frozen=True)
@@ -141,10 +149,8 @@ def estimate_departure(
     needs: EvNeeds | None = None,
     history: TagHistory | None = None,
     defaults: DemandDefaults = DemandDefaults(),
-    min_ahead: timedelta = timedelta(minutes=15),
 ) -> DepartureEstimate:
-    """When the car will leave. A car still plugged in past its estimate is
-    assumed to stay at least ``min_ahead`` longer."""
+    """When the car will leave (`still_plugged_in` once past it)."""
     if needs is not None and needs.departure is not None and needs.departure > arrival:
         dep, src = needs.departure.astimezone(UTC), Source.EV
     else:
@@ -153,7 +159,22 @@ def estimate_departure(
             dep, src = arrival + dwell, Source.HISTORY
         else:
             dep, src = arrival + timedelta(hours=defaults.dwell_hours), Source.DEFAULT
-    return DepartureEstimate(max(dep, now + min_ahead), src)
+    return DepartureEstimate(still_plugged_in(dep, now, defaults), src)
+
+
+def still_plugged_in(departure: datetime, now: datetime, defaults: DemandDefaults) -> datetime:
+    """When a car expected to leave at ``departure`` leaves, seen at ``now``: until
+    then, at that time (the planner makes the most of the last minutes); a car
+    still plugged in after it stays ``overstay_hours`` longer."""
+    if departure > now + LAST_MINUTE:
+        return departure
+    return now + timedelta(hours=defaults.overstay_hours)
+
+
+def still_wanted_kwh(estimate_kwh: float, delivered_kwh: float, defaults: DemandDefaults) -> float:
+    """What an estimated need leaves to deliver: at least a top-up, as the car
+    may want more than estimated (one that does not stops drawing)."""
+    return max(estimate_kwh - delivered_kwh, defaults.topup_kwh)
 
 
 def estimate_energy(
@@ -180,101 +201,124 @@ def estimate_energy(
 
 
 @dataclass(frozen=True)
-class CurrentReading:
-    """Per-line current measured at a connector, and the limit offered then."""
+class RateSettings:
+    """How meter values teach the current a car really takes. The service and
+    the simulator use the same rules, so a simulation measures the service."""
 
-    time: datetime
-    current_a: Mapping[Line, float]
-    offered_a: float
+    margin_a: float = 2.0
+    """A reading this much under the offer is low..."""
+    confirm: int = 2
+    """...and after this many low readings in a row the last one is the car's rate."""
+    headroom_a: float = 1.0
+    """The planner counts on the rate plus this, so that a car that takes more
+    again can show it..."""
+    release_a: float = 0.8
+    """...by drawing this much over its rate: the rate goes. Once a rate is
+    known, a reading this much under it (and under the offer) is low too: the
+    car is falling."""
+    line_on_a: float = 1.0
+    """A line drawing less than this is not loaded by the car..."""
+    line_min_a: float = 4.0
+    """...judged only from readings where the car draws at least this."""
 
-
-@dataclass(frozen=True)
-class RateEstimate:
-    lines: tuple[Line, ...]
-    """Lines the car loads (the connector's wiring until learned)."""
-    max_current_a: float | None
-    """Most current the car takes per line, if it took less than offered; else None."""
-    drawn_a: float
-    """Current on its most loaded line at the last reading."""
-    suspended: bool
-    """The car took (almost) nothing for several readings though offered current."""
+    def __post_init__(self) -> None:
+        if self.confirm < 1:
+            raise ValueError("confirm must be ≥ 1")
+        if not 0 < self.release_a <= self.headroom_a:
+            raise ValueError("need 0 < release_a ≤ headroom_a (a car must be able to show more)")
 
 
 @dataclass
-class RateEstimator:
-    """Learns from meter values which lines a car loads and the current it
-    really takes, with hysteresis so one odd reading changes nothing.
-
-    * A line is in use above ``on_a``, out of use below ``off_a``; a new line
-      set is adopted after ``confirm`` consecutive readings agree (only while
-      the car draws at all).
-    * A cap is learned when the car draws more than ``margin_a`` under the
-      offer for ``confirm`` readings: the most it drew then plus ``headroom_a``.
-      It is released when the car comes within ``headroom_a / 2`` of the cap
-      (it might take more).
-    """
+class RateLearner:
+    """What one car takes, learned from its meter readings: the current it draws
+    when it draws less than offered (a car's own maximum, a battery tapering
+    off, a full battery) and the lines it loads (a 1-phase car on a 3-phase
+    connector). One odd reading changes nothing; a car that takes more again
+    shows it at the next reading and gets its room back."""
 
     wired: tuple[Line, ...] = LINES
-    on_a: float = 1.5
-    off_a: float = 0.5
-    confirm: int = 3
-    margin_a: float = 2.0
-    headroom_a: float = 0.5
-    min_offer_a: float = 6.0
-    _lines: tuple[Line, ...] | None = None
-    _candidate: tuple[Line, ...] | None = None
-    _candidate_n: int = 0
-    _cap: float | None = None
-    _under: list[float] = field(default_factory=list)
-    _idle_n: int = 0
-    _last: float = 0.0
+    settings: RateSettings = RateSettings()
+    rate_a: float | None = None
+    """The current it was last seen taking when offered more (None: all it is offered)."""
+    lines: tuple[Line, ...] | None = None
+    """The lines it loads, if fewer than the wired ones."""
+    _low: int = 0
+    _line_candidate: tuple[Line, ...] | None = None
+    _line_votes: int = 0
 
-    def _used(self, reading: CurrentReading) -> tuple[Line, ...]:
-        current = self._lines or ()
-        used = []
-        for line in self.wired:
-            a = reading.current_a.get(line, 0.0)
-            if a >= self.on_a or (line in current and a > self.off_a):
-                used.append(line)
-        return tuple(used)
+    @property
+    def max_current_a(self) -> float | None:
+        """What the planner counts on the car taking at most (None: no limit known)."""
+        if self.rate_a is None:
+            return None
+        return _tenth_up(self.rate_a + self.settings.headroom_a)
 
-    def update(self, reading: CurrentReading) -> RateEstimate:
-        wired_a = [reading.current_a.get(line, 0.0) for line in self.wired]
-        drawn = max(wired_a) if wired_a else 0.0
-        self._last = drawn
-        drawing = drawn >= self.on_a
-        if drawing:
-            self._idle_n = 0
-            used = self._used(reading)
-            if used != self._lines:
-                if used == self._candidate:
-                    self._candidate_n += 1
-                else:
-                    self._candidate, self._candidate_n = used, 1
-                if self._candidate_n >= self.confirm:
-                    self._lines, self._candidate, self._candidate_n = used, None, 0
-            else:
-                self._candidate, self._candidate_n = None, 0
-            if self._cap is not None and drawn >= self._cap - self.headroom_a / 2:
-                self._cap = None
-                self._under.clear()
-            elif reading.offered_a - drawn > self.margin_a:
-                self._under.append(drawn)
-                if len(self._under) >= self.confirm:
-                    self._cap = max(self._under) + self.headroom_a
-                    self._under.clear()
-            else:
-                self._under.clear()
+    @property
+    def low_readings(self) -> int:
+        """Low readings in a row so far."""
+        return self._low
+
+    def offer_changed(self) -> None:
+        """A new offer is in force: readings under the old one no longer count as low."""
+        self._low = 0
+
+    def observe(
+        self,
+        current_a: Mapping[Line, float],
+        offered_a: float,
+        drawn_a: float | None = None,
+        *,
+        readings: int = 1,
+    ) -> bool:
+        """One meter reading: per-line currents (or, without them, ``drawn_a`` on
+        its most loaded line) while offered ``offered_a``; it stands for
+        ``readings`` identical ones in a row (a simulator's step spans several
+        meter intervals). True if what the planner should count on changed."""
+        before = (self.max_current_a, self.lines)
+        if current_a:
+            drawn_a = max(current_a.values())
+            self._learn_lines(current_a, drawn_a)
+        if drawn_a is not None:
+            self._learn_rate(offered_a, drawn_a, max(readings, 1))
+        return (self.max_current_a, self.lines) != before
+
+    def _learn_rate(self, offered_a: float, drawn_a: float, readings: int) -> None:
+        s = self.settings
+        if self.rate_a is not None and drawn_a >= self.rate_a + s.release_a:
+            self.rate_a, self._low = None, 0  # it takes more again
+            return
+        # under its rate, and not because the offer was lower
+        falling = self.rate_a is not None and drawn_a < min(self.rate_a, offered_a) - s.release_a
+        if not (offered_a > 0 and (drawn_a < offered_a - s.margin_a or falling)):
+            self._low = 0
+            return
+        self._low += readings
+        if self._low < s.confirm:
+            return
+        self.rate_a = max(drawn_a, 0.0)
+
+    def _learn_lines(self, current_a: Mapping[Line, float], drawn_a: float) -> None:
+        s = self.settings
+        if len(self.wired) < 2:
+            return
+        loaded = tuple(x for x in self.wired if current_a.get(x, 0.0) >= s.line_on_a)
+        if self.lines is not None and any(x not in self.lines for x in loaded):
+            # it loads more lines: count them all at once
+            self.lines, self._line_candidate, self._line_votes = None, None, 0
+            return
+        if not loaded or len(loaded) == len(self.wired) or drawn_a < s.line_min_a:
+            self._line_candidate, self._line_votes = None, 0
+            return
+        if loaded == self.lines:
+            return
+        if loaded == self._line_candidate:
+            self._line_votes += 1
         else:
-            self._under.clear()
-            if reading.offered_a >= self.min_offer_a:
-                self._idle_n += 1
-        return self.estimate()
+            self._line_candidate, self._line_votes = loaded, 1
+        if self._line_votes >= s.confirm:
+            self.lines, self._line_candidate, self._line_votes = loaded, None, 0
 
-    def estimate(self) -> RateEstimate:
-        return RateEstimate(
-            lines=self._lines or self.wired,
-            max_current_a=self._cap,
-            drawn_a=self._last,
-            suspended=self._idle_n >= self.confirm,
-        )
+
+def _tenth_up(a: float) -> float:
+    """Up to the next 0.1 A (the resolution of an OCPP limit)."""
+    return math.ceil(round(a * 10, 6)) / 10

@@ -77,6 +77,10 @@ class SessionDefaults(_Strict):
 
     dwell_hours: Annotated[float, Field(gt=0)] = 8.0
     energy_kwh: Annotated[float, Field(ge=0)] = 20.0
+    overstay_hours: Annotated[float, Field(gt=0)] = 1.0
+    """A car still plugged in past its expected departure is planned to stay this much longer."""
+    topup_kwh: Annotated[float, Field(ge=0)] = 1.0
+    """A car whose estimated energy is delivered still gets this much (it may want more)."""
 
 
 class ControllerConfig(_Strict):

@@ -10,10 +10,11 @@
                                  rollout (lowerings first) ──► stations
 
 State per running session: what the car said (departure, energy, current
-bounds), estimates where it said nothing (site defaults, then the history of
-the same idTag), and what its meter values taught us: the rate it really takes
-(a cap, with hysteresis, so the capacity it leaves goes to the others) and the
-lines it really loads.
+bounds), estimates where it said nothing (the idTag's history, else the site's
+defaults) and what its meter values taught us: the rate it really takes (a
+cap, with hysteresis, so the capacity it leaves goes to the others) and the
+lines it really loads. The rules live in `forecasts.demand`, which the
+simulator uses too.
 
 Re-plans are coalesced: a burst of events while a plan is being solved gives
 one more plan, not one per event. Only one plan and rollout runs at a time.
@@ -47,6 +48,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from forecasts.demand import (
+    DemandDefaults,
+    RateLearner,
+    RateSettings,
+    TagHistory,
+    estimate_departure,
+    estimate_energy,
+    still_plugged_in,
+    still_wanted_kwh,
+)
 from gridshare.rollout import (
     Hysteresis,
     LimitBook,
@@ -96,12 +107,6 @@ CapacityProvider = Callable[[Site, TimeGrid, datetime], Capacity]
 
 
 @dataclass(frozen=True)
-class SessionDefaultsView:
-    dwell_hours: float = 8.0
-    energy_kwh: float = 20.0
-
-
-@dataclass(frozen=True)
 class ControllerSettings:
     coalesce_s: float = 0.02
     """Wait this long after the first event of a burst before planning."""
@@ -111,20 +116,12 @@ class ControllerSettings:
     """How long a station that refused or did not answer is left alone."""
     min_change_a: float = 1.0
     """Hysteresis: smaller changes of a limit are not sent."""
-    learn_margin_a: float = 2.0
-    """A car drawing this much less than offered gets its rate capped..."""
-    learn_headroom_a: float = 2.0
-    """...to what it draws plus this..."""
-    learn_release_a: float = 0.5
-    """...until it draws within this of the cap again."""
+    rates: RateSettings = field(default_factory=RateSettings)
+    """How meter values teach what each car takes (the simulator's rules too)."""
     learn_settle_s: float = 10.0
     """Readings this soon after a limit change or a session start are not used to
     learn: a car has 5 s to follow a new pilot (IEC 61851-1) and ramps over a
     few more, so an earlier reading shows the ramp, not what the car takes."""
-    line_threshold_a: float = 1.0
-    """A line drawing less than this is not loaded by the car."""
-    topup_kwh: float = 1.0
-    """A session whose estimated need is met still gets this much (it may want more)."""
     solve_time_limit_s: float = 5.0
     answer_timeout_s: float = 15.0
     """A station that has not answered a profile by then counts as not answering
@@ -153,16 +150,22 @@ class SessionState:
     ev_min_current_a: float | None = None
     est_departure: datetime | None = None
     est_energy_kwh: float | None = None
-    cap_a: float | None = None
-    """Learned: the car takes no more than this (None: no cap)."""
-    lines: tuple[Line, ...] | None = None
-    """Learned: the lines the car really loads (None: every wired line)."""
-    low_readings: int = 0
-    line_votes: int = 0
+    rate: RateLearner = field(default_factory=RateLearner)
+    """What its meter values taught: the current it takes, the lines it loads."""
     drawn_a: float | None = None
     power_w: float | None = None
     priority: float = 1.0
     """The operator's weight for this session (1: as any other)."""
+
+    @property
+    def cap_a(self) -> float | None:
+        """Learned: the planner counts on the car taking no more (None: no limit)."""
+        return self.rate.max_current_a
+
+    @property
+    def lines(self) -> tuple[Line, ...] | None:
+        """Learned: the lines the car really loads (None: every wired line)."""
+        return self.rate.lines
 
     @property
     def delivered_kwh(self) -> float:
@@ -263,7 +266,7 @@ class Controller:
         store: Store,
         gateway: ControllerGateway,
         *,
-        defaults: SessionDefaultsView | None = None,
+        defaults: DemandDefaults | None = None,
         capacity: CapacityProvider = static_capacity,
         settings: ControllerSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -272,7 +275,7 @@ class Controller:
         self.site = site
         self.store = store
         self.gateway = gateway
-        self.defaults = defaults or SessionDefaultsView()
+        self.defaults = defaults or DemandDefaults()
         self.capacity_provider = capacity
         self.settings = settings or ControllerSettings()
         self.clock = clock
@@ -375,6 +378,7 @@ class Controller:
             ev_max_current_a=s.ev_max_current_a,
             ev_min_current_a=s.ev_min_current_a,
             priority=s.priority if s.priority is not None else 1.0,
+            rate=self._rate_learner(s.connector_id),
         )
         self._estimate(st)
         return st
@@ -478,9 +482,9 @@ class Controller:
                 s = self.sessions.get(event.connector_id)
                 if s is not None:
                     s.departure = event.departure or s.departure
-                    s.energy_need_wh = (
-                        event.energy_wh if event.energy_wh is not None else s.energy_need_wh
-                    )
+                    if event.energy_wh is not None:
+                        # what it still wants: the session's need counts from its start
+                        s.energy_need_wh = s.delivered_kwh * 1000.0 + event.energy_wh
                     if event.ev_max_current_a is not None:
                         s.ev_max_current_a = event.ev_max_current_a
                     if event.ev_min_current_a is not None:
@@ -514,6 +518,7 @@ class Controller:
                 e.at,
                 e.meter_start_wh,
                 energy_wh=e.meter_start_wh,
+                rate=self._rate_learner(e.connector_id),
             )
         )
         self._estimate(s)
@@ -571,12 +576,20 @@ class Controller:
             if r.total_power_w is not None
             else (sum(r.power_w.values()) if r.power_w else None)
         )
-        had_cap = s.cap_a is not None
-        changed = self._learn_rate(s, r, drawn)
-        changed = self._learn_lines(s, by_line, info.lines) or changed
-        if changed:
+        # our clock, not the station's (station clocks drift)
+        now = self.clock()
+        changed_at = self.limit_changed_at.get(s.connector_id)
+        if changed_at is not None and (now - changed_at).total_seconds() < (
+            self.settings.learn_settle_s
+        ):
+            return
+        offered = self._offered_now(s.connector_id, now)
+        if r.current_offered_a is not None:
+            offered = min(offered, r.current_offered_a)
+        held = s.rate.rate_a is not None
+        if s.rate.observe(by_line, offered, drawn):
             # a car that takes more again must not be held at its old rate
-            released = had_cap and s.cap_a is None
+            released = held and s.rate.rate_a is None
             self.request_replan("car takes more" if released else "meter values")
 
     def _site_lines(self, r: MeterReading, wired: tuple[Line, ...]) -> dict[Line, float]:
@@ -591,59 +604,20 @@ class Controller:
                 out[wired[idx]] = max(out.get(wired[idx], 0.0), abs(amps))
         return out
 
-    def _learn_rate(self, s: SessionState, r: MeterReading, drawn: float) -> bool:
-        cfg = self.settings
-        changed_at = self.limit_changed_at.get(s.connector_id)
-        # our clock, not the station's (station clocks drift)
-        now = self.clock()
-        if changed_at is not None and (now - changed_at).total_seconds() < cfg.learn_settle_s:
-            return False
-        offered = self._offered_now(s.connector_id, now)
-        if r.current_offered_a is not None:
-            offered = min(offered, r.current_offered_a)
-        if s.cap_a is not None and drawn >= s.cap_a - cfg.learn_release_a:
-            s.cap_a, s.low_readings = None, 0  # it takes what it gets again: give it back
-            return True
-        if offered > 0 and drawn < offered - cfg.learn_margin_a:
-            s.low_readings += 1
-            if s.low_readings < 2:
-                return False
-            # may be below the station's minimum (a battery tapering off): the
-            # dispatch then gives it the minimum only from room nobody else uses
-            cap = math.ceil((drawn + cfg.learn_headroom_a) * 10) / 10
-            if s.cap_a is None or cap < s.cap_a - cfg.learn_release_a:
-                s.cap_a = cap
-                return True
-            return False
-        s.low_readings = 0
-        return False
-
-    def _learn_lines(
-        self, s: SessionState, by_line: Mapping[Line, float], wired: tuple[Line, ...]
-    ) -> bool:
-        if len(wired) < 2 or not by_line:
-            return False
-        thr = self.settings.line_threshold_a
-        loaded = tuple(line for line in wired if by_line.get(line, 0.0) >= thr)
-        if s.lines is not None and any(line not in s.lines for line in loaded):
-            s.lines, s.line_votes = None, 0  # it loads more lines: count them all at once
-            return True
-        if loaded and len(loaded) < len(wired) and max(by_line.values()) >= 4 * thr:
-            if s.lines == loaded:
-                return False
-            s.line_votes += 1
-            if s.line_votes >= 2:
-                s.lines, s.line_votes = loaded, 0
-                return True
-        else:
-            s.line_votes = 0
-        return False
+    def _rate_learner(self, connector_id: str) -> RateLearner:
+        return RateLearner(self.site.connectors[connector_id].lines, self.settings.rates)
 
     def _estimate(self, s: SessionState) -> None:
-        hist = self.store.tag_history(s.id_tag) if s.id_tag else None
-        dwell = hist.mean_dwell_h if hist and hist.mean_dwell_h > 0 else self.defaults.dwell_hours
-        s.est_departure = s.started_at + timedelta(hours=dwell)
-        s.est_energy_kwh = hist.mean_energy_kwh if hist else self.defaults.energy_kwh
+        """Departure and energy from the idTag's past sessions, else the site's defaults."""
+        history = TagHistory()
+        for past in self.store.past_sessions(s.id_tag) if s.id_tag else ():
+            history.record(past)
+        s.est_departure = estimate_departure(
+            s.started_at, s.started_at, id_tag=s.id_tag, history=history, defaults=self.defaults
+        ).departure
+        s.est_energy_kwh = estimate_energy(
+            id_tag=s.id_tag, history=history, defaults=self.defaults
+        ).total_kwh
 
     # --- operator and forecast inputs -----------------------------------------------------
 
@@ -1068,12 +1042,11 @@ class Controller:
                 fixed[cid] = max(self.book.worst_max(cid, now, grid), restore.get(cid, 0.0))
         demands: list[SessionDemand] = []
         previous: dict[str, float] = {}
-        slot = grid.step
         rows = self._plan_rows(self.plan)
         for cid, s in self.sessions.items():
             if cid in fixed:
                 continue
-            demands.append(self._demand(s, now, slot))
+            demands.append(self._demand(s, now))
             if steady and self.plan is not None and cid in rows:
                 previous[s.transaction_id] = self.plan.now_a(cid)
         problem = PlanningProblem(
@@ -1081,15 +1054,15 @@ class Controller:
         )
         return problem, fixed
 
-    def _demand(self, s: SessionState, now: datetime, slot: timedelta) -> SessionDemand:
+    def _demand(self, s: SessionState, now: datetime) -> SessionDemand:
         departure = s.departure or s.est_departure or (now + timedelta(hours=8))
-        departure = max(departure, now + max(slot, timedelta(minutes=30)))
+        departure = still_plugged_in(departure, now, self.defaults)
         if s.energy_need_wh is not None:
             need = max(0.0, s.energy_need_wh / 1000.0 - s.delivered_kwh)
         else:
             est = s.est_energy_kwh if s.est_energy_kwh is not None else self.defaults.energy_kwh
-            need = max(est - s.delivered_kwh, self.settings.topup_kwh)
-        caps = [c for c in (s.ev_max_current_a, s.cap_a) if c is not None]
+            need = still_wanted_kwh(est, s.delivered_kwh, self.defaults)
+        caps = [c for c in (s.ev_max_current_a, s.rate.max_current_a) if c is not None]
         arrival = min(s.started_at, now)
         return SessionDemand(
             session_id=s.transaction_id,
@@ -1212,7 +1185,7 @@ class Controller:
                     self.limit_changed_at[cid] = at
                     s = self.sessions.get(cid)
                     if s is not None:
-                        s.low_readings = 0
+                        s.rate.offer_changed()
             self.store.profiles_answered(rows, at)
 
         return await run_rollout(

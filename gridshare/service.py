@@ -28,13 +28,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 
+from forecasts.demand import DemandDefaults
 from gridshare.api import MetricsRecorder, create_api
 from gridshare.config import GridshareConfig, database_url
 from gridshare.controller import (
     CapacityProvider,
     Controller,
     ControllerSettings,
-    SessionDefaultsView,
     static_capacity,
 )
 from gridshare.dso_reports import ComplianceWatch, EnergyCounter
@@ -343,9 +343,7 @@ class Service:
                 self.config.site,
                 self.store,
                 self.gateway,
-                defaults=SessionDefaultsView(
-                    self.config.defaults.dwell_hours, self.config.defaults.energy_kwh
-                ),
+                defaults=DemandDefaults(**self.config.defaults.model_dump()),
                 capacity=self.capacity,
                 settings=self.settings,
                 clock=self.clock,

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from forecasts.demand import PastSession
 from ocpp_adapter.events import (
     ConnectorStatusChanged,
     DomainEvent,
@@ -84,6 +85,8 @@ class StoredSession:
     """Last Energy.Active.Import.Register seen during the session."""
     departure: datetime | None
     energy_need_wh: float | None
+    """The session's whole need, counted from its start (an EV states what it
+    still wants: what was delivered by then is added)."""
     ev_max_current_a: float | None
     ev_min_current_a: float | None
     ended_at: datetime | None = None
@@ -108,20 +111,13 @@ class StoredLimit:
     accepted_at: datetime
 
 
-@dataclass(frozen=True)
-class TagHistory:
-    sessions: int
-    mean_dwell_h: float
-    mean_energy_kwh: float
-
-
 class Store(Protocol):
     """What the service asks of its storage (any backend)."""
 
     def record_event(self, event: DomainEvent) -> None: ...
     def active_sessions(self) -> list[StoredSession]: ...
     def session(self, transaction_id: str) -> StoredSession | None: ...
-    def tag_history(self, id_tag: str, limit: int = 20) -> TagHistory | None: ...
+    def past_sessions(self, id_tag: str, limit: int = 20) -> list[PastSession]: ...
     def profile_sent(
         self,
         station_id: str,
@@ -347,7 +343,8 @@ class SqliteStore:
                 case EvChargingNeeds():
                     db.execute(
                         "UPDATE sessions SET departure = COALESCE(?, departure), "
-                        "energy_need_wh = COALESCE(?, energy_need_wh), "
+                        "energy_need_wh = COALESCE("
+                        "? + MAX(COALESCE(energy_wh - meter_start_wh, 0), 0), energy_need_wh), "
                         "ev_max_a = COALESCE(?, ev_max_a), ev_min_a = COALESCE(?, ev_min_a) "
                         "WHERE connector_id = ? AND ended_at IS NULL",
                         (
@@ -461,22 +458,18 @@ class SqliteStore:
         ).fetchone()
         return None if row is None else self._session(row)
 
-    def tag_history(self, id_tag: str, limit: int = 20) -> TagHistory | None:
+    def past_sessions(self, id_tag: str, limit: int = 20) -> list[PastSession]:
+        """The idTag's last ``limit`` finished sessions, oldest first."""
         rows = self._db.execute(
             "SELECT * FROM sessions WHERE id_tag = ? AND ended_at IS NOT NULL "
             "ORDER BY ended_at DESC LIMIT ?",
             (id_tag, limit),
         ).fetchall()
-        if not rows:
-            return None
-        sessions = [self._session(r) for r in rows]
-        dwell = [
-            (s.ended_at - s.started_at).total_seconds() / 3600.0
-            for s in sessions
-            if s.ended_at is not None
-        ]
-        energy = [s.delivered_wh / 1000.0 for s in sessions]
-        return TagHistory(len(sessions), float(np.mean(dwell)), float(np.mean(energy)))
+        out = []
+        for s in map(self._session, reversed(rows)):
+            if s.ended_at is not None:
+                out.append(PastSession(id_tag, s.started_at, s.ended_at, s.delivered_wh / 1000.0))
+        return out
 
     # --- profiles and limits ---------------------------------------------------------------
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from forecasts.demand import DemandDefaults
 from gridshare.simulation.acn import default_capacity_group, scale_group
 from gridshare.simulation.capacity import Override, SiteLimits
 from gridshare.simulation.engine import (
     CarModel,
     RunResult,
-    ServiceDefaults,
     Simulation,
     Strategy,
 )
@@ -39,7 +39,6 @@ __all__ = [
     "STRATEGIES",
     "CarModel",
     "RunResult",
-    "ServiceDefaults",
     "Simulation",
     "Strategy",
     "build_simulation",
@@ -66,7 +65,7 @@ def build_simulation(
     capacity_group: str | None = None,
     overrides: list[Override] | None = None,
     car: CarModel | None = None,
-    defaults: ServiceDefaults | None = None,
+    defaults: DemandDefaults | None = None,
     ideal_models: bool = False,
 ) -> tuple[Simulation, dict[str, int]]:
     """A simulation ready to run, and how many sessions were dropped (and why).
@@ -101,7 +100,7 @@ def run_strategies(
     capacity_group: str | None = None,
     overrides: list[Override] | None = None,
     car: CarModel | None = None,
-    defaults: ServiceDefaults | None = None,
+    defaults: DemandDefaults | None = None,
     progress: bool = False,
     ideal_models: bool = False,
 ) -> dict[str, RunResult]:

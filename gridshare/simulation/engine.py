@@ -29,6 +29,13 @@ from typing import Protocol
 
 import numpy as np
 
+from forecasts.demand import (
+    DemandDefaults,
+    RateLearner,
+    RateSettings,
+    still_plugged_in,
+    still_wanted_kwh,
+)
 from gridshare.simulation.capacity import SiteLimits
 from gridshare.simulation.sessions import SimSession
 from optimizer import SessionDemand, Site
@@ -37,8 +44,6 @@ from optimizer.site import Line
 FULL_TOLERANCE_KWH = 1e-6
 """A car within this of its need stops drawing (1 mWh)."""
 LIMIT_TOLERANCE = 1e-6
-DRAW_TOLERANCE_A = 0.05
-"""A car drawing this much less than offered tells the service its maximum."""
 
 
 @dataclass(frozen=True)
@@ -47,18 +52,6 @@ class CarModel:
     """Energy before full over which the accepted current falls linearly to 0."""
     max_current_a: float | None = None
     """The car's own maximum (A per line); None: the connector's maximum."""
-
-
-@dataclass(frozen=True)
-class ServiceDefaults:
-    """What the service assumes of a session that states nothing."""
-
-    dwell_hours: float = 8.0
-    energy_kwh: float = 20.0
-    overstay_hours: float = 1.0
-    """A car still plugged in at its stated departure is assumed to stay this much longer."""
-    topup_kwh: float = 1.0
-    """A car still drawing after its stated energy is given this much more (rolling)."""
 
 
 @dataclass
@@ -70,63 +63,30 @@ class LiveSession:
     arrival: datetime
     stated_departure: datetime
     stated_energy_kwh: float
+    rate: RateLearner
+    """What its meter values taught, by the service's own rules."""
     delivered_kwh: float = 0.0
-    learned_max_a: float | None = None
-    """Upper bound on what the car draws, learned from meter values (None: unknown)."""
-    lines: tuple[str, ...] | None = None
-    """Lines the car was metered drawing on (None: not seen drawing yet)."""
-    taper_ratio: float = 1.0
-    """How much the car's draw fell over the last step while it drew less than offered
-    (a tapering car keeps falling): the next step's maximum is predicted from it."""
 
-    def departure(self, now: datetime, defaults: ServiceDefaults) -> datetime:
-        step_ahead = now + timedelta(minutes=1)
-        if self.stated_departure > step_ahead:
-            return self.stated_departure
-        return now + timedelta(hours=defaults.overstay_hours)
-
-    def remaining_kwh(self, defaults: ServiceDefaults, meter_values: bool = True) -> float:
-        """Stated energy less what was metered (at least a rolling top-up); 0 once
-        the car was seen to take nothing (full)."""
-        if meter_values and self.learned_max_a == 0.0:
-            return 0.0
-        return max(self.stated_energy_kwh - self.delivered_kwh, defaults.topup_kwh)
-
-    def predicted_max_a(self) -> float | None:
-        if self.learned_max_a is None:
-            return None
-        return self.learned_max_a * self.taper_ratio
-
-    def observe(self, offered: float, drawn: float, lines: tuple[str, ...]) -> None:
-        """A meter reading: the car drew ``drawn`` on ``lines`` when offered ``offered``."""
-        if drawn > DRAW_TOLERANCE_A:
-            self.lines = lines
-        if offered <= 0 or drawn >= offered - DRAW_TOLERANCE_A:
-            return
-        learned = 0.0 if drawn < DRAW_TOLERANCE_A else drawn
-        if self.learned_max_a is not None and self.learned_max_a > 0:
-            self.taper_ratio = min(1.0, learned / self.learned_max_a)
-        self.learned_max_a = (
-            learned if self.learned_max_a is None else min(self.learned_max_a, learned)
-        )
+    def observe(self, offered: float, drawn: float, lines: tuple[Line, ...], readings: int) -> None:
+        """A step's meter readings: the car drew ``drawn`` on each of ``lines``
+        when offered ``offered``."""
+        self.rate.observe(dict.fromkeys(lines, drawn), offered, readings=readings)
 
     def demand(
         self,
         now: datetime,
-        defaults: ServiceDefaults,
+        defaults: DemandDefaults,
         meter_values: bool = True,
     ) -> SessionDemand:
-        # a car taking less than the minimum says so: the dispatch then gives it
-        # the minimum only from room no other car can use
-        ev_max = self.predicted_max_a() if meter_values else None
+        rate = self.rate if meter_values else None
         return SessionDemand(
             session_id=self.session_id,
             connector_id=self.connector_id,
             arrival=min(self.arrival, now),
-            departure=self.departure(now, defaults),
-            energy_kwh=self.remaining_kwh(defaults, meter_values),
-            ev_max_current_a=ev_max,
-            lines=tuple(Line(x) for x in self.lines) if meter_values and self.lines else None,
+            departure=still_plugged_in(self.stated_departure, now, defaults),
+            energy_kwh=still_wanted_kwh(self.stated_energy_kwh, self.delivered_kwh, defaults),
+            ev_max_current_a=rate.max_current_a if rate else None,
+            lines=rate.lines if rate else None,
         )
 
 
@@ -191,7 +151,9 @@ class Simulation:
         limits: SiteLimits | None = None,
         step_minutes: int | None = None,
         car: CarModel | None = None,
-        defaults: ServiceDefaults | None = None,
+        defaults: DemandDefaults | None = None,
+        rates: RateSettings | None = None,
+        meter_interval_s: float = 10.0,
     ) -> None:
         self.site = site
         self.sessions = tuple(sorted(sessions, key=lambda s: (s.arrival, s.session_id)))
@@ -200,7 +162,11 @@ class Simulation:
         self.limits = limits or SiteLimits(site)
         self.step = timedelta(minutes=step_minutes or site.site.slot_minutes)
         self.car = car or CarModel()
-        self.defaults = defaults or ServiceDefaults()
+        self.defaults = defaults or DemandDefaults()
+        self.rates = rates or RateSettings()
+        # the service asks stations for a reading every 10 s ([server]
+        # meter_interval_s): one step's constant draw is that many readings
+        self.readings_per_step = max(1, int(self.step.total_seconds() // meter_interval_s))
         self.start = min(s.arrival for s in self.sessions)
         self.end = max(s.departure for s in self.sessions)
         self.n_steps = self.index(self.end)
@@ -220,6 +186,7 @@ class Simulation:
                 raise ValueError(
                     f"session {s.session_id}: car lines {ln} not wired at {s.connector_id}"
                 )
+        self.car_lines = [tuple(Line(x) for x in ln) for ln in self.lines]
         self.kw_per_a = np.array(
             [
                 info.kw_per_amp(tuple(Line(x) for x in ln))
@@ -270,7 +237,9 @@ class Simulation:
         energy = (
             s.stated_energy_kwh if s.stated_energy_kwh is not None else self.defaults.energy_kwh
         )
-        return LiveSession(s.session_id, s.connector_id, s.arrival, dep, energy)
+        wired = self.site.connectors[s.connector_id].lines
+        rate = RateLearner(wired, self.rates)
+        return LiveSession(s.session_id, s.connector_id, s.arrival, dep, energy, rate)
 
     def run(
         self,
@@ -338,7 +307,7 @@ class Simulation:
                 delivered[i] += e
                 power[k] += draw * self.kw_per_a[i]
                 live.delivered_kwh = float(delivered[i])
-                live.observe(o, draw, self.lines[i])
+                live.observe(o, draw, self.car_lines[i], self.readings_per_step)
                 draws[n], offers[n] = draw, o
             bounds = self.limits.at(now)
             coef = self.coef[:, order]

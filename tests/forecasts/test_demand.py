@@ -9,11 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forecasts import (
-    CurrentReading,
     DemandDefaults,
     EvNeeds,
     PastSession,
-    RateEstimator,
+    RateLearner,
+    RateSettings,
     Source,
     TagHistory,
     estimate_departure,
@@ -21,7 +21,7 @@ from forecasts import (
 )
 from optimizer.site import Line
 
-from .helpers import T0, minutes
+from .helpers import T0
 
 L1, L2, L3 = Line.L1, Line.L2, Line.L3
 
@@ -52,8 +52,8 @@ def test_departure_sources_in_order() -> None:
 
 def test_departure_of_a_car_still_there_moves_on() -> None:
     late = T0 + timedelta(hours=9)
-    got = estimate_departure(T0, late, defaults=DemandDefaults(dwell_hours=8))
-    assert got.departure == late + timedelta(minutes=15)
+    got = estimate_departure(T0, late, defaults=DemandDefaults(dwell_hours=8, overstay_hours=0.5))
+    assert got.departure == late + timedelta(minutes=30)
 
 
 def test_energy_sources_and_what_is_left() -> None:
@@ -77,37 +77,80 @@ def test_history_needs_enough_sessions_and_round_trips() -> None:
     assert again.energy_kwh("tag-1") == 25.0
 
 
-def read(est: RateEstimator, t: float, a: tuple[float, float, float], offered: float):
-    return est.update(CurrentReading(minutes(t), dict(zip((L1, L2, L3), a, strict=True)), offered))
+def read(r: RateLearner, a: tuple[float, float, float], offered: float) -> bool:
+    return r.observe(dict(zip((L1, L2, L3), a, strict=True)), offered)
 
 
-def test_single_phase_car_learned_with_hysteresis() -> None:
-    est = RateEstimator(confirm=3)
-    assert read(est, 0, (16, 0, 0), 16).lines == (L1, L2, L3)  # not yet confirmed
-    read(est, 1, (16, 0.2, 0), 16)
-    assert read(est, 2, (16, 0, 0), 16).lines == (L1,)
-    # one odd reading changes nothing
-    assert read(est, 3, (16, 3, 3), 16).lines == (L1,)
-    assert read(est, 4, (16, 0, 0), 16).lines == (L1,)
+def test_a_one_phase_car_is_learned_with_hysteresis() -> None:
+    r = RateLearner()
+    read(r, (16, 0, 0), 16)
+    assert r.lines is None  # one reading is not enough
+    assert read(r, (16, 0.2, 0), 16) and r.lines == (L1,)
     # a paused car teaches nothing about lines
-    for t in range(5, 10):
-        r = read(est, t, (0, 0, 0), 16)
-    assert r.lines == (L1,) and r.suspended
+    for _ in range(4):
+        read(r, (0, 0, 0), 16)
+    assert r.lines == (L1,)
+    # it loads more lines: counted on every line at once
+    assert read(r, (10, 10, 10), 16) and r.lines is None
 
 
-def test_cap_learned_when_the_car_takes_less_and_released_when_it_takes_it_all() -> None:
-    est = RateEstimator(confirm=3, margin_a=2, headroom_a=0.5)
-    for t in range(3):
-        r = read(est, t, (13, 13, 13), 32)
-    assert r.max_current_a == pytest.approx(13.5)
-    # offered the cap, it keeps drawing 13: cap kept
-    assert read(est, 3, (13, 13, 13), 13.5).max_current_a == pytest.approx(13.5)
-    # it comes up to the cap: it might take more
-    assert read(est, 4, (13.4, 13.4, 13.4), 13.5).max_current_a is None
-    # a car that takes what it is offered never gets a cap
-    est2 = RateEstimator()
-    for t in range(10):
-        assert read(est2, t, (31.5, 31.5, 31.5), 32).max_current_a is None
+def test_a_car_taking_less_is_planned_at_its_rate_and_shows_when_it_takes_more() -> None:
+    r = RateLearner()
+    assert not read(r, (13, 13, 13), 32)  # a single low reading changes nothing
+    assert read(r, (13, 13, 13), 32)
+    assert (r.rate_a, r.max_current_a) == (13, 14)
+    # offered its rate and headroom, it keeps drawing it (or wobbles): nothing changes
+    assert not read(r, (13.4, 13.4, 13.4), 14)
+    assert not read(r, (12.6, 12.6, 12.6), 14)
+    # it takes more: its rate goes
+    assert read(r, (13.9, 13.9, 13.9), 14)
+    assert r.max_current_a is None
+    # a car that takes what it is offered is never limited
+    r2 = RateLearner()
+    for _ in range(10):
+        assert not read(r2, (31.5, 31.5, 31.5), 32)
+
+
+def test_a_tapering_car_is_followed_down() -> None:
+    r = RateLearner()
+    read(r, (16, 16, 16), 32)
+    read(r, (16, 16, 16), 32)
+    assert r.max_current_a == 17
+    # under its rate and under the offer: falling, its room goes to others
+    assert read(r, (12, 12, 12), 17) and r.max_current_a == 13
+    assert read(r, (9, 9, 9), 13) and r.max_current_a == 10
+    # drawing all of a lower offer says nothing about a fall
+    assert not read(r, (6, 6, 6), 6) and r.rate_a == 9
+
+
+def test_readings_under_an_old_offer_do_not_count_as_low() -> None:
+    r = RateLearner()
+    read(r, (10, 10, 10), 32)
+    r.offer_changed()
+    read(r, (10, 10, 10), 32)
+    assert r.rate_a is None
+    read(r, (10, 10, 10), 32)
+    assert r.rate_a == 10
+
+
+def test_one_reading_may_stand_for_several() -> None:
+    """A simulator's step of constant draw is as many readings as fit in it."""
+    r = RateLearner()
+    assert r.observe({L1: 7.0}, 32, readings=30) and r.rate_a == 7
+
+
+def test_without_per_line_readings_the_rate_is_still_learned() -> None:
+    r = RateLearner()
+    for _ in range(2):
+        r.observe({}, 32, drawn_a=7.0)
+    assert r.max_current_a == 8 and r.lines is None
+
+
+def test_a_car_could_never_show_it_takes_more_so_the_settings_are_refused() -> None:
+    with pytest.raises(ValueError):
+        RateSettings(headroom_a=0.5, release_a=0.8)
+    with pytest.raises(ValueError):
+        RateSettings(confirm=0)
 
 
 @given(
@@ -116,9 +159,10 @@ def test_cap_learned_when_the_car_takes_less_and_released_when_it_takes_it_all()
         max_size=40,
     )
 )
-def test_rate_estimate_is_always_well_formed(rows: list[tuple[float, ...]]) -> None:
-    est = RateEstimator(wired=(L1, L2))
-    for i, (a, b, c, offered) in enumerate(rows):
-        r = read(est, i, (a, b, c), offered)
-        assert r.lines and set(r.lines) <= {L1, L2}
-        assert r.max_current_a is None or r.max_current_a > 0
+def test_what_is_learned_is_always_well_formed(rows: list[tuple[float, ...]]) -> None:
+    r = RateLearner(wired=(L1, L2))
+    for a, b, c, offered in rows:
+        read(r, (a, b, c), offered)
+        assert r.lines is None or (r.lines and set(r.lines) <= {L1, L2})
+        m = r.max_current_a
+        assert m is None or m >= r.settings.headroom_a

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gridshare.controller import Controller, ControllerSettings, SessionDefaultsView
+from forecasts.demand import DemandDefaults
+from gridshare.controller import Controller, ControllerSettings
 from gridshare.rollout import LimitSchedule, LoadModel, PinReason
 from gridshare.store import SqliteStore
 from ocpp_adapter.events import (
@@ -64,7 +65,7 @@ class Rig:
             gw,
             clock=clock,
             settings=settings,
-            defaults=SessionDefaultsView(dwell_hours=4, energy_kwh=40),
+            defaults=DemandDefaults(dwell_hours=4, energy_kwh=40),
         )
 
     async def boot(self, *stations: str) -> None:
@@ -163,15 +164,16 @@ async def test_a_car_drawing_less_is_capped_and_its_share_goes_to_the_others(rig
     since = len(rig.gw.snapshots)
     for _ in range(2):  # two readings: a single low one is not enough
         rig.clock.advance(10)
-        await rig.meter("CP1/1", {"L1": 5.0, "L2": 5.0, "L3": 5.0})
+        await rig.meter("CP1/1", {"L1": 10.0, "L2": 10.0, "L3": 10.0})
     await rig.settle()
     assert rig.ctl.plans == plans + 1  # one re-plan
-    assert rig.ctl.sessions["CP1/1"].cap_a == 7.0
-    assert rig.limit("CP1/1") == 7.0
-    assert rig.limit("CP2/1") + rig.limit("CP3/1") == pytest.approx(41.0, abs=0.2)
+    # what it takes, and room to show that it takes more
+    assert rig.ctl.sessions["CP1/1"].cap_a == 11.0
+    assert rig.limit("CP1/1") == 11.0
+    assert rig.limit("CP2/1") + rig.limit("CP3/1") == pytest.approx(37.0, abs=0.2)
     # it takes more again: the cap goes and it gets its share back
     rig.clock.advance(10)
-    await rig.meter("CP1/1", {"L1": 6.9, "L2": 6.9, "L3": 6.9})
+    await rig.meter("CP1/1", {"L1": 10.9, "L2": 10.9, "L3": 10.9})
     await rig.settle()
     assert rig.ctl.sessions["CP1/1"].cap_a is None
     assert rig.limit("CP1/1") == 16
@@ -192,7 +194,7 @@ async def test_a_car_tapering_below_the_minimum_leaves_its_room_to_cars_drawing_
         rig.clock.advance(10)
         await rig.meter("CP1/1", {"L1": 2.0, "L2": 2.0, "L3": 2.0})
     await rig.settle()
-    assert rig.ctl.sessions["CP1/1"].cap_a == 4.0
+    assert rig.ctl.sessions["CP1/1"].cap_a == 3.0
     assert rig.limit("CP1/1") == 0
     assert rig.limit("CP2/1") + rig.limit("CP3/1") == pytest.approx(48.0, abs=0.2)
     assert rig.excess(since) == 0.0
@@ -311,19 +313,28 @@ async def test_ev_needs_and_estimates_shape_the_demand(rig: Rig):
     await rig.start("CP1/1", "t1", tag="bus-7")
     s = rig.ctl.sessions["CP1/1"]
     assert s.est_departure == NOW + timedelta(hours=4) and s.est_energy_kwh == 40
+    # 3 kWh in, the EV says it still wants 5 kWh and leaves in an hour
+    await rig.meter("CP1/1", {"L1": 16.0}, energy=3000)
     dep = NOW + timedelta(hours=1)
     await rig.ctl.on_event(EvChargingNeeds("CP1/1", NOW, departure=dep, energy_wh=5000))
     await rig.settle()
-    d = rig.ctl._demand(s, NOW, timedelta(minutes=15))
+    d = rig.ctl._demand(s, NOW)
     assert d.departure == dep and d.energy_kwh == 5.0
+    stored = rig.store.session("t1")
+    assert stored is not None and stored.energy_need_wh == 8000  # from the session's start
     rig.clock.advance(2 * 3600)
     await rig.stop("CP1/1", "t1", 12000)
-    # the same tag next time: its history is the estimate
+    # one past session is not yet a history
+    await rig.start("CP2/1", "t2", tag="bus-7", meter=50000)
+    assert rig.ctl.sessions["CP2/1"].est_energy_kwh == 40
+    rig.clock.advance(3 * 3600)
+    await rig.stop("CP2/1", "t2", 70000)
+    # two are: the tag's median dwell and energy
     rig.clock.advance(3600)
-    await rig.start("CP2/1", "t9", tag="bus-7", meter=50000)
-    s2 = rig.ctl.sessions["CP2/1"]
-    assert s2.est_energy_kwh == pytest.approx(12.0)
-    assert s2.est_departure == rig.clock() + timedelta(hours=2)  # its measured dwell
+    await rig.start("CP3/1", "t3", tag="bus-7", meter=90000)
+    s3 = rig.ctl.sessions["CP3/1"]
+    assert s3.est_energy_kwh == pytest.approx(16.0)
+    assert s3.est_departure == rig.clock() + timedelta(hours=2.5)
 
 
 async def test_state_is_recovered_from_the_store_after_a_restart(tmp_path: Path):

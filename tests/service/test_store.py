@@ -76,8 +76,7 @@ def test_meter_values_keep_the_last_and_one_minute_aggregates(tmp_path: Path):
         assert sess.energy_wh == 1300.0 and sess.delivered_wh == 300.0
         s.record_event(SessionEnded("tx-1", 1400.0, t0 + timedelta(hours=1)))
         assert s.active_sessions() == []
-        hist = s.tag_history("nobody")
-        assert hist is None
+        assert s.past_sessions("nobody") == []
     finally:
         s.close()
 
