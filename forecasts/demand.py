@@ -217,9 +217,13 @@ class RateSettings:
     known, a reading this much under it (and under the offer) is low too: the
     car is falling."""
     line_on_a: float = 1.0
-    """A line drawing less than this is not loaded by the car..."""
+    """A line drawing less than this is not loaded by the car (and a car drawing
+    less on every line is idle: full, or stopped by itself)..."""
     line_min_a: float = 4.0
     """...judged only from readings where the car draws at least this."""
+    recheck_after: timedelta = timedelta(hours=1)
+    """An idle car is planned at nothing; this long after it was last seen idle
+    it is planned at its headroom again, so it can show it wants more."""
 
     def __post_init__(self) -> None:
         if self.confirm < 1:
@@ -243,6 +247,8 @@ class RateLearner:
     lines: tuple[Line, ...] | None = None
     """The lines it loads, if fewer than the wired ones."""
     _low: int = 0
+    _idle_at: datetime | None = None
+    _recheck: bool = False
     _line_candidate: tuple[Line, ...] | None = None
     _line_votes: int = 0
 
@@ -251,7 +257,14 @@ class RateLearner:
         """What the planner counts on the car taking at most (None: no limit known)."""
         if self.rate_a is None:
             return None
+        if self.idle and not self._recheck:
+            return 0.0
         return _tenth_up(self.rate_a + self.settings.headroom_a)
+
+    @property
+    def idle(self) -> bool:
+        """Seen taking nothing when offered current (full, or stopped by itself)."""
+        return self.rate_a is not None and self.rate_a < self.settings.line_on_a
 
     @property
     def low_readings(self) -> int:
@@ -268,25 +281,32 @@ class RateLearner:
         offered_a: float,
         drawn_a: float | None = None,
         *,
+        at: datetime,
         readings: int = 1,
     ) -> bool:
-        """One meter reading: per-line currents (or, without them, ``drawn_a`` on
-        its most loaded line) while offered ``offered_a``; it stands for
-        ``readings`` identical ones in a row (a simulator's step spans several
-        meter intervals). True if what the planner should count on changed."""
+        """One meter reading at ``at``: per-line currents (or, without them,
+        ``drawn_a`` on its most loaded line) while offered ``offered_a``; it
+        stands for ``readings`` identical ones in a row (a simulator's step
+        spans several meter intervals). True if what the planner should count
+        on changed."""
         before = (self.max_current_a, self.lines)
         if current_a:
             drawn_a = max(current_a.values())
             self._learn_lines(current_a, drawn_a)
         if drawn_a is not None:
-            self._learn_rate(offered_a, drawn_a, max(readings, 1))
+            self._learn_rate(at, offered_a, drawn_a, max(readings, 1))
         return (self.max_current_a, self.lines) != before
 
-    def _learn_rate(self, offered_a: float, drawn_a: float, readings: int) -> None:
+    def _learn_rate(self, at: datetime, offered_a: float, drawn_a: float, readings: int) -> None:
         s = self.settings
         if self.rate_a is not None and drawn_a >= self.rate_a + s.release_a:
-            self.rate_a, self._low = None, 0  # it takes more again
+            self.rate_a, self._low, self._recheck = None, 0, False  # it takes more again
             return
+        if self.idle and self._idle_at is not None:
+            if offered_a > 0:
+                self._idle_at, self._recheck = at, False  # offered some, still idle
+            elif at - self._idle_at >= s.recheck_after:
+                self._recheck = True
         # under its rate, and not because the offer was lower
         falling = self.rate_a is not None and drawn_a < min(self.rate_a, offered_a) - s.release_a
         if not (offered_a > 0 and (drawn_a < offered_a - s.margin_a or falling)):
@@ -296,6 +316,8 @@ class RateLearner:
         if self._low < s.confirm:
             return
         self.rate_a = max(drawn_a, 0.0)
+        if self.idle:
+            self._idle_at, self._recheck = at, False
 
     def _learn_lines(self, current_a: Mapping[Line, float], drawn_a: float) -> None:
         s = self.settings

@@ -587,7 +587,7 @@ class Controller:
         if r.current_offered_a is not None:
             offered = min(offered, r.current_offered_a)
         held = s.rate.rate_a is not None
-        if s.rate.observe(by_line, offered, drawn):
+        if s.rate.observe(by_line, offered, drawn, at=now):
             # a car that takes more again must not be held at its old rate
             released = held and s.rate.rate_a is None
             self.request_replan("car takes more" if released else "meter values")

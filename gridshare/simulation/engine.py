@@ -67,10 +67,12 @@ class LiveSession:
     """What its meter values taught, by the service's own rules."""
     delivered_kwh: float = 0.0
 
-    def observe(self, offered: float, drawn: float, lines: tuple[Line, ...], readings: int) -> None:
+    def observe(
+        self, now: datetime, offered: float, drawn: float, lines: tuple[Line, ...], readings: int
+    ) -> None:
         """A step's meter readings: the car drew ``drawn`` on each of ``lines``
         when offered ``offered``."""
-        self.rate.observe(dict.fromkeys(lines, drawn), offered, readings=readings)
+        self.rate.observe(dict.fromkeys(lines, drawn), offered, at=now, readings=readings)
 
     def demand(
         self,
@@ -307,7 +309,7 @@ class Simulation:
                 delivered[i] += e
                 power[k] += draw * self.kw_per_a[i]
                 live.delivered_kwh = float(delivered[i])
-                live.observe(o, draw, self.car_lines[i], self.readings_per_step)
+                live.observe(now, o, draw, self.car_lines[i], self.readings_per_step)
                 draws[n], offers[n] = draw, o
             bounds = self.limits.at(now)
             coef = self.coef[:, order]

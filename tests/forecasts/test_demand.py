@@ -21,7 +21,7 @@ from forecasts import (
 )
 from optimizer.site import Line
 
-from .helpers import T0
+from .helpers import T0, minutes
 
 L1, L2, L3 = Line.L1, Line.L2, Line.L3
 
@@ -77,8 +77,8 @@ def test_history_needs_enough_sessions_and_round_trips() -> None:
     assert again.energy_kwh("tag-1") == 25.0
 
 
-def read(r: RateLearner, a: tuple[float, float, float], offered: float) -> bool:
-    return r.observe(dict(zip((L1, L2, L3), a, strict=True)), offered)
+def read(r: RateLearner, a: tuple[float, float, float], offered: float, t: float = 0) -> bool:
+    return r.observe(dict(zip((L1, L2, L3), a, strict=True)), offered, at=minutes(t))
 
 
 def test_a_one_phase_car_is_learned_with_hysteresis() -> None:
@@ -123,6 +123,20 @@ def test_a_tapering_car_is_followed_down() -> None:
     assert not read(r, (6, 6, 6), 6) and r.rate_a == 9
 
 
+def test_an_idle_car_is_planned_at_nothing_and_offered_some_again_hourly() -> None:
+    r = RateLearner()
+    read(r, (0, 0, 0), 16, t=0)
+    assert read(r, (0, 0, 0), 16, t=1) and r.idle and r.max_current_a == 0
+    # paused, it can't show it wants more: after an hour it is offered some
+    assert not read(r, (0, 0, 0), 0, t=30)
+    assert read(r, (0, 0, 0), 0, t=61) and r.max_current_a == 1
+    # offered some and still idle: nothing again, for another hour
+    assert read(r, (0, 0, 0), 1, t=62) and r.max_current_a == 0
+    assert read(r, (0, 0, 0), 0, t=123) and r.max_current_a == 1
+    # this time it draws: no longer idle
+    assert read(r, (1, 1, 1), 1, t=124) and r.max_current_a is None and not r.idle
+
+
 def test_readings_under_an_old_offer_do_not_count_as_low() -> None:
     r = RateLearner()
     read(r, (10, 10, 10), 32)
@@ -136,13 +150,13 @@ def test_readings_under_an_old_offer_do_not_count_as_low() -> None:
 def test_one_reading_may_stand_for_several() -> None:
     """A simulator's step of constant draw is as many readings as fit in it."""
     r = RateLearner()
-    assert r.observe({L1: 7.0}, 32, readings=30) and r.rate_a == 7
+    assert r.observe({L1: 7.0}, 32, at=T0, readings=30) and r.rate_a == 7
 
 
 def test_without_per_line_readings_the_rate_is_still_learned() -> None:
     r = RateLearner()
     for _ in range(2):
-        r.observe({}, 32, drawn_a=7.0)
+        r.observe({}, 32, drawn_a=7.0, at=T0)
     assert r.max_current_a == 8 and r.lines is None
 
 
@@ -155,7 +169,7 @@ def test_a_car_could_never_show_it_takes_more_so_the_settings_are_refused() -> N
 
 @given(
     st.lists(
-        st.tuples(st.floats(0, 40), st.floats(0, 40), st.floats(0, 40), st.floats(0, 40)),
+        st.tuples(*[st.one_of(st.just(0.0), st.floats(0, 40))] * 4),
         max_size=40,
     )
 )
@@ -165,4 +179,4 @@ def test_what_is_learned_is_always_well_formed(rows: list[tuple[float, ...]]) ->
         read(r, (a, b, c), offered)
         assert r.lines is None or (r.lines and set(r.lines) <= {L1, L2})
         m = r.max_current_a
-        assert m is None or m >= r.settings.headroom_a
+        assert m is None or m == 0 or m >= r.settings.headroom_a
