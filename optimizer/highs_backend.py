@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import highspy
 import numpy as np
+from highspy._core import _Highs
 
 from optimizer.prepare import SEGMENTS, PreparedLP
 
@@ -36,8 +37,13 @@ class RawResult:
     warm: bool = False
 
 
-def _new_highs(time_limit_s: float | None) -> highspy.Highs:
-    h = highspy.Highs()
+def _new_highs(time_limit_s: float | None) -> _Highs:
+    # The core class, not highspy.Highs: that wrapper enables its callbacks in
+    # its constructor, which prints HiGHS's banner before output_flag can be
+    # turned off (once per process, into the service's and analysts' output).
+    # Every method used here is the core's; the wrapper only adds callbacks and
+    # interrupt handling, which a solve in a worker thread does not use.
+    h = _Highs()
     h.setOptionValue("output_flag", False)
     # highspy ≥ 1.13 presolve is slow on this LP (measured 3-17×); the LP is
     # already lean (no empty rows, no fixed columns), so presolve buys nothing.
@@ -52,7 +58,7 @@ def _new_highs(time_limit_s: float | None) -> highspy.Highs:
     return h
 
 
-def pass_model(h: highspy.Highs, lp: PreparedLP) -> None:
+def pass_model(h: _Highs, lp: PreparedLP) -> None:
     """Hand the arrays to HiGHS in one call (the array overload: no per-field
     copies through a HighsLp object, ~10× faster at 1000 connectors)."""
     status = h.passModel(
@@ -76,7 +82,7 @@ def pass_model(h: highspy.Highs, lp: PreparedLP) -> None:
         raise RuntimeError("HiGHS refused the model")
 
 
-def _read(h: highspy.Highs, lp: PreparedLP, t0: float, warm: bool) -> RawResult:
+def _read(h: _Highs, lp: PreparedLP, t0: float, warm: bool) -> RawResult:
     status = h.getModelStatus()
     ms = (time.perf_counter() - t0) * 1000.0
     if status == highspy.HighsModelStatus.kModelEmpty:
@@ -114,7 +120,7 @@ class HighsPlanner:
 
     def __init__(self, time_limit_s: float | None = None) -> None:
         self._time_limit_s = time_limit_s
-        self._highs: highspy.Highs | None = None
+        self._highs: _Highs | None = None
         self._ids: dict[str, int] = {}
         self._col_codes: np.ndarray | None = None
         self._row_codes: np.ndarray | None = None
@@ -226,7 +232,7 @@ class HighsPlanner:
         return b
 
 
-def _update_changed(h: highspy.Highs, old: PreparedLP, new: PreparedLP) -> None:
+def _update_changed(h: _Highs, old: PreparedLP, new: PreparedLP) -> None:
     """Pass HiGHS the bounds, costs and coefficients that differ between two LPs
     of the same structure."""
     c = np.flatnonzero((old.col_lower != new.col_lower) | (old.col_upper != new.col_upper))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pulp
@@ -197,3 +200,22 @@ def test_a_failing_solver_falls_back_to_the_heuristic() -> None:
     assert plan.status.value == "heuristic"
     assert any("heuristic" in n for n in plan.notes)
     assert plan.current_a.sum() > 0
+
+
+def test_solving_prints_nothing() -> None:
+    """The service's and notebooks' output carry no solver banner (HiGHS logs
+    one per process unless output is off before its first call)."""
+    script = (
+        "from tests.optimizer.test_backends import depot\n"
+        "from tests.optimizer.sites import problem\n"
+        "from optimizer import HighsPlanner, solve\n"
+        "site, demands = depot()\n"
+        "plan = solve(problem(site, demands), planner=HighsPlanner())\n"
+        "assert plan.energy_kwh\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and "HiGHS" not in done.stderr
