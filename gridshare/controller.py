@@ -508,10 +508,10 @@ class Controller:
         if old is not None and old.transaction_id == e.transaction_id:
             return  # a repeat (station resent it)
         stored = self.store.session(e.transaction_id)
-        s = (
-            self._from_stored(stored)
-            if stored is not None
-            else SessionState(
+        if stored is not None:
+            s = self._from_stored(stored)  # estimated there
+        else:
+            s = SessionState(
                 e.transaction_id,
                 e.connector_id,
                 e.id_tag,
@@ -520,8 +520,7 @@ class Controller:
                 energy_wh=e.meter_start_wh,
                 rate=self._rate_learner(e.connector_id),
             )
-        )
-        self._estimate(s)
+            self._estimate(s)
         self.sessions[e.connector_id] = s
         self.book.start_transaction(e.connector_id)
         self.limit_changed_at[e.connector_id] = self.clock()
@@ -1055,7 +1054,9 @@ class Controller:
         return problem, fixed
 
     def _demand(self, s: SessionState, now: datetime) -> SessionDemand:
-        departure = s.departure or s.est_departure or (now + timedelta(hours=8))
+        departure = (
+            s.departure or s.est_departure or (now + timedelta(hours=self.defaults.dwell_hours))
+        )
         departure = still_plugged_in(departure, now, self.defaults)
         if s.energy_need_wh is not None:
             need = max(0.0, s.energy_need_wh / 1000.0 - s.delivered_kwh)

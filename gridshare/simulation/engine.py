@@ -179,21 +179,18 @@ class Simulation:
         if np.any(self.leave_step <= self.arrive_step):
             raise ValueError("every session needs at least one whole step (snap them first)")
         infos = [site.connectors[s.connector_id] for s in self.sessions]
+        for s, info in zip(self.sessions, infos, strict=True):
+            if not set(s.car_lines or ()) <= {x.value for x in info.lines}:
+                raise ValueError(
+                    f"session {s.session_id}: car lines {s.car_lines} not wired at {s.connector_id}"
+                )
         self.lines = [
-            tuple(s.car_lines) if s.car_lines else tuple(x.value for x in info.lines)
+            tuple(Line(x) for x in s.car_lines) if s.car_lines else info.lines
             for s, info in zip(self.sessions, infos, strict=True)
         ]
-        for s, info, ln in zip(self.sessions, infos, self.lines, strict=True):
-            if not set(ln) <= {x.value for x in info.lines}:
-                raise ValueError(
-                    f"session {s.session_id}: car lines {ln} not wired at {s.connector_id}"
-                )
-        self.car_lines = [tuple(Line(x) for x in ln) for ln in self.lines]
+        """Per session: the lines its car loads."""
         self.kw_per_a = np.array(
-            [
-                info.kw_per_amp(tuple(Line(x) for x in ln))
-                for info, ln in zip(infos, self.lines, strict=True)
-            ]
+            [info.kw_per_amp(ln) for info, ln in zip(infos, self.lines, strict=True)]
         )
         self.kwh_per_a = self.kw_per_a * self.step_hours
         self.car_max_a = np.array(
@@ -309,7 +306,7 @@ class Simulation:
                 delivered[i] += e
                 power[k] += draw * self.kw_per_a[i]
                 live.delivered_kwh = float(delivered[i])
-                live.observe(now, o, draw, self.car_lines[i], self.readings_per_step)
+                live.observe(now, o, draw, self.lines[i], self.readings_per_step)
                 draws[n], offers[n] = draw, o
             bounds = self.limits.at(now)
             coef = self.coef[:, order]
