@@ -3,7 +3,8 @@
     gridshare simulate --site SITE.toml --sessions SESSIONS.csv[.gz]
         [--capacity CAP.csv] [--capacity-kw X [X ...]] [--capacity-group ID]
         [--strategy NAME ...] [--from DATE --to DATE] [--taper-kwh K]
-        [--ideal-models] --out REPORT.json [--plot FILE.png]
+        [--ideal-models] [--add-chargers N [N ...] [--add-under GROUP] [--seed S]]
+        --out REPORT.json [--plot FILE.png]
 
 Sessions: an ACN-Data CSV or ``connector_id,arrival,departure,energy_kwh
 [,stated_departure][,stated_energy_kwh]``. ``--capacity-kw`` sets a rated group
@@ -18,6 +19,13 @@ allowed pilot steps and cars taper off. ``--ideal-models`` is the setting of the
 ACN paper's comparison with the offline optimum: every session states its real
 departure and energy at arrival, continuous pilots from 0 A, ideal batteries
 (``--taper-kwh`` is then ignored).
+
+Hosting capacity: ``--add-chargers`` runs the site again with that many more
+chargers below ``--add-under`` (default: the transformer ``--capacity-kw``
+scales), copies of the chargers already there, whose drivers come on real days
+of the site's own sessions (see `gridshare.simulation.hosting`); one run per
+capacity and count, each with ``added_chargers`` and, per strategy,
+``existing_delivered_pct`` and ``served_pct``.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from gridshare.config import ConfigError, load_site
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
 from gridshare.simulation.capacity import CapacityFileError, read_capacity_csv
+from gridshare.simulation.hosting import HostingError, hosting_runs, models_under
 from gridshare.simulation.report import ACN_CREDIT, build_report, plot_report, table, write_report
 from gridshare.simulation.sessions import SessionsError, between, is_acn, read_sessions
 
@@ -67,6 +76,15 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="real departures and energies stated at arrival, continuous pilots, no taper",
     )
+    p.add_argument(
+        "--add-chargers",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="hosting study: chargers to add below --add-under (e.g. 0 10 20)",
+    )
+    p.add_argument("--add-under", metavar="GROUP", help="where the added chargers go")
+    p.add_argument("--seed", type=int, default=0, help="draw of the added chargers' days")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--plot", type=Path)
     p.add_argument(
@@ -89,6 +107,15 @@ def main(argv: list[str]) -> int:
             group = args.capacity_group or default_capacity_group(site)
             if group not in site.group_by_id or site.group_by_id[group].limit_kw is None:
                 raise ConfigError(f"{args.site}: group {group!r} has no limit_kw to scale")
+        under = None
+        if args.add_chargers:
+            if min(args.add_chargers) < 0:
+                raise HostingError("--add-chargers counts must be ≥ 0")
+            under = args.add_under or group or default_capacity_group(site)
+            if not models_under(site, under):
+                raise HostingError(f"no charger below group {under!r} to copy")
+        elif args.add_under:
+            raise HostingError("--add-under needs --add-chargers")
     except (ConfigError, SessionsError, CapacityFileError, ValueError) as e:
         print(f"gridshare simulate: {e}", file=sys.stderr)
         return 2
@@ -99,24 +126,45 @@ def main(argv: list[str]) -> int:
         print("gridshare simulate: --taper-kwh must be ≥ 0", file=sys.stderr)
         return 2
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    car = CarModel(taper_kwh=args.taper_kwh)
     runs = []
+    run_keys: list[dict[str, object]] = []
     for cap in args.capacity_kw or [None]:
         try:
-            results = run_strategies(
+            if under is None:
+                results = run_strategies(
+                    site,
+                    sessions,
+                    args.strategy,
+                    capacity_kw=cap,
+                    capacity_group=group,
+                    overrides=overrides,
+                    car=car,
+                    progress=progress,
+                    ideal_models=args.ideal_models,
+                )
+                runs.append((cap, results))
+                run_keys.append({})
+                continue
+            for n, results in hosting_runs(
                 site,
                 sessions,
-                args.strategy,
+                under=under,
+                counts=args.add_chargers,
+                strategies=args.strategy,
                 capacity_kw=cap,
                 capacity_group=group,
                 overrides=overrides,
-                car=CarModel(taper_kwh=args.taper_kwh),
+                car=car,
+                seed=args.seed,
                 progress=progress,
                 ideal_models=args.ideal_models,
-            )
+            ):
+                runs.append((cap, results))
+                run_keys.append({"added_chargers": n})
         except ValueError as e:
             print(f"gridshare simulate: {e}", file=sys.stderr)
             return 2
-        runs.append((cap, results))
     meta = {
         "site": str(args.site),
         "sessions_file": str(args.sessions),
@@ -127,7 +175,9 @@ def main(argv: list[str]) -> int:
         "models": "ideal" if args.ideal_models else "realistic",
         "requested_kwh": "energy the cars took in the real sessions",
     }
-    report = build_report(runs, site.site.timezone, meta)
+    if under is not None:
+        meta.update({"added_under": under, "seed": args.seed})
+    report = build_report(runs, site.site.timezone, meta, run_keys=run_keys)
     write_report(report, args.out)
     if args.plot:
         plot_report(report, args.plot, ACN_CREDIT if is_acn(args.sessions) else None)

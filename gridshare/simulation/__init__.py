@@ -7,7 +7,8 @@
 Modules: `sessions` (ACN-Data and generic CSVs), `capacity` (limits over time),
 `engine` (the event-driven simulator and car physics), `strategies`,
 `report` (REPORT.json, tables, plots), `acn` (ACN sites.json to site files),
-`ideal` (the ideal-models setting of the ACN paper: ``ideal_models=True``).
+`ideal` (the ideal-models setting of the ACN paper: ``ideal_models=True``),
+`hosting` (how many more chargers fit under a group).
 """
 
 from __future__ import annotations

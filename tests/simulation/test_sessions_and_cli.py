@@ -119,6 +119,10 @@ def test_simulate_command_sweep(tmp_path, capsys) -> None:
     [
         (["--capacity-kw", "30", "--capacity-group", "first-floor-sp1"], "no limit_kw"),
         (["--from", "2030-01-01"], "no sessions"),
+        (["--add-chargers", "-1"], "must be ≥ 0"),
+        (["--add-chargers", "2", "--add-under", "nope"], "unknown group 'nope'"),
+        (["--add-chargers", "2", "--add-under", "first-floor-transformer-primary-a"], "weighted"),
+        (["--add-under", "first-floor-sp1"], "needs --add-chargers"),
     ],
 )
 def test_simulate_command_bad_input(tmp_path, capsys, extra, message) -> None:

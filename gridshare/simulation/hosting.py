@@ -1,0 +1,202 @@
+"""Hosting capacity: how many more chargers fit under a group (a transformer,
+a panel) before its drivers stop getting what they need.
+
+The site gains ``n`` chargers below the group, each a copy of an existing one
+there (taken in turn, so the new ones spread over panels and lines as the
+existing ones do, and join every weighted limit their model is in). Their
+sessions are real days of the site's own: on every local day of the period each
+new connector takes the sessions of one existing connector below the group that
+day, drawn at random (a connector that was unused that day gives an unused
+day). Every count runs on the same draws, so adding chargers only adds
+sessions.
+
+    table = hosting_table(site, sessions, under="transformer", counts=[0, 10, 20])
+    most_that_fit(table, min_served_pct=90)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from gridshare.simulation import run_strategies
+from gridshare.simulation.capacity import Override
+from gridshare.simulation.engine import CarModel, RunResult
+from gridshare.simulation.report import served_pct
+from gridshare.simulation.sessions import SimSession
+from optimizer import Site
+from optimizer.site import connector_key
+
+
+class HostingError(ValueError):
+    """The study cannot be set up (unknown group, no charger below it, bad count)."""
+
+
+def models_under(site: Site, group_id: str) -> list[str]:
+    """Ids of the chargers below ``group_id`` (directly or through sub-groups)."""
+    if group_id not in site.group_by_id:
+        raise HostingError(f"unknown group {group_id!r}")
+    if site.group_by_id[group_id].weights is not None:
+        raise HostingError(f"group {group_id!r} is a weighted limit, not a place for chargers")
+    return sorted(
+        {info.station_id for info in site.connectors.values() if group_id in info.ancestors}
+    )
+
+
+def add_chargers(site: Site, under: str, count: int) -> tuple[Site, dict[str, str]]:
+    """The site with ``count`` chargers added below ``under``: ``NEW-k`` copies
+    charger k mod m of the m chargers below it (its group, connectors, and its
+    weight in every weighted limit). Returns the site and, for each new
+    connector, the key of the connector it copies."""
+    if count < 0:
+        raise HostingError(f"cannot add {count} chargers")
+    models = models_under(site, under)
+    if not models:
+        raise HostingError(f"no charger below group {under!r} to copy")
+    by_id = {ch.id: ch for ch in site.chargers}
+    taken = set(by_id)
+    data = site.model_dump()
+    data["chargers"] = list(data["chargers"])
+    copies: dict[str, str] = {}
+    for k in range(count):
+        model = by_id[models[k % len(models)]]
+        new_id = f"NEW-{k + 1}"
+        if new_id in taken:
+            raise HostingError(f"the site already has a charger {new_id!r}")
+        data["chargers"].append({**model.model_dump(), "id": new_id})
+        for con in model.connectors:
+            copies[connector_key(new_id, con.id)] = connector_key(model.id, con.id)
+        for g in data["groups"]:
+            weights = g.get("weights")
+            if not weights:
+                continue
+            if model.id in weights:
+                weights[new_id] = weights[model.id]
+            for con in model.connectors:
+                key = connector_key(model.id, con.id)
+                if key in weights:
+                    weights[connector_key(new_id, con.id)] = weights[key]
+    return Site.model_validate(data), copies
+
+
+def _local_day(s: SimSession, zone: ZoneInfo) -> date:
+    return s.arrival.astimezone(zone).date()
+
+
+def sessions_for_new(
+    sessions: Sequence[SimSession],
+    donors: Sequence[str],
+    new_connectors: Sequence[str],
+    tz: str,
+    seed: int = 0,
+) -> list[SimSession]:
+    """Sessions for ``new_connectors``: on each local day with sessions, each
+    takes the day of a donor connector drawn at random (with replacement). The
+    draw of new connector k does not depend on how many are added."""
+    if not donors:
+        raise HostingError("no donor connector")
+    zone = ZoneInfo(tz)
+    by_day: dict[date, dict[str, list[SimSession]]] = defaultdict(lambda: defaultdict(list))
+    for s in sessions:
+        by_day[_local_day(s, zone)][s.connector_id].append(s)
+    out: list[SimSession] = []
+    for k, new in enumerate(new_connectors):
+        # one stream per new connector: adding a charger leaves the others' draws alone
+        rng = np.random.default_rng([seed, k])
+        for day in sorted(by_day):
+            donor = donors[int(rng.integers(len(donors)))]
+            for s in by_day[day].get(donor, []):
+                out.append(replace(s, session_id=f"{s.session_id}@{new}", connector_id=new))
+    return out
+
+
+def hosting_runs(
+    site: Site,
+    sessions: Sequence[SimSession],
+    *,
+    under: str,
+    counts: Sequence[int],
+    strategies: Sequence[str] = ("gridshare", "uncontrolled"),
+    capacity_kw: float | None = None,
+    capacity_group: str | None = None,
+    overrides: list[Override] | None = None,
+    car: CarModel | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    ideal_models: bool = False,
+) -> list[tuple[int, dict[str, RunResult]]]:
+    """Every strategy with each count of added chargers. Each result's
+    ``extra`` carries ``added_chargers`` and ``existing_delivered_pct`` (what
+    the drivers of the chargers already there got)."""
+    if not counts:
+        raise HostingError("no count of chargers to add")
+    donors = [info.key for info in site.connectors.values() if under in info.ancestors]
+    _, copies = add_chargers(site, under, max(counts))
+    extra_sessions = sessions_for_new(sessions, donors, list(copies), site.site.timezone, seed)
+    out = []
+    for n in counts:
+        grown, added = add_chargers(site, under, n)
+        mine = [s for s in extra_sessions if s.connector_id in added]
+        results = run_strategies(
+            grown,
+            [*sessions, *mine],
+            strategies,
+            capacity_kw=capacity_kw,
+            capacity_group=capacity_group,
+            overrides=overrides,
+            car=car,
+            progress=progress,
+            ideal_models=ideal_models,
+        )
+        for r in results.values():
+            old = np.array([s.connector_id not in added for s in r.sessions], dtype=bool)
+            need = float(r.need_kwh[old].sum())
+            got = float(r.delivered_kwh[old].sum())
+            r.extra["added_chargers"] = n
+            r.extra["existing_delivered_pct"] = round(100.0 * got / need, 4) if need else 100.0
+        out.append((n, results))
+    return out
+
+
+def hosting_table(runs: Sequence[tuple[int, dict[str, RunResult]]]) -> pd.DataFrame:
+    """One row per (added chargers, strategy): sessions, % of need delivered (all
+    drivers, and those of the chargers already there), % of drivers served,
+    peak kW and limit violations."""
+    rows = []
+    for n, results in runs:
+        for name, r in results.items():
+            need = float(r.need_kwh.sum())
+            rows.append(
+                {
+                    "added_chargers": n,
+                    "strategy": name,
+                    "sessions": len(r.sessions),
+                    "delivered_pct": 100.0 * float(r.delivered_kwh.sum()) / need if need else 100.0,
+                    "existing_delivered_pct": r.extra["existing_delivered_pct"],
+                    "served_pct": served_pct(r),
+                    "peak_kw": float(r.power_kw.max()) if len(r.power_kw) else 0.0,
+                    "violations": len(r.violations),
+                }
+            )
+    return pd.DataFrame(rows).set_index(["added_chargers", "strategy"]).sort_index()
+
+
+def most_that_fit(
+    table: pd.DataFrame, *, min_served_pct: float = 90.0, strategy: str = "gridshare"
+) -> int | None:
+    """The most chargers that can be added with at least ``min_served_pct`` of
+    drivers served and no limit violated, counting up from the fewest studied
+    (the first count that fails ends it); None if even the fewest fails."""
+    best = None
+    for n in sorted(table.index.get_level_values("added_chargers").unique()):
+        row = table.loc[(n, strategy)]
+        if row["served_pct"] < min_served_pct or row["violations"] > 0:
+            break
+        best = int(n)
+    return best
