@@ -37,7 +37,7 @@ class RawResult:
     warm: bool = False
 
 
-def _new_highs(time_limit_s: float | None) -> _Highs:
+def new_highs(time_limit_s: float | None) -> _Highs:
     # The core class, not highspy.Highs: that wrapper enables its callbacks in
     # its constructor, which prints HiGHS's banner before output_flag can be
     # turned off (once per process, into the service's and analysts' output).
@@ -106,7 +106,7 @@ def _read(h: _Highs, lp: PreparedLP, t0: float, warm: bool) -> RawResult:
 def solve_arrays(lp: PreparedLP, time_limit_s: float | None = None) -> RawResult:
     """Cold solve: a fresh HiGHS instance, the arrays passed in one call."""
     t0 = time.perf_counter()
-    h = _new_highs(time_limit_s)
+    h = new_highs(time_limit_s)
     pass_model(h, lp)
     h.run()
     return _read(h, lp, t0, warm=False)
@@ -186,7 +186,7 @@ class HighsPlanner:
             warm = True
         else:
             basis = self._carried_basis(cols, rows) if h is not None else None
-            h = _new_highs(self._time_limit_s)
+            h = new_highs(self._time_limit_s)
             pass_model(h, lp)
             if basis is not None:
                 warm = h.setBasis(basis) == highspy.HighsStatus.kOk

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pulp
 
-from optimizer.highs_backend import RawResult
+from optimizer.highs_backend import RawResult, new_highs
 from optimizer.prepare import PreparedLP
 
 
@@ -48,9 +48,18 @@ def build_model(lp: PreparedLP) -> tuple[pulp.LpProblem, list[pulp.LpVariable]]:
     return prob, variables
 
 
+class QuietHiGHS(pulp.HiGHS):
+    """PuLP's HiGHS on the same quiet, configured instance as the direct backend
+    (PuLP builds ``highspy.Highs``, whose constructor prints HiGHS's banner; see
+    `highs_backend.new_highs`). PuLP only calls core methods on the instance."""
+
+    def createAndConfigureSolver(self, lp: pulp.LpProblem) -> None:
+        lp.solverModel = new_highs(self.timeLimit)
+
+
 def solver_for(name: str, time_limit_s: float | None) -> pulp.LpSolver:
     if name == "highs":
-        return pulp.HiGHS(msg=False, timeLimit=time_limit_s)
+        return QuietHiGHS(msg=False, timeLimit=time_limit_s)
     if name == "cbc":
         # the CBC binary PuLP 3.x ships, through the command-line API that stays
         # in PuLP 4 (PULP_CBC_CMD is deprecated)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pulp
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from optimizer import (
@@ -202,7 +203,8 @@ def test_a_failing_solver_falls_back_to_the_heuristic() -> None:
     assert plan.current_a.sum() > 0
 
 
-def test_solving_prints_nothing() -> None:
+@pytest.mark.parametrize("how", ["planner=HighsPlanner()", "backend='pulp'"])
+def test_solving_prints_nothing(how: str) -> None:
     """The service's and notebooks' output carry no solver banner (HiGHS logs
     one per process unless output is off before its first call)."""
     script = (
@@ -210,8 +212,8 @@ def test_solving_prints_nothing() -> None:
         "from tests.optimizer.sites import problem\n"
         "from optimizer import HighsPlanner, solve\n"
         "site, demands = depot()\n"
-        "plan = solve(problem(site, demands), planner=HighsPlanner())\n"
-        "assert plan.energy_kwh\n"
+        f"plan = solve(problem(site, demands), {how})\n"
+        "assert plan.energy_kwh and plan.status == 'optimal', plan.status\n"
     )
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
