@@ -2,8 +2,8 @@
 a panel) before its drivers stop getting what they need.
 
 The site gains ``n`` chargers below the group, each a copy of an existing one
-there (taken in turn, so the new ones spread over panels and lines as the
-existing ones do, and join every weighted limit their model is in). Their
+there (placed as an installer would: panels in turn, least loaded lines first;
+a copy joins every weighted limit its model is in). Their
 sessions are real days of the site's own: on every local day of the period each
 new connector takes the sessions of one existing connector below the group that
 day, drawn at random (a connector that was unused that day gives an unused
@@ -16,7 +16,7 @@ sessions.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date
@@ -31,7 +31,7 @@ from gridshare.simulation.engine import CarModel, RunResult
 from gridshare.simulation.report import served_pct
 from gridshare.simulation.sessions import SimSession
 from optimizer import Site
-from optimizer.site import connector_key
+from optimizer.site import LINES, connector_key
 
 
 class HostingError(ValueError):
@@ -44,28 +44,69 @@ def models_under(site: Site, group_id: str) -> list[str]:
         raise HostingError(f"unknown group {group_id!r}")
     if site.group_by_id[group_id].weights is not None:
         raise HostingError(f"group {group_id!r} is a weighted limit, not a place for chargers")
-    return sorted(
-        {info.station_id for info in site.connectors.values() if group_id in info.ancestors}
-    )
+    return sorted(ch.id for ch in site.chargers if group_id in site.ancestors(ch.group))
 
 
-def add_chargers(site: Site, under: str, count: int) -> tuple[Site, dict[str, str]]:
-    """The site with ``count`` chargers added below ``under``: ``NEW-k`` copies
-    charger k mod m of the m chargers below it (its group, connectors, and its
-    weight in every weighted limit). Returns the site and, for each new
-    connector, the key of the connector it copies."""
-    if count < 0:
-        raise HostingError(f"cannot add {count} chargers")
+def placement(site: Site, under: str, count: int) -> list[str]:
+    """Which charger each of ``count`` new ones copies, as an installer would
+    place them: panels take turns, and on its panel a new charger goes on the
+    lines with the fewest chargers (the panel's, then the whole group's), so
+    copies even out the lines instead of repeating the site's imbalance. The
+    first n of a longer placement are the placement of n."""
     models = models_under(site, under)
     if not models:
         raise HostingError(f"no charger below group {under!r} to copy")
+    by_id = {ch.id: ch for ch in site.chargers}
+    panels = sorted({by_id[m].group for m in models})
+    on_line: Counter[tuple[str, str]] = Counter()  # (panel or "", line) → chargers
+    for m in models:
+        ch = by_id[m]
+        for line in {ln for con in ch.connectors for ln in con.phases}:
+            on_line[(ch.group, line)] += 1
+            on_line[("", line)] += 1
+    out: list[str] = []
+    for k in range(count):
+        panel = panels[k % len(panels)]
+
+        def load(m: str, panel: str = panel) -> tuple[int, int, int, int, int, str]:
+            # the lines of the panel, then of the group, as even as they can be
+            # after adding m: the most loaded line first, then the sum of squares
+            lines = {ln for con in by_id[m].connectors for ln in con.phases}
+            after = [
+                [on_line[(where, ln)] + (ln in lines) for ln in LINES] for where in (panel, "")
+            ]
+            return (
+                max(after[0]),
+                sum(x * x for x in after[0]),
+                max(after[1]),
+                sum(x * x for x in after[1]),
+                out.count(m),
+                m,
+            )
+
+        pick = min((m for m in models if by_id[m].group == panel), key=load)
+        for line in {ln for con in by_id[pick].connectors for ln in con.phases}:
+            on_line[(panel, line)] += 1
+            on_line[("", line)] += 1
+        out.append(pick)
+    return out
+
+
+def add_chargers(site: Site, under: str, count: int) -> tuple[Site, dict[str, str]]:
+    """The site with ``count`` chargers added below ``under``, placed by
+    `placement`: ``NEW-k`` copies its model's group, connectors, and weight in
+    every weighted limit. Returns the site and, for each new
+    connector, the key of the connector it copies."""
+    if count < 0:
+        raise HostingError(f"cannot add {count} chargers")
+    models = placement(site, under, count)
     by_id = {ch.id: ch for ch in site.chargers}
     taken = set(by_id)
     data = site.model_dump()
     data["chargers"] = list(data["chargers"])
     copies: dict[str, str] = {}
     for k in range(count):
-        model = by_id[models[k % len(models)]]
+        model = by_id[models[k]]
         new_id = f"NEW-{k + 1}"
         if new_id in taken:
             raise HostingError(f"the site already has a charger {new_id!r}")

@@ -4,6 +4,7 @@ real days of the site's sessions, and the study's figures are the runs' own."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -17,9 +18,11 @@ from gridshare.simulation.hosting import (
     hosting_runs,
     hosting_table,
     most_that_fit,
+    placement,
     sessions_for_new,
 )
 from gridshare.simulation.report import served_pct
+from optimizer import Site
 from tests.simulation.helpers import JPL_SESSIONS, JPL_SITE, jpl_site, session, tiny_site
 
 
@@ -47,6 +50,28 @@ def test_added_chargers_join_their_models_weighted_limits() -> None:
     for new, model in models.items():
         assert grown.connectors[f"{new}/1"].group == "first-floor-sp1"
         assert grown.connectors[f"{model}/1"].group == "first-floor-sp1"
+
+
+def test_copies_go_to_panels_in_turn_and_even_out_the_lines() -> None:
+    site = jpl_site()
+    under = "third-fourth-floor-transformer"
+
+    def lines_and_panels(s: Site) -> tuple[Counter[str], Counter[str]]:
+        lines: Counter[str] = Counter()
+        panels: Counter[str] = Counter()
+        for info in s.connectors.values():
+            if under in info.ancestors:
+                lines.update(info.connector.phases)
+                panels[info.group] += 1
+        return lines, panels
+
+    lines0, panels0 = lines_and_panels(site)
+    grown, _ = add_chargers(site, under, 20)
+    lines1, panels1 = lines_and_panels(grown)
+    assert max(lines0.values()) - min(lines0.values()) == 6  # the site as built: 28/26/22
+    assert max(lines1.values()) - min(lines1.values()) <= 2
+    assert {p: panels1[p] - panels0[p] for p in panels0} == dict.fromkeys(panels0, 10)
+    assert placement(site, under, 7) == placement(site, under, 20)[:7]
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,14 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 
 
-def test_all_four_notebooks_are_there() -> None:
+def test_all_five_notebooks_are_there() -> None:
     names = [p.name for p in NOTEBOOKS]
     assert names == [
         "01_quickstart.ipynb",
         "02_acn_strategies.ipynb",
         "03_dso_forecast.ipynb",
         "04_replanning.ipynb",
+        "05_hosting_capacity.ipynb",
     ]
 
 
