@@ -39,7 +39,14 @@ from gridshare.config import ConfigError, load_site
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
 from gridshare.simulation.capacity import CapacityFileError, read_capacity_csv
-from gridshare.simulation.hosting import HostingError, hosting_runs, models_under
+from gridshare.simulation.engine import RunResult
+from gridshare.simulation.hosting import (
+    HostingError,
+    hosting_runs,
+    hosting_table,
+    models_under,
+    most_that_fit,
+)
 from gridshare.simulation.report import ACN_CREDIT, build_report, plot_report, table, write_report
 from gridshare.simulation.sessions import SessionsError, between, is_acn, read_sessions
 
@@ -85,6 +92,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--add-under", metavar="GROUP", help="where the added chargers go")
     p.add_argument("--seed", type=int, default=0, help="draw of the added chargers' days")
+    p.add_argument(
+        "--min-served-pct",
+        type=float,
+        default=90.0,
+        help="hosting study: a count fits if this %% of drivers get 95 %% of their need",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--plot", type=Path)
     p.add_argument(
@@ -182,4 +195,38 @@ def main(argv: list[str]) -> int:
     if args.plot:
         plot_report(report, args.plot, ACN_CREDIT if is_acn(args.sessions) else None)
     print(table(report))
+    if under is not None:
+        _print_fits(runs, run_keys, args.strategy, args.min_served_pct, under)
     return 0
+
+
+def _print_fits(
+    runs: list[tuple[float | None, dict[str, RunResult]]],
+    run_keys: list[dict[str, object]],
+    strategies: list[str],
+    min_served_pct: float,
+    under: str,
+) -> None:
+    """Per capacity and strategy: the most chargers that fit below ``under``."""
+    for cap in dict.fromkeys(cap for cap, _ in runs):
+        study = [
+            (int(str(keys["added_chargers"])), results)
+            for (c, results), keys in zip(runs, run_keys, strict=True)
+            if c == cap
+        ]
+        t = hosting_table(study)
+        where = "" if cap is None else f" at {cap:g} kW"
+        for name in strategies:
+            n = most_that_fit(t, min_served_pct=min_served_pct, strategy=name)
+            most = max(n for n, _ in study)
+            fits = (
+                "none of the counts studied"
+                if n is None
+                else f"{n} or more chargers (the most studied)"
+                if n == most and n > 0
+                else f"{n} more chargers"
+            )
+            print(
+                f"{name}{where}: {fits} below {under} "
+                f"(≥ {min_served_pct:g} % of drivers served, no limit broken)"
+            )

@@ -192,7 +192,10 @@ def test_simulate_command_hosting_study(tmp_path, capsys) -> None:
     assert base["violations"] == grown["violations"] == 0
     assert grown["existing_delivered_pct"] <= base["existing_delivered_pct"] + 0.5
     assert plot.stat().st_size > 1000
-    assert "| 50 | 12 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| 50 | 12 |" in printed
+    assert "uncontrolled at 50 kW: none of the counts studied" in printed
+    assert "gridshare at 50 kW: " in printed
 
 
 def test_served_counts_sessions_at_95_percent() -> None:
