@@ -57,7 +57,7 @@ import multiprocessing
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -69,6 +69,7 @@ from gridshare.rollout import RolloutReport
 from gridshare.service import Service, controller_settings
 from gridshare.simulators.ev import EvSpec
 from gridshare.simulators.stations import SimStationSpec, StationFleet, specs_from_site
+from ocpp_adapter.central_system import FrameTap
 from optimizer import Plan, solve
 
 PANELS = 10
@@ -127,49 +128,32 @@ def is_call(frame: Any, action: str) -> bool:
     return isinstance(frame, str) and frame.startswith("[2,") and f'"{action}"' in frame[:80]
 
 
-def instrument_server(cs: Any, probe: Probe) -> None:
-    """Wrap the central system's frame handler (before stations connect)."""
-    handler = cs._on_frame
+def server_tap(probe: Probe) -> FrameTap:
+    """The central system's frames: when the timed MeterValues arrived, when
+    each SetChargingProfile was written."""
 
-    async def on_frame(link: Any, frame: str | bytes) -> None:
-        if probe.watch == link.station_id and is_call(frame, "MeterValues"):
-            probe.arrived = time.perf_counter()
-        await handler(link, frame)
+    def tap(station_id: str, direction: str, frame: str | bytes) -> None:
+        if direction == "in":
+            if probe.watch == station_id and is_call(frame, "MeterValues"):
+                probe.arrived = time.perf_counter()
+        elif is_call(frame, "SetChargingProfile"):
+            probe.server_sent.append(time.perf_counter())
 
-    cs._on_frame = on_frame
-
-
-def instrument_links(cs: Any, probe: Probe) -> None:
-    """Wrap every station connection's send (after they connected)."""
-    for link in cs._links.values():
-        send: Callable[..., Awaitable[None]] = link.ws.send
-
-        async def timed(message: Any, *args: Any, _send: Any = send, **kw: Any) -> None:
-            await _send(message, *args, **kw)
-            if is_call(message, "SetChargingProfile"):
-                probe.server_sent.append(time.perf_counter())
-
-        link.ws.send = timed
+    return tap
 
 
-def instrument_stations(fleet: StationFleet, probe: Probe) -> None:
-    for st in fleet.stations.values():
-        on_frame, send_frame = st._on_frame, st._send_frame
+def station_tap(probe: Probe) -> FrameTap:
+    """The stations' frames: when the timed MeterValues was written, when each
+    SetChargingProfile was read."""
 
-        async def received(ws: Any, raw: Any, _f: Any = on_frame) -> None:
-            if is_call(raw, "SetChargingProfile"):
+    def tap(station_id: str, direction: str, frame: str | bytes) -> None:
+        if direction == "in":
+            if is_call(frame, "SetChargingProfile"):
                 probe.station_received.append(time.perf_counter())
-            await _f(ws, raw)
+        elif probe.watch == station_id and is_call(frame, "MeterValues"):
+            probe.mv_sent = time.perf_counter()
 
-        async def sent(
-            ws: Any, frame: list[Any], _f: Any = send_frame, _id: str = st.spec.id
-        ) -> None:
-            await _f(ws, frame)
-            if probe.watch == _id and frame[0] == 2 and frame[2] == "MeterValues":
-                probe.mv_sent = time.perf_counter()
-
-        st._on_frame = received  # type: ignore[method-assign]
-        st._send_frame = sent  # type: ignore[method-assign]
+    return tap
 
 
 # --- the stations, in a process of their own ----------------------------------------
@@ -184,7 +168,7 @@ def fleet_process(url: str, specs: list[SimStationSpec], conn: Connection) -> No
 async def _serve_fleet(url: str, specs: list[SimStationSpec], conn: Connection) -> None:
     fleet = StationFleet(url, specs, call_timeout_s=60, connect_concurrency=50)
     probe = Probe()
-    instrument_stations(fleet, probe)
+    fleet.frame_taps.append(station_tap(probe))
     loop = asyncio.get_running_loop()
     requests: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
     loop.add_reader(conn.fileno(), lambda: requests.put_nowait(conn.recv()))
@@ -305,7 +289,7 @@ async def run(n: int, events: int, tmp: Path) -> Result:
     assert svc.gateway is not None and svc.controller is not None
     cs = svc.gateway.cs  # type: ignore[attr-defined]
     ctl = svc.controller
-    instrument_server(cs, probe)
+    cs.add_frame_tap(server_tap(probe))
     reports: list[Rollout] = []
     ctl.on_plan.append(
         lambda plan, report: reports.append(
@@ -333,7 +317,6 @@ async def run(n: int, events: int, tmp: Path) -> Result:
             await asyncio.sleep(0.05)
             if ctl.busy() or len(reports) != seen:
                 seen, quiet_since = len(reports), time.monotonic()
-        instrument_links(cs, probe)
         await ctl.replan_now("periodic")  # warm the planner
 
         latencies: list[float] = []

@@ -90,6 +90,12 @@ if TYPE_CHECKING:
     from gridshare.config import GridshareConfig
 
 log = logging.getLogger(__name__)
+frames_log = logging.getLogger("ocpp_adapter.frames")
+"""Every frame read or written, at DEBUG (``gridshare serve --log-level DEBUG``)."""
+
+FrameTap = Callable[[str, str, str | bytes], None]
+"""Sees every OCPP frame: (station id, ``"in"`` or ``"out"``, the frame), called
+when a frame is read (before it is handled) and after one is written."""
 
 PATH_PREFIX = "/ocpp/"
 SUBPROTOCOLS = (OcppVersion.V201.value, OcppVersion.V16.value)
@@ -283,6 +289,20 @@ class CentralSystem:
         self._closed = 0
         self._gc_tuned = False
         self.port: int = server.ocpp_port
+        self._taps: list[FrameTap] = []
+
+    def add_frame_tap(self, tap: FrameTap) -> None:
+        """Call ``tap`` on every frame of every station (a trace, a timing probe)."""
+        self._taps.append(tap)
+
+    def _tap(self, station_id: str, direction: str, frame: str | bytes) -> None:
+        if frames_log.isEnabledFor(logging.DEBUG):
+            frames_log.debug("%s %s %s", station_id, direction, frame)
+        for tap in self._taps:
+            try:
+                tap(station_id, direction, frame)
+            except Exception:  # a trace must never break the station's connection
+                log.exception("frame tap failed")
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -472,6 +492,7 @@ class CentralSystem:
             log.exception("on_event failed for %s", type(event).__name__)
 
     async def _on_frame(self, link: _Link, frame: str | bytes) -> None:
+        self._tap(link.station_id, "in", frame)
         link.last_seen = now = _utc_now()
         self._last_seen[link.station_id] = now
         session = link.session
@@ -512,7 +533,11 @@ class CentralSystem:
 
     async def _send(self, link: _Link, frame: str) -> None:
         with contextlib.suppress(ConnectionClosed):
-            await link.ws.send(frame)
+            await self._write(link, frame)
+
+    async def _write(self, link: _Link, frame: str) -> None:
+        await link.ws.send(frame)
+        self._tap(link.station_id, "out", frame)
 
     async def _work(self, link: _Link) -> None:
         """The station's CALLs, one at a time: events stored, then the answer sent."""
@@ -621,7 +646,7 @@ class CentralSystem:
                 future: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
                 link.waiting = (unique_id, future)
                 try:
-                    await link.ws.send(frame)
+                    await self._write(link, frame)
                     answer = await asyncio.wait_for(future, settings.call_timeout_s)
                     if answer is None:
                         return CommandResult(CommandOutcome.NOT_CONNECTED, "connection closed")

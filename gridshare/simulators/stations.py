@@ -63,6 +63,9 @@ from gridshare.simulators.limits import (
 
 log = logging.getLogger(__name__)
 
+FrameTap = Callable[[str, str, str | bytes], None]
+"""(station id, "in" or "out", frame): sees a simulated station's frames."""
+
 SUBPROTOCOL: dict[str, str] = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 ALL_MEASURANDS = (
     "Current.Import",
@@ -1029,7 +1032,10 @@ class SimStation:
                 self._send_later("Heartbeat", {})
 
     async def _send_frame(self, ws: ClientConnection, frame: list[Any]) -> None:
-        await ws.send(json.dumps(frame, separators=(",", ":")))
+        text = json.dumps(frame, separators=(",", ":"))
+        await ws.send(text)
+        for tap in self.fleet.frame_taps:
+            tap(self.spec.id, "out", text)
         self.fleet.stats.frames_sent += 1
         self._last_sent = self._loop.time()
 
@@ -1059,6 +1065,8 @@ class SimStation:
             await self._send_frame(ws, [2, msg_id, item.action, payload])
 
     async def _on_frame(self, ws: ClientConnection, raw: str | bytes) -> None:
+        for tap in self.fleet.frame_taps:
+            tap(self.spec.id, "in", raw)
         self.fleet.stats.frames_received += 1
         try:
             frame = json.loads(raw)
@@ -1234,6 +1242,9 @@ class StationFleet:
         self.open_timeout_s = open_timeout_s
         self.max_backoff_s = max_backoff_s
         self.stats = FleetStats()
+        self.frame_taps: list[FrameTap] = []
+        """Called on every frame of every station: (station id, "in" or "out",
+        frame), when read (before it is handled) and after it is written."""
         self._concurrency = connect_concurrency
         self.connect_slots = asyncio.Semaphore(connect_concurrency)
         self._jitter = itertools.cycle([i / 16 for i in range(16)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -710,3 +711,26 @@ async def test_fallback_goes_before_sampling_configuration() -> None:
             "ChangeConfiguration",
             "ChangeConfiguration",
         ]
+
+
+async def test_frame_tap_and_frame_log_see_every_frame(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[tuple[str, str, Any]] = []
+
+    def tap(sid: str, way: str, frame: str | bytes) -> None:
+        seen.append((sid, way, json.loads(frame)))  # fails on the bad frame: must not matter
+
+    async with running() as (cs, _):
+        cs.add_frame_tap(tap)
+        with caplog.at_level(logging.DEBUG, logger="ocpp_adapter.frames"):
+            async with station(cs, "CP1", V201) as st:
+                await st.boot()
+                await st.send_raw("{not json")
+                await asyncio.wait_for(st.raw.get(), 2)
+                await cs.set_limit("CP1", tx_spec(cs, "tx-1", 1, 16.0))
+    boot = next(i for i, f in enumerate(seen) if f[1] == "in" and f[2][2] == "BootNotification")
+    assert seen[boot + 1][1] == "out" and seen[boot + 1][2][0] == 3  # its answer, right after
+    assert ("CP1", "out") in {(s, w) for s, w, f in seen if f[0] == 4}  # the CALLERROR
+    assert any(w == "out" and f[0] == 2 and f[2] == "SetChargingProfile" for _, w, f in seen)
+    assert any(w == "in" and f[0] == 3 for _, w, f in seen)  # the station's answers
+    logged = [r.getMessage() for r in caplog.records if r.name == "ocpp_adapter.frames"]
+    assert len(logged) >= len(seen) - 1 and any("BootNotification" in m for m in logged)

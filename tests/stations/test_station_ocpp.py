@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,6 +191,24 @@ async def test_session_end_to_end(csms: FakeCsms, version: str) -> None:
         comp = await csms.call("CP1", "GetCompositeSchedule", {key: 1, "duration": 3600})
         sched = comp[2]["chargingSchedule" if version == "1.6" else "schedule"]
         assert sched["chargingSchedulePeriod"][0]["limit"] == 32.0
+    finally:
+        await fleet.stop()
+
+
+async def test_frame_taps_see_the_stations_frames(csms: FakeCsms) -> None:
+    fleet = StationFleet(csms.url, [SimStationSpec("CP1", TWO)], speed=SPEED)
+    seen: list[tuple[str, str, list[Any]]] = []
+    fleet.frame_taps.append(lambda sid, way, frame: seen.append((sid, way, json.loads(frame))))
+    await fleet.start()
+    try:
+        assert await fleet.wait_booted(3.0) == 1
+        assert ("CP1", "out", ["BootNotification"]) in [(s, w, f[2:3]) for s, w, f in seen]
+        reply = await csms.call("CP1", "SetChargingProfile", tx_profile("1.6", None, 10.0))
+        assert reply[0] == 3  # answered (accepted or not)
+        got = next(
+            i for i, f in enumerate(seen) if f[1] == "in" and f[2][2:3] == ["SetChargingProfile"]
+        )
+        assert any(f[1] == "out" and f[2][:2] == [3, seen[got][2][1]] for f in seen[got:])
     finally:
         await fleet.stop()
 
