@@ -37,14 +37,25 @@ class RawResult:
     warm: bool = False
 
 
-def new_highs(time_limit_s: float | None) -> _Highs:
-    # The core class, not highspy.Highs: that wrapper enables its callbacks in
-    # its constructor, which prints HiGHS's banner before output_flag can be
-    # turned off (once per process, into the service's and analysts' output).
-    # Every method used here is the core's; the wrapper only adds callbacks and
-    # interrupt handling, which a solve in a worker thread does not use.
+HighsInstance = _Highs
+"""What `quiet_highs` returns (HiGHS's core class)."""
+
+
+def quiet_highs() -> HighsInstance:
+    """A HiGHS instance that prints nothing.
+
+    The core class, not highspy.Highs: that wrapper enables its callbacks in
+    its constructor, which prints HiGHS's banner before output_flag can be
+    turned off (once per process, into the service's and analysts' output).
+    Every method used here is the core's; the wrapper only adds callbacks and
+    interrupt handling, which a solve in a worker thread does not use."""
     h = _Highs()
     h.setOptionValue("output_flag", False)
+    return h
+
+
+def new_highs(time_limit_s: float | None) -> _Highs:
+    h = quiet_highs()
     # highspy ≥ 1.13 presolve is slow on this LP (measured 3-17×); the LP is
     # already lean (no empty rows, no fixed columns), so presolve buys nothing.
     h.setOptionValue("presolve", "off")

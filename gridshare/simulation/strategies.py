@@ -29,6 +29,7 @@ import numpy as np
 from gridshare.simulation.engine import LiveSession, Simulation, StepContext
 from optimizer import Backend, HighsPlanner, PlanningProblem, SessionDemand, TimeGrid, solve
 from optimizer.dispatch import STEP_A, min_current
+from optimizer.highs_backend import HighsInstance, quiet_highs
 from optimizer.prepare import PreparedLP, prepare
 
 STRATEGIES = ("gridshare", "uncontrolled", "equal-share", "fcfs", "edf", "llf", "offline-optimal")
@@ -362,7 +363,7 @@ class OfflineLPError(RuntimeError):
     """The offline LP could not be solved to optimality by any route."""
 
 
-def _solve_offline_lp(model: highspy.HighsLp) -> highspy.Highs:
+def _solve_offline_lp(model: highspy.HighsLp) -> HighsInstance:
     """Dual simplex first; on a numerical failure, interior point with crossover,
     then primal simplex with presolve. Only an optimal answer is a valid bound."""
     tried = []
@@ -372,8 +373,7 @@ def _solve_offline_lp(model: highspy.HighsLp) -> highspy.Highs:
         {"solver": "simplex", "simplex_strategy": 4, "presolve": "on"},
     )
     for options in routes:
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
+        h = quiet_highs()
         # no "threads": one HiGHS scheduler per process (see optimizer.highs_backend)
         for k, v in options.items():
             h.setOptionValue(k, v)

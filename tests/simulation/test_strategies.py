@@ -3,11 +3,14 @@ uncontrolled breaks a limit, and none beats the offline optimum."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from gridshare.simulation import ONLINE, STRATEGIES, RunResult, run_strategies
 from gridshare.simulation.report import REPORT_KEYS, build_report
-from tests.simulation.helpers import jpl_day, jpl_site
+from tests.simulation.helpers import ROOT, jpl_day, jpl_site
 
 GROUP = "third-fourth-floor-transformer"
 
@@ -56,3 +59,18 @@ def test_report_schema(jpl_runs) -> None:
         )
     g = run["strategies"]["gridshare"]
     assert g["solve_ms_p50"] is not None and g["solve_ms_p99"] >= g["solve_ms_p50"]
+
+
+def test_offline_optimum_prints_nothing() -> None:
+    """No HiGHS banner in a benchmark's or notebook's output (see optimizer.highs_backend)."""
+    script = (
+        "from tests.simulation.helpers import session, tiny_site\n"
+        "from gridshare.simulation import run_strategies\n"
+        "r = run_strategies(tiny_site(), [session('a', 'A/1', 0, 60, 2)], ['offline-optimal'])\n"
+        "assert r['offline-optimal'].delivered_kwh.sum() > 1\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and "HiGHS" not in done.stderr
