@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from optimizer.site import Site
 from oscp.config import OscpConfig, OscpProviderConfig
@@ -49,6 +49,9 @@ class ServerConfig(_Strict):
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    """Security profile 3: the CA that signs the stations' certificates. A station
+    must then present one, whose subject CN is its id."""
     allow_unknown_stations: bool = False
     station_passwords: dict[str, SecretStr] = Field(default_factory=dict)
     """Station id → HTTP Basic password (security profile 1/2). Empty: no auth."""
@@ -59,6 +62,14 @@ class ServerConfig(_Strict):
     meter_interval_s: Annotated[int, Field(ge=1)] = 10
     """Meter value sampling the stations are configured for (re-planning reacts to it)."""
     heartbeat_interval_s: Annotated[int, Field(ge=10)] = 300
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> ServerConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (security profile 3) needs tls_cert and tls_key")
+        return self
 
 
 class ApiToken(_Strict):

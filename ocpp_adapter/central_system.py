@@ -250,6 +250,15 @@ class _Link:
         self.configured.set()
 
 
+def certificate_name(cert: dict[str, Any] | None) -> str | None:
+    """The subject CN of a verified peer certificate (``ssl`` form), if any."""
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
 class CentralSystem:
     def __init__(
         self,
@@ -313,6 +322,9 @@ class CentralSystem:
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             tls.minimum_version = ssl.TLSVersion.TLSv1_2
             tls.load_cert_chain(server.tls_cert, server.tls_key)
+            if server.tls_client_ca is not None:  # security profile 3
+                tls.verify_mode = ssl.CERT_REQUIRED
+                tls.load_verify_locations(cafile=server.tls_client_ca)
         self._server = await serve(
             self._serve,
             server.host,
@@ -394,6 +406,13 @@ class CentralSystem:
         ):
             log.info("refused connection to %r: unknown station", request.path)
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charging station\n")
+        if self.config.server.tls_client_ca is not None:
+            name = certificate_name(connection.transport.get_extra_info("peercert"))
+            if name != sid:
+                log.warning("%s: client certificate is for %r", sid, name)
+                return connection.respond(
+                    HTTPStatus.FORBIDDEN, "Client certificate is not this station's\n"
+                )
         if self._passwords and not self._authorized(sid, request.headers):
             log.warning("%s: wrong or missing credentials", sid)
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")

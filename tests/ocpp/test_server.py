@@ -15,6 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
+from gridshare.config import ConfigError
 from ocpp_adapter import AdapterSettings, CentralSystem
 from ocpp_adapter.events import (
     ChargingLimitSpec,
@@ -389,6 +390,73 @@ async def test_tls_with_basic_auth(tls_files: tuple[Path, Path]) -> None:
         with pytest.raises(InvalidMessage):
             async with station(cs, "CP1", headers=basic("CP1", "s3cret-s3cret-s3cret")):
                 pass  # plain ws to a TLS port
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+
+
+@pytest.fixture(scope="module")
+def station_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """A stations' CA (``ca``: its cert and key), certificates it signed for
+    CP1 and CP2, and a self-signed one for CP1 (``rogue``)."""
+    d = tmp_path_factory.mktemp("station-certs")
+    out = {"ca": (d / "ca.pem", d / "ca.key")}
+    _openssl("req", "-x509", *EC, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"),
+             "-days", "1", "-subj", "/CN=stations-ca",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign")  # fmt: skip
+    for name in ("CP1", "CP2"):
+        cert, key, csr = d / f"{name}.pem", d / f"{name}.key", d / f"{name}.csr"
+        _openssl("req", *EC, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(d / "ca.pem"),
+                 "-CAkey", str(d / "ca.key"), "-CAcreateserial",
+                 "-out", str(cert), "-days", "1")  # fmt: skip
+        out[name] = (cert, key)
+    rogue = (d / "rogue.pem", d / "rogue.key")
+    _openssl("req", "-x509", *EC, "-keyout", str(rogue[1]), "-out", str(rogue[0]),
+             "-days", "1", "-subj", "/CN=CP1")  # fmt: skip
+    out["rogue"] = rogue
+    return out
+
+
+async def test_security_profile_3_client_certificates(
+    tls_files: tuple[Path, Path], station_certs: dict[str, tuple[Path, Path]]
+) -> None:
+    cert, key = tls_files
+    config = make_config(
+        tls_cert=str(cert), tls_key=str(key), tls_client_ca=str(station_certs["ca"][0])
+    )
+
+    def client(name: str | None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        if name is not None:
+            ctx.load_cert_chain(*map(str, station_certs[name]))
+        return ctx
+
+    async with running(config) as (cs, _):
+        async with station(cs, "CP1", scheme="wss", ssl=client("CP1")) as st:
+            assert (await st.boot())["status"] == "Accepted"
+        with pytest.raises(InvalidStatus) as refused:
+            async with station(cs, "CP1", scheme="wss", ssl=client("CP2")):
+                pass  # CP2's certificate for CP1's id
+        assert refused.value.response.status_code == 403
+        for ctx in (client(None), client("rogue")):  # no certificate; one the CA did not sign
+            with pytest.raises((ssl.SSLError, InvalidMessage, ConnectionClosed, OSError)):
+                async with station(cs, "CP1", scheme="wss", ssl=ctx) as st:
+                    await st.boot()
+        async with station(cs, "CP2", scheme="wss", ssl=client("CP2")) as st:
+            assert (await st.boot())["status"] == "Accepted"
+
+
+def test_security_profile_3_needs_a_server_certificate() -> None:
+    with pytest.raises(ConfigError, match="tls_client_ca"):
+        make_config(tls_client_ca="ca.pem")
+    with pytest.raises(ConfigError, match="go together"):
+        make_config(tls_cert="cert.pem")
 
 
 async def test_subprotocol_negotiation() -> None:
