@@ -1,6 +1,6 @@
 """Strategies on the JPL site over May-August 2019, transformer sweep.
 
-    .venv/bin/python benchmarks/acn_strategies.py            # 30, 50, 80 kW, both models
+    .venv/bin/python benchmarks/acn_strategies.py            # 30, 50, 80 kW, all three models
     .venv/bin/python benchmarks/acn_strategies.py --from 2019-05-01 --to 2019-05-31 --jobs 2
     .venv/bin/python benchmarks/acn_strategies.py --models ideal
 
@@ -8,16 +8,19 @@ Scales the 150 kW transformer group (floors 3-4) of examples/acn-jpl.toml to
 each capacity, runs every strategy on the same sessions, writes a REPORT.json
 (same schema as ``gridshare simulate``, one run per capacity and models) and
 prints the % delivered per strategy, the gap between gridshare and the offline
-optimum, and solve times, for each of the two settings:
+optimum, and solve times, for each of three settings:
 
 * ``realistic`` — what the service sees live: stated departure and energy
   (service defaults for sessions that state nothing), pilots in the stations'
   allowed steps (0 or 6-32 A), battery taper;
+* ``informed`` — the same stations and batteries, but every driver states the
+  real departure and energy at arrival: what is left to offline is what the
+  hardware costs, and realistic minus informed is what the planner is not told;
 * ``ideal`` — the ACN paper's comparison: real departure and energy stated at
   arrival, continuous pilots from 0 A, ideal batteries (see
   `gridshare.simulation.ideal`).
 
-The offline optimum knows the real departures and needs in both.
+The offline optimum knows the real departures and needs in all three.
 With ``--min-current-study`` it instead runs gridshare twice per capacity: as
 the stations are (0 or 6-32 A in whole amperes) and with a "pure LP" site (no
 pilot steps, no minimum current), and prints the energy the minimum-current
@@ -46,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "examples" / "acn-jpl.toml"
 SESSIONS = ROOT / "data" / "acn" / "jpl" / "2019-05-01_2019-08-31.csv.gz"
 GROUP = "third-fourth-floor-transformer"
-MODELS = ("realistic", "ideal")
+MODELS = ("realistic", "informed", "ideal")
 
 Work = tuple[float, str, str, list[str], str]
 
@@ -65,6 +68,7 @@ def one_capacity(args: Work) -> tuple[float, str, dict[str, Any], float]:
         capacity_kw=cap,
         capacity_group=GROUP,
         ideal_models=models == "ideal",
+        informed=models == "informed",
     )
     rep = build_report([(cap, results)], site.site.timezone)
     run = rep["runs"][0]
@@ -102,14 +106,14 @@ def main() -> None:
     p.add_argument("--to", dest="end", default="2019-08-31")
     p.add_argument("--capacity-kw", type=float, nargs="+", default=[30.0, 50.0, 80.0])
     p.add_argument("--strategy", nargs="+", default=list(STRATEGIES))
-    p.add_argument("--models", choices=[*MODELS, "both"], default="both")
+    p.add_argument("--models", choices=[*MODELS, "all"], default="all")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument(
         "--out", type=Path, help="write the REPORT.json here (and one file per capacity)"
     )
     p.add_argument("--min-current-study", action="store_true")
     args = p.parse_args()
-    models = list(MODELS) if args.models == "both" else [args.models]
+    models = list(MODELS) if args.models == "all" else [args.models]
     if args.min_current_study:
         models = ["realistic"]
     work = [(c, args.start, args.end, args.strategy, m) for m in models for c in args.capacity_kw]

@@ -3,7 +3,7 @@
     gridshare simulate --site SITE.toml --sessions SESSIONS.csv[.gz]
         [--capacity CAP.csv] [--capacity-kw X [X ...]] [--capacity-group ID]
         [--strategy NAME ...] [--from DATE --to DATE] [--taper-kwh K]
-        [--ideal-models] [--add-chargers N [N ...] [--add-under GROUP] [--seed S]]
+        [--informed | --ideal-models] [--add-chargers N [N ...] [--add-under GROUP] [--seed S]]
         --out REPORT.json [--plot FILE.png]
 
 Sessions: an ACN-Data CSV or ``connector_id,arrival,departure,energy_kwh
@@ -18,7 +18,9 @@ Realistic models by default: the planner sees the stated departure and energy
 allowed pilot steps and cars taper off. ``--ideal-models`` is the setting of the
 ACN paper's comparison with the offline optimum: every session states its real
 departure and energy at arrival, continuous pilots from 0 A, ideal batteries
-(``--taper-kwh`` is then ignored).
+(``--taper-kwh`` is then ignored). ``--informed`` keeps the stations and
+batteries as modelled but has every session state its real departure and
+energy: the difference to the default is what the planner is not told.
 
 Hosting capacity: ``--add-chargers`` runs the site again with that many more
 chargers below ``--add-under`` (default: the transformer ``--capacity-kw``
@@ -78,7 +80,13 @@ def parser() -> argparse.ArgumentParser:
         default=CarModel().taper_kwh,
         help="car taper over the last K kWh of its need (0: ideal battery)",
     )
-    p.add_argument(
+    models = p.add_mutually_exclusive_group()
+    models.add_argument(
+        "--informed",
+        action="store_true",
+        help="every session states its real departure and energy (hardware as modelled)",
+    )
+    models.add_argument(
         "--ideal-models",
         action="store_true",
         help="real departures and energies stated at arrival, continuous pilots, no taper",
@@ -155,6 +163,7 @@ def main(argv: list[str]) -> int:
                     car=car,
                     progress=progress,
                     ideal_models=args.ideal_models,
+                    informed=args.informed,
                 )
                 runs.append((cap, results))
                 run_keys.append({})
@@ -172,6 +181,7 @@ def main(argv: list[str]) -> int:
                 seed=args.seed,
                 progress=progress,
                 ideal_models=args.ideal_models,
+                informed=args.informed,
             ):
                 runs.append((cap, results))
                 run_keys.append({"added_chargers": n})
@@ -185,7 +195,7 @@ def main(argv: list[str]) -> int:
         "to": args.end.isoformat() if args.end else None,
         "capacity_group": group,
         "taper_kwh": 0.0 if args.ideal_models else args.taper_kwh,
-        "models": "ideal" if args.ideal_models else "realistic",
+        "models": "ideal" if args.ideal_models else "informed" if args.informed else "realistic",
         "requested_kwh": "energy the cars took in the real sessions",
     }
     if under is not None:

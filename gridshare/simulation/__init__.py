@@ -68,12 +68,15 @@ def build_simulation(
     car: CarModel | None = None,
     defaults: DemandDefaults | None = None,
     ideal_models: bool = False,
+    informed: bool = False,
 ) -> tuple[Simulation, dict[str, int]]:
     """A simulation ready to run, and how many sessions were dropped (and why).
 
-    ``ideal_models`` (see `gridshare.simulation.ideal`): every session states its
-    real departure and energy, continuous pilots with no minimum, ideal battery
-    (``car`` is then ignored)."""
+    ``informed``: every session states its real departure and energy at arrival
+    (the stations and batteries stay as modelled: what the hardware costs, apart
+    from what the planner is not told). ``ideal_models`` (see
+    `gridshare.simulation.ideal`): informed, and continuous pilots with no
+    minimum and an ideal battery (``car`` is then ignored)."""
     scaled = site_for_capacity(site, capacity_kw, capacity_group)
     if ideal_models:
         scaled = ideal_site(scaled)
@@ -82,7 +85,7 @@ def build_simulation(
     from datetime import timedelta
 
     prepared = prepare_sessions(sessions, scaled.connectors, timedelta(minutes=step))
-    kept = ideal_sessions(prepared.sessions) if ideal_models else prepared.sessions
+    kept = ideal_sessions(prepared.sessions) if ideal_models or informed else prepared.sessions
     dropped = {
         "unknown_connector": prepared.unknown_connector,
         "shorter_than_a_step": prepared.too_short,
@@ -104,9 +107,10 @@ def run_strategies(
     defaults: DemandDefaults | None = None,
     progress: bool = False,
     ideal_models: bool = False,
+    informed: bool = False,
 ) -> dict[str, RunResult]:
-    """Every named strategy on the same sessions and site (``ideal_models``: see
-    `build_simulation`)."""
+    """Every named strategy on the same sessions and site (``ideal_models`` and
+    ``informed``: see `build_simulation`)."""
     sim, dropped = build_simulation(
         site,
         sessions,
@@ -116,13 +120,15 @@ def run_strategies(
         car=car,
         defaults=defaults,
         ideal_models=ideal_models,
+        informed=informed,
     )
+    models = "ideal" if ideal_models else "informed" if informed else "realistic"
     out: dict[str, RunResult] = {}
     for name in strategies:
         strategy = make_strategy(name, sim)
         result = sim.run(strategy, progress=progress)  # type: ignore[arg-type]
         result.extra["dropped_sessions"] = dropped
-        result.extra["models"] = "ideal" if ideal_models else "realistic"
+        result.extra["models"] = models
         if isinstance(strategy, OfflineSchedule):
             result.extra["lp_bound_kwh"] = round(strategy.bound_kwh, 4)
             result.extra["lp_periods"] = strategy.periods

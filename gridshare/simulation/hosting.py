@@ -171,6 +171,7 @@ def hosting_runs(
     seed: int = 0,
     progress: bool = False,
     ideal_models: bool = False,
+    informed: bool = False,
 ) -> list[tuple[int, dict[str, RunResult]]]:
     """Every strategy with each count of added chargers. Each result's
     ``extra`` carries ``added_chargers`` and ``existing_delivered_pct`` (what
@@ -194,6 +195,7 @@ def hosting_runs(
             car=car,
             progress=progress,
             ideal_models=ideal_models,
+            informed=informed,
         )
         for r in results.values():
             old = np.array([s.connector_id not in added for s in r.sessions], dtype=bool)

@@ -88,3 +88,47 @@ def test_simulate_command_ideal_models(tmp_path, capsys) -> None:
     assert run["strategies"]["edf"]["models"] == "ideal"
     assert run["strategies"]["edf"]["violations"] == 0
     assert "| 30 |" in capsys.readouterr().out
+
+
+def test_informed_drivers_keep_the_stations_and_batteries() -> None:
+    site, sessions = jpl_site(), jpl_day()
+    sim, _ = build_simulation(site, sessions, capacity_kw=30, informed=True)
+    real, _ = build_simulation(site, sessions, capacity_kw=30)
+    assert sim.car == real.car and sim.car.taper_kwh > 0
+    assert sim.site == real.site
+    assert any(i.connector.allowed_currents_a for i in sim.site.connectors.values())
+    for s in sim.sessions:
+        assert s.stated_departure == s.departure
+        assert s.stated_energy_kwh == s.energy_kwh
+    assert any(s.stated_departure != s.departure for s in real.sessions)
+
+
+def test_gridshare_is_near_the_offline_optimum_when_drivers_state_the_truth() -> None:
+    """Stations' pilot steps, the 6 A minimum and taper cost the planner little
+    once it is told the real departure and energy."""
+    runs = run_strategies(
+        jpl_site(),
+        jpl_day(),
+        ["gridshare", "equal-share", "offline-optimal"],
+        capacity_kw=30,
+        capacity_group=GROUP,
+        informed=True,
+    )
+    pct = {n: 100 * r.delivered_kwh.sum() / r.need_kwh.sum() for n, r in runs.items()}
+    for name, r in runs.items():
+        assert r.violations == [] and r.extra["models"] == "informed", name
+    assert pct["gridshare"] >= pct["offline-optimal"] - 1.5
+    assert pct["gridshare"] > pct["equal-share"]
+
+
+def test_simulate_command_informed_or_ideal_not_both(tmp_path, capsys) -> None:
+    base = ["--site", str(JPL_SITE), "--sessions", str(JPL_SESSIONS),
+            "--from", "2019-05-08", "--to", "2019-05-08", "--strategy", "edf"]  # fmt: skip
+    out = tmp_path / "report.json"
+    assert simulate.main([*base, "--informed", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["meta"]["models"] == "informed" and report["meta"]["taper_kwh"] > 0
+    with pytest.raises(SystemExit) as bad:
+        simulate.main([*base, "--informed", "--ideal-models", "--out", str(out)])
+    assert bad.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
