@@ -36,6 +36,7 @@ import itertools
 import json
 import logging
 import math
+import ssl
 import time
 import uuid
 from collections import Counter, deque
@@ -96,6 +97,10 @@ class SimStationSpec:
     connectors: tuple[SimConnectorSpec, ...] = (SimConnectorSpec(1),)
     version: str = "1.6"
     password: str | None = None
+    client_cert: str | None = None
+    """Certificate (PEM) the station presents over wss (security profile 3), with
+    ``client_key``."""
+    client_key: str | None = None
     vendor: str = "gridshare"
     model: str = "SimStation"
     meter_interval_s: float = 60.0
@@ -111,6 +116,8 @@ class SimStationSpec:
     def __post_init__(self) -> None:
         if self.version not in SUBPROTOCOL:
             raise ValueError(f"version must be one of {sorted(SUBPROTOCOL)}, not {self.version!r}")
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together")
 
 
 @dataclass
@@ -1144,12 +1151,14 @@ class SimStation:
         if self.spec.password is not None:
             token = base64.b64encode(f"{self.spec.id}:{self.spec.password}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
+        tls = fleet.tls_for(self.spec)
         backoff = 1.0
         while not self._stopping:
             try:
                 async with fleet.connect_slots:
                     ws = await connect(
                         url,
+                        ssl=tls,
                         subprotocols=[SUBPROTOCOL[self.spec.version]],  # type: ignore[list-item]
                         additional_headers=headers,
                         compression=None,
@@ -1228,7 +1237,10 @@ class StationFleet:
         ping_interval_s: float | None = None,
         open_timeout_s: float = 10.0,
         max_backoff_s: float = 30.0,
+        server_ca: str | None = None,
     ) -> None:
+        """``server_ca``: the certificate (PEM) that signed the central system's,
+        for a ``wss://`` url (default: the system's trusted CAs)."""
         if speed <= 0:
             raise ValueError("speed must be > 0")
         ids = [s.id for s in stations]
@@ -1242,6 +1254,7 @@ class StationFleet:
         self.open_timeout_s = open_timeout_s
         self.max_backoff_s = max_backoff_s
         self.stats = FleetStats()
+        self.server_ca = server_ca
         self.frame_taps: list[FrameTap] = []
         """Called on every frame of every station: (station id, "in" or "out",
         frame), when read (before it is handled) and after it is written."""
@@ -1249,6 +1262,15 @@ class StationFleet:
         self.connect_slots = asyncio.Semaphore(connect_concurrency)
         self._jitter = itertools.cycle([i / 16 for i in range(16)])
         self.stations: dict[str, SimStation] = {s.id: SimStation(s, self) for s in stations}
+
+    def tls_for(self, spec: SimStationSpec) -> ssl.SSLContext | None:
+        """The station's TLS context on a ``wss://`` url (its certificate, if any)."""
+        if not self.url.startswith("wss://"):
+            return None
+        ctx = ssl.create_default_context(cafile=self.server_ca)
+        if spec.client_cert is not None and spec.client_key is not None:
+            ctx.load_cert_chain(spec.client_cert, spec.client_key)
+        return ctx
 
     def jitter(self) -> float:
         return next(self._jitter)

@@ -25,6 +25,7 @@ from gridshare.config import GridshareConfig, parse_config
 from gridshare.service import Service, controller_settings
 from gridshare.simulators.ev import EvSpec
 from gridshare.simulators.stations import StationFleet, specs_from_site
+from tests.certs import server_certificate, station_certificates
 
 pytestmark = pytest.mark.slow
 
@@ -110,15 +111,25 @@ class Misbehaviour(TypedDict, total=False):
     ignores_limits: bool
 
 
+@dataclass
+class Tls:
+    server_ca: Path
+    """The central system's certificate (self-signed)."""
+    stations: dict[str, tuple[Path, Path]]
+    """Station id → its certificate and key."""
+
+
 @contextlib.asynccontextmanager
 async def live_site(
     cfg: GridshareConfig,
     *,
     version: str = "1.6",
     misbehaving: dict[str, Misbehaviour] | None = None,
+    tls: Tls | None = None,
 ) -> AsyncIterator[tuple[Service, StationFleet]]:
     """The service and one simulated station per charger, booted, with the
-    fallback limits in force (before that a fresh station knows no limit)."""
+    fallback limits in force (before that a fresh station knows no limit).
+    With ``tls`` the stations connect over wss, each with its certificate."""
     # cars in these tests follow a new limit within a second, so the controller
     # may learn from readings sooner than on a real site
     settings = dataclasses.replace(controller_settings(cfg), learn_settle_s=2.0)
@@ -130,7 +141,20 @@ async def live_site(
             dataclasses.replace(spec, **(misbehaving or {}).get(spec.id, {}))
             for spec in specs_from_site(cfg.site, version=version, meter_interval_s=1)
         ]
-        fleet = StationFleet(f"ws://127.0.0.1:{svc.ocpp_port}/ocpp", specs)
+        if tls is not None:
+            specs = [
+                dataclasses.replace(
+                    spec,
+                    client_cert=str(tls.stations[spec.id][0]),
+                    client_key=str(tls.stations[spec.id][1]),
+                )
+                for spec in specs
+            ]
+        fleet = StationFleet(
+            f"{'wss' if tls else 'ws'}://127.0.0.1:{svc.ocpp_port}/ocpp",
+            specs,
+            server_ca=str(tls.server_ca) if tls else None,
+        )
         await fleet.start()
         try:
             assert await fleet.wait_booted(10) == len(specs)
@@ -186,6 +210,45 @@ async def test_cars_share_the_grid_and_a_car_taking_less_frees_its_share(
             sampler.cancel()
         assert watch.samples > 20
         assert watch.worst <= 1e-6, f"limits in force exceeded the grid by {watch.worst} A"
+
+
+async def test_security_profile_3_stations_with_certificates(tmp_path: Path):
+    """Over wss, each station presenting a certificate from the site's CA: the
+    site is planned and kept within its limit; a certificate for another id
+    never gets a station in."""
+    server = server_certificate(tmp_path)
+    certs = station_certificates(tmp_path, ("CP1", "CP2"))
+    cfg = site_config(
+        tmp_path,
+        stations=2,
+        tls_cert=str(server[0]),
+        tls_key=str(server[1]),
+        tls_client_ca=str(certs["ca"][0]),
+    )
+    async with live_site(cfg, tls=Tls(server[0], certs)) as (svc, fleet):
+        watch = Watch(fleet, lambda: 64.0, ["CP1/1", "CP2/1"])
+        sampler = asyncio.create_task(watch.run())
+        try:
+            for cid in ("CP1/1", "CP2/1"):
+                fleet.plug_in(cid, EvSpec(battery_kwh=60, soc_start=0.2, lag_s=0.3))
+            await eventually(lambda: min(fleet.draw(c)["L1"] for c in watch.connectors) > 25)
+            spec = dataclasses.replace(
+                fleet.stations["CP1"].spec,
+                client_cert=str(certs["CP2"][0]),
+                client_key=str(certs["CP2"][1]),
+            )
+            intruder = StationFleet(fleet.url, [spec], server_ca=str(server[0]), max_backoff_s=1)
+            await intruder.start()
+            try:
+                assert await intruder.wait_booted(1.5) == 0
+                assert intruder.stats.connect_failures >= 1
+                assert "403" in (intruder.stations["CP1"].last_error or "")
+            finally:
+                await intruder.stop()
+            assert all(s.connected for s in svc.gateway.stations())  # type: ignore[union-attr]
+        finally:
+            sampler.cancel()
+        assert watch.samples > 10 and watch.worst <= 1e-6
 
 
 async def test_a_lowered_group_limit_is_honoured_at_the_stations(tmp_path: Path):

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import ssl
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from ocpp_adapter.events import (
     StationDisconnected,
 )
 from ocpp_adapter.rpc import OcppVersion
+from tests.certs import server_certificate, station_certificates
 from tests.ocpp.helpers import (
     TS,
     CallFailed,
@@ -342,33 +342,7 @@ async def test_unknown_station_404_unless_allowed() -> None:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return server_certificate(tmp_path_factory.mktemp("tls"))
 
 
 async def test_tls_with_basic_auth(tls_files: tuple[Path, Path]) -> None:
@@ -392,35 +366,9 @@ async def test_tls_with_basic_auth(tls_files: tuple[Path, Path]) -> None:
                 pass  # plain ws to a TLS port
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-
-
 @pytest.fixture(scope="module")
 def station_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    """A stations' CA (``ca``: its cert and key), certificates it signed for
-    CP1 and CP2, and a self-signed one for CP1 (``rogue``)."""
-    d = tmp_path_factory.mktemp("station-certs")
-    out = {"ca": (d / "ca.pem", d / "ca.key")}
-    _openssl("req", "-x509", *EC, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"),
-             "-days", "1", "-subj", "/CN=stations-ca",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign")  # fmt: skip
-    for name in ("CP1", "CP2"):
-        cert, key, csr = d / f"{name}.pem", d / f"{name}.key", d / f"{name}.csr"
-        _openssl("req", *EC, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
-        _openssl("x509", "-req", "-in", str(csr), "-CA", str(d / "ca.pem"),
-                 "-CAkey", str(d / "ca.key"), "-CAcreateserial",
-                 "-out", str(cert), "-days", "1")  # fmt: skip
-        out[name] = (cert, key)
-    rogue = (d / "rogue.pem", d / "rogue.key")
-    _openssl("req", "-x509", *EC, "-keyout", str(rogue[1]), "-out", str(rogue[0]),
-             "-days", "1", "-subj", "/CN=CP1")  # fmt: skip
-    out["rogue"] = rogue
-    return out
+    return station_certificates(tmp_path_factory.mktemp("station-certs"), ("CP1", "CP2"))
 
 
 async def test_security_profile_3_client_certificates(

@@ -1,0 +1,45 @@
+"""Throwaway certificates for TLS tests on loopback (made with the openssl CLI).
+
+`server_certificate`: a self-signed one for ``localhost`` / 127.0.0.1 (security
+profile 2). `station_certificates`: a stations' CA, certificates it signed
+whose CN is each station's id, and a self-signed ``rogue`` one (profile 3).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1")
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def server_certificate(d: Path) -> tuple[Path, Path]:
+    cert, key = d / "server.pem", d / "server.key"
+    _openssl("req", "-x509", *EC, "-keyout", str(key), "-out", str(cert),
+             "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1")  # fmt: skip
+    return cert, key
+
+
+def station_certificates(d: Path, names: tuple[str, ...]) -> dict[str, tuple[Path, Path]]:
+    """``ca`` (its certificate and key), one per name signed by it, and ``rogue``
+    (self-signed, CN the first name)."""
+    ca = (d / "ca.pem", d / "ca.key")
+    _openssl("req", "-x509", *EC, "-keyout", str(ca[1]), "-out", str(ca[0]),
+             "-subj", "/CN=stations-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign")  # fmt: skip
+    out = {"ca": ca}
+    for name in names:
+        cert, key, csr = d / f"{name}.pem", d / f"{name}.key", d / f"{name}.csr"
+        _openssl("req", *EC, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
+                 "-CAcreateserial", "-out", str(cert), "-days", "1")  # fmt: skip
+        out[name] = (cert, key)
+    rogue = (d / "rogue.pem", d / "rogue.key")
+    _openssl("req", "-x509", *EC, "-keyout", str(rogue[1]), "-out", str(rogue[0]),
+             "-subj", f"/CN={names[0]}")  # fmt: skip
+    out["rogue"] = rogue
+    return out
