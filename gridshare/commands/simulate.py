@@ -46,7 +46,6 @@ from gridshare.simulation.hosting import (
     HostingError,
     hosting_runs,
     hosting_table,
-    models_under,
     most_that_fit,
 )
 from gridshare.simulation.report import ACN_CREDIT, build_report, plot_report, table, write_report
@@ -130,11 +129,7 @@ def main(argv: list[str]) -> int:
                 raise ConfigError(f"{args.site}: group {group!r} has no limit_kw to scale")
         under = None
         if args.add_chargers:
-            if min(args.add_chargers) < 0:
-                raise HostingError("--add-chargers counts must be ≥ 0")
             under = args.add_under or group or default_capacity_group(site)
-            if not models_under(site, under):
-                raise HostingError(f"no charger below group {under!r} to copy")
         elif args.add_under:
             raise HostingError("--add-under needs --add-chargers")
     except (ConfigError, SessionsError, CapacityFileError, ValueError) as e:
@@ -150,6 +145,7 @@ def main(argv: list[str]) -> int:
     car = CarModel(taper_kwh=args.taper_kwh)
     runs = []
     run_keys: list[dict[str, object]] = []
+    studies: dict[float | None, list[tuple[int, dict[str, RunResult]]]] = {}
     for cap in args.capacity_kw or [None]:
         try:
             if under is None:
@@ -168,7 +164,7 @@ def main(argv: list[str]) -> int:
                 runs.append((cap, results))
                 run_keys.append({})
                 continue
-            for n, results in hosting_runs(
+            studies[cap] = hosting_runs(
                 site,
                 sessions,
                 under=under,
@@ -182,7 +178,8 @@ def main(argv: list[str]) -> int:
                 progress=progress,
                 ideal_models=args.ideal_models,
                 informed=args.informed,
-            ):
+            )
+            for n, results in studies[cap]:
                 runs.append((cap, results))
                 run_keys.append({"added_chargers": n})
         except ValueError as e:
@@ -206,35 +203,29 @@ def main(argv: list[str]) -> int:
         plot_report(report, args.plot, ACN_CREDIT if is_acn(args.sessions) else None)
     print(table(report))
     if under is not None:
-        _print_fits(runs, run_keys, args.strategy, args.min_served_pct, under)
+        _print_fits(studies, args.strategy, args.min_served_pct, under)
     return 0
 
 
 def _print_fits(
-    runs: list[tuple[float | None, dict[str, RunResult]]],
-    run_keys: list[dict[str, object]],
+    studies: dict[float | None, list[tuple[int, dict[str, RunResult]]]],
     strategies: list[str],
     min_served_pct: float,
     under: str,
 ) -> None:
     """Per capacity and strategy: the most chargers that fit below ``under``."""
-    for cap in dict.fromkeys(cap for cap, _ in runs):
-        study = [
-            (int(str(keys["added_chargers"])), results)
-            for (c, results), keys in zip(runs, run_keys, strict=True)
-            if c == cap
-        ]
+    for cap, study in studies.items():
         t = hosting_table(study)
+        most = max(n for n, _ in study)
         where = "" if cap is None else f" at {cap:g} kW"
         for name in strategies:
-            n = most_that_fit(t, min_served_pct=min_served_pct, strategy=name)
-            most = max(n for n, _ in study)
+            fit = most_that_fit(t, min_served_pct=min_served_pct, strategy=name)
             fits = (
                 "none of the counts studied"
-                if n is None
-                else f"{n} or more chargers (the most studied)"
-                if n == most and n > 0
-                else f"{n} more chargers"
+                if fit is None
+                else f"{fit} or more chargers (the most studied)"
+                if fit == most and fit > 0
+                else f"{fit} more chargers"
             )
             print(
                 f"{name}{where}: {fits} below {under} "

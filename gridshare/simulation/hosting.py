@@ -10,8 +10,8 @@ day, drawn at random (a connector that was unused that day gives an unused
 day). Every count runs on the same draws, so adding chargers only adds
 sessions.
 
-    table = hosting_table(site, sessions, under="transformer", counts=[0, 10, 20])
-    most_that_fit(table, min_served_pct=90)
+    runs = hosting_runs(site, sessions, under="transformer", counts=[0, 10, 20])
+    most_that_fit(hosting_table(runs), min_served_pct=90)
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from gridshare.simulation.engine import CarModel, RunResult
 from gridshare.simulation.report import served_pct
 from gridshare.simulation.sessions import SimSession
 from optimizer import Site
-from optimizer.site import LINES, connector_key
+from optimizer.site import LINES, Charger, Line, connector_key
 
 
 class HostingError(ValueError):
@@ -47,6 +47,11 @@ def models_under(site: Site, group_id: str) -> list[str]:
     return sorted(ch.id for ch in site.chargers if group_id in site.ancestors(ch.group))
 
 
+def _lines(charger: Charger) -> set[Line]:
+    """The lines a charger's connectors load."""
+    return {ln for con in charger.connectors for ln in con.phases}
+
+
 def placement(site: Site, under: str, count: int) -> list[str]:
     """Which charger each of ``count`` new ones copies, as an installer would
     place them: panels take turns, and on its panel a new charger goes on the
@@ -59,11 +64,14 @@ def placement(site: Site, under: str, count: int) -> list[str]:
     by_id = {ch.id: ch for ch in site.chargers}
     panels = sorted({by_id[m].group for m in models})
     on_line: Counter[tuple[str, str]] = Counter()  # (panel or "", line) → chargers
-    for m in models:
-        ch = by_id[m]
-        for line in {ln for con in ch.connectors for ln in con.phases}:
+
+    def count_in(ch: Charger) -> None:
+        for line in _lines(ch):
             on_line[(ch.group, line)] += 1
             on_line[("", line)] += 1
+
+    for m in models:
+        count_in(by_id[m])
     out: list[str] = []
     for k in range(count):
         panel = panels[k % len(panels)]
@@ -71,7 +79,7 @@ def placement(site: Site, under: str, count: int) -> list[str]:
         def load(m: str, panel: str = panel) -> tuple[int, int, int, int, int, str]:
             # the lines of the panel, then of the group, as even as they can be
             # after adding m: the most loaded line first, then the sum of squares
-            lines = {ln for con in by_id[m].connectors for ln in con.phases}
+            lines = _lines(by_id[m])
             after = [
                 [on_line[(where, ln)] + (ln in lines) for ln in LINES] for where in (panel, "")
             ]
@@ -85,9 +93,7 @@ def placement(site: Site, under: str, count: int) -> list[str]:
             )
 
         pick = min((m for m in models if by_id[m].group == panel), key=load)
-        for line in {ln for con in by_id[pick].connectors for ln in con.phases}:
-            on_line[(panel, line)] += 1
-            on_line[("", line)] += 1
+        count_in(by_id[pick])
         out.append(pick)
     return out
 
@@ -178,6 +184,9 @@ def hosting_runs(
     the drivers of the chargers already there got)."""
     if not counts:
         raise HostingError("no count of chargers to add")
+    if min(counts) < 0:
+        # before any run: a bad count later in the list would waste the earlier ones
+        raise HostingError(f"counts of chargers to add must be ≥ 0, not {min(counts)}")
     donors = [info.key for info in site.connectors.values() if under in info.ancestors]
     _, copies = add_chargers(site, under, max(counts))
     extra_sessions = sessions_for_new(sessions, donors, list(copies), site.site.timezone, seed)
