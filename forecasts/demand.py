@@ -41,6 +41,12 @@ class DemandDefaults:
     """A car still plugged in past its expected departure stays this much longer."""
     topup_kwh: float = 1.0
     """A car whose estimated energy is delivered still gets this much (it may want more)."""
+    taper_kwh: float = 3.0
+    """Battery tail the planner assumes: over its last ``taper_kwh`` a car takes
+    less and less current (the constant-voltage phase), so it is charged early
+    enough to finish. Only for sessions whose energy is stated (by the EV, the
+    driver or the operator), not for estimates. 0: planned as if a car took
+    its maximum until full."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from forecasts.demand import DemandDefaults
 from optimizer.site import Site
 from oscp.config import OscpConfig, OscpProviderConfig
 
@@ -84,7 +85,7 @@ class ApiConfig(_Strict):
 
 
 class SessionDefaults(_Strict):
-    """What to assume of a session that states no departure or energy."""
+    """What to assume where a session does not say: departure, energy, battery tail."""
 
     dwell_hours: Annotated[float, Field(gt=0)] = 8.0
     energy_kwh: Annotated[float, Field(ge=0)] = 20.0
@@ -92,6 +93,12 @@ class SessionDefaults(_Strict):
     """A car still plugged in past its expected departure is planned to stay this much longer."""
     topup_kwh: Annotated[float, Field(ge=0)] = 1.0
     """A car whose estimated energy is delivered still gets this much (it may want more)."""
+    taper_kwh: Annotated[float, Field(ge=0, le=100)] = 3.0
+    """Battery tail the planner assumes (kWh before full over which a car's
+    current falls to 0) for sessions whose energy is stated; 0 turns it off."""
+
+    def demand_defaults(self) -> DemandDefaults:
+        return DemandDefaults(**self.model_dump())
 
 
 class ControllerConfig(_Strict):

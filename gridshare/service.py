@@ -28,7 +28,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 
-from forecasts.demand import DemandDefaults
 from gridshare.api import MetricsRecorder, create_api
 from gridshare.config import GridshareConfig, database_url
 from gridshare.controller import (
@@ -343,7 +342,7 @@ class Service:
                 self.config.site,
                 self.store,
                 self.gateway,
-                defaults=DemandDefaults(**self.config.defaults.model_dump()),
+                defaults=self.config.defaults.demand_defaults(),
                 capacity=self.capacity,
                 settings=self.settings,
                 clock=self.clock,

@@ -173,6 +173,9 @@ class HighsPlanner:
                 (4 << _KIND_SHIFT)
                 | (sid[lp.x_session[lp.w_x]] << _ID_SHIFT)
                 | (base + x_first[lp.w_x]),
+                (5 << _KIND_SHIFT)
+                | (sid[lp.x_session[lp.tail_x]] << _ID_SHIFT)
+                | (base + x_first[lp.tail_x]),
             ]
         )
         assert len(rows) == lp.n_row and len(cols) == lp.n_col and n_s == len(lp.sessions)

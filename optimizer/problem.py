@@ -89,6 +89,11 @@ class SessionDemand:
     lines: tuple[Line, ...] | None = None
     """Lines the car really loads, if learned (e.g. a 1-phase car on a 3-phase
     connector loads only the connector's first line)."""
+    taper_kwh: float | None = None
+    """Battery tail: over its last ``taper_kwh`` the car takes at most the
+    connector's maximum × energy still to go / ``taper_kwh`` (the
+    constant-voltage phase). None: not modelled (the car takes its maximum
+    until full)."""
 
     def __post_init__(self) -> None:
         if self.arrival.tzinfo is None or self.departure.tzinfo is None:
@@ -99,6 +104,9 @@ class SessionDemand:
             raise ProblemError(f"session {self.session_id}: energy_kwh must be ≥ 0")
         if not self.priority > 0:
             raise ProblemError(f"session {self.session_id}: priority must be > 0")
+        taper = self.taper_kwh
+        if taper is not None and not (taper > 0 and math.isfinite(taper)):
+            raise ProblemError(f"session {self.session_id}: taper_kwh must be > 0")
         if self.ev_max_current_a is not None and self.ev_max_current_a < 0:
             raise ProblemError(f"session {self.session_id}: ev_max_current_a must be ≥ 0")
 

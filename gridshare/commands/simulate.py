@@ -14,7 +14,8 @@ capacity. ``--from``/``--to`` are local days of the site, both included.
 Prints the % delivered per strategy and capacity; exit 2 on bad input.
 
 Realistic models by default: the planner sees the stated departure and energy
-(service defaults when a session states nothing), stations take only their
+(the site file's ``[defaults]`` when a session states nothing; the battery tail
+it assumes is ``[defaults] taper_kwh``), stations take only their
 allowed pilot steps and cars taper off. ``--ideal-models`` is the setting of the
 ACN paper's comparison with the offline optimum: every session states its real
 departure and energy at arrival, continuous pilots from 0 A, ideal batteries
@@ -37,7 +38,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from gridshare.config import ConfigError, load_site
+from gridshare.config import ConfigError, load_config
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
 from gridshare.simulation.capacity import CapacityFileError, read_capacity_csv
@@ -119,7 +120,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
-        site = load_site(args.site)
+        config = load_config(args.site, environ={})
+        site, defaults = config.site, config.defaults.demand_defaults()
         overrides = read_capacity_csv(args.capacity, site) if args.capacity else None
         sessions = between(read_sessions(args.sessions), args.start, args.end, site.site.timezone)
         group = None
@@ -157,6 +159,7 @@ def main(argv: list[str]) -> int:
                     capacity_group=group,
                     overrides=overrides,
                     car=car,
+                    defaults=defaults,
                     progress=progress,
                     ideal_models=args.ideal_models,
                     informed=args.informed,
@@ -174,6 +177,7 @@ def main(argv: list[str]) -> int:
                 capacity_group=group,
                 overrides=overrides,
                 car=car,
+                defaults=defaults,
                 seed=args.seed,
                 progress=progress,
                 ideal_models=args.ideal_models,

@@ -14,6 +14,7 @@ Modules: `sessions` (ACN-Data and generic CSVs), `capacity` (limits over time),
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from forecasts.demand import DemandDefaults
 from gridshare.simulation.acn import default_capacity_group, scale_group
@@ -76,11 +77,13 @@ def build_simulation(
     (the stations and batteries stay as modelled: what the hardware costs, apart
     from what the planner is not told). ``ideal_models`` (see
     `gridshare.simulation.ideal`): informed, and continuous pilots with no
-    minimum and an ideal battery (``car`` is then ignored)."""
+    minimum and an ideal battery (``car`` is then ignored, and the planner is
+    told the batteries have no tail)."""
     scaled = site_for_capacity(site, capacity_kw, capacity_group)
     if ideal_models:
         scaled = ideal_site(scaled)
         car = IDEAL_CAR
+        defaults = replace(defaults or DemandDefaults(), taper_kwh=0.0)
     step = scaled.site.slot_minutes
     from datetime import timedelta
 

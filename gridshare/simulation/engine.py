@@ -66,6 +66,8 @@ class LiveSession:
     rate: RateLearner
     """What its meter values taught, by the service's own rules."""
     delivered_kwh: float = 0.0
+    energy_stated: bool = True
+    """False: ``stated_energy_kwh`` is the service's default, not the driver's."""
 
     def observe(
         self, now: datetime, offered: float, drawn: float, lines: tuple[Line, ...], readings: int
@@ -89,6 +91,7 @@ class LiveSession:
             energy_kwh=still_wanted_kwh(self.stated_energy_kwh, self.delivered_kwh, defaults),
             ev_max_current_a=rate.max_current_a if rate else None,
             lines=rate.lines if rate else None,
+            taper_kwh=(defaults.taper_kwh or None) if self.energy_stated else None,
         )
 
 
@@ -238,7 +241,15 @@ class Simulation:
         )
         wired = self.site.connectors[s.connector_id].lines
         rate = RateLearner(wired, self.rates)
-        return LiveSession(s.session_id, s.connector_id, s.arrival, dep, energy, rate)
+        return LiveSession(
+            s.session_id,
+            s.connector_id,
+            s.arrival,
+            dep,
+            energy,
+            rate,
+            energy_stated=s.stated_energy_kwh is not None,
+        )
 
     def run(
         self,

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from forecasts.demand import DemandDefaults
 from gridshare.simulation import run_strategies
 from gridshare.simulation.capacity import Override
 from gridshare.simulation.engine import CarModel, RunResult
@@ -174,6 +175,7 @@ def hosting_runs(
     capacity_group: str | None = None,
     overrides: list[Override] | None = None,
     car: CarModel | None = None,
+    defaults: DemandDefaults | None = None,
     seed: int = 0,
     progress: bool = False,
     ideal_models: bool = False,
@@ -202,6 +204,7 @@ def hosting_runs(
             capacity_group=capacity_group,
             overrides=overrides,
             car=car,
+            defaults=defaults,
             progress=progress,
             ideal_models=ideal_models,
             informed=informed,

@@ -108,6 +108,7 @@ def sites_and_sessions(
                 energy_kwh=draw(st.floats(0, 60, allow_nan=False)),
                 ev_max_current_a=draw(st.sampled_from([None, 8.0, 13.0, 32.0])),
                 priority=draw(st.sampled_from([1.0, 1.0, 2.0])),
+                taper_kwh=draw(st.sampled_from([None, None, 2.0, 5.0])),
             )
         )
     grid = TimeGrid.covering(NOW, site.site.slot_minutes, site.site.horizon_hours)

@@ -57,6 +57,7 @@ def depot(n: int = 12) -> tuple[Site, list[SessionDemand]]:
             NOW - timedelta(minutes=10 * i),
             NOW + timedelta(hours=2 + i % 5),
             8.0 + 3 * i,
+            taper_kwh=3.0 if i % 2 else None,
         )
         for i in range(n - 2)
     ]
@@ -133,6 +134,12 @@ def independent_best(prob: PlanningProblem) -> float:
             if hours <= 1e-9:
                 continue
             x[(s.session_id, t)] = m.add_variable(f"x_{s.session_id}_{t}", 0, ub)
+            if s.taper_kwh is not None:
+                # battery tail: never more than max × (need − delivered so far) / taper
+                so_far = pulp.LpAffineExpression(terms)
+                m += x[(s.session_id, t)] * s.taper_kwh <= info.max_current_a * (
+                    s.energy_kwh - so_far
+                )
             terms.append((x[(s.session_id, t)], info.kw_per_amp(s.lines) * hours))
         energy[s.session_id] = pulp.LpAffineExpression(terms)
         m += energy[s.session_id] <= s.energy_kwh

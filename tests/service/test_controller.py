@@ -313,6 +313,7 @@ async def test_ev_needs_and_estimates_shape_the_demand(rig: Rig):
     await rig.start("CP1/1", "t1", tag="bus-7")
     s = rig.ctl.sessions["CP1/1"]
     assert s.est_departure == NOW + timedelta(hours=4) and s.est_energy_kwh == 40
+    assert rig.ctl._demand(s, NOW).taper_kwh is None  # no battery tail at the end of a guess
     # 3 kWh in, the EV says it still wants 5 kWh and leaves in an hour
     await rig.meter("CP1/1", {"L1": 16.0}, energy=3000)
     dep = NOW + timedelta(hours=1)
@@ -320,6 +321,7 @@ async def test_ev_needs_and_estimates_shape_the_demand(rig: Rig):
     await rig.settle()
     d = rig.ctl._demand(s, NOW)
     assert d.departure == dep and d.energy_kwh == 5.0
+    assert d.taper_kwh == DemandDefaults().taper_kwh  # a stated need: the assumed tail
     stored = rig.store.session("t1")
     assert stored is not None and stored.energy_need_wh == 8000  # from the session's start
     rig.clock.advance(2 * 3600)

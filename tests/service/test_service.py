@@ -135,6 +135,15 @@ def test_server_settings_come_from_the_environment_and_secrets_stay_hidden(tmp_p
         parse_config({**data, "controller": {"coalesce_s": -1}}, "x.toml", environ={})
 
 
+def test_the_assumed_battery_tail_is_a_site_default(tmp_path: Path):
+    data = {"site": {"name": "svc"}, "groups": [{"id": "grid", "limit_a": 64}]}
+    assert parse_config(data, "x.toml", environ={}).defaults.taper_kwh == 3.0
+    off = parse_config({**data, "defaults": {"taper_kwh": 0}}, "x.toml", environ={})
+    assert off.defaults.taper_kwh == 0.0
+    with pytest.raises(ConfigError, match="taper_kwh"):
+        parse_config({**data, "defaults": {"taper_kwh": -1}}, "x.toml", environ={})
+
+
 async def test_a_dso_forecast_over_oscp_lowers_the_limits_in_force(tmp_path: Path):
     from datetime import UTC, datetime, timedelta
 
