@@ -126,7 +126,7 @@ def independent_best(prob: PlanningProblem) -> float:
             if s.connector_id in prob.fixed_load_a
             else min(info.max_current_a, s.ev_max_current_a or np.inf)
         )
-        terms = []
+        terms: list[tuple[pulp.LpVariable, float]] = []
         for t in range(grid.slots):
             a = max(grid.slot_start(t), s.arrival, prob.now)
             b = min(grid.slot_start(t) + grid.step, s.departure)
