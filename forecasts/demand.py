@@ -48,6 +48,11 @@ class DemandDefaults:
     driver or the operator), not for estimates. 0: planned as if a car took
     its maximum until full."""
 
+    def taper_for(self, energy_stated: bool) -> float | None:
+        """The tail to plan for a need: none at the end of an estimate (a
+        guess, not a full battery) or when the site turns it off."""
+        return (self.taper_kwh or None) if energy_stated else None
+
 
 @dataclass(frozen=True)
 class EvNeeds:

@@ -1075,8 +1075,7 @@ class Controller:
             ev_min_current_a=s.ev_min_current_a,
             priority=s.priority,
             lines=s.lines,
-            # the tail is where a stated need ends; at the end of a guess it means nothing
-            taper_kwh=(self.defaults.taper_kwh or None) if s.energy_need_wh is not None else None,
+            taper_kwh=self.defaults.taper_for(energy_stated=s.energy_need_wh is not None),
         )
 
     async def replan(self, reason: str = "manual") -> tuple[Plan, RolloutReport]:

@@ -404,7 +404,9 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
 
     # --- battery tail: (T/a)·x[s,j] + Σ_{τ<j} kWh·x[s,τ] ≤ need, where it can bind ---
     t_first = n_l + n_s + 2 * n_d + len(w_x)
-    t_x, t_rows, t_cols, t_vals, t_upper = _tail_rows(sessions, x_session, x_kwh, x_upper, t_first)
+    t_x, t_rows, t_cols, t_vals, t_upper = _tail_rows(
+        sessions, need_all, starts, x_session, x_kwh, x_upper, t_first
+    )
     n_t = len(t_x)
 
     rows = np.concatenate([lim_row, e_row, v_row, r1, r1, r2, r2, w_row_of_x, w_row, t_rows])
@@ -470,6 +472,8 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
 
 def _tail_rows(
     sessions: list[SessionCols],
+    need: np.ndarray,
+    first: np.ndarray,
     x_session: np.ndarray,
     x_kwh: np.ndarray,
     x_upper: np.ndarray,
@@ -488,16 +492,14 @@ def _tail_rows(
     Each row sums every earlier period of its session (a triangle). A running
     sum column per period (D[j] = D[j−1] + kWh·x[j−1], two sparse rows each)
     solved slower with HiGHS: 97 s against 70 s of solves over two weeks of
-    JPL at 80 kW. Returns (x column each row bounds, rows, cols, values, row
-    upper bounds)."""
+    JPL at 80 kW. ``need`` and ``first`` (first x column) are per session.
+    Returns (x column each row bounds, rows, cols, values, row upper bounds)."""
     n_x = len(x_session)
     taper = np.array([s.demand.taper_kwh or 0.0 for s in sessions])
     empty = np.zeros(0, np.int64)
     if n_x == 0 or not np.any(taper > 0):
         return empty, empty, empty, np.zeros(0), np.zeros(0)
     a = np.array([s.connector.max_current_a for s in sessions])
-    need = np.array([s.demand.energy_kwh for s in sessions])
-    first = np.array([s.first_col for s in sessions], dtype=np.int64)
     s = x_session
     at_max = x_kwh * x_upper
     before = np.cumsum(at_max) - at_max  # exclusive running sum over all columns...

@@ -148,22 +148,19 @@ def main(argv: list[str]) -> int:
     runs = []
     run_keys: list[dict[str, object]] = []
     studies: dict[float | None, list[tuple[int, dict[str, RunResult]]]] = {}
+    setting = {
+        "capacity_group": group,
+        "overrides": overrides,
+        "car": car,
+        "defaults": defaults,
+        "progress": progress,
+        "ideal_models": args.ideal_models,
+        "informed": args.informed,
+    }
     for cap in args.capacity_kw or [None]:
         try:
             if under is None:
-                results = run_strategies(
-                    site,
-                    sessions,
-                    args.strategy,
-                    capacity_kw=cap,
-                    capacity_group=group,
-                    overrides=overrides,
-                    car=car,
-                    defaults=defaults,
-                    progress=progress,
-                    ideal_models=args.ideal_models,
-                    informed=args.informed,
-                )
+                results = run_strategies(site, sessions, args.strategy, capacity_kw=cap, **setting)
                 runs.append((cap, results))
                 run_keys.append({})
                 continue
@@ -174,14 +171,8 @@ def main(argv: list[str]) -> int:
                 counts=args.add_chargers,
                 strategies=args.strategy,
                 capacity_kw=cap,
-                capacity_group=group,
-                overrides=overrides,
-                car=car,
-                defaults=defaults,
                 seed=args.seed,
-                progress=progress,
-                ideal_models=args.ideal_models,
-                informed=args.informed,
+                **setting,
             )
             for n, results in studies[cap]:
                 runs.append((cap, results))

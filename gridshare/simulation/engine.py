@@ -91,7 +91,7 @@ class LiveSession:
             energy_kwh=still_wanted_kwh(self.stated_energy_kwh, self.delivered_kwh, defaults),
             ev_max_current_a=rate.max_current_a if rate else None,
             lines=rate.lines if rate else None,
-            taper_kwh=(defaults.taper_kwh or None) if self.energy_stated else None,
+            taper_kwh=defaults.taper_for(self.energy_stated),
         )
 
 
