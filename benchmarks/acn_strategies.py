@@ -25,6 +25,11 @@ With ``--min-current-study`` it instead runs gridshare twice per capacity: as
 the stations are (0 or 6-32 A in whole amperes) and with a "pure LP" site (no
 pilot steps, no minimum current), and prints the energy the minimum-current
 rule costs, with the planner's own ``dispatch_cost_kwh`` summed over the run.
+With ``--information-study`` it runs gridshare on the realistic models as many
+times as there are pieces of what drivers do not tell (`gridshare.simulation.information`):
+as stated; the real departure of cars that stayed longer than they stated; of
+cars that left earlier; every real departure; every real energy; both (the
+informed setting), and prints what each piece is worth in points.
 
 Data: ACN-Data (Lee, Li, Low, e-Energy 2019), CC BY 4.0.
 """
@@ -40,7 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from gridshare.config import load_site
-from gridshare.simulation import STRATEGIES, ideal_site, run_strategies
+from gridshare.simulation import (
+    STRATEGIES,
+    TOLD,
+    build_simulation,
+    ideal_site,
+    run_strategies,
+    run_told,
+)
 from gridshare.simulation.report import build_report, table, write_report
 from gridshare.simulation.sessions import between, read_acn
 from optimizer import Site
@@ -100,6 +112,37 @@ def min_current_study(args: Work) -> tuple[float, dict[str, Any], float]:
     return cap, out, time.perf_counter() - t0
 
 
+def information_study(args: tuple[float, str, str, str]) -> tuple[float, str, float]:
+    cap, start, end, name = args
+    site = load_site(SITE)
+    sessions = between(
+        read_acn(SESSIONS), date.fromisoformat(start), date.fromisoformat(end), site.site.timezone
+    )
+    sim, _ = build_simulation(site, sessions, capacity_kw=cap, capacity_group=GROUP)
+    r = run_told(sim, name)
+    return cap, name, 100.0 * float(r.delivered_kwh.sum()) / float(r.need_kwh.sum())
+
+
+def print_information_study(args: argparse.Namespace) -> None:
+    work = [(c, args.start, args.end, name) for c in args.capacity_kw for name in TOLD]
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        pct = {(cap, name): v for cap, name, v in pool.map(information_study, work)}
+    caps = args.capacity_kw
+    print("| gridshare is told | " + " | ".join(f"{c:g} kW" for c in caps) + " |")
+    print("|---|" + "---|" * len(caps))
+    for name in TOLD:
+        cells = []
+        for c in caps:
+            gain = pct[c, name] - pct[c, "as stated"]
+            cells.append(f"{pct[c, name]:.2f}" + ("" if name == "as stated" else f" ({gain:+.2f})"))
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.out:
+        rows = [
+            {"capacity_kw": c, "told": n, "delivered_pct": round(v, 4)} for (c, n), v in pct.items()
+        ]
+        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--from", dest="start", default="2019-05-01")
@@ -112,7 +155,11 @@ def main() -> None:
         "--out", type=Path, help="write the REPORT.json here (and one file per capacity)"
     )
     p.add_argument("--min-current-study", action="store_true")
+    p.add_argument("--information-study", action="store_true")
     args = p.parse_args()
+    if args.information_study:
+        print_information_study(args)
+        return
     models = list(MODELS) if args.models == "all" else [args.models]
     if args.min_current_study:
         models = ["realistic"]

@@ -8,6 +8,7 @@ Modules: `sessions` (ACN-Data and generic CSVs), `capacity` (limits over time),
 `engine` (the event-driven simulator and car physics), `strategies`,
 `report` (REPORT.json, tables, plots), `acn` (ACN sites.json to site files),
 `ideal` (the ideal-models setting of the ACN paper: ``ideal_models=True``),
+`information` (what each piece the planner is not told costs),
 `hosting` (how many more chargers fit under a group).
 """
 
@@ -26,6 +27,7 @@ from gridshare.simulation.engine import (
     Strategy,
 )
 from gridshare.simulation.ideal import IDEAL_CAR, ideal_sessions, ideal_site
+from gridshare.simulation.information import TOLD, run_told, told
 from gridshare.simulation.sessions import SimSession, prepare_sessions
 from gridshare.simulation.strategies import (
     ONLINE,
@@ -39,6 +41,7 @@ from optimizer import Site
 __all__ = [
     "ONLINE",
     "STRATEGIES",
+    "TOLD",
     "CarModel",
     "RunResult",
     "Simulation",
@@ -47,7 +50,9 @@ __all__ = [
     "ideal_sessions",
     "ideal_site",
     "run_strategies",
+    "run_told",
     "site_for_capacity",
+    "told",
 ]
 
 

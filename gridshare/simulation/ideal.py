@@ -19,9 +19,9 @@ algorithm's own loss from not knowing future arrivals.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 
 from gridshare.simulation.engine import CarModel
+from gridshare.simulation.information import told
 from gridshare.simulation.sessions import SimSession
 from optimizer import Site
 
@@ -43,6 +43,4 @@ def ideal_sessions(sessions: Iterable[SimSession]) -> list[SimSession]:
     """Every session states its real departure and real energy at arrival (call
     it on sessions already snapped to the step grid, so the stated departure is
     the simulated one)."""
-    return [
-        replace(s, stated_departure=s.departure, stated_energy_kwh=s.energy_kwh) for s in sessions
-    ]
+    return told(sessions, departures="real", energies="real")
