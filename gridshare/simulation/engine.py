@@ -235,7 +235,7 @@ class Simulation:
 
     def _live(self, i: int) -> LiveSession:
         s = self.sessions[i]
-        dep = s.stated_departure or s.arrival + timedelta(hours=self.defaults.dwell_hours)
+        dep = s.departure_told(self.defaults.dwell_hours)
         energy = (
             s.stated_energy_kwh if s.stated_energy_kwh is not None else self.defaults.energy_kwh
         )

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import timedelta
 from typing import Literal
 
+from forecasts.demand import DemandDefaults
 from gridshare.simulation.engine import RunResult, Simulation
 from gridshare.simulation.sessions import SimSession
 from gridshare.simulation.strategies import GridshareStrategy
@@ -39,7 +39,7 @@ def told(
     *,
     departures: Departures = "stated",
     energies: Energies = "stated",
-    dwell_hours: float = 8.0,
+    dwell_hours: float = DemandDefaults.dwell_hours,
 ) -> list[SimSession]:
     """The sessions with some of the truth stated. ``real-if-later``: the real
     departure of cars that stayed past what they stated (or past ``dwell_hours``
@@ -49,8 +49,7 @@ def told(
     simulated one."""
     out = []
     for s in sessions:
-        stated = s.stated_departure or s.arrival + timedelta(hours=dwell_hours)
-        real_is_later = s.departure > stated
+        real_is_later = s.departure > s.departure_told(dwell_hours)
         if departures == "real" or (
             departures != "stated" and real_is_later == (departures == "real-if-later")
         ):

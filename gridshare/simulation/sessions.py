@@ -58,6 +58,11 @@ class SimSession:
     car_max_current_a: float | None = None
     """The car's own maximum (A per line); None: the simulation's car model."""
 
+    def departure_told(self, dwell_hours: float) -> datetime:
+        """The departure the planner is told: the stated one, or the service's
+        default dwell after arrival when the driver stated none."""
+        return self.stated_departure or self.arrival + timedelta(hours=dwell_hours)
+
 
 def _utc(values: pd.Series, name: str, column: str) -> pd.Series:
     try:
