@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from forecasts.model import ForecastType, Unit
+from gridshare.commands.options import ListOption
 from gridshare.simulators.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
 
 
@@ -27,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="token the FP accepts from us (its token_to_us)")
     p.add_argument("--registration-token", help="accept the FP's Register with this token")
     p.add_argument("--port", type=int, default=0, help="our port (default: any free)")
-    p.add_argument("--group", action="append", default=[], help="OSCP group id (repeatable)")
+    p.add_argument("--group", action=ListOption, default=[], help="OSCP group ids (repeatable)")
     p.add_argument(
         "--profile",
         choices=["evening-peak", "flat", "step"],

@@ -38,6 +38,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from gridshare.commands.options import ListOption
 from gridshare.config import ConfigError, load_config
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
@@ -69,9 +70,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--site", type=Path, required=True)
     p.add_argument("--sessions", type=Path, required=True)
     p.add_argument("--capacity", type=Path, help="capacity CSV (group_id,start,end,limit_a|kw)")
-    p.add_argument("--capacity-kw", type=float, nargs="+", help="transformer sweep (kW)")
+    p.add_argument("--capacity-kw", type=float, action=ListOption, help="transformer sweep (kW)")
     p.add_argument("--capacity-group", help="the rated group --capacity-kw sets")
-    p.add_argument("--strategy", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    p.add_argument("--strategy", action=ListOption, choices=STRATEGIES, default=list(STRATEGIES))
     p.add_argument("--from", dest="start", type=_date)
     p.add_argument("--to", dest="end", type=_date)
     p.add_argument(
@@ -94,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--add-chargers",
         type=int,
-        nargs="+",
+        action=ListOption,
         metavar="N",
         help="hosting study: chargers to add below --add-under (e.g. 0 10 20)",
     )
