@@ -1,4 +1,5 @@
-"""The command line: list options add up."""
+"""The command line: list options add up, and mistakes in what the user gives
+(a path, a database, a port) end in one line and exit code 2, not a traceback."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import copy
 import importlib
 import importlib.util
 import json
+import os
+import socket
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -114,3 +118,173 @@ def test_simulate_keeps_every_strategy_given(tmp_path: Path) -> None:
     assert main(argv) == 0
     (run,) = json.loads(out.read_text())["runs"]
     assert set(run["strategies"]) == {"uncontrolled", "edf"}
+
+
+# --- user mistakes: one line, exit 2 ------------------------------------------------
+
+
+def gridshare(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "gridshare.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
+
+
+def one_line(done: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # serve logs its start before failing
+    for word in words:
+        assert word in last, last
+    return last
+
+
+@pytest.fixture
+def not_a_database(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.db"
+    path.write_text("these are not the tables you are looking for\n" * 10)
+    return path
+
+
+@pytest.fixture
+def a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "a-file"
+    path.write_text("")
+    return path
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_database_in_a_missing_folder(tmp_path: Path, command: str) -> None:
+    db = tmp_path / "no-such-folder" / "site.db"
+    done = gridshare(command, "--config", str(DEPOT), "--db", str(db), cwd=tmp_path)
+    one_line(done, f"gridshare {command}:", str(db), "no folder")
+    assert not db.parent.exists()
+
+
+def test_a_database_below_a_file(tmp_path: Path, a_file: Path) -> None:
+    db = a_file / "site.db"
+    done = gridshare("serve", "--config", str(DEPOT), "--db", f"sqlite:///{db}", cwd=tmp_path)
+    one_line(done, str(db), "is not a folder")
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_file_that_is_not_a_database(tmp_path: Path, not_a_database: Path, command: str) -> None:
+    before = not_a_database.read_bytes()
+    done = gridshare(command, "--config", str(DEPOT), "--db", str(not_a_database), cwd=tmp_path)
+    one_line(done, str(not_a_database), "not a database")
+    assert not_a_database.read_bytes() == before
+
+
+def test_a_database_backend_gridshare_lacks(tmp_path: Path) -> None:
+    done = gridshare("serve", "--config", str(DEPOT), "--db", "postgres://db/gs", cwd=tmp_path)
+    one_line(done, "postgres")
+
+
+@pytest.mark.parametrize("which", ["--ocpp-port", "--http-port"])
+def test_a_port_in_use_is_named(tmp_path: Path, which: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        ports = {"--ocpp-port": "0", "--http-port": "0", which: str(port)}
+        done = gridshare(
+            "serve", "--config", str(DEPOT), "--db", str(tmp_path / "site.db"),
+            "--host", "127.0.0.1", *(x for kv in ports.items() for x in kv),
+            cwd=tmp_path,
+        )  # fmt: skip
+    one_line(done, str(port), "in use")
+
+
+def test_plan_into_a_missing_folder(tmp_path: Path) -> None:
+    done = gridshare(
+        "plan", "--site", str(DEPOT), "--sessions", str(EXAMPLES / "depot-sessions.csv"),
+        "--out", "nodir/plan.csv", cwd=tmp_path,
+    )  # fmt: skip
+    one_line(done, "gridshare plan:", "nodir/plan.csv", "No such file or directory")
+
+
+@pytest.mark.parametrize("option", ["--site", "--sessions"])
+def test_plan_given_a_folder_for_a_file(tmp_path: Path, option: str) -> None:
+    files = {"--site": str(DEPOT), "--sessions": str(EXAMPLES / "depot-sessions.csv")}
+    files[option] = str(tmp_path)
+    done = gridshare(
+        "plan", *(x for kv in files.items() for x in kv), "--out", "plan.csv", cwd=tmp_path
+    )
+    one_line(done, str(tmp_path), "Is a directory")
+
+
+@pytest.mark.parametrize("option", ["--out", "--plot"])
+def test_simulate_into_a_missing_folder(tmp_path: Path, option: str) -> None:
+    outputs = {"--out": "report.json", "--plot": "report.png", option: "nodir/x"}
+    done = gridshare(
+        "simulate", "--site", str(JPL_SITE), "--sessions", str(JPL_SESSIONS),
+        "--from", "2019-05-08", "--to", "2019-05-08", "--strategy", "uncontrolled",
+        *(x for kv in outputs.items() for x in kv), cwd=tmp_path,
+    )  # fmt: skip
+    one_line(done, "gridshare simulate:", "nodir/x", "no folder nodir")  # told before the runs
+
+
+def test_demo_with_its_plot_folder_below_a_file(tmp_path: Path, a_file: Path) -> None:
+    done = gridshare(
+        "demo", "--config", str(DEPOT), "--no-live", "--out", str(a_file / "plots"), cwd=tmp_path
+    )
+    one_line(done, "gridshare demo:", str(a_file / "plots"), "Not a directory")
+
+
+def test_simulate_given_a_folder_for_the_site(tmp_path: Path) -> None:
+    done = gridshare(
+        "simulate", "--site", str(tmp_path), "--sessions", str(JPL_SESSIONS),
+        "--out", "r.json", cwd=tmp_path,
+    )  # fmt: skip
+    one_line(done, str(tmp_path))
+
+
+def test_import_acn_into_a_file(tmp_path: Path, a_file: Path) -> None:
+    done = gridshare(
+        "import-acn", str(ROOT / "data" / "acn" / "sites.json"), "--out", str(a_file / "x"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    one_line(done, "gridshare import-acn:", str(a_file))
+
+
+def test_stations_without_their_site_file(tmp_path: Path) -> None:
+    done = gridshare(
+        "stations", "--url", "ws://127.0.0.1:9/ocpp", "--config", "none.toml", cwd=tmp_path
+    )
+    one_line(done, "none.toml", "no such file")
+
+
+def test_dso_without_its_forecast_file(tmp_path: Path) -> None:
+    done = gridshare(
+        "dso", "--fp-url", "http://127.0.0.1:9/oscp/fp/2.0", "--csv", "none.csv", cwd=tmp_path
+    )
+    one_line(done, "none.csv")
+
+
+# --- a bug stays a bug ----------------------------------------------------------------
+
+
+@pytest.fixture
+def broken_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A command whose code has a bug: a KeyError, and a ValueError no one meant for users."""
+    (tmp_path / "broken_command.py").write_text(
+        "def main(argv):\n"
+        "    if argv == ['value']:\n"
+        "        raise ValueError('a bug')\n"
+        "    return {}['missing']\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(COMMANDS, "broken", ("broken_command", "a command with a bug"))
+    return "broken"
+
+
+def test_a_bug_keeps_its_traceback(broken_command: str) -> None:
+    with pytest.raises(KeyError):
+        main([broken_command])
+    with pytest.raises(ValueError, match="a bug"):
+        main([broken_command, "value"])

@@ -116,9 +116,12 @@ async def send_forecasts(dso: SimulatedDso, args: argparse.Namespace) -> None:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.csv:
+            blocks_from_csv(args.csv)  # a file that cannot be read fails now, not after registering
         return asyncio.run(run(args))
     except KeyboardInterrupt:
         return 130
-    except (OSError, RuntimeError, TimeoutError, ValueError, httpx.HTTPError) as e:
+    except (RuntimeError, TimeoutError, ValueError, httpx.HTTPError) as e:
+        # the FP unreachable or refusing, a bad forecast row (a port in use: see gridshare.cli)
         print(f"gridshare dso: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""What the commands' parsers share: list options.
+"""What the commands share: list options, checking an output's folder.
 
 Every option that takes several values uses `ListOption`, so ``--x a b``,
 ``--x a --x b`` and a mix of both all give ``[a, b]``. argparse's own
@@ -9,7 +9,9 @@ default instead of replacing it.
 from __future__ import annotations
 
 import argparse
+import errno
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -37,3 +39,12 @@ class ListOption(argparse.Action):
         given = [] if current is None or current is self.default else list(current)
         new = [] if values is None else [values] if isinstance(values, str) else list(values)
         setattr(namespace, self.dest, given + new)
+
+
+def output_folder(path: str | Path) -> Path:
+    """The folder ``path`` is to be written in; FileNotFoundError if it is not
+    there (checked before a long run, so its results are not lost at the end)."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"no folder {folder}", str(path))
+    return folder

@@ -38,7 +38,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from gridshare.commands.options import ListOption
+from gridshare.commands.options import ListOption, output_folder
 from gridshare.config import ConfigError, load_config
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
@@ -144,6 +144,9 @@ def main(argv: list[str]) -> int:
     if args.taper_kwh < 0:
         print("gridshare simulate: --taper-kwh must be ≥ 0", file=sys.stderr)
         return 2
+    for path in (args.out, args.plot):
+        if path is not None:
+            output_folder(path)  # before the runs, not after them
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     car = CarModel(taper_kwh=args.taper_kwh)
     runs = []
