@@ -44,6 +44,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from gridshare.commands.options import ListOption
 from gridshare.config import load_site
 from gridshare.simulation import (
     STRATEGIES,
@@ -143,12 +144,12 @@ def print_information_study(args: argparse.Namespace) -> None:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--from", dest="start", default="2019-05-01")
     p.add_argument("--to", dest="end", default="2019-08-31")
-    p.add_argument("--capacity-kw", type=float, nargs="+", default=[30.0, 50.0, 80.0])
-    p.add_argument("--strategy", nargs="+", default=list(STRATEGIES))
+    p.add_argument("--capacity-kw", type=float, action=ListOption, default=[30.0, 50.0, 80.0])
+    p.add_argument("--strategy", action=ListOption, default=list(STRATEGIES))
     p.add_argument("--models", choices=[*MODELS, "all"], default="all")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument(
@@ -156,7 +157,11 @@ def main() -> None:
     )
     p.add_argument("--min-current-study", action="store_true")
     p.add_argument("--information-study", action="store_true")
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.information_study:
         print_information_study(args)
         return

@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gridshare.commands.options import ListOption
 from optimizer import (
     Capacity,
     HighsPlanner,
@@ -187,9 +188,9 @@ def bench(name: str, prob: PlanningProblem, repeat: int, with_pulp: bool) -> dic
     return row
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 5000])
+    ap.add_argument("--sizes", type=int, action=ListOption, default=[10, 100, 1000, 5000])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--pulp", action="store_true")
     ap.add_argument("--no-deep", action="store_true")
@@ -199,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0.5,
         help="grid limit as a fraction of what all connectors could draw",
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     print(
         f"congestion {args.congestion:.2f}: the grid limit is {args.congestion:.0%} of what "
         "every connector could draw; sessions need 5-60 kWh over 2-12 h"

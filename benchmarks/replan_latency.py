@@ -63,6 +63,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from gridshare.commands.options import ListOption
 from gridshare.config import GridshareConfig, parse_config
 from gridshare.controller import SessionState
 from gridshare.rollout import RolloutReport
@@ -396,11 +397,15 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, round(q * (len(v) - 1)))]
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[50, 500, 2000])
+    ap.add_argument("--sizes", type=int, action=ListOption, default=[50, 500, 2000])
     ap.add_argument("--events", type=int, default=100, help="timed meter values per size")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     logging.basicConfig(level=logging.ERROR)
     header = (
         f"{'connectors':>10} {'events':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "

@@ -2,6 +2,11 @@
 
 Each command lives in its own module with a ``main(argv) -> int``; this file
 only dispatches, so a command's imports cost nothing to the others.
+
+A command lets the application's user-facing errors (a site file that does
+not parse, a database that cannot be opened, an output path in a missing
+folder, a port in use...) rise; they end here as one line on stderr and exit
+code 2. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,11 +24,42 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-acn": ("gridshare.commands.import_acn", "convert ACN sites.json to site TOML files"),
 }
 
+USER_ERRORS: tuple[tuple[str, str], ...] = (
+    ("gridshare.config", "ConfigError"),
+    ("gridshare.csvio", "InputError"),
+    ("gridshare.store", "StoreError"),
+    ("gridshare.service", "ServiceError"),
+    ("gridshare.simulation.sessions", "SessionsError"),
+    ("gridshare.simulation.capacity", "CapacityFileError"),
+    ("gridshare.simulation.acn", "AcnSiteError"),
+    ("gridshare.simulation.hosting", "HostingError"),
+    ("optimizer.errors", "ProblemError"),
+)
+"""(module, class) of the errors whose message is meant for the user. Only
+modules already imported are looked at: an error class can only have been
+raised if its module was loaded, and the others' imports stay unpaid."""
+
 
 def usage() -> str:
     lines = ["usage: gridshare COMMAND [options]", "", "commands:"]
     lines += [f"  {name:<11} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
+
+
+def user_message(e: BaseException) -> str | None:
+    """The one line to print for a user-facing error, None for anything else."""
+    if isinstance(e, OSError):
+        # a path that is not there, a port in use: the machine, not the code
+        if e.filename is not None:
+            where = f"{e.filename}" + (f" → {e.filename2}" if e.filename2 is not None else "")
+            return f"{where}: {e.strerror or e}"
+        return e.strerror or str(e) or type(e).__name__
+    for module, name in USER_ERRORS:
+        loaded = sys.modules.get(module)
+        cls = getattr(loaded, name, None) if loaded is not None else None
+        if isinstance(cls, type) and isinstance(e, cls):
+            return str(e) or type(e).__name__
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gridshare: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    result: int = module.main(rest)
+    try:
+        result: int = module.main(rest)
+    except Exception as e:
+        message = user_message(e)
+        if message is None:
+            raise
+        print(f"gridshare {name}: {message}", file=sys.stderr)
+        return 2
     return result
 
 

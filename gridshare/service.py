@@ -555,9 +555,10 @@ class Service:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self._http_port))
-        except OSError:
+        except OSError as e:
             sock.close()
-            raise
+            where = f"{self.host}:{self._http_port}"
+            raise OSError(e.errno, f"cannot listen for HTTP on {where}: {e.strerror}") from e
         sock.setblocking(False)
         self._http_socket = sock
         oscp = self._oscp_router()

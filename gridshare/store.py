@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -72,6 +73,16 @@ def _iso(t: datetime | None) -> str | None:
 
 def _dt(s: str | None) -> datetime | None:
     return None if s is None else datetime.fromisoformat(s)
+
+
+def _why(path: str, e: sqlite3.Error) -> str:
+    """SQLite says "unable to open database file" for a missing folder, too."""
+    folder = Path(path).parent
+    if path != ":memory:" and not folder.is_dir():
+        return f"{folder} is not a folder" if folder.exists() else f"no folder {folder}"
+    if path != ":memory:" and not os.access(folder, os.W_OK):
+        return f"{folder} is not writable"
+    return str(e)
 
 
 @dataclass(frozen=True)
@@ -231,23 +242,30 @@ class SqliteStore:
         self.path = str(path)
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise StoreError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous}")
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._tx():
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    self._db.execute(stmt)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(sessions)")}
-            if "priority" not in columns:  # databases made before operators set priorities
-                self._db.execute("ALTER TABLE sessions ADD COLUMN priority REAL")
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot open the database: {_why(self.path, e)}") from e
+        try:
+            self._db.row_factory = sqlite3.Row
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            with self._tx():
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        self._db.execute(stmt)
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                columns = {r["name"] for r in self._db.execute("PRAGMA table_info(sessions)")}
+                if "priority" not in columns:  # databases made before operators set priorities
+                    self._db.execute("ALTER TABLE sessions ADD COLUMN priority REAL")
+        except sqlite3.Error as e:
+            self._db.close()
+            raise StoreError(f"{self.path}: cannot open the database: {_why(self.path, e)}") from e
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

@@ -357,6 +357,8 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
     from rich.console import Console
     from rich.live import Live
 
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # before the run, not after it
     console = Console()
     site = config.site
     speed = max(args.speed, 1e-3)
@@ -454,8 +456,6 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
         await service.stop()
         if dso is not None:
             await dso.stop()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     png = out / "demo.png"
     plot(samples, png, cut, site)
     excess = max(

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from forecasts.model import ForecastType, Unit
+from gridshare.commands.options import ListOption
 from gridshare.simulators.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
 
 
@@ -27,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="token the FP accepts from us (its token_to_us)")
     p.add_argument("--registration-token", help="accept the FP's Register with this token")
     p.add_argument("--port", type=int, default=0, help="our port (default: any free)")
-    p.add_argument("--group", action="append", default=[], help="OSCP group id (repeatable)")
+    p.add_argument("--group", action=ListOption, default=[], help="OSCP group ids (repeatable)")
     p.add_argument(
         "--profile",
         choices=["evening-peak", "flat", "step"],
@@ -115,9 +116,12 @@ async def send_forecasts(dso: SimulatedDso, args: argparse.Namespace) -> None:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.csv:
+            blocks_from_csv(args.csv)  # a file that cannot be read fails now, not after registering
         return asyncio.run(run(args))
     except KeyboardInterrupt:
         return 130
-    except (OSError, RuntimeError, TimeoutError, ValueError, httpx.HTTPError) as e:
+    except (RuntimeError, TimeoutError, ValueError, httpx.HTTPError) as e:
+        # the FP unreachable or refusing, a bad forecast row (a port in use: see gridshare.cli)
         print(f"gridshare dso: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -10,17 +10,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from gridshare.commands.options import ListOption
 from gridshare.simulation.acn import AcnSiteError, convert_site, load_sites_json, to_toml
 
 
-def main(argv: list[str]) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gridshare import-acn", description=__doc__)
     p.add_argument("sites", type=Path, help="ACN sites.json")
     p.add_argument("--out", type=Path, default=Path("."), help="directory for the TOML files")
-    p.add_argument("--site", action="append", help="only this site key (repeatable)")
+    p.add_argument("--site", action=ListOption, help="only these site keys (repeatable)")
     p.add_argument("--slot-minutes", type=int, default=5)
     p.add_argument("--horizon-hours", type=float, default=12.0)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
     try:
         raw = load_sites_json(args.sites)
     except (OSError, ValueError) as e:

@@ -6,7 +6,7 @@
 
 Prints one JSON object (status, solve_ms = median over --repeat solves after
 one warm-up, sizes and energy figures). Bad input: exit code 2 and one line
-naming the file, line and field.
+naming the file, line and field (see `gridshare.cli`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from datetime import UTC, datetime
 
-from gridshare.config import ConfigError, load_site
+from gridshare.config import load_site
 from gridshare.csvio import (
     InputError,
     apply_windows,
@@ -45,31 +44,27 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    try:
-        site = load_site(args.site)
-        sessions = read_sessions(args.sessions, site)
-        if args.start:
-            now = parse_time(args.start, "--start", "start")
-        elif sessions:
-            now = min(s.arrival for s in sessions)
-        else:
-            now = datetime.now(UTC)
-        grid = TimeGrid.covering(now, site.site.slot_minutes, site.site.horizon_hours)
-        capacity = Capacity.static(site, grid)
-        if args.capacity:
-            capacity = apply_windows(capacity, grid, read_capacity(args.capacity, site))
-        prices = read_prices(args.prices, grid) if args.prices else None
-        problem = PlanningProblem(site, grid, now, tuple(sessions), capacity, prices=prices)
-    except (ConfigError, InputError) as e:
-        print(f"gridshare plan: {e}", file=sys.stderr)
-        return 2
-    except ProblemError as e:
-        print(f"gridshare plan: {args.sessions}: {e}", file=sys.stderr)
-        return 2
+    p = parser()
+    args = p.parse_args(argv)
     if args.repeat < 1:
-        print("gridshare plan: --repeat must be ≥ 1", file=sys.stderr)
-        return 2
+        p.error("--repeat must be ≥ 1")
+    site = load_site(args.site)
+    sessions = read_sessions(args.sessions, site)
+    if args.start:
+        now = parse_time(args.start, "--start", "start")
+    elif sessions:
+        now = min(s.arrival for s in sessions)
+    else:
+        now = datetime.now(UTC)
+    grid = TimeGrid.covering(now, site.site.slot_minutes, site.site.horizon_hours)
+    capacity = Capacity.static(site, grid)
+    if args.capacity:
+        capacity = apply_windows(capacity, grid, read_capacity(args.capacity, site))
+    prices = read_prices(args.prices, grid) if args.prices else None
+    try:
+        problem = PlanningProblem(site, grid, now, tuple(sessions), capacity, prices=prices)
+    except ProblemError as e:
+        raise InputError(f"{args.sessions}: {e}") from e
     plan = solve(problem, backend=args.backend)  # warm-up (imports, first solve)
     times = []
     for _ in range(args.repeat):

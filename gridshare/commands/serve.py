@@ -31,17 +31,10 @@ def main(argv: list[str]) -> int:
     except ConfigError as e:
         print(f"gridshare serve: {e}", file=sys.stderr)
         return 2
-    from gridshare.service import Service, ServiceError
+    from gridshare.service import Service
 
     service = Service(
         config, db=args.db, host=args.host, ocpp_port=args.ocpp_port, http_port=args.http_port
     )
-    try:
-        asyncio.run(service.run_until_signalled())
-    except ServiceError as e:
-        print(f"gridshare serve: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"gridshare serve: {e}", file=sys.stderr)
-        return 1
+    asyncio.run(service.run_until_signalled())  # a port in use, a bad database: see gridshare.cli
     return 0

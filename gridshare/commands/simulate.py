@@ -38,6 +38,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from gridshare.commands.options import ListOption, output_folder
 from gridshare.config import ConfigError, load_config
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
@@ -69,9 +70,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--site", type=Path, required=True)
     p.add_argument("--sessions", type=Path, required=True)
     p.add_argument("--capacity", type=Path, help="capacity CSV (group_id,start,end,limit_a|kw)")
-    p.add_argument("--capacity-kw", type=float, nargs="+", help="transformer sweep (kW)")
+    p.add_argument("--capacity-kw", type=float, action=ListOption, help="transformer sweep (kW)")
     p.add_argument("--capacity-group", help="the rated group --capacity-kw sets")
-    p.add_argument("--strategy", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    p.add_argument("--strategy", action=ListOption, choices=STRATEGIES, default=list(STRATEGIES))
     p.add_argument("--from", dest="start", type=_date)
     p.add_argument("--to", dest="end", type=_date)
     p.add_argument(
@@ -94,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--add-chargers",
         type=int,
-        nargs="+",
+        action=ListOption,
         metavar="N",
         help="hosting study: chargers to add below --add-under (e.g. 0 10 20)",
     )
@@ -143,6 +144,9 @@ def main(argv: list[str]) -> int:
     if args.taper_kwh < 0:
         print("gridshare simulate: --taper-kwh must be ≥ 0", file=sys.stderr)
         return 2
+    for path in (args.out, args.plot):
+        if path is not None:
+            output_folder(path)  # before the runs, not after them
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     car = CarModel(taper_kwh=args.taper_kwh)
     runs = []

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sys
 from datetime import datetime, timedelta
 
 from gridshare.simulators.ev import EvSpec
@@ -69,8 +68,6 @@ def build_specs(args: argparse.Namespace) -> list[SimStationSpec]:
             passwords=passwords,
             meter_interval_s=args.meter_interval,
         )
-    if args.count < 1 or args.connectors < 1:
-        raise ValueError("--count and --connectors must be at least 1")
     return [
         SimStationSpec(
             s.id,
@@ -153,8 +150,6 @@ def summary(fleet: StationFleet, arrivals: Arrivals) -> str:
 
 
 async def run(args: argparse.Namespace) -> int:
-    if args.speed <= 0:
-        raise ValueError("--speed must be > 0")
     specs = build_specs(args)
     fleet = StationFleet(args.url, specs, speed=args.speed, connect_concurrency=args.concurrency)
     arrivals = Arrivals(fleet, args)
@@ -180,11 +175,13 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.count < 1 or args.connectors < 1:
+        p.error("--count and --connectors must be at least 1")
+    if args.speed <= 0:
+        p.error("--speed must be > 0")
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
         return 130
-    except (OSError, ValueError) as e:
-        print(f"gridshare stations: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1

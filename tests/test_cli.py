@@ -1,0 +1,290 @@
+"""The command line: list options add up, and mistakes in what the user gives
+(a path, a database, a port) end in one line and exit code 2, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from gridshare.cli import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+DEPOT = EXAMPLES / "depot.toml"
+JPL_SITE = EXAMPLES / "acn-jpl.toml"
+JPL_SESSIONS = ROOT / "data" / "acn" / "jpl" / "2019-05-01_2019-08-31.csv.gz"
+
+
+# --- list options -------------------------------------------------------------------
+
+
+def _benchmark(path: Path) -> ModuleType:
+    name = f"benchmark_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _parsers() -> Iterator[tuple[str, Callable[[], argparse.ArgumentParser]]]:
+    for name, (module, _) in COMMANDS.items():
+        yield f"gridshare {name}", importlib.import_module(module).parser
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        yield f"benchmarks/{path.name}", _benchmark(path).parser
+
+
+PARSERS = dict(_parsers())
+
+
+def _samples(action: argparse.Action) -> list[str]:
+    """Two command-line values the action accepts."""
+    if action.choices is not None:
+        choices = [str(c) for c in action.choices]
+        return (choices * 2)[:2]
+    convert: Any = action.type or str
+    for pair in (["1", "2"], ["2019-05-01", "2019-05-02"], ["a", "b"]):
+        try:
+            [convert(v) for v in pair]
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            continue
+        return pair
+    raise AssertionError(f"no sample value for {action.dest}")
+
+
+def _parsed(action: argparse.Action, values: list[str]) -> list[Any]:
+    convert: Any = action.type or str
+    return [convert(v) for v in values]
+
+
+def _parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    try:
+        return p.parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"{p.prog} refuses {argv}")
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_every_list_option_adds_up_when_repeated(name: str) -> None:
+    p = PARSERS[name]()
+    actions = p._actions  # argparse has no public list of its options
+    required: list[str] = []
+    for a in actions:
+        if a.required:
+            required += [*a.option_strings[:1], _samples(a)[0]]
+    listed = 0
+    for a in actions:
+        if not a.option_strings or a.nargs == 0 or a.dest == "help":
+            continue
+        opt = a.option_strings[0]
+        v1, v2 = _samples(a)
+        default = copy.deepcopy(a.default)
+        repeated = getattr(_parse(p, [*required, opt, v1, opt, v2]), a.dest)
+        if a.nargs not in ("+", "*") and not isinstance(repeated, list):
+            continue  # a single value: the last one given counts
+        listed += 1
+        expected = _parsed(a, [v1, v2])
+        assert repeated == expected, f"{name} {opt} {v1} {opt} {v2}"
+        assert getattr(_parse(p, [*required, opt, v1, v2]), a.dest) == expected
+        # a use replaces the default, it does not add to it
+        assert getattr(_parse(p, [*required, opt, v1]), a.dest) == expected[:1]
+        assert getattr(_parse(p, required), a.dest) == default
+        assert a.default == default, f"{name} {opt}: parsing changed the default"
+    if name in ("gridshare simulate", "benchmarks/acn_strategies.py"):
+        assert listed >= 2
+
+
+def test_simulate_keeps_every_strategy_given(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    argv = ["simulate", "--site", str(JPL_SITE), "--sessions", str(JPL_SESSIONS),
+            "--from", "2019-05-08", "--to", "2019-05-08",
+            "--strategy", "uncontrolled", "--strategy", "edf", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    (run,) = json.loads(out.read_text())["runs"]
+    assert set(run["strategies"]) == {"uncontrolled", "edf"}
+
+
+# --- user mistakes: one line, exit 2 ------------------------------------------------
+
+
+def gridshare(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "gridshare.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
+
+
+def one_line(done: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # serve logs its start before failing
+    for word in words:
+        assert word in last, last
+    return last
+
+
+@pytest.fixture
+def not_a_database(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.db"
+    path.write_text("these are not the tables you are looking for\n" * 10)
+    return path
+
+
+@pytest.fixture
+def a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "a-file"
+    path.write_text("")
+    return path
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_database_in_a_missing_folder(tmp_path: Path, command: str) -> None:
+    db = tmp_path / "no-such-folder" / "site.db"
+    done = gridshare(command, "--config", str(DEPOT), "--db", str(db), cwd=tmp_path)
+    one_line(done, f"gridshare {command}:", str(db), "no folder")
+    assert not db.parent.exists()
+
+
+def test_a_database_below_a_file(tmp_path: Path, a_file: Path) -> None:
+    db = a_file / "site.db"
+    done = gridshare("serve", "--config", str(DEPOT), "--db", f"sqlite:///{db}", cwd=tmp_path)
+    one_line(done, str(db), "is not a folder")
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_file_that_is_not_a_database(tmp_path: Path, not_a_database: Path, command: str) -> None:
+    before = not_a_database.read_bytes()
+    done = gridshare(command, "--config", str(DEPOT), "--db", str(not_a_database), cwd=tmp_path)
+    one_line(done, str(not_a_database), "not a database")
+    assert not_a_database.read_bytes() == before
+
+
+def test_a_database_backend_gridshare_lacks(tmp_path: Path) -> None:
+    done = gridshare("serve", "--config", str(DEPOT), "--db", "postgres://db/gs", cwd=tmp_path)
+    one_line(done, "postgres")
+
+
+@pytest.mark.parametrize("which", ["--ocpp-port", "--http-port"])
+def test_a_port_in_use_is_named(tmp_path: Path, which: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        ports = {"--ocpp-port": "0", "--http-port": "0", which: str(port)}
+        done = gridshare(
+            "serve", "--config", str(DEPOT), "--db", str(tmp_path / "site.db"),
+            "--host", "127.0.0.1", *(x for kv in ports.items() for x in kv),
+            cwd=tmp_path,
+        )  # fmt: skip
+    one_line(done, str(port), "in use")
+
+
+def test_plan_into_a_missing_folder(tmp_path: Path) -> None:
+    done = gridshare(
+        "plan", "--site", str(DEPOT), "--sessions", str(EXAMPLES / "depot-sessions.csv"),
+        "--out", "nodir/plan.csv", cwd=tmp_path,
+    )  # fmt: skip
+    one_line(done, "gridshare plan:", "nodir/plan.csv", "No such file or directory")
+
+
+@pytest.mark.parametrize("option", ["--site", "--sessions"])
+def test_plan_given_a_folder_for_a_file(tmp_path: Path, option: str) -> None:
+    files = {"--site": str(DEPOT), "--sessions": str(EXAMPLES / "depot-sessions.csv")}
+    files[option] = str(tmp_path)
+    done = gridshare(
+        "plan", *(x for kv in files.items() for x in kv), "--out", "plan.csv", cwd=tmp_path
+    )
+    one_line(done, str(tmp_path), "Is a directory")
+
+
+@pytest.mark.parametrize("option", ["--out", "--plot"])
+def test_simulate_into_a_missing_folder(tmp_path: Path, option: str) -> None:
+    outputs = {"--out": "report.json", "--plot": "report.png", option: "nodir/x"}
+    done = gridshare(
+        "simulate", "--site", str(JPL_SITE), "--sessions", str(JPL_SESSIONS),
+        "--from", "2019-05-08", "--to", "2019-05-08", "--strategy", "uncontrolled",
+        *(x for kv in outputs.items() for x in kv), cwd=tmp_path,
+    )  # fmt: skip
+    one_line(done, "gridshare simulate:", "nodir/x", "no folder nodir")  # told before the runs
+
+
+def test_demo_with_its_plot_folder_below_a_file(tmp_path: Path, a_file: Path) -> None:
+    done = gridshare(
+        "demo", "--config", str(DEPOT), "--no-live", "--out", str(a_file / "plots"), cwd=tmp_path
+    )
+    one_line(done, "gridshare demo:", str(a_file / "plots"), "Not a directory")
+
+
+def test_simulate_given_a_folder_for_the_site(tmp_path: Path) -> None:
+    done = gridshare(
+        "simulate", "--site", str(tmp_path), "--sessions", str(JPL_SESSIONS),
+        "--out", "r.json", cwd=tmp_path,
+    )  # fmt: skip
+    one_line(done, str(tmp_path))
+
+
+def test_import_acn_into_a_file(tmp_path: Path, a_file: Path) -> None:
+    done = gridshare(
+        "import-acn", str(ROOT / "data" / "acn" / "sites.json"), "--out", str(a_file / "x"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    one_line(done, "gridshare import-acn:", str(a_file))
+
+
+def test_stations_without_their_site_file(tmp_path: Path) -> None:
+    done = gridshare(
+        "stations", "--url", "ws://127.0.0.1:9/ocpp", "--config", "none.toml", cwd=tmp_path
+    )
+    one_line(done, "none.toml", "no such file")
+
+
+def test_dso_without_its_forecast_file(tmp_path: Path) -> None:
+    done = gridshare(
+        "dso", "--fp-url", "http://127.0.0.1:9/oscp/fp/2.0", "--csv", "none.csv", cwd=tmp_path
+    )
+    one_line(done, "none.csv")
+
+
+# --- a bug stays a bug ----------------------------------------------------------------
+
+
+@pytest.fixture
+def broken_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A command whose code has a bug: a KeyError, and a ValueError no one meant for users."""
+    (tmp_path / "broken_command.py").write_text(
+        "def main(argv):\n"
+        "    if argv == ['value']:\n"
+        "        raise ValueError('a bug')\n"
+        "    return {}['missing']\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(COMMANDS, "broken", ("broken_command", "a command with a bug"))
+    return "broken"
+
+
+def test_a_bug_keeps_its_traceback(broken_command: str) -> None:
+    with pytest.raises(KeyError):
+        main([broken_command])
+    with pytest.raises(ValueError, match="a bug"):
+        main([broken_command, "value"])
