@@ -87,6 +87,7 @@ class SafeFormatter(logging.Formatter):
         except Exception:  # a bad format string must still be logged, safely
             message = f"{record.msg!r} % {record.args!r}"
         safe.msg, safe.args = escape(redact(message)), None
+        safe.exc_text = None  # another handler's formatter may have cached it raw
         return super().format(safe)
 
     def formatException(self, ei: _ExcInfo) -> str:

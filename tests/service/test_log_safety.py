@@ -168,9 +168,9 @@ def test_formatter_escapes_every_control_character_and_keeps_the_original() -> N
 
 
 def test_formatter_puts_tracebacks_after_the_message_indented() -> None:
-    out = SafeFormatter("%(levelname)s %(message)s").format(
-        record("failed for %r", "a\nb", exc=True)
-    )
+    rec = record("failed for %r", "a\nb", exc=True)
+    logging.Formatter().format(rec)  # another handler first: caches the raw traceback
+    out = SafeFormatter("%(levelname)s %(message)s").format(rec)
     first, *rest = out.split("\n")
     assert first == "WARNING failed for 'a\\nb'"
     assert rest and all(line.startswith("    ") for line in rest)
