@@ -568,7 +568,12 @@ class Service:
             router, prefix = oscp
             app.include_router(router, prefix=prefix)
         config = uvicorn.Config(
-            app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2
+            app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            log_config=None,  # uvicorn's records go to the app's root handler (gridshare.logs)
         )
         self._http = _Uvicorn(config)
         self._http_task = asyncio.get_running_loop().create_task(self._http.serve([sock]))

@@ -4,11 +4,23 @@ One task reads each connection; a second one per connection handles the
 station's CALLs in order, so a handler that awaits a reply from the station
 (``set_limit`` from inside ``on_event``) never blocks reading that reply.
 
-- ``ws[s]://HOST:PORT/ocpp/{station_id}``; unknown ids get HTTP 404 unless
-  ``allow_unknown_stations``. Security profile 1/2: once any
-  ``station_passwords`` are configured, every station must send HTTP Basic
-  ``station_id:password`` (401 otherwise, before anything else happens); TLS
-  (profile 2) when ``tls_cert``/``tls_key`` are set.
+- ``ws[s]://HOST:PORT/ocpp/{station_id}``. The station authenticates first,
+  then its id is looked up, so an unauthenticated client learns nothing about
+  which ids exist:
+  - security profile 1/2: once any ``station_passwords`` are configured, every
+    station must send HTTP Basic ``station_id:password``; anything else, for a
+    known id or not, gets the same 401 after the same work. TLS (profile 2)
+    when ``tls_cert``/``tls_key`` are set (`ocpp_adapter.tls`).
+  - profile 3 (``tls_client_ca``): every station must present a certificate
+    signed by that CA whose CN is its id (403 when the CN is another id); the
+    certificate is its credential, ``station_passwords`` are not asked for and
+    a Basic header is not looked at.
+  - then unknown ids get HTTP 404 unless ``allow_unknown_stations``.
+- TLS handshakes are made per connection by `_TlsConnection` (``loop.start_tls``)
+  rather than by asyncio's server, which drops a failed one silently: a failed
+  handshake (no, expired or untrusted client certificate, no common cipher,
+  plain HTTP) is logged at WARNING with the peer's address.
+- Station-supplied strings (ids, frames) are logged with ``%r``.
 - Sub-protocols ``ocpp2.0.1`` (preferred) and ``ocpp1.6``. ``ocpp2.1`` is not
   selected: its framing adds message types this server does not speak, so a
   2.1-only station is treated like any station without a common sub-protocol:
@@ -40,6 +52,7 @@ import contextvars
 import gc
 import hmac
 import logging
+import secrets
 import ssl
 import time
 from collections import deque
@@ -85,6 +98,7 @@ from ocpp_adapter.station import (
     StationSession,
     TransactionIds,
 )
+from ocpp_adapter.tls import server_tls_context
 
 if TYPE_CHECKING:
     from gridshare.config import GridshareConfig
@@ -100,6 +114,7 @@ when a frame is read (before it is handled) and after one is written."""
 PATH_PREFIX = "/ocpp/"
 SUBPROTOCOLS = (OcppVersion.V201.value, OcppVersion.V16.value)
 _MAX_ID_LEN = 48
+_NO_PASSWORD = secrets.token_bytes(24)
 
 
 def _utc_now() -> datetime:
@@ -159,6 +174,7 @@ class AdapterSettings:
     a reconnect wave costs one pause, not one per batch of closes."""
     first_transaction_id: int | None = None
     """First 1.6 transaction id; default: the clock's Unix seconds (unique across restarts)."""
+    tls_handshake_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -250,6 +266,78 @@ class _Link:
         self.configured.set()
 
 
+class _TlsConnection(ServerConnection):
+    """A WebSocket connection that makes its own TLS handshake (``loop.start_tls``).
+
+    asyncio's TLS server drops a failed handshake without telling anyone, and
+    only here is the peer's address known. Subclassed per central system
+    (`_tls_connection_class`) to carry its context; given to ``serve`` as
+    ``create_connection``.
+    """
+
+    tls_context: ssl.SSLContext
+    handshake_timeout_s: float
+    pending: set[asyncio.Task[None]]
+    """Handshakes in progress (cancelled when the server stops)."""
+    secured = False
+    """The TLS layer is in place and websockets has the connection."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # start_tls reads; nothing must reach us before it
+        task = self.loop.create_task(self._secure(transport))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _secure(self, raw: asyncio.Transport) -> None:
+        peer = _address(raw.get_extra_info("peername"))
+        try:
+            secure = await self.loop.start_tls(
+                raw,
+                self,
+                self.tls_context,
+                server_side=True,
+                ssl_handshake_timeout=self.handshake_timeout_s,
+                ssl_shutdown_timeout=self.close_timeout,
+            )
+        except ssl.SSLError as e:
+            # "certificate has expired", or OpenSSL's code as words ("no shared cipher")
+            reason = getattr(e, "verify_message", None) or (e.reason or str(e))
+            reason = reason.replace("_", " ").lower() if reason.isupper() else reason
+            log.warning("TLS handshake with %s failed: %s", peer, reason)
+            return
+        except OSError as e:  # reset, closed or timed out before the handshake ended
+            log.info("TLS handshake with %s did not finish: %s", peer, str(e) or type(e).__name__)
+            return
+        if secure is None:  # the peer went away as it finished
+            raw.close()
+            return
+        self.secured = True
+        super().connection_made(secure)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.secured:  # else websockets never saw this connection
+            super().connection_lost(exc)
+
+
+def _tls_connection_class(
+    context: ssl.SSLContext, timeout_s: float, handshakes: set[asyncio.Task[None]]
+) -> type[ServerConnection]:
+    class Connection(_TlsConnection):
+        tls_context = context
+        handshake_timeout_s = timeout_s
+        pending = handshakes
+
+    return Connection
+
+
+def _address(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return repr(peer)
+
+
 def certificate_name(cert: dict[str, Any] | None) -> str | None:
     """The subject CN of a verified peer certificate (``ssl`` form), if any."""
     for rdn in (cert or {}).get("subject", ()):
@@ -293,6 +381,8 @@ class CentralSystem:
         self._last_seen: dict[str, datetime] = {}
         self._server: Server | None = None
         self._gc_task: asyncio.Task[None] | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()
+        """TLS handshakes in progress."""
         self._churn = 0
         """Connections opened or closed so far (the GC keeper waits for it to settle)."""
         self._closed = 0
@@ -306,7 +396,7 @@ class CentralSystem:
 
     def _tap(self, station_id: str, direction: str, frame: str | bytes) -> None:
         if frames_log.isEnabledFor(logging.DEBUG):
-            frames_log.debug("%s %s %s", station_id, direction, frame)
+            frames_log.debug("%r %s %r", station_id, direction, frame)
         for tap in self._taps:
             try:
                 tap(station_id, direction, frame)
@@ -317,19 +407,22 @@ class CentralSystem:
 
     async def start(self) -> None:
         server, s = self.config.server, self.settings
-        tls: ssl.SSLContext | None = None
+        connection: type[ServerConnection] = ServerConnection
         if server.tls_cert is not None and server.tls_key is not None:
-            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            tls.minimum_version = ssl.TLSVersion.TLSv1_2
-            tls.load_cert_chain(server.tls_cert, server.tls_key)
-            if server.tls_client_ca is not None:  # security profile 3
-                tls.verify_mode = ssl.CERT_REQUIRED
-                tls.load_verify_locations(cafile=server.tls_client_ca)
+            tls = server_tls_context(
+                server.tls_cert,
+                server.tls_key,
+                ca=server.tls_client_ca,
+                require_client_cert=server.tls_client_ca is not None,  # security profile 3
+            )
+            connection = _tls_connection_class(tls, s.tls_handshake_timeout_s, self._handshakes)
+            if server.tls_client_ca is not None and self._passwords:
+                log.info("security profile 3: station_passwords are not asked for")
         self._server = await serve(
             self._serve,
             server.host,
             server.ocpp_port,
-            ssl=tls,
+            create_connection=connection,
             process_request=self._process_request,
             subprotocols=[Subprotocol(p) for p in SUBPROTOCOLS],
             select_subprotocol=self._select_subprotocol,
@@ -358,6 +451,9 @@ class CentralSystem:
             _GC.release()
         if self._server is None:
             return
+        for task in list(self._handshakes):
+            task.cancel()
+        await asyncio.gather(*self._handshakes, return_exceptions=True)
         self._server.close(close_connections=True)
         await self._server.wait_closed()
         self._server = None
@@ -401,38 +497,47 @@ class CentralSystem:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         sid = self._station_id(request.path)
-        if sid is None or (
-            sid not in self._known and not self.config.server.allow_unknown_stations
-        ):
-            log.info("refused connection to %r: unknown station", request.path)
+        if sid is None:
+            log.info("refused connection to %r: not a station's path", request.path)
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charging station\n")
-        if self.config.server.tls_client_ca is not None:
+        server = self.config.server
+        known = sid in self._known
+        # Who it is before whether the id exists: a refusal must not tell which ids do.
+        if server.tls_client_ca is not None:  # profile 3: the certificate is the credential
             name = certificate_name(connection.transport.get_extra_info("peercert"))
             if name != sid:
-                log.warning("%s: client certificate is for %r", sid, name)
+                log.warning("%r: client certificate is for %r", sid, name)
                 return connection.respond(
                     HTTPStatus.FORBIDDEN, "Client certificate is not this station's\n"
                 )
-        if self._passwords and not self._authorized(sid, request.headers):
-            log.warning("%s: wrong or missing credentials", sid)
+        elif self._passwords and not self._authorized(sid, request.headers):
+            log.warning("%r: wrong or missing credentials%s", sid, "" if known else " (unknown id)")
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
             response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
             return response
+        if not known and not server.allow_unknown_stations:
+            log.info("refused connection to %r: unknown station", request.path)
+            return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charging station\n")
         return None
 
     def _authorized(self, sid: str, headers: Headers) -> bool:
         expected = self._passwords.get(sid)
         header = headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if expected is None or scheme.lower() != "basic":
+        if scheme.lower() != "basic":
             return False
         try:
             user, sep, password = base64.b64decode(token, validate=True).partition(b":")
         except (binascii.Error, ValueError):
             return False
-        # Both compared, constant time, so timing tells nothing about either.
-        user_ok = hmac.compare_digest(user, sid.encode())
-        return bool(sep) and hmac.compare_digest(password, expected) and user_ok
+        # Both compared in constant time, the station's input second (the time
+        # follows its length, not ours), and an id without a password against a
+        # stand-in, so timing tells neither the password nor which ids exist.
+        user_ok = hmac.compare_digest(sid.encode(), user)
+        password_ok = hmac.compare_digest(
+            expected if expected is not None else _NO_PASSWORD, password
+        )
+        return bool(sep) and user_ok and password_ok and expected is not None
 
     @staticmethod
     def _select_subprotocol(
@@ -448,7 +553,7 @@ class CentralSystem:
     async def _serve(self, ws: ServerConnection) -> None:
         sid = self._station_id(ws.request.path if ws.request else "")
         if sid is None or ws.subprotocol is None:
-            log.info("%s: no common OCPP sub-protocol; closing", sid)
+            log.info("%r: no common OCPP sub-protocol; closing", sid)
             await ws.close(1002, "no common OCPP sub-protocol")
             return
         version = OcppVersion(ws.subprotocol)
@@ -462,7 +567,7 @@ class CentralSystem:
         old = self._links.get(sid)
         self._links[sid] = link
         if old is not None:
-            log.info("%s: reconnected; closing the previous connection", sid)
+            log.info("%r: reconnected; closing the previous connection", sid)
             old.shut()
             old.spawn(old.ws.close(1000, "replaced by a new connection"))
         if session.state.booted:
@@ -502,7 +607,7 @@ class CentralSystem:
         try:
             await asyncio.wait_for(worker, self.settings.call_timeout_s)
         except TimeoutError:
-            log.warning("%s: on_event still busy after disconnect; cancelled", link.station_id)
+            log.warning("%r: on_event still busy after disconnect; cancelled", link.station_id)
 
     async def _emit(self, event: DomainEvent) -> None:
         try:
@@ -536,14 +641,14 @@ class CentralSystem:
                     waiting[1].set_result(answer)
 
     async def _refuse(self, link: _Link, refused: Refused) -> None:
-        log.warning("%s: bad frame: %s", link.station_id, refused.reason)
+        log.warning("%r: bad frame: %r", link.station_id, refused.reason)
         now = time.monotonic()
         bad = link.bad_frames
         bad.append(now)
         while bad and bad[0] < now - self.settings.bad_frame_window_s:
             bad.popleft()
         if len(bad) > self.settings.bad_frame_limit:
-            log.warning("%s: too many bad frames; closing", link.station_id)
+            log.warning("%r: too many bad frames; closing", link.station_id)
             link.shut()
             await link.ws.close(1008, "too many invalid frames")
             return
@@ -573,7 +678,7 @@ class CentralSystem:
         try:
             outcome = link.session.handle(call)
         except Exception:
-            log.exception("%s: failed to handle %s", link.station_id, call.action)
+            log.exception("%r: failed to handle %s", link.station_id, call.action)
             code = error_code(Fault.INTERNAL, link.session.version)
             await self._send(link, encode_error(call.unique_id, code, "internal error"))
             return
@@ -588,7 +693,7 @@ class CentralSystem:
             for event in outcome.events:
                 await self.on_event(event)
         except Exception:
-            log.exception("%s: on_event failed for %s", link.station_id, call.action)
+            log.exception("%r: on_event failed for %s", link.station_id, call.action)
             # Unless the boot answer already went (a command from on_event flushed it).
             flushed = outcome.boot_accepted and link.boot_answer is not outcome
             link.boot_answer = None
@@ -644,7 +749,7 @@ class CentralSystem:
             await link.no_commands.wait()
             result = await self._exchange(link, action, payload, retries=0)
             if not isinstance(result, Answer) or result.error is not None:
-                log.info("%s: %s not applied: %s", link.station_id, action, result)
+                log.info("%r: %s not applied: %s", link.station_id, action, result)
 
     # --- outbound -------------------------------------------------------------------------
 
@@ -660,7 +765,7 @@ class CentralSystem:
                 try:
                     unique_id, frame = link.session.call(action, payload)
                 except RpcError as e:
-                    log.error("%s: our %s payload is invalid: %s", link.station_id, action, e)
+                    log.error("%r: our %s payload is invalid: %s", link.station_id, action, e)
                     return CommandResult(CommandOutcome.ERROR, f"invalid {action}: {e}")
                 future: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
                 link.waiting = (unique_id, future)
@@ -672,7 +777,7 @@ class CentralSystem:
                     return answer
                 except TimeoutError:
                     log.warning(
-                        "%s: no answer to %s (attempt %d)", link.station_id, action, attempt + 1
+                        "%r: no answer to %s (attempt %d)", link.station_id, action, attempt + 1
                     )
                 except ConnectionClosed:
                     return CommandResult(CommandOutcome.NOT_CONNECTED, "connection closed")

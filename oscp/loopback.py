@@ -25,6 +25,7 @@ class LoopbackServer:
             ws="none",
             http="h11",
             access_log=False,
+            log_config=None,  # its records go to the app's root handler (credentials redacted)
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

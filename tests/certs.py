@@ -43,3 +43,21 @@ def station_certificates(d: Path, names: tuple[str, ...]) -> dict[str, tuple[Pat
              "-subj", f"/CN={names[0]}")  # fmt: skip
     out["rogue"] = rogue
     return out
+
+
+def expired_certificate(d: Path, ca: tuple[Path, Path], name: str) -> tuple[Path, Path]:
+    """A certificate for ``name`` signed by ``ca`` that expired in 2020."""
+    cert, key, csr = d / f"{name}-expired.pem", d / f"{name}-expired.key", d / f"{name}-exp.csr"
+    _openssl("req", *EC[:-2], "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+    db = d / "expired-ca"
+    db.mkdir(exist_ok=True)
+    (db / "index.txt").touch()
+    (db / "serial").write_text("01\n")
+    (db / "ca.cnf").write_text(
+        f"[ca]\ndefault_ca = d\n[d]\ndatabase = {db}/index.txt\nnew_certs_dir = {db}\n"
+        f"serial = {db}/serial\npolicy = p\ndefault_md = sha256\n[p]\ncommonName = supplied\n"
+    )
+    _openssl("ca", "-config", str(db / "ca.cnf"), "-batch", "-notext", "-in", str(csr),
+             "-out", str(cert), "-cert", str(ca[0]), "-keyfile", str(ca[1]),
+             "-startdate", "20200101000000Z", "-enddate", "20200102000000Z")  # fmt: skip
+    return cert, key

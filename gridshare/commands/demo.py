@@ -47,6 +47,7 @@ from gridshare.config import (
     load_config,
 )
 from gridshare.controller import static_capacity
+from gridshare.logs import configure_logging
 from gridshare.service import Service
 from gridshare.simulators.ev import EvSpec
 from gridshare.simulators.stations import SimStationSpec, StationFleet, specs_from_site
@@ -491,7 +492,7 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
     except ConfigError as e:
