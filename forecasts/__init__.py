@@ -5,6 +5,8 @@
     book.add(forecast)                       # from the oscp package
     capacity = book.capacity(site, grid, now)  # optimizer.problem.Capacity
     frame = book.frame(site, grid, now)        # the same as a pandas DataFrame
+    book.applied(group_id, type_, voltage_v)   # what applies, block by block
+    book.prune(now - keep)                     # forget what ended
 
 Demand side estimates live in `forecasts.demand`.
 """
@@ -25,10 +27,11 @@ from forecasts.demand import (
 )
 from forecasts.errors import ForecastError, InvalidForecast, InvalidRecord
 from forecasts.model import Block, Forecast, ForecastType, Phase, Unit
-from forecasts.store import CapacityBook, Override, Piece
+from forecasts.store import MAX_BLOCKS, CapacityBook, Override, Piece, Stretch
 from forecasts.units import NO_LIMIT, Limit, block_limit, normalize
 
 __all__ = [
+    "MAX_BLOCKS",
     "NO_LIMIT",
     "Block",
     "CapacityBook",
@@ -50,6 +53,7 @@ __all__ = [
     "RateLearner",
     "RateSettings",
     "Source",
+    "Stretch",
     "TagHistory",
     "Unit",
     "block_limit",

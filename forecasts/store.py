@@ -4,6 +4,12 @@ optimizer reads.
 In memory only; the app persists `CapacityBook.export()` records and feeds them
 back with `CapacityBook.from_export` after a restart.
 
+Size: the book keeps what is still in force (what later forecasts replaced is
+gone at once), one forecast brings at most `MAX_BLOCKS` blocks, and the app
+calls `CapacityBook.prune` with its own clock to forget what ended. Every view
+reads through `CapacityBook.window`, so what it costs depends on the window it
+looks at, not on how much the book holds.
+
 Merging rules:
 
 * A newer forecast of the same group and type replaces the older ones where its
@@ -11,7 +17,8 @@ Merging rules:
   each other count at their most restrictive. Where no block lies, the static
   limit holds.
 * On a planning grid, each slot takes the most restrictive value of every block
-  that overlaps it (blocks need not align with slots).
+  that overlaps it (blocks need not align with slots). `CapacityBook.applied`
+  shows the same rule between block boundaries: what applies, without overlaps.
 * The capacity of a group and slot is the minimum of its static limit, the
   operator's overrides, the CONSUMPTION forecast and — while the provider that
   sent it is offline (its last heartbeat's ``offline_mode_at`` passed) — the
@@ -22,9 +29,11 @@ Merging rules:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -38,6 +47,12 @@ from optimizer.site import Site
 
 EXPORT_VERSION = 1
 
+MAX_BLOCKS = 7 * 24 * 12
+"""Most blocks one forecast may hold: a week of 5-minute blocks, far more than a
+DSO sends (a day ahead, in 15-minute blocks, is usual)."""
+
+Key = tuple[str, ForecastType]
+
 
 @dataclass(frozen=True)
 class Piece:
@@ -47,6 +62,18 @@ class Piece:
     source: str
     received_at: datetime
     seq: int
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """What applies over ``[start, end)``: the most restrictive of the blocks of
+    one forecast there (blocks of one forecast may overlap)."""
+
+    start: datetime
+    end: datetime
+    limit: Limit
+    source: str
+    received_at: datetime
 
 
 @dataclass(frozen=True)
@@ -82,18 +109,33 @@ class Override:
         )
 
 
-def _carve(pieces: list[Piece], start: datetime, end: datetime) -> list[Piece]:
-    """``pieces`` with ``[start, end)`` cut out of each."""
+def _spans(blocks: Iterable[Block]) -> list[tuple[datetime, datetime]]:
+    """The time the blocks cover, as sorted disjoint ``[start, end)`` spans."""
+    out: list[tuple[datetime, datetime]] = []
+    for b in sorted(blocks, key=lambda b: b.start):
+        if out and b.start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b.end))
+        else:
+            out.append((b.start, b.end))
+    return out
+
+
+def _subtract(p: Piece, spans: Sequence[tuple[datetime, datetime]]) -> list[Piece]:
+    """What is left of ``p`` outside ``spans`` (sorted, disjoint)."""
+    b = p.block
+    j = bisect_right(spans, b.start, key=lambda s: s[1])
+    if j == len(spans) or spans[j][0] >= b.end:
+        return [p]
     out: list[Piece] = []
-    for p in pieces:
-        b = p.block
-        if b.end <= start or b.start >= end:
-            out.append(p)
-            continue
-        if b.start < start:
-            out.append(_trim(p, b.start, start))
-        if b.end > end:
-            out.append(_trim(p, end, b.end))
+    cur = b.start
+    for s0, s1 in spans[j:]:
+        if s0 >= b.end:
+            break
+        if s0 > cur:
+            out.append(_trim(p, cur, s0))
+        cur = max(cur, s1)
+    if cur < b.end:
+        out.append(_trim(p, cur, b.end))
     return out
 
 
@@ -103,20 +145,30 @@ def _trim(p: Piece, start: datetime, end: datetime) -> Piece:
 
 
 def _fold(
-    blocks: Iterable[Block], grid: TimeGrid, voltage_v: float
+    blocks: Iterable[Block], edges: Sequence[datetime], voltage_v: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per slot, the most restrictive (limit_a, limit_kw) of the blocks overlapping it."""
-    la = np.full(grid.slots, np.inf)
-    lk = np.full(grid.slots, np.inf)
+    """Between consecutive ``edges`` (sorted), the most restrictive (limit_a,
+    limit_kw) of the blocks overlapping there (``inf``: no block)."""
+    n = len(edges) - 1
+    la = np.full(n, np.inf)
+    lk = np.full(n, np.inf)
     for b in blocks:
-        lo = max(math.floor(grid.position(b.start)), 0)
-        hi = min(math.ceil(grid.position(b.end)), grid.slots)
+        lo = max(bisect_right(edges, b.start) - 1, 0)
+        hi = min(bisect_left(edges, b.end), n)
         if lo >= hi:
             continue
         lim = block_limit(b, voltage_v)
         la[lo:hi] = np.minimum(la[lo:hi], lim.limit_a)
         lk[lo:hi] = np.minimum(lk[lo:hi], lim.limit_kw)
     return la, lk
+
+
+def _edges(grid: TimeGrid) -> list[datetime]:
+    return [grid.slot_start(i) for i in range(grid.slots + 1)]
+
+
+def _start(p: Piece) -> datetime:
+    return p.block.start
 
 
 def _window_mask(grid: TimeGrid, start: datetime, end: datetime | None) -> np.ndarray:
@@ -134,10 +186,19 @@ def _index(grid: TimeGrid) -> pd.DatetimeIndex:
 
 @dataclass
 class CapacityBook:
-    """Forecasts by (provider group id, type), operator overrides, provider liveness."""
+    """Forecasts by (provider group id, type), operator overrides, provider liveness.
 
-    _records: list[tuple[int, Forecast]] = field(default_factory=list)
-    _pieces: dict[tuple[str, ForecastType], list[Piece]] = field(default_factory=dict)
+    Per group and type the book holds `Piece` s sorted by start: what is left
+    in force of each forecast. Pieces of different forecasts never overlap (a
+    newer one cuts the older ones where its blocks lie); pieces of one forecast
+    may.
+    """
+
+    _pieces: dict[Key, list[Piece]] = field(default_factory=dict)
+    _longest: dict[Key, timedelta] = field(default_factory=dict)
+    """No piece of the key is longer (a bound: where a window's search starts)."""
+    _sources: dict[Key, Counter[str]] = field(default_factory=dict)
+    """Pieces per provider, per key."""
     _overrides: dict[str, Override] = field(default_factory=dict)
     _offline_at: dict[str, datetime] = field(default_factory=dict)
     _seq: int = 0
@@ -145,21 +206,38 @@ class CapacityBook:
     # --- input ---------------------------------------------------------------
 
     def add(self, forecast: Forecast) -> None:
-        """Record a forecast; its blocks replace older ones of its group and type."""
+        """Record a forecast; its blocks replace older ones of its group and type.
+
+        Raises `InvalidForecast` (and changes nothing) for more than `MAX_BLOCKS`."""
+        if len(forecast.blocks) > MAX_BLOCKS:
+            raise InvalidForecast(
+                f"a forecast holds at most {MAX_BLOCKS} blocks, not {len(forecast.blocks)}"
+            )
         self._seq += 1
         self._apply(self._seq, forecast)
 
     def _apply(self, seq: int, forecast: Forecast) -> None:
-        self._records.append((seq, forecast))
+        if not forecast.blocks:
+            return
         key = (forecast.group_id, forecast.type)
         pieces = self._pieces.get(key, [])
-        for b in forecast.blocks:
-            pieces = _carve(pieces, b.start, b.end)
-        pieces += [
+        new = [
             Piece(normalize(b), forecast.source, forecast.received_at, seq) for b in forecast.blocks
         ]
-        pieces.sort(key=lambda p: (p.block.start, p.seq))
-        self._pieces[key] = pieces
+        spans = _spans(p.block for p in new)
+        longest = self._longest.get(key, timedelta(0))
+        # only pieces starting in here can overlap the new blocks
+        i0 = bisect_left(pieces, spans[0][0] - longest, key=_start)
+        i1 = bisect_left(pieces, spans[-1][1], key=_start)
+        old = pieces[i0:i1]
+        kept = [r for p in old for r in _subtract(p, spans)]
+        middle = sorted(kept + new, key=lambda p: (p.block.start, p.seq))
+        self._pieces[key] = pieces[:i0] + middle + pieces[i1:]
+        self._longest[key] = max([longest, *(p.block.end - p.block.start for p in new)])
+        sources = self._sources.setdefault(key, Counter())
+        sources.subtract(p.source for p in old)
+        sources.update(p.source for p in middle)
+        self._sources[key] = +sources
 
     def set_override(self, override: Override) -> None:
         self._overrides[override.id] = override
@@ -174,26 +252,118 @@ class CapacityBook:
         self._offline_at[source] = offline_mode_at.astimezone(UTC)
 
     def prune(self, before: datetime) -> int:
-        """Forget forecasts whose blocks all ended before ``before``; how many went."""
-        keep = [(s, f) for s, f in self._records if any(b.end > before for b in f.blocks)]
-        gone = len(self._records) - len(keep)
-        self._records = keep
+        """Forget every block and override that ended at or before ``before``
+        (the caller's clock less what its views of the past still need); how many
+        forecasts went with them."""
+        gone: set[int] = set()
         for key, pieces in self._pieces.items():
-            self._pieces[key] = [p for p in pieces if p.block.end > before]
+            # only pieces that started before ``before`` can have ended
+            head = pieces[: bisect_left(pieces, before, key=_start)]
+            ended = [p for p in head if p.block.end <= before]
+            if not ended:
+                continue
+            gone.update(p.seq for p in ended)
+            left = [p for p in pieces if p.block.end > before]
+            self._pieces[key] = left
+            self._longest[key] = max(
+                (p.block.end - p.block.start for p in left), default=timedelta(0)
+            )
+            self._sources[key] = Counter(p.source for p in left)
         for oid, o in list(self._overrides.items()):
             if o.end is not None and o.end <= before:
                 del self._overrides[oid]
-        return gone
+        if not gone:
+            return 0
+        return len(gone - {p.seq for pieces in self._pieces.values() for p in pieces})
 
     # --- views ---------------------------------------------------------------
 
+    def _kept(self) -> list[tuple[int, Forecast]]:
+        """What is left in force of each forecast, by ``seq``."""
+        parts: dict[int, tuple[Key, list[Piece]]] = {}
+        for key, pieces in self._pieces.items():
+            for p in pieces:
+                parts.setdefault(p.seq, (key, []))[1].append(p)
+        return [
+            (
+                seq,
+                Forecast(
+                    key[0],
+                    key[1],
+                    tuple(p.block for p in ps),
+                    ps[0].received_at,
+                    ps[0].source,
+                ),
+            )
+            for seq, (key, ps) in sorted(parts.items())
+        ]
+
     def forecasts(self) -> list[Forecast]:
-        """Every forecast kept, oldest first."""
-        return [f for _, f in self._records]
+        """Every forecast with a block still in force, oldest first, as far as it
+        is still in force (blocks in A or KW, see `forecasts.units.normalize`)."""
+        return [f for _, f in self._kept()]
 
     def pieces(self, group_id: str, type_: ForecastType) -> tuple[Piece, ...]:
         """What is in force for a provider group and type, by start time."""
         return tuple(self._pieces.get((group_id, type_), ()))
+
+    def window(
+        self,
+        group_id: str,
+        type_: ForecastType,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[Piece]:
+        """The pieces overlapping ``[start, end)`` (None: unbounded), by start time.
+
+        Every view reads the book through here."""
+        pieces = self._pieces.get((group_id, type_), [])
+        i1 = len(pieces) if end is None else bisect_left(pieces, end, key=_start)
+        if start is None:
+            return pieces[:i1]
+        longest = self._longest.get((group_id, type_), timedelta(0))
+        i0 = bisect_left(pieces, start - longest, key=_start, hi=i1)
+        return [p for p in pieces[i0:i1] if p.block.end > start]
+
+    def applied(
+        self,
+        group_id: str,
+        type_: ForecastType,
+        voltage_v: float,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[Stretch]:
+        """What applies over ``[start, end)`` (None: unbounded), by start time:
+        between block boundaries, the rule the planning grid uses (`capacity`),
+        so overlapping blocks of one forecast show as the most restrictive."""
+        by_seq: dict[int, list[Piece]] = {}
+        for p in self.window(group_id, type_, start, end):
+            by_seq.setdefault(p.seq, []).append(p)
+        out: list[Stretch] = []
+        for pieces in by_seq.values():
+            edges = sorted({t for p in pieces for t in (p.block.start, p.block.end)})
+            la, lk = _fold((p.block for p in pieces), edges, voltage_v)
+            first = pieces[0]
+            for i in range(len(edges) - 1):
+                t0, t1 = edges[i], edges[i + 1]
+                covered = math.isfinite(la[i]) or math.isfinite(lk[i])
+                if (
+                    not covered
+                    or (end is not None and t0 >= end)
+                    or (start is not None and t1 <= start)
+                ):
+                    continue
+                lim = Limit(float(la[i]), float(lk[i]))
+                out.append(Stretch(t0, t1, lim, first.source, first.received_at))
+        out.sort(key=lambda s: s.start)
+        return out
+
+    def applied_at(
+        self, group_id: str, type_: ForecastType, voltage_v: float, at: datetime
+    ) -> Stretch | None:
+        """What applies at the instant ``at`` (None: no block)."""
+        here = self.applied(group_id, type_, voltage_v, at, at + timedelta(microseconds=1))
+        return here[0] if here else None
 
     def overrides(self) -> list[Override]:
         return list(self._overrides.values())
@@ -214,8 +384,8 @@ class CapacityBook:
 
     def fallback_active(self, group_id: str, now: datetime) -> bool:
         """Whether the group's FALLBACK_CONSUMPTION forecast is enforced now."""
-        pieces = self._pieces.get((group_id, ForecastType.FALLBACK_CONSUMPTION), [])
-        return any(self.is_offline(s, now) for s in {p.source for p in pieces})
+        sources = self._sources.get((group_id, ForecastType.FALLBACK_CONSUMPTION), Counter())
+        return any(self.is_offline(s, now) for s in sources)
 
     def _layers(
         self, site: Site, grid: TimeGrid, now: datetime
@@ -223,6 +393,7 @@ class CapacityBook:
         v = site.site.voltage_v
         out: dict[str, dict[str, np.ndarray]] = {}
         n = grid.slots
+        edges = _edges(grid)
         for g in site.groups:
             layer: dict[str, np.ndarray] = {
                 "static_a": np.full(n, g.limit_a if g.limit_a is not None else np.inf),
@@ -244,8 +415,8 @@ class CapacityBook:
                 ("fallback", ForecastType.FALLBACK_CONSUMPTION),
                 ("optimum", ForecastType.OPTIMUM),
             ):
-                blocks = [p.block for p in self._pieces.get((gid, t), [])] if gid else []
-                layer[f"{name}_a"], layer[f"{name}_kw"] = _fold(blocks, grid, v)
+                blocks = [p.block for p in self.window(gid, t, grid.start, grid.end)] if gid else []
+                layer[f"{name}_a"], layer[f"{name}_kw"] = _fold(blocks, edges, v)
             active = gid is not None and self.fallback_active(gid, now)
             layer["fallback_active"] = np.full(n, active)
             fa = layer["fallback_a"] if active else np.full(n, np.inf)
@@ -280,13 +451,10 @@ class CapacityBook:
             a = np.full(grid.slots, static_a if static_a is not None else np.inf)
             k = np.full(grid.slots, g.limit_kw if g.limit_kw is not None else np.inf)
             if g.oscp_group_id:
-                blocks = [
-                    p.block
-                    for p in self._pieces.get(
-                        (g.oscp_group_id, ForecastType.FALLBACK_CONSUMPTION), []
-                    )
-                ]
-                fa, fk = _fold(blocks, grid, v)
+                fb = self.window(
+                    g.oscp_group_id, ForecastType.FALLBACK_CONSUMPTION, grid.start, grid.end
+                )
+                fa, fk = _fold((p.block for p in fb), _edges(grid), v)
                 a, k = np.minimum(a, fa), np.minimum(k, fk)
             la[g.id], lk[g.id] = a, k
         return Capacity(la, lk)
@@ -319,7 +487,8 @@ class CapacityBook:
         """Plain-data records (JSON-ready) from which `from_export` rebuilds the book."""
         return {
             "version": EXPORT_VERSION,
-            "forecasts": [{"seq": seq, **f.to_dict()} for seq, f in self._records],
+            # what is left of each forecast: replayed, it rebuilds the same pieces
+            "forecasts": [{"seq": seq, **f.to_dict()} for seq, f in self._kept()],
             "overrides": [
                 {
                     "id": o.id,

@@ -39,6 +39,7 @@ from gridshare.api.schemas import (
     DsoStatus,
     EventPage,
     ForecastOut,
+    ForecastPage,
     ForecastPoint,
     ForecastValue,
     GroupLimitRequest,
@@ -88,6 +89,10 @@ if TYPE_CHECKING:
 
 RECENT_SESSIONS = 50
 """Ended sessions listed by ``GET /api/sessions``."""
+
+CAPACITY_HISTORY = timedelta(hours=48)
+"""How long the capacity book keeps a block after it ended: a group's timeline
+shows the capacity as it stood over up to this much history."""
 
 ProfileOutcome = Literal[
     "pending", "accepted", "rejected", "timeout", "not_connected", "rate_limited", "error"
@@ -331,8 +336,10 @@ class ServiceBackend:
         return sorted({x for cid in self._members(group_id) for x in conns[cid].lines})
 
     def _capacity_now(self, now: datetime) -> Capacity:
-        grid = TimeGrid(start=now, slot_minutes=self.site.site.slot_minutes, slots=1)
-        return self.controller.capacity(grid, now)
+        """The planner's slot that holds ``now`` (one that began at ``now`` would
+        reach into the next slot and show the lower of the two)."""
+        slot = self.site.site.slot_minutes
+        return self.controller.capacity(TimeGrid.covering(now, slot, slot / 60), now)
 
     def _measured(self, meters: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[Line, float]]:
         """Connector → measured current per site line, for running sessions."""
@@ -346,22 +353,21 @@ class ServiceBackend:
 
     def _dso_value(self, group_id: str, now: datetime) -> ForecastValue | None:
         from forecasts.model import ForecastType
-        from forecasts.units import block_limit
 
         g = self.site.group_by_id[group_id]
         book = self.service.capacity_book
         if book is None or not g.oscp_group_id:
             return None
-        for p in book.pieces(g.oscp_group_id, ForecastType.CONSUMPTION):
-            if p.block.start <= now < p.block.end:
-                lim = block_limit(p.block, self.site.site.voltage_v)
-                return ForecastValue(
-                    limit_a=_finite(lim.limit_a),
-                    limit_kw=_finite(lim.limit_kw),
-                    source=p.source,
-                    received_at=p.received_at,
-                )
-        return None
+        v = self.site.site.voltage_v
+        here = book.applied_at(g.oscp_group_id, ForecastType.CONSUMPTION, v, now)
+        if here is None:
+            return None
+        return ForecastValue(
+            limit_a=_finite(here.limit.limit_a),
+            limit_kw=_finite(here.limit.limit_kw),
+            source=here.source,
+            received_at=here.received_at,
+        )
 
     def _group(
         self,
@@ -682,48 +688,45 @@ class ServiceBackend:
             return None
         return PlanOut.of(plan, status, self.site)
 
-    async def forecasts(self) -> list[ForecastOut]:
+    async def forecasts(self, *, limit: int, offset: int) -> ForecastPage:
         from forecasts.model import ForecastType
-        from forecasts.units import block_limit
 
         book = self.service.capacity_book
         if book is None:
-            return []
+            return ForecastPage(series=[], total=0)
+        now = self.service.clock()
         v = self.site.site.voltage_v
-        out = []
         kinds = (
             (ForecastType.CONSUMPTION, "capacity"),
             (ForecastType.FALLBACK_CONSUMPTION, "fallback"),
         )
+        series: list[ForecastOut] = []
         for g in self.site.groups:
             if not g.oscp_group_id:
                 continue
             for ftype, kind in kinds:
                 by_source: dict[str, list[Any]] = {}
-                for p in book.pieces(g.oscp_group_id, ftype):
-                    by_source.setdefault(p.source, []).append(p)
-                for source, pieces in by_source.items():
-                    points = []
-                    for p in pieces:
-                        lim = block_limit(p.block, v)
-                        points.append(
-                            ForecastPoint(
-                                start=p.block.start,
-                                end=p.block.end,
-                                limit_a=_finite(lim.limit_a),
-                                limit_kw=_finite(lim.limit_kw),
-                            )
-                        )
-                    out.append(
+                for s in book.applied(g.oscp_group_id, ftype, v, start=now):
+                    by_source.setdefault(s.source, []).append(s)
+                for source, stretches in by_source.items():
+                    series.append(
                         ForecastOut(
                             group_id=g.id,
                             source=f"oscp:{source}",
                             kind=kind,
-                            received_at=max(p.received_at for p in pieces),
-                            points=points,
+                            received_at=max(s.received_at for s in stretches),
+                            points=[
+                                ForecastPoint(
+                                    start=s.start,
+                                    end=s.end,
+                                    limit_a=_finite(s.limit.limit_a),
+                                    limit_kw=_finite(s.limit.limit_kw),
+                                )
+                                for s in stretches
+                            ],
                         )
                     )
-        return out
+        return ForecastPage.of(series, limit=limit, offset=offset)
 
     async def events(self, *, limit: int, before: int | None) -> EventPage:
         rows = self.store.audit_page(limit + 1, before)

@@ -37,7 +37,8 @@ from gridshare.controller import (
     static_capacity,
 )
 from gridshare.dso_reports import ComplianceWatch, EnergyCounter
-from gridshare.operator import ServiceBackend, capability_names
+from gridshare.operator import CAPACITY_HISTORY, ServiceBackend, capability_names
+from gridshare.rollout import RolloutReport
 from gridshare.store import Store, open_store
 from ocpp_adapter.events import (
     ChargingLimitSpec,
@@ -47,6 +48,7 @@ from ocpp_adapter.events import (
     MeterReading,
     StationCapabilities,
 )
+from optimizer.plan import Plan
 from optimizer.problem import TimeGrid
 
 log = logging.getLogger(__name__)
@@ -347,6 +349,7 @@ class Service:
                 settings=self.settings,
                 clock=self.clock,
             )
+            self.controller.on_plan.append(self._after_plan)
             self.operator = ServiceBackend(self, self.metrics)
             self.operator.attach(self.controller)
             self._start_dso_reports()
@@ -387,6 +390,16 @@ class Service:
         if self.store is not None and self.capacity_book is not None:
             self.store.put_state("capacity_book", self.capacity_book.export())
 
+    def _prune_capacity_book(self) -> bool:
+        """Forget the blocks that ended longer ago than the operator's views look
+        back (on every forecast, heartbeat and plan: the book stays small)."""
+        book = self.capacity_book
+        return book is not None and book.prune(self.clock() - CAPACITY_HISTORY) > 0
+
+    def _after_plan(self, plan: Plan, report: RolloutReport) -> None:
+        if self._prune_capacity_book():
+            self._save_capacity_book()
+
     def _oscp_router(self) -> Any:
         """Build the Flexibility Provider and its router (None without the package)."""
         try:
@@ -422,6 +435,7 @@ class Service:
     async def _on_forecast(self, provider_group: str, forecast: Any) -> None:
         """Stored (forecast and capacity book) before the DSO gets its 204."""
         assert self.store is not None and self.controller is not None
+        self._prune_capacity_book()
         self.capacity_book.add(forecast)
         self.store.save_forecast(
             forecast.group_id,
@@ -445,6 +459,7 @@ class Service:
         self.controller.request_replan("dso forecast")
 
     async def _on_dso_heartbeat(self, provider: str, offline_mode_at: datetime) -> None:
+        self._prune_capacity_book()
         self.capacity_book.heartbeat(provider, offline_mode_at)
         self._save_capacity_book()
         self.dso_heartbeats[provider] = self.clock()

@@ -9,7 +9,9 @@ answer is on its way.
 
 Accepted means stored: a forecast is passed to ``on_forecast`` (the app
 persists it and updates its `forecasts.CapacityBook`) before we answer 204; if
-that fails the answer is 500 and the provider will send it again.
+that fails the answer is 500 and the provider will send it again. A forecast of
+more than `forecasts.store.MAX_BLOCKS` blocks (a week of 5-minute blocks, in
+one message or its segments together) is answered 400 and changes nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from forecasts.model import Block, Forecast, ForecastType
+from forecasts.store import MAX_BLOCKS
 from oscp.client import (
     CapacityProviderClient,
     MeasurementSource,
@@ -653,6 +656,11 @@ class FlexibilityProvider:
 
     async def _forecast(self, link: ProviderLink, fc: UpdateGroupCapacityForecast) -> None:
         self._check_group(fc.group_id)
+        if len(fc.forecasted_blocks) > MAX_BLOCKS:
+            raise BadRequest(
+                f"a forecast holds at most {MAX_BLOCKS} forecasted_blocks, "
+                f"not {len(fc.forecasted_blocks)}"
+            )
         forecast = fc.to_forecast(self._clock(), link.id)
         await self._store_call(self._on_forecast(fc.group_id, forecast))
         self._group_source[fc.group_id] = link.id

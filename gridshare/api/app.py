@@ -17,7 +17,8 @@ Routes (reads need a read token unless open on loopback; writes a write token):
     GET    /api/sessions[/{id}]             active and recent sessions
     PATCH  /api/sessions/{id}               priority, departure, energy need (re-plans)
     GET    /api/plan                        plan per connector per slot, figures
-    GET    /api/forecasts                   capacity forecasts per group
+    GET    /api/forecasts                   capacity forecasts per group, paged
+                                            (``limit``/``offset`` points, ``X-Total-Count``)
     GET    /api/events                      audit log, paged (``before`` cursor)
     GET    /api/live                        server-sent events: `Snapshot` per change
     GET    /api/openapi.json, /api/docs     the schema
@@ -42,6 +43,8 @@ from gridshare.api.errors import ApiError, NoPlanYet, NotFound
 from gridshare.api.live import snapshot_stream
 from gridshare.api.metrics import CONTENT_TYPE_LATEST, MetricsRecorder
 from gridshare.api.schemas import (
+    FORECAST_PAGE,
+    FORECAST_PAGE_MAX,
     CapacityAdjustRequest,
     CapacityAdjustResult,
     CommandResult,
@@ -207,8 +210,18 @@ def create_api(
         return plan
 
     @api.get("/forecasts", response_model=list[ForecastOut], responses=READ_ERRORS, tags=["read"])
-    async def get_forecasts(_: Reader) -> list[ForecastOut]:
-        return await backend.forecasts()
+    async def get_forecasts(
+        _: Reader,
+        response: Response,
+        limit: Annotated[
+            int, Query(ge=1, le=FORECAST_PAGE_MAX, description="Points per page.")
+        ] = FORECAST_PAGE,
+        offset: Annotated[int, Query(ge=0, description="Points to skip.")] = 0,
+    ) -> list[ForecastOut]:
+        """Paged by points; ``X-Total-Count`` gives the points of all pages."""
+        page = await backend.forecasts(limit=limit, offset=offset)
+        response.headers["X-Total-Count"] = str(page.total)
+        return page.series
 
     @api.get("/events", response_model=EventPage, responses=READ_ERRORS, tags=["read"])
     async def get_events(

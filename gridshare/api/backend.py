@@ -42,7 +42,7 @@ from gridshare.api.schemas import (
     Change,
     CommandResult,
     EventPage,
-    ForecastOut,
+    ForecastPage,
     GroupLimitRequest,
     GroupLimitResult,
     GroupTimeline,
@@ -88,8 +88,10 @@ class OperatorBackend(Protocol):
         """The plan in force per connector per slot, with its figures (None: no plan yet)."""
         ...
 
-    async def forecasts(self) -> list[ForecastOut]:
-        """Capacity forecasts in force per group (DSO, fallback)."""
+    async def forecasts(self, *, limit: int, offset: int) -> ForecastPage:
+        """Capacity forecasts in force per group (DSO, fallback), now and ahead, as
+        what applies (overlapping blocks at their most restrictive); the points
+        ``offset`` to ``offset + limit`` of all series in order."""
         ...
 
     async def events(self, *, limit: int, before: int | None) -> EventPage:

@@ -339,6 +339,32 @@ class ForecastOut(_Out):
     points: list[ForecastPoint]
 
 
+FORECAST_PAGE = 1000
+"""Points per page of ``GET /api/forecasts`` unless the client asks otherwise."""
+FORECAST_PAGE_MAX = 5000
+
+
+class ForecastPage(_Out):
+    """One page of the forecasts' points (the series in order, each point once)."""
+
+    series: list[ForecastOut]
+    total: int = Field(description="Points of all pages together.")
+
+    @classmethod
+    def of(cls, series: list[ForecastOut], *, limit: int, offset: int) -> ForecastPage:
+        """The points ``offset`` to ``offset + limit`` of ``series`` taken in order;
+        a series appears on each page that holds some of its points."""
+        out: list[ForecastOut] = []
+        first = 0
+        for f in series:
+            lo = max(offset - first, 0)
+            hi = min(offset + limit - first, len(f.points))
+            if lo < hi:
+                out.append(f.model_copy(update={"points": f.points[lo:hi]}))
+            first += len(f.points)
+        return cls(series=out, total=first)
+
+
 class AuditEvent(_Out):
     id: int
     at: datetime

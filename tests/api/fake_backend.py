@@ -37,6 +37,7 @@ from gridshare.api.schemas import (
     DsoStatus,
     EventPage,
     ForecastOut,
+    ForecastPage,
     ForecastPoint,
     ForecastValue,
     GroupLimitRequest,
@@ -631,11 +632,11 @@ class FakeSite:
             return None
         return PlanOut.of(plan, status, self.site)
 
-    async def forecasts(self) -> list[ForecastOut]:
+    async def forecasts(self, *, limit: int, offset: int) -> ForecastPage:
         if self.dso_limit_a is None:
-            return []
+            return ForecastPage(series=[], total=0)
         d0, d1 = self.dso_window(self.clock())
-        return [
+        series = [
             ForecastOut(
                 group_id=self.site.root.id,
                 source="oscp:fake-dso",
@@ -644,6 +645,7 @@ class FakeSite:
                 points=[ForecastPoint(start=d0, end=d1, limit_a=self.dso_limit_a, limit_kw=None)],
             )
         ]
+        return ForecastPage.of(series, limit=limit, offset=offset)
 
     async def events(self, *, limit: int, before: int | None) -> EventPage:
         rows = [e for e in reversed(self.audit) if before is None or e.id < before]

@@ -104,3 +104,35 @@ def test_capacity_is_the_minimum_of_all_sources(
         dso_only = np.minimum.reduce([br["static_a"], br["override_a"], br["dso_a"]])
         assert np.allclose(cap.limit_a["trafo"], dso_only)
     assert np.all(cap.limit_a["trafo"] >= 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(fcs=forecasts_st, cut=st.integers(-30, 160))
+def test_what_applies_and_what_is_kept_match_the_reference(
+    fcs: list[list[tuple[float, int, int, Unit, Phase]]], cut: int
+) -> None:
+    import json
+
+    from .helpers import minutes
+
+    book = CapacityBook()
+    for i, fc in enumerate(fcs):
+        book.add(forecast(*(block(*b) for b in fc), at=i))
+    ref = reference(fcs)
+
+    def at_minute(b: CapacityBook, m: int) -> Limit:
+        s = b.applied_at("trafo-1", ForecastType.CONSUMPTION, V, minutes(m + 0.5))
+        return Limit() if s is None else s.limit
+
+    for m in range(120):
+        got = at_minute(book, m)
+        assert np.isclose(got.limit_a, ref[m].limit_a) or got.limit_a == ref[m].limit_a
+        assert np.isclose(got.limit_kw, ref[m].limit_kw) or got.limit_kw == ref[m].limit_kw
+    # pruned, saved and read back: the same from the cut on
+    book.prune(minutes(cut))
+    again = CapacityBook.from_export(json.loads(json.dumps(book.export())))
+    assert again.pieces("trafo-1", ForecastType.CONSUMPTION) == book.pieces(
+        "trafo-1", ForecastType.CONSUMPTION
+    )
+    for m in range(max(cut, 0), 120):
+        assert at_minute(again, m) == at_minute(book, m)

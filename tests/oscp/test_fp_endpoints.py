@@ -123,6 +123,48 @@ async def test_unknown_group_is_400() -> None:
         assert h.stored == []
 
 
+async def test_a_forecast_over_the_block_cap_is_400_and_changes_nothing() -> None:
+    from forecasts.store import MAX_BLOCKS
+
+    async with running() as h:
+        await h.dso.register()
+        r = await h.dso.send(Message.UPDATE_GROUP_CAPACITY_FORECAST, forecast_body(n=MAX_BLOCKS))
+        assert r.status_code == 204
+        r = await h.dso.send(
+            Message.UPDATE_GROUP_CAPACITY_FORECAST,
+            forecast_body(capacity=5, n=MAX_BLOCKS + 1),
+            request_id="big-1",
+        )
+        assert r.status_code == 400
+        assert r.headers["X-Correlation-ID"] == "big-1"
+        assert str(MAX_BLOCKS) in r.json()["message"]
+        assert len(h.stored) == 1
+        assert {b.capacity for b in h.book.forecasts()[0].blocks} == {120.0}
+
+
+async def test_segments_over_the_block_cap_together_are_400() -> None:
+    from forecasts.store import MAX_BLOCKS
+
+    async with running() as h:
+        await h.dso.register()
+        blocks = forecast_body(n=MAX_BLOCKS + 1)["forecasted_blocks"]
+        half = len(blocks) // 2
+        statuses = []
+        for i, part in enumerate((blocks[:half], blocks[half:])):
+            r = await h.dso.send(
+                Message.UPDATE_GROUP_CAPACITY_FORECAST,
+                {**forecast_body(), "forecasted_blocks": part},
+                headers={
+                    "X-Segment-Index": str(i),
+                    "X-Segment-Count": "2",
+                    "X-Correlation-ID": "big-2",
+                },
+            )
+            statuses.append(r.status_code)
+        assert statuses == [204, 400]
+        assert h.stored == []
+
+
 async def test_no_common_version_is_501() -> None:
     async with running() as h:
         body = {"token": "t", "version_url": [{"version": "1.0", "base_url": h.dso.base_url}]}
