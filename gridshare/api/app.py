@@ -25,6 +25,7 @@ Routes (reads need a read token unless open on loopback; writes a write token):
     GET    /                                the dashboard (static files under /static)
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -80,6 +82,30 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 READ_ERRORS = _errors(401)
 WRITE_ERRORS = _errors(400, 401, 403, 404)
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with what JSON cannot carry (NaN, infinity, bytes, objects) as text."""
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's 422 detail (type, loc, msg, input, ctx), made safe to serialise:
+    the offending input may be NaN or infinity, which JSON cannot carry."""
+    keep = ("type", "loc", "msg", "input", "ctx")
+    return [{k: _json_safe(e[k]) for k in keep if k in e} for e in exc.errors()]
 
 
 def create_api(
@@ -134,6 +160,10 @@ def create_api(
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse({"detail": exc.detail}, exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_errors(exc)}, 422)
 
     api = APIRouter(prefix="/api")
 
