@@ -3,7 +3,9 @@
     app = create_api(backend, config.api, metrics=recorder)
     uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=8080))
 
-Routes (reads need a read token unless open on loopback; writes a write token):
+Routes (reads need a read token unless open on loopback; writes a write token;
+every answer carries the `gridshare.api.security` headers, and a request for
+another Host than ``allowed_hosts`` gets 400):
 
     GET    /api/status                      site, counts, plan status, DSO
     GET    /api/groups                      capacity tree with limits and loads now
@@ -20,7 +22,8 @@ Routes (reads need a read token unless open on loopback; writes a write token):
     GET    /api/forecasts                   capacity forecasts per group
     GET    /api/events                      audit log, paged (``before`` cursor)
     GET    /api/live                        server-sent events: `Snapshot` per change
-    GET    /api/openapi.json, /api/docs     the schema
+    GET    /api/openapi.json                the schema (no docs page: it would load
+                                            code from elsewhere next to the tokens)
     GET    /metrics                         Prometheus text format
     GET    /                                the dashboard (static files under /static)
 """
@@ -62,6 +65,7 @@ from gridshare.api.schemas import (
     StationOut,
     StatusOut,
 )
+from gridshare.api.security import LOCAL_HOSTS, HostCheck, SecurityHeaders
 from gridshare.config import ApiConfig
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -115,14 +119,19 @@ def create_api(
     metrics: MetricsRecorder | None = None,
     live: LiveSettings | None = None,
     routers: Sequence[APIRouter] = (),
+    allowed_hosts: Sequence[str] = LOCAL_HOSTS,
+    trusted_proxies: Sequence[str] = (),
 ) -> FastAPI:
     """The operator app.
 
     ``metrics``: the recorder the service also writes to (a fresh one if None,
     available as ``app.state.metrics``). ``routers``: more routes served by the
     same app (e.g. the OSCP endpoints); they bring their own auth.
+    ``allowed_hosts``: the Host header's names answered. ``trusted_proxies``:
+    the proxies the server believes ``X-Forwarded-For`` from (uvicorn's
+    ``forwarded_allow_ips``); a request still from one of them is not local.
     """
-    auth = TokenAuth(config)
+    auth = TokenAuth(config, trusted_proxies)
     recorder = metrics if metrics is not None else MetricsRecorder()
     live_settings = live or LiveSettings()
 
@@ -150,9 +159,12 @@ def create_api(
             "with the new plan's status."
         ),
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,
         redoc_url=None,
     )
+    # the Host check inside, so that its refusals carry the headers too
+    app.add_middleware(HostCheck, allowed=allowed_hosts)
+    app.add_middleware(SecurityHeaders)
     app.state.metrics = recorder
     app.state.backend = backend
 
