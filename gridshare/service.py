@@ -306,6 +306,10 @@ def security_warnings(config: GridshareConfig, host: str) -> list[str]:
             + ", ".join(http_allowed_hosts(config, host))
             + ": list the names clients use in [server] allowed_hosts"
         )
+    if _is_wildcard(host) and config.oscp.capacity_providers and not config.oscp.base_url:
+        out.append(
+            f"OSCP: the base URL sent to the DSO names {host or 'no host'}: set [oscp] base_url"
+        )
     return out
 
 

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from gridshare.api import create_api
+from gridshare.api.auth import in_networks
 from gridshare.api.security import SECURITY_HEADERS, host_name
 from gridshare.config import ApiConfig, GridshareConfig, parse_config
 from gridshare.service import Service, http_allowed_hosts, http_server_config
@@ -285,3 +286,20 @@ async def test_the_service_answers_422_to_numbers_json_cannot_carry(tmp_path: Pa
             )
             assert r.status_code == 422, (body, r.text)
             assert_security_headers(r)
+
+
+@pytest.mark.parametrize(
+    ("host", "networks", "inside"),
+    [
+        ("127.0.0.1", ["127.0.0.1"], True),
+        ("10.0.0.7", ["10.0.0.0/24"], True),
+        ("10.0.1.7", ["10.0.0.0/24"], False),
+        ("::1", ["::1"], True),
+        ("192.0.2.1", ["*"], True),
+        ("192.0.2.1", ["not-an-address"], False),
+        ("testclient", ["*"], False),
+        (None, ["*"], False),
+    ],
+)
+def test_in_networks(host: str | None, networks: list[str], inside: bool) -> None:
+    assert in_networks(host, networks) is inside

@@ -162,6 +162,10 @@ def test_startup_warns_of_secrets_in_clear(tmp_path: Path) -> None:
     assert any(w.startswith("HTTP on 10.1.2.3 without TLS") for w in public)
     everywhere = security_warnings(plain, "0.0.0.0")
     assert any("allowed_hosts" in w for w in everywhere)
+    provider = {"id": "dso", "base_url": "https://dso.example/cp", "token_to_them": "t"}
+    with_dso = site(tmp_path, {}, {"capacity_providers": [provider]})
+    assert any(w.startswith("OSCP:") for w in security_warnings(with_dso, "0.0.0.0"))
+    assert not any(w.startswith("OSCP:") for w in security_warnings(with_dso, "10.1.2.3"))
     secured = site(
         tmp_path,
         {
