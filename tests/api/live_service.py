@@ -94,7 +94,7 @@ class LiveService(LoopThread):
     @property
     def url(self) -> str:
         assert self.service is not None
-        return f"http://127.0.0.1:{self.service.http_port}"
+        return self.service.http_url
 
     def now(self) -> datetime:
         return self.sim[0]
