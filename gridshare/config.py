@@ -17,7 +17,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from forecasts.demand import DemandDefaults
 from optimizer.site import Site
@@ -63,14 +71,41 @@ class ServerConfig(_Strict):
     meter_interval_s: Annotated[int, Field(ge=1)] = 10
     """Meter value sampling the stations are configured for (re-planning reacts to it)."""
     heartbeat_interval_s: Annotated[int, Field(ge=10)] = 300
+    http_tls_cert: Path | None = None
+    http_tls_key: Path | None = None
+    """HTTPS on the HTTP port (API, dashboard, OSCP). Without them the OCPP
+    certificate (``tls_cert``/``tls_key``) serves the HTTP port too, when set."""
+    allowed_hosts: list[str] | None = None
+    """Names the HTTP port answers to (its Host header; others get 400). ``"*"``
+    any, ``"*.example.com"`` any below. None: localhost, 127.0.0.1, ::1, the
+    bind address and the host of ``[oscp] base_url``."""
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses (or CIDR blocks) of reverse proxies whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed. Empty: those headers are ignored."""
+
+    @field_validator("allowed_hosts", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        # GRIDSHARE_SERVER__ALLOWED_HOSTS="a.example,b.example"
+        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _tls_complete(self) -> ServerConfig:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
+        if (self.http_tls_cert is None) != (self.http_tls_key is None):
+            raise ValueError("http_tls_cert and http_tls_key go together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("tls_client_ca (security profile 3) needs tls_cert and tls_key")
         return self
+
+    def http_tls(self) -> tuple[Path, Path] | None:
+        """Certificate and key of the HTTP port: its own, else the OCPP port's, else none."""
+        if self.http_tls_cert is not None and self.http_tls_key is not None:
+            return self.http_tls_cert, self.http_tls_key
+        if self.tls_cert is not None and self.tls_key is not None:
+            return self.tls_cert, self.tls_key
+        return None
 
 
 class ApiToken(_Strict):
@@ -81,7 +116,9 @@ class ApiToken(_Strict):
 
 class ApiConfig(_Strict):
     tokens: list[ApiToken] = Field(default_factory=list)
-    open_reads_on_loopback: bool = True
+    open_reads_on_loopback: bool = False
+    """Let loopback clients read without a token (a demo on one machine). Off:
+    every read needs a token."""
 
 
 class SessionDefaults(_Strict):

@@ -20,6 +20,7 @@ import functools
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 import uvicorn
 
 from gridshare.api import MetricsRecorder, create_api
+from gridshare.api.auth import is_loopback
+from gridshare.api.security import LOCAL_HOSTS
 from gridshare.config import GridshareConfig, database_url
 from gridshare.controller import (
     CapacityProvider,
@@ -48,6 +51,7 @@ from ocpp_adapter.events import (
     MeterReading,
     StationCapabilities,
 )
+from ocpp_adapter.tls import server_tls_context
 from optimizer.plan import Plan
 from optimizer.problem import TimeGrid
 
@@ -235,6 +239,84 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
+def _is_wildcard(host: str) -> bool:
+    return host in ("", "0.0.0.0", "::")
+
+
+def http_allowed_hosts(config: GridshareConfig, host: str) -> list[str]:
+    """The Host names the HTTP port answers to: ``[server] allowed_hosts``, else the
+    loopback names, the bind address and the host of ``[oscp] base_url``."""
+    if config.server.allowed_hosts is not None:
+        return list(config.server.allowed_hosts)
+    names = list(LOCAL_HOSTS)
+    if not _is_wildcard(host):
+        names.append(host)
+    if config.oscp.base_url:
+        advertised = urlsplit(config.oscp.base_url).hostname
+        if advertised:
+            names.append(advertised)
+    return names
+
+
+def _tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """The same TLS policy as the OCPP port (TLS 1.2+, AEAD suites only), not uvicorn's."""
+    assert config.ssl_certfile is not None and config.ssl_keyfile is not None
+    return server_tls_context(config.ssl_certfile, config.ssl_keyfile)
+
+
+def http_server_config(app: Any, config: GridshareConfig, **kw: Any) -> uvicorn.Config:
+    """uvicorn's settings for the HTTP port: TLS from `ServerConfig.http_tls`, and
+    ``X-Forwarded-*`` believed only from ``[server] trusted_proxies``."""
+    server = config.server
+    tls = server.http_tls()
+    proxies = list(server.trusted_proxies)
+    return uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        log_config=None,  # uvicorn's records go to the app's root handler (gridshare.logs)
+        server_header=False,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
+        ssl_context_factory=_tls_context if tls else None,
+        **kw,
+    )
+
+
+def security_warnings(config: GridshareConfig, host: str) -> list[str]:
+    """What the startup log warns of: secrets in clear, stations without credentials,
+    a public HTTP port answering only loopback names."""
+    s = config.server
+    out = []
+    if s.tls_cert is None:
+        out.append("OCPP without TLS (ws://): station passwords and traffic travel in clear")
+    if not s.station_passwords and s.tls_client_ca is None:
+        out.append(
+            "OCPP without station authentication: no [server] station_passwords or tls_client_ca"
+        )
+    loopback = host == "localhost" or is_loopback(host)
+    if s.http_tls() is None and not loopback:
+        out.append(
+            f"HTTP on {host} without TLS: API and OSCP tokens travel in clear"
+            " (set [server] http_tls_cert and http_tls_key)"
+        )
+    if _is_wildcard(host) and s.allowed_hosts is None:
+        out.append(
+            f"HTTP bound to {host or 'every address'} answers only the Host names "
+            + ", ".join(http_allowed_hosts(config, host))
+            + ": list the names clients use in [server] allowed_hosts"
+        )
+    if _is_wildcard(host) and config.oscp.capacity_providers and not config.oscp.base_url:
+        out.append(
+            f"OSCP: the base URL sent to the DSO names {host or 'no host'}: set [oscp] base_url"
+        )
+    return out
+
+
 def controller_settings(config: GridshareConfig) -> ControllerSettings:
     c = config.controller
     return ControllerSettings(
@@ -312,6 +394,13 @@ class Service:
             return int(self._http_socket.getsockname()[1])
         return self._http_port
 
+    @property
+    def http_url(self) -> str:
+        """``http(s)://host:port`` of the HTTP port (IPv6 in brackets)."""
+        scheme = "https" if self.config.server.http_tls() is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.http_port}"
+
     async def on_event(self, event: DomainEvent) -> None:
         assert self.controller is not None
         await self.controller.on_event(event)
@@ -362,14 +451,21 @@ class Service:
             await self.stop()
             raise
         log.info(
-            "gridshare serving %s: OCPP on %s:%d, HTTP on %s:%d, store %s",
+            "gridshare serving %s: OCPP on %s:%d, HTTP on %s, store %s",
             self.config.site.site.name,
             self.host,
             self.ocpp_port,
-            self.host,
-            self.http_port,
+            self.http_url,
             redact_url(self.db_url),
         )
+        if self.config.api.open_reads_on_loopback:
+            log.warning(
+                "operator API: loopback clients read without a token ([api] open_reads_on_loopback)"
+            )
+        else:
+            log.info("operator API: every read needs a token")
+        for warning in security_warnings(self.config, self.host):
+            log.warning("%s", warning)
 
     # --- OSCP and forecasts ---------------------------------------------------------
 
@@ -420,7 +516,7 @@ class Service:
         groups = [g.oscp_group_id for g in cfg.site.groups if g.oscp_group_id]
         self.oscp = FlexibilityProvider(
             cfg.oscp,
-            our_base_url=f"http://{self.host}:{self.http_port}{FP_PREFIX}",
+            our_base_url=f"{self.http_url}{FP_PREFIX}",
             groups=groups,
             token_store=tokens,
             on_forecast=self._on_forecast,
@@ -578,19 +674,17 @@ class Service:
         self._http_socket = sock
         oscp = self._oscp_router()
         assert self.operator is not None
-        app = create_api(self.operator, self.config.api, metrics=self.metrics)
+        app = create_api(
+            self.operator,
+            self.config.api,
+            metrics=self.metrics,
+            allowed_hosts=http_allowed_hosts(self.config, self.host),
+            trusted_proxies=self.config.server.trusted_proxies,
+        )
         if oscp is not None:
             router, prefix = oscp
             app.include_router(router, prefix=prefix)
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-            log_config=None,  # uvicorn's records go to the app's root handler (gridshare.logs)
-        )
-        self._http = _Uvicorn(config)
+        self._http = _Uvicorn(http_server_config(app, self.config))
         self._http_task = asyncio.get_running_loop().create_task(self._http.serve([sock]))
         for _ in range(500):
             if self._http.started or self._http_task.done():

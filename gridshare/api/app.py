@@ -3,7 +3,9 @@
     app = create_api(backend, config.api, metrics=recorder)
     uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=8080))
 
-Routes (reads need a read token unless open on loopback; writes a write token):
+Routes (reads need a read token unless open on loopback; writes a write token;
+every answer carries the `gridshare.api.security` headers, and a request for
+another Host than ``allowed_hosts`` gets 400):
 
     GET    /api/status                      site, counts, plan status, DSO
     GET    /api/groups                      capacity tree with limits and loads now
@@ -21,11 +23,13 @@ Routes (reads need a read token unless open on loopback; writes a write token):
                                             (``limit``/``offset`` points, ``X-Total-Count``)
     GET    /api/events                      audit log, paged (``before`` cursor)
     GET    /api/live                        server-sent events: `Snapshot` per change
-    GET    /api/openapi.json, /api/docs     the schema
+    GET    /api/openapi.json                the schema (no docs page: it would load
+                                            code from elsewhere next to the tokens)
     GET    /metrics                         Prometheus text format
     GET    /                                the dashboard (static files under /static)
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -63,6 +68,7 @@ from gridshare.api.schemas import (
     StationOut,
     StatusOut,
 )
+from gridshare.api.security import LOCAL_HOSTS, HostCheck, SecurityHeaders
 from gridshare.config import ApiConfig
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -85,6 +91,30 @@ READ_ERRORS = _errors(401)
 WRITE_ERRORS = _errors(400, 401, 403, 404)
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with what JSON cannot carry (NaN, infinity, bytes, objects) as text."""
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's 422 detail (type, loc, msg, input, ctx), made safe to serialise:
+    the offending input may be NaN or infinity, which JSON cannot carry."""
+    keep = ("type", "loc", "msg", "input", "ctx")
+    return [{k: _json_safe(e[k]) for k in keep if k in e} for e in exc.errors()]
+
+
 def create_api(
     backend: OperatorBackend,
     config: ApiConfig,
@@ -92,14 +122,19 @@ def create_api(
     metrics: MetricsRecorder | None = None,
     live: LiveSettings | None = None,
     routers: Sequence[APIRouter] = (),
+    allowed_hosts: Sequence[str] = LOCAL_HOSTS,
+    trusted_proxies: Sequence[str] = (),
 ) -> FastAPI:
     """The operator app.
 
     ``metrics``: the recorder the service also writes to (a fresh one if None,
     available as ``app.state.metrics``). ``routers``: more routes served by the
     same app (e.g. the OSCP endpoints); they bring their own auth.
+    ``allowed_hosts``: the Host header's names answered. ``trusted_proxies``:
+    the proxies the server believes ``X-Forwarded-For`` from (uvicorn's
+    ``forwarded_allow_ips``); a request still from one of them is not local.
     """
-    auth = TokenAuth(config)
+    auth = TokenAuth(config, trusted_proxies)
     recorder = metrics if metrics is not None else MetricsRecorder()
     live_settings = live or LiveSettings()
 
@@ -127,9 +162,12 @@ def create_api(
             "with the new plan's status."
         ),
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,
         redoc_url=None,
     )
+    # the Host check inside, so that its refusals carry the headers too
+    app.add_middleware(HostCheck, allowed=allowed_hosts)
+    app.add_middleware(SecurityHeaders)
     app.state.metrics = recorder
     app.state.backend = backend
 
@@ -137,6 +175,10 @@ def create_api(
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse({"detail": exc.detail}, exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_errors(exc)}, 422)
 
     api = APIRouter(prefix="/api")
 

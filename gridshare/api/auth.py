@@ -3,10 +3,12 @@
 * Writes need ``Authorization: Bearer <token>`` of a token with role ``write``:
   none or an unknown token → 401, a ``read`` token → 403.
 * Reads need a token of either role, except from a loopback address when
-  ``open_reads_on_loopback`` is set (then a request without a token reads as
-  ``anonymous``; a token that is sent must still be valid). Behind a reverse
-  proxy on the same host every request comes from loopback: turn the option
-  off there.
+  ``[api] open_reads_on_loopback`` is set (off by default; then a request
+  without a token reads as ``anonymous``; a token that is sent must still be
+  valid). The address is the TCP peer's, or the one a trusted proxy
+  (``[server] trusted_proxies``) names in ``X-Forwarded-For``; a request whose
+  address is still a trusted proxy's (the proxy said nothing of its client) is
+  never anonymous.
 
 Tokens are compared in constant time and never logged.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,6 +39,25 @@ class Principal:
 ANONYMOUS = Principal("anonymous", None)
 
 
+def in_networks(host: str | None, networks: Iterable[str]) -> bool:
+    """Whether ``host`` is one of ``networks`` (addresses, CIDR blocks or ``*``)."""
+    if not host:
+        return False
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for n in networks:
+        if n.strip() == "*":
+            return True
+        try:
+            if addr in ipaddress.ip_network(n.strip(), strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 def is_loopback(host: str | None) -> bool:
     if not host:
         return False
@@ -46,11 +68,17 @@ def is_loopback(host: str | None) -> bool:
 
 
 class TokenAuth:
-    def __init__(self, config: ApiConfig) -> None:
+    def __init__(self, config: ApiConfig, trusted_proxies: Sequence[str] = ()) -> None:
         self._tokens = [
             (t.token.get_secret_value().encode(), Principal(t.name, t.role)) for t in config.tokens
         ]
         self.open_reads_on_loopback = config.open_reads_on_loopback
+        self.trusted_proxies = tuple(trusted_proxies)
+
+    def is_local(self, conn: HTTPConnection) -> bool:
+        """A loopback client that is not a proxy speaking for someone else."""
+        client = conn.client.host if conn.client else None
+        return is_loopback(client) and not in_networks(client, self.trusted_proxies)
 
     def identify(self, conn: HTTPConnection) -> Principal | None:
         """The token's principal; None without a token; `AuthError` for a bad one."""
@@ -75,8 +103,7 @@ class TokenAuth:
         principal = self.identify(conn)
         if principal is not None:
             return principal
-        client = conn.client.host if conn.client else None
-        if self.open_reads_on_loopback and is_loopback(client):
+        if self.open_reads_on_loopback and self.is_local(conn):
             return ANONYMOUS
         raise AuthError("a bearer token is required")
 

@@ -19,6 +19,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -29,8 +30,12 @@ from ocpp_adapter.events import CommandOutcome
 from optimizer.plan import Plan, SolverStatus
 from optimizer.site import Line, Site
 
-Amps = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Kilowatts = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Inputs are strict: a JSON number for a number (not ``true`` or ``"5"``), never
+# NaN or infinity (Python's JSON parser reads ``NaN``, ``Infinity`` and ``1e400``).
+Amps = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+Kilowatts = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+ConnectorNo = Annotated[int, Field(ge=1, le=1000, strict=True)]
+Flag = Annotated[bool, Field(strict=True)]
 
 
 def _plausible(t: datetime) -> datetime:
@@ -43,8 +48,15 @@ def _plausible(t: datetime) -> datetime:
     return utc
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_plausible)]
-"""An input time: with an offset, normalised to UTC, within a plausible range."""
+def _iso_text(v: object) -> object:
+    # lax datetimes would take a number as a Unix time
+    if not isinstance(v, (str, datetime)):
+        raise ValueError("a time must be an ISO 8601 string with an offset")
+    return v
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_plausible)]
+"""An input time: ISO 8601 with an offset, normalised to UTC, within a plausible range."""
 
 PerLine = dict[Line, float]
 """Line → current in A (only the lines that carry something)."""
@@ -426,11 +438,11 @@ class SessionPatch(_In):
         json_schema_extra=_one_of_given("priority", "departure", "energy_need_kwh")
     )
 
-    priority: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] | None = None
+    priority: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False, strict=True)] | None = None
     departure: Instant | None = None
-    energy_need_kwh: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)] | None = Field(
-        default=None, validate_default=True
-    )
+    energy_need_kwh: (
+        Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False, strict=True)] | None
+    ) = Field(default=None, validate_default=True)
 
     @field_validator("energy_need_kwh")
     @classmethod
@@ -452,7 +464,7 @@ class CapacityAdjustRequest(_In):
     AdjustGroupCapacityForecast). Nothing changes at the site until the DSO
     answers with a new forecast."""
 
-    capacity: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)] = Field(
+    capacity: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False, strict=True)] = Field(
         description="A per line, or W / kW in total."
     )
     unit: CapacityUnit
@@ -503,18 +515,18 @@ class SessionResult(WriteResult):
 
 class RemoteStart(_In):
     command: Literal["remote_start"]
-    connector: Annotated[int, Field(ge=1, le=1000)]
-    id_tag: Annotated[str, Field(min_length=1, max_length=36)]
+    connector: ConnectorNo
+    id_tag: Annotated[str, Field(min_length=1, max_length=36, strict=True)]
 
 
 class RemoteStop(_In):
     command: Literal["remote_stop"]
-    connector: Annotated[int, Field(ge=1, le=1000)]
+    connector: ConnectorNo
 
 
 class TriggerMeterValues(_In):
     command: Literal["trigger_meter_values"]
-    connector: Annotated[int, Field(ge=1, le=1000)] | None = None
+    connector: ConnectorNo | None = None
 
 
 class ResetKind(StrEnum):
@@ -529,10 +541,10 @@ class Reset(_In):
 
 class Availability(_In):
     command: Literal["availability"]
-    connector: Annotated[int, Field(ge=0, le=1000)] = Field(
+    connector: Annotated[int, Field(ge=0, le=1000, strict=True)] = Field(
         default=0, description="0: the whole station."
     )
-    operative: bool
+    operative: Flag
 
 
 StationCommand = Annotated[

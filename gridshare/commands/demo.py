@@ -389,7 +389,9 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
         update={"http_port": 0, "ocpp_port": 0, "meter_interval_s": METER_INTERVAL_S}
     )
     controller = config.controller.model_copy(update={"replan_interval_s": max(0.5, 60.0 / speed)})
-    cfg = config.model_copy(update={"server": server, "controller": controller})
+    # the dashboard on this machine reads without a token, as the demo always did
+    api = config.api.model_copy(update={"open_reads_on_loopback": True})
+    cfg = config.model_copy(update={"server": server, "controller": controller, "api": api})
     dso_lines: list[str] = []
     cfg, dso = await start_dso(cfg, clock, dso_lines.append)
     service = Service(
@@ -404,7 +406,7 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
         await service.start()
         if dso is not None:
             # the DSO announces the evening cut ahead of time, over OSCP
-            dso.fp_url = f"http://{cfg.server.host}:{service.http_port}/oscp/fp/2.0"
+            dso.fp_url = f"{service.http_url}/oscp/fp/2.0"
             await send_cut(dso, cfg.site.root.oscp_group_id or cfg.site.root.id, cut, site)
         url = f"ws://{cfg.server.host}:{service.ocpp_port}/ocpp"
         fleet = StationFleet(url, station_specs(site), clock=clock, speed=speed)
@@ -418,7 +420,7 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
             await dso.stop()
         raise
     console.print(
-        f"dashboard http://{cfg.server.host}:{service.http_port}/ · "
+        f"dashboard {service.http_url}/ · "
         f"OCPP ws://{cfg.server.host}:{service.ocpp_port}/ocpp · {len(fleet.stations)} stations"
     )
     cars = Cars(fleet, make_cars(site, sim0, span, args.seed))

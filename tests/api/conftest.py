@@ -71,7 +71,7 @@ def app(fake: FakeSite, metrics: MetricsRecorder) -> FastAPI:
 
 def client_for(app: FastAPI, host: str = "127.0.0.1") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=(host, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://gridshare.test")
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
 
 
 @pytest.fixture

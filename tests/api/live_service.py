@@ -37,7 +37,8 @@ def depot_config(tmp_path: Path) -> GridshareConfig:
             "tokens": [
                 {"name": "viewer", "token": READ_TOKEN, "role": "read"},
                 {"name": "alice", "token": WRITE_TOKEN, "role": "write"},
-            ]
+            ],
+            "open_reads_on_loopback": True,  # as the demo: the page reads without a token
         },
     }
     return parse_config(data, "depot.toml", tmp_path / "depot.toml", environ={})
@@ -93,7 +94,7 @@ class LiveService(LoopThread):
     @property
     def url(self) -> str:
         assert self.service is not None
-        return f"http://127.0.0.1:{self.service.http_port}"
+        return self.service.http_url
 
     def now(self) -> datetime:
         return self.sim[0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +51,12 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 15.0) 
 
 @pytest.fixture
 def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    yield from chromium(tmp_path, monkeypatch)
+
+
+def chromium(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *flags: str
+) -> Generator[Any, None, None]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -58,6 +64,7 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
+        *flags,
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -220,3 +227,52 @@ def capacity_now(url: str) -> float | None:
     future = [p for p in timeline["points"] if p["planned_a"] is not None]
     value: float | None = future[0]["capacity_a"]
     return value
+
+
+def spki_sha256(cert: Path) -> str:
+    """The base64 SHA-256 of a certificate's public key, as Chromium names a key it trusts."""
+    import base64
+    import hashlib
+    import subprocess
+
+    der = subprocess.run(
+        ["openssl", "x509", "-in", str(cert), "-noout", "-pubkey"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    spki = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-outform", "DER"], input=der, check=True, capture_output=True
+    ).stdout
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def test_dashboard_over_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page, its files and the live stream over HTTPS with the site's own certificate
+    (Chromium trusts that one key), under the security headers' CSP."""
+    from selenium.webdriver.common.by import By
+
+    from tests.certs import server_certificate
+
+    cert, key = server_certificate(tmp_path)
+    cfg = depot_config(tmp_path)
+    cfg = cfg.model_copy(
+        update={
+            "server": cfg.server.model_copy(update={"http_tls_cert": cert, "http_tls_key": key})
+        }
+    )
+    trust = f"--ignore-certificate-errors-spki-list={spki_sha256(cert)}"
+    driver_gen = chromium(tmp_path, monkeypatch, trust)
+    driver = next(driver_gen)
+    try:
+        with LiveService(cfg, depot_cars, db=str(tmp_path / "tls.db"), warmup_s=60) as live:
+            assert live.url.startswith("https://127.0.0.1:")
+            driver.get(live.url + "/")
+            wait_for(
+                "the live stream", lambda: driver.find_element(By.ID, "live-state").text == "live"
+            )
+            wait_for("the station table", lambda: table_limits(driver) or None)
+            assert driver.execute_script("return location.protocol") == "https:"
+            severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            assert severe == [], json.dumps(severe, indent=1)
+    finally:
+        driver_gen.close()

@@ -22,7 +22,7 @@ from gridshare.api import create_api
 from tests.api.conftest import WRITE, api_config
 from tests.api.fake_backend import FakeSite
 
-app = create_api(FakeSite(), api_config())
+app = create_api(FakeSite(), api_config(), allowed_hosts=["testserver"])  # its ASGI client's
 schema = schemathesis.openapi.from_asgi("/api/openapi.json", app).exclude(path="/api/live")
 
 CHECKS = [

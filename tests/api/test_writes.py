@@ -326,3 +326,96 @@ async def test_command_validation(
     assert r.status_code == 422
     if field is not None:
         assert any(e["loc"][-1] == field for e in r.json()["detail"]), r.text
+
+
+# JSON as Python reads it: NaN, Infinity and 1e400 (an infinity) are numbers to it.
+NOT_FINITE = ["NaN", "Infinity", "-Infinity", "1e400"]
+WRONG_TYPE = ["true", "false", '"5"']
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "template", "field"),
+    [
+        ("PUT", "/api/groups/panel-a/limit", '{"limit_a": %s}', "limit_a"),
+        ("PUT", "/api/groups/panel-a/limit", '{"limit_kw": %s}', "limit_kw"),
+        ("PATCH", "/api/sessions/T1", '{"priority": %s}', "priority"),
+        ("PATCH", "/api/sessions/T1", '{"energy_need_kwh": %s}', "energy_need_kwh"),
+        (
+            "POST",
+            "/api/groups/grid/adjust",
+            '{"capacity": %s, "unit": "A", "end": "2026-03-02T20:00:00Z"}',
+            "capacity",
+        ),
+        (
+            "POST",
+            "/api/stations/CP01/commands",
+            '{"command": "remote_stop", "connector": %s}',
+            "connector",
+        ),
+    ],
+)
+@pytest.mark.parametrize("value", NOT_FINITE + WRONG_TYPE)
+async def test_numbers_are_finite_json_numbers(
+    client: httpx.AsyncClient,
+    fake: FakeSite,
+    method: str,
+    path: str,
+    template: str,
+    field: str,
+    value: str,
+) -> None:
+    r = await client.request(
+        method,
+        path,
+        content=(template % value).encode(),
+        headers={**WRITE, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    errors = r.json()["detail"]
+    assert [e["loc"][-1] for e in errors] == [field]
+    if field == "connector":
+        assert errors[0]["msg"] == "Input should be a valid integer"
+    elif value in NOT_FINITE:
+        assert errors[0]["msg"] == "Input should be a finite number"
+    else:
+        assert errors[0]["msg"] == "Input should be a valid number"
+    assert fake.plan_count == 1 and fake.audit == []
+
+
+async def test_a_not_finite_input_is_named_in_the_error(client: httpx.AsyncClient) -> None:
+    r = await client.put(
+        "/api/groups/panel-a/limit",
+        content=b'{"limit_a": NaN, "limit_kw": -Infinity, "colour": [Infinity]}',
+        headers={**WRITE, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    inputs = {e["loc"][-1]: e["input"] for e in r.json()["detail"]}
+    assert inputs == {"limit_a": "NaN", "limit_kw": "-Infinity", "colour": ["Infinity"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"command": "availability", "operative": 1}, "operative"),
+        ({"command": "availability", "operative": "yes"}, "operative"),
+        ({"command": "availability", "connector": True, "operative": True}, "connector"),
+        ({"command": "remote_stop", "connector": 1.0}, "connector"),
+        ({"command": "remote_start", "connector": 1, "id_tag": 7}, "id_tag"),
+    ],
+)
+async def test_command_fields_are_strict(
+    client: httpx.AsyncClient, fake: FakeSite, body: dict[str, Any], field: str
+) -> None:
+    r = await command(client, "CP01", body)
+    assert r.status_code == 422, r.text
+    assert [e["loc"][-1] for e in r.json()["detail"]] == [field]
+    assert fake.audit == []
+
+
+@pytest.mark.parametrize("end", [1900000000, 1.9e9, True])
+async def test_times_are_iso_strings(client: httpx.AsyncClient, end: object) -> None:
+    r = await client.put(
+        "/api/groups/panel-a/limit", json={"limit_a": 10, "end": end}, headers=WRITE
+    )
+    assert r.status_code == 422, r.text
+    assert [e["loc"][-1] for e in r.json()["detail"]] == ["end"]

@@ -64,6 +64,9 @@ meter_interval_s = 1
 [controller]
 coalesce_s = 0.02
 
+[api]
+open_reads_on_loopback = true
+
 [[groups]]
 id = "grid"
 limit_a = 48

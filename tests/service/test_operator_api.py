@@ -60,6 +60,7 @@ def site_config(tmp_path: Path) -> GridshareConfig:
                 {"name": "viewer", "token": READ_TOKEN, "role": "read"},
                 {"name": "alice", "token": WRITE_TOKEN, "role": "write"},
             ],
+            "open_reads_on_loopback": True,  # reads without a token below
         },
     }
     return parse_config(data, "op.toml", tmp_path / "op.toml", environ={})

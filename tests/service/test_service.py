@@ -34,6 +34,7 @@ def config(tmp_path: Path, **server: object) -> GridshareConfig:
         ],
         "server": {"host": "127.0.0.1", "ocpp_port": 0, "http_port": 0, **server},
         "controller": {"coalesce_s": 0.005},
+        "api": {"open_reads_on_loopback": True},  # reads without a token below
     }
     return parse_config(data, "svc.toml", tmp_path / "svc.toml", environ={})
 
@@ -156,6 +157,7 @@ async def test_a_dso_forecast_over_oscp_lowers_the_limits_in_force(tmp_path: Pat
         ],
         "server": {"host": "127.0.0.1", "ocpp_port": 0, "http_port": 0},
         "controller": {"coalesce_s": 0.005, "reserve_for_arrivals": False},
+        "api": {"open_reads_on_loopback": True},
         "oscp": {
             "capacity_providers": [
                 {
