@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from ocpp_adapter.datetimes import parse_datetime
 from ocpp_adapter.events import MeterReading
 
 log = logging.getLogger(__name__)
@@ -34,15 +35,17 @@ SOC = "SoC"
 
 
 def parse_timestamp(value: object, default: datetime) -> datetime:
-    """ISO 8601 → aware UTC datetime; naive means UTC; unreadable → ``default``."""
-    if not isinstance(value, str):
+    """RFC 3339 → aware UTC datetime; naive means UTC; absent → ``default``.
+
+    Inbound payloads have had their dateTime fields checked by then
+    (`ocpp_adapter.rpc`); ``default`` covers the optional ones left out.
+    """
+    at = parse_datetime(value, zone_required=False)
+    if at is None:
+        if value is not None:
+            log.warning("unreadable timestamp %r", value)
         return default
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        log.warning("unreadable timestamp %r", value)
-        return default
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return at
 
 
 def _number(raw: object) -> float | None:

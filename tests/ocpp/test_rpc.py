@@ -178,7 +178,7 @@ def test_jsonschema_fallback_classifies_alike(action: str, payload: dict[str, ob
     from ocpp_adapter import rpc
 
     fast = schema_fault(V16, action, payload)
-    slow = rpc._compile_jsonschema(rpc._lenient(rpc.load_schema(V16, action, False)))
+    slow = rpc._compile_jsonschema(rpc._lenient(rpc.load_schema(V16, action, False)), V16)
     with pytest.raises(rpc._Invalid) as err:
         slow(payload)
     assert rpc._KEYWORD_FAULT.get(err.value.keyword, Fault.PROPERTY) is fast
