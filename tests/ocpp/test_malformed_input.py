@@ -221,3 +221,98 @@ def test_v16_zoneless_time_is_read_as_utc() -> None:
 )
 def test_rfc3339_reading(text: str, expected: datetime | None) -> None:
     assert parse_datetime(text, zone_required=True) == expected
+
+
+# --- impossible meter values --------------------------------------------------------------
+
+
+def _mv_16(*sampled: dict[str, Any]) -> dict[str, Any]:
+    return {"connectorId": 1, "meterValue": [{"timestamp": TS, "sampledValue": list(sampled)}]}
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        {"value": "NaN", "measurand": "Current.Import", "phase": "L1"},
+        {"value": "inf", "measurand": "Current.Import"},
+        {"value": "-5", "measurand": "Current.Import", "phase": "L2"},
+        {"value": "16 A", "measurand": "Current.Import"},
+        {"value": "-100"},  # the default measurand: Energy.Active.Import.Register
+        {"value": "-0.1", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
+        {"value": "-Infinity", "measurand": "Power.Active.Import"},
+    ],
+)
+def test_v16_impossible_meter_value_refuses_the_message(sample: dict[str, Any]) -> None:
+    s = session(V16)
+    ok = {"value": "7", "measurand": "Current.Import", "phase": "L3"}
+    frame = json.dumps([2, "v", "MeterValues", _mv_16(ok, sample)])
+    assert refused(s, frame)[:3] == [4, "v", "PropertyConstraintViolation"]
+
+
+def test_values_we_do_not_read_as_numbers_are_left_alone() -> None:
+    out = session(V16).receive(
+        json.dumps(
+            [
+                2,
+                "w",
+                "MeterValues",
+                _mv_16(
+                    {"value": "0A1B", "format": "SignedData"},
+                    {"value": "n/a", "measurand": "Voltage"},
+                    {"value": "-2", "measurand": "Power.Active.Import"},  # a meter's noise
+                ),
+            ]
+        )
+    )
+    assert isinstance(out, Handled), out
+
+
+def test_v16_negative_meter_stop_changes_nothing() -> None:
+    s = session(V16)
+    start = {"connectorId": 1, "idTag": "T", "meterStart": 100, "timestamp": TS}
+    started = s.receive(json.dumps([2, "a", "StartTransaction", start]))
+    assert isinstance(started, Handled) and started.commit is not None
+    started.commit()
+    tx = json.loads(started.reply)[2]["transactionId"]
+    stop = {"transactionId": tx, "meterStop": -1, "timestamp": TS}
+    assert refused(s, json.dumps([2, "b", "StopTransaction", stop]))[2] == (
+        "PropertyConstraintViolation"
+    )
+    assert s.state.tx_connector == {str(tx): 1}
+    bad_start = {**start, "meterStart": -5, "idTag": "U"}
+    assert refused(s, json.dumps([2, "c", "StartTransaction", bad_start]))[2] == (
+        "PropertyConstraintViolation"
+    )
+
+
+def test_v201_negative_current_in_a_transaction_event_changes_nothing() -> None:
+    s = session(V201)
+    event = {
+        "eventType": "Started",
+        "timestamp": TS,
+        "triggerReason": "CablePluggedIn",
+        "seqNo": 0,
+        "transactionInfo": {"transactionId": "A"},
+        "evse": {"id": 1},
+        "meterValue": [
+            {
+                "timestamp": TS,
+                "sampledValue": [
+                    {"value": 1000, "measurand": "Energy.Active.Import.Register"},
+                    {"value": -3, "measurand": "Current.Import", "phase": "L1"},
+                ],
+            }
+        ],
+    }
+    frame = json.dumps([2, "e", "TransactionEvent", event])
+    assert refused(s, frame)[:3] == [4, "e", "PropertyConstraintViolation"]
+    assert s.state.tx_connector == {}
+    # the register baseline was not moved by the refused message
+    event["meterValue"][0]["sampledValue"] = [  # type: ignore[index]
+        {"value": 500, "measurand": "Energy.Active.Import.Register"}
+    ]
+    mv = {"evseId": 1, "meterValue": event["meterValue"]}
+    out = s.receive(json.dumps([2, "g", "MeterValues", mv]))
+    assert isinstance(out, Handled)
+    [reading] = out.events
+    assert isinstance(reading, MeterReading) and reading.energy_wh == 500
