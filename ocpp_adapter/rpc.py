@@ -361,7 +361,11 @@ def _compile_jsonschema(schema: dict[str, Any], version: OcppVersion) -> Validat
 
 @cache
 def _validator(version: OcppVersion, action: str, response: bool) -> Validator:
-    return _compile(_lenient(load_schema(version, action, response)), version)
+    # Imported here: the table names versions, so it imports this module.
+    from ocpp_adapter.schema_relaxations import relax
+
+    schema = relax(version, action, response, load_schema(version, action, response))
+    return _compile(_lenient(schema), version)
 
 
 def _check(

@@ -107,7 +107,7 @@ STATUS_16 = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
         (V16, "StatusNotification", {**STATUS_16, "status": "Sleeping"}, Fault.PROPERTY),
         (V16, "StatusNotification", {**STATUS_16, "info": "x" * 51}, Fault.PROPERTY),
         (V16, "StatusNotification", {**STATUS_16, "colour": "red"}, Fault.FORMAT),
-        (V16, "MeterValues", {"connectorId": 1, "meterValue": []}, Fault.OCCURRENCE),
+        (V16, "MeterValues", {"connectorId": 1}, Fault.OCCURRENCE),
         (V16, "NoSuchThing", {}, Fault.NOT_IMPLEMENTED),
         (V201, "NoSuchThing", {}, Fault.NOT_IMPLEMENTED),
         (V201, "Heartbeat", {"x": 1}, Fault.FORMAT),
