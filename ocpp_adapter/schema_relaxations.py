@@ -18,10 +18,15 @@ What was compared, OCPP 1.6 (the only version with differences found):
   are: ``MeterValues`` also takes the unit ``Hertz`` and ``StopTransaction``
   also takes ``Celsius`` (the official file has only the misspelt
   ``Celcius``);
-- the 22 files of the security extension (``urn:OCPP:Cp:1.6:2020:3:*``) were
-  not compared: no official copy was at hand. Their one array minimum
-  (``GetInstalledCertificateIdsResponse.certificateHashData``) is only in a
-  reply to a request we never send.
+- of the 22 files of the security extension (``urn:OCPP:Cp:1.6:2020:3:*``),
+  those a station sends unasked (SecurityEventNotification, SignCertificate,
+  SignedFirmwareStatusNotification) and GetInstalledCertificateIds.conf were
+  compared against a field-by-field summary of the official files, not the
+  files themselves: identical. The rest (replies to requests we never send,
+  LogStatusNotification) were not compared.
+
+A second summary of the official core files agrees that MeterValues has no
+minItems.
 
 OCPP 2.0.1's bundled schemas are the official files (``urn:OCPP:Cp:2:2020:3``)
 and are used as they are.
