@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ocpp_adapter.datetimes import parse_datetime
 from ocpp_adapter.events import ConnectorStatusChanged, MeterReading
@@ -63,6 +65,28 @@ def test_nesting_up_to_the_cap_is_parsed() -> None:
     with pytest.raises(RpcError) as err:
         parse_frame(f'[2,"a","DataTransfer",{{"vendorId":"v","data":[{inner}]}}]')
     assert err.value.fault is Fault.FORMAT
+
+
+@settings(deadline=None)
+@given(
+    st.integers(min_value=MAX_DEPTH - 6, max_value=MAX_DEPTH + 4),
+    st.lists(st.sampled_from(["[", "]", "{", "}", '"', "\\", "x", "é", "\n"]), max_size=12),
+    st.booleans(),
+)
+def test_depth_is_counted_outside_strings_only(depth: int, noise: list[str], objects: bool) -> None:
+    # a ladder of `depth` containers whose every level also holds a string of brackets
+    value: Any = "".join(noise)
+    for _ in range(depth):
+        value = {"k": value, "s": "".join(noise)} if objects else ["".join(noise), value]
+    text = json.dumps(
+        [2, "d", "DataTransfer", {"vendorId": "v", "data": value}], ensure_ascii=False
+    )
+    if depth + 2 > MAX_DEPTH:
+        with pytest.raises(RpcError) as err:
+            parse_frame(text)
+        assert (err.value.fault, err.value.unique_id) == (Fault.FORMAT, "d")
+    else:
+        assert parse_frame(text).unique_id == "d"
 
 
 async def test_deep_frame_over_the_wire_keeps_the_connection() -> None:
