@@ -340,3 +340,14 @@ def test_v201_negative_current_in_a_transaction_event_changes_nothing() -> None:
     assert isinstance(out, Handled)
     [reading] = out.events
     assert isinstance(reading, MeterReading) and reading.energy_wh == 500
+
+
+async def test_zoneless_time_over_the_wire_v201_changes_nothing() -> None:
+    async with running() as (cs, rec), station(cs, "CP1", V201) as st:
+        await st.boot()
+        status = DATE_FIELDS_201[0][1](ZONELESS)
+        await st.send_raw(json.dumps([2, "z", "StatusNotification", status]))
+        error = await asyncio.wait_for(st.raw.get(), 2)
+        assert error[:3] == [4, "z", "FormatViolation"]
+        await st.call("Heartbeat", {})
+        assert rec.of(ConnectorStatusChanged) == []
