@@ -155,6 +155,8 @@ class ChargingLimitSpec:
     periods: tuple[LimitPeriod, ...]
     transaction_id: str | None = None
     stack_level: int = 0
+    """The profile's stack level, except that a connector's own TxDefault is sent
+    one above it, never at the station-wide one's (`ocpp_adapter.profiles.stack_level`)."""
     voltage_v: float = 230.0
     """Used when the station takes W: W = A × voltage × phases."""
 

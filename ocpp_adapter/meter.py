@@ -2,10 +2,12 @@
 
 Lenient about form, exact about numbers: values may be strings ("16.0") or
 numbers, units W/kW/Wh/kWh (2.0.1 also a power-of-ten ``multiplier``), phases
-"L1" or "L1-N"; a value that is not a finite number is skipped and logged,
-never read as 0. Energy registers only grow: a reading whose register is below
-the last one of the connector loses its ``energy_wh`` (logged); the rest of the
-reading is kept.
+"L1" or "L1-N". `check_readings` runs before a message is handled: a value we
+read that is not a finite number, or a current or energy register below zero,
+refuses the whole message (`BadReading`), so nothing of it is stored. `parse`
+still skips and logs such a value rather than read it as 0. Energy registers
+only grow: a reading whose register is below the last one of the connector
+loses its ``energy_wh`` (logged); the rest of the reading is kept.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from ocpp_adapter.datetimes import parse_datetime
 from ocpp_adapter.events import MeterReading
 
 log = logging.getLogger(__name__)
@@ -34,15 +37,59 @@ SOC = "SoC"
 
 
 def parse_timestamp(value: object, default: datetime) -> datetime:
-    """ISO 8601 → aware UTC datetime; naive means UTC; unreadable → ``default``."""
-    if not isinstance(value, str):
+    """RFC 3339 → aware UTC datetime; naive means UTC; absent → ``default``.
+
+    Inbound payloads have had their dateTime fields checked by then
+    (`ocpp_adapter.rpc`); ``default`` covers the optional ones left out.
+    """
+    at = parse_datetime(value, zone_required=False)
+    if at is None:
+        if value is not None:
+            log.warning("unreadable timestamp %r", value)
         return default
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        log.warning("unreadable timestamp %r", value)
-        return default
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return at
+
+
+class BadReading(ValueError):
+    """A meter value no meter can give; the message carrying it is refused."""
+
+
+# Measurands whose values we read, and those of them that cannot be negative
+# (an import current or register; export has measurands of its own).
+_READ = frozenset({CURRENT, CURRENT_OFFERED, POWER, ENERGY, SOC})
+_NOT_NEGATIVE = frozenset({CURRENT, CURRENT_OFFERED, ENERGY})
+
+
+def check_readings(payload: dict[str, Any]) -> None:
+    """Raise `BadReading` for an impossible value anywhere in an inbound payload.
+
+    Looks at 1.6 ``meterStart``/``meterStop`` (Wh registers), 1.6
+    ``meterValue``/``transactionData`` and 2.0.1 ``meterValue``. Signed values
+    (1.6 ``format: SignedData``) are not numbers and are left alone, as are
+    measurands we do not read.
+    """
+    for key in ("meterStart", "meterStop"):
+        register = payload.get(key)
+        if isinstance(register, int | float) and register < 0:
+            raise BadReading(f"{key} {register!r} is below zero")
+    for key in ("meterValue", "transactionData"):
+        meter_values = payload.get(key)
+        for mv in meter_values if isinstance(meter_values, list) else ():
+            for sv in mv.get("sampledValue") or () if isinstance(mv, dict) else ():
+                if isinstance(sv, dict):
+                    _check_sample(sv)
+
+
+def _check_sample(sv: dict[str, Any]) -> None:
+    measurand = sv.get("measurand", ENERGY)
+    if measurand not in _READ or sv.get("format") == "SignedData":
+        return
+    raw = sv.get("value")
+    value = _number(raw)
+    if value is None:
+        raise BadReading(f"{measurand} value {raw!r} is not a finite number")
+    if value < 0 and measurand in _NOT_NEGATIVE:
+        raise BadReading(f"{measurand} value {raw!r} is below zero")
 
 
 def _number(raw: object) -> float | None:

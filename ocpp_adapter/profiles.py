@@ -12,7 +12,15 @@ What the station gets:
 - limits in A (per line), or in W = A × voltage × phases when the station only
   takes W, rounded *down* to one decimal as the 1.6 schema demands;
 - a profile id fixed per (connector, purpose), so a new profile replaces the
-  one it follows at the station.
+  one it follows at the station;
+- a stack level fixed per (connector, purpose) (`stack_level`): a connector's
+  own TxDefaultProfile goes one level above the station-wide one (connector 0).
+  Two TxDefaultProfiles on EVSE 0 and an EVSE at the same level are refused by
+  a 2.0.1 station (K01.FR.52/53, DuplicateTxDefaultProfileFound) and may be
+  read by a 1.6 station as one replacing the other; one level apart, the
+  highest-level-wins rule of both versions makes the connector's own limit the
+  one in force on its connector and the station-wide one on the others, which
+  is what the fallback policy intends.
 
 ChargingStationExternalConstraints is never produced (K01.FR.22).
 """
@@ -52,6 +60,14 @@ def profile_id(connector: int, purpose: LimitPurpose) -> int:
     return _PURPOSE_BASE[purpose] + connector
 
 
+def stack_level(spec: ChargingLimitSpec) -> int:
+    """The stack level sent: ``spec.stack_level``, one higher for a connector's own
+    TxDefaultProfile (see module doc)."""
+    if spec.purpose is LimitPurpose.TX_DEFAULT and spec.connector > 0:
+        return spec.stack_level + 1
+    return spec.stack_level
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A spec resolved for one station at one time: what goes on the wire."""
@@ -80,8 +96,8 @@ def resolve(
     if not spec.periods:
         raise ProfileError("a charging limit needs at least one period")
     top = caps.max_stack_level if caps is not None else None
-    if top is not None and spec.stack_level > top:
-        raise ProfileError(f"stack level {spec.stack_level} above the station's {top}")
+    if top is not None and stack_level(spec) > top:
+        raise ProfileError(f"stack level {stack_level(spec)} above the station's {top}")
     periods = sorted(spec.periods, key=lambda p: p.start_offset_s)
     start = spec.start if spec.start.tzinfo else spec.start.replace(tzinfo=UTC)
     # Whole seconds: startSchedule goes on the wire without fractions.
@@ -147,7 +163,7 @@ def charging_profile_16(
     _check_target(spec, in_remote_start)
     profile: dict[str, Any] = {
         "chargingProfileId": profile_id(spec.connector, spec.purpose),
-        "stackLevel": spec.stack_level,
+        "stackLevel": stack_level(spec),
         "chargingProfilePurpose": PURPOSE_16[spec.purpose],
         "chargingProfileKind": "Absolute",
         "chargingSchedule": {
@@ -180,7 +196,7 @@ def charging_profile_201(
     pid = profile_id(spec.connector, spec.purpose)
     profile: dict[str, Any] = {
         "id": pid,
-        "stackLevel": spec.stack_level,
+        "stackLevel": stack_level(spec),
         "chargingProfilePurpose": PURPOSE_201[spec.purpose],
         "chargingProfileKind": "Absolute",
         "chargingSchedule": [

@@ -10,23 +10,32 @@ Errors::
 The schemas are the ones bundled with the ``ocpp`` package. Validators are
 compiled once per (version, action, direction) and cached. ``fastjsonschema``
 is used when installed (about 20× faster than ``jsonschema`` on MeterValues);
-``jsonschema`` otherwise. Two deliberate leniencies for inbound data: the
-``date-time`` format is not enforced (many stations omit the zone; timestamps
-are parsed leniently where they are used) and ``multipleOf`` is not checked
-(binary floats make ``21.4`` fail it); outbound schedules are rounded to one
-decimal by `ocpp_adapter.profiles` instead.
+``jsonschema`` otherwise. ``date-time`` is checked by the version's own rule
+(`ocpp_adapter.datetimes`: 2.0.1 needs the offset, 1.6 reads a zone-less time as
+UTC); other formats (``uri``) are not. ``multipleOf`` is not checked (binary
+floats make ``21.4`` fail it); outbound schedules are rounded to one decimal by
+`ocpp_adapter.profiles` instead. Where the bundled 1.6 schemas are stricter
+than the official ones, `ocpp_adapter.schema_relaxations` lists and undoes it.
+
+Before a frame is parsed its nesting is bounded (`MAX_DEPTH`), and the JSON
+literals ``NaN``/``Infinity`` (which Python's parser takes, JSON does not) make
+it malformed.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from functools import cache
 from importlib import resources
 from typing import Any
+
+from ocpp_adapter.datetimes import is_datetime_16, is_datetime_201
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +65,8 @@ class Fault(Enum):
     NOT_SUPPORTED = "not_supported"
     """Action known to the version but not accepted by a central system."""
     PROPERTY = "property"
+    DATE_TIME = "date_time"
+    """A dateTime field that holds no time the version accepts."""
     OCCURRENCE = "occurrence"
     TYPE = "type"
     INTERNAL = "internal"
@@ -73,6 +84,11 @@ _CODES_16 = {
     Fault.NOT_IMPLEMENTED: "NotImplemented",
     Fault.NOT_SUPPORTED: "NotSupported",
     Fault.PROPERTY: "PropertyConstraintViolation",
+    # 1.6: "payload is syntactically correct but at least one field contains an
+    # invalid value" is PropertyConstraintViolation; FormationViolation is for
+    # payloads that do not parse or break the PDU's structure, and the type
+    # (a string) is right.
+    Fault.DATE_TIME: "PropertyConstraintViolation",
     Fault.OCCURRENCE: "OccurenceConstraintViolation",  # sic, as the 1.6 spec spells it
     Fault.TYPE: "TypeConstraintViolation",
     Fault.INTERNAL: "InternalError",
@@ -83,6 +99,7 @@ _CODES_16 = {
 _CODES_201 = {
     **_CODES_16,
     Fault.FORMAT: "FormatViolation",
+    Fault.DATE_TIME: "FormatViolation",
     Fault.RPC_FRAMEWORK: "RpcFrameworkError",
     Fault.MESSAGE_TYPE: "MessageTypeNotSupported",
     Fault.OCCURRENCE: "OccurrenceConstraintViolation",
@@ -138,6 +155,45 @@ Message = Call | CallResult | CallError
 
 _MAX_ID_LEN = 36
 
+MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects a frame may have. The deepest OCPP
+message (2.0.1 ReportChargingProfiles) needs 14 levels with the frame's own
+array; the cap leaves room for vendor data and stays far below what would
+exhaust the parser's or the validators' recursion."""
+
+# Escapes first (so no quote is left inside a string), then only brackets and
+# quotes kept, then what lies between quotes dropped: linear, mostly in C.
+_ESCAPE = re.compile(r"\\.", re.DOTALL)
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'[]{}"')
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+# Enough of a frame's head to answer it with its own message id.
+_HEAD = re.compile(r'\s*\[\s*[234]\s*,\s*"([^"\\]{1,36})"')
+
+
+def _nesting(text: str) -> int:
+    """Deepest bracket nesting outside strings (0 when it cannot exceed the cap)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0  # cannot be deeper: skip the scan for the usual frame
+    if "\\" in text:
+        text = _ESCAPE.sub("", text)
+    # UTF-8 keeps every non-ASCII character clear of these ASCII bytes.
+    kept = text.encode("utf-8", "surrogatepass").translate(None, _NOT_STRUCTURE)
+    brackets = b"".join(kept.split(b'"')[0::2])
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+class _NotJsonNumber(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJsonNumber(f"{name} is not a JSON value")
+
+
+def _head_id(text: str) -> str:
+    m = _HEAD.match(text)
+    return m.group(1) if m else UNKNOWN_ID
+
 
 def parse_frame(text: str | bytes) -> Message:
     """One OCPP-J frame → message, or `RpcError` saying what is wrong with it.
@@ -145,9 +201,21 @@ def parse_frame(text: str | bytes) -> Message:
     Payloads are not checked against schemas here: `validate_request` and
     `validate_response` do that once the action is known.
     """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RpcError(Fault.RPC_FRAMEWORK, "frame is not valid JSON") from None
+    if _nesting(text) > MAX_DEPTH:
+        raise RpcError(Fault.FORMAT, f"frame nested deeper than {MAX_DEPTH}", _head_id(text))
     try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+        data = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:  # pragma: no cover - the depth check comes first
+        raise RpcError(Fault.FORMAT, "frame nested too deep", _head_id(text)) from None
+    except _NotJsonNumber as e:
+        # The envelope may be fine: the payload holds a number JSON cannot express.
+        raise RpcError(Fault.FORMAT, str(e), _head_id(text)) from None
+    except ValueError:
         raise RpcError(Fault.RPC_FRAMEWORK, "frame is not valid JSON") from None
     if not isinstance(data, list) or len(data) < 3:
         raise RpcError(Fault.RPC_FRAMEWORK, "frame is not a JSON array of at least 3 elements")
@@ -227,13 +295,14 @@ def load_schema(version: OcppVersion, action: str, response: bool) -> dict[str, 
 
 
 def _lenient(node: Any) -> Any:
-    """The schema without ``multipleOf`` and with ``format`` left unchecked (see module doc)."""
+    """The schema without ``multipleOf`` and formats other than ``date-time`` (module doc)."""
     if isinstance(node, dict):
         # Only keywords: a property may itself be called "format" (1.6 sampledValue).
         return {
             k: _lenient(v)
             for k, v in node.items()
-            if not (k in ("multipleOf", "format") and isinstance(v, str | int | float))
+            if not (k == "multipleOf" and isinstance(v, int | float))
+            and not (k == "format" and isinstance(v, str) and v != "date-time")
         }
     if isinstance(node, list):
         return [_lenient(v) for v in node]
@@ -247,7 +316,10 @@ _KEYWORD_FAULT = {
     "minItems": Fault.OCCURRENCE,
     "maxItems": Fault.OCCURRENCE,
     "additionalProperties": Fault.FORMAT,
+    "format": Fault.DATE_TIME,  # the only format checked
 }
+
+_DATE_TIME = {OcppVersion.V16: is_datetime_16, OcppVersion.V201: is_datetime_201}
 
 
 class _Invalid(Exception):
@@ -259,12 +331,12 @@ class _Invalid(Exception):
 Validator = Callable[[dict[str, Any]], None]
 
 
-def _compile(schema: dict[str, Any]) -> Validator:
+def _compile(schema: dict[str, Any], version: OcppVersion) -> Validator:
     try:
         import fastjsonschema
     except ImportError:  # pragma: no cover - depends on the environment
-        return _compile_jsonschema(schema)
-    check = fastjsonschema.compile(schema)
+        return _compile_jsonschema(schema, version)
+    check = fastjsonschema.compile(schema, formats={"date-time": _DATE_TIME[version]})
 
     def validate(payload: dict[str, Any]) -> None:
         try:
@@ -275,10 +347,12 @@ def _compile(schema: dict[str, Any]) -> Validator:
     return validate
 
 
-def _compile_jsonschema(schema: dict[str, Any]) -> Validator:
+def _compile_jsonschema(schema: dict[str, Any], version: OcppVersion) -> Validator:
     import jsonschema
 
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    formats = jsonschema.FormatChecker(formats=())
+    formats.checks("date-time")(_DATE_TIME[version])
+    validator = jsonschema.validators.validator_for(schema)(schema, format_checker=formats)
 
     def validate(payload: dict[str, Any]) -> None:
         error = jsonschema.exceptions.best_match(validator.iter_errors(payload))
@@ -291,7 +365,11 @@ def _compile_jsonschema(schema: dict[str, Any]) -> Validator:
 
 @cache
 def _validator(version: OcppVersion, action: str, response: bool) -> Validator:
-    return _compile(_lenient(load_schema(version, action, response)))
+    # Imported here: the table names versions, so it imports this module.
+    from ocpp_adapter.schema_relaxations import relax
+
+    schema = relax(version, action, response, load_schema(version, action, response))
+    return _compile(_lenient(schema), version)
 
 
 def _check(

@@ -38,7 +38,13 @@ from ocpp_adapter.events import (
     StationBooted,
     StationCapabilities,
 )
-from ocpp_adapter.meter import MeterParser, energy_register_wh, parse_timestamp
+from ocpp_adapter.meter import (
+    BadReading,
+    MeterParser,
+    check_readings,
+    energy_register_wh,
+    parse_timestamp,
+)
 from ocpp_adapter.rpc import (
     Call,
     CallError,
@@ -227,6 +233,11 @@ class StationSession:
     def _call(self, call: Call) -> Handled | Refused:
         try:
             validate_request(self.version, call)
+            try:
+                check_readings(call.payload)
+            except BadReading as e:
+                # The payload parses and fits its schema; one of its values cannot be.
+                raise RpcError(Fault.PROPERTY, f"{call.action}: {e}", call.unique_id) from None
             handler = self._handlers.get(call.action)
             if handler is None:
                 if call.action in _ACK_ONLY[self.version]:

@@ -8,7 +8,7 @@ GetCompositeSchedule the way OCPP 1.6 §3.13 / 2.0.1 K08 describe:
 * per purpose the valid profile with the highest stackLevel whose schedule
   covers t wins (a finished schedule falls through to the next level);
 * a running transaction's TxProfile, else TxDefaultProfile (connector-specific
-  over connector 0);
+  over connector 0; a 2.0.1 station refuses the two at one level, K01.FR.52/53);
 * then the minimum with the station-wide max profile;
 * W limits become A through voltage × phases in use; no profile → no limit.
 
@@ -218,7 +218,14 @@ class ProfileStore:
 
     profiles: dict[int, Profile] = field(default_factory=dict)
 
-    def install(self, profile: Profile, *, active_tx: str | None, max_connector: int) -> None:
+    def install(
+        self,
+        profile: Profile,
+        *,
+        active_tx: str | None,
+        max_connector: int,
+        v201: bool = False,
+    ) -> None:
         """Add or replace a profile; raise `ProfileError` if the station must reject it."""
         p = profile
         if not 0 <= p.connector <= max_connector:
@@ -234,6 +241,16 @@ class ProfileStore:
                 raise ProfileError(f"transaction {p.transaction_id} is not running")
         if p.kind is Kind.RELATIVE and p.purpose is Purpose.STATION_MAX:
             raise ProfileError("a station max profile cannot be Relative")
+        if v201 and p.purpose is Purpose.TX_DEFAULT:
+            # K01.FR.52/53: EVSE 0 and an EVSE may not share a TxDefault level
+            for old in self.profiles.values():
+                if (
+                    old.purpose is Purpose.TX_DEFAULT
+                    and old.id != p.id
+                    and old.stack_level == p.stack_level
+                    and (old.connector == 0) != (p.connector == 0)
+                ):
+                    raise ProfileError("DuplicateTxDefaultProfileFound")
         for old in list(self.profiles.values()):
             same_slot = (old.connector, old.purpose, old.stack_level) == (
                 p.connector,

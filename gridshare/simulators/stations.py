@@ -778,7 +778,9 @@ class SimStation:
             if profile.purpose is Purpose.TX and c is not None and c.in_tx and c.tx_id is None:
                 profile = _without_tx(profile)
             self.advance()
-            self.store.install(profile, active_tx=active, max_connector=max(self.connectors))
+            self.store.install(
+                profile, active_tx=active, max_connector=max(self.connectors), v201=not self.v16
+            )
         except ProfileError as e:
             return str(e)
         except (ValueError, KeyError) as e:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ocpp_adapter.meter import MeterParser, energy_register_wh, parse_timestamp
@@ -138,6 +138,7 @@ def test_energy_register_helper() -> None:
     assert energy_register_wh([mv({"value": "1", "measurand": "SoC"})]) is None
 
 
+@settings(deadline=None)  # no timed assertion on a shared machine
 @given(st.floats(min_value=0, max_value=1e6, allow_nan=False), st.sampled_from(["", "k"]))
 def test_string_values_exact(value: float, prefix: str) -> None:
     r = one(MeterParser("CP1"), {"value": repr(value), "unit": f"{prefix}Wh"})

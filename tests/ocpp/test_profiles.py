@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ocpp_adapter.events import (
@@ -115,6 +115,7 @@ def test_rounded_down_to_one_decimal() -> None:
     assert resolve(spec(-3), None, NOW).periods[0][1] == 0.0
 
 
+@settings(deadline=None)  # no timed assertion on a shared machine
 @given(st.lists(st.floats(min_value=0, max_value=80), min_size=1, max_size=40))
 def test_never_above_the_plan(limits: list[float]) -> None:
     """At every period start of the spec, the schedule's limit is at most the spec's."""
