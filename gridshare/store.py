@@ -17,6 +17,9 @@ killed; ``sqlite:///path.db?synchronous=FULL`` also survives a power cut.
 The store is used from the event loop's thread only (each call is a short
 transaction); the planner's worker thread never touches it.
 
+The database file and its WAL/SHM files are created readable by the owner only
+(they hold idTags).
+
     StoreError
     └── UnsupportedDatabase   a URL scheme with no backend
 """
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -50,6 +55,8 @@ from ocpp_adapter.events import (
     StationDisconnected,
 )
 from optimizer.plan import Plan
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -231,10 +238,15 @@ class SqliteStore:
         self.path = str(path)
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise StoreError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous}")
+        if self.path != ":memory:":
+            _owner_only(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
+            # SQLite gives the WAL and SHM files the database's mode; older files may not
+            for suffix in ("-wal", "-shm"):
+                _owner_only(self.path + suffix, create=False)
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._tx():
@@ -843,6 +855,22 @@ class SqliteStore:
                 }
             )
         return out
+
+
+def _owner_only(path: str, *, create: bool = True) -> None:
+    """Make ``path`` readable and writable by its owner only (created empty if
+    missing and ``create``), before SQLite writes anything into it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if create:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    if mode & 0o077:
+        try:
+            os.chmod(path, 0o600)
+        except PermissionError:  # not ours: say so, it still opens
+            log.warning("%s is readable by others and not ours to change", path)
 
 
 def open_store(url: str) -> Store:
