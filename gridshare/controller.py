@@ -70,7 +70,7 @@ from gridshare.rollout import (
     raise_fits,
     run_rollout,
 )
-from gridshare.store import Store, StoredSession
+from gridshare.store import Store, StoredSession, station_of
 from ocpp_adapter.events import (
     ChargingLimitSpec,
     CommandOutcome,
@@ -138,10 +138,14 @@ class ControllerSettings:
 @dataclass
 class SessionState:
     transaction_id: str
+    """The station's id of it: unique only per station (OCPP 2.0.1 lets stations choose)."""
     connector_id: str
     id_tag: str | None
     started_at: datetime
     meter_start_wh: float | None
+    session_id: str = ""
+    """Unique in the store: the planner's and the operator's name for it."""
+    station_id: str = ""
     energy_wh: float | None = None
     departure: datetime | None = None
     """Stated by the car (NotifyEVChargingNeeds)."""
@@ -156,6 +160,10 @@ class SessionState:
     power_w: float | None = None
     priority: float = 1.0
     """The operator's weight for this session (1: as any other)."""
+
+    def __post_init__(self) -> None:
+        self.session_id = self.session_id or self.transaction_id
+        self.station_id = self.station_id or station_of(self.connector_id)
 
     @property
     def cap_a(self) -> float | None:
@@ -368,6 +376,8 @@ class Controller:
     def _from_stored(self, s: StoredSession) -> SessionState:
         st = SessionState(
             transaction_id=s.transaction_id,
+            session_id=s.session_id,
+            station_id=s.station_id,
             connector_id=s.connector_id,
             id_tag=s.id_tag,
             started_at=s.started_at,
@@ -502,13 +512,14 @@ class Controller:
 
     def _session_started(self, e: SessionStarted) -> None:
         if e.connector_id not in self.site.connectors:
-            log.warning("session %s on unknown connector %s", e.transaction_id, e.connector_id)
+            log.warning("session %r on unknown connector %r", e.transaction_id, e.connector_id)
             return
+        station = self.site.connectors[e.connector_id].station_id
         old = self.sessions.get(e.connector_id)
-        if old is not None and old.transaction_id == e.transaction_id:
+        if old is not None and (old.station_id, old.transaction_id) == (station, e.transaction_id):
             return  # a repeat (station resent it)
-        stored = self.store.session(e.transaction_id)
-        if stored is not None:
+        stored = self.store.session(e.transaction_id, station)
+        if stored is not None and stored.connector_id == e.connector_id:
             s = self._from_stored(stored)  # estimated there
         else:
             s = SessionState(
@@ -517,6 +528,7 @@ class Controller:
                 e.id_tag,
                 e.at,
                 e.meter_start_wh,
+                station_id=station,
                 energy_wh=e.meter_start_wh,
                 rate=self._rate_learner(e.connector_id),
             )
@@ -527,12 +539,17 @@ class Controller:
         self.request_replan("session started")
 
     def _session_ended(self, e: SessionEnded) -> None:
+        station = e.station_id or (station_of(e.connector_id) if e.connector_id else None)
+
+        def ends(s: SessionState) -> bool:
+            return s.transaction_id == e.transaction_id and station in (None, s.station_id)
+
         cid = e.connector_id
-        if cid is None or self.sessions.get(cid, None) is None:
-            cid = next(
-                (k for k, s in self.sessions.items() if s.transaction_id == e.transaction_id), None
-            )
-        if cid is None or self.sessions[cid].transaction_id != e.transaction_id:
+        if cid is None or cid not in self.sessions:
+            found = [k for k, s in self.sessions.items() if ends(s)]
+            # without the station, only a transaction id no other session shares
+            cid = found[0] if len(found) == 1 else None
+        if cid is None or not ends(self.sessions[cid]):
             return
         del self.sessions[cid]
         self.book.end_transaction(cid)
@@ -696,7 +713,7 @@ class Controller:
         if energy_need_kwh is not None:
             s.energy_need_wh = (s.delivered_kwh + float(energy_need_kwh)) * 1000.0
         self.store.update_session(
-            s.transaction_id,
+            s.session_id,
             priority=priority,
             departure=departure,
             energy_need_wh=s.energy_need_wh if energy_need_kwh is not None else None,
@@ -704,7 +721,7 @@ class Controller:
         self.store.audit(
             self.clock(),
             "session_changed",
-            s.transaction_id,
+            s.session_id,
             {
                 "priority": priority,
                 "departure": None if departure is None else departure.isoformat(),
@@ -1047,7 +1064,7 @@ class Controller:
                 continue
             demands.append(self._demand(s, now))
             if steady and self.plan is not None and cid in rows:
-                previous[s.transaction_id] = self.plan.now_a(cid)
+                previous[s.session_id] = self.plan.now_a(cid)
         problem = PlanningProblem(
             site, grid, now, tuple(demands), capacity, fixed_load_a=fixed, previous=previous
         )
@@ -1066,7 +1083,7 @@ class Controller:
         caps = [c for c in (s.ev_max_current_a, s.rate.max_current_a) if c is not None]
         arrival = min(s.started_at, now)
         return SessionDemand(
-            session_id=s.transaction_id,
+            session_id=s.session_id,
             connector_id=s.connector_id,
             arrival=arrival,
             departure=max(departure, arrival + timedelta(minutes=1)),
@@ -1235,6 +1252,8 @@ class Controller:
             sessions.append(
                 {
                     "connector_id": cid,
+                    "session_id": s.session_id,
+                    "station_id": s.station_id,
                     "transaction_id": s.transaction_id,
                     "id_tag": s.id_tag,
                     "started_at": s.started_at.isoformat(),
