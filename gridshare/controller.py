@@ -41,6 +41,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -70,7 +71,7 @@ from gridshare.rollout import (
     raise_fits,
     run_rollout,
 )
-from gridshare.store import Store, StoredSession, station_of
+from gridshare.store import SessionConflict, Store, StoredSession, station_of
 from ocpp_adapter.events import (
     ChargingLimitSpec,
     CommandOutcome,
@@ -88,6 +89,7 @@ from ocpp_adapter.events import (
     StationDisconnected,
 )
 from optimizer import HighsPlanner, Plan, PlanningProblem, SessionDemand, solve
+from optimizer.errors import ProblemError
 from optimizer.problem import Capacity, TimeGrid
 from optimizer.site import LINES, Line, Site
 
@@ -180,6 +182,33 @@ class SessionState:
         if self.energy_wh is None or self.meter_start_wh is None:
             return 0.0
         return max(0.0, self.energy_wh - self.meter_start_wh) / 1000.0
+
+
+@dataclass(frozen=True)
+class ConflictReport:
+    """A session left out of planning (``isolated``: its connector counts at the
+    most it may draw) or a session start refused (``refused``), and why."""
+
+    kind: str
+    station_id: str
+    transaction_id: str
+    connector_id: str | None
+    reason: str
+    since: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "station_id": self.station_id,
+            "transaction_id": self.transaction_id,
+            "connector_id": self.connector_id,
+            "reason": self.reason,
+            "since": self.since.isoformat(),
+        }
+
+
+REFUSED_KEPT = 20
+"""Refused session starts listed in the status (the latest)."""
 
 
 @dataclass(frozen=True)
@@ -334,6 +363,8 @@ class Controller:
         """``perf_counter`` time the request behind the current plan came in."""
         self._waiters: list[asyncio.Future[None]] = []
         """`replan_now` callers waiting for the next plan to be rolled out."""
+        self.conflicts: dict[tuple[str, ...], ConflictReport] = {}
+        """Sessions isolated from planning now, and the latest refused session starts."""
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -454,7 +485,17 @@ class Controller:
 
     async def on_event(self, event: DomainEvent) -> None:
         """The adapter's event sink: store (committed), then act."""
-        self.store.record_event(event)
+        try:
+            self.store.record_event(event)
+        except SessionConflict as e:
+            # refused (the station gets an error answer); the stored session stands
+            self._conflict(
+                ("refused", e.station_id, e.transaction_id),
+                ConflictReport(
+                    "refused", e.station_id, e.transaction_id, None, e.detail, self.clock()
+                ),
+            )
+            raise
         self.apply(event)
 
     def apply(self, event: DomainEvent) -> None:
@@ -1056,19 +1097,87 @@ class Controller:
             for cid in idle:
                 # an idle connector's own fallback goes back up to its share
                 fixed[cid] = max(self.book.worst_max(cid, now, grid), restore.get(cid, 0.0))
-        demands: list[SessionDemand] = []
+        demands, isolated = self._admissible(now, fixed)
+        for cid in isolated:
+            # still running at its station: counted at the most it may draw
+            fixed[cid] = self.book.worst_max(cid, now, grid)
+        self._isolated(isolated, now)
         previous: dict[str, float] = {}
         rows = self._plan_rows(self.plan)
-        for cid, s in self.sessions.items():
-            if cid in fixed:
-                continue
-            demands.append(self._demand(s, now))
-            if steady and self.plan is not None and cid in rows:
-                previous[s.session_id] = self.plan.now_a(cid)
+        if steady and self.plan is not None:
+            for d in demands:
+                if d.connector_id in rows:
+                    previous[d.session_id] = self.plan.now_a(d.connector_id)
         problem = PlanningProblem(
             site, grid, now, tuple(demands), capacity, fixed_load_a=fixed, previous=previous
         )
         return problem, fixed
+
+    def _admissible(
+        self, now: datetime, fixed: Mapping[str, float]
+    ) -> tuple[list[SessionDemand], dict[str, str]]:
+        """The demands of the sessions to plan, and the connectors whose session
+        must be left out (with why): one inconsistent session (a record the
+        planner would refuse, two sessions claiming one id or one connector)
+        never stops the others from being planned."""
+        conns = self.site.connectors
+        isolated: dict[str, str] = {}
+        candidates: list[SessionDemand] = []
+        for cid, s in self.sessions.items():
+            if cid in fixed:
+                continue  # not ours to plan now
+            if s.connector_id != cid:
+                isolated[cid] = f"recorded on {s.connector_id!r}, running on {cid!r}"
+                continue
+            if s.lines is not None and not set(s.lines) <= set(conns[cid].lines):
+                isolated[cid] = f"lines {[x.value for x in s.lines]} not wired at {cid!r}"
+                continue
+            try:
+                candidates.append(self._demand(s, now))
+            except ProblemError as e:
+                isolated[cid] = str(e)
+        ids = Counter(d.session_id for d in candidates)
+        demands = []
+        for d in candidates:
+            if ids[d.session_id] > 1:
+                isolated[d.connector_id] = f"session id {d.session_id!r} repeats"
+            else:
+                demands.append(d)
+        return demands, isolated
+
+    def _isolated(self, isolated: Mapping[str, str], now: datetime) -> None:
+        """Keep the conflicts current: warn once when a session is isolated."""
+        keep: dict[tuple[str, ...], ConflictReport] = {}
+        for cid, reason in isolated.items():
+            s = self.sessions[cid]
+            key: tuple[str, ...] = ("isolated", cid, s.station_id, s.transaction_id)
+            old = self.conflicts.get(key)
+            if old is None or old.reason != reason:
+                log.warning(
+                    "session %r of %r on %r left out of planning: %s",
+                    s.transaction_id,
+                    s.station_id,
+                    cid,
+                    reason,
+                )
+                old = ConflictReport("isolated", s.station_id, s.transaction_id, cid, reason, now)
+            keep[key] = old
+        for gone in [k for k in self.conflicts if k[0] == "isolated" and k not in keep]:
+            del self.conflicts[gone]
+        self.conflicts.update(keep)
+
+    def _conflict(self, key: tuple[str, ...], conflict: ConflictReport) -> None:
+        log.warning(
+            "session start of %r by %r refused: %s",
+            conflict.transaction_id,
+            conflict.station_id,
+            conflict.reason,
+        )
+        self.conflicts.pop(key, None)
+        self.conflicts[key] = conflict
+        refused = [k for k in self.conflicts if k[0] == "refused"]
+        for k in refused[: max(0, len(refused) - REFUSED_KEPT)]:
+            del self.conflicts[k]
 
     def _demand(self, s: SessionState, now: datetime) -> SessionDemand:
         departure = (
@@ -1300,6 +1409,7 @@ class Controller:
             },
             "groups": self._group_status(now),
             "overrides": {"limit_a": self.overrides.limit_a, "limit_kw": self.overrides.limit_kw},
+            "conflicts": [c.to_dict() for c in self.conflicts.values()],
         }
 
     def _group_status(self, now: datetime) -> dict[str, dict[str, Any]]:

@@ -319,6 +319,7 @@ class ServiceBackend:
             rollout=own["rollout"],
             groups=own["groups"],
             overrides=own["overrides"],
+            conflicts=own["conflicts"],
             service=own["service"],
         )
 

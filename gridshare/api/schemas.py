@@ -319,6 +319,11 @@ class StatusOut(_Out):
         default=None, description="Per group: capacity now and the sum of limits in force."
     )
     overrides: dict[str, Any] | None = Field(default=None, description="Operator limits.")
+    conflicts: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Sessions left out of planning (inconsistent) and recently refused "
+        "session starts, with why.",
+    )
     service: dict[str, Any] | None = Field(
         default=None, description="Start time, ports and database (password hidden)."
     )

@@ -1,6 +1,7 @@
 """Sessions through the running service over real OCPP 2.0.1 connections: a
-transaction id two stations share. The service runs in this process with its real central system,
-store (SQLite) and HTTP API; the stations are plain websockets clients."""
+transaction id two stations share, an impossible session record. The service
+runs in this process with its real central system, store (SQLite) and HTTP API;
+the stations are plain websockets clients."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from gridshare.config import parse_config
 from gridshare.service import Service
+from ocpp_adapter.events import EvChargingNeeds
 from ocpp_adapter.rpc import OcppVersion
 from tests.ocpp.helpers import Station, station
 
@@ -138,6 +140,8 @@ async def test_two_stations_with_one_transaction_id_are_planned_as_two_sessions(
         assert set(ids) == {"CP1/1", "CP2/1"} and len(set(ids.values())) == 2
         for sid in ids.values():
             assert (await live.get(f"/api/sessions/{sid}"))["active"]
+        status = await live.get("/api/status")
+        assert status["conflicts"] == []
 
         # one station's end ends its own session only
         await one.call("TransactionEvent", tx_event("Ended", 1, "TX-SAME"))
@@ -147,3 +151,26 @@ async def test_two_stations_with_one_transaction_id_are_planned_as_two_sessions(
     store = live.svc.store
     assert store is not None
     assert [s.station_id for s in store.active_sessions()] == ["CPX"]
+
+
+async def test_an_impossible_session_is_left_out_and_the_others_planned(live: Live):
+    ctl = live.svc.controller
+    assert ctl is not None
+    async with station(live.cs, "CP1", V201) as one, station(live.cs, "CP2", V201) as two:
+        for st in (one, two):
+            await st.boot()
+            await st.call("TransactionEvent", tx_event("Started", 0, f"TX-{st is two}"))
+        await until(lambda: tx_profiles(one) and tx_profiles(two), "both planned")
+        # a car that says it takes a negative current: no plan can be made of that
+        await live.svc.on_event(EvChargingNeeds("CP1/1", datetime.now(UTC), ev_max_current_a=-5))
+        await ctl.replan_now("test")
+        assert ctl.plan is not None and list(ctl.plan.requested_kwh) == ["TX-True"]
+        status = await live.get("/api/status")
+        [conflict] = status["conflicts"]
+        assert (conflict["kind"], conflict["connector_id"]) == ("isolated", "CP1/1")
+        assert "ev_max_current_a" in conflict["reason"]
+        r = await live.client.get("/metrics", headers=READ)
+        assert "gridshare_session_conflicts 1.0" in r.text
+        # the isolated connector still counts: at the most it may draw
+        _, fixed = ctl.problem(datetime.now(UTC))
+        assert fixed["CP1/1"] > 0
