@@ -43,7 +43,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -483,8 +483,11 @@ class Controller:
 
     # --- events -----------------------------------------------------------------------------
 
-    async def on_event(self, event: DomainEvent) -> None:
-        """The adapter's event sink: store (committed), then act."""
+    async def on_event(self, event: DomainEvent) -> DomainEvent:
+        """The adapter's event sink: store (committed), then act. Returns the event
+        as stored and applied (a meter reading without its impossible values)."""
+        if isinstance(event, MeterReading):
+            event = self.plausible(event)
         try:
             self.store.record_event(event)
         except SessionConflict as e:
@@ -497,6 +500,49 @@ class Controller:
             )
             raise
         self.apply(event)
+        return event
+
+    def plausible(self, r: MeterReading) -> MeterReading:
+        """The reading without what no meter can see: NaN, infinities, negative
+        values, and currents (or powers) beyond twice what the connector can carry.
+        Those are logged and neither stored as measured nor used to learn or plan
+        (a measurement may only lower a limit, so a wild one must not count)."""
+        info = self.site.connectors.get(r.connector_id)
+        top_a = 2 * info.connector.max_current_a if info is not None else math.inf
+        line_w = top_a * info.voltage_v if info is not None else math.inf
+        all_w = line_w * len(info.lines) if info is not None else math.inf
+        dropped: list[str] = []
+
+        def keep(what: str, value: float | None, top: float) -> float | None:
+            if value is None:
+                return None
+            if math.isfinite(value) and 0 <= value <= top:
+                return value
+            dropped.append(f"{what}={value!r}")
+            return None
+
+        current = {
+            k: v for k, v in r.current_a.items() if keep(f"current {k}", v, top_a) is not None
+        }
+        power = {k: v for k, v in r.power_w.items() if keep(f"power {k}", v, line_w) is not None}
+        cleaned = replace(
+            r,
+            current_a=current,
+            power_w=power,
+            current_offered_a=keep("offered", r.current_offered_a, top_a),
+            total_power_w=keep("power", r.total_power_w, all_w),
+            energy_wh=keep("energy", r.energy_wh, math.inf),
+            soc_pct=keep("soc", r.soc_pct, 100.0),
+        )
+        if not dropped:
+            return r
+        log.warning(
+            "impossible meter values from station %r, connector %r ignored: %s",
+            station_of(r.connector_id),
+            r.connector_id,
+            ", ".join(dropped),
+        )
+        return cleaned
 
     def apply(self, event: DomainEvent) -> None:
         match event:

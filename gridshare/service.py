@@ -319,7 +319,8 @@ class Service:
 
     async def on_event(self, event: DomainEvent) -> None:
         assert self.controller is not None
-        await self.controller.on_event(event)
+        # as stored: what the controller refused of it counts nowhere else
+        event = await self.controller.on_event(event)
         if self.operator is not None:
             self.operator.observe(event)
         if self.energy is not None:

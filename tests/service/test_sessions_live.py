@@ -1,11 +1,12 @@
 """Sessions through the running service over real OCPP 2.0.1 connections: a
-transaction id two stations share, an impossible session record. The service
-runs in this process with its real central system, store (SQLite) and HTTP API;
-the stations are plain websockets clients."""
+transaction id two stations share, an impossible meter value, an impossible
+session record. The service runs in this process with its real central system,
+store (SQLite) and HTTP API; the stations are plain websockets clients."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -151,6 +152,33 @@ async def test_two_stations_with_one_transaction_id_are_planned_as_two_sessions(
     store = live.svc.store
     assert store is not None
     assert [s.station_id for s in store.active_sessions()] == ["CPX"]
+
+
+async def test_an_impossible_current_is_reported_and_not_believed(
+    live: Live, caplog: pytest.LogCaptureFixture
+):
+    ctl = live.svc.controller
+    assert ctl is not None
+    async with station(live.cs, "CP1", V201) as st:
+        await st.boot()
+        await st.call("TransactionEvent", tx_event("Started", 0, "TX-1"))
+        await until(lambda: tx_profiles(st), "a TxProfile")
+        wild = [
+            {"value": 1e308, "measurand": "Current.Import", "phase": "L1"},
+            {"value": -5, "measurand": "Current.Import", "phase": "L2"},
+            {"value": 10, "measurand": "Current.Import", "phase": "L3"},
+        ]
+        with caplog.at_level(logging.WARNING, logger="gridshare.controller"):
+            await st.call("TransactionEvent", tx_event("Updated", 1, "TX-1", *wild))
+        await until(lambda: ctl.sessions["CP1/1"].drawn_a is not None, "the reading applied")
+        groups = {g["id"]: g for g in (await live.get("/api/groups"))["groups"]}
+        measured = groups["grid"]["measured_a"]
+        assert measured.get("L1", 0.0) == 0.0 and measured.get("L2", 0.0) == 0.0
+        assert measured["L3"] == 10.0
+        assert ctl.sessions["CP1/1"].drawn_a == 10.0
+    [warning] = [r for r in caplog.records if "impossible meter values" in r.getMessage()]
+    assert "'CP1'" in warning.getMessage() and "'CP1/1'" in warning.getMessage()
+    assert "1e+308" in warning.getMessage()
 
 
 async def test_an_impossible_session_is_left_out_and_the_others_planned(live: Live):
