@@ -187,7 +187,8 @@ class SessionState:
 @dataclass(frozen=True)
 class ConflictReport:
     """A session left out of planning (``isolated``: its connector counts at the
-    most it may draw) or a session start refused (``refused``), and why."""
+    most it may draw), a session start refused (``refused``), or an open session
+    another started after on its connector (``superseded``), and why."""
 
     kind: str
     station_id: str
@@ -208,7 +209,7 @@ class ConflictReport:
 
 
 REFUSED_KEPT = 20
-"""Refused session starts listed in the status (the latest)."""
+"""Refused (and superseded) sessions listed in the status: the latest of each kind."""
 
 
 @dataclass(frozen=True)
@@ -384,6 +385,21 @@ class Controller:
         for s in self.store.active_sessions():
             if s.connector_id not in self.site.connectors:
                 continue
+            old = self.sessions.get(s.connector_id)
+            if old is not None:
+                # a connector runs one transaction: the later start is the one running
+                # (e.g. a start resent after a crash before its answer got a new id)
+                self._conflict(
+                    ("superseded", old.station_id, old.transaction_id),
+                    ConflictReport(
+                        "superseded",
+                        old.station_id,
+                        old.transaction_id,
+                        old.connector_id,
+                        f"still open, but {s.transaction_id!r} started later on the connector",
+                        self.clock(),
+                    ),
+                )
             self.sessions[s.connector_id] = self._from_stored(s)
             self.book.start_transaction(s.connector_id)
         for lim in self.store.limits_in_force():
@@ -1213,16 +1229,18 @@ class Controller:
         self.conflicts.update(keep)
 
     def _conflict(self, key: tuple[str, ...], conflict: ConflictReport) -> None:
+        """Report a session refused (or superseded); the latest few are kept."""
         log.warning(
-            "session start of %r by %r refused: %s",
+            "session %r of %r %s: %s",
             conflict.transaction_id,
             conflict.station_id,
+            conflict.kind,
             conflict.reason,
         )
         self.conflicts.pop(key, None)
         self.conflicts[key] = conflict
-        refused = [k for k in self.conflicts if k[0] == "refused"]
-        for k in refused[: max(0, len(refused) - REFUSED_KEPT)]:
+        kept = [k for k in self.conflicts if k[0] == key[0]]
+        for k in kept[: max(0, len(kept) - REFUSED_KEPT)]:
             del self.conflicts[k]
 
     def _demand(self, s: SessionState, now: datetime) -> SessionDemand:

@@ -607,8 +607,9 @@ class SqliteStore:
         )
 
     def active_sessions(self) -> list[StoredSession]:
+        """Open sessions, by start; of two with one start, the one stored last last."""
         rows = self._db.execute(
-            "SELECT * FROM sessions WHERE ended_at IS NULL ORDER BY started_at"
+            "SELECT * FROM sessions WHERE ended_at IS NULL ORDER BY started_at, rowid"
         ).fetchall()
         return [self._session(r) for r in rows]
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from gridshare.controller import Controller
 from gridshare.store import SessionConflict, SqliteStore
 from ocpp_adapter.events import MeterReading, SessionEnded, SessionStarted
-from tests.service.sites import NOW
+from tests.service.fakes import FakeGateway
+from tests.service.sites import NOW, small_depot
 
 
 def test_database_and_its_wal_and_shm_are_owner_only(tmp_path: Path):
@@ -139,3 +141,21 @@ def test_a_database_of_the_previous_schema_opens_with_its_sessions(tmp_path: Pat
         assert reopened.session("uuid-x") is not None
     finally:
         reopened.close()
+
+
+async def test_a_start_resent_after_a_crash_supersedes_the_unanswered_one(tmp_path: Path):
+    """Stored, then killed before the answer went: the station sends the same start
+    again and gets a new id. After the next restart the later one is adopted and
+    the other reported, not planned."""
+    site = small_depot(2)
+    store = SqliteStore(tmp_path / "s.db")
+    for tx in ("5", "6"):
+        store.record_event(SessionStarted("CP1/1", tx, "tag", 100.0, NOW))
+    ctl = Controller(site, store, FakeGateway(site), clock=lambda: NOW)
+    try:
+        ctl.recover()
+        assert ctl.sessions["CP1/1"].transaction_id == "6"
+        [conflict] = ctl.status()["conflicts"]
+        assert (conflict["kind"], conflict["transaction_id"]) == ("superseded", "5")
+    finally:
+        store.close()
