@@ -43,7 +43,7 @@ class MetricsRecorder:
         )
         self.session_conflicts = Gauge(
             "gridshare_session_conflicts",
-            "Sessions left out of planning as inconsistent, and recently refused session starts",
+            "Inconsistent sessions: left out of planning, refused or superseded (see /api/status)",
             registry=r,
         )
         self.replans = Counter("gridshare_replans", "Plans made", ["reason"], registry=r)

@@ -321,8 +321,8 @@ class StatusOut(_Out):
     overrides: dict[str, Any] | None = Field(default=None, description="Operator limits.")
     conflicts: list[dict[str, Any]] | None = Field(
         default=None,
-        description="Sessions left out of planning (inconsistent) and recently refused "
-        "session starts, with why.",
+        description="Inconsistent sessions, with why: left out of planning, and the "
+        "latest refused or superseded.",
     )
     service: dict[str, Any] | None = Field(
         default=None, description="Start time, ports and database (password hidden)."
