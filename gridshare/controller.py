@@ -41,8 +41,9 @@ import asyncio
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -70,7 +71,7 @@ from gridshare.rollout import (
     raise_fits,
     run_rollout,
 )
-from gridshare.store import Store, StoredSession
+from gridshare.store import SessionConflict, Store, StoredSession, station_of
 from ocpp_adapter.events import (
     ChargingLimitSpec,
     CommandOutcome,
@@ -88,6 +89,7 @@ from ocpp_adapter.events import (
     StationDisconnected,
 )
 from optimizer import HighsPlanner, Plan, PlanningProblem, SessionDemand, solve
+from optimizer.errors import ProblemError
 from optimizer.problem import Capacity, TimeGrid
 from optimizer.site import LINES, Line, Site
 
@@ -138,10 +140,14 @@ class ControllerSettings:
 @dataclass
 class SessionState:
     transaction_id: str
+    """The station's id of it: unique only per station (OCPP 2.0.1 lets stations choose)."""
     connector_id: str
     id_tag: str | None
     started_at: datetime
     meter_start_wh: float | None
+    session_id: str = ""
+    """Unique in the store: the planner's and the operator's name for it."""
+    station_id: str = ""
     energy_wh: float | None = None
     departure: datetime | None = None
     """Stated by the car (NotifyEVChargingNeeds)."""
@@ -156,6 +162,10 @@ class SessionState:
     power_w: float | None = None
     priority: float = 1.0
     """The operator's weight for this session (1: as any other)."""
+
+    def __post_init__(self) -> None:
+        self.session_id = self.session_id or self.transaction_id
+        self.station_id = self.station_id or station_of(self.connector_id)
 
     @property
     def cap_a(self) -> float | None:
@@ -172,6 +182,34 @@ class SessionState:
         if self.energy_wh is None or self.meter_start_wh is None:
             return 0.0
         return max(0.0, self.energy_wh - self.meter_start_wh) / 1000.0
+
+
+@dataclass(frozen=True)
+class ConflictReport:
+    """A session left out of planning (``isolated``: its connector counts at the
+    most it may draw), a session start refused (``refused``), or an open session
+    another started after on its connector (``superseded``), and why."""
+
+    kind: str
+    station_id: str
+    transaction_id: str
+    connector_id: str | None
+    reason: str
+    since: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "station_id": self.station_id,
+            "transaction_id": self.transaction_id,
+            "connector_id": self.connector_id,
+            "reason": self.reason,
+            "since": self.since.isoformat(),
+        }
+
+
+REFUSED_KEPT = 20
+"""Refused (and superseded) sessions listed in the status: the latest of each kind."""
 
 
 @dataclass(frozen=True)
@@ -326,6 +364,8 @@ class Controller:
         """``perf_counter`` time the request behind the current plan came in."""
         self._waiters: list[asyncio.Future[None]] = []
         """`replan_now` callers waiting for the next plan to be rolled out."""
+        self.conflicts: dict[tuple[str, ...], ConflictReport] = {}
+        """Sessions isolated from planning now, and the latest refused session starts."""
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -345,6 +385,21 @@ class Controller:
         for s in self.store.active_sessions():
             if s.connector_id not in self.site.connectors:
                 continue
+            old = self.sessions.get(s.connector_id)
+            if old is not None:
+                # a connector runs one transaction: the later start is the one running
+                # (e.g. a start resent after a crash before its answer got a new id)
+                self._conflict(
+                    ("superseded", old.station_id, old.transaction_id),
+                    ConflictReport(
+                        "superseded",
+                        old.station_id,
+                        old.transaction_id,
+                        old.connector_id,
+                        f"still open, but {s.transaction_id!r} started later on the connector",
+                        self.clock(),
+                    ),
+                )
             self.sessions[s.connector_id] = self._from_stored(s)
             self.book.start_transaction(s.connector_id)
         for lim in self.store.limits_in_force():
@@ -368,6 +423,8 @@ class Controller:
     def _from_stored(self, s: StoredSession) -> SessionState:
         st = SessionState(
             transaction_id=s.transaction_id,
+            session_id=s.session_id,
+            station_id=s.station_id,
             connector_id=s.connector_id,
             id_tag=s.id_tag,
             started_at=s.started_at,
@@ -442,10 +499,66 @@ class Controller:
 
     # --- events -----------------------------------------------------------------------------
 
-    async def on_event(self, event: DomainEvent) -> None:
-        """The adapter's event sink: store (committed), then act."""
-        self.store.record_event(event)
+    async def on_event(self, event: DomainEvent) -> DomainEvent:
+        """The adapter's event sink: store (committed), then act. Returns the event
+        as stored and applied (a meter reading without its impossible values)."""
+        if isinstance(event, MeterReading):
+            event = self.plausible(event)
+        try:
+            self.store.record_event(event)
+        except SessionConflict as e:
+            # refused (the station gets an error answer); the stored session stands
+            self._conflict(
+                ("refused", e.station_id, e.transaction_id),
+                ConflictReport(
+                    "refused", e.station_id, e.transaction_id, None, e.detail, self.clock()
+                ),
+            )
+            raise
         self.apply(event)
+        return event
+
+    def plausible(self, r: MeterReading) -> MeterReading:
+        """The reading without what no meter can see: NaN, infinities, negative
+        values, and currents (or powers) beyond twice what the connector can carry.
+        Those are logged and neither stored as measured nor used to learn or plan
+        (a measurement may only lower a limit, so a wild one must not count)."""
+        info = self.site.connectors.get(r.connector_id)
+        top_a = 2 * info.connector.max_current_a if info is not None else math.inf
+        line_w = top_a * info.voltage_v if info is not None else math.inf
+        all_w = line_w * len(info.lines) if info is not None else math.inf
+        dropped: list[str] = []
+
+        def keep(what: str, value: float | None, top: float) -> float | None:
+            if value is None:
+                return None
+            if math.isfinite(value) and 0 <= value <= top:
+                return value
+            dropped.append(f"{what}={value!r}")
+            return None
+
+        current = {
+            k: v for k, v in r.current_a.items() if keep(f"current {k}", v, top_a) is not None
+        }
+        power = {k: v for k, v in r.power_w.items() if keep(f"power {k}", v, line_w) is not None}
+        cleaned = replace(
+            r,
+            current_a=current,
+            power_w=power,
+            current_offered_a=keep("offered", r.current_offered_a, top_a),
+            total_power_w=keep("power", r.total_power_w, all_w),
+            energy_wh=keep("energy", r.energy_wh, math.inf),
+            soc_pct=keep("soc", r.soc_pct, 100.0),
+        )
+        if not dropped:
+            return r
+        log.warning(
+            "impossible meter values from station %r, connector %r ignored: %s",
+            station_of(r.connector_id),
+            r.connector_id,
+            ", ".join(dropped),
+        )
+        return cleaned
 
     def apply(self, event: DomainEvent) -> None:
         match event:
@@ -502,13 +615,14 @@ class Controller:
 
     def _session_started(self, e: SessionStarted) -> None:
         if e.connector_id not in self.site.connectors:
-            log.warning("session %s on unknown connector %s", e.transaction_id, e.connector_id)
+            log.warning("session %r on unknown connector %r", e.transaction_id, e.connector_id)
             return
+        station = self.site.connectors[e.connector_id].station_id
         old = self.sessions.get(e.connector_id)
-        if old is not None and old.transaction_id == e.transaction_id:
+        if old is not None and (old.station_id, old.transaction_id) == (station, e.transaction_id):
             return  # a repeat (station resent it)
-        stored = self.store.session(e.transaction_id)
-        if stored is not None:
+        stored = self.store.session(e.transaction_id, station)
+        if stored is not None and stored.connector_id == e.connector_id:
             s = self._from_stored(stored)  # estimated there
         else:
             s = SessionState(
@@ -517,6 +631,7 @@ class Controller:
                 e.id_tag,
                 e.at,
                 e.meter_start_wh,
+                station_id=station,
                 energy_wh=e.meter_start_wh,
                 rate=self._rate_learner(e.connector_id),
             )
@@ -527,12 +642,17 @@ class Controller:
         self.request_replan("session started")
 
     def _session_ended(self, e: SessionEnded) -> None:
+        station = e.station_id or (station_of(e.connector_id) if e.connector_id else None)
+
+        def ends(s: SessionState) -> bool:
+            return s.transaction_id == e.transaction_id and station in (None, s.station_id)
+
         cid = e.connector_id
-        if cid is None or self.sessions.get(cid, None) is None:
-            cid = next(
-                (k for k, s in self.sessions.items() if s.transaction_id == e.transaction_id), None
-            )
-        if cid is None or self.sessions[cid].transaction_id != e.transaction_id:
+        if cid is None or cid not in self.sessions:
+            found = [k for k, s in self.sessions.items() if ends(s)]
+            # without the station, only a transaction id no other session shares
+            cid = found[0] if len(found) == 1 else None
+        if cid is None or not ends(self.sessions[cid]):
             return
         del self.sessions[cid]
         self.book.end_transaction(cid)
@@ -696,7 +816,7 @@ class Controller:
         if energy_need_kwh is not None:
             s.energy_need_wh = (s.delivered_kwh + float(energy_need_kwh)) * 1000.0
         self.store.update_session(
-            s.transaction_id,
+            s.session_id,
             priority=priority,
             departure=departure,
             energy_need_wh=s.energy_need_wh if energy_need_kwh is not None else None,
@@ -704,7 +824,7 @@ class Controller:
         self.store.audit(
             self.clock(),
             "session_changed",
-            s.transaction_id,
+            s.session_id,
             {
                 "priority": priority,
                 "departure": None if departure is None else departure.isoformat(),
@@ -1039,19 +1159,89 @@ class Controller:
             for cid in idle:
                 # an idle connector's own fallback goes back up to its share
                 fixed[cid] = max(self.book.worst_max(cid, now, grid), restore.get(cid, 0.0))
-        demands: list[SessionDemand] = []
+        demands, isolated = self._admissible(now, fixed)
+        for cid in isolated:
+            # still running at its station: counted at the most it may draw
+            fixed[cid] = self.book.worst_max(cid, now, grid)
+        self._isolated(isolated, now)
         previous: dict[str, float] = {}
         rows = self._plan_rows(self.plan)
-        for cid, s in self.sessions.items():
-            if cid in fixed:
-                continue
-            demands.append(self._demand(s, now))
-            if steady and self.plan is not None and cid in rows:
-                previous[s.transaction_id] = self.plan.now_a(cid)
+        if steady and self.plan is not None:
+            for d in demands:
+                if d.connector_id in rows:
+                    previous[d.session_id] = self.plan.now_a(d.connector_id)
         problem = PlanningProblem(
             site, grid, now, tuple(demands), capacity, fixed_load_a=fixed, previous=previous
         )
         return problem, fixed
+
+    def _admissible(
+        self, now: datetime, fixed: Mapping[str, float]
+    ) -> tuple[list[SessionDemand], dict[str, str]]:
+        """The demands of the sessions to plan, and the connectors whose session
+        must be left out (with why): one inconsistent session (a record the
+        planner would refuse, two sessions claiming one id or one connector)
+        never stops the others from being planned."""
+        conns = self.site.connectors
+        isolated: dict[str, str] = {}
+        candidates: list[SessionDemand] = []
+        for cid, s in self.sessions.items():
+            if cid in fixed:
+                continue  # not ours to plan now
+            if s.connector_id != cid:
+                isolated[cid] = f"recorded on {s.connector_id!r}, running on {cid!r}"
+                continue
+            if s.lines is not None and not set(s.lines) <= set(conns[cid].lines):
+                isolated[cid] = f"lines {[x.value for x in s.lines]} not wired at {cid!r}"
+                continue
+            try:
+                candidates.append(self._demand(s, now))
+            except ProblemError as e:
+                isolated[cid] = str(e)
+        ids = Counter(d.session_id for d in candidates)
+        demands = []
+        for d in candidates:
+            if ids[d.session_id] > 1:
+                isolated[d.connector_id] = f"session id {d.session_id!r} repeats"
+            else:
+                demands.append(d)
+        return demands, isolated
+
+    def _isolated(self, isolated: Mapping[str, str], now: datetime) -> None:
+        """Keep the conflicts current: warn once when a session is isolated."""
+        keep: dict[tuple[str, ...], ConflictReport] = {}
+        for cid, reason in isolated.items():
+            s = self.sessions[cid]
+            key: tuple[str, ...] = ("isolated", cid, s.station_id, s.transaction_id)
+            old = self.conflicts.get(key)
+            if old is None or old.reason != reason:
+                log.warning(
+                    "session %r of %r on %r left out of planning: %s",
+                    s.transaction_id,
+                    s.station_id,
+                    cid,
+                    reason,
+                )
+                old = ConflictReport("isolated", s.station_id, s.transaction_id, cid, reason, now)
+            keep[key] = old
+        for gone in [k for k in self.conflicts if k[0] == "isolated" and k not in keep]:
+            del self.conflicts[gone]
+        self.conflicts.update(keep)
+
+    def _conflict(self, key: tuple[str, ...], conflict: ConflictReport) -> None:
+        """Report a session refused (or superseded); the latest few are kept."""
+        log.warning(
+            "session %r of %r %s: %s",
+            conflict.transaction_id,
+            conflict.station_id,
+            conflict.kind,
+            conflict.reason,
+        )
+        self.conflicts.pop(key, None)
+        self.conflicts[key] = conflict
+        kept = [k for k in self.conflicts if k[0] == key[0]]
+        for k in kept[: max(0, len(kept) - REFUSED_KEPT)]:
+            del self.conflicts[k]
 
     def _demand(self, s: SessionState, now: datetime) -> SessionDemand:
         departure = (
@@ -1066,7 +1256,7 @@ class Controller:
         caps = [c for c in (s.ev_max_current_a, s.rate.max_current_a) if c is not None]
         arrival = min(s.started_at, now)
         return SessionDemand(
-            session_id=s.transaction_id,
+            session_id=s.session_id,
             connector_id=s.connector_id,
             arrival=arrival,
             departure=max(departure, arrival + timedelta(minutes=1)),
@@ -1235,6 +1425,8 @@ class Controller:
             sessions.append(
                 {
                     "connector_id": cid,
+                    "session_id": s.session_id,
+                    "station_id": s.station_id,
                     "transaction_id": s.transaction_id,
                     "id_tag": s.id_tag,
                     "started_at": s.started_at.isoformat(),
@@ -1281,6 +1473,7 @@ class Controller:
             },
             "groups": self._group_status(now),
             "overrides": {"limit_a": self.overrides.limit_a, "limit_kw": self.overrides.limit_kw},
+            "conflicts": [c.to_dict() for c in self.conflicts.values()],
         }
 
     def _group_status(self, now: datetime) -> dict[str, dict[str, Any]]:

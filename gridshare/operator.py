@@ -324,6 +324,7 @@ class ServiceBackend:
             rollout=own["rollout"],
             groups=own["groups"],
             overrides=own["overrides"],
+            conflicts=own["conflicts"],
             service=own["service"],
         )
 
@@ -560,7 +561,7 @@ class ServiceBackend:
             draw_a={k: round(v, 2) for k, v in measured.get(cid, {}).items()},
             power_kw=None if power is None else round(float(power) / 1000.0, 3),
             energy_kwh=None if s is None else round(s.delivered_kwh, 3),
-            session_id=None if s is None else s.transaction_id,
+            session_id=None if s is None else s.session_id,
             profile=self._profile(profiles.get(cid)) if s is not None else None,
         )
 
@@ -620,15 +621,13 @@ class ServiceBackend:
         plan = ctl.plan
         cid = s.connector_id
         in_plan = (
-            plan is not None
-            and cid in plan.connector_ids
-            and s.transaction_id in (plan.requested_kwh)
+            plan is not None and cid in plan.connector_ids and s.session_id in plan.requested_kwh
         )
         planned = round(plan.now_a(cid), 2) if plan is not None and in_plan else None
         need, estimated = self._needs(s)
         limit = ctl.limit_now(cid, now)
         return SessionOut(
-            session_id=s.transaction_id,
+            session_id=s.session_id,
             connector_id=cid,
             id_tag=s.id_tag,
             active=True,
@@ -641,18 +640,18 @@ class ServiceBackend:
             energy_need_estimated=estimated,
             priority=s.priority,
             planned_a=planned,
-            planned_kwh=round(plan.energy_kwh.get(s.transaction_id, 0.0), 3)
+            planned_kwh=round(plan.energy_kwh.get(s.session_id, 0.0), 3)
             if plan is not None and in_plan
             else None,
             drawn_a=None if s.drawn_a is None else round(s.drawn_a, 2),
             limit_a=None if limit is None else round(limit, 2),
-            paused=s.transaction_id in self._paused(),
+            paused=s.session_id in self._paused(),
         )
 
     @staticmethod
     def _ended_out(s: StoredSession) -> SessionOut:
         return SessionOut(
-            session_id=s.transaction_id,
+            session_id=s.session_id,
             connector_id=s.connector_id,
             id_tag=s.id_tag,
             active=False,
@@ -758,7 +757,7 @@ class ServiceBackend:
             return set()
         out = set()
         for cid, s in ctl.sessions.items():
-            tx = s.transaction_id
+            tx = s.session_id
             if cid not in plan.connector_ids or tx not in plan.requested_kwh:
                 continue
             if plan.requested_kwh[tx] > 1e-6 and plan.now_a(cid) < 1e-6:
@@ -851,7 +850,7 @@ class ServiceBackend:
         self, session_id: str, patch: SessionPatch, *, actor: str
     ) -> SessionResult:
         ctl = self.controller
-        running = next((s for s in ctl.sessions.values() if s.transaction_id == session_id), None)
+        running = next((s for s in ctl.sessions.values() if s.session_id == session_id), None)
         if running is None:
             stored = self.store.session(session_id)
             if stored is None:

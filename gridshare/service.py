@@ -136,9 +136,11 @@ def central_system_factory(
     host: str,
     sink: EventSink,
     clock: Callable[[], datetime] | None = None,
+    transaction_ids: Callable[[], int] | None = None,
 ) -> Gateway:
     """The OCPP adapter's central system, on the service's clock (profiles carry
-    absolute times, so the demo's fast clock must reach them)."""
+    absolute times, so the demo's fast clock must reach them), with 1.6
+    transaction ids from ``transaction_ids`` (the store's sequence)."""
     from ocpp_adapter import AdapterSettings, CentralSystem
 
     server = config.server.model_copy(update={"ocpp_port": port, "host": host})
@@ -150,6 +152,7 @@ def central_system_factory(
         config.model_copy(update={"server": server}),
         sink,
         settings=settings,
+        transaction_ids=transaction_ids,
         **({"clock": clock} if clock is not None else {}),
     )
     return _CentralSystemGateway(cs)
@@ -352,7 +355,7 @@ class Service:
         self._ocpp_port = config.server.ocpp_port if ocpp_port is None else ocpp_port
         self._http_port = config.server.http_port if http_port is None else http_port
         self.gateway_factory: GatewayFactory = gateway_factory or functools.partial(
-            central_system_factory, clock=clock
+            central_system_factory, clock=clock, transaction_ids=self._next_transaction_id
         )
         self.capacity = capacity
         self.settings = settings or controller_settings(config)
@@ -401,9 +404,14 @@ class Service:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.http_port}"
 
+    def _next_transaction_id(self) -> int:
+        assert self.store is not None
+        return self.store.next_transaction_id()
+
     async def on_event(self, event: DomainEvent) -> None:
         assert self.controller is not None
-        await self.controller.on_event(event)
+        # as stored: what the controller refused of it counts nowhere else
+        event = await self.controller.on_event(event)
         if self.operator is not None:
             self.operator.observe(event)
         if self.energy is not None:

@@ -17,14 +17,28 @@ killed; ``sqlite:///path.db?synchronous=FULL`` also survives a power cut.
 The store is used from the event loop's thread only (each call is a short
 transaction); the planner's worker thread never touches it.
 
+A session is keyed by (station id, transaction id): in OCPP 2.0.1 the station
+chooses the transaction id, so two stations may use the same one. Each session
+also gets a ``session_id`` that is unique in the database (the transaction id
+itself unless another station's session has it already): the operator's name
+for it. OCPP 1.6 transaction ids come from `SqliteStore.next_transaction_id`, a
+sequence committed before the id is handed out, so no id is issued twice for
+the life of the database.
+
+The database file and its WAL/SHM files are created readable by the owner only
+(they hold idTags).
+
     StoreError
-    └── UnsupportedDatabase   a URL scheme with no backend
+    ├── UnsupportedDatabase   a URL scheme with no backend
+    └── SessionConflict       a session start that contradicts a stored one
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -52,7 +66,13 @@ from ocpp_adapter.events import (
 )
 from optimizer.plan import Plan
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+"""2: sessions keyed by (station, transaction), a session id, the transaction id sequence."""
+
+_MAX_TRANSACTION_ID = 2**31 - 1
+"""OCPP 1.6 transaction ids are integers; stations commonly keep them in 32 bits."""
 
 
 class StoreError(Exception):
@@ -61,6 +81,22 @@ class StoreError(Exception):
 
 class UnsupportedDatabase(StoreError):
     """The database URL names a backend gridshare does not have."""
+
+
+class SessionConflict(StoreError):
+    """A session start whose (station, transaction) is stored already with another
+    connector or start: the stored session is kept as it is, the start is refused."""
+
+    def __init__(self, station_id: str, transaction_id: str, detail: str) -> None:
+        super().__init__(f"session {station_id}/{transaction_id}: {detail}")
+        self.station_id = station_id
+        self.transaction_id = transaction_id
+        self.detail = detail
+
+
+def station_of(connector_id: str) -> str:
+    """``STATION/CONNECTOR`` → ``STATION``."""
+    return connector_id.rsplit("/", 1)[0]
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -75,19 +111,22 @@ def _dt(s: str | None) -> datetime | None:
     return None if s is None else datetime.fromisoformat(s)
 
 
-def _why(path: str, e: sqlite3.Error) -> str:
+def _why(path: str, e: sqlite3.Error | OSError) -> str:
     """SQLite says "unable to open database file" for a missing folder, too."""
     folder = Path(path).parent
     if path != ":memory:" and not folder.is_dir():
         return f"{folder} is not a folder" if folder.exists() else f"no folder {folder}"
     if path != ":memory:" and not os.access(folder, os.W_OK):
         return f"{folder} is not writable"
-    return str(e)
+    return e.strerror or str(e) if isinstance(e, OSError) else str(e)
 
 
 @dataclass(frozen=True)
 class StoredSession:
     transaction_id: str
+    station_id: str
+    session_id: str
+    """Unique in the database (the transaction id unless another station's has it)."""
     connector_id: str
     id_tag: str | None
     started_at: datetime
@@ -126,8 +165,11 @@ class Store(Protocol):
     """What the service asks of its storage (any backend)."""
 
     def record_event(self, event: DomainEvent) -> None: ...
+    def next_transaction_id(self) -> int: ...
     def active_sessions(self) -> list[StoredSession]: ...
-    def session(self, transaction_id: str) -> StoredSession | None: ...
+    def session(
+        self, transaction_id: str, station_id: str | None = None
+    ) -> StoredSession | None: ...
     def past_sessions(self, id_tag: str, limit: int = 20) -> list[PastSession]: ...
     def profile_sent(
         self,
@@ -164,7 +206,7 @@ class Store(Protocol):
     def audit_page(self, limit: int, before: int | None = None) -> list[dict[str, Any]]: ...
     def update_session(
         self,
-        transaction_id: str,
+        session_id: str,
         *,
         priority: float | None = None,
         departure: datetime | None = None,
@@ -191,10 +233,12 @@ CREATE TABLE IF NOT EXISTS connectors (
     id TEXT PRIMARY KEY, status TEXT, error_code TEXT, at TEXT
 );
 CREATE TABLE IF NOT EXISTS sessions (
-    transaction_id TEXT PRIMARY KEY, connector_id TEXT NOT NULL, id_tag TEXT,
+    station_id TEXT NOT NULL, transaction_id TEXT NOT NULL, session_id TEXT NOT NULL UNIQUE,
+    connector_id TEXT NOT NULL, id_tag TEXT,
     started_at TEXT NOT NULL, ended_at TEXT, meter_start_wh REAL, meter_stop_wh REAL,
     energy_wh REAL, departure TEXT, energy_need_wh REAL, ev_max_a REAL, ev_min_a REAL,
-    stop_reason TEXT, offline INTEGER NOT NULL DEFAULT 0
+    stop_reason TEXT, offline INTEGER NOT NULL DEFAULT 0, priority REAL,
+    PRIMARY KEY (station_id, transaction_id)
 );
 CREATE INDEX IF NOT EXISTS sessions_open ON sessions (connector_id) WHERE ended_at IS NULL;
 CREATE INDEX IF NOT EXISTS sessions_tag ON sessions (id_tag, ended_at);
@@ -243,29 +287,91 @@ class SqliteStore:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise StoreError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous}")
         try:
+            if self.path != ":memory:":
+                _owner_only(self.path)
             self._db = sqlite3.connect(self.path, isolation_level=None)
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             raise StoreError(f"{self.path}: cannot open the database: {_why(self.path, e)}") from e
         try:
             self._db.row_factory = sqlite3.Row
             if self.path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
+                # SQLite gives the WAL and SHM files the database's mode; older files may not
+                for suffix in ("-wal", "-shm"):
+                    _owner_only(self.path + suffix, create=False)
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.execute("PRAGMA foreign_keys=ON")
-            with self._tx():
+            with self._tx() as db:
+                old = self._detach_v1_sessions(db)
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
-                        self._db.execute(stmt)
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                        db.execute(stmt)
+                if old:
+                    self._copy_v1_sessions(db)
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(SCHEMA_VERSION),),
                 )
-                columns = {r["name"] for r in self._db.execute("PRAGMA table_info(sessions)")}
-                if "priority" not in columns:  # databases made before operators set priorities
-                    self._db.execute("ALTER TABLE sessions ADD COLUMN priority REAL")
+                if (
+                    db.execute("SELECT 1 FROM meta WHERE key = 'next_transaction_id'").fetchone()
+                    is None
+                ):
+                    db.execute(
+                        "INSERT INTO meta (key, value) VALUES ('next_transaction_id', ?)",
+                        (str(self._first_transaction_id(db)),),
+                    )
         except sqlite3.Error as e:
             self._db.close()
             raise StoreError(f"{self.path}: cannot open the database: {_why(self.path, e)}") from e
+
+    @staticmethod
+    def _detach_v1_sessions(db: sqlite3.Connection) -> bool:
+        """A database of schema 1 keyed sessions by transaction id alone: set its
+        table aside (rebuilt by `_copy_v1_sessions`). True if there was one."""
+        columns = {r["name"] for r in db.execute("PRAGMA table_info(sessions)")}
+        if not columns or "station_id" in columns:
+            return False
+        if "priority" not in columns:  # made before operators set priorities
+            db.execute("ALTER TABLE sessions ADD COLUMN priority REAL")
+        db.execute("DROP INDEX IF EXISTS sessions_open")
+        db.execute("DROP INDEX IF EXISTS sessions_tag")
+        db.execute("ALTER TABLE sessions RENAME TO sessions_v1")
+        return True
+
+    @staticmethod
+    def _copy_v1_sessions(db: sqlite3.Connection) -> None:
+        rows = db.execute("SELECT * FROM sessions_v1").fetchall()
+        for r in rows:
+            d = dict(r)
+            # transaction ids were unique there: each stays its session's id
+            d["station_id"] = station_of(d["connector_id"])
+            d["session_id"] = d["transaction_id"]
+            names = ", ".join(d)
+            marks = ", ".join("?" * len(d))
+            db.execute(f"INSERT INTO sessions ({names}) VALUES ({marks})", tuple(d.values()))
+        db.execute("DROP TABLE sessions_v1")
+
+    @staticmethod
+    def _first_transaction_id(db: sqlite3.Connection) -> int:
+        """Above every numeric transaction id stored (ids a previous version issued)."""
+        top = 0
+        for (tx,) in db.execute("SELECT transaction_id FROM sessions"):
+            if tx.isdecimal() and int(tx) <= _MAX_TRANSACTION_ID:
+                top = max(top, int(tx))
+        return top + 1
+
+    def next_transaction_id(self) -> int:
+        """A 1.6 transaction id never handed out before by this database: committed
+        before it is returned, so a crash and restart cannot issue it again."""
+        with self._tx() as db:
+            n = int(
+                db.execute("SELECT value FROM meta WHERE key = 'next_transaction_id'").fetchone()[0]
+            )
+            if n > _MAX_TRANSACTION_ID:
+                raise StoreError("the 1.6 transaction ids of this database are used up")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'next_transaction_id'", (str(n + 1),))
+        return n
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -325,37 +431,9 @@ class SqliteStore:
                         (event.connector_id, event.status, event.error_code, _iso(event.at)),
                     )
                 case SessionStarted():
-                    db.execute(
-                        "INSERT INTO sessions (transaction_id, connector_id, id_tag, started_at, "
-                        "meter_start_wh, energy_wh, offline) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (transaction_id) DO NOTHING",
-                        (
-                            event.transaction_id,
-                            event.connector_id,
-                            event.id_tag,
-                            _iso(event.at),
-                            event.meter_start_wh,
-                            event.meter_start_wh,
-                            int(event.offline),
-                        ),
-                    )
+                    self._session_started(db, event)
                 case SessionEnded():
-                    db.execute(
-                        "UPDATE sessions SET ended_at = ?, meter_stop_wh = ?, stop_reason = ?, "
-                        "energy_wh = COALESCE(?, energy_wh) WHERE transaction_id = ?",
-                        (
-                            _iso(event.at),
-                            event.meter_stop_wh,
-                            event.reason,
-                            event.meter_stop_wh,
-                            event.transaction_id,
-                        ),
-                    )
-                    db.execute(
-                        "DELETE FROM limits_in_force WHERE purpose = 'tx' AND connector_id = "
-                        "(SELECT connector_id FROM sessions WHERE transaction_id = ?)",
-                        (event.transaction_id,),
-                    )
+                    self._session_ended(db, event)
                 case MeterReading():
                     self._meter(db, event)
                 case EvChargingNeeds():
@@ -381,6 +459,85 @@ class SqliteStore:
                         event.connector_id or event.station_id,
                         {"source": event.source, "limit_a": event.limit_a},
                     )
+
+    def _session_started(self, db: sqlite3.Connection, e: SessionStarted) -> None:
+        station = station_of(e.connector_id)
+        row = db.execute(
+            "SELECT connector_id, started_at FROM sessions "
+            "WHERE station_id = ? AND transaction_id = ?",
+            (station, e.transaction_id),
+        ).fetchone()
+        if row is not None:
+            if row["connector_id"] == e.connector_id and row["started_at"] == _iso(e.at):
+                return  # the station sent it again (its answer was lost)
+            raise SessionConflict(
+                station,
+                e.transaction_id,
+                f"stored as started on {row['connector_id']} at {row['started_at']}, "
+                f"now said to start on {e.connector_id} at {_iso(e.at)}",
+            )
+        db.execute(
+            "INSERT INTO sessions (station_id, transaction_id, session_id, connector_id, "
+            "id_tag, started_at, meter_start_wh, energy_wh, offline) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                station,
+                e.transaction_id,
+                self._new_session_id(db, station, e.transaction_id),
+                e.connector_id,
+                e.id_tag,
+                _iso(e.at),
+                e.meter_start_wh,
+                e.meter_start_wh,
+                int(e.offline),
+            ),
+        )
+
+    @staticmethod
+    def _new_session_id(db: sqlite3.Connection, station: str, tx: str) -> str:
+        """The transaction id, unless a session of another station has it."""
+        candidates = itertools.chain(
+            (tx, f"{tx}@{station}"), (f"{tx}@{station}~{n}" for n in itertools.count(2))
+        )
+        for candidate in candidates:
+            if (
+                db.execute("SELECT 1 FROM sessions WHERE session_id = ?", (candidate,)).fetchone()
+                is None
+            ):
+                return candidate
+        raise AssertionError("unreachable")
+
+    def _session_ended(self, db: sqlite3.Connection, e: SessionEnded) -> None:
+        key = self._open_key(db, e)
+        if key is None:
+            return
+        # only an open session ends: a repeated stop changes nothing already stored
+        cur = db.execute(
+            "UPDATE sessions SET ended_at = ?, meter_stop_wh = ?, stop_reason = ?, "
+            "energy_wh = COALESCE(?, energy_wh) "
+            "WHERE station_id = ? AND transaction_id = ? AND ended_at IS NULL",
+            (_iso(e.at), e.meter_stop_wh, e.reason, e.meter_stop_wh, *key),
+        )
+        if cur.rowcount:
+            db.execute(
+                "DELETE FROM limits_in_force WHERE purpose = 'tx' AND connector_id = "
+                "(SELECT connector_id FROM sessions WHERE station_id = ? AND transaction_id = ?)",
+                key,
+            )
+
+    @staticmethod
+    def _open_key(db: sqlite3.Connection, e: SessionEnded) -> tuple[str, str] | None:
+        """(station, transaction) of the session an end names. Without a station
+        (an event from an older caller), only a transaction id no other open
+        session shares."""
+        station = e.station_id or (station_of(e.connector_id) if e.connector_id else None)
+        if station is not None:
+            return station, e.transaction_id
+        rows = db.execute(
+            "SELECT station_id FROM sessions WHERE transaction_id = ? AND ended_at IS NULL",
+            (e.transaction_id,),
+        ).fetchall()
+        return (rows[0]["station_id"], e.transaction_id) if len(rows) == 1 else None
 
     def _meter(self, db: sqlite3.Connection, r: MeterReading) -> None:
         power = r.total_power_w
@@ -434,8 +591,8 @@ class SqliteStore:
             if r.transaction_id is not None:
                 db.execute(
                     "UPDATE sessions SET energy_wh = MAX(COALESCE(energy_wh, 0), ?) "
-                    "WHERE transaction_id = ? AND ended_at IS NULL",
-                    (r.energy_wh, r.transaction_id),
+                    "WHERE station_id = ? AND transaction_id = ? AND ended_at IS NULL",
+                    (r.energy_wh, station_of(r.connector_id), r.transaction_id),
                 )
             else:
                 db.execute(
@@ -450,6 +607,8 @@ class SqliteStore:
     def _session(row: sqlite3.Row) -> StoredSession:
         return StoredSession(
             transaction_id=row["transaction_id"],
+            station_id=row["station_id"],
+            session_id=row["session_id"],
             connector_id=row["connector_id"],
             id_tag=row["id_tag"],
             started_at=datetime.fromisoformat(row["started_at"]),
@@ -465,15 +624,24 @@ class SqliteStore:
         )
 
     def active_sessions(self) -> list[StoredSession]:
+        """Open sessions, by start; of two with one start, the one stored last last."""
         rows = self._db.execute(
-            "SELECT * FROM sessions WHERE ended_at IS NULL ORDER BY started_at"
+            "SELECT * FROM sessions WHERE ended_at IS NULL ORDER BY started_at, rowid"
         ).fetchall()
         return [self._session(r) for r in rows]
 
-    def session(self, transaction_id: str) -> StoredSession | None:
-        row = self._db.execute(
-            "SELECT * FROM sessions WHERE transaction_id = ?", (transaction_id,)
-        ).fetchone()
+    def session(self, transaction_id: str, station_id: str | None = None) -> StoredSession | None:
+        """The station's session of that transaction; without a station, the
+        session whose ``session_id`` it is (unique in the database)."""
+        if station_id is None:
+            row = self._db.execute(
+                "SELECT * FROM sessions WHERE session_id = ?", (transaction_id,)
+            ).fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT * FROM sessions WHERE station_id = ? AND transaction_id = ?",
+                (station_id, transaction_id),
+            ).fetchone()
         return None if row is None else self._session(row)
 
     def past_sessions(self, id_tag: str, limit: int = 20) -> list[PastSession]:
@@ -575,8 +743,8 @@ class SqliteStore:
     def unanswered_profiles(self) -> list[StoredLimit]:
         """Transaction profiles sent and never answered (or timed out): possibly in force."""
         rows = self._db.execute(
-            "SELECT p.* FROM profiles p JOIN sessions s ON s.transaction_id = p.transaction_id "
-            "WHERE s.ended_at IS NULL AND p.purpose = 'tx' "
+            "SELECT p.* FROM profiles p JOIN sessions s ON s.station_id = p.station_id "
+            "AND s.transaction_id = p.transaction_id WHERE s.ended_at IS NULL AND p.purpose = 'tx' "
             "AND (p.outcome IS NULL OR p.outcome = 'timeout') AND p.id > COALESCE("
             "(SELECT profile_id FROM limits_in_force l WHERE l.connector_id = p.connector_id "
             "AND l.purpose = 'tx'), 0)"
@@ -757,7 +925,7 @@ class SqliteStore:
 
     def update_session(
         self,
-        transaction_id: str,
+        session_id: str,
         *,
         priority: float | None = None,
         departure: datetime | None = None,
@@ -768,8 +936,8 @@ class SqliteStore:
             db.execute(
                 "UPDATE sessions SET priority = COALESCE(?, priority), "
                 "departure = COALESCE(?, departure), "
-                "energy_need_wh = COALESCE(?, energy_need_wh) WHERE transaction_id = ?",
-                (priority, _iso(departure), energy_need_wh, transaction_id),
+                "energy_need_wh = COALESCE(?, energy_need_wh) WHERE session_id = ?",
+                (priority, _iso(departure), energy_need_wh, session_id),
             )
 
     def recent_sessions(self, limit: int = 50) -> list[StoredSession]:
@@ -861,6 +1029,22 @@ class SqliteStore:
                 }
             )
         return out
+
+
+def _owner_only(path: str, *, create: bool = True) -> None:
+    """Make ``path`` readable and writable by its owner only (created empty if
+    missing and ``create``), before SQLite writes anything into it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if create:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    if mode & 0o077:
+        try:
+            os.chmod(path, 0o600)
+        except PermissionError:  # not ours: say so, it still opens
+            log.warning("%s is readable by others and not ours to change", path)
 
 
 def open_store(url: str) -> Store:

@@ -173,7 +173,8 @@ class AdapterSettings:
     """That collection waits until no connection came or went for this long, so
     a reconnect wave costs one pause, not one per batch of closes."""
     first_transaction_id: int | None = None
-    """First 1.6 transaction id; default: the clock's Unix seconds (unique across restarts)."""
+    """First 1.6 transaction id without a ``transaction_ids`` source (default: the
+    clock's Unix seconds)."""
     tls_handshake_timeout_s: float = 10.0
 
 
@@ -355,7 +356,10 @@ class CentralSystem:
         *,
         settings: AdapterSettings | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        transaction_ids: Callable[[], int] | None = None,
     ) -> None:
+        """``transaction_ids``: where 1.6 transaction ids come from (the store's
+        sequence, so they stay unique across restarts)."""
         self.config = config
         self.on_event = on_event
         self.settings = settings or AdapterSettings()
@@ -374,7 +378,9 @@ class CentralSystem:
             validate_replies=s.validate_replies,
         )
         first = s.first_transaction_id
-        self._tx_ids = TransactionIds(first if first is not None else int(clock().timestamp()))
+        self._tx_ids = TransactionIds(
+            first if first is not None else int(clock().timestamp()), transaction_ids
+        )
         self._sessions: dict[str, StationSession] = {}
         self._links: dict[str, _Link] = {}
         self._profiles: dict[str, dict[tuple[int, LimitPurpose], ChargingLimitSpec]] = {}

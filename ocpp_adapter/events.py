@@ -63,6 +63,8 @@ class SessionEnded:
     at: datetime
     reason: str | None = None
     connector_id: str | None = None
+    station_id: str | None = None
+    """The station that ended it (transaction ids are only unique per station)."""
 
 
 @dataclass(frozen=True)

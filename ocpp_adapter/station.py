@@ -84,12 +84,20 @@ class SessionSettings:
 
 
 class TransactionIds:
-    """1.6 transaction ids, unique across stations and (seeded by the clock) restarts."""
+    """1.6 transaction ids (and 2.0.1 remoteStartIds), unique across stations.
 
-    def __init__(self, first: int) -> None:
+    With a ``source`` (the store's sequence, committed before it answers) they
+    are unique for the life of the database, restarts included; without one
+    they count up from ``first`` in memory (tools and tests without a store).
+    """
+
+    def __init__(self, first: int = 1, source: Callable[[], int] | None = None) -> None:
         self._next = itertools.count(first)
+        self._source = source
 
     def next(self) -> int:
+        if self._source is not None:
+            return self._source()
         return next(self._next) & 0x7FFFFFFF
 
 
@@ -373,6 +381,7 @@ class StationSession:
                 parse_timestamp(p["timestamp"], now),
                 p.get("reason", "Local"),
                 self.connector_id(connector) if connector is not None else None,
+                self.station_id,
             )
         )
         reply: dict[str, Any] = {}
@@ -464,6 +473,7 @@ class StationSession:
                     at,
                     info.get("stoppedReason", "Local"),
                     self.connector_id(connector) if connector is not None else None,
+                    self.station_id,
                 )
             )
 

@@ -41,6 +41,11 @@ class MetricsRecorder:
         self.sessions_active = Gauge(
             "gridshare_sessions_active", "Charging sessions running", registry=r
         )
+        self.session_conflicts = Gauge(
+            "gridshare_session_conflicts",
+            "Inconsistent sessions: left out of planning, refused or superseded (see /api/status)",
+            registry=r,
+        )
         self.replans = Counter("gridshare_replans", "Plans made", ["reason"], registry=r)
         self.replan_seconds = Histogram(
             "gridshare_replan_seconds",
@@ -126,6 +131,7 @@ class MetricsRecorder:
         self.stations_connected.set(status.stations_connected)
         self.stations_known.set(status.stations_known)
         self.sessions_active.set(status.sessions_active)
+        self.session_conflicts.set(len(status.conflicts or ()))
 
     def observe_groups(self, tree: GroupTree) -> None:
         for g in tree.groups:

@@ -331,6 +331,11 @@ class StatusOut(_Out):
         default=None, description="Per group: capacity now and the sum of limits in force."
     )
     overrides: dict[str, Any] | None = Field(default=None, description="Operator limits.")
+    conflicts: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Inconsistent sessions, with why: left out of planning, and the "
+        "latest refused or superseded.",
+    )
     service: dict[str, Any] | None = Field(
         default=None, description="Start time, ports and database (password hidden)."
     )

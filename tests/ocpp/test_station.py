@@ -128,7 +128,7 @@ def test_v16_transaction_flow() -> None:
     reading, ended = h.events
     assert isinstance(reading, MeterReading) and reading.energy_wh == 900.0
     assert ended == SessionEnded(
-        "500", 900.0, datetime(2026, 3, 2, 11, tzinfo=UTC), "Local", "CP1/1"
+        "500", 900.0, datetime(2026, 3, 2, 11, tzinfo=UTC), "Local", "CP1/1", "CP1"
     )
     assert s.state.tx_connector == {}
 

@@ -1,0 +1,161 @@
+"""Sessions in the store: keyed by (station, transaction), ids never issued twice,
+nothing acknowledged overwritten, databases of the previous schema still open,
+and the files readable by their owner only."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gridshare.controller import Controller
+from gridshare.store import SessionConflict, SqliteStore
+from ocpp_adapter.events import MeterReading, SessionEnded, SessionStarted
+from tests.service.fakes import FakeGateway
+from tests.service.sites import NOW, small_depot
+
+
+def test_database_and_its_wal_and_shm_are_owner_only(tmp_path: Path):
+    path = tmp_path / "fresh.db"
+    s = SqliteStore(path)
+    try:
+        s.record_event(SessionStarted("CP1/1", "1", "secret-tag", 0.0, NOW))
+        for name in ("fresh.db", "fresh.db-wal", "fresh.db-shm"):
+            mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
+            assert mode == 0o600, (name, oct(mode))
+    finally:
+        s.close()
+
+
+def test_an_existing_world_readable_database_is_made_owner_only(tmp_path: Path):
+    path = tmp_path / "old.db"
+    SqliteStore(path).close()
+    path.chmod(0o644)
+    s = SqliteStore(path)
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        s.close()
+
+
+def test_transaction_ids_are_never_issued_twice_across_reopening(tmp_path: Path):
+    path = tmp_path / "s.db"
+    s = SqliteStore(path)
+    first = [s.next_transaction_id() for _ in range(50)]
+    # not closed: what was handed out was committed when it was handed out
+    again = SqliteStore(path)
+    try:
+        later = [again.next_transaction_id() for _ in range(5)]
+    finally:
+        again.close()
+        s.close()
+    assert len(set(first + later)) == 55
+    assert min(later) > max(first)
+
+
+def test_a_conflicting_start_is_refused_and_the_stored_session_kept(tmp_path: Path):
+    s = SqliteStore(tmp_path / "s.db")
+    try:
+        s.record_event(SessionStarted("CP1/1", "7", "tag-a", 1000.0, NOW))
+        s.record_event(SessionStarted("CP1/1", "7", "tag-a", 1000.0, NOW))  # a resend: fine
+        later = NOW + timedelta(minutes=5)
+        with pytest.raises(SessionConflict, match="CP1/7"):
+            s.record_event(SessionStarted("CP1/2", "7", "tag-b", 50.0, later))
+        [kept] = s.active_sessions()
+        assert (kept.connector_id, kept.id_tag, kept.meter_start_wh) == ("CP1/1", "tag-a", 1000.0)
+        # a stop of an ended session changes nothing stored
+        s.record_event(SessionEnded("7", 1500.0, later, "Local", "CP1/1", "CP1"))
+        s.record_event(SessionEnded("7", 20.0, later + timedelta(hours=1), "Local", None, "CP1"))
+        ended = s.session("7", "CP1")
+        assert ended is not None and ended.meter_stop_wh == 1500.0 and ended.ended_at == later
+    finally:
+        s.close()
+
+
+def test_two_stations_with_one_transaction_id_are_two_sessions(tmp_path: Path):
+    s = SqliteStore(tmp_path / "s.db")
+    try:
+        s.record_event(SessionStarted("CP1/1", "TX-SAME", "a", 100.0, NOW))
+        s.record_event(SessionStarted("CP2/1", "TX-SAME", "b", 200.0, NOW))
+        s.record_event(
+            MeterReading("CP2/1", NOW + timedelta(minutes=1), "TX-SAME", energy_wh=900.0)
+        )
+        s.record_event(SessionEnded("TX-SAME", 300.0, NOW, "Local", None, "CP1"))
+        one, two = s.session("TX-SAME", "CP1"), s.session("TX-SAME", "CP2")
+        assert one is not None and two is not None
+        assert (one.connector_id, one.ended_at, one.energy_wh) == ("CP1/1", NOW, 300.0)
+        assert (two.connector_id, two.ended_at, two.energy_wh) == ("CP2/1", None, 900.0)
+        # each has an id of its own: the first keeps the transaction id
+        assert (one.session_id, two.session_id) == ("TX-SAME", "TX-SAME@CP2")
+        assert s.session("TX-SAME@CP2") == two
+    finally:
+        s.close()
+
+
+V1_SESSIONS = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+CREATE TABLE sessions (
+    transaction_id TEXT PRIMARY KEY, connector_id TEXT NOT NULL, id_tag TEXT,
+    started_at TEXT NOT NULL, ended_at TEXT, meter_start_wh REAL, meter_stop_wh REAL,
+    energy_wh REAL, departure TEXT, energy_need_wh REAL, ev_max_a REAL, ev_min_a REAL,
+    stop_reason TEXT, offline INTEGER NOT NULL DEFAULT 0
+, priority REAL);
+CREATE INDEX sessions_open ON sessions (connector_id) WHERE ended_at IS NULL;
+CREATE INDEX sessions_tag ON sessions (id_tag, ended_at);
+"""
+
+
+def test_a_database_of_the_previous_schema_opens_with_its_sessions(tmp_path: Path):
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    db.executescript(V1_SESSIONS)
+    at = NOW.isoformat()
+    db.executemany(
+        "INSERT INTO sessions (transaction_id, connector_id, id_tag, started_at, "
+        "meter_start_wh, energy_wh, priority) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            ("1772470000", "CP1/1", "a", at, 10.0, 20.0, 2.0),
+            ("uuid-x", "CP2/1", "b", at, 0.0, 5.0, None),
+        ],
+    )
+    db.commit()
+    db.close()
+
+    s = SqliteStore(path)
+    try:
+        by_tx = {x.transaction_id: x for x in s.active_sessions()}
+        assert by_tx["1772470000"].station_id == "CP1" and by_tx["1772470000"].priority == 2.0
+        assert by_tx["uuid-x"].session_id == "uuid-x" and by_tx["uuid-x"].energy_wh == 5.0
+        # ids the previous version issued are not issued again
+        assert s.next_transaction_id() == 1772470001
+        s.record_event(SessionStarted("CP2/1", "1772470000", "c", 0.0, NOW))
+        assert s.session("1772470000", "CP2") is not None
+    finally:
+        s.close()
+    reopened = SqliteStore(path)
+    try:
+        assert reopened.session("uuid-x") is not None
+    finally:
+        reopened.close()
+
+
+async def test_a_start_resent_after_a_crash_supersedes_the_unanswered_one(tmp_path: Path):
+    """Stored, then killed before the answer went: the station sends the same start
+    again and gets a new id. After the next restart the later one is adopted and
+    the other reported, not planned."""
+    site = small_depot(2)
+    store = SqliteStore(tmp_path / "s.db")
+    for tx in ("5", "6"):
+        store.record_event(SessionStarted("CP1/1", tx, "tag", 100.0, NOW))
+    ctl = Controller(site, store, FakeGateway(site), clock=lambda: NOW)
+    try:
+        ctl.recover()
+        assert ctl.sessions["CP1/1"].transaction_id == "6"
+        [conflict] = ctl.status()["conflicts"]
+        assert (conflict["kind"], conflict["transaction_id"]) == ("superseded", "5")
+    finally:
+        store.close()
