@@ -22,7 +22,7 @@ from typing import Any
 
 from forecasts.compliance import Excess, excesses
 from forecasts.units import Limit
-from gridshare.store import Store
+from gridshare.store import Store, station_of
 from ocpp_adapter.events import (
     DomainEvent,
     MeterReading,
@@ -37,6 +37,22 @@ log = logging.getLogger(__name__)
 
 ENERGY_STATE = "oscp_energy"
 """The store's state key of the energy counter."""
+
+TxKey = tuple[str, str]
+"""(station id, transaction id): a 2.0.1 station chooses its ids, so two stations
+may use the same one."""
+
+
+def ended_key(event: SessionEnded, known: Mapping[TxKey, Any]) -> TxKey | None:
+    """The session a SessionEnded ends: by its station, else the one open session
+    with that transaction id (never another station's when the station is known)."""
+    station = event.station_id or (
+        station_of(event.connector_id) if event.connector_id is not None else None
+    )
+    if station is not None:
+        return (station, event.transaction_id)
+    matches = [k for k in known if k[1] == event.transaction_id]
+    return matches[0] if len(matches) == 1 else None
 
 
 def site_lines(readings: Mapping[str, float], wired: tuple[Line, ...]) -> dict[Line, float]:
@@ -74,30 +90,34 @@ class EnergyCounter:
         self.site = site
         self.store = store
         self.totals_wh: dict[str, float] = {}
-        self._open: dict[str, tuple[str, float | None]] = {}
+        self._open: dict[TxKey, tuple[str, float | None]] = {}
         """Running transaction → (connector, register counted up to; None: not yet read)."""
-        self._by_connector: dict[str, str] = {}
+        self._by_connector: dict[str, TxKey] = {}
         self._dirty = False
 
     def recover(self) -> None:
         saved: Mapping[str, Any] = self.store.get_state(ENERGY_STATE) or {}
         self.totals_wh = {str(k): float(v) for k, v in saved.get("wh", {}).items()}
-        for tx, (cid, last) in saved.get("open", {}).items():
-            self._begin(str(tx), str(cid), None if last is None else float(last))
-        for tx in list(self._open):
-            s = self.store.session(tx)
+        opened = saved.get("open", [])
+        if isinstance(opened, Mapping):  # saved before sessions were keyed by station
+            opened = [[station_of(str(c)), tx, c, last] for tx, (c, last) in opened.items()]
+        for station, tx, cid, last in opened:
+            self._begin((str(station), str(tx)), str(cid), None if last is None else float(last))
+        for key in list(self._open):
+            s = self.store.session(key[1], key[0])
             if s is None:
                 continue
             end = s.meter_stop_wh if s.meter_stop_wh is not None else s.energy_wh
             if end is not None:
-                self._advance(tx, end)
+                self._advance(key, end)
             if s.ended_at is not None:
-                self._end(tx)
+                self._end(key)
         for s in self.store.active_sessions():
-            if s.transaction_id not in self._open and s.connector_id in self.site.connectors:
-                self._begin(s.transaction_id, s.connector_id, s.meter_start_wh)
+            key = (s.station_id, s.transaction_id)
+            if key not in self._open and s.connector_id in self.site.connectors:
+                self._begin(key, s.connector_id, s.meter_start_wh)
                 if s.energy_wh is not None:
-                    self._advance(s.transaction_id, s.energy_wh)
+                    self._advance(key, s.energy_wh)
         self.save()
 
     def save(self, *, if_changed: bool = False) -> None:
@@ -108,37 +128,40 @@ class EnergyCounter:
             ENERGY_STATE,
             {
                 "wh": self.totals_wh,
-                "open": {tx: [cid, last] for tx, (cid, last) in self._open.items()},
+                "open": [[st, tx, cid, last] for (st, tx), (cid, last) in self._open.items()],
             },
         )
 
     def observe(self, event: DomainEvent) -> None:
         match event:
             case SessionStarted(connector_id=cid, transaction_id=tx):
-                if cid in self.site.connectors and tx not in self._open:
-                    self._begin(tx, cid, event.meter_start_wh)
+                key = (station_of(cid), tx)
+                if cid in self.site.connectors and key not in self._open:
+                    self._begin(key, cid, event.meter_start_wh)
                     self.save()
             case MeterReading(connector_id=cid, energy_wh=wh) if wh is not None:
-                running = event.transaction_id or self._by_connector.get(cid)
+                of = event.transaction_id
+                running = (station_of(cid), of) if of else self._by_connector.get(cid)
                 if running is None or cid not in self.site.connectors:
                     return
                 if running not in self._open:  # its start was not seen: count from here on
                     self._begin(running, cid, None)
                 self._advance(running, wh)
-            case SessionEnded(transaction_id=ended):
-                if ended in self._open:
+            case SessionEnded():
+                ended = ended_key(event, self._open)
+                if ended is not None and ended in self._open:
                     if event.meter_stop_wh is not None:
                         self._advance(ended, event.meter_stop_wh)
                     self._end(ended)
                     self.save()
 
-    def _begin(self, tx: str, cid: str, register_wh: float | None) -> None:
+    def _begin(self, tx: TxKey, cid: str, register_wh: float | None) -> None:
         self._dirty = True
         self._open[tx] = (cid, register_wh)
         self._by_connector[cid] = tx
         self.totals_wh.setdefault(cid, 0.0)
 
-    def _advance(self, tx: str, register_wh: float) -> None:
+    def _advance(self, tx: TxKey, register_wh: float) -> None:
         cid, last = self._open[tx]
         if not math.isfinite(register_wh):
             return
@@ -151,7 +174,7 @@ class EnergyCounter:
             self._open[tx] = (cid, last)
             self._dirty = True
 
-    def _end(self, tx: str) -> None:
+    def _end(self, tx: TxKey) -> None:
         cid, _ = self._open.pop(tx)
         self._dirty = True
         if self._by_connector.get(cid) == tx:
@@ -212,7 +235,7 @@ class ComplianceWatch:
     tolerance_kw: float = 0.5
     readings: dict[str, Reading] = field(default_factory=dict)
     episodes: dict[str, Episode] = field(default_factory=dict)
-    _tx_connector: dict[str, str] = field(default_factory=dict)
+    _tx_connector: dict[TxKey, str] = field(default_factory=dict)
 
     @property
     def groups(self) -> list[Group]:
@@ -227,18 +250,20 @@ class ComplianceWatch:
                 if power is None and event.power_w:
                     power = sum(event.power_w.values())
                 if event.transaction_id is not None:
-                    self._tx_connector[event.transaction_id] = cid
+                    self._tx_connector[(station_of(cid), event.transaction_id)] = cid
                 if power is None:
                     if not by_line:
                         return  # energy only: the last draw still holds
                     power = sum(by_line.values()) * self.site.site.voltage_v
                 self.readings[cid] = Reading(now, by_line, power / 1000.0)
             case SessionStarted(connector_id=cid, transaction_id=tx):
-                self._tx_connector[tx] = cid
-            case SessionEnded(transaction_id=ended):
+                self._tx_connector[(station_of(cid), tx)] = cid
+            case SessionEnded():
                 # the car stopped drawing: its last reading no longer holds
-                gone = event.connector_id or self._tx_connector.get(ended)
-                self._tx_connector.pop(ended, None)
+                key = ended_key(event, self._tx_connector)
+                gone = event.connector_id or (self._tx_connector.get(key) if key else None)
+                if key is not None:
+                    self._tx_connector.pop(key, None)
                 if gone is not None:
                     self.readings.pop(gone, None)
             case StationDisconnected(station_id=sid):

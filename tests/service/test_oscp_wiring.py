@@ -571,3 +571,36 @@ def test_the_watch_counts_fresh_draws_only() -> None:
     # a reading older than stale_s counts no more
     per_line, kw = watch.measured(site.group_by_id["grid"], at(31))
     assert per_line == {} and kw == 0
+
+
+def test_two_stations_with_one_transaction_id_count_their_own_energy(tmp_path: Path) -> None:
+    """A 2.0.1 station chooses its transaction ids: another station's session with the
+    same id is another session, in the DSO's energy figures too."""
+    from gridshare.dso_reports import EnergyCounter
+    from gridshare.store import open_store
+
+    site = site_config(tmp_path, "http://unused").site
+    t = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    store = open_store(f"sqlite:///{tmp_path / 'same.db'}")
+    try:
+        counter = EnergyCounter(site, store)
+        counter.recover()
+        for e in (
+            SessionStarted("CP1/1", "TX-SAME", None, 1000.0, t),
+            SessionStarted("CP2/1", "TX-SAME", None, 5000.0, t),
+            MeterReading("CP1/1", t, transaction_id="TX-SAME", energy_wh=1500.0),
+            MeterReading("CP2/1", t, transaction_id="TX-SAME", energy_wh=5200.0),
+            SessionEnded("TX-SAME", 1600.0, t, station_id="CP1"),
+            MeterReading("CP2/1", t, transaction_id="TX-SAME", energy_wh=5300.0),
+        ):
+            counter.observe(e)
+        assert counter.totals_wh["CP1/1"] == pytest.approx(600.0)
+        assert counter.totals_wh["CP2/1"] == pytest.approx(300.0)
+        counter.save()
+        again = EnergyCounter(site, store)
+        again.recover()  # CP2's session is still open in the saved state
+        again.observe(MeterReading("CP2/1", t, transaction_id="TX-SAME", energy_wh=5400.0))
+        assert again.totals_wh["CP2/1"] == pytest.approx(400.0)
+        assert again.totals_wh["CP1/1"] == pytest.approx(600.0)
+    finally:
+        store.close()
