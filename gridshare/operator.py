@@ -207,12 +207,19 @@ class ServiceBackend:
                 self.publish(ChangeKind.STATION, event.station_id)
                 self._count_stations()
             case SessionStarted() | SessionEnded():
-                self.publish(ChangeKind.SESSION, event.transaction_id)
+                self.publish(ChangeKind.SESSION, self._session_id(event.transaction_id, station))
                 self._count_stations()
             case MeterReading():
                 self.publish(ChangeKind.MEASUREMENT, event.connector_id)
             case ConnectorStatusChanged():
                 self.publish(ChangeKind.STATION, event.connector_id)
+
+    def _session_id(self, transaction_id: str, station: str | None) -> str:
+        """The API's id of a station's session (``TX@STATION`` where another station's
+        session already has the transaction id)."""
+        store = self.service.store
+        stored = store.session(transaction_id, station) if store is not None else None
+        return stored.session_id if stored is not None else transaction_id
 
     def _count_stations(self) -> None:
         if self.metrics is not None and self.service.controller is not None:

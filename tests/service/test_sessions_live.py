@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gridshare.api.schemas import ChangeKind
 from gridshare.config import parse_config
 from gridshare.service import Service
 from ocpp_adapter.events import EvChargingNeeds
@@ -118,6 +119,17 @@ def tx_profiles(st: Station) -> list[str]:
 async def test_two_stations_with_one_transaction_id_are_planned_as_two_sessions(live: Live):
     ctl = live.svc.controller
     assert ctl is not None
+    operator = live.svc.operator
+    assert operator is not None
+    announced: list[str] = []
+
+    async def listen() -> None:
+        async for change in operator.changes():
+            if change.kind is ChangeKind.SESSION:
+                announced.append(change.subject)
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0)
     async with (
         station(live.cs, "CPX", V201) as unknown,
         station(live.cs, "CP1", V201) as one,
@@ -143,6 +155,9 @@ async def test_two_stations_with_one_transaction_id_are_planned_as_two_sessions(
             assert (await live.get(f"/api/sessions/{sid}"))["active"]
         status = await live.get("/api/status")
         assert status["conflicts"] == []
+        # the live stream names each session by the id the API knows it by
+        await until(lambda: set(ids.values()) <= set(announced), "both starts announced")
+        listener.cancel()
 
         # one station's end ends its own session only
         await one.call("TransactionEvent", tx_event("Ended", 1, "TX-SAME"))
