@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from gridshare.simulators.ev import EvSpec
-from tests.e2e.test_live_site import CARS, Misbehaviour, Watch, live_site, site_config
+from tests.e2e.test_live_site import (
+    CARS,
+    Misbehaviour,
+    Watch,
+    eventually,
+    live_site,
+    site_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +30,12 @@ async def test_refused_fallbacks_leave_the_others_what_is_left(tmp_path: Path, v
     }
     async with live_site(cfg, version=version, misbehaving=odd) as (svc, fleet):
         watch = Watch(fleet, lambda: 96.0, CARS)
-        # idle: CP3 and CP4 hold their maximum, CP1 and CP2 share the rest
+        # idle: CP3 and CP4 hold their maximum, CP1 and CP2 share the rest, once the
+        # refusal and the silence are known (the silence after the call timeout)
+        await eventually(
+            lambda: fleet.limit_in_force("CP1/1") + fleet.limit_in_force("CP2/1") <= 32 + 1e-6,
+            timeout_s=15,
+        )
         limits = watch.sample()
         assert limits["CP3/1"] == limits["CP4/1"] == 32
         assert limits["CP1/1"] + limits["CP2/1"] <= 32 + 1e-6
