@@ -8,6 +8,7 @@ OS-assigned port (tests, simulators, demos).
 from __future__ import annotations
 
 import asyncio
+import socket
 from types import TracebackType
 from typing import Any
 
@@ -30,6 +31,7 @@ class LoopbackServer:
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
         self.host = host
+        self._port = port
         self.port = 0
 
     @property
@@ -37,7 +39,18 @@ class LoopbackServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self, timeout_s: float = 5.0) -> None:
-        self._task = asyncio.ensure_future(self._server.serve())
+        # bound here, not by uvicorn: a busy port is an OSError naming the port,
+        # where uvicorn would log and exit the process
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self._port))
+        except OSError as e:
+            sock.close()
+            where = f"{self.host}:{self._port}"
+            raise OSError(e.errno, f"cannot listen for HTTP on {where}: {e.strerror}") from e
+        self._task = asyncio.ensure_future(self._server.serve([sock]))
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
         while not self._server.started:

@@ -200,6 +200,18 @@ def test_a_port_in_use_is_named(tmp_path: Path, which: str) -> None:
     one_line(done, str(port), "in use")
 
 
+def test_the_simulated_dso_names_its_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = gridshare(
+            "dso", "--fp-url", "http://127.0.0.1:9/oscp/fp/2.0", "--port", str(port),
+            "--duration-s", "1", cwd=tmp_path,
+        )  # fmt: skip
+    one_line(done, str(port), "in use")
+
+
 def test_plan_into_a_missing_folder(tmp_path: Path) -> None:
     done = gridshare(
         "plan", "--site", str(DEPOT), "--sessions", str(EXAMPLES / "depot-sessions.csv"),
