@@ -866,7 +866,10 @@ class Controller:
 
     def fallback_now(self, now: datetime, *, exclude: str | None = None) -> dict[str, float]:
         """Per station: the fallback share, never above what the groups have now
-        (a DSO's cut lowers the shares too, so the fallbacks still fit).
+        or in the next slot (a DSO's cut lowers the shares too, so the fallbacks
+        still fit). A fallback is constant and only a re-plan changes it, the
+        first after a boundary at the earliest: a cut starting there must bound
+        it already.
 
         Stations in doubt about their fallback limit (refused, not answered,
         on its way, never accepted) count at what they may draw; the others
@@ -874,13 +877,14 @@ class Controller:
         A station in doubt gets what it would to try again: its share as if
         all cooperated, never above what it is assumed to draw. ``exclude``: a
         station about to get its first limit counts as cooperating."""
-        grid = TimeGrid.covering(now, self.site.site.slot_minutes, self.site.site.slot_minutes / 60)
+        minutes = self.site.site.slot_minutes
+        grid = TimeGrid.covering(now, minutes, 2 * minutes / 60)
         cap = self.capacity(grid, now)
         limits: dict[str, float] = {}
         for g in self.site.groups:
             fb = g.fallback_limit_a if g.fallback_limit_a is not None else g.limit_a
             arr = cap.limit_a.get(g.id)
-            now_a = float(arr[0]) if arr is not None else math.inf
+            now_a = float(np.min(arr)) if arr is not None else math.inf
             fb = min(fb if fb is not None else math.inf, now_a)
             if math.isfinite(fb):
                 limits[g.id] = fb

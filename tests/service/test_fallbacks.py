@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from ocpp_adapter.events import (
     StationBooted,
 )
 from optimizer.problem import Capacity, TimeGrid
+from optimizer.site import Site
 from tests.service.fakes import Behaviour, FakeGateway, worst_excess
 from tests.service.sites import NOW, make_site, small_depot
 from tests.service.test_controller import STRICT, Clock, Rig
@@ -115,6 +117,47 @@ async def test_a_session_gets_a_fallback_of_its_own_at_the_least_it_is_planned(
                 assert gw.own_default[cid] == lowest
             else:
                 assert cid not in gw.own_default
+    finally:
+        await r.ctl.stop()
+        store.close()
+
+
+# --- a cut announced for a later slot ---------------------------------------------------
+
+
+async def test_fallbacks_already_fit_a_cut_announced_for_the_next_slot(tmp_path: Path):
+    """A fallback limit is constant, and only a re-plan changes it: the first
+    one after the cut begins comes too late for every connector on its fallback
+    (idle, or a car whose session has not reached the plan yet). So the
+    fallbacks in force before the boundary must already fit the cut."""
+    site = small_depot(4, limit_a=96)
+    now_slot = TimeGrid.covering(NOW, site.site.slot_minutes, 1)
+    cut_start = now_slot.start + now_slot.step
+    cut_end = cut_start + now_slot.step
+    announced = False
+
+    def dso(s: Site, grid: TimeGrid, now: datetime) -> Capacity:
+        cut = np.array([announced and cut_start <= t < cut_end for t in grid.starts()])
+        return Capacity.static(s, grid).lowered("grid", cut, limit_a=48.0, limit_kw=None)
+
+    store = SqliteStore(tmp_path / "g.db")
+    gw = FakeGateway(site, count_idle=True)
+    r = Rig(site, store, gw, Clock(), STRICT)
+    r.ctl.capacity_provider = dso
+    await r.ctl.start(scheduler=False)
+    try:
+        await r.boot("CP1", "CP2", "CP3", "CP4")
+        await r.ctl.replan_now("fallback installed")
+        assert gw.default == {"CP1": 24.0, "CP2": 24.0, "CP3": 24.0, "CP4": 24.0}
+        announced = True
+        await r.ctl.replan_now("dso forecast")
+        await r.start("CP1/1", "t1")
+        gw.start("CP2/1")  # plugged in; its session has not reached the controller yet
+        # the boundary passes before any re-plan: what the stations hold applies
+        for at in (cut_start, cut_start + timedelta(minutes=5)):
+            r.clock.t = at
+            in_force = {cid: r.limit(cid) for cid in site.connectors}
+            assert sum(in_force.values()) <= 48.0 + 1e-9, (at, in_force)
     finally:
         await r.ctl.stop()
         store.close()
