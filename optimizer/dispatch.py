@@ -149,6 +149,26 @@ def _urgency_keys(lp: PreparedLP, cols: np.ndarray) -> dict[int, tuple[object, .
     return out
 
 
+def _urgency_rank(lp: PreparedLP) -> np.ndarray:
+    """Per session: its place in `_urgency_keys`' order (0 most urgent)."""
+    now = lp.problem.now
+    laxity = np.array(
+        [
+            (s.demand.departure - now).total_seconds() / 3600.0
+            - s.demand.energy_kwh / max(s.kw_per_a * s.upper_a, EPS)
+            for s in lp.sessions
+        ]
+    )
+    prio = np.array([-s.demand.priority for s in lp.sessions])
+    ids = np.argsort(np.array([s.demand.session_id for s in lp.sessions]), kind="stable")
+    id_rank = np.empty(len(ids), dtype=np.int64)
+    id_rank[ids] = np.arange(len(ids))
+    order = np.lexsort((id_rank, prio, laxity))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
 def _urgency_order(lp: PreparedLP, cols: np.ndarray, *, rotate: bool = False) -> np.ndarray:
     """Columns of slot 0, most urgent first: least laxity, then priority, then id.
 
@@ -243,6 +263,13 @@ the room only if it would draw at least this fraction of what the minimum
 offers (else it holds room another car could turn into energy; it may still
 get the minimum from what is left). A tuning choice, checked on the sites of
 benchmarks/plan_speed.py."""
+SWAP_KEEP = 0.5
+"""A car with later periods left (where it may get its energy anyway) is
+swapped in only if the swap's net gain is above this fraction of what it
+gains (the car lowered for it gives up less than the rest); in its last
+period, whenever the swap gains energy. A tuning
+choice, checked on the sites of benchmarks/plan_speed.py (swapping freely there
+costs energy and time) and on tests/optimizer/test_plan_energy.py."""
 BUDGET_TOL_KWH = 1e-6
 """Budgets below this are spent (float noise of the energy sums)."""
 
@@ -256,7 +283,11 @@ def _fits(
     amps: np.ndarray,
 ) -> np.ndarray:
     """Whether each of ``cols`` (sorted) could be raised by ``amps`` within ``room``."""
-    idx = np.flatnonzero(np.isin(e_col, cols))
+    if not len(cols):
+        return np.zeros(0, dtype=bool)
+    mine = np.zeros(int(max(cols.max(), e_col.max(initial=0))) + 1, dtype=bool)
+    mine[cols] = True
+    idx = np.flatnonzero(mine[e_col])
     k = np.searchsorted(cols, e_col[idx])
     short = room[e_row[idx]] < e_val[idx] * amps[k] - EPS
     return np.bincount(k, weights=short, minlength=len(cols)) == 0
@@ -277,6 +308,8 @@ class _Giveback:
         self.top_a = np.array([s.connector.max_current_a for s in lp.sessions])
         self.done = np.zeros(len(lp.sessions))
         """Energy of the periods already given back, per session."""
+        self.rank = _urgency_rank(lp)
+        self.last = np.array([s.first_col + len(s.periods) - 1 for s in lp.sessions], np.int64)
         e_row, e_col, e_val = _limit_entries(lp)
         entry_period = lp.x_period[e_col]
         # by period, then by column (the entries come sorted by column and the
@@ -297,11 +330,28 @@ class _Giveback:
 
     def period(self, p: int, budget: np.ndarray, *, rotate: bool, later: bool) -> None:
         """Give back period ``p``'s room; ``budget`` (kWh per session) is spent in place."""
-        lp, x, z, kwh, lo, upper = self.lp, self.x, self.z, self.kwh, self.lo, self.upper
         cols = self.by_period[self.bounds[p] : self.bounds[p + 1]]
         if not len(cols):
             return
+        self._give_back(p, cols, budget, rotate=rotate, later=later)
+        sess = self.lp.x_session
+        self.done += np.bincount(
+            sess[cols], self.kwh[cols] * self.z[cols], minlength=len(self.done)
+        )
+
+    def _give_back(
+        self, p: int, cols: np.ndarray, budget: np.ndarray, *, rotate: bool, later: bool
+    ) -> None:
+        lp, x, z, kwh, lo, upper = self.lp, self.x, self.z, self.kwh, self.lo, self.upper
         sess = lp.x_session
+
+        def urgency(cs: np.ndarray) -> np.ndarray:
+            if rotate:  # now: the previous plan's pauses first
+                return _urgency_order(lp, cs, rotate=True)
+            return cs[np.argsort(self.rank[sess[cs]], kind="stable")]
+
+        if later and not np.any(budget[sess[cols]] > BUDGET_TOL_KWH):
+            return  # nobody needs more
         tail_cap = np.full(lp.n_x, np.inf)
         tail = cols[self.taper[sess[cols]] > 0]
         if later and len(tail):
@@ -321,6 +371,9 @@ class _Giveback:
         n_l = lp.n_limit_rows
         load = np.bincount(e_row, weights=e_val * z[e_col], minlength=n_l)
         room = lp.row_upper[:n_l] - load
+        no_room = not np.any(room[e_row] > STEP_A * e_val - EPS)
+        if later and no_room and not np.any((z[cols] == 0) & (x[cols] > EPS)):
+            return  # no room for a step anywhere, and no sliver a swap could help
 
         def try_raise(c: int, target: float) -> bool:
             i, j = np.searchsorted(e_col, [c, c + 1])
@@ -344,7 +397,7 @@ class _Giveback:
         below_minimum = upper[paused] < lo[paused] - EPS
         by_row: list[np.ndarray] = []
 
-        def swap_in(c: int) -> None:
+        def swap_in(c: int, keep: float) -> None:
             """Make room for paused ``c`` at its minimum by lowering one continuous
             current that loads every row ``c`` lacks room on (an LP vertex often
             gives one car its maximum and the next a sliver), where ``c`` gains
@@ -371,13 +424,14 @@ class _Giveback:
                     delta = np.zeros(len(cand))
                 pos = np.minimum(np.searchsorted(e_col[ent], cand), len(ent) - 1)
                 coef = np.where(e_col[ent][pos] == cand, e_val[ent][pos], 0.0)
-                keep = coef > EPS
-                cand, delta = cand[keep], np.maximum(delta[keep], sh / coef[keep])
+                loads = coef > EPS
+                cand, delta = cand[loads], np.maximum(delta[loads], sh / coef[loads])
             if cand is None or not len(cand):
                 return
             delta = np.ceil(delta / STEP_A - 1e-6) * STEP_A
-            gain = min(lo[c] * kwh[c], budget[sess[c]]) - delta * kwh[cand]
-            ok = (z[cand] - delta >= lo[cand] - EPS) & (gain > EPS)
+            won = min(lo[c] * kwh[c], budget[sess[c]])
+            gain = won - delta * kwh[cand]
+            ok = (z[cand] - delta >= lo[cand] - EPS) & (gain > keep * won + EPS)
             if not np.any(ok):
                 return
             k = int(np.argmax(np.where(ok, gain, -np.inf)))
@@ -400,10 +454,12 @@ class _Giveback:
             keep = worth & ((x[to_raise] > EPS) | fits)
             to_raise, fits = to_raise[keep], fits[keep]
         fitting = set(to_raise[fits].tolist())
-        for c in _urgency_order(lp, to_raise, rotate=rotate):
+        for c in urgency(to_raise):
             # (room only shrinks here but by swaps, so what did not fit will not)
             if (int(c) not in fitting or not try_raise(int(c), float(lo[c]))) and later:
-                swap_in(int(c))
+                # a car with later periods left may get its energy there: swap
+                # only where the donor gives up little of what it gains
+                swap_in(int(c), 0.0 if c == self.last[sess[c]] else SWAP_KEEP)
         charging = cols[(z[cols] > 0) & (budget[sess[cols]] > BUDGET_TOL_KWH)]
         # 2. continuous connectors share what is left
         continuous = charging[~self.discrete[charging]]
@@ -438,7 +494,7 @@ class _Giveback:
             for c in stepped:
                 allowed = lp.sessions[int(sess[c])].connector.connector.allowed_currents_a
                 steps[int(c)] = np.array(sorted({0.0, *(allowed or ())}))
-            order = _urgency_order(lp, stepped)
+            order = urgency(stepped) if later else _urgency_order(lp, stepped)
             # back up to the LP's current (what flooring took), then beyond it
             for beyond in (False, True):
                 live = [int(c) for c in order]
@@ -458,15 +514,14 @@ class _Giveback:
             rest = paused[~below_minimum & np.isfinite(lo[paused])]
             rest = rest[(z[rest] == 0) & (budget[sess[rest]] > BUDGET_TOL_KWH)]
             rest = rest[_fits(e_row, e_col, e_val, room, rest, lo[rest])]
-            for c in _urgency_order(lp, rest):
+            for c in urgency(rest):
                 if has_budget(int(c)):
                     try_raise(int(c), float(lo[c]))
         # 4. cars taking less than the minimum: the minimum, from what is left
-        for c in _urgency_order(lp, paused[below_minimum], rotate=rotate):
+        for c in urgency(paused[below_minimum]):
             top = min(lp.sessions[int(sess[c])].connector.max_current_a, tail_cap[c])
             if math.isfinite(lo[c]) and lo[c] <= top + EPS and has_budget(int(c)):
                 try_raise(int(c), float(lo[c]))
-        self.done += np.bincount(sess[cols], kwh[cols] * z[cols], minlength=len(self.done))
 
 
 def _trim_later(
