@@ -265,9 +265,10 @@ get the minimum from what is left). A tuning choice, checked on the sites of
 benchmarks/plan_speed.py."""
 SWAP_KEEP = 0.5
 """A car with later periods left (where it may get its energy anyway) is
-swapped in only if the swap's net gain is above this fraction of what it
-gains (the car lowered for it gives up less than the rest); in its last
-period, whenever the swap gains energy. A tuning
+swapped in only if the LP planned it at least half its minimum there and the
+swap's net gain is above this fraction of what it gains (the car lowered for
+it gives up less than the rest); in its last period, whenever the swap gains
+energy. A tuning
 choice, checked on the sites of benchmarks/plan_speed.py (swapping freely there
 costs energy and time) and on tests/optimizer/test_plan_energy.py."""
 BUDGET_TOL_KWH = 1e-6
@@ -459,7 +460,10 @@ class _Giveback:
             if (int(c) not in fitting or not try_raise(int(c), float(lo[c]))) and later:
                 # a car with later periods left may get its energy there: swap
                 # only where the donor gives up little of what it gains
-                swap_in(int(c), 0.0 if c == self.last[sess[c]] else SWAP_KEEP)
+                if c == self.last[sess[c]]:
+                    swap_in(int(c), 0.0)
+                elif x[c] >= 0.5 * lo[c]:  # see SWAP_KEEP
+                    swap_in(int(c), SWAP_KEEP)
         charging = cols[(z[cols] > 0) & (budget[sess[cols]] > BUDGET_TOL_KWH)]
         # 2. continuous connectors share what is left
         continuous = charging[~self.discrete[charging]]
