@@ -7,14 +7,15 @@
 * The minimum-current rule (`make_dispatchable`): a connector is offered 0 A or
   at least its minimum (or one of its allowed pilot steps). Rounding *down* can
   never break a ≤ limit, so every current is first floored to a step (0.1 A,
-  the resolution of an OCPP limit, or an allowed step). In the slot dispatched
-  now the room this leaves on every row is given back: sessions that fell to 0
-  are raised to their minimum (those the previous plan paused first, then the
-  most urgent), continuous connectors are water-filled, and connectors with
-  pilot steps are raised one step at a time, most urgent first, while any step
-  fits. Each raise is checked against the remaining room of every row it
-  touches, so the result respects every limit by construction (see
-  tests/optimizer/test_properties.py).
+  the resolution of an OCPP limit, or an allowed step). In every period, the
+  slot dispatched now first, the room this leaves on every row is given back:
+  sessions that fell to 0 are raised to their minimum (now: those the previous
+  plan paused first; then the most urgent), continuous connectors are
+  water-filled, and connectors with pilot steps are raised one step at a
+  time, most urgent first, while any step fits. Each raise is checked against
+  the remaining room of every row it touches, so the result respects every
+  limit by construction (see tests/optimizer/test_properties.py), and the
+  plan's rows deliver about what the LP planned (tests/optimizer/test_plan_energy.py).
 """
 
 from __future__ import annotations
@@ -114,10 +115,12 @@ def min_current(lp: PreparedLP) -> np.ndarray:
     return np.array(out)
 
 
-def floor_to_steps(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
-    """Round every current down to something the station can be given."""
+def floor_to_steps(lp: PreparedLP, x: np.ndarray, lo: np.ndarray | None = None) -> np.ndarray:
+    """Round every current down to something the station can be given (``lo``:
+    `min_current` per x column, if already known)."""
     z = np.floor(x / STEP_A + 1e-6) * STEP_A
-    lo = min_current(lp)[lp.x_session]
+    if lo is None:
+        lo = min_current(lp)[lp.x_session]
     z[z < lo - EPS] = 0.0
     for s in lp.sessions:
         allowed = s.connector.connector.allowed_currents_a
@@ -144,6 +147,26 @@ def _urgency_keys(lp: PreparedLP, cols: np.ndarray) -> dict[int, tuple[object, .
         need_hours = s.demand.energy_kwh / max(s.kw_per_a * s.upper_a, EPS)
         out[int(c)] = (hours_left - need_hours, -s.demand.priority, s.demand.session_id)
     return out
+
+
+def _urgency_rank(lp: PreparedLP) -> np.ndarray:
+    """Per session: its place in `_urgency_keys`' order (0 most urgent)."""
+    now = lp.problem.now
+    laxity = np.array(
+        [
+            (s.demand.departure - now).total_seconds() / 3600.0
+            - s.demand.energy_kwh / max(s.kw_per_a * s.upper_a, EPS)
+            for s in lp.sessions
+        ]
+    )
+    prio = np.array([-s.demand.priority for s in lp.sessions])
+    ids = np.argsort(np.array([s.demand.session_id for s in lp.sessions]), kind="stable")
+    id_rank = np.empty(len(ids), dtype=np.int64)
+    id_rank[ids] = np.arange(len(ids))
+    order = np.lexsort((id_rank, prio, laxity))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
 
 
 def _urgency_order(lp: PreparedLP, cols: np.ndarray, *, rotate: bool = False) -> np.ndarray:
@@ -175,114 +198,383 @@ def _next_step(steps: np.ndarray, value: float) -> float:
 
 
 def make_dispatchable(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
-    """Currents a station can be given, slot 0 using every limit's room.
+    """Currents a station can be given, in every period, each using the room of
+    every limit.
 
-    Every slot is floored to valid steps (never breaks a ≤ limit). In slot 0,
-    what the rounding and the minimum current leave of every row's room is then
-    given back, each raise checked against the room of every row it loads (each
-    line of every group above, kW limits, weighted limits), so no limit the LP
-    has can be exceeded:
+    Every current is first floored to a valid step (never breaks a ≤ limit).
+    What the rounding and the minimum current leave of every row's room is then
+    given back, period by period, each raise checked against the room of every
+    row it loads (each line of every group above, kW limits, weighted limits),
+    so no limit the LP has can be exceeded:
 
-    1. sessions the floor paused are raised to their minimum, the ones paused
-       by the previous plan first (rotation), then least laxity first;
+    1. sessions the floor paused are raised to their minimum, least laxity
+       first (now: the ones paused by the previous plan first, rotation);
     2. connectors with continuous currents share what is left (water-filling,
-       up to their maximum and what their need can take);
+       up to their maximum and their energy budget);
     3. connectors with discrete pilot steps are raised one step at a time, most
        urgent first, round after round while any step fits: first back up to
-       the step at or above the LP's current, then beyond it while the session
-       still needs energy. Only sessions charging now are raised (the LP's zeros
-       stay zeros: it may be waiting for cheaper slots);
+       the step at or above the LP's current, then beyond it while the budget
+       lasts. Only sessions charging are raised (the LP's zeros stay zeros: it
+       may be waiting for cheaper slots);
     4. cars known to take less than their station's minimum (a battery tapering
        off before full: ``ev_max_current_a`` below the minimum) get the minimum
        last, from what every other car left. At the minimum they would hold
        more of a limit than they draw, so they never take room a car drawing
        in full could use (measured on JPL 2019, realistic models: +0.7 / +0.8
        points of energy delivered at 80 / 50 kW).
+
+    The slot dispatched now may use all of a session's need (it is the one
+    certain to be delivered); the later periods of a session that now gets more
+    than the LP planned are then trimmed, latest first, so that no session is
+    planned more than it needs. Later periods then raise, in time order, within
+    what each session still needs (its budget) and under its battery tail:
+
+    * a paused car is raised to its minimum where it would draw at least
+      `MIN_USE` of it, also where the LP planned nothing (to place energy the
+      rule cost in another slot), and where the room is short, by lowering one
+      car that loads every short row when that gains energy (an LP vertex often
+      gives one car its maximum and the next a sliver below the minimum);
+    * other paused cars get their minimum last, from the room left.
     """
-    z = floor_to_steps(lp, x)
+    lo = min_current(lp)[lp.x_session]
+    z = floor_to_steps(lp, x, lo)
     if lp.n_x == 0:
         return z
-    e_row, e_col, e_val = _limit_entries(lp)
-    cols0 = np.flatnonzero(lp.x_period == 0)
-    if not len(cols0):
-        return z
-    in0 = lp.x_period[e_col] == 0
-    e_row, e_col, e_val = e_row[in0], e_col[in0], e_val[in0]
-    load = np.bincount(e_row, weights=e_val * z[e_col], minlength=lp.n_limit_rows)
-    room = lp.row_upper[: lp.n_limit_rows] - load
-    lo = min_current(lp)[lp.x_session]
-    kwh = np.concatenate([s.kwh_per_a for s in lp.sessions])
-    need = np.array([s.demand.energy_kwh for s in lp.sessions])[lp.x_session]
-    cap = np.minimum(lp.col_upper[: lp.n_x], need / np.maximum(kwh, EPS))
-    order_e = np.argsort(e_col, kind="stable")
-    sorted_cols = e_col[order_e]
-
-    def entries(c: int) -> tuple[np.ndarray, np.ndarray]:
-        a, b = np.searchsorted(sorted_cols, [c, c + 1])
-        sel = order_e[a:b]
-        return e_row[sel], e_val[sel]
-
-    def try_raise(c: int, target: float) -> bool:
-        rows, vals = entries(c)
-        delta = target - z[c]
-        if np.all(room[rows] >= vals * delta - EPS):
-            z[c] = target
-            np.subtract.at(room, rows, vals * delta)
-            return True
-        return False
-
-    # 1. paused sessions to their minimum
-    paused = cols0[(z[cols0] == 0) & (x[cols0] > EPS)]
-    below_minimum = lp.col_upper[paused] < lo[paused] - EPS
-    for c in _urgency_order(lp, paused[~below_minimum], rotate=True):
-        if math.isfinite(lo[c]):
-            try_raise(int(c), float(lo[c]))
-    charging = cols0[z[cols0] > 0]
-    discrete = np.array(
-        [
-            lp.sessions[int(lp.x_session[c])].connector.connector.allowed_currents_a is not None
-            for c in charging
-        ],
-        dtype=bool,
+    need = np.array([s.demand.energy_kwh for s in lp.sessions])
+    g = _Giveback(lp, x, z, lo, need)
+    # now: up to the session's whole need
+    g.period(
+        0,
+        need - np.bincount(lp.x_session, g.kwh * z, minlength=len(need)),
+        rotate=True,
+        later=False,
     )
-    # 2. continuous connectors share what is left
-    continuous = charging[~discrete] if len(charging) else charging
-    if len(continuous):
-        y = z.copy()
-        upper = np.maximum(np.minimum(cap, lp.col_upper[: lp.n_x]), z)
-        touch = np.isin(e_col, continuous)
-        fill(continuous, e_row[touch], e_col[touch], e_val[touch], np.maximum(room, 0.0), y, upper)
-        z[continuous] = np.floor(y[continuous] / STEP_A + 1e-6) * STEP_A
-        load = np.bincount(e_row, weights=e_val * z[e_col], minlength=lp.n_limit_rows)
-        room = lp.row_upper[: lp.n_limit_rows] - load
-    # 3. discrete pilots: one step at a time, most urgent first
-    stepped = charging[discrete] if len(charging) else charging
-    if len(stepped):
-        steps: dict[int, np.ndarray] = {}
-        for c in stepped:
-            allowed = lp.sessions[int(lp.x_session[c])].connector.connector.allowed_currents_a
-            steps[int(c)] = np.array(sorted({0.0, *(allowed or ())}))
-        order = _urgency_order(lp, stepped)
-        # back up to the LP's current (what flooring took), then beyond it
-        for beyond in (False, True):
-            live = [int(c) for c in order]
-            while live:
-                kept = []
-                for c in live:
-                    if z[c] >= cap[c] - EPS or (not beyond and z[c] >= x[c] - EPS):
-                        continue
-                    target = _next_step(steps[c], float(z[c]))
-                    if target > lp.col_upper[c] + EPS:
-                        continue
-                    if try_raise(c, target):
-                        kept.append(c)
-                live = kept if beyond else []
-    # 4. cars taking less than the minimum: the minimum, from what is left
-    for c in _urgency_order(lp, paused[below_minimum], rotate=True):
-        top = lp.sessions[int(lp.x_session[c])].connector.max_current_a
-        if math.isfinite(lo[c]) and lo[c] <= top + EPS:
-            try_raise(int(c), float(lo[c]))
+    _trim_later(lp, z, g.kwh, need, g.lo)
+    # later periods: what the session still needs
+    budget = need - np.bincount(lp.x_session, g.kwh * z, minlength=len(need))
+    for p in range(1, lp.n_periods):
+        g.period(p, budget, rotate=False, later=True)
     return z
+
+
+MIN_USE = 0.25
+"""In later periods, a paused car is raised to its minimum before others share
+the room only if it would draw at least this fraction of what the minimum
+offers (else it holds room another car could turn into energy; it may still
+get the minimum from what is left). A tuning choice, checked on the sites of
+benchmarks/plan_speed.py."""
+SWAP_KEEP = 0.5
+"""A car with later periods left (where it may get its energy anyway) is
+swapped in only if the LP planned it at least half its minimum there and the
+swap's net gain is above this fraction of what it gains (the car lowered for
+it gives up less than the rest); in its last period, whenever the swap gains
+energy. A tuning
+choice, checked on the sites of benchmarks/plan_speed.py (swapping freely there
+costs energy and time) and on tests/optimizer/test_plan_energy.py."""
+BUDGET_TOL_KWH = 1e-6
+"""Budgets below this are spent (float noise of the energy sums)."""
+
+
+def _fits(
+    e_row: np.ndarray,
+    e_col: np.ndarray,
+    e_val: np.ndarray,
+    room: np.ndarray,
+    cols: np.ndarray,
+    amps: np.ndarray,
+) -> np.ndarray:
+    """Whether each of ``cols`` (sorted) could be raised by ``amps`` within ``room``."""
+    if not len(cols):
+        return np.zeros(0, dtype=bool)
+    mine = np.zeros(int(max(cols.max(), e_col.max(initial=0))) + 1, dtype=bool)
+    mine[cols] = True
+    idx = np.flatnonzero(mine[e_col])
+    k = np.searchsorted(cols, e_col[idx])
+    short = room[e_row[idx]] < e_val[idx] * amps[k] - EPS
+    return np.bincount(k, weights=short, minlength=len(cols)) == 0
+
+
+def _period_dtype(n: int) -> type[np.integer]:
+    return np.int16 if n < 2**15 else np.int64
+
+
+class _Giveback:
+    """The raises of `make_dispatchable`, one period at a time (``z`` in place)."""
+
+    def __init__(
+        self, lp: PreparedLP, x: np.ndarray, z: np.ndarray, lo: np.ndarray, need: np.ndarray
+    ) -> None:
+        self.lp, self.x, self.z, self.need = lp, x, z, need
+        self.taper = np.array([s.demand.taper_kwh or 0.0 for s in lp.sessions])
+        self.top_a = np.array([s.connector.max_current_a for s in lp.sessions])
+        self.done = np.zeros(len(lp.sessions))
+        """Energy of the periods already given back, per session."""
+        self.rank = _urgency_rank(lp)
+        self.last = np.array([s.first_col + len(s.periods) - 1 for s in lp.sessions], np.int64)
+        e_row, e_col, e_val = _limit_entries(lp)
+        entry_period = lp.x_period[e_col]
+        # by period, then by column (the entries come sorted by column and the
+        # sort is stable; small ints sort by radix): a period's entries are one
+        # run, sorted by column
+        order = np.argsort(entry_period.astype(_period_dtype(lp.n_periods)), kind="stable")
+        self.e_row, self.e_col, self.e_val = e_row[order], e_col[order], e_val[order]
+        self.e_bounds = np.searchsorted(entry_period[order], np.arange(lp.n_periods + 1))
+        by_period = np.argsort(lp.x_period, kind="stable")
+        self.by_period = by_period
+        self.bounds = np.searchsorted(lp.x_period[by_period], np.arange(lp.n_periods + 1))
+        self.lo = lo
+        self.kwh = np.concatenate([s.kwh_per_a for s in lp.sessions])
+        self.upper = lp.col_upper[: lp.n_x]
+        self.discrete = np.array(
+            [s.connector.connector.allowed_currents_a is not None for s in lp.sessions], dtype=bool
+        )[lp.x_session]
+
+    def period(self, p: int, budget: np.ndarray, *, rotate: bool, later: bool) -> None:
+        """Give back period ``p``'s room; ``budget`` (kWh per session) is spent in place."""
+        cols = self.by_period[self.bounds[p] : self.bounds[p + 1]]
+        if not len(cols):
+            return
+        self._give_back(p, cols, budget, rotate=rotate, later=later)
+        sess = self.lp.x_session
+        self.done += np.bincount(
+            sess[cols], self.kwh[cols] * self.z[cols], minlength=len(self.done)
+        )
+
+    def _give_back(
+        self, p: int, cols: np.ndarray, budget: np.ndarray, *, rotate: bool, later: bool
+    ) -> None:
+        lp, x, z, kwh, lo, upper = self.lp, self.x, self.z, self.kwh, self.lo, self.upper
+        sess = lp.x_session
+
+        def urgency(cs: np.ndarray) -> np.ndarray:
+            if rotate:  # now: the previous plan's pauses first
+                return _urgency_order(lp, cs, rotate=True)
+            return cs[np.argsort(self.rank[sess[cs]], kind="stable")]
+
+        if later and not np.any(budget[sess[cols]] > BUDGET_TOL_KWH):
+            return  # nobody needs more
+        tail_cap = np.full(lp.n_x, np.inf)
+        tail = cols[self.taper[sess[cols]] > 0]
+        if later and len(tail):
+            # the battery tail as the LP has it (`prepare._tail_rows`), from what
+            # the periods before this one now deliver
+            st = sess[tail]
+            left = np.maximum(self.need[st] - self.done[st], 0.0)
+            tail_cap[tail] = self.top_a[st] * left / self.taper[st]
+            upper = np.minimum(upper, tail_cap)
+            # earlier periods may now deliver more than the LP planned there
+            for c in tail[z[tail] > upper[tail] + EPS]:
+                new = _floor_step(lp, int(c), float(upper[c]), float(lo[c]))
+                budget[sess[c]] += kwh[c] * (z[c] - new)
+                z[c] = new
+        a, b = self.e_bounds[p], self.e_bounds[p + 1]
+        e_row, e_col, e_val = self.e_row[a:b], self.e_col[a:b], self.e_val[a:b]
+        n_l = lp.n_limit_rows
+        load = np.bincount(e_row, weights=e_val * z[e_col], minlength=n_l)
+        room = lp.row_upper[:n_l] - load
+        no_room = not np.any(room[e_row] > STEP_A * e_val - EPS)
+        if later and no_room and not np.any((z[cols] == 0) & (x[cols] > EPS)):
+            return  # no room for a step anywhere, and no sliver a swap could help
+
+        def try_raise(c: int, target: float) -> bool:
+            i, j = np.searchsorted(e_col, [c, c + 1])
+            rows, vals = e_row[i:j], e_val[i:j]
+            delta = target - z[c]
+            if np.all(room[rows] >= vals * delta - EPS):
+                z[c] = target
+                np.subtract.at(room, rows, vals * delta)
+                budget[sess[c]] -= kwh[c] * delta
+                return True
+            return False
+
+        def has_budget(c: int) -> bool:
+            return bool(budget[sess[c]] > BUDGET_TOL_KWH)
+
+        # 1. paused sessions to their minimum
+        # (later: also where the LP planned nothing, to place energy the rule
+        # cost elsewhere, e.g. a sliver now the minimum had no room for)
+        wanted = (x[cols] > EPS) | later
+        paused = cols[(z[cols] == 0) & wanted & (budget[sess[cols]] > BUDGET_TOL_KWH)]
+        below_minimum = upper[paused] < lo[paused] - EPS
+        by_row: list[np.ndarray] = []
+
+        def swap_in(c: int, keep: float) -> None:
+            """Make room for paused ``c`` at its minimum by lowering one continuous
+            current that loads every row ``c`` lacks room on (an LP vertex often
+            gives one car its maximum and the next a sliver), where ``c`` gains
+            more energy than that car gives up."""
+            if not by_row:
+                by_row.append(np.argsort(e_row, kind="stable"))  # by row, then column
+                by_row.append(e_row[by_row[0]])
+            order_r, rows_sorted = by_row
+            i, j = np.searchsorted(e_col, [c, c + 1])
+            rows, vals = e_row[i:j], e_val[i:j]
+            short = vals * lo[c] - room[rows]
+            blocked = short > EPS
+            if not np.any(blocked):  # a swap before made room
+                try_raise(c, float(lo[c]))
+                return
+            cand = None
+            delta = np.zeros(0)
+            for r, sh in zip(rows[blocked], short[blocked], strict=True):
+                a, b = np.searchsorted(rows_sorted, [r, r + 1])
+                ent = order_r[a:b]
+                if cand is None:
+                    cand = e_col[ent]
+                    cand = cand[(z[cand] > lo[cand] + EPS) & ~self.discrete[cand] & (cand != c)]
+                    delta = np.zeros(len(cand))
+                pos = np.minimum(np.searchsorted(e_col[ent], cand), len(ent) - 1)
+                coef = np.where(e_col[ent][pos] == cand, e_val[ent][pos], 0.0)
+                loads = coef > EPS
+                cand, delta = cand[loads], np.maximum(delta[loads], sh / coef[loads])
+            if cand is None or not len(cand):
+                return
+            delta = np.ceil(delta / STEP_A - 1e-6) * STEP_A
+            won = min(lo[c] * kwh[c], budget[sess[c]])
+            gain = won - delta * kwh[cand]
+            ok = (z[cand] - delta >= lo[cand] - EPS) & (gain > keep * won + EPS)
+            if not np.any(ok):
+                return
+            k = int(np.argmax(np.where(ok, gain, -np.inf)))
+            d, dd = int(cand[k]), float(delta[k])
+            i, j = np.searchsorted(e_col, [d, d + 1])
+            np.add.at(room, e_row[i:j], e_val[i:j] * dd)
+            z[d] -= dd
+            budget[sess[d]] += kwh[d] * dd
+            if not try_raise(c, float(lo[c])):  # float noise: undo
+                np.subtract.at(room, e_row[i:j], e_val[i:j] * dd)
+                z[d] += dd
+                budget[sess[d]] -= kwh[d] * dd
+
+        to_raise = paused[~below_minimum & np.isfinite(lo[paused])]
+        fits = np.ones(len(to_raise), dtype=bool)
+        if later and len(to_raise):
+            # worth it (see MIN_USE), and a sliver the LP planned or fitting as things stand
+            worth = budget[sess[to_raise]] >= MIN_USE * kwh[to_raise] * lo[to_raise]
+            fits = _fits(e_row, e_col, e_val, room, to_raise, lo[to_raise])
+            keep = worth & ((x[to_raise] > EPS) | fits)
+            to_raise, fits = to_raise[keep], fits[keep]
+        fitting = set(to_raise[fits].tolist())
+        for c in urgency(to_raise):
+            # (room only shrinks here but by swaps, so what did not fit will not)
+            if (int(c) not in fitting or not try_raise(int(c), float(lo[c]))) and later:
+                # a car with later periods left may get its energy there: swap
+                # only where the donor gives up little of what it gains
+                if c == self.last[sess[c]]:
+                    swap_in(int(c), 0.0)
+                elif x[c] >= 0.5 * lo[c]:  # see SWAP_KEEP
+                    swap_in(int(c), SWAP_KEEP)
+        charging = cols[(z[cols] > 0) & (budget[sess[cols]] > BUDGET_TOL_KWH)]
+        # 2. continuous connectors share what is left
+        continuous = charging[~self.discrete[charging]]
+        spare = np.maximum(budget[sess[continuous]], 0.0) / np.maximum(kwh[continuous], EPS)
+        top = np.maximum(np.minimum(z[continuous] + spare, upper[continuous]), z[continuous])
+        if later:  # a raise below one step is floored away: leave its room to others
+            big = top >= z[continuous] + STEP_A - EPS
+            continuous, top = continuous[big], top[big]
+        if len(continuous):
+            # compact indices: only the rows and columns of this fill
+            mine = np.zeros(lp.n_x, dtype=bool)
+            mine[continuous] = True
+            touch = mine[e_col]
+            r_glob = e_row[touch]
+            rows_u = np.flatnonzero(np.bincount(r_glob, minlength=n_l))
+            local = np.empty(n_l, dtype=np.int64)
+            local[rows_u] = np.arange(len(rows_u))
+            r_loc = local[r_glob]
+            c_loc = np.searchsorted(continuous, e_col[touch])
+            y = z[continuous].copy()
+            room_u = np.maximum(room[rows_u], 0.0)
+            fill(np.arange(len(continuous)), r_loc, c_loc, e_val[touch], room_u, y, top)
+            raised = np.maximum(np.floor(y / STEP_A + 1e-6) * STEP_A, z[continuous])
+            np.subtract.at(budget, sess[continuous], kwh[continuous] * (raised - z[continuous]))
+            z[continuous] = raised
+            load = np.bincount(e_row, weights=e_val * z[e_col], minlength=n_l)
+            room = lp.row_upper[:n_l] - load
+        # 3. discrete pilots: one step at a time, most urgent first
+        stepped = charging[self.discrete[charging]]
+        if len(stepped):
+            steps: dict[int, np.ndarray] = {}
+            for c in stepped:
+                allowed = lp.sessions[int(sess[c])].connector.connector.allowed_currents_a
+                steps[int(c)] = np.array(sorted({0.0, *(allowed or ())}))
+            order = urgency(stepped) if later else _urgency_order(lp, stepped)
+            # back up to the LP's current (what flooring took), then beyond it
+            for beyond in (False, True):
+                live = [int(c) for c in order]
+                while live:
+                    kept = []
+                    for c in live:
+                        if not has_budget(c) or (not beyond and z[c] >= x[c] - EPS):
+                            continue
+                        target = _next_step(steps[c], float(z[c]))
+                        if target > upper[c] + EPS:
+                            continue
+                        if try_raise(c, target):
+                            kept.append(c)
+                    live = kept if beyond else []
+        if later:
+            # slivers not worth holding room for above: the minimum, from what is left
+            rest = paused[~below_minimum & np.isfinite(lo[paused])]
+            rest = rest[(z[rest] == 0) & (budget[sess[rest]] > BUDGET_TOL_KWH)]
+            rest = rest[_fits(e_row, e_col, e_val, room, rest, lo[rest])]
+            for c in urgency(rest):
+                if has_budget(int(c)):
+                    try_raise(int(c), float(lo[c]))
+        # 4. cars taking less than the minimum: the minimum, from what is left
+        for c in urgency(paused[below_minimum]):
+            top = min(lp.sessions[int(sess[c])].connector.max_current_a, tail_cap[c])
+            if math.isfinite(lo[c]) and lo[c] <= top + EPS and has_budget(int(c)):
+                try_raise(int(c), float(lo[c]))
+
+
+def _trim_later(
+    lp: PreparedLP, z: np.ndarray, kwh: np.ndarray, need: np.ndarray, lo: np.ndarray
+) -> None:
+    """Lower the periods after now of sessions planned beyond their need, latest
+    first, down to what the need leaves (a valid step at or above it, so a
+    session never ends short by the trimming). Lowering never breaks a limit."""
+    later = lp.x_period > 0
+    energy = kwh * z
+    surplus = np.bincount(lp.x_session, energy, minlength=len(need)) - need
+    over = surplus > BUDGET_TOL_KWH
+    if not np.any(over[lp.x_session] & later & (z > 0)):
+        return
+    # energy of every later column and of those after it in its session
+    e_later = np.where(later, energy, 0.0)
+    rev = np.cumsum(e_later[::-1])[::-1]  # from this column to the very last one
+    first = np.array([s.first_col for s in lp.sessions], dtype=np.int64)
+    n = np.array([len(s.periods) for s in lp.sessions], dtype=np.int64)
+    end = first + n  # one past each session's last column
+    after_session = np.where(end < lp.n_x, rev[np.minimum(end, lp.n_x - 1)], 0.0)
+    from_here = rev - after_session[lp.x_session]  # this column to its session's last
+    s = lp.x_session
+    cut = over[s] & later & (z > 0)
+    drop = cut & (from_here <= surplus[s])  # the surplus covers it and all after it
+    # the boundary column: the surplus covers all after it and part of it
+    part = cut & ~drop & (from_here - e_later < surplus[s])
+    z[drop] = 0.0
+    for c in np.flatnonzero(part):
+        keep_kwh = energy[c] - (surplus[s[c]] - (from_here[c] - e_later[c]))
+        z[c] = _ceil_step(lp, int(c), keep_kwh / kwh[c], float(lo[c]), float(z[c]))
+
+
+def _floor_step(lp: PreparedLP, c: int, amps: float, lo: float) -> float:
+    """The greatest valid current ≤ ``amps`` (0 below the minimum)."""
+    allowed = lp.sessions[int(lp.x_session[c])].connector.connector.allowed_currents_a
+    if allowed is not None:
+        return max((a for a in allowed if a <= amps + EPS and a >= lo - EPS), default=0.0)
+    v = math.floor(amps / STEP_A + 1e-6) * STEP_A
+    return v if v >= lo - EPS else 0.0
+
+
+def _ceil_step(lp: PreparedLP, c: int, amps: float, lo: float, top: float) -> float:
+    """The least valid current ≥ ``amps`` (and ≥ the minimum), at most ``top``."""
+    allowed = lp.sessions[int(lp.x_session[c])].connector.connector.allowed_currents_a
+    if allowed is not None:
+        above = [a for a in allowed if a >= amps - EPS and a >= lo - EPS]
+        return min(min(above, default=top), top)
+    return min(max(math.ceil(amps / STEP_A - 1e-6) * STEP_A, lo), top)
 
 
 def row_loads(lp: PreparedLP, x: np.ndarray) -> np.ndarray:

@@ -43,14 +43,16 @@ class Plan:
     current_a: np.ndarray
     """(connectors, slots) per-line current in A."""
     power_kw: np.ndarray
-    """(connectors, slots) total power in kW."""
+    """(connectors, slots) total power in kW the car is expected to draw: the
+    current × kW per ampere, less where the car takes less than it is offered
+    (its own maximum below the station's minimum, or full within the slot).
+    Times the hours of each slot the car is there, it sums to `energy_kwh`."""
     lines: Mapping[str, tuple[Line, ...]]
     """Connector → lines the plan loads (learned car phases applied)."""
     session_connector: Mapping[str, str]
     energy_kwh: Mapping[str, float]
-    """Session → energy the plan expects to deliver over the horizon (slot 0 as
-    dispatched, later slots as planned before the minimum-current rule, which
-    applies to each slot when it is dispatched)."""
+    """Session → energy the plan's own rows deliver over the horizon (every slot
+    under the minimum-current rule); never more than the session needs."""
     requested_kwh: Mapping[str, float]
     unmet_kwh: Mapping[str, float]
     binding: tuple[BindingLimit, ...]

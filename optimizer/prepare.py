@@ -516,9 +516,11 @@ def _tail_rows(
     return tail_x, rows, cols, vals, need[s[tail_x]]
 
 
-def expand_to_slots(lp: PreparedLP, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-slot values of x columns: (session index, slot, value) for every slot
-    of a column's period that lies in its session's window."""
+def expand_to_slots(
+    lp: PreparedLP, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-slot values of x columns: (session index, slot, value, x column) for
+    every slot of a column's period that lies in its session's window."""
     rep = lp.period_len[lp.x_period]
     col = np.repeat(np.arange(lp.n_x), rep)
     slot = lp.period_first[lp.x_period][col] + (
@@ -528,7 +530,7 @@ def expand_to_slots(lp: PreparedLP, x: np.ndarray) -> tuple[np.ndarray, np.ndarr
     w0 = np.array([s.window[0] for s in lp.sessions])[sess] if lp.n_x else np.zeros(0)
     w1 = np.array([s.window[1] for s in lp.sessions])[sess] if lp.n_x else np.zeros(0)
     inside = (np.minimum(slot + 1, w1) - np.maximum(slot, w0)) > 1e-9
-    return sess[inside], slot[inside], x[col[inside]]
+    return sess[inside], slot[inside], x[col[inside]], col[inside]
 
 
 def limit_load(lp: PreparedLP, x: np.ndarray) -> np.ndarray:

@@ -158,22 +158,20 @@ def _assemble(
     row = {cid: i for i, cid in enumerate(ids)}
     current = np.zeros((len(ids), T))
     power = np.zeros((len(ids), T))
-    sess_idx, slot, value = expand_to_slots(lp, z)
+    n_s = len(lp.sessions)
+    need = np.array([s.demand.energy_kwh for s in lp.sessions])
+    kwh = np.concatenate([s.kwh_per_a for s in lp.sessions]) if lp.n_x else np.zeros(0)
+    drawn = drawn_kwh(lp, z, need, kwh)
+    sess_idx, slot, value, col = expand_to_slots(lp, z)
     rows_of_session = np.array([row[s.demand.connector_id] for s in lp.sessions], dtype=np.int64)
     kw_of_session = np.array([s.kw_per_a for s in lp.sessions])
     if len(sess_idx):
         current[rows_of_session[sess_idx], slot] = value
-        power[rows_of_session[sess_idx], slot] = value * kw_of_session[sess_idx]
-    n_s = len(lp.sessions)
-    # slot 0 as dispatched; later periods as the LP plans them (each is put
-    # under the minimum-current rule when its turn to be dispatched comes)
-    expected = x_lp.copy() if len(x_lp) else z.copy()
+        # the power the car draws: its energy in the column over the column's hours
+        drawn_a = np.divide(drawn, kwh, out=np.zeros_like(drawn), where=kwh > 0)
+        power[rows_of_session[sess_idx], slot] = drawn_a[col] * kw_of_session[sess_idx]
     now_cols = lp.x_period == 0
-    expected[now_cols] = z[now_cols]
-    kwh = np.concatenate([s.kwh_per_a for s in lp.sessions]) if lp.n_x else np.zeros(0)
-    need = np.array([s.demand.energy_kwh for s in lp.sessions])
-    # a car stops drawing once full, even if offered its minimum current
-    delivered = np.minimum(np.bincount(lp.x_session, kwh * expected, minlength=n_s), need)
+    delivered = np.bincount(lp.x_session, drawn, minlength=n_s)
     lost = np.maximum(x_lp - z, 0.0) if len(x_lp) else np.zeros(lp.n_x)
     lost0 = float(np.sum((lost * kwh)[now_cols]))
     ids_of = [s.demand.session_id for s in lp.sessions]
@@ -206,6 +204,21 @@ def _assemble(
         dispatch_cost_kwh=lost0,
         notes=tuple(notes),
     )
+
+
+def drawn_kwh(lp: PreparedLP, z: np.ndarray, need: np.ndarray, kwh: np.ndarray) -> np.ndarray:
+    """Energy each x column delivers under currents ``z``: a car draws no more
+    than its own maximum (a car below its station's minimum is offered the
+    minimum), and stops once its need is met, even if offered its minimum."""
+    if lp.n_x == 0:
+        return np.zeros(0)
+    offered = kwh * np.minimum(z, lp.col_upper[: lp.n_x])
+    first = np.array([s.first_col for s in lp.sessions], dtype=np.int64)
+    total = np.cumsum(offered)
+    before = total - offered  # over all columns before this one...
+    before -= before[first[lp.x_session]]  # ...of this column's session
+    left = np.maximum(need[lp.x_session] - before, 0.0)
+    return np.minimum(offered, left)
 
 
 def _binding(lp: PreparedLP, *xs: np.ndarray) -> tuple[BindingLimit, ...]:

@@ -166,3 +166,52 @@ def capacity_of(prob: PlanningProblem, group_id: str, quantity: str) -> np.ndarr
         if arr is not None
         else np.full(prob.grid.slots, g.limit_a if g.limit_a is not None else np.inf)
     )
+
+
+@st.composite
+def mixed_sites(
+    draw: st.DrawFn, max_connectors: int = 12, slot_minutes: int = 15
+) -> PlanningProblem:
+    """Sites as operators build them: a grid connection over panels, one-phase,
+    three-phase and line-pair (400 V across two lines) connectors, limits of
+    at least a few cars' minimums, sessions of a few hours needing 2-60 kWh."""
+    n_panels = draw(st.integers(0, 3))
+    groups: list[dict] = [{"id": "grid", "limit_a": float(draw(st.integers(24, 160)))}]
+    if draw(st.booleans()):
+        groups[0]["limit_kw"] = float(draw(st.integers(15, 100)))
+    for p in range(n_panels):
+        groups.append(
+            {"id": f"p{p}", "parent": "grid", "limit_a": float(draw(st.integers(16, 100)))}
+        )
+    n = draw(st.integers(2, max_connectors))
+    chargers = []
+    for i in range(n):
+        phases = draw(st.sampled_from(PHASE_LAYOUTS))
+        con: dict = {
+            "id": 1,
+            "max_current_a": draw(st.sampled_from([16.0, 32.0])),
+            "min_current_a": draw(st.sampled_from([6.0, 6.0, 8.0])),
+            "phases": phases,
+        }
+        if len(phases) == 2:
+            con["voltage_v"] = 400.0
+        group = draw(st.sampled_from(["grid", *(f"p{p}" for p in range(n_panels))]))
+        chargers.append({"id": f"C{i}", "group": group, "connectors": [con]})
+    site = site_from(groups, chargers, slot_minutes=slot_minutes, horizon_hours=12)
+    sessions = []
+    for i in range(n):
+        if not draw(st.integers(0, 5)):
+            continue  # an idle connector
+        arr = NOW + timedelta(minutes=draw(st.integers(-120, 240)))
+        dep = arr + timedelta(minutes=draw(st.integers(60, 600)))
+        sessions.append(
+            SessionDemand(
+                session_id=f"s{i}",
+                connector_id=f"C{i}/1",
+                arrival=arr,
+                departure=dep,
+                energy_kwh=draw(st.floats(2, 60, allow_nan=False)),
+                ev_max_current_a=draw(st.sampled_from([None, None, 16.0])),
+            )
+        )
+    return problem(site, sessions)

@@ -163,4 +163,7 @@ def test_pulp_backend_plans_the_same(tmp_path: Path, capsys: pytest.CaptureFixtu
     _, b, _ = run(capsys, *args, "--out", str(tmp_path / "b.csv"), "--backend", "pulp")
     fa, fb = json.loads(a), json.loads(b)
     assert fb["backend"] == "pulp" and fb["status"] == "optimal"
-    assert fa["energy_planned_kwh"] == pytest.approx(fb["energy_planned_kwh"], rel=1e-6)
+    # same LP optimum (tests/optimizer/test_backends.py); the two solvers may
+    # return different optimal vertices, which the minimum-current rule turns
+    # into slightly different currents
+    assert fa["energy_planned_kwh"] == pytest.approx(fb["energy_planned_kwh"], rel=1e-3)
