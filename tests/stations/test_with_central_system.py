@@ -55,6 +55,8 @@ async def test_limit_from_the_central_system_is_obeyed(version: str, watts: bool
         await until(lambda: any(isinstance(e, ev_mod.SessionStarted) for e in seen))
         started = next(e for e in seen if isinstance(e, ev_mod.SessionStarted))
         assert started.connector_id == "CP9/1"
+        # the event is stored before the answer carrying the 1.6 id leaves
+        await until(lambda: fleet.transaction_id("CP9/1") is not None)
         assert started.transaction_id == fleet.transaction_id("CP9/1")
 
         limit = ev_mod.ChargingLimitSpec(
