@@ -74,6 +74,7 @@ from ocpp_adapter.events import (
     CommandOutcome,
     CommandResult,
     DomainEvent,
+    EventRefused,
     LimitPurpose,
     StationCapabilities,
     StationConnected,
@@ -618,6 +619,8 @@ class CentralSystem:
     async def _emit(self, event: DomainEvent) -> None:
         try:
             await self.on_event(event)
+        except EventRefused as e:  # no message of the station's to answer
+            log.warning("%s refused: %s %r", type(event).__name__, e.code, e.description)
         except Exception:
             log.exception("on_event failed for %s", type(event).__name__)
 
@@ -698,20 +701,16 @@ class CentralSystem:
         try:
             for event in outcome.events:
                 await self.on_event(event)
+        except EventRefused as e:
+            log.warning(
+                "%r: %s refused: %s %r", link.station_id, call.action, e.code, e.description
+            )
+            await self._not_accepted(link, call, outcome, e.code, e.description)
+            return
         except Exception:
             log.exception("%r: on_event failed for %s", link.station_id, call.action)
-            # Unless the boot answer already went (a command from on_event flushed it).
-            flushed = outcome.boot_accepted and link.boot_answer is not outcome
-            link.boot_answer = None
-            if not flushed:
-                await self._send(
-                    link,
-                    encode_error(
-                        call.unique_id,
-                        error_code(Fault.INTERNAL, link.session.version),
-                        "could not store the message",
-                    ),
-                )
+            code = error_code(Fault.INTERNAL, link.session.version)
+            await self._not_accepted(link, call, outcome, code, "could not store the message")
             return
         finally:
             _DISPATCHING.reset(token)
@@ -724,6 +723,15 @@ class CentralSystem:
             outcome.commit()
         if not link.ready.is_set() and link.session.state.booted:
             self._on_ready(link, booted_now=False)
+
+    async def _not_accepted(
+        self, link: _Link, call: Call, outcome: Handled, code: str, description: str
+    ) -> None:
+        # Unless the boot answer already went (a command from on_event flushed it).
+        flushed = outcome.boot_accepted and link.boot_answer is not outcome
+        link.boot_answer = None
+        if not flushed:
+            await self._send(link, encode_error(call.unique_id, code, description))
 
     async def _answer_boot(self, link: _Link, answer: Handled) -> None:
         link.boot_answer = None
