@@ -16,6 +16,9 @@ station's CALLs in order, so a handler that awaits a reply from the station
     certificate is its credential, ``station_passwords`` are not asked for and
     a Basic header is not looked at.
   - then unknown ids get HTTP 404 unless ``allow_unknown_stations``.
+  An id is 1 to 48 printable ASCII characters without ``/`` or ``:``; any
+  other path gets the same 404 at once (it depends on the path alone, so it
+  tells nothing about which ids exist).
 - TLS handshakes are made per connection by `_TlsConnection` (``loop.start_tls``)
   rather than by asyncio's server, which drops a failed one silently: a failed
   handshake (no, expired or untrusted client certificate, no common cipher,
@@ -498,7 +501,11 @@ class CentralSystem:
         if not raw.startswith(PATH_PREFIX):
             return None
         sid = unquote(raw[len(PATH_PREFIX) :])
+        # OCPP's identity is a CiString: printable ASCII. A newline or an escape
+        # would reach every log line and file name that carries the id.
         if not sid or len(sid) > _MAX_ID_LEN or "/" in sid or ":" in sid:
+            return None
+        if not (sid.isascii() and sid.isprintable()):
             return None
         return sid
 
