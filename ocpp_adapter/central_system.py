@@ -30,8 +30,9 @@ station's CALLs in order, so a handler that awaits a reply from the station
   the handshake completes without the header and the connection is closed at
   once (1002).
 - Every event of an inbound CALL goes through ``await on_event(event)`` before
-  the CALLRESULT is sent; if ``on_event`` raises, the station gets InternalError
-  and may resend.
+  the CALLRESULT is sent; if ``on_event`` raises `EventRefused` the station
+  gets that error code (one warning line), if it raises anything else it gets
+  InternalError (logged with its traceback) and may resend.
 - Outbound: at most one CALL in flight per station, ``call_timeout_s`` and
   ``call_retries`` (idempotent commands only); commands wait (bounded) until
   the station's BootNotification has been accepted and its capabilities read.
@@ -382,9 +383,8 @@ class CentralSystem:
             validate_replies=s.validate_replies,
         )
         first = s.first_transaction_id
-        self._tx_ids = TransactionIds(
-            first if first is not None else int(clock().timestamp()), transaction_ids
-        )
+        self._tx_ids = TransactionIds(first if first is not None else int(clock().timestamp()))
+        self._tx_source = transaction_ids
         self._sessions: dict[str, StationSession] = {}
         self._links: dict[str, _Link] = {}
         self._profiles: dict[str, dict[tuple[int, LimitPurpose], ChargingLimitSpec]] = {}
@@ -692,6 +692,9 @@ class CentralSystem:
             # A station (re)booting takes no CALLs until we accepted it.
             link.configured.clear()
         try:
+            if call.action == "StartTransaction" and link.session.version is OcppVersion.V16:
+                # Asked here (the store commits it) so that the session does no I/O.
+                self._tx_ids.reserve(self._new_transaction_id())
             outcome = link.session.handle(call)
         except Exception:
             log.exception("%r: failed to handle %s", link.station_id, call.action)
@@ -730,6 +733,9 @@ class CentralSystem:
             outcome.commit()
         if not link.ready.is_set() and link.session.state.booted:
             self._on_ready(link, booted_now=False)
+
+    def _new_transaction_id(self) -> int:
+        return self._tx_ids.next() if self._tx_source is None else self._tx_source()
 
     async def _not_accepted(
         self, link: _Link, call: Call, outcome: Handled, code: str, description: str
@@ -956,7 +962,7 @@ class CentralSystem:
                 return p16
             p201: dict[str, Any] = {
                 "evseId": connector,
-                "remoteStartId": self._tx_ids.next(),
+                "remoteStartId": self._new_transaction_id(),
                 "idToken": {"idToken": id_tag, "type": "Central"},
             }
             if profile is not None:

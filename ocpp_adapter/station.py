@@ -85,19 +85,25 @@ class SessionSettings:
 class TransactionIds:
     """1.6 transaction ids (and 2.0.1 remoteStartIds), unique across stations.
 
-    With a ``source`` (the store's sequence, committed before it answers) they
-    are unique for the life of the database, restarts included; without one
-    they count up from ``first`` in memory (tools and tests without a store).
+    The session only takes them, it never asks anyone for one: the central
+    system, which has the store's sequence (committed before it answers),
+    reserves one before it hands a 1.6 StartTransaction to the session, so
+    they are unique for the life of the database, restarts included. Without a
+    reserved one (tools and tests without a store) they count up from
+    ``first`` in memory.
     """
 
-    def __init__(self, first: int = 1, source: Callable[[], int] | None = None) -> None:
+    def __init__(self, first: int = 1) -> None:
         self._next = itertools.count(first)
-        self._source = source
+        self._reserved: int | None = None
+
+    def reserve(self, tx: int) -> None:
+        """``tx`` is the next id handed out (one reserved and not taken is dropped)."""
+        self._reserved = tx
 
     def next(self) -> int:
-        if self._source is not None:
-            return self._source()
-        return next(self._next) & 0x7FFFFFFF
+        tx, self._reserved = self._reserved, None
+        return tx if tx is not None else next(self._next) & 0x7FFFFFFF
 
 
 @dataclass(slots=True)

@@ -37,6 +37,7 @@ from ocpp_adapter.events import (
 from ocpp_adapter.rpc import OcppVersion
 from tests.certs import server_certificate, station_certificates
 from tests.ocpp.helpers import (
+    FAST,
     TS,
     CallFailed,
     Handler,
@@ -650,6 +651,27 @@ async def test_a_refused_event_is_the_protocols_error_without_a_traceback(
         )
         rec.refuse = None
         assert "currentTime" in await st.call("Heartbeat", {})
+
+
+async def test_v16_transaction_ids_are_asked_for_by_the_central_system() -> None:
+    asked: list[int] = []
+
+    def source() -> int:  # the store's sequence
+        asked.append(7000 + len(asked))
+        return asked[-1]
+
+    cs = CentralSystem(make_config(), Recorder(), settings=FAST, transaction_ids=source)
+    await cs.start()
+    try:
+        async with station(cs, "CP1") as st:
+            await st.boot()
+            for tag in ("A", "B"):
+                start = {"connectorId": 1, "idTag": tag, "meterStart": 0, "timestamp": TS}
+                tx = (await st.call("StartTransaction", start))["transactionId"]
+                assert tx == asked[-1]
+        assert asked == [7000, 7001]
+    finally:
+        await cs.stop()
 
 
 async def test_stop_closes_stations_going_away() -> None:
