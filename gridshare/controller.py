@@ -73,12 +73,14 @@ from gridshare.rollout import (
 )
 from gridshare.store import SessionConflict, Store, StoredSession, station_of
 from ocpp_adapter.events import (
+    PROPERTY_CONSTRAINT,
     ChargingLimitSpec,
     CommandOutcome,
     CommandResult,
     ConnectorStatusChanged,
     DomainEvent,
     EvChargingNeeds,
+    EventRefused,
     ExternalLimitNotified,
     LimitPurpose,
     MeterReading,
@@ -514,7 +516,7 @@ class Controller:
                     "refused", e.station_id, e.transaction_id, None, e.detail, self.clock()
                 ),
             )
-            raise
+            raise EventRefused(PROPERTY_CONSTRAINT, str(e)) from e
         self.apply(event)
         return event
 

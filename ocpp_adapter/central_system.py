@@ -16,6 +16,9 @@ station's CALLs in order, so a handler that awaits a reply from the station
     certificate is its credential, ``station_passwords`` are not asked for and
     a Basic header is not looked at.
   - then unknown ids get HTTP 404 unless ``allow_unknown_stations``.
+  An id is 1 to 48 printable ASCII characters without ``/`` or ``:``; any
+  other path gets the same 404 at once (it depends on the path alone, so it
+  tells nothing about which ids exist).
 - TLS handshakes are made per connection by `_TlsConnection` (``loop.start_tls``)
   rather than by asyncio's server, which drops a failed one silently: a failed
   handshake (no, expired or untrusted client certificate, no common cipher,
@@ -27,8 +30,9 @@ station's CALLs in order, so a handler that awaits a reply from the station
   the handshake completes without the header and the connection is closed at
   once (1002).
 - Every event of an inbound CALL goes through ``await on_event(event)`` before
-  the CALLRESULT is sent; if ``on_event`` raises, the station gets InternalError
-  and may resend.
+  the CALLRESULT is sent; if ``on_event`` raises `EventRefused` the station
+  gets that error code (one warning line), if it raises anything else it gets
+  InternalError (logged with its traceback) and may resend.
 - Outbound: at most one CALL in flight per station, ``call_timeout_s`` and
   ``call_retries`` (idempotent commands only); commands wait (bounded) until
   the station's BootNotification has been accepted and its capabilities read.
@@ -74,6 +78,7 @@ from ocpp_adapter.events import (
     CommandOutcome,
     CommandResult,
     DomainEvent,
+    EventRefused,
     LimitPurpose,
     StationCapabilities,
     StationConnected,
@@ -378,9 +383,8 @@ class CentralSystem:
             validate_replies=s.validate_replies,
         )
         first = s.first_transaction_id
-        self._tx_ids = TransactionIds(
-            first if first is not None else int(clock().timestamp()), transaction_ids
-        )
+        self._tx_ids = TransactionIds(first if first is not None else int(clock().timestamp()))
+        self._tx_source = transaction_ids
         self._sessions: dict[str, StationSession] = {}
         self._links: dict[str, _Link] = {}
         self._profiles: dict[str, dict[tuple[int, LimitPurpose], ChargingLimitSpec]] = {}
@@ -497,7 +501,11 @@ class CentralSystem:
         if not raw.startswith(PATH_PREFIX):
             return None
         sid = unquote(raw[len(PATH_PREFIX) :])
+        # OCPP's identity is a CiString: printable ASCII. A newline or an escape
+        # would reach every log line and file name that carries the id.
         if not sid or len(sid) > _MAX_ID_LEN or "/" in sid or ":" in sid:
+            return None
+        if not (sid.isascii() and sid.isprintable()):
             return None
         return sid
 
@@ -618,6 +626,8 @@ class CentralSystem:
     async def _emit(self, event: DomainEvent) -> None:
         try:
             await self.on_event(event)
+        except EventRefused as e:  # no message of the station's to answer
+            log.warning("%s refused: %s %r", type(event).__name__, e.code, e.description)
         except Exception:
             log.exception("on_event failed for %s", type(event).__name__)
 
@@ -682,6 +692,9 @@ class CentralSystem:
             # A station (re)booting takes no CALLs until we accepted it.
             link.configured.clear()
         try:
+            if call.action == "StartTransaction" and link.session.version is OcppVersion.V16:
+                # Asked here (the store commits it) so that the session does no I/O.
+                self._tx_ids.reserve(self._new_transaction_id())
             outcome = link.session.handle(call)
         except Exception:
             log.exception("%r: failed to handle %s", link.station_id, call.action)
@@ -698,20 +711,16 @@ class CentralSystem:
         try:
             for event in outcome.events:
                 await self.on_event(event)
+        except EventRefused as e:
+            log.warning(
+                "%r: %s refused: %s %r", link.station_id, call.action, e.code, e.description
+            )
+            await self._not_accepted(link, call, outcome, e.code, e.description)
+            return
         except Exception:
             log.exception("%r: on_event failed for %s", link.station_id, call.action)
-            # Unless the boot answer already went (a command from on_event flushed it).
-            flushed = outcome.boot_accepted and link.boot_answer is not outcome
-            link.boot_answer = None
-            if not flushed:
-                await self._send(
-                    link,
-                    encode_error(
-                        call.unique_id,
-                        error_code(Fault.INTERNAL, link.session.version),
-                        "could not store the message",
-                    ),
-                )
+            code = error_code(Fault.INTERNAL, link.session.version)
+            await self._not_accepted(link, call, outcome, code, "could not store the message")
             return
         finally:
             _DISPATCHING.reset(token)
@@ -724,6 +733,18 @@ class CentralSystem:
             outcome.commit()
         if not link.ready.is_set() and link.session.state.booted:
             self._on_ready(link, booted_now=False)
+
+    def _new_transaction_id(self) -> int:
+        return self._tx_ids.next() if self._tx_source is None else self._tx_source()
+
+    async def _not_accepted(
+        self, link: _Link, call: Call, outcome: Handled, code: str, description: str
+    ) -> None:
+        # Unless the boot answer already went (a command from on_event flushed it).
+        flushed = outcome.boot_accepted and link.boot_answer is not outcome
+        link.boot_answer = None
+        if not flushed:
+            await self._send(link, encode_error(call.unique_id, code, description))
 
     async def _answer_boot(self, link: _Link, answer: Handled) -> None:
         link.boot_answer = None
@@ -941,7 +962,7 @@ class CentralSystem:
                 return p16
             p201: dict[str, Any] = {
                 "evseId": connector,
-                "remoteStartId": self._tx_ids.next(),
+                "remoteStartId": self._new_transaction_id(),
                 "idToken": {"idToken": id_tag, "type": "Central"},
             }
             if profile is not None:

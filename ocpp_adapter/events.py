@@ -163,6 +163,25 @@ class ChargingLimitSpec:
     """Used when the station takes W: W = A × voltage × phases."""
 
 
+class EventRefused(Exception):
+    """Raised by the application's event sink: the station's message is refused.
+
+    The station gets a CALLERROR with ``code`` (an OCPP error code both versions
+    spell alike, e.g. ``PropertyConstraintViolation``) and ``description``;
+    nothing of the message counts as accepted. For a record the application
+    will not take, not for a failure of its own (that is an internal error).
+    """
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+
+
+PROPERTY_CONSTRAINT = "PropertyConstraintViolation"
+"""The error code for a message whose values contradict what is stored."""
+
+
 class CommandOutcome(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"

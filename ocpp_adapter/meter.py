@@ -2,10 +2,11 @@
 
 Lenient about form, exact about numbers: values may be strings ("16.0") or
 numbers, units W/kW/Wh/kWh (2.0.1 also a power-of-ten ``multiplier``), phases
-"L1" or "L1-N". `check_readings` runs before a message is handled: a value we
-read that is not a finite number, or a current or energy register below zero,
-refuses the whole message (`BadReading`), so nothing of it is stored. `parse`
-still skips and logs such a value rather than read it as 0. Energy registers
+"L1" or "L1-N". A value we read that is not a finite number, or a current or
+energy register below zero, is impossible: ``parse(strict=True)`` (meter values
+on their own) refuses the whole message with `BadReading`, so nothing of it is
+stored; otherwise (a transaction's start or end, which must not be lost for one
+bad sample) it is logged and skipped, never read as 0. Energy registers
 only grow: a reading whose register is below the last one of the connector
 loses its ``energy_wh`` (logged); the rest of the reading is kept.
 """
@@ -58,38 +59,6 @@ class BadReading(ValueError):
 # (an import current or register; export has measurands of its own).
 _READ = frozenset({CURRENT, CURRENT_OFFERED, POWER, ENERGY, SOC})
 _NOT_NEGATIVE = frozenset({CURRENT, CURRENT_OFFERED, ENERGY})
-
-
-def check_readings(payload: dict[str, Any]) -> None:
-    """Raise `BadReading` for an impossible value anywhere in an inbound payload.
-
-    Looks at 1.6 ``meterStart``/``meterStop`` (Wh registers), 1.6
-    ``meterValue``/``transactionData`` and 2.0.1 ``meterValue``. Signed values
-    (1.6 ``format: SignedData``) are not numbers and are left alone, as are
-    measurands we do not read.
-    """
-    for key in ("meterStart", "meterStop"):
-        register = payload.get(key)
-        if isinstance(register, int | float) and register < 0:
-            raise BadReading(f"{key} {register!r} is below zero")
-    for key in ("meterValue", "transactionData"):
-        meter_values = payload.get(key)
-        for mv in meter_values if isinstance(meter_values, list) else ():
-            for sv in mv.get("sampledValue") or () if isinstance(mv, dict) else ():
-                if isinstance(sv, dict):
-                    _check_sample(sv)
-
-
-def _check_sample(sv: dict[str, Any]) -> None:
-    measurand = sv.get("measurand", ENERGY)
-    if measurand not in _READ or sv.get("format") == "SignedData":
-        return
-    raw = sv.get("value")
-    value = _number(raw)
-    if value is None:
-        raise BadReading(f"{measurand} value {raw!r} is not a finite number")
-    if value < 0 and measurand in _NOT_NEGATIVE:
-        raise BadReading(f"{measurand} value {raw!r} is below zero")
 
 
 def _number(raw: object) -> float | None:
@@ -152,7 +121,14 @@ class MeterParser:
         meter_values: Iterable[dict[str, Any]],
         transaction_id: str | None,
         now: datetime,
+        *,
+        strict: bool = False,
     ) -> list[MeterReading]:
+        """Readings grouped by timestamp, in one pass over the samples.
+
+        ``strict``: an impossible value raises `BadReading` before anything is
+        remembered; otherwise it is skipped (logged).
+        """
         connector_id = f"{self.station_id}/{connector}"
         groups: dict[datetime, _Builder] = {}
         for mv in meter_values:
@@ -161,7 +137,7 @@ class MeterParser:
             if b is None:
                 b = groups[at] = _Builder()
             for sv in mv.get("sampledValue") or ():
-                self._sample(b, sv, connector_id)
+                self._sample(b, sv, connector_id, strict)
         readings = []
         for at in sorted(groups):
             b = groups[at]
@@ -169,7 +145,7 @@ class MeterParser:
                 last = self._last_wh.get(connector_id)
                 if last is not None and b.energy < last:
                     log.warning(
-                        "%s: energy register went down (%.1f Wh < %.1f Wh); value dropped",
+                        "%r: energy register went down (%.1f Wh < %.1f Wh); value dropped",
                         connector_id,
                         b.energy,
                         last,
@@ -195,12 +171,16 @@ class MeterParser:
             )
         return readings
 
-    def _sample(self, b: _Builder, sv: dict[str, Any], connector_id: str) -> None:
+    def _sample(self, b: _Builder, sv: dict[str, Any], connector_id: str, strict: bool) -> None:
         measurand = sv.get("measurand", ENERGY)
         raw = sv.get("value")
         value = _number(raw)
-        if value is None:
-            log.warning("%s: %s value %r is not a number; skipped", connector_id, measurand, raw)
+        if value is None or (value < 0 and measurand in _NOT_NEGATIVE):
+            problem = "is not a number" if value is None else "is below zero"
+            # Signed values are not numbers; measurands we do not read are not checked.
+            if strict and measurand in _READ and sv.get("format") != "SignedData":
+                raise BadReading(f"{measurand} value {raw!r} {problem}")
+            log.warning("%r: %r value %r %s; skipped", connector_id, measurand, raw, problem)
             return
         unit_of_measure = sv.get("unitOfMeasure")  # 2.0.1
         if isinstance(unit_of_measure, dict):
@@ -224,7 +204,7 @@ class MeterParser:
             return  # line-to-line or neutral: not a line current/power we plan with
         if measurand == CURRENT:
             if unit not in (None, "A"):
-                log.warning("%s: current in %r ignored", connector_id, unit)
+                log.warning("%r: current in %r ignored", connector_id, unit)
             elif phase is None:
                 # No phase: the station's single figure, taken as every line it uses.
                 b.current.setdefault("total", value)
@@ -238,7 +218,7 @@ class MeterParser:
         elif measurand == POWER:
             scale = _POWER_SCALE.get(unit or "W")
             if scale is None:
-                log.warning("%s: power in %r ignored", connector_id, unit)
+                log.warning("%r: power in %r ignored", connector_id, unit)
             elif phase is None:
                 b.total_power = value * scale
             else:
@@ -246,20 +226,23 @@ class MeterParser:
         elif measurand == ENERGY:
             scale = _ENERGY_SCALE.get(unit or "Wh")
             if scale is None:
-                log.warning("%s: energy in %r ignored", connector_id, unit)
+                log.warning("%r: energy in %r ignored", connector_id, unit)
             elif phase is None:
                 b.energy = value * scale
 
 
 def energy_register_wh(meter_values: Iterable[dict[str, Any]]) -> float | None:
-    """The last total Energy.Active.Import.Register in ``meter_values`` (2.0.1 start/stop)."""
+    """The last total Energy.Active.Import.Register in ``meter_values`` (2.0.1 start/stop).
+
+    One below zero is no register (`MeterParser.parse` logs it).
+    """
     found: float | None = None
     for mv in meter_values:
         for sv in mv.get("sampledValue") or ():
             if sv.get("measurand", ENERGY) != ENERGY or sv.get("phase") is not None:
                 continue
             value = _number(sv.get("value"))
-            if value is None:
+            if value is None or value < 0:
                 continue
             uom = sv.get("unitOfMeasure")
             unit = uom.get("unit") if isinstance(uom, dict) else sv.get("unit")

@@ -41,7 +41,6 @@ from ocpp_adapter.events import (
 from ocpp_adapter.meter import (
     BadReading,
     MeterParser,
-    check_readings,
     energy_register_wh,
     parse_timestamp,
 )
@@ -86,19 +85,25 @@ class SessionSettings:
 class TransactionIds:
     """1.6 transaction ids (and 2.0.1 remoteStartIds), unique across stations.
 
-    With a ``source`` (the store's sequence, committed before it answers) they
-    are unique for the life of the database, restarts included; without one
-    they count up from ``first`` in memory (tools and tests without a store).
+    The session only takes them, it never asks anyone for one: the central
+    system, which has the store's sequence (committed before it answers),
+    reserves one before it hands a 1.6 StartTransaction to the session, so
+    they are unique for the life of the database, restarts included. Without a
+    reserved one (tools and tests without a store) they count up from
+    ``first`` in memory.
     """
 
-    def __init__(self, first: int = 1, source: Callable[[], int] | None = None) -> None:
+    def __init__(self, first: int = 1) -> None:
         self._next = itertools.count(first)
-        self._source = source
+        self._reserved: int | None = None
+
+    def reserve(self, tx: int) -> None:
+        """``tx`` is the next id handed out (one reserved and not taken is dropped)."""
+        self._reserved = tx
 
     def next(self) -> int:
-        if self._source is not None:
-            return self._source()
-        return next(self._next) & 0x7FFFFFFF
+        tx, self._reserved = self._reserved, None
+        return tx if tx is not None else next(self._next) & 0x7FFFFFFF
 
 
 @dataclass(slots=True)
@@ -223,7 +228,7 @@ class StationSession:
             return self._call(msg)
         if self.pending is None or msg.unique_id != self.pending[0]:
             log.warning(
-                "%s: result for unknown message id %r ignored", self.station_id, msg.unique_id
+                "%r: result for unknown message id %r ignored", self.station_id, msg.unique_id
             )
             return None
         action = self.pending[1]
@@ -234,18 +239,13 @@ class StationSession:
         try:
             validate_response(self.version, action, msg.payload, msg.unique_id)
         except RpcError as e:
-            log.warning("%s: invalid %s result: %s", self.station_id, action, e)
+            log.warning("%r: invalid %s result: %r", self.station_id, action, str(e))
             return Answer(msg.unique_id, action, None, str(e), "InvalidResult")
         return Answer(msg.unique_id, action, msg.payload)
 
     def _call(self, call: Call) -> Handled | Refused:
         try:
             validate_request(self.version, call)
-            try:
-                check_readings(call.payload)
-            except BadReading as e:
-                # The payload parses and fits its schema; one of its values cannot be.
-                raise RpcError(Fault.PROPERTY, f"{call.action}: {e}", call.unique_id) from None
             handler = self._handlers.get(call.action)
             if handler is None:
                 if call.action in _ACK_ONLY[self.version]:
@@ -257,7 +257,11 @@ class StationSession:
                         call.unique_id,
                     )
             else:
-                handled = handler(self, call, self._clock())
+                try:
+                    handled = handler(self, call, self._clock())
+                except BadReading as e:
+                    # The payload parses and fits its schema; one of its values cannot be.
+                    raise RpcError(Fault.PROPERTY, f"{call.action}: {e}", call.unique_id) from None
         except RpcError as e:
             return Refused(e.frame(self.version), str(e))
         if call.action != "BootNotification":
@@ -289,6 +293,16 @@ class StationSession:
 
     def connector_id(self, connector: int) -> str:
         return f"{self.station_id}/{connector}"
+
+    def _register(self, call: Call, key: str) -> float | None:
+        """1.6 ``meterStart``/``meterStop``; one below zero is unknown."""
+        wh = float(call.payload[key])
+        if wh < 0:
+            log.warning(
+                "%r: %s %s %r is below zero; read as unknown", self.station_id, call.action, key, wh
+            )
+            return None
+        return wh
 
     def _authorized(self, id_tag: str | None) -> str:
         allowed = self.settings.authorize_id_tags
@@ -349,17 +363,18 @@ class StationSession:
             reply = {"transactionId": repeat, "idTagInfo": {"status": reply_status}}
             return Handled(encode_result(call.unique_id, reply), [])
         tx = self._tx_ids.next()
+        meter_start = self._register(call, "meterStart")
         event = SessionStarted(
             self.connector_id(connector),
             str(tx),
             p["idTag"],
-            float(p["meterStart"]),
+            meter_start,
             parse_timestamp(p["timestamp"], now),
         )
 
         def commit() -> None:
             self.state.tx_connector[str(tx)] = connector
-            self.meter.reset_register(self.connector_id(connector), float(p["meterStart"]))
+            self.meter.reset_register(self.connector_id(connector), meter_start)
             if len(self._starts_16) > _ENDED_MEMORY:
                 self._starts_16.clear()
             self._starts_16[key] = tx
@@ -377,7 +392,7 @@ class StationSession:
         events.append(
             SessionEnded(
                 tx,
-                float(p["meterStop"]),
+                self._register(call, "meterStop"),
                 parse_timestamp(p["timestamp"], now),
                 p.get("reason", "Local"),
                 self.connector_id(connector) if connector is not None else None,
@@ -397,7 +412,7 @@ class StationSession:
         p = call.payload
         tx = p.get("transactionId")
         readings = self.meter.parse(
-            p["connectorId"], p["meterValue"], None if tx is None else str(tx), now
+            p["connectorId"], p["meterValue"], None if tx is None else str(tx), now, strict=True
         )
         return Handled(encode_result(call.unique_id, {}), list(readings))
 
@@ -461,7 +476,8 @@ class StationSession:
                 self.meter.reset_register(
                     self.connector_id(connector), energy_register_wh(meter_values)
                 )
-            events += self.meter.parse(connector, meter_values, tx, now)
+            # A start or end is taken without its impossible values, an update is refused.
+            events += self.meter.parse(connector, meter_values, tx, now, strict=kind == "Updated")
             state = info.get("chargingState")
             if state is not None:
                 events.append(ConnectorStatusChanged(self.connector_id(connector), state, at))
@@ -493,7 +509,7 @@ class StationSession:
         p = call.payload
         evse = p["evseId"]
         tx = next((t for t, c in self.state.tx_connector.items() if c == evse), None)
-        readings = self.meter.parse(evse, p["meterValue"], tx if evse else None, now)
+        readings = self.meter.parse(evse, p["meterValue"], tx if evse else None, now, strict=True)
         return Handled(encode_result(call.unique_id, {}), list(readings))
 
     def _v201_NotifyEVChargingNeeds(self, call: Call, now: datetime) -> Handled:

@@ -522,7 +522,7 @@ class FlexibilityProvider:
                 await self._store_call(self._on_adjust(link.id, adj))
         elif msg is Message.GROUP_CAPACITY_COMPLIANCE_ERROR:
             err = _parse(GroupCapacityComplianceError, whole)
-            log.warning("%s reports a compliance error: %s", link.id, err.message)
+            log.warning("%s reports a compliance error: %r", link.id, err.message)
             if self._on_compliance is not None:
                 await self._store_call(self._on_compliance(link.id, err))
         return ()

@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from gridshare.config import GridshareConfig, parse_config
 from ocpp_adapter.central_system import AdapterSettings, CentralSystem
-from ocpp_adapter.events import DomainEvent
+from ocpp_adapter.events import DomainEvent, EventRefused
 from ocpp_adapter.rpc import OcppVersion, validate_request
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -236,11 +236,14 @@ class Recorder:
 
     events: list[DomainEvent] = field(default_factory=list)
     fail: bool = False
+    refuse: EventRefused | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def __call__(self, event: DomainEvent) -> None:
         if self.fail:
             raise RuntimeError("store is down")
+        if self.refuse is not None:
+            raise self.refuse
         self.events.append(event)
         self.changed.set()
 

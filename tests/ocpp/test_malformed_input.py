@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ocpp_adapter.datetimes import parse_datetime
-from ocpp_adapter.events import ConnectorStatusChanged, MeterReading
+from ocpp_adapter.events import (
+    ConnectorStatusChanged,
+    MeterReading,
+    SessionEnded,
+    SessionStarted,
+)
 from ocpp_adapter.rpc import MAX_DEPTH, Fault, OcppVersion, RpcError, parse_frame
 from ocpp_adapter.station import Handled, Refused, SessionSettings, StationSession, TransactionIds
 from tests.ocpp.helpers import running, station
@@ -291,33 +296,94 @@ def test_values_we_do_not_read_as_numbers_are_left_alone() -> None:
     assert isinstance(out, Handled), out
 
 
-def test_v16_negative_meter_stop_changes_nothing() -> None:
+def test_v16_negative_registers_and_samples_do_not_lose_the_start_or_stop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     s = session(V16)
-    start = {"connectorId": 1, "idTag": "T", "meterStart": 100, "timestamp": TS}
+    start = {"connectorId": 1, "idTag": "T", "meterStart": -5, "timestamp": TS}
     started = s.receive(json.dumps([2, "a", "StartTransaction", start]))
-    assert isinstance(started, Handled) and started.commit is not None
+    assert isinstance(started, Handled) and started.commit is not None, started
+    assert isinstance(started.events[0], SessionStarted)
+    assert started.events[0].meter_start_wh is None
     started.commit()
     tx = json.loads(started.reply)[2]["transactionId"]
-    stop = {"transactionId": tx, "meterStop": -1, "timestamp": TS}
-    assert refused(s, json.dumps([2, "b", "StopTransaction", stop]))[2] == (
-        "PropertyConstraintViolation"
-    )
-    assert s.state.tx_connector == {str(tx): 1}
-    bad_start = {**start, "meterStart": -5, "idTag": "U"}
-    assert refused(s, json.dumps([2, "c", "StartTransaction", bad_start]))[2] == (
-        "PropertyConstraintViolation"
-    )
+    data = [
+        {
+            "timestamp": TS,
+            "sampledValue": [
+                {"value": "-3", "measurand": "Current.Import", "phase": "L1"},
+                {"value": "NaN", "measurand": "Current.Import", "phase": "L2"},
+                {"value": "6", "measurand": "Current.Import", "phase": "L3"},
+            ],
+        }
+    ]
+    stop = {"transactionId": tx, "meterStop": -1, "timestamp": TS, "transactionData": data}
+    with caplog.at_level("WARNING"):
+        stopped = s.receive(json.dumps([2, "b", "StopTransaction", stop]))
+    assert isinstance(stopped, Handled) and stopped.commit is not None, stopped
+    reading, ended = stopped.events
+    assert isinstance(reading, MeterReading) and reading.current_a == {"L3": 6.0}
+    assert isinstance(ended, SessionEnded) and ended.meter_stop_wh is None
+    stopped.commit()
+    assert s.state.tx_connector == {}
+    assert "'-3'" in caplog.text and "'NaN'" in caplog.text
 
 
-def test_v201_negative_current_in_a_transaction_event_changes_nothing() -> None:
+def test_v201_impossible_sample_refuses_an_update_but_not_a_start_or_end() -> None:
     s = session(V201)
-    event = {
+    event: dict[str, Any] = {
         "eventType": "Started",
         "timestamp": TS,
         "triggerReason": "CablePluggedIn",
         "seqNo": 0,
         "transactionInfo": {"transactionId": "A"},
         "evse": {"id": 1},
+        "meterValue": [
+            {
+                "timestamp": TS,
+                "sampledValue": [
+                    {"value": -1000, "measurand": "Energy.Active.Import.Register"},
+                    {"value": -3, "measurand": "Current.Import", "phase": "L1"},
+                ],
+            }
+        ],
+    }
+    started = s.receive(json.dumps([2, "s", "TransactionEvent", event]))
+    assert isinstance(started, Handled) and started.commit is not None, started
+    assert isinstance(started.events[0], SessionStarted)
+    assert started.events[0].meter_start_wh is None
+    assert not any(isinstance(e, MeterReading) for e in started.events)
+    started.commit()
+    updated = {**event, "eventType": "Updated", "seqNo": 1, "triggerReason": "MeterValuePeriodic"}
+    frame = json.dumps([2, "e", "TransactionEvent", updated])
+    assert refused(s, frame)[:3] == [4, "e", "PropertyConstraintViolation"]
+    ended = {**event, "eventType": "Ended", "seqNo": 2, "triggerReason": "EVDeparted"}
+    out = s.receive(json.dumps([2, "f", "TransactionEvent", ended]))
+    assert isinstance(out, Handled) and out.commit is not None, out
+    [end] = [e for e in out.events if isinstance(e, SessionEnded)]
+    assert end.meter_stop_wh is None
+    out.commit()
+    assert s.state.tx_connector == {}
+
+
+def test_v201_refused_update_leaves_the_register_baseline() -> None:
+    s = session(V201)
+    event: dict[str, Any] = {
+        "eventType": "Started",
+        "timestamp": TS,
+        "triggerReason": "CablePluggedIn",
+        "seqNo": 0,
+        "transactionInfo": {"transactionId": "A"},
+        "evse": {"id": 1},
+    }
+    started = s.receive(json.dumps([2, "s", "TransactionEvent", event]))
+    assert isinstance(started, Handled) and started.commit is not None
+    started.commit()
+    event = {
+        **event,
+        "eventType": "Updated",
+        "seqNo": 1,
+        "triggerReason": "MeterValuePeriodic",
         "meterValue": [
             {
                 "timestamp": TS,
@@ -330,9 +396,8 @@ def test_v201_negative_current_in_a_transaction_event_changes_nothing() -> None:
     }
     frame = json.dumps([2, "e", "TransactionEvent", event])
     assert refused(s, frame)[:3] == [4, "e", "PropertyConstraintViolation"]
-    assert s.state.tx_connector == {}
     # the register baseline was not moved by the refused message
-    event["meterValue"][0]["sampledValue"] = [  # type: ignore[index]
+    event["meterValue"][0]["sampledValue"] = [
         {"value": 500, "measurand": "Energy.Active.Import.Register"}
     ]
     mv = {"evseId": 1, "meterValue": event["meterValue"]}

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatu
 from ocpp_adapter.rpc import OcppVersion
 from ocpp_adapter.tls import server_tls_context
 from tests.certs import expired_certificate, server_certificate, station_certificates
-from tests.ocpp.helpers import basic, make_config, running, station
+from tests.ocpp.helpers import TS, basic, make_config, running, station
 
 PASSWORD = "correct-horse-battery"
 CS_LOG = "ocpp_adapter.central_system"
@@ -223,14 +223,44 @@ def test_server_context_offers_only_aead_on_tls12(
 # --- what stations write into our logs -----------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "sid",
+    ["CP%0A1", "CP%0D", "CP%1B%5B2J", "CP%7F", "CP%C3%A9", "CP%E2%80%A8", "X" * 49, "a:b"],
+)
+async def test_station_id_outside_printable_ascii_is_refused_like_an_unknown_one(
+    sid: str,
+) -> None:
+    async with running(make_config()) as (strict, _):
+        unknown = await refusal(strict, "CP9")
+    assert unknown[:2] == (404, b"Unknown charging station\n")
+    async with running(make_config(allow_unknown_stations=True)) as (cs, _):
+        assert await refusal(cs, sid) == unknown
+        async with station(cs, "X" * 48), station(cs, "CP%20(1).a-b_c~"):
+            pass
+
+
 async def test_adapter_logs_station_strings_escaped(caplog: pytest.LogCaptureFixture) -> None:
-    forged = "X%0AERROR%20gridshare.api%20FAKE"  # an id with a newline, unknown ids allowed
+    forged = "X%0AERROR%20gridshare.api%20FAKE"  # an id with a newline: refused
     config = make_config(allow_unknown_stations=True)
+    sample = {"value": "1\nERROR gridshare.api: FAKE2", "measurand": "Current.Import"}
     with caplog.at_level(logging.DEBUG, logger="ocpp_adapter"):
-        async with running(config) as (cs, _), station(cs, forged, OcppVersion.V201) as st:
-            await st.boot()
-            await st.send_raw("{not json\nERROR gridshare.api: FAKE")
-            await st.raw.get()
+        async with running(config) as (cs, _):
+            with pytest.raises(InvalidStatus):
+                async with station(cs, forged):
+                    pass
+            async with station(cs, "CP'1", OcppVersion.V16) as st:
+                await st.boot()
+                start = {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": TS}
+                tx = (await st.call("StartTransaction", start))["transactionId"]
+                data = [{"timestamp": TS, "sampledValue": [sample]}]
+                stop = {"transactionId": tx, "meterStop": 5, "timestamp": TS}
+                await st.call("StopTransaction", {**stop, "transactionData": data})
+                await st.send_raw("{not json\nERROR gridshare.api: FAKE3")
+                await st.raw.get()
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("ocpp_adapter")]
-    assert any("FAKE" in m for m in ours)
+    for fake in ("FAKE", "FAKE2", "FAKE3"):
+        assert any(fake in m for m in ours), fake
     assert [m for m in ours if "\n" in m or "\r" in m] == []
+    # the meter's line: the connector (the station's id in it) and the value quoted
+    [skipped] = [m for m in ours if "FAKE2" in m and "skipped" in m]
+    assert skipped.startswith('"CP\'1/1": '), skipped

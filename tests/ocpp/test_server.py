@@ -17,11 +17,13 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatu
 from gridshare.config import ConfigError
 from ocpp_adapter import AdapterSettings, CentralSystem
 from ocpp_adapter.events import (
+    PROPERTY_CONSTRAINT,
     ChargingLimitSpec,
     CommandOutcome,
     ConnectorStatusChanged,
     DomainEvent,
     EvChargingNeeds,
+    EventRefused,
     LimitPeriod,
     LimitPurpose,
     MeterReading,
@@ -35,6 +37,7 @@ from ocpp_adapter.events import (
 from ocpp_adapter.rpc import OcppVersion
 from tests.certs import server_certificate, station_certificates
 from tests.ocpp.helpers import (
+    FAST,
     TS,
     CallFailed,
     Handler,
@@ -623,6 +626,52 @@ async def test_on_event_failure_answers_internal_error_and_resend_works() -> Non
         rec.fail = False
         assert (await st.call("StartTransaction", start))["transactionId"]
         assert len(rec.of(SessionStarted)) == 1
+
+
+@pytest.mark.parametrize("version", [V16, V201])
+async def test_a_refused_event_is_the_protocols_error_without_a_traceback(
+    version: OcppVersion, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running() as (cs, rec), station(cs, "CP1", version) as st:
+        await st.boot()
+        rec.refuse = EventRefused(PROPERTY_CONSTRAINT, "session CP1/7: another start")
+        status = (
+            {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+            if version is V16
+            else {"timestamp": TS, "connectorStatus": "Available", "evseId": 1, "connectorId": 1}
+        )
+        with caplog.at_level(logging.WARNING), pytest.raises(CallFailed) as err:
+            await st.call("StatusNotification", status)
+        assert err.value.code == "PropertyConstraintViolation"
+        assert "another start" in str(err.value)
+        assert not [r for r in caplog.records if r.exc_info]
+        refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert "'CP1': StatusNotification refused: PropertyConstraintViolation" in "\n".join(
+            refused
+        )
+        rec.refuse = None
+        assert "currentTime" in await st.call("Heartbeat", {})
+
+
+async def test_v16_transaction_ids_are_asked_for_by_the_central_system() -> None:
+    asked: list[int] = []
+
+    def source() -> int:  # the store's sequence
+        asked.append(7000 + len(asked))
+        return asked[-1]
+
+    cs = CentralSystem(make_config(), Recorder(), settings=FAST, transaction_ids=source)
+    await cs.start()
+    try:
+        async with station(cs, "CP1") as st:
+            await st.boot()
+            for tag in ("A", "B"):
+                start = {"connectorId": 1, "idTag": tag, "meterStart": 0, "timestamp": TS}
+                tx = (await st.call("StartTransaction", start))["transactionId"]
+                assert tx == asked[-1]
+        assert asked == [7000, 7001]
+    finally:
+        await cs.stop()
 
 
 async def test_stop_closes_stations_going_away() -> None:

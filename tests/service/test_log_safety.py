@@ -2,8 +2,8 @@
 
 `gridshare serve --log-level DEBUG` runs as its own process (its logging set up
 by its command line, as in production); a station on loopback sends right and
-wrong Basic credentials, an id with a percent-encoded newline, a frame that is
-not JSON and a transaction id with a newline on a connector the site does not
+wrong Basic credentials, an id with a percent-encoded newline (refused), a
+frame that is not JSON and a transaction id with a newline on a connector the site does not
 have. Plus the formatter on its own.
 """
 
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct-horse-battery"
 WRONG = "wrong-horse-battery!"
 FORGED_TX = "X\nERROR gridshare.api: FAKE2 hi"
-FORGED_ID = "X%0AERROR%20gridshare.api%20FAKE4"  # ":" is not allowed in an id
+FORGED_ID = "X%0AERROR%20gridshare.api%20FAKE4"  # logged as the path it came on
 RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 
 
@@ -111,8 +111,10 @@ async def drive(port: int, proc: subprocess.Popen[bytes]) -> None:
         await st.close()
     with pytest.raises(InvalidStatus):
         await connected(port, "CP1", WRONG)
-    with pytest.raises(InvalidStatus):
+    with pytest.raises(InvalidStatus) as refused:
         await connected(port, FORGED_ID, PASSWORD)
+    # not an id at all (a newline in it): refused before its credentials are looked at
+    assert refused.value.response.status_code == 404
 
 
 @pytest.mark.slow
@@ -145,7 +147,7 @@ async def test_serve_debug_log_is_one_line_per_record_without_credentials(tmp_pa
     for fake in ("FAKE2", "FAKE3", "FAKE4"):
         assert any(fake in line for line in lines), fake
     assert any(
-        "session X\\nERROR gridshare.api: FAKE2 hi on unknown connector" in ln for ln in lines
+        "session 'X\\nERROR gridshare.api: FAKE2 hi' on unknown connector" in ln for ln in lines
     )
 
 

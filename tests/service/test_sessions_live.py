@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,9 @@ from gridshare.config import parse_config
 from gridshare.service import Service
 from ocpp_adapter.events import EvChargingNeeds
 from ocpp_adapter.rpc import OcppVersion
-from tests.ocpp.helpers import Station, station
+from tests.ocpp.helpers import CallFailed, Station, station
 
-V201 = OcppVersion.V201
+V16, V201 = OcppVersion.V16, OcppVersion.V201
 READ_TOKEN = "read-token-0123456789"
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 
@@ -179,8 +179,8 @@ async def test_an_impossible_current_is_reported_and_not_believed(
         await st.call("TransactionEvent", tx_event("Started", 0, "TX-1"))
         await until(lambda: tx_profiles(st), "a TxProfile")
         wild = [
+            # finite, so the station's message is taken; no connector carries it
             {"value": 1e308, "measurand": "Current.Import", "phase": "L1"},
-            {"value": -5, "measurand": "Current.Import", "phase": "L2"},
             {"value": 10, "measurand": "Current.Import", "phase": "L3"},
         ]
         with caplog.at_level(logging.WARNING, logger="gridshare.controller"):
@@ -217,3 +217,57 @@ async def test_an_impossible_session_is_left_out_and_the_others_planned(live: Li
         # the isolated connector still counts: at the most it may draw
         _, fixed = ctl.problem(datetime.now(UTC))
         assert fixed["CP1/1"] > 0
+
+
+async def test_a_start_that_contradicts_the_stored_one_is_refused_without_a_traceback(
+    live: Live, caplog: pytest.LogCaptureFixture
+):
+    ctl = live.svc.controller
+    assert ctl is not None
+    async with station(live.cs, "CP1", V201) as st:
+        await st.boot()
+        first = tx_event("Started", 0, "TX-1")
+        first["timestamp"] = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+        await st.call("TransactionEvent", first)
+        await until(lambda: tx_profiles(st), "the session planned")
+        again = tx_event("Started", 1, "TX-1")  # its own id again, another start
+        with caplog.at_level(logging.WARNING):
+            for _ in range(2):  # and the station's retry
+                with pytest.raises(CallFailed) as refused:
+                    await st.call("TransactionEvent", again)
+                assert refused.value.code == "PropertyConstraintViolation"
+        assert not [r for r in caplog.records if r.exc_info], caplog.text
+        assert "Traceback" not in caplog.text
+        assert "TX-1" in refused.value.args[0]
+        # the connection stays, the stored session stands
+        assert "currentTime" in await st.call("Heartbeat", {})
+        assert ctl.sessions["CP1/1"].transaction_id == "TX-1"
+
+
+async def test_a_v16_stop_with_impossible_values_ends_the_session(live: Live):
+    ctl = live.svc.controller
+    assert ctl is not None
+    async with station(live.cs, "CP1", V16) as st:
+        await st.boot()
+        start = {"connectorId": 1, "idTag": "TAG", "meterStart": 1000, "timestamp": now_ts()}
+        tx = (await st.call("StartTransaction", start))["transactionId"]
+        await until(lambda: "CP1/1" in ctl.sessions, "the session started")
+        negative = {"value": "-4", "measurand": "Current.Import", "phase": "L1"}
+        values = [{"timestamp": now_ts(), "sampledValue": [negative]}]
+        # meter values on their own are refused with one impossible value ...
+        with pytest.raises(CallFailed) as refused:
+            mv = {"connectorId": 1, "transactionId": tx, "meterValue": values}
+            await st.call("MeterValues", mv)
+        assert refused.value.code == "PropertyConstraintViolation"
+        # ... the end of the session is not lost for one
+        stop = {
+            "transactionId": tx,
+            "meterStop": -1,
+            "timestamp": now_ts(),
+            "transactionData": values,
+        }
+        assert await st.call("StopTransaction", stop) == {}
+        await until(lambda: not ctl.sessions, "the session ended")
+    store = live.svc.store
+    assert store is not None
+    assert store.active_sessions() == []
