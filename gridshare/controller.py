@@ -400,6 +400,10 @@ class Controller:
                         self.clock(),
                     ),
                 )
+                # ended where it is stored, or it stays open for every reader after a restart
+                self.store.end_superseded(
+                    old.station_id, old.transaction_id, s.started_at, s.transaction_id
+                )
             self.sessions[s.connector_id] = self._from_stored(s)
             self.book.start_transaction(s.connector_id)
         for lim in self.store.limits_in_force():

@@ -170,6 +170,9 @@ class Store(Protocol):
     def session(
         self, transaction_id: str, station_id: str | None = None
     ) -> StoredSession | None: ...
+    def end_superseded(
+        self, station_id: str, transaction_id: str, at: datetime, by_transaction_id: str
+    ) -> None: ...
     def past_sessions(self, id_tag: str, limit: int = 20) -> list[PastSession]: ...
     def profile_sent(
         self,
@@ -643,6 +646,27 @@ class SqliteStore:
                 (station_id, transaction_id),
             ).fetchone()
         return None if row is None else self._session(row)
+
+    def end_superseded(
+        self, station_id: str, transaction_id: str, at: datetime, by_transaction_id: str
+    ) -> None:
+        """End an open session another one started after on its connector (the
+        station never said it ended). Its connector's limits stay: they are the
+        later session's."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE sessions SET ended_at = ?, stop_reason = 'Superseded' "
+                "WHERE station_id = ? AND transaction_id = ? AND ended_at IS NULL",
+                (_iso(at), station_id, transaction_id),
+            )
+            if cur.rowcount:
+                self._audit(
+                    db,
+                    at,
+                    "session_superseded",
+                    f"{station_id}/{transaction_id}",
+                    {"by": by_transaction_id},
+                )
 
     def past_sessions(self, id_tag: str, limit: int = 20) -> list[PastSession]:
         """The idTag's last ``limit`` finished sessions, oldest first."""

@@ -13,7 +13,7 @@ import pytest
 
 from gridshare.controller import Controller
 from gridshare.store import SessionConflict, SqliteStore
-from ocpp_adapter.events import MeterReading, SessionEnded, SessionStarted
+from ocpp_adapter.events import EvChargingNeeds, MeterReading, SessionEnded, SessionStarted
 from tests.service.fakes import FakeGateway
 from tests.service.sites import NOW, small_depot
 
@@ -159,3 +159,39 @@ async def test_a_start_resent_after_a_crash_supersedes_the_unanswered_one(tmp_pa
         assert (conflict["kind"], conflict["transaction_id"]) == ("superseded", "5")
     finally:
         store.close()
+
+
+async def test_a_superseded_session_ends_in_the_store_and_stays_ended(tmp_path: Path):
+    """Recovery ends the earlier of two open sessions on a connector: it is not
+    reported again after the next restart, and later needs reach the running one only."""
+    site = small_depot(2)
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    store.record_event(SessionStarted("CP1/1", "5", "tag", 100.0, NOW))
+    later = NOW + timedelta(minutes=3)
+    store.record_event(SessionStarted("CP1/1", "6", "tag", 100.0, later))
+    try:
+        Controller(site, store, FakeGateway(site), clock=lambda: NOW).recover()
+    finally:
+        store.close()
+
+    store = SqliteStore(path)
+    try:
+        ctl = Controller(site, store, FakeGateway(site), clock=lambda: later)
+        ctl.recover()
+        assert ctl.status()["conflicts"] == []
+        assert [s.transaction_id for s in store.active_sessions()] == ["6"]
+        ended = store.session("5")
+        assert ended is not None and ended.ended_at == later
+        [entry] = [a for a in store.audit_log() if a["kind"] == "session_superseded"]
+        assert entry["subject"] == "CP1/5" and entry["detail"]["by"] == "6"
+        store.record_event(EvChargingNeeds("CP1/1", later, departure=None, energy_wh=5000.0))
+        assert store.session("5").energy_need_wh is None  # type: ignore[union-attr]
+    finally:
+        store.close()
+    db = sqlite3.connect(path)
+    try:
+        [(reason,)] = db.execute("SELECT stop_reason FROM sessions WHERE transaction_id = '5'")
+        assert reason == "Superseded"
+    finally:
+        db.close()
