@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,7 @@ import httpx
 
 from forecasts.model import ForecastType, Unit
 from gridshare.commands.options import ListOption
+from gridshare.logs import configure_logging
 from gridshare.simulators.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
 
 
@@ -115,6 +117,7 @@ async def send_forecasts(dso: SimulatedDso, args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
         if args.csv:
             blocks_from_csv(args.csv)  # a file that cannot be read fails now, not after registering
