@@ -365,6 +365,9 @@ class Controller:
         self._waiters: list[asyncio.Future[None]] = []
         """`replan_now` callers waiting for the next plan to be rolled out."""
         self.conflicts: dict[tuple[str, ...], ConflictReport] = {}
+        self.conflicts_total: Counter[str] = Counter()
+        """Sessions refused and superseded since the start, by kind (the list above keeps
+        the latest few)."""
         """Sessions isolated from planning now, and the latest refused session starts."""
 
     # --- life cycle ---------------------------------------------------------------------
@@ -1241,6 +1244,7 @@ class Controller:
             conflict.kind,
             conflict.reason,
         )
+        self.conflicts_total[conflict.kind] += 1
         self.conflicts.pop(key, None)
         self.conflicts[key] = conflict
         kept = [k for k in self.conflicts if k[0] == key[0]]

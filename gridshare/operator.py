@@ -316,6 +316,8 @@ class ServiceBackend:
         ctl = self.controller
         now = self.service.clock()
         self.refresh_oscp_metrics()
+        if self.metrics is not None:
+            self.metrics.record_conflicts(ctl.conflicts_total)
         own = self.service.status()
         return StatusOut(
             site=self.site.site.name,

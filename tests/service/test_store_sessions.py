@@ -157,6 +157,7 @@ async def test_a_start_resent_after_a_crash_supersedes_the_unanswered_one(tmp_pa
         assert ctl.sessions["CP1/1"].transaction_id == "6"
         [conflict] = ctl.status()["conflicts"]
         assert (conflict["kind"], conflict["transaction_id"]) == ("superseded", "5")
+        assert ctl.conflicts_total == {"superseded": 1}
     finally:
         store.close()
 
