@@ -288,6 +288,8 @@ def broken_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         "def main(argv):\n"
         "    if argv == ['value']:\n"
         "        raise ValueError('a bug')\n"
+        "    if argv == ['reset']:\n"
+        "        raise ConnectionResetError(104, 'Connection reset by peer')\n"
         "    return {}['missing']\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -300,6 +302,8 @@ def test_a_bug_keeps_its_traceback(broken_command: str) -> None:
         main([broken_command])
     with pytest.raises(ValueError, match="a bug"):
         main([broken_command, "value"])
+    with pytest.raises(ConnectionResetError):
+        main([broken_command, "reset"])
 
 
 # --- every command logs through the redacting handler ---------------------------------
