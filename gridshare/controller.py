@@ -71,7 +71,7 @@ from gridshare.rollout import (
     raise_fits,
     run_rollout,
 )
-from gridshare.store import SessionConflict, Store, StoredSession, station_of
+from gridshare.store import SessionConflict, Store, StoredSession
 from ocpp_adapter.events import (
     ChargingLimitSpec,
     CommandOutcome,
@@ -91,7 +91,7 @@ from ocpp_adapter.events import (
 from optimizer import HighsPlanner, Plan, PlanningProblem, SessionDemand, solve
 from optimizer.errors import ProblemError
 from optimizer.problem import Capacity, TimeGrid
-from optimizer.site import LINES, Line, Site
+from optimizer.site import LINES, Line, Site, station_of
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from forecasts.compliance import Excess, excesses
 from forecasts.units import Limit
-from gridshare.store import Store, station_of
+from gridshare.store import Store
 from ocpp_adapter.events import (
     DomainEvent,
     MeterReading,
@@ -31,7 +31,7 @@ from ocpp_adapter.events import (
     StationDisconnected,
 )
 from optimizer.problem import Capacity
-from optimizer.site import Group, Line, Site
+from optimizer.site import Group, Line, Site, station_of
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ class ComplianceWatch:
                 if gone is not None:
                     self.readings.pop(gone, None)
             case StationDisconnected(station_id=sid):
-                for cid in [c for c in self.readings if c.split("/", 1)[0] == sid]:
+                for cid in [c for c in self.readings if station_of(c) == sid]:
                     del self.readings[cid]
 
     def measured(self, group: Group, now: datetime) -> tuple[dict[Line, float], float]:

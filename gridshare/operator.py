@@ -82,7 +82,7 @@ from ocpp_adapter.events import (
 from ocpp_adapter.events import CommandResult as GatewayResult
 from optimizer.plan import Plan
 from optimizer.problem import Capacity, TimeGrid
-from optimizer.site import ConnectorInfo, Line, Site
+from optimizer.site import ConnectorInfo, Line, Site, station_of
 
 if TYPE_CHECKING:
     from gridshare.service import Service
@@ -197,7 +197,7 @@ class ServiceBackend:
         station = getattr(event, "station_id", None)
         cid = getattr(event, "connector_id", None)
         if station is None and isinstance(cid, str):
-            station = cid.split("/", 1)[0]
+            station = station_of(cid)
         if isinstance(station, str):
             self.last_seen[station] = self.service.clock()
         match event:

@@ -65,6 +65,7 @@ from ocpp_adapter.events import (
     StationDisconnected,
 )
 from optimizer.plan import Plan
+from optimizer.site import station_of
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +93,6 @@ class SessionConflict(StoreError):
         self.station_id = station_id
         self.transaction_id = transaction_id
         self.detail = detail
-
-
-def station_of(connector_id: str) -> str:
-    """``STATION/CONNECTOR`` → ``STATION``."""
-    return connector_id.rsplit("/", 1)[0]
 
 
 def _iso(t: datetime | None) -> str | None:
