@@ -628,7 +628,7 @@ class Controller:
         old = self.sessions.get(e.connector_id)
         if old is not None and (old.station_id, old.transaction_id) == (station, e.transaction_id):
             return  # a repeat (station resent it)
-        stored = self.store.session(e.transaction_id, station)
+        stored = self.store.session(station, e.transaction_id)
         if stored is not None and stored.connector_id == e.connector_id:
             s = self._from_stored(stored)  # estimated there
         else:

@@ -104,7 +104,7 @@ class EnergyCounter:
         for station, tx, cid, last in opened:
             self._begin((str(station), str(tx)), str(cid), None if last is None else float(last))
         for key in list(self._open):
-            s = self.store.session(key[1], key[0])
+            s = self.store.session(*key)
             if s is None:
                 continue
             end = s.meter_stop_wh if s.meter_stop_wh is not None else s.energy_wh

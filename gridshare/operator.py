@@ -218,7 +218,14 @@ class ServiceBackend:
         """The API's id of a station's session (``TX@STATION`` where another station's
         session already has the transaction id)."""
         store = self.service.store
-        stored = store.session(transaction_id, station) if store is not None else None
+        if store is None:
+            return transaction_id
+        # without a station (an end that named none) the transaction id is the best guess
+        stored = (
+            store.session(station, transaction_id)
+            if station is not None
+            else store.session_by_id(transaction_id)
+        )
         return stored.session_id if stored is not None else transaction_id
 
     def _count_stations(self) -> None:
@@ -861,7 +868,7 @@ class ServiceBackend:
         ctl = self.controller
         running = next((s for s in ctl.sessions.values() if s.session_id == session_id), None)
         if running is None:
-            stored = self.store.session(session_id)
+            stored = self.store.session_by_id(session_id)
             if stored is None:
                 raise NotFound("session", session_id)
             raise Conflict(f"session {session_id!r} is not running")

@@ -163,9 +163,8 @@ class Store(Protocol):
     def record_event(self, event: DomainEvent) -> None: ...
     def next_transaction_id(self) -> int: ...
     def active_sessions(self) -> list[StoredSession]: ...
-    def session(
-        self, transaction_id: str, station_id: str | None = None
-    ) -> StoredSession | None: ...
+    def session(self, station_id: str, transaction_id: str) -> StoredSession | None: ...
+    def session_by_id(self, session_id: str) -> StoredSession | None: ...
     def end_superseded(
         self, station_id: str, transaction_id: str, at: datetime, by_transaction_id: str
     ) -> None: ...
@@ -629,18 +628,19 @@ class SqliteStore:
         ).fetchall()
         return [self._session(r) for r in rows]
 
-    def session(self, transaction_id: str, station_id: str | None = None) -> StoredSession | None:
-        """The station's session of that transaction; without a station, the
-        session whose ``session_id`` it is (unique in the database)."""
-        if station_id is None:
-            row = self._db.execute(
-                "SELECT * FROM sessions WHERE session_id = ?", (transaction_id,)
-            ).fetchone()
-        else:
-            row = self._db.execute(
-                "SELECT * FROM sessions WHERE station_id = ? AND transaction_id = ?",
-                (station_id, transaction_id),
-            ).fetchone()
+    def session(self, station_id: str, transaction_id: str) -> StoredSession | None:
+        """The station's session of that transaction."""
+        row = self._db.execute(
+            "SELECT * FROM sessions WHERE station_id = ? AND transaction_id = ?",
+            (station_id, transaction_id),
+        ).fetchone()
+        return None if row is None else self._session(row)
+
+    def session_by_id(self, session_id: str) -> StoredSession | None:
+        """The session with that ``session_id`` (the API's id, unique in the database)."""
+        row = self._db.execute(
+            "SELECT * FROM sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()
         return None if row is None else self._session(row)
 
     def end_superseded(
