@@ -71,7 +71,7 @@ from gridshare.rollout import (
     raise_fits,
     run_rollout,
 )
-from gridshare.store import SessionConflict, Store, StoredSession
+from gridshare.store import SessionConflict, Store, StoredSession, ended_key
 from ocpp_adapter.events import (
     ChargingLimitSpec,
     CommandOutcome,
@@ -649,16 +649,14 @@ class Controller:
         self.request_replan("session started")
 
     def _session_ended(self, e: SessionEnded) -> None:
-        station = e.station_id or (station_of(e.connector_id) if e.connector_id else None)
+        key = ended_key(e)
 
         def ends(s: SessionState) -> bool:
-            return s.transaction_id == e.transaction_id and station in (None, s.station_id)
+            return (s.station_id, s.transaction_id) == key
 
         cid = e.connector_id
         if cid is None or cid not in self.sessions:
-            found = [k for k, s in self.sessions.items() if ends(s)]
-            # without the station, only a transaction id no other session shares
-            cid = found[0] if len(found) == 1 else None
+            cid = next((k for k, s in self.sessions.items() if ends(s)), None)
         if cid is None or not ends(self.sessions[cid]):
             return
         del self.sessions[cid]

@@ -95,6 +95,14 @@ class SessionConflict(StoreError):
         self.detail = detail
 
 
+def ended_key(e: SessionEnded) -> tuple[str, str] | None:
+    """(station, transaction) of the session an end names: its station, else its
+    connector's. None when it names neither: a transaction id alone is unique per
+    station only, so no session is guessed (the OCPP adapter always names the station)."""
+    station = e.station_id or (station_of(e.connector_id) if e.connector_id else None)
+    return None if station is None else (station, e.transaction_id)
+
+
 def _iso(t: datetime | None) -> str | None:
     if t is None:
         return None
@@ -506,7 +514,7 @@ class SqliteStore:
         raise AssertionError("unreachable")
 
     def _session_ended(self, db: sqlite3.Connection, e: SessionEnded) -> None:
-        key = self._open_key(db, e)
+        key = ended_key(e)
         if key is None:
             return
         # only an open session ends: a repeated stop changes nothing already stored
@@ -522,20 +530,6 @@ class SqliteStore:
                 "(SELECT connector_id FROM sessions WHERE station_id = ? AND transaction_id = ?)",
                 key,
             )
-
-    @staticmethod
-    def _open_key(db: sqlite3.Connection, e: SessionEnded) -> tuple[str, str] | None:
-        """(station, transaction) of the session an end names. Without a station
-        (an event from an older caller), only a transaction id no other open
-        session shares."""
-        station = e.station_id or (station_of(e.connector_id) if e.connector_id else None)
-        if station is not None:
-            return station, e.transaction_id
-        rows = db.execute(
-            "SELECT station_id FROM sessions WHERE transaction_id = ? AND ended_at IS NULL",
-            (e.transaction_id,),
-        ).fetchall()
-        return (rows[0]["station_id"], e.transaction_id) if len(rows) == 1 else None
 
     def _meter(self, db: sqlite3.Connection, r: MeterReading) -> None:
         power = r.total_power_w

@@ -196,3 +196,21 @@ async def test_a_superseded_session_ends_in_the_store_and_stays_ended(tmp_path: 
         assert reason == "Superseded"
     finally:
         db.close()
+
+
+async def test_an_end_naming_neither_station_nor_connector_ends_nothing(tmp_path: Path):
+    """A transaction id is unique per station only: no session is guessed from it."""
+    site = small_depot(2)
+    store = SqliteStore(tmp_path / "s.db")
+    ctl = Controller(site, store, FakeGateway(site), clock=lambda: NOW)
+    try:
+        start = SessionStarted("CP1/1", "9", "tag", 0.0, NOW)
+        store.record_event(start)
+        await ctl.on_event(start)
+        end = SessionEnded("9", 10.0, NOW + timedelta(minutes=1))
+        store.record_event(end)
+        await ctl.on_event(end)
+        assert [s.transaction_id for s in store.active_sessions()] == ["9"]
+        assert "CP1/1" in ctl.sessions
+    finally:
+        store.close()
