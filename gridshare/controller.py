@@ -529,43 +529,49 @@ class Controller:
         """The reading without what no meter can see: NaN, infinities, negative
         values, and currents (or powers) beyond twice what the connector can carry.
         Those are logged and neither stored as measured nor used to learn or plan
-        (a measurement may only lower a limit, so a wild one must not count)."""
+        (a measurement may only lower a limit, so a wild one must not count).
+
+        The OCPP adapter already drops NaN and negative values; they are checked
+        here again for readings from any other source. A reading with nothing to
+        drop is returned as it is (this runs on every reading)."""
         info = self.site.connectors.get(r.connector_id)
         top_a = 2 * info.connector.max_current_a if info is not None else math.inf
         line_w = top_a * info.voltage_v if info is not None else math.inf
         all_w = line_w * len(info.lines) if info is not None else math.inf
-        dropped: list[str] = []
 
-        def keep(what: str, value: float | None, top: float) -> float | None:
-            if value is None:
-                return None
-            if math.isfinite(value) and 0 <= value <= top:
-                return value
-            dropped.append(f"{what}={value!r}")
-            return None
+        def ok(value: float | None, top: float) -> bool:
+            return value is None or (math.isfinite(value) and 0 <= value <= top)
 
-        current = {
-            k: v for k, v in r.current_a.items() if keep(f"current {k}", v, top_a) is not None
-        }
-        power = {k: v for k, v in r.power_w.items() if keep(f"power {k}", v, line_w) is not None}
-        cleaned = replace(
-            r,
-            current_a=current,
-            power_w=power,
-            current_offered_a=keep("offered", r.current_offered_a, top_a),
-            total_power_w=keep("power", r.total_power_w, all_w),
-            energy_wh=keep("energy", r.energy_wh, math.inf),
-            soc_pct=keep("soc", r.soc_pct, 100.0),
-        )
+        checks: list[tuple[str, float | None, float]] = [
+            *((f"current {k}", v, top_a) for k, v in r.current_a.items()),
+            *((f"power {k}", v, line_w) for k, v in r.power_w.items()),
+            ("offered", r.current_offered_a, top_a),
+            ("power", r.total_power_w, all_w),
+            ("energy", r.energy_wh, math.inf),
+            ("soc", r.soc_pct, 100.0),
+        ]
+        dropped = [f"{what}={value!r}" for what, value, top in checks if not ok(value, top)]
         if not dropped:
             return r
+
+        def keep(value: float | None, top: float) -> float | None:
+            return value if ok(value, top) else None
+
         log.warning(
             "impossible meter values from station %r, connector %r ignored: %s",
             station_of(r.connector_id),
             r.connector_id,
             ", ".join(dropped),
         )
-        return cleaned
+        return replace(
+            r,
+            current_a={k: v for k, v in r.current_a.items() if ok(v, top_a)},
+            power_w={k: v for k, v in r.power_w.items() if ok(v, line_w)},
+            current_offered_a=keep(r.current_offered_a, top_a),
+            total_power_w=keep(r.total_power_w, all_w),
+            energy_wh=keep(r.energy_wh, math.inf),
+            soc_pct=keep(r.soc_pct, 100.0),
+        )
 
     def apply(self, event: DomainEvent) -> None:
         match event:
