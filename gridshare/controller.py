@@ -635,21 +635,17 @@ class Controller:
         if old is not None and (old.station_id, old.transaction_id) == (station, e.transaction_id):
             return  # a repeat (station resent it)
         stored = self.store.session(station, e.transaction_id)
-        if stored is not None and stored.connector_id == e.connector_id:
-            s = self._from_stored(stored)  # estimated there
-        else:
-            s = SessionState(
+        if stored is None or stored.connector_id != e.connector_id:
+            # on_event stores a start before applying it (or refuses it): its
+            # session id is the store's, never made up here
+            log.error(
+                "session %r of %r is not stored as started on %r: ignored",
                 e.transaction_id,
+                station,
                 e.connector_id,
-                e.id_tag,
-                e.at,
-                e.meter_start_wh,
-                station_id=station,
-                energy_wh=e.meter_start_wh,
-                rate=self._rate_learner(e.connector_id),
             )
-            self._estimate(s)
-        self.sessions[e.connector_id] = s
+            return
+        self.sessions[e.connector_id] = self._from_stored(stored)  # estimated there
         self.book.start_transaction(e.connector_id)
         self.limit_changed_at[e.connector_id] = self.clock()
         self.request_replan("session started")
