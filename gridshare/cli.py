@@ -34,6 +34,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("gridshare.simulation.acn", "AcnSiteError"),
     ("gridshare.simulation.hosting", "HostingError"),
     ("optimizer.errors", "ProblemError"),
+    ("oscp.loopback", "ListenError"),
 )
 """(module, class) of the errors whose message is meant for the user. Only
 modules already imported are looked at: an error class can only have been
@@ -48,18 +49,18 @@ def usage() -> str:
 
 def user_message(e: BaseException) -> str | None:
     """The one line to print for a user-facing error, None for anything else."""
-    if isinstance(e, OSError):
-        # a path that is not there, a port in use: the machine, not the code
-        if e.filename is not None:
-            where = f"{e.filename}" + (f" → {e.filename2}" if e.filename2 is not None else "")
-            return f"{where}: {e.strerror or e}"
-        return e.strerror or str(e) or type(e).__name__
+    if isinstance(e, OSError) and e.filename is not None:
+        # a path that is not there or not writable: the machine, not the code
+        where = f"{e.filename}" + (f" → {e.filename2}" if e.filename2 is not None else "")
+        return f"{where}: {e.strerror or e}"
     for module, name in USER_ERRORS:
         loaded = sys.modules.get(module)
         cls = getattr(loaded, name, None) if loaded is not None else None
         if isinstance(cls, type) and isinstance(e, cls):
+            if isinstance(e, OSError):
+                return e.strerror or str(e) or type(e).__name__
             return str(e) or type(e).__name__
-    return None
+    return None  # a reset connection, a broken pipe...: a bug to see whole
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,7 +71,7 @@ from gridshare.rollout import (
     raise_fits,
     run_rollout,
 )
-from gridshare.store import SessionConflict, Store, StoredSession, station_of
+from gridshare.store import SessionConflict, Store, StoredSession, ended_key
 from ocpp_adapter.events import (
     PROPERTY_CONSTRAINT,
     ChargingLimitSpec,
@@ -93,7 +93,7 @@ from ocpp_adapter.events import (
 from optimizer import HighsPlanner, Plan, PlanningProblem, SessionDemand, solve
 from optimizer.errors import ProblemError
 from optimizer.problem import Capacity, TimeGrid
-from optimizer.site import LINES, Line, Site
+from optimizer.site import LINES, Line, Site, station_of
 
 log = logging.getLogger(__name__)
 
@@ -367,6 +367,9 @@ class Controller:
         self._waiters: list[asyncio.Future[None]] = []
         """`replan_now` callers waiting for the next plan to be rolled out."""
         self.conflicts: dict[tuple[str, ...], ConflictReport] = {}
+        self.conflicts_total: Counter[str] = Counter()
+        """Sessions refused and superseded since the start, by kind (the list above keeps
+        the latest few)."""
         """Sessions isolated from planning now, and the latest refused session starts."""
 
     # --- life cycle ---------------------------------------------------------------------
@@ -401,6 +404,10 @@ class Controller:
                         f"still open, but {s.transaction_id!r} started later on the connector",
                         self.clock(),
                     ),
+                )
+                # ended where it is stored, or it stays open for every reader after a restart
+                self.store.end_superseded(
+                    old.station_id, old.transaction_id, s.started_at, s.transaction_id
                 )
             self.sessions[s.connector_id] = self._from_stored(s)
             self.book.start_transaction(s.connector_id)
@@ -524,43 +531,49 @@ class Controller:
         """The reading without what no meter can see: NaN, infinities, negative
         values, and currents (or powers) beyond twice what the connector can carry.
         Those are logged and neither stored as measured nor used to learn or plan
-        (a measurement may only lower a limit, so a wild one must not count)."""
+        (a measurement may only lower a limit, so a wild one must not count).
+
+        The OCPP adapter already drops NaN and negative values; they are checked
+        here again for readings from any other source. A reading with nothing to
+        drop is returned as it is (this runs on every reading)."""
         info = self.site.connectors.get(r.connector_id)
         top_a = 2 * info.connector.max_current_a if info is not None else math.inf
         line_w = top_a * info.voltage_v if info is not None else math.inf
         all_w = line_w * len(info.lines) if info is not None else math.inf
-        dropped: list[str] = []
 
-        def keep(what: str, value: float | None, top: float) -> float | None:
-            if value is None:
-                return None
-            if math.isfinite(value) and 0 <= value <= top:
-                return value
-            dropped.append(f"{what}={value!r}")
-            return None
+        def ok(value: float | None, top: float) -> bool:
+            return value is None or (math.isfinite(value) and 0 <= value <= top)
 
-        current = {
-            k: v for k, v in r.current_a.items() if keep(f"current {k}", v, top_a) is not None
-        }
-        power = {k: v for k, v in r.power_w.items() if keep(f"power {k}", v, line_w) is not None}
-        cleaned = replace(
-            r,
-            current_a=current,
-            power_w=power,
-            current_offered_a=keep("offered", r.current_offered_a, top_a),
-            total_power_w=keep("power", r.total_power_w, all_w),
-            energy_wh=keep("energy", r.energy_wh, math.inf),
-            soc_pct=keep("soc", r.soc_pct, 100.0),
-        )
+        checks: list[tuple[str, float | None, float]] = [
+            *((f"current {k}", v, top_a) for k, v in r.current_a.items()),
+            *((f"power {k}", v, line_w) for k, v in r.power_w.items()),
+            ("offered", r.current_offered_a, top_a),
+            ("power", r.total_power_w, all_w),
+            ("energy", r.energy_wh, math.inf),
+            ("soc", r.soc_pct, 100.0),
+        ]
+        dropped = [f"{what}={value!r}" for what, value, top in checks if not ok(value, top)]
         if not dropped:
             return r
+
+        def keep(value: float | None, top: float) -> float | None:
+            return value if ok(value, top) else None
+
         log.warning(
             "impossible meter values from station %r, connector %r ignored: %s",
             station_of(r.connector_id),
             r.connector_id,
             ", ".join(dropped),
         )
-        return cleaned
+        return replace(
+            r,
+            current_a={k: v for k, v in r.current_a.items() if ok(v, top_a)},
+            power_w={k: v for k, v in r.power_w.items() if ok(v, line_w)},
+            current_offered_a=keep(r.current_offered_a, top_a),
+            total_power_w=keep(r.total_power_w, all_w),
+            energy_wh=keep(r.energy_wh, math.inf),
+            soc_pct=keep(r.soc_pct, 100.0),
+        )
 
     def apply(self, event: DomainEvent) -> None:
         match event:
@@ -623,37 +636,31 @@ class Controller:
         old = self.sessions.get(e.connector_id)
         if old is not None and (old.station_id, old.transaction_id) == (station, e.transaction_id):
             return  # a repeat (station resent it)
-        stored = self.store.session(e.transaction_id, station)
-        if stored is not None and stored.connector_id == e.connector_id:
-            s = self._from_stored(stored)  # estimated there
-        else:
-            s = SessionState(
+        stored = self.store.session(station, e.transaction_id)
+        if stored is None or stored.connector_id != e.connector_id:
+            # on_event stores a start before applying it (or refuses it): its
+            # session id is the store's, never made up here
+            log.error(
+                "session %r of %r is not stored as started on %r: ignored",
                 e.transaction_id,
+                station,
                 e.connector_id,
-                e.id_tag,
-                e.at,
-                e.meter_start_wh,
-                station_id=station,
-                energy_wh=e.meter_start_wh,
-                rate=self._rate_learner(e.connector_id),
             )
-            self._estimate(s)
-        self.sessions[e.connector_id] = s
+            return
+        self.sessions[e.connector_id] = self._from_stored(stored)  # estimated there
         self.book.start_transaction(e.connector_id)
         self.limit_changed_at[e.connector_id] = self.clock()
         self.request_replan("session started")
 
     def _session_ended(self, e: SessionEnded) -> None:
-        station = e.station_id or (station_of(e.connector_id) if e.connector_id else None)
+        key = ended_key(e)
 
         def ends(s: SessionState) -> bool:
-            return s.transaction_id == e.transaction_id and station in (None, s.station_id)
+            return (s.station_id, s.transaction_id) == key
 
         cid = e.connector_id
         if cid is None or cid not in self.sessions:
-            found = [k for k, s in self.sessions.items() if ends(s)]
-            # without the station, only a transaction id no other session shares
-            cid = found[0] if len(found) == 1 else None
+            cid = next((k for k, s in self.sessions.items() if ends(s)), None)
         if cid is None or not ends(self.sessions[cid]):
             return
         del self.sessions[cid]
@@ -1243,6 +1250,7 @@ class Controller:
             conflict.kind,
             conflict.reason,
         )
+        self.conflicts_total[conflict.kind] += 1
         self.conflicts.pop(key, None)
         self.conflicts[key] = conflict
         kept = [k for k in self.conflicts if k[0] == key[0]]

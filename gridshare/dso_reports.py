@@ -22,7 +22,7 @@ from typing import Any
 
 from forecasts.compliance import Excess, excesses
 from forecasts.units import Limit
-from gridshare.store import Store, station_of
+from gridshare.store import Store, ended_key
 from ocpp_adapter.events import (
     DomainEvent,
     MeterReading,
@@ -31,7 +31,7 @@ from ocpp_adapter.events import (
     StationDisconnected,
 )
 from optimizer.problem import Capacity
-from optimizer.site import Group, Line, Site
+from optimizer.site import Group, Line, Site, station_of
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +41,6 @@ ENERGY_STATE = "oscp_energy"
 TxKey = tuple[str, str]
 """(station id, transaction id): a 2.0.1 station chooses its ids, so two stations
 may use the same one."""
-
-
-def ended_key(event: SessionEnded, known: Mapping[TxKey, Any]) -> TxKey | None:
-    """The session a SessionEnded ends: by its station, else the one open session
-    with that transaction id (never another station's when the station is known)."""
-    station = event.station_id or (
-        station_of(event.connector_id) if event.connector_id is not None else None
-    )
-    if station is not None:
-        return (station, event.transaction_id)
-    matches = [k for k in known if k[1] == event.transaction_id]
-    return matches[0] if len(matches) == 1 else None
 
 
 def site_lines(readings: Mapping[str, float], wired: tuple[Line, ...]) -> dict[Line, float]:
@@ -104,7 +92,7 @@ class EnergyCounter:
         for station, tx, cid, last in opened:
             self._begin((str(station), str(tx)), str(cid), None if last is None else float(last))
         for key in list(self._open):
-            s = self.store.session(key[1], key[0])
+            s = self.store.session(*key)
             if s is None:
                 continue
             end = s.meter_stop_wh if s.meter_stop_wh is not None else s.energy_wh
@@ -148,7 +136,7 @@ class EnergyCounter:
                     self._begin(running, cid, None)
                 self._advance(running, wh)
             case SessionEnded():
-                ended = ended_key(event, self._open)
+                ended = ended_key(event)
                 if ended is not None and ended in self._open:
                     if event.meter_stop_wh is not None:
                         self._advance(ended, event.meter_stop_wh)
@@ -260,14 +248,14 @@ class ComplianceWatch:
                 self._tx_connector[(station_of(cid), tx)] = cid
             case SessionEnded():
                 # the car stopped drawing: its last reading no longer holds
-                key = ended_key(event, self._tx_connector)
+                key = ended_key(event)
                 gone = event.connector_id or (self._tx_connector.get(key) if key else None)
                 if key is not None:
                     self._tx_connector.pop(key, None)
                 if gone is not None:
                     self.readings.pop(gone, None)
             case StationDisconnected(station_id=sid):
-                for cid in [c for c in self.readings if c.split("/", 1)[0] == sid]:
+                for cid in [c for c in self.readings if station_of(c) == sid]:
                     del self.readings[cid]
 
     def measured(self, group: Group, now: datetime) -> tuple[dict[Line, float], float]:

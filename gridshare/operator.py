@@ -82,7 +82,7 @@ from ocpp_adapter.events import (
 from ocpp_adapter.events import CommandResult as GatewayResult
 from optimizer.plan import Plan
 from optimizer.problem import Capacity, TimeGrid
-from optimizer.site import ConnectorInfo, Line, Site
+from optimizer.site import ConnectorInfo, Line, Site, station_of
 
 if TYPE_CHECKING:
     from gridshare.service import Service
@@ -197,7 +197,7 @@ class ServiceBackend:
         station = getattr(event, "station_id", None)
         cid = getattr(event, "connector_id", None)
         if station is None and isinstance(cid, str):
-            station = cid.split("/", 1)[0]
+            station = station_of(cid)
         if isinstance(station, str):
             self.last_seen[station] = self.service.clock()
         match event:
@@ -218,7 +218,14 @@ class ServiceBackend:
         """The API's id of a station's session (``TX@STATION`` where another station's
         session already has the transaction id)."""
         store = self.service.store
-        stored = store.session(transaction_id, station) if store is not None else None
+        if store is None:
+            return transaction_id
+        # without a station (an end that named none) the transaction id is the best guess
+        stored = (
+            store.session(station, transaction_id)
+            if station is not None
+            else store.session_by_id(transaction_id)
+        )
         return stored.session_id if stored is not None else transaction_id
 
     def _count_stations(self) -> None:
@@ -316,6 +323,8 @@ class ServiceBackend:
         ctl = self.controller
         now = self.service.clock()
         self.refresh_oscp_metrics()
+        if self.metrics is not None:
+            self.metrics.record_conflicts(ctl.conflicts_total)
         own = self.service.status()
         return StatusOut(
             site=self.site.site.name,
@@ -859,7 +868,7 @@ class ServiceBackend:
         ctl = self.controller
         running = next((s for s in ctl.sessions.values() if s.session_id == session_id), None)
         if running is None:
-            stored = self.store.session(session_id)
+            stored = self.store.session_by_id(session_id)
             if stored is None:
                 raise NotFound("session", session_id)
             raise Conflict(f"session {session_id!r} is not running")

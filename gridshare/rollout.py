@@ -57,7 +57,7 @@ from ocpp_adapter.events import (
     LimitPurpose,
 )
 from optimizer.problem import Capacity, TimeGrid
-from optimizer.site import LINES, Line, Site
+from optimizer.site import LINES, Line, Site, station_of
 
 EPS = 1e-6
 
@@ -493,7 +493,7 @@ class LimitBook:
     def unpin_station(self, station_id: str, reasons: frozenset[PinReason]) -> None:
         """The station proved alive (reconnected, booted): try it again."""
         for cid, c in self.connectors.items():
-            if cid.split("/", 1)[0] == station_id and c.pin_reason in reasons:
+            if station_of(cid) == station_id and c.pin_reason in reasons:
                 c.pinned_until, c.pin_reason = -math.inf, None
                 c.force_send = True
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -54,6 +56,7 @@ from ocpp_adapter.events import (
 from ocpp_adapter.tls import server_tls_context
 from optimizer.plan import Plan
 from optimizer.problem import TimeGrid
+from oscp.loopback import ListenError, listen_socket
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +172,17 @@ class _CentralSystemGateway:
         return int(self.cs.port)
 
     async def start(self) -> None:
-        await self.cs.start()
+        try:
+            await self.cs.start()
+        except OSError as e:
+            # asyncio's bind error carries the errno only: named here, where it enters
+            if e.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) or e.filename is not None:
+                raise
+            server = self.cs.config.server
+            where = f"{server.host}:{server.ocpp_port}"
+            raise ListenError(
+                e.errno, f"cannot listen for OCPP on {where}: {os.strerror(e.errno)}"
+            ) from e
 
     async def stop(self) -> None:
         await self.cs.stop()
@@ -670,14 +683,7 @@ class Service:
     # --- HTTP ------------------------------------------------------------------------
 
     async def _start_http(self) -> None:
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self._http_port))
-        except OSError as e:
-            sock.close()
-            where = f"{self.host}:{self._http_port}"
-            raise OSError(e.errno, f"cannot listen for HTTP on {where}: {e.strerror}") from e
+        sock = listen_socket(self.host, self._http_port, "HTTP")
         sock.setblocking(False)
         self._http_socket = sock
         oscp = self._oscp_router()

@@ -65,6 +65,7 @@ from ocpp_adapter.events import (
     StationDisconnected,
 )
 from optimizer.plan import Plan
+from optimizer.site import station_of
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,12 @@ class SessionConflict(StoreError):
         self.detail = detail
 
 
-def station_of(connector_id: str) -> str:
-    """``STATION/CONNECTOR`` → ``STATION``."""
-    return connector_id.rsplit("/", 1)[0]
+def ended_key(e: SessionEnded) -> tuple[str, str] | None:
+    """(station, transaction) of the session an end names: its station, else its
+    connector's. None when it names neither: a transaction id alone is unique per
+    station only, so no session is guessed (the OCPP adapter always names the station)."""
+    station = e.station_id or (station_of(e.connector_id) if e.connector_id else None)
+    return None if station is None else (station, e.transaction_id)
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -167,9 +171,11 @@ class Store(Protocol):
     def record_event(self, event: DomainEvent) -> None: ...
     def next_transaction_id(self) -> int: ...
     def active_sessions(self) -> list[StoredSession]: ...
-    def session(
-        self, transaction_id: str, station_id: str | None = None
-    ) -> StoredSession | None: ...
+    def session(self, station_id: str, transaction_id: str) -> StoredSession | None: ...
+    def session_by_id(self, session_id: str) -> StoredSession | None: ...
+    def end_superseded(
+        self, station_id: str, transaction_id: str, at: datetime, by_transaction_id: str
+    ) -> None: ...
     def past_sessions(self, id_tag: str, limit: int = 20) -> list[PastSession]: ...
     def profile_sent(
         self,
@@ -508,7 +514,7 @@ class SqliteStore:
         raise AssertionError("unreachable")
 
     def _session_ended(self, db: sqlite3.Connection, e: SessionEnded) -> None:
-        key = self._open_key(db, e)
+        key = ended_key(e)
         if key is None:
             return
         # only an open session ends: a repeated stop changes nothing already stored
@@ -524,20 +530,6 @@ class SqliteStore:
                 "(SELECT connector_id FROM sessions WHERE station_id = ? AND transaction_id = ?)",
                 key,
             )
-
-    @staticmethod
-    def _open_key(db: sqlite3.Connection, e: SessionEnded) -> tuple[str, str] | None:
-        """(station, transaction) of the session an end names. Without a station
-        (an event from an older caller), only a transaction id no other open
-        session shares."""
-        station = e.station_id or (station_of(e.connector_id) if e.connector_id else None)
-        if station is not None:
-            return station, e.transaction_id
-        rows = db.execute(
-            "SELECT station_id FROM sessions WHERE transaction_id = ? AND ended_at IS NULL",
-            (e.transaction_id,),
-        ).fetchall()
-        return (rows[0]["station_id"], e.transaction_id) if len(rows) == 1 else None
 
     def _meter(self, db: sqlite3.Connection, r: MeterReading) -> None:
         power = r.total_power_w
@@ -630,19 +622,41 @@ class SqliteStore:
         ).fetchall()
         return [self._session(r) for r in rows]
 
-    def session(self, transaction_id: str, station_id: str | None = None) -> StoredSession | None:
-        """The station's session of that transaction; without a station, the
-        session whose ``session_id`` it is (unique in the database)."""
-        if station_id is None:
-            row = self._db.execute(
-                "SELECT * FROM sessions WHERE session_id = ?", (transaction_id,)
-            ).fetchone()
-        else:
-            row = self._db.execute(
-                "SELECT * FROM sessions WHERE station_id = ? AND transaction_id = ?",
-                (station_id, transaction_id),
-            ).fetchone()
+    def session(self, station_id: str, transaction_id: str) -> StoredSession | None:
+        """The station's session of that transaction."""
+        row = self._db.execute(
+            "SELECT * FROM sessions WHERE station_id = ? AND transaction_id = ?",
+            (station_id, transaction_id),
+        ).fetchone()
         return None if row is None else self._session(row)
+
+    def session_by_id(self, session_id: str) -> StoredSession | None:
+        """The session with that ``session_id`` (the API's id, unique in the database)."""
+        row = self._db.execute(
+            "SELECT * FROM sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        return None if row is None else self._session(row)
+
+    def end_superseded(
+        self, station_id: str, transaction_id: str, at: datetime, by_transaction_id: str
+    ) -> None:
+        """End an open session another one started after on its connector (the
+        station never said it ended). Its connector's limits stay: they are the
+        later session's."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE sessions SET ended_at = ?, stop_reason = 'Superseded' "
+                "WHERE station_id = ? AND transaction_id = ? AND ended_at IS NULL",
+                (_iso(at), station_id, transaction_id),
+            )
+            if cur.rowcount:
+                self._audit(
+                    db,
+                    at,
+                    "session_superseded",
+                    f"{station_id}/{transaction_id}",
+                    {"by": by_transaction_id},
+                )
 
     def past_sessions(self, id_tag: str, limit: int = 20) -> list[PastSession]:
         """The idTag's last ``limit`` finished sessions, oldest first."""

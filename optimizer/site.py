@@ -129,6 +129,11 @@ def connector_key(station_id: str, connector_id: int) -> str:
     return f"{station_id}/{connector_id}"
 
 
+def station_of(connector: str) -> str:
+    """``STATION/CONNECTOR`` → ``STATION``: the station part of a `connector_key`."""
+    return connector.rsplit("/", 1)[0]
+
+
 class ConnectorInfo(BaseModel):
     """A connector resolved against its site: name, group path, electrical data."""
 

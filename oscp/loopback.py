@@ -15,6 +15,26 @@ from typing import Any
 import uvicorn
 
 
+class ListenError(OSError):
+    """A server cannot listen where it was told: a port in use, an address that is
+    not this machine's. Its message names the address; the command line prints
+    it as one line."""
+
+
+def listen_socket(host: str, port: int, what: str) -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn to serve on (``what`` names
+    the server in the error)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        where = f"{host}:{port}"
+        raise ListenError(e.errno, f"cannot listen for {what} on {where}: {e.strerror}") from e
+    return sock
+
+
 class LoopbackServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         config = uvicorn.Config(
@@ -39,17 +59,9 @@ class LoopbackServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self, timeout_s: float = 5.0) -> None:
-        # bound here, not by uvicorn: a busy port is an OSError naming the port,
+        # bound here, not by uvicorn: a busy port is an error naming the port,
         # where uvicorn would log and exit the process
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self._port))
-        except OSError as e:
-            sock.close()
-            where = f"{self.host}:{self._port}"
-            raise OSError(e.errno, f"cannot listen for HTTP on {where}: {e.strerror}") from e
+        sock = listen_socket(self.host, self._port, "HTTP")
         self._task = asyncio.ensure_future(self._server.serve([sock]))
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s

@@ -288,6 +288,8 @@ def broken_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         "def main(argv):\n"
         "    if argv == ['value']:\n"
         "        raise ValueError('a bug')\n"
+        "    if argv == ['reset']:\n"
+        "        raise ConnectionResetError(104, 'Connection reset by peer')\n"
         "    return {}['missing']\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -300,3 +302,36 @@ def test_a_bug_keeps_its_traceback(broken_command: str) -> None:
         main([broken_command])
     with pytest.raises(ValueError, match="a bug"):
         main([broken_command, "value"])
+    with pytest.raises(ConnectionResetError):
+        main([broken_command, "reset"])
+
+
+# --- every command logs through the redacting handler ---------------------------------
+
+_THEN_LOG = (
+    "import logging, sys\n"
+    "from gridshare.cli import main\n"
+    "main(sys.argv[1:])\n"
+    "logging.getLogger('gridshare.x').warning('Authorization: Bearer s3cr3t-t0ken-value')\n"
+)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dso", "--fp-url", "http://127.0.0.1:9/oscp/fp/2.0", "--token", "t", "--duration-s", "0"],
+        ["stations", "--url", "ws://127.0.0.1:9/ocpp", "--count", "1", "--duration", "0.5"],
+    ],
+    ids=["dso", "stations"],
+)
+def test_a_simulator_command_redacts_its_log_records(tmp_path: Path, argv: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _THEN_LOG, *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert "WARNING gridshare.x: Authorization: Bearer ***" in done.stderr, done.stderr
+    assert "s3cr3t" not in done.stderr

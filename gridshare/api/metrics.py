@@ -17,6 +17,7 @@ tests) in one process keep separate figures.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -43,9 +44,21 @@ class MetricsRecorder:
         )
         self.session_conflicts = Gauge(
             "gridshare_session_conflicts",
-            "Inconsistent sessions: left out of planning, refused or superseded (see /api/status)",
+            "Sessions left out of planning now, their connectors held at the most they may "
+            "draw (see /api/status)",
             registry=r,
         )
+        self.sessions_refused = Counter(
+            "gridshare_sessions_refused",
+            "Session starts refused: their (station, transaction) was stored with another start",
+            registry=r,
+        )
+        self.sessions_superseded = Counter(
+            "gridshare_sessions_superseded",
+            "Open sessions ended at recovery because another started later on their connector",
+            registry=r,
+        )
+        self._conflicts_seen: dict[str, int] = {}
         self.replans = Counter("gridshare_replans", "Plans made", ["reason"], registry=r)
         self.replan_seconds = Histogram(
             "gridshare_replan_seconds",
@@ -116,6 +129,17 @@ class MetricsRecorder:
             raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
         self.oscp_messages.labels(direction, message_type).inc()
 
+    def record_conflicts(self, totals: Mapping[str, int]) -> None:
+        """The controller's running counts of sessions refused and superseded."""
+        for kind, counter in (
+            ("refused", self.sessions_refused),
+            ("superseded", self.sessions_superseded),
+        ):
+            new, old = totals.get(kind, 0), self._conflicts_seen.get(kind, 0)
+            if new > old:
+                counter.inc(new - old)
+            self._conflicts_seen[kind] = new
+
     def set_dso_online(self, provider: str, online: bool) -> None:
         self.dso_online.labels(provider).set(1.0 if online else 0.0)
 
@@ -131,7 +155,9 @@ class MetricsRecorder:
         self.stations_connected.set(status.stations_connected)
         self.stations_known.set(status.stations_known)
         self.sessions_active.set(status.sessions_active)
-        self.session_conflicts.set(len(status.conflicts or ()))
+        # refused and superseded entries are history: counted by record_conflicts
+        isolated = [c for c in status.conflicts or () if c.get("kind") == "isolated"]
+        self.session_conflicts.set(len(isolated))
 
     def observe_groups(self, tree: GroupTree) -> None:
         for g in tree.groups:

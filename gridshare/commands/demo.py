@@ -52,7 +52,7 @@ from gridshare.service import Service
 from gridshare.simulators.ev import EvSpec
 from gridshare.simulators.stations import SimStationSpec, StationFleet, specs_from_site
 from optimizer.problem import Capacity, TimeGrid
-from optimizer.site import LINES, Site
+from optimizer.site import LINES, Site, station_of
 
 METER_INTERVAL_S = 60
 """Simulated seconds between two meter values of a connector."""
@@ -236,7 +236,7 @@ def render(service: Service, cars: Cars, s: Sample, speed: float) -> Any:
         soc = fleet.soc(cid)
         conns.add_row(
             cid,
-            fleet.station(cid.split("/")[0]).spec.version,
+            fleet.station(station_of(cid)).spec.version,
             f"{fleet.limit_in_force(cid):.1f}",
             f"{planned:.1f}",
             f"{max(fleet.draw(cid).values(), default=0.0):.1f}",

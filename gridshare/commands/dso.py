@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from forecasts.model import ForecastType, Unit
+from forecasts.model import Block, ForecastType, Unit
 from gridshare.commands.options import ListOption
+from gridshare.logs import configure_logging
 from gridshare.simulators.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
 
 
@@ -47,7 +49,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-async def run(args: argparse.Namespace) -> int:
+CsvBlocks = dict[tuple[str, ForecastType], list[Block]]
+"""The ``--csv`` forecast, read once at the start."""
+
+
+async def run(args: argparse.Namespace, from_csv: CsvBlocks | None = None) -> int:
     dso = SimulatedDso(
         fp_url=args.fp_url,
         token_to_fp=args.token,
@@ -67,7 +73,7 @@ async def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         end = None if args.duration_s is None else loop.time() + args.duration_s
         while end is None or loop.time() < end:
-            await send_forecasts(dso, args)
+            await send_forecasts(dso, args, from_csv)
             wait = args.refresh_s if end is None else min(args.refresh_s, end - loop.time())
             await asyncio.sleep(max(wait, 0.0))
     finally:
@@ -90,9 +96,11 @@ async def _until_reachable(dso: SimulatedDso, args: argparse.Namespace) -> None:
             await asyncio.sleep(1.0)
 
 
-async def send_forecasts(dso: SimulatedDso, args: argparse.Namespace) -> None:
-    if args.csv:
-        for (group, type_), blocks in blocks_from_csv(args.csv).items():
+async def send_forecasts(
+    dso: SimulatedDso, args: argparse.Namespace, from_csv: CsvBlocks | None = None
+) -> None:
+    if from_csv is not None:
+        for (group, type_), blocks in from_csv.items():
             await dso.send_forecast(group, type_, blocks)
         return
     now = datetime.now(UTC)
@@ -115,10 +123,11 @@ async def send_forecasts(dso: SimulatedDso, args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
-        if args.csv:
-            blocks_from_csv(args.csv)  # a file that cannot be read fails now, not after registering
-        return asyncio.run(run(args))
+        # read now: a file that cannot be read fails before registering
+        from_csv = blocks_from_csv(args.csv) if args.csv else None
+        return asyncio.run(run(args, from_csv))
     except KeyboardInterrupt:
         return 130
     except (RuntimeError, TimeoutError, ValueError, httpx.HTTPError) as e:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import random
 from datetime import datetime, timedelta
 
+from gridshare.logs import configure_logging
 from gridshare.simulators.ev import EvSpec
 from gridshare.simulators.stations import (
     SimStationSpec,
@@ -177,6 +179,7 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: list[str]) -> int:
     p = parser()
     args = p.parse_args(argv)
+    configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     if args.count < 1 or args.connectors < 1:
         p.error("--count and --connectors must be at least 1")
     if args.speed <= 0:

@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gridshare.api import MetricsRecorder, create_api
 from gridshare.api.app import WEB_DIR
+from gridshare.api.schemas import StatusOut
 from tests.api.conftest import WRITE, api_config, client_for
 from tests.api.fake_backend import FakeSite
 
@@ -112,3 +113,28 @@ async def test_other_routers_are_served_alongside(fake: FakeSite) -> None:
     async with client_for(app) as c:
         assert (await c.post("/oscp/fp/2.0/heartbeat")).status_code == 204
         assert (await c.get("/api/status")).status_code == 200
+
+
+def _status(*kinds: str) -> StatusOut:
+    conflicts = [{"kind": k, "transaction_id": str(n)} for n, k in enumerate(kinds)]
+    return StatusOut.model_construct(
+        stations_connected=0, stations_known=0, sessions_active=0, conflicts=conflicts
+    )
+
+
+def test_the_conflicts_gauge_counts_sessions_isolated_now_only() -> None:
+    """Refused and superseded sessions are events: counted, never a gauge that stays up."""
+    m = MetricsRecorder()
+    m.observe_status(_status("isolated", "refused", "superseded", "refused"))
+    m.record_conflicts({"refused": 2, "superseded": 1})
+    got = samples(m.render().decode())
+    assert got[("gridshare_session_conflicts", ())] == 1
+    assert got[("gridshare_sessions_refused_total", ())] == 2
+    assert got[("gridshare_sessions_superseded_total", ())] == 1
+
+    m.observe_status(_status("refused", "superseded", "refused"))  # the isolation resolved
+    m.record_conflicts({"refused": 3, "superseded": 1})
+    got = samples(m.render().decode())
+    assert got[("gridshare_session_conflicts", ())] == 0
+    assert got[("gridshare_sessions_refused_total", ())] == 3
+    assert got[("gridshare_sessions_superseded_total", ())] == 1

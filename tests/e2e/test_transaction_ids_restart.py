@@ -9,11 +9,9 @@ station is a plain OCPP 1.6 websockets client in this process.
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,12 +22,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
 
 from ocpp_adapter.rpc import OcppVersion
-from tests.e2e.test_restart_live import free_port, until
+from tests.e2e.test_restart_live import free_port, serve, until
 from tests.ocpp.helpers import Station
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 WRITE_TOKEN = "write-token-9876543210"
 WRITE = {"Authorization": f"Bearer {WRITE_TOKEN}"}
 EARLIER = 40
@@ -71,15 +68,6 @@ id = 2
 max_current_a = 32
 """
     )
-
-
-def serve(config: Path, db: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "gridshare.cli", "serve", "--config", str(config)]
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [*cmd, "--db", str(db)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
 
 
 async def connected(port: int) -> Station:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from forecasts import Block, Forecast, ForecastType, Phase, Unit
+from forecasts import Block, CapacityBook, Forecast, ForecastType, Phase, Unit
+from forecasts.store import Piece
 from optimizer import Site
 
 T0 = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)
@@ -43,3 +44,20 @@ def forecast(
     at: float = 0,
 ) -> Forecast:
     return Forecast(group, type_, tuple(blocks), minutes(at), source)
+
+
+class CountingBook(CapacityBook):
+    """Counts the pieces its views read."""
+
+    read = 0
+
+    def window(
+        self,
+        group_id: str,
+        type_: ForecastType,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[Piece]:
+        got = super().window(group_id, type_, start, end)
+        self.read += len(got)
+        return got

@@ -10,10 +10,10 @@ from typing import TypeVar
 import pytest
 
 from forecasts import Block, CapacityBook, Forecast, ForecastType, InvalidForecast, Phase, Unit
-from forecasts.store import MAX_BLOCKS, Piece
+from forecasts.store import MAX_BLOCKS
 from optimizer import TimeGrid
 
-from .helpers import T0, block, forecast, minutes, site
+from .helpers import T0, CountingBook, block, forecast, minutes, site
 
 FIVE = timedelta(minutes=5)
 B = TypeVar("B", bound=CapacityBook)
@@ -36,23 +36,6 @@ def history(book: B, now: datetime, forecasts: int = 50, per: int = 2000) -> B:
         t = first + k * span
         book.add(five_minute_forecast(t, per, 100, t))
     return book
-
-
-class CountingBook(CapacityBook):
-    """Counts the pieces its views read."""
-
-    read = 0
-
-    def window(
-        self,
-        group_id: str,
-        type_: ForecastType,
-        start: datetime | None = None,
-        end: datetime | None = None,
-    ) -> list[Piece]:
-        got = super().window(group_id, type_, start, end)
-        self.read += len(got)
-        return got
 
 
 def test_pruning_a_long_history_leaves_what_is_in_force() -> None:

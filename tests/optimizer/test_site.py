@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from optimizer import Site
-from optimizer.site import Line
+from optimizer.site import Line, connector_key, station_of
 
 BASE_CHARGER = {"id": "C1", "group": "root", "connectors": [{"id": 1, "max_current_a": 16}]}
 
@@ -96,3 +96,8 @@ def test_ancestors_and_weighted_members() -> None:
     )
     assert site.connectors["C1/2"].ancestors == ("p", "root")
     assert site.weighted_members(site.group_by_id["w"]) == {"C1/1": 0.5, "C1/2": 0.5}
+
+
+@pytest.mark.parametrize("station", ["CP1", "depot/CP 2", "a:b"])
+def test_station_of_inverts_connector_key(station: str) -> None:
+    assert station_of(connector_key(station, 12)) == station

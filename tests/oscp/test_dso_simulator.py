@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,28 @@ def test_dso_command_gives_up_on_an_unreachable_fp(capsys: pytest.CaptureFixture
     assert dso_command.main(argv) == 1
     captured = capsys.readouterr()
     assert "FP not ready" in captured.out and "gridshare dso:" in captured.err
+
+
+class SentForecasts:
+    """Stands in for the simulated DSO: records what it is asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, ForecastType, int]] = []
+
+    async def send_forecast(self, group: str, type_: ForecastType, blocks: list[Any]) -> None:
+        self.sent.append((group, type_, len(blocks)))
+
+
+async def test_dso_reads_its_forecast_file_once(tmp_path: Path) -> None:
+    p = tmp_path / "f.csv"
+    p.write_text(
+        "group_id,type,start_time,end_time,capacity,unit,phase\n"
+        "trafo-1,CONSUMPTION,2026-11-22T17:00:00Z,2026-11-22T18:00:00Z,50,KW,ALL\n"
+    )
+    args = dso_command.parser().parse_args(["--fp-url", "http://fp", "--csv", str(p)])
+    from_csv = blocks_from_csv(p)
+    p.unlink()  # every later refresh sends what was read at the start
+    dso = SentForecasts()
+    for _ in range(2):
+        await dso_command.send_forecasts(dso, args, from_csv)  # type: ignore[arg-type]
+    assert dso.sent == [("trafo-1", ForecastType.CONSUMPTION, 1)] * 2

@@ -24,7 +24,7 @@ from gridshare.rollout import LimitSchedule, LoadModel, schedule_from_spec
 from gridshare.service import StationInfo
 from ocpp_adapter.events import ChargingLimitSpec, CommandOutcome, CommandResult, LimitPurpose
 from optimizer.problem import TimeGrid
-from optimizer.site import Site
+from optimizer.site import Site, station_of
 
 
 class Behaviour(StrEnum):
@@ -69,7 +69,7 @@ class FakeGateway:
             return self.tx[cid]
         if cid in self.own_default:
             return self.own_default[cid]
-        sid = cid.split("/", 1)[0]
+        sid = station_of(cid)
         if sid in self.default:
             return self.default[sid]
         return self.site.connectors[cid].max_current_a

@@ -11,10 +11,11 @@ from typing import Any
 
 import httpx
 
-from forecasts import Block, CapacityBook, Forecast, ForecastType, Phase, Piece, Unit
+from forecasts import Block, Forecast, ForecastType, Phase, Unit
 from gridshare.operator import CAPACITY_HISTORY
 from optimizer.problem import TimeGrid
 from tests.api.conftest import READ
+from tests.forecasts.helpers import CountingBook
 from tests.service.test_oscp_wiring import Clock, running, settle, simulated_dso, site_config
 
 
@@ -140,23 +141,6 @@ async def test_the_book_forgets_what_ended_on_forecasts_and_plans(tmp_path: Path
         [piece] = book.pieces("dso-grid", ForecastType.CONSUMPTION)
         assert piece.block.capacity == 30
         assert saved_blocks() == 1
-
-
-class CountingBook(CapacityBook):
-    """Counts the pieces its views read."""
-
-    read = 0
-
-    def window(
-        self,
-        group_id: str,
-        type_: ForecastType,
-        start: datetime | None = None,
-        end: datetime | None = None,
-    ) -> list[Piece]:
-        got = super().window(group_id, type_, start, end)
-        self.read += len(got)
-        return got
 
 
 async def test_groups_read_only_what_applies_now_of_a_long_history(tmp_path: Path) -> None:

@@ -322,7 +322,7 @@ async def test_ev_needs_and_estimates_shape_the_demand(rig: Rig):
     d = rig.ctl._demand(s, NOW)
     assert d.departure == dep and d.energy_kwh == 5.0
     assert d.taper_kwh == DemandDefaults().taper_kwh  # a stated need: the assumed tail
-    stored = rig.store.session("t1")
+    stored = rig.store.session_by_id("t1")
     assert stored is not None and stored.energy_need_wh == 8000  # from the session's start
     rig.clock.advance(2 * 3600)
     await rig.stop("CP1/1", "t1", 12000)

@@ -306,7 +306,7 @@ async def test_a_session_patch_changes_the_plan(site: Site) -> None:
     assert datetime.fromisoformat(s2["departure"]) == datetime.fromisoformat(departure)
     assert not s2["departure_estimated"]
     assert site.svc.store is not None
-    stored = site.svc.store.session("2")
+    stored = site.svc.store.session_by_id("2")
     assert stored is not None and stored.priority == 5
     events = (await get(site, "/api/events", limit=20))["events"]
     assert [e["subject"] for e in events if e["kind"] == "session_changed"][:2] == ["2", "1"]

@@ -565,7 +565,7 @@ def test_the_watch_counts_fresh_draws_only() -> None:
     watch.reported("grid")
     assert watch.check(at(25), cap, lambda cid: 20.0) == []  # once per episode
     # CP1's session ends and its last reading goes with it: 25 A are within 40 A
-    watch.observe(SessionEnded("tx-1", None, at(26)), at(26))
+    watch.observe(SessionEnded("tx-1", None, at(26), station_id="CP1"), at(26))
     per_line, _ = watch.measured(site.group_by_id["grid"], at(26))
     assert per_line == {"L1": 25, "L2": 25, "L3": 25}
     # a reading older than stale_s counts no more

@@ -181,6 +181,7 @@ async def test_an_impossible_current_is_reported_and_not_believed(
         wild = [
             # finite, so the station's message is taken; no connector carries it
             {"value": 1e308, "measurand": "Current.Import", "phase": "L1"},
+            {"value": 999, "measurand": "Current.Import", "phase": "L2"},
             {"value": 10, "measurand": "Current.Import", "phase": "L3"},
         ]
         with caplog.at_level(logging.WARNING, logger="gridshare.controller"):

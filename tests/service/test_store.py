@@ -74,7 +74,7 @@ def test_meter_values_keep_the_last_and_one_minute_aggregates(tmp_path: Path):
         # the register only grows: the session keeps its highest value
         [sess] = s.active_sessions()
         assert sess.energy_wh == 1300.0 and sess.delivered_wh == 300.0
-        s.record_event(SessionEnded("tx-1", 1400.0, t0 + timedelta(hours=1)))
+        s.record_event(SessionEnded("tx-1", 1400.0, t0 + timedelta(hours=1), station_id="CP1"))
         assert s.active_sessions() == []
         assert s.past_sessions("nobody") == []
     finally:

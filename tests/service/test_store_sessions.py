@@ -13,7 +13,7 @@ import pytest
 
 from gridshare.controller import Controller
 from gridshare.store import SessionConflict, SqliteStore
-from ocpp_adapter.events import MeterReading, SessionEnded, SessionStarted
+from ocpp_adapter.events import EvChargingNeeds, MeterReading, SessionEnded, SessionStarted
 from tests.service.fakes import FakeGateway
 from tests.service.sites import NOW, small_depot
 
@@ -69,7 +69,7 @@ def test_a_conflicting_start_is_refused_and_the_stored_session_kept(tmp_path: Pa
         # a stop of an ended session changes nothing stored
         s.record_event(SessionEnded("7", 1500.0, later, "Local", "CP1/1", "CP1"))
         s.record_event(SessionEnded("7", 20.0, later + timedelta(hours=1), "Local", None, "CP1"))
-        ended = s.session("7", "CP1")
+        ended = s.session("CP1", "7")
         assert ended is not None and ended.meter_stop_wh == 1500.0 and ended.ended_at == later
     finally:
         s.close()
@@ -84,13 +84,13 @@ def test_two_stations_with_one_transaction_id_are_two_sessions(tmp_path: Path):
             MeterReading("CP2/1", NOW + timedelta(minutes=1), "TX-SAME", energy_wh=900.0)
         )
         s.record_event(SessionEnded("TX-SAME", 300.0, NOW, "Local", None, "CP1"))
-        one, two = s.session("TX-SAME", "CP1"), s.session("TX-SAME", "CP2")
+        one, two = s.session("CP1", "TX-SAME"), s.session("CP2", "TX-SAME")
         assert one is not None and two is not None
         assert (one.connector_id, one.ended_at, one.energy_wh) == ("CP1/1", NOW, 300.0)
         assert (two.connector_id, two.ended_at, two.energy_wh) == ("CP2/1", None, 900.0)
         # each has an id of its own: the first keeps the transaction id
         assert (one.session_id, two.session_id) == ("TX-SAME", "TX-SAME@CP2")
-        assert s.session("TX-SAME@CP2") == two
+        assert s.session_by_id("TX-SAME@CP2") == two
     finally:
         s.close()
 
@@ -133,12 +133,12 @@ def test_a_database_of_the_previous_schema_opens_with_its_sessions(tmp_path: Pat
         # ids the previous version issued are not issued again
         assert s.next_transaction_id() == 1772470001
         s.record_event(SessionStarted("CP2/1", "1772470000", "c", 0.0, NOW))
-        assert s.session("1772470000", "CP2") is not None
+        assert s.session("CP2", "1772470000") is not None
     finally:
         s.close()
     reopened = SqliteStore(path)
     try:
-        assert reopened.session("uuid-x") is not None
+        assert reopened.session_by_id("uuid-x") is not None
     finally:
         reopened.close()
 
@@ -157,5 +157,60 @@ async def test_a_start_resent_after_a_crash_supersedes_the_unanswered_one(tmp_pa
         assert ctl.sessions["CP1/1"].transaction_id == "6"
         [conflict] = ctl.status()["conflicts"]
         assert (conflict["kind"], conflict["transaction_id"]) == ("superseded", "5")
+        assert ctl.conflicts_total == {"superseded": 1}
+    finally:
+        store.close()
+
+
+async def test_a_superseded_session_ends_in_the_store_and_stays_ended(tmp_path: Path):
+    """Recovery ends the earlier of two open sessions on a connector: it is not
+    reported again after the next restart, and later needs reach the running one only."""
+    site = small_depot(2)
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    store.record_event(SessionStarted("CP1/1", "5", "tag", 100.0, NOW))
+    later = NOW + timedelta(minutes=3)
+    store.record_event(SessionStarted("CP1/1", "6", "tag", 100.0, later))
+    try:
+        Controller(site, store, FakeGateway(site), clock=lambda: NOW).recover()
+    finally:
+        store.close()
+
+    store = SqliteStore(path)
+    try:
+        ctl = Controller(site, store, FakeGateway(site), clock=lambda: later)
+        ctl.recover()
+        assert ctl.status()["conflicts"] == []
+        assert [s.transaction_id for s in store.active_sessions()] == ["6"]
+        ended = store.session_by_id("5")
+        assert ended is not None and ended.ended_at == later
+        [entry] = [a for a in store.audit_log() if a["kind"] == "session_superseded"]
+        assert entry["subject"] == "CP1/5" and entry["detail"]["by"] == "6"
+        store.record_event(EvChargingNeeds("CP1/1", later, departure=None, energy_wh=5000.0))
+        assert store.session_by_id("5").energy_need_wh is None  # type: ignore[union-attr]
+    finally:
+        store.close()
+    db = sqlite3.connect(path)
+    try:
+        [(reason,)] = db.execute("SELECT stop_reason FROM sessions WHERE transaction_id = '5'")
+        assert reason == "Superseded"
+    finally:
+        db.close()
+
+
+async def test_an_end_naming_neither_station_nor_connector_ends_nothing(tmp_path: Path):
+    """A transaction id is unique per station only: no session is guessed from it."""
+    site = small_depot(2)
+    store = SqliteStore(tmp_path / "s.db")
+    ctl = Controller(site, store, FakeGateway(site), clock=lambda: NOW)
+    try:
+        start = SessionStarted("CP1/1", "9", "tag", 0.0, NOW)
+        store.record_event(start)
+        await ctl.on_event(start)
+        end = SessionEnded("9", 10.0, NOW + timedelta(minutes=1))
+        store.record_event(end)
+        await ctl.on_event(end)
+        assert [s.transaction_id for s in store.active_sessions()] == ["9"]
+        assert "CP1/1" in ctl.sessions
     finally:
         store.close()
