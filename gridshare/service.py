@@ -462,8 +462,10 @@ class Service:
             self.controller.on_plan.append(self._after_plan)
             self.operator = ServiceBackend(self, self.metrics)
             self.operator.attach(self.controller)
-            self._start_dso_reports()
+            # the controller's recovery first: it ends superseded sessions in the store,
+            # which the energy counter's recovery then reads (its re-plan is only queued)
             await self.controller.start(scheduler=self.scheduler)
+            self._start_dso_reports()
             await self.gateway.start()
             await self._start_http()
             if self.oscp is not None:
