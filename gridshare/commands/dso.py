@@ -19,7 +19,7 @@ import httpx
 
 from forecasts.model import ForecastType, Unit
 from gridshare.commands.options import ListOption
-from gridshare.simulators.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
+from gridshare.peers.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
 
 
 def parser() -> argparse.ArgumentParser:

@@ -19,8 +19,8 @@ import asyncio
 import random
 from datetime import datetime, timedelta
 
-from gridshare.simulators.ev import EvSpec
-from gridshare.simulators.stations import (
+from gridshare.peers.ev import EvSpec
+from gridshare.peers.stations import (
     SimStationSpec,
     StationFleet,
     generated_specs,

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gridshare.simulators.ev import EvSpec
-from gridshare.simulators.stations import SimStationSpec, StationFleet
+from gridshare.peers.ev import EvSpec
+from gridshare.peers.stations import SimStationSpec, StationFleet
 
 pytestmark = pytest.mark.slow
 

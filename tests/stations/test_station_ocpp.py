@@ -18,8 +18,8 @@ import pytest
 
 from gridshare.commands.stations import run as run_command
 from gridshare.config import load_site
-from gridshare.simulators.ev import EvSpec
-from gridshare.simulators.stations import (
+from gridshare.peers.ev import EvSpec
+from gridshare.peers.stations import (
     SimConnectorSpec,
     SimStationSpec,
     StationFleet,

@@ -50,8 +50,8 @@ from urllib.parse import quote
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from gridshare.simulators.ev import Ev, EvSpec
-from gridshare.simulators.limits import (
+from gridshare.peers.ev import Ev, EvSpec
+from gridshare.peers.limits import (
     ConnectorContext,
     Profile,
     ProfileError,
