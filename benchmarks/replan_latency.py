@@ -67,7 +67,8 @@ from gridshare.commands.options import ListOption
 from gridshare.config import GridshareConfig, parse_config
 from gridshare.controller import SessionState
 from gridshare.peers.ev import EvSpec
-from gridshare.peers.stations import SimStationSpec, StationFleet, specs_from_site
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import SimStationSpec, specs_from_site
 from gridshare.rollout import RolloutReport
 from gridshare.service import Service, controller_settings
 from ocpp_adapter.central_system import FrameTap

@@ -49,7 +49,8 @@ from gridshare.config import (
 from gridshare.controller import static_capacity
 from gridshare.logs import configure_logging
 from gridshare.peers.ev import EvSpec
-from gridshare.peers.stations import SimStationSpec, StationFleet, specs_from_site
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import SimStationSpec, specs_from_site
 from gridshare.service import Service
 from optimizer.problem import Capacity, TimeGrid
 from optimizer.site import LINES, Site

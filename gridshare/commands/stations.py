@@ -20,12 +20,8 @@ import random
 from datetime import datetime, timedelta
 
 from gridshare.peers.ev import EvSpec
-from gridshare.peers.stations import (
-    SimStationSpec,
-    StationFleet,
-    generated_specs,
-    specs_from_site,
-)
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import SimStationSpec, generated_specs, specs_from_site
 
 
 def parser() -> argparse.ArgumentParser:

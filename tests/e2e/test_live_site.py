@@ -23,7 +23,8 @@ import pytest
 
 from gridshare.config import GridshareConfig, parse_config
 from gridshare.peers.ev import EvSpec
-from gridshare.peers.stations import StationFleet, specs_from_site
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import specs_from_site
 from gridshare.service import Service, controller_settings
 from tests.certs import server_certificate, station_certificates
 

@@ -23,7 +23,8 @@ import httpx
 import pytest
 
 from gridshare.peers.ev import EvSpec
-from gridshare.peers.stations import SimStationSpec, StationFleet
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import SimStationSpec
 
 pytestmark = pytest.mark.slow
 

@@ -430,7 +430,8 @@ async def test_a_simulated_station_ignoring_its_limit_over_ocpp_reaches_the_dso(
     import dataclasses
 
     from gridshare.peers.ev import EvSpec
-    from gridshare.peers.stations import StationFleet, specs_from_site
+    from gridshare.peers.fleet import StationFleet
+    from gridshare.peers.specs import specs_from_site
     from gridshare.service import controller_settings
 
     async with simulated_dso() as dso:

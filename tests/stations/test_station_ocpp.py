@@ -19,13 +19,8 @@ import pytest
 from gridshare.commands.stations import run as run_command
 from gridshare.config import load_site
 from gridshare.peers.ev import EvSpec
-from gridshare.peers.stations import (
-    SimConnectorSpec,
-    SimStationSpec,
-    StationFleet,
-    fleet_from_site,
-    specs_from_site,
-)
+from gridshare.peers.fleet import StationFleet, fleet_from_site
+from gridshare.peers.specs import SimConnectorSpec, SimStationSpec, specs_from_site
 from tests.stations.fake_csms import FakeCsms
 
 SPEED = 10.0

@@ -10,7 +10,8 @@ import pytest
 
 from gridshare.config import parse_config
 from gridshare.peers.ev import EvSpec
-from gridshare.peers.stations import SimConnectorSpec, SimStationSpec, StationFleet
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import SimConnectorSpec, SimStationSpec
 
 cs_module = pytest.importorskip("ocpp_adapter.central_system")
 events_module = pytest.importorskip("ocpp_adapter.events")
