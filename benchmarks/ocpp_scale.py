@@ -6,7 +6,7 @@
 The central system (`ocpp_adapter.CentralSystem`, a generated site of N
 one-connector stations, unknown stations allowed, events counted and dropped)
 runs in a child process on 127.0.0.1. This process runs the stations
-(`gridshare.simulators.stations`), connecting in waves of ``--concurrency``.
+(`gridshare.peers`), connecting in waves of ``--concurrency``.
 Every station gets an EV, plug-ins spread over one meter interval so the
 MeterValues (every ``--meter-interval`` s) arrive evenly, then the load is
 measured for ``--duration`` s:
@@ -51,8 +51,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gridshare.simulators.ev import EvSpec  # noqa: E402
-from gridshare.simulators.stations import StationFleet, generated_specs  # noqa: E402
+from gridshare.peers.ev import EvSpec  # noqa: E402
+from gridshare.peers.fleet import StationFleet  # noqa: E402
+from gridshare.peers.specs import generated_specs  # noqa: E402
 
 PREFIX = "SIM"
 

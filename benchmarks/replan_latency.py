@@ -66,10 +66,11 @@ from typing import Any
 from gridshare.commands.options import ListOption
 from gridshare.config import GridshareConfig, parse_config
 from gridshare.controller import SessionState
+from gridshare.peers.ev import EvSpec
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import SimStationSpec, specs_from_site
 from gridshare.rollout import RolloutReport
 from gridshare.service import Service, controller_settings
-from gridshare.simulators.ev import EvSpec
-from gridshare.simulators.stations import SimStationSpec, StationFleet, specs_from_site
 from ocpp_adapter.central_system import FrameTap
 from optimizer import Plan, solve
 

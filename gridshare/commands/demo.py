@@ -48,9 +48,10 @@ from gridshare.config import (
 )
 from gridshare.controller import static_capacity
 from gridshare.logs import configure_logging
+from gridshare.peers.ev import EvSpec
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import SimStationSpec, specs_from_site
 from gridshare.service import Service
-from gridshare.simulators.ev import EvSpec
-from gridshare.simulators.stations import SimStationSpec, StationFleet, specs_from_site
 from optimizer.problem import Capacity, TimeGrid
 from optimizer.site import LINES, Site, station_of
 
@@ -302,7 +303,7 @@ async def start_dso(
     Without the OSCP packages the demo's capacity cut is applied in-process.
     """
     try:
-        from gridshare.simulators.dso import SimulatedDso
+        from gridshare.peers.dso import SimulatedDso
     except ImportError:
         return config, None
     to_us, to_them = secrets.token_urlsafe(24), secrets.token_urlsafe(24)

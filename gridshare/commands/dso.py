@@ -21,7 +21,7 @@ import httpx
 from forecasts.model import Block, ForecastType, Unit
 from gridshare.commands.options import ListOption
 from gridshare.logs import configure_logging
-from gridshare.simulators.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
+from gridshare.peers.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
 
 
 def parser() -> argparse.ArgumentParser:

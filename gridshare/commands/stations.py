@@ -21,13 +21,9 @@ import random
 from datetime import datetime, timedelta
 
 from gridshare.logs import configure_logging
-from gridshare.simulators.ev import EvSpec
-from gridshare.simulators.stations import (
-    SimStationSpec,
-    StationFleet,
-    generated_specs,
-    specs_from_site,
-)
+from gridshare.peers.ev import EvSpec
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import SimStationSpec, generated_specs, specs_from_site
 
 
 def parser() -> argparse.ArgumentParser:

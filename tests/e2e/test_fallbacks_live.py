@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gridshare.simulators.ev import EvSpec
+from gridshare.peers.ev import EvSpec
 from tests.e2e.test_live_site import (
     CARS,
     Misbehaviour,

@@ -22,9 +22,10 @@ import httpx
 import pytest
 
 from gridshare.config import GridshareConfig, parse_config
+from gridshare.peers.ev import EvSpec
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import specs_from_site
 from gridshare.service import Service, controller_settings
-from gridshare.simulators.ev import EvSpec
-from gridshare.simulators.stations import StationFleet, specs_from_site
 from tests.certs import server_certificate, station_certificates
 
 pytestmark = pytest.mark.slow

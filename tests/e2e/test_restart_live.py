@@ -22,8 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gridshare.simulators.ev import EvSpec
-from gridshare.simulators.stations import SimStationSpec, StationFleet
+from gridshare.peers.ev import EvSpec
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import SimStationSpec
 
 pytestmark = pytest.mark.slow
 

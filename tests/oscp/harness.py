@@ -10,7 +10,7 @@ from datetime import datetime
 from pydantic import SecretStr
 
 from forecasts import CapacityBook, Forecast
-from gridshare.simulators.dso import SimulatedDso
+from gridshare.peers.dso import SimulatedDso
 from oscp import (
     FP_PREFIX,
     FlexibilityProvider,

@@ -11,7 +11,7 @@ import pytest
 
 from forecasts import ForecastType, Phase, Unit
 from gridshare.commands import dso as dso_command
-from gridshare.simulators.dso import blocks_from_csv, evening_peak_cut, step_at
+from gridshare.peers.dso import blocks_from_csv, evening_peak_cut, step_at
 
 from .harness import running
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from forecasts import Block, Phase, Unit
-from gridshare.simulators.dso import Received
+from gridshare.peers.dso import Received
 from oscp import JsonFileTokenStore, MemoryTokenStore, RegState
 from oscp.errors import RegistrationError
 from oscp.messages import MeasurementConfiguration, Message

@@ -23,8 +23,8 @@ import pytest
 
 from forecasts.model import ForecastType
 from gridshare.config import GridshareConfig, parse_config
+from gridshare.peers.dso import Received, SimulatedDso, step_at
 from gridshare.service import Service
-from gridshare.simulators.dso import Received, SimulatedDso, step_at
 from ocpp_adapter.events import (
     MeterReading,
     SessionEnded,
@@ -429,9 +429,10 @@ async def test_a_simulated_station_ignoring_its_limit_over_ocpp_reaches_the_dso(
 ) -> None:
     import dataclasses
 
+    from gridshare.peers.ev import EvSpec
+    from gridshare.peers.fleet import StationFleet
+    from gridshare.peers.specs import specs_from_site
     from gridshare.service import controller_settings
-    from gridshare.simulators.ev import EvSpec
-    from gridshare.simulators.stations import StationFleet, specs_from_site
 
     async with simulated_dso() as dso:
         data = {

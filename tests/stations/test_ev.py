@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gridshare.simulators.ev import Ev, EvSpec
+from gridshare.peers.ev import Ev, EvSpec
 
 VXP3 = 230.0 * 3
 

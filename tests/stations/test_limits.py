@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gridshare.simulators.limits import (
+from gridshare.peers.limits import (
     ConnectorContext,
     ProfileError,
     ProfileStore,

@@ -18,14 +18,9 @@ import pytest
 
 from gridshare.commands.stations import run as run_command
 from gridshare.config import load_site
-from gridshare.simulators.ev import EvSpec
-from gridshare.simulators.stations import (
-    SimConnectorSpec,
-    SimStationSpec,
-    StationFleet,
-    fleet_from_site,
-    specs_from_site,
-)
+from gridshare.peers.ev import EvSpec
+from gridshare.peers.fleet import StationFleet, fleet_from_site
+from gridshare.peers.specs import SimConnectorSpec, SimStationSpec, specs_from_site
 from tests.stations.fake_csms import FakeCsms
 
 SPEED = 10.0

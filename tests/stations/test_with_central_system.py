@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gridshare.config import parse_config
-from gridshare.simulators.ev import EvSpec
-from gridshare.simulators.stations import SimConnectorSpec, SimStationSpec, StationFleet
+from gridshare.peers.ev import EvSpec
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import SimConnectorSpec, SimStationSpec
 
 cs_module = pytest.importorskip("ocpp_adapter.central_system")
 events_module = pytest.importorskip("ocpp_adapter.events")
