@@ -235,18 +235,55 @@ def _families(
     return fams, index
 
 
-def prepare(problem: PlanningProblem) -> PreparedLP:
+@dataclass(frozen=True)
+class _Periods:
+    first: np.ndarray
+    """First grid slot of every period."""
+    length: np.ndarray
+    """Number of grid slots in every period."""
+    of_slot: np.ndarray
+    """Period of every grid slot."""
+
+
+def _periods(problem: PlanningProblem) -> _Periods:
+    """The LP's periods (see `periods_of`) with their lengths and the period of each slot."""
+    first = periods_of(problem)
+    length = np.diff(np.append(first, problem.grid.slots))
+    return _Periods(first, length, np.repeat(np.arange(len(first)), length))
+
+
+@dataclass(frozen=True)
+class _XColumns:
+    """The x columns of every session, built for all sessions at once."""
+
+    infos: list[ConnectorInfo]
+    lines_of: list[tuple[Line, ...]]
+    kw: np.ndarray
+    """kW per A of every session on the lines it loads."""
+    upper: np.ndarray
+    """Upper bound of every session's columns (0 for a station with a fixed load)."""
+    p0: np.ndarray
+    p1: np.ndarray
+    """Window of every session, in fractional slot positions of the grid."""
+    need: np.ndarray
+    owner: np.ndarray
+    """Session index of every x column."""
+    period: np.ndarray
+    """Period of every x column."""
+    count: np.ndarray
+    """Number of x columns of every session."""
+    starts: np.ndarray
+    """First x column of every session."""
+    kwh: np.ndarray
+    """Energy per ampere of every x column (overlap-weighted)."""
+
+
+def _x_columns(problem: PlanningProblem, periods: _Periods) -> _XColumns:
+    """Session windows on the grid and the x columns they overlap, all sessions
+    at once (vectorised: this runs for every re-plan of sites with thousands of
+    connectors)."""
     site, grid = problem.site, problem.grid
     T = grid.slots
-    period_first = periods_of(problem)
-    P = len(period_first)
-    period_len = np.diff(np.append(period_first, T))
-    period_of_slot = np.repeat(np.arange(P), period_len)
-    fams, fam_index = _families(problem, period_first)
-    weighted = [(g, site.weighted_members(g)) for g in site.groups if g.weights is not None]
-
-    # Session windows on the grid, all sessions at once (vectorised: this runs
-    # for every re-plan of sites with thousands of connectors).
     demands = problem.sessions
     n_s = len(demands)
     infos = [site.connectors[d.connector_id] for d in demands]
@@ -267,20 +304,31 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
     p0 = np.maximum(np.maximum((arr - start_s) / step_s, now_pos), 0.0) if n_s else arr
     p1 = np.minimum((dep - start_s) / step_s, float(T)) if n_s else dep
     live = (p1 > p0) & (ub > 0) & (need_all > MIN_NEED_KWH)
+    period_of_slot = periods.of_slot
     first = np.where(live, period_of_slot[np.clip(np.floor(p0), 0, T - 1).astype(np.int64)], 0)
     last = period_of_slot[np.clip(np.ceil(p1).astype(np.int64) - 1, 0, T - 1)]
     count = np.where(live, last - first + 1, 0)
     owner = np.repeat(np.arange(n_s), count)
     offset = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
     x_period = first[owner] + offset
-    pf = period_first[x_period]
-    overlap = np.minimum(pf + period_len[x_period], p1[owner]) - np.maximum(pf, p0[owner])
+    pf = periods.first[x_period]
+    overlap = np.minimum(pf + periods.length[x_period], p1[owner]) - np.maximum(pf, p0[owner])
     keep = overlap > 1e-9
     owner, x_period, overlap = owner[keep], x_period[keep], overlap[keep]
     count = np.bincount(owner, minlength=n_s)
     starts = np.cumsum(count) - count
     x_kwh = overlap * kw[owner] * grid.slot_hours
+    return _XColumns(
+        infos, lines_of, kw, ub, p0, p1, need_all, owner, x_period, count, starts, x_kwh
+    )
 
+
+def _session_cols(
+    problem: PlanningProblem, x: _XColumns, fam_index: dict[tuple[str, str], int]
+) -> list[SessionCols]:
+    """One `SessionCols` per session: its columns, window and limit families."""
+    site = problem.site
+    weighted = [(g, site.weighted_members(g)) for g in site.groups if g.weights is not None]
     family_cache: dict[tuple[str, tuple[Line, ...], str], tuple[tuple[int, float], ...]] = {}
 
     def families_of(info: ConnectorInfo, lines: tuple[Line, ...], kw_a: float) -> tuple:
@@ -298,54 +346,81 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
             fam = family_cache[key] = tuple(out)
         return fam
 
-    sessions = [
+    starts, count = x.starts, x.count
+    return [
         SessionCols(
             demand=d,
             connector=info,
-            lines=lines_of[i],
-            kw_per_a=float(kw[i]),
-            upper_a=float(ub[i]),
+            lines=x.lines_of[i],
+            kw_per_a=float(x.kw[i]),
+            upper_a=float(x.upper[i]),
             first_col=int(starts[i]),
-            periods=x_period[starts[i] : starts[i] + count[i]],
-            kwh_per_a=x_kwh[starts[i] : starts[i] + count[i]],
-            window=(float(p0[i]), float(p1[i])),
-            families=families_of(info, lines_of[i], float(kw[i])),
+            periods=x.period[starts[i] : starts[i] + count[i]],
+            kwh_per_a=x.kwh[starts[i] : starts[i] + count[i]],
+            window=(float(x.p0[i]), float(x.p1[i])),
+            families=families_of(info, x.lines_of[i], float(x.kw[i])),
         )
-        for i, (d, info) in enumerate(zip(demands, infos, strict=True))
+        for i, (d, info) in enumerate(zip(problem.sessions, x.infos, strict=True))
     ]
-    n_x = len(x_period)
 
-    # --- x columns -------------------------------------------------------------
-    x_session = owner.astype(np.int64)
-    x_upper = ub[owner]
-    prio = np.array([d.priority for d in demands]) if n_s else np.zeros(0)
-    mid = (period_first + period_len / 2.0) / T  # when a period happens, 0..1
+
+def _x_cost(problem: PlanningProblem, periods: _Periods, x: _XColumns) -> np.ndarray:
+    """Cost of every x column: charging early, or at low prices when prices vary."""
+    period_first, period_len = periods.first, periods.length
+    mid = (period_first + period_len / 2.0) / problem.grid.slots  # when a period happens, 0..1
     if problem.prices is not None and np.ptp(problem.prices) > 0:
         p = problem.prices
         rel = np.add.reduceat((p - p.min()) / np.ptp(p), period_first) / period_len
-        x_cost = x_kwh * (PRICE_WEIGHT * rel[x_period] + 0.1 * EARLY_WEIGHT * mid[x_period])
-    else:
-        x_cost = x_kwh * EARLY_WEIGHT * mid[x_period]
+        return x.kwh * (PRICE_WEIGHT * rel[x.period] + 0.1 * EARLY_WEIGHT * mid[x.period])
+    return x.kwh * EARLY_WEIGHT * mid[x.period]
 
-    # --- v columns (unmet energy segments) ----------------------------------------
-    need = need_all
-    has_cols = count > 0
-    n_v = n_s * SEGMENTS
+
+def _unmet_columns(problem: PlanningProblem, need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(upper bounds, costs) of the v columns: `SEGMENTS` per session, each a
+    `SEGMENTS`-th of its need and dearer than the last."""
+    n_s = len(problem.sessions)
+    prio = np.array([d.priority for d in problem.sessions]) if n_s else np.zeros(0)
     v_upper = np.repeat(need / SEGMENTS, SEGMENTS)
     seg = np.tile(np.arange(SEGMENTS), n_s)
     v_cost = np.repeat(prio, SEGMENTS) * (UNMET_WEIGHT + FAIRNESS_STEP * seg)
+    return v_upper, v_cost
 
-    # --- d columns (distance to previous plan now) -----------------------------
+
+def _previous_columns(
+    problem: PlanningProblem, sessions: list[SessionCols]
+) -> tuple[list[int], np.ndarray]:
+    """(session index, cost) of the d columns: sessions the previous plan knew
+    that have a column in the slot dispatched now."""
     d_sessions = [
         i
         for i, s in enumerate(sessions)
         if s.demand.session_id in problem.previous and len(s.periods) and s.periods[0] == 0
     ]
-    n_d = len(d_sessions)
-    d_session = np.array(d_sessions, dtype=np.int64)
     d_cost = np.array([PREVIOUS_WEIGHT * sessions[i].kwh_per_a[0] for i in d_sessions], dtype=float)
+    return d_sessions, d_cost
 
-    # --- limit rows -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _LimitRows:
+    row: np.ndarray
+    col: np.ndarray
+    val: np.ndarray
+    """Matrix entries (row, x column, coefficient)."""
+    family: np.ndarray
+    period: np.ndarray
+    """Family and period of every limit row."""
+    upper: np.ndarray
+
+
+def _limit_rows(
+    sessions: list[SessionCols],
+    fams: list[Family],
+    x_session: np.ndarray,
+    x_period: np.ndarray,
+    n_periods: int,
+) -> _LimitRows:
+    """Limit rows: one per (family, period) that has members and a finite bound."""
+    P = n_periods
     rows_f: list[np.ndarray] = []
     cols_f: list[np.ndarray] = []
     vals_f: list[np.ndarray] = []
@@ -373,12 +448,77 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
     finite = np.isfinite(cap_all[lim_key]) if len(lim_key) else np.zeros(0, bool)
     lim_key, lim_col, lim_val = lim_key[finite], lim_col[finite], lim_val[finite]
     used_keys, lim_row = np.unique(lim_key, return_inverse=True)
-    n_l = len(used_keys)
-    limit_row_family = used_keys // P
-    limit_row_period = used_keys % P
-    lim_upper = cap_all[used_keys] if n_l else np.zeros(0)
+    lim_upper = cap_all[used_keys] if len(used_keys) else np.zeros(0)
+    return _LimitRows(lim_row, lim_col, lim_val, used_keys // P, used_keys % P, lim_upper)
 
-    # --- energy rows --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Pieces:
+    x: np.ndarray
+    """The x column each run of w columns splits (each has one row x − Σ w = 0)."""
+    col: np.ndarray
+    row_of_x: np.ndarray
+    row: np.ndarray
+    """Column and row of every w column, and the row of each split x column."""
+    piece: np.ndarray
+    upper: np.ndarray
+    cost: np.ndarray
+
+
+def _even_pieces(x: _XColumns, x_upper: np.ndarray, first_col: int, first_row: int) -> _Pieces:
+    """The w columns and their rows, x − Σ_k w[k] = 0, for the x columns in the
+    first `EVEN_SLOTS` slots."""
+    w_x = np.flatnonzero(x.period < EVEN_SLOTS)
+    pieces = np.where(x.period[w_x] == 0, EVEN_PIECES_NOW, EVEN_PIECES)
+    n_w = int(pieces.sum())
+    w_col = first_col + np.arange(n_w)
+    w_row_of_x = first_row + np.arange(len(w_x))
+    w_row = np.repeat(w_row_of_x, pieces)
+    w_piece = np.arange(n_w) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    w_upper = np.repeat(x_upper[w_x] / pieces, pieces)
+    # cost per kWh grows by EVEN_WEIGHT per quarter of the maximum, whatever the piece count
+    w_cost = np.repeat(x.kwh[w_x] * EVEN_WEIGHT * EVEN_PIECES / pieces, pieces) * w_piece
+    return _Pieces(w_x, w_col, w_row_of_x, w_row, w_piece, w_upper, w_cost)
+
+
+def _csc(
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_col: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(column starts, row indices, values) of the matrix made of ``blocks`` of
+    (rows, columns, values), in column-wise order."""
+    rows = np.concatenate([b[0] for b in blocks])
+    cols = np.concatenate([b[1] for b in blocks])
+    vals = np.concatenate([b[2] for b in blocks])
+    order = np.argsort(cols, kind="stable")  # column-wise; rows need no order within
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    a_start = np.zeros(n_col + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cols, minlength=n_col), out=a_start[1:])
+    return a_start, rows, vals
+
+
+def prepare(problem: PlanningProblem) -> PreparedLP:
+    """The LP of ``problem``: columns x, v, d, w and the rows of the module docstring."""
+    periods = _periods(problem)
+    P = len(periods.first)
+    fams, fam_index = _families(problem, periods.first)
+    x = _x_columns(problem, periods)
+    sessions = _session_cols(problem, x, fam_index)
+    n_s = len(sessions)
+    n_x = len(x.period)
+
+    # --- columns: x, v (unmet energy segments), d (distance to previous plan now) -------
+    x_session = x.owner.astype(np.int64)
+    x_upper = x.upper[x.owner]
+    x_cost = _x_cost(problem, periods, x)
+    n_v = n_s * SEGMENTS
+    v_upper, v_cost = _unmet_columns(problem, x.need)
+    d_sessions, d_cost = _previous_columns(problem, sessions)
+    n_d = len(d_sessions)
+    d_session = np.array(d_sessions, dtype=np.int64)
+
+    # --- limit rows, then energy rows ------------------------------------------------------
+    lim = _limit_rows(sessions, fams, x_session, x.period, P)
+    n_l = len(lim.upper)
     e_row = n_l + x_session
     v_col = n_x + np.arange(n_v)
     v_row = n_l + np.repeat(np.arange(n_s), SEGMENTS)
@@ -391,54 +531,39 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
     r2 = r1 + n_d
 
     # --- evenness pieces: x - sum_k w[k] = 0 for x in the first EVEN_SLOTS slots --------
-    w_x = np.flatnonzero(x_period < EVEN_SLOTS)
-    pieces = np.where(x_period[w_x] == 0, EVEN_PIECES_NOW, EVEN_PIECES)
-    n_w = int(pieces.sum())
-    w_col = n_x + n_v + n_d + np.arange(n_w)
-    w_row_of_x = n_l + n_s + 2 * n_d + np.arange(len(w_x))
-    w_row = np.repeat(w_row_of_x, pieces)
-    w_piece = np.arange(n_w) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    w_upper = np.repeat(x_upper[w_x] / pieces, pieces)
-    # cost per kWh grows by EVEN_WEIGHT per quarter of the maximum, whatever the piece count
-    w_cost = np.repeat(x_kwh[w_x] * EVEN_WEIGHT * EVEN_PIECES / pieces, pieces) * w_piece
+    w = _even_pieces(x, x_upper, n_x + n_v + n_d, n_l + n_s + 2 * n_d)
+    n_w = len(w.col)
 
     # --- battery tail: (T/a)·x[s,j] + Σ_{τ<j} kWh·x[s,τ] ≤ need, where it can bind ---
-    t_first = n_l + n_s + 2 * n_d + len(w_x)
+    t_first = n_l + n_s + 2 * n_d + len(w.x)
     t_x, t_rows, t_cols, t_vals, t_upper = _tail_rows(
-        sessions, need_all, starts, x_session, x_kwh, x_upper, t_first
+        sessions, x.need, x.starts, x_session, x.kwh, x_upper, t_first
     )
     n_t = len(t_x)
 
-    rows = np.concatenate([lim_row, e_row, v_row, r1, r1, r2, r2, w_row_of_x, w_row, t_rows])
-    cols = np.concatenate(
-        [lim_col, np.arange(n_x), v_col, x0_col, d_col, x0_col, d_col, w_x, w_col, t_cols]
-    )
-    vals = np.concatenate(
-        [
-            lim_val,
-            x_kwh,
-            np.ones(n_v),
-            np.ones(n_d),
-            -np.ones(n_d),
-            np.ones(n_d),
-            np.ones(n_d),
-            np.ones(len(w_x)),
-            -np.ones(n_w),
-            t_vals,
-        ]
-    )
-    order = np.argsort(cols, kind="stable")  # column-wise; rows need no order within
-    rows, cols, vals = rows[order], cols[order], vals[order]
     n_col = n_x + n_v + n_d + n_w
-    a_start = np.zeros(n_col + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cols, minlength=n_col), out=a_start[1:])
+    a_start, rows, vals = _csc(
+        [  # (rows, columns, coefficients) of each block
+            (lim.row, lim.col, lim.val),
+            (e_row, np.arange(n_x), x.kwh),
+            (v_row, v_col, np.ones(n_v)),
+            (r1, x0_col, np.ones(n_d)),
+            (r1, d_col, -np.ones(n_d)),
+            (r2, x0_col, np.ones(n_d)),
+            (r2, d_col, np.ones(n_d)),
+            (w.row_of_x, w.x, np.ones(len(w.x))),
+            (w.row, w.col, -np.ones(n_w)),
+            (t_rows, t_cols, t_vals),
+        ],
+        n_col,
+    )
 
-    energy = np.where(has_cols, need, 0.0)
-    zero_w = np.zeros(len(w_x))
+    energy = np.where(x.count > 0, x.need, 0.0)
+    zero_w = np.zeros(len(w.x))
     row_lower = np.concatenate(
         [np.full(n_l, -INF), energy, np.full(n_d, -INF), prev, zero_w, np.full(n_t, -INF)]
     )
-    row_upper = np.concatenate([lim_upper, energy, prev, np.full(n_d, INF), zero_w, t_upper])
+    row_upper = np.concatenate([lim.upper, energy, prev, np.full(n_d, INF), zero_w, t_upper])
 
     return PreparedLP(
         problem=problem,
@@ -449,23 +574,23 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
         n_d=n_d,
         n_w=n_w,
         col_lower=np.zeros(n_col),
-        col_upper=np.concatenate([x_upper, v_upper, np.full(n_d, INF), w_upper]),
-        col_cost=np.concatenate([x_cost, v_cost, d_cost, w_cost]),
+        col_upper=np.concatenate([x_upper, v_upper, np.full(n_d, INF), w.upper]),
+        col_cost=np.concatenate([x_cost, v_cost, d_cost, w.cost]),
         row_lower=row_lower,
         row_upper=row_upper,
         n_limit_rows=n_l,
-        limit_row_family=limit_row_family,
-        limit_row_period=limit_row_period,
-        period_first=period_first,
-        period_len=period_len,
+        limit_row_family=lim.family,
+        limit_row_period=lim.period,
+        period_first=periods.first,
+        period_len=periods.length,
         a_start=a_start,
         a_index=rows.astype(np.int32),
         a_value=vals.astype(float),
         x_session=x_session,
-        x_period=x_period.astype(np.int64),
+        x_period=x.period.astype(np.int64),
         d_session=d_session,
-        w_x=w_x,
-        w_piece=w_piece,
+        w_x=w.x,
+        w_piece=w.piece,
         tail_x=t_x,
     )
 

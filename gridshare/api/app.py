@@ -27,68 +27,30 @@ another Host than ``allowed_hosts`` gets 400):
                                             code from elsewhere next to the tokens)
     GET    /metrics                         Prometheus text format
     GET    /                                the dashboard (static files under /static)
+
+Each resource's routes are in a module of `gridshare.api.routes`.
 """
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Security
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from gridshare.api.auth import Principal, TokenAuth
+from gridshare.api.auth import TokenAuth
 from gridshare.api.backend import OperatorBackend
-from gridshare.api.errors import ApiError, NoPlanYet, NotFound
-from gridshare.api.live import snapshot_stream
-from gridshare.api.metrics import CONTENT_TYPE_LATEST, MetricsRecorder
-from gridshare.api.schemas import (
-    FORECAST_PAGE,
-    FORECAST_PAGE_MAX,
-    CapacityAdjustRequest,
-    CapacityAdjustResult,
-    CommandResult,
-    ErrorOut,
-    EventPage,
-    ForecastOut,
-    GroupLimitRequest,
-    GroupLimitResult,
-    GroupTimeline,
-    GroupTree,
-    PlanOut,
-    SessionOut,
-    SessionPatch,
-    SessionResult,
-    StationCommand,
-    StationOut,
-    StatusOut,
-)
+from gridshare.api.errors import ApiError
+from gridshare.api.metrics import MetricsRecorder
+from gridshare.api.routes import dashboard, forecasts, groups, sessions, stations, status
+from gridshare.api.routes import live as live_routes
+from gridshare.api.routes import metrics as metrics_routes
+from gridshare.api.routes.dashboard import WEB_DIR
+from gridshare.api.routes.live import LiveSettings
 from gridshare.api.security import LOCAL_HOSTS, HostCheck, SecurityHeaders
 from gridshare.config import ApiConfig
-
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-
-_bearer = HTTPBearer(auto_error=False, description="A token from [[api.tokens]]")
-
-
-@dataclass(frozen=True)
-class LiveSettings:
-    min_interval_s: float = 0.25
-    """At most one snapshot per this interval per client."""
-    keepalive_s: float = 15.0
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorOut} for code in codes}
-
-
-READ_ERRORS = _errors(401)
-WRITE_ERRORS = _errors(400, 401, 403, 404)
 
 
 def _json_safe(value: Any) -> Any:
@@ -136,23 +98,6 @@ def create_api(
     """
     auth = TokenAuth(config, trusted_proxies)
     recorder = metrics if metrics is not None else MetricsRecorder()
-    live_settings = live or LiveSettings()
-
-    def reader(
-        request: Request,
-        _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
-    ) -> Principal:
-        return auth.reader(request)
-
-    def writer(
-        request: Request,
-        _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
-    ) -> Principal:
-        return auth.writer(request)
-
-    Reader = Annotated[Principal, Depends(reader)]
-    Writer = Annotated[Principal, Depends(writer)]
-
     app = FastAPI(
         title="gridshare operator API",
         version="1",
@@ -170,6 +115,7 @@ def create_api(
     app.add_middleware(SecurityHeaders)
     app.state.metrics = recorder
     app.state.backend = backend
+    app.state.auth = auth  # read by the routes' token dependencies
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -181,200 +127,14 @@ def create_api(
         return JSONResponse({"detail": validation_errors(exc)}, 422)
 
     api = APIRouter(prefix="/api")
-
-    # --- reads ---------------------------------------------------------------------------
-
-    @api.get("/status", response_model=StatusOut, responses=READ_ERRORS, tags=["read"])
-    async def get_status(_: Reader) -> StatusOut:
-        return await backend.status()
-
-    @api.get("/groups", response_model=GroupTree, responses=READ_ERRORS, tags=["read"])
-    async def get_groups(_: Reader) -> GroupTree:
-        return await backend.groups()
-
-    @api.get(
-        "/groups/{group_id}/timeline",
-        response_model=GroupTimeline,
-        responses=_errors(401, 404),
-        tags=["read"],
-    )
-    async def get_timeline(
-        group_id: str,
-        _: Reader,
-        hours: Annotated[float, Query(gt=0, le=48, description="History to include.")] = 6.0,
-    ) -> GroupTimeline:
-        return await backend.group_timeline(group_id, timedelta(hours=hours))
-
-    @api.get("/stations", response_model=list[StationOut], responses=READ_ERRORS, tags=["read"])
-    async def get_stations(_: Reader) -> list[StationOut]:
-        return await backend.stations()
-
-    @api.get(
-        "/stations/{station_id}",
-        response_model=StationOut,
-        responses=_errors(401, 404),
-        tags=["read"],
-    )
-    async def get_station(station_id: str, _: Reader) -> StationOut:
-        for s in await backend.stations():
-            if s.station_id == station_id:
-                return s
-        raise NotFound("station", station_id)
-
-    @api.get("/sessions", response_model=list[SessionOut], responses=READ_ERRORS, tags=["read"])
-    async def get_sessions(
-        _: Reader,
-        state: Annotated[
-            Literal["active", "recent", "all"],
-            Query(description="Running, ended recently, or both."),
-        ] = "all",
-    ) -> list[SessionOut]:
-        active = {"active": True, "recent": False, "all": None}[state]
-        return await backend.sessions(active=active)
-
-    @api.get(
-        "/sessions/{session_id}",
-        response_model=SessionOut,
-        responses=_errors(401, 404),
-        tags=["read"],
-    )
-    async def get_session(session_id: str, _: Reader) -> SessionOut:
-        for s in await backend.sessions(active=None):
-            if s.session_id == session_id:
-                return s
-        raise NotFound("session", session_id)
-
-    @api.get("/plan", response_model=PlanOut, responses=_errors(401, 404), tags=["read"])
-    async def get_plan(_: Reader) -> PlanOut:
-        plan = await backend.plan()
-        if plan is None:
-            raise NoPlanYet("no plan yet")
-        return plan
-
-    @api.get("/forecasts", response_model=list[ForecastOut], responses=READ_ERRORS, tags=["read"])
-    async def get_forecasts(
-        _: Reader,
-        response: Response,
-        limit: Annotated[
-            int, Query(ge=1, le=FORECAST_PAGE_MAX, description="Points per page.")
-        ] = FORECAST_PAGE,
-        offset: Annotated[int, Query(ge=0, description="Points to skip.")] = 0,
-    ) -> list[ForecastOut]:
-        """Paged by points; ``X-Total-Count`` gives the points of all pages."""
-        page = await backend.forecasts(limit=limit, offset=offset)
-        response.headers["X-Total-Count"] = str(page.total)
-        return page.series
-
-    @api.get("/events", response_model=EventPage, responses=READ_ERRORS, tags=["read"])
-    async def get_events(
-        _: Reader,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        before: Annotated[int | None, Query(ge=1, description="Events with id below this.")] = None,
-    ) -> EventPage:
-        return await backend.events(limit=limit, before=before)
-
-    @api.get(
-        "/live",
-        response_class=StreamingResponse,
-        responses={
-            200: {
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                "description": "Server-sent events named 'snapshot' (JSON `Snapshot`).",
-            },
-            **READ_ERRORS,
-        },
-        tags=["read"],
-    )
-    async def get_live(_: Reader) -> StreamingResponse:
-        return StreamingResponse(
-            snapshot_stream(
-                backend,
-                min_interval_s=live_settings.min_interval_s,
-                keepalive_s=live_settings.keepalive_s,
-            ),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
-
-    # --- writes --------------------------------------------------------------------------
-
-    @api.put(
-        "/groups/{group_id}/limit",
-        response_model=GroupLimitResult,
-        responses=WRITE_ERRORS,
-        tags=["write"],
-    )
-    async def put_group_limit(
-        group_id: str, body: GroupLimitRequest, who: Writer
-    ) -> GroupLimitResult:
-        return await backend.set_group_limit(group_id, body, actor=who.name)
-
-    @api.delete(
-        "/groups/{group_id}/limit",
-        response_model=GroupLimitResult,
-        responses=WRITE_ERRORS,
-        tags=["write"],
-    )
-    async def delete_group_limit(group_id: str, who: Writer) -> GroupLimitResult:
-        return await backend.clear_group_limit(group_id, actor=who.name)
-
-    @api.post(
-        "/groups/{group_id}/adjust",
-        response_model=CapacityAdjustResult,
-        status_code=202,
-        responses=_errors(400, 401, 403, 404, 409),
-        tags=["write"],
-        summary="Ask the DSO for a different capacity (OSCP AdjustGroupCapacityForecast)",
-    )
-    async def post_group_adjust(
-        group_id: str, body: CapacityAdjustRequest, who: Writer
-    ) -> CapacityAdjustResult:
-        return await backend.adjust_group_capacity(group_id, body, actor=who.name)
-
-    @api.patch(
-        "/sessions/{session_id}",
-        response_model=SessionResult,
-        responses=_errors(400, 401, 403, 404, 409),
-        tags=["write"],
-    )
-    async def patch_session(session_id: str, body: SessionPatch, who: Writer) -> SessionResult:
-        return await backend.update_session(session_id, body, actor=who.name)
-
-    @api.post(
-        "/stations/{station_id}/commands",
-        response_model=CommandResult,
-        responses=WRITE_ERRORS,
-        tags=["write"],
-    )
-    async def post_command(
-        station_id: str, body: Annotated[StationCommand, Body()], who: Writer
-    ) -> CommandResult:
-        return await backend.station_command(station_id, body, actor=who.name)
-
+    for resource in (status, groups, stations, sessions, forecasts):
+        api.include_router(resource.router(backend))
+    api.include_router(live_routes.router(backend, live or LiveSettings()))
     app.include_router(api)
     for router in routers:
         app.include_router(router)
-
-    # --- metrics and dashboard -----------------------------------------------------------
-
-    @app.get(
-        "/metrics",
-        response_class=Response,
-        responses={
-            200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
-            **READ_ERRORS,
-        },
-        tags=["read"],
-    )
-    async def get_metrics(_: Reader) -> Response:
-        recorder.observe_status(await backend.status())
-        recorder.observe_groups(await backend.groups())
-        return Response(recorder.render(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/", include_in_schema=False)
-    async def dashboard() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
-
+    app.include_router(metrics_routes.router(backend, recorder))
+    app.include_router(dashboard.router())
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
 
