@@ -242,10 +242,13 @@ def make_dispatchable(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
         return z
     need = np.array([s.demand.energy_kwh for s in lp.sessions])
     g = _Giveback(lp, x, z, lo, need)
-    # now: up to the session's whole need
+    # now: up to the session's whole need, less what now already delivers; not
+    # less what later periods hold (the LP may shift energy out of a partial
+    # slot now, and those periods are trimmed below instead)
+    now = lp.x_period == 0
     g.period(
         0,
-        need - np.bincount(lp.x_session, g.kwh * z, minlength=len(need)),
+        need - np.bincount(lp.x_session[now], g.kwh[now] * z[now], minlength=len(need)),
         rotate=True,
         later=False,
     )

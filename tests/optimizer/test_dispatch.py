@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optimizer import PlanningProblem, SessionDemand, Site, solve
-from optimizer.dispatch import make_dispatchable, min_current, row_loads, water_fill
+from optimizer.dispatch import STEP_A, make_dispatchable, min_current, row_loads, water_fill
 from optimizer.prepare import PreparedLP, prepare
 from tests.optimizer.sites import NOW, problem, site_from, sites_and_sessions
 
@@ -280,3 +280,69 @@ def test_a_lone_car_charges_at_its_maximum_on_a_fine_grid(allowed: list[float] |
     demand = SessionDemand("s", "C0/1", NOW, NOW + timedelta(hours=10), 40)
     plan = solve(problem(site, [demand]))
     assert plan.now_a("C0/1") == 32
+
+
+# --- the slot dispatched now, when it is partial -----------------------------------
+
+
+def test_now_gets_the_room_even_where_later_slots_already_hold_the_need() -> None:
+    """The LP may move energy out of a partial slot now (it is cheap to place
+    later, and the evenness pieces of the slot now cost more there); the room
+    left now is still given to a car that wants more, and its later slots give
+    that much back so it is never planned beyond its need."""
+    site = shared_site(100.0, 1)
+    need = 10.0
+    lp = prepare(problem(site, [SessionDemand("s", "C0/1", NOW, NOW + timedelta(hours=8), need)]))
+    (sc,) = lp.sessions
+    assert sc.periods[0] == 0 and sc.kwh_per_a[0] < sc.kwh_per_a[1]  # 17:07: a partial slot
+    x = np.zeros(lp.n_x)
+    x[sc.first_col] = 20.0
+    left = need - 20.0 * sc.kwh_per_a[0]
+    for k in range(1, len(sc.periods)):  # the rest of the need, as early as it fits
+        x[sc.first_col + k] = min(32.0, left / sc.kwh_per_a[k])
+        left -= x[sc.first_col + k] * sc.kwh_per_a[k]
+    assert left == pytest.approx(0.0, abs=1e-9)
+    z = make_dispatchable(lp, x)
+    cols = slice(sc.first_col, sc.first_col + len(sc.periods))
+    assert z[sc.first_col] == 32.0
+    # trimmed to a step at or above what the need leaves: at most one step over
+    assert float(z[cols] @ sc.kwh_per_a) == pytest.approx(need, abs=STEP_A * sc.kwh_per_a.max())
+
+
+def test_every_car_that_wants_more_gets_its_maximum_now_where_no_limit_binds() -> None:
+    """A depot with room to spare, 8 of the slot's 15 minutes left: every car
+    still needing energy is offered its maximum now (the slot the stations are
+    given; a car that leaves early, or a re-plan, must not lose what is free
+    now), and the plan's energy stays within each need."""
+    three = {"id": 1, "min_current_a": 6, "phases": ["L1", "L2", "L3"]}
+    site = site_from(
+        [
+            {"id": "grid", "limit_a": 120, "limit_kw": 80},
+            {"id": "panel-a", "parent": "grid", "limit_a": 80},
+            {"id": "panel-b", "parent": "grid", "limit_a": 40},
+        ],
+        [
+            {"id": "C0", "group": "panel-a", "connectors": [{**three, "max_current_a": 32}]},
+            {"id": "C1", "group": "panel-a", "connectors": [{**three, "max_current_a": 32}]},
+            {"id": "C2", "group": "panel-a", "connectors": [{**three, "max_current_a": 16}]},
+            {"id": "C3", "group": "panel-b", "connectors": [{**three, "max_current_a": 16}]},
+        ],
+        horizon_hours=24,
+    )
+    needs = {"C0/1": (40.0, 6), "C1/1": (30.0, 5), "C2/1": (25.0, 8), "C3/1": (15.0, 4)}
+    demands = [
+        SessionDemand(f"s-{cid}", cid, NOW, NOW + timedelta(hours=h), kwh)
+        for cid, (kwh, h) in needs.items()
+    ]
+    prob = problem(site, demands)
+    assert prob.grid.slot_start(0) < NOW  # the slot now is partial
+    plan = solve(prob)
+    assert {cid: plan.now_a(cid) for cid in needs} == {
+        "C0/1": 32.0,
+        "C1/1": 32.0,
+        "C2/1": 16.0,
+        "C3/1": 16.0,
+    }
+    for d in demands:
+        assert plan.energy_kwh[d.session_id] <= d.energy_kwh + 1e-6
+        assert plan.unmet_kwh[d.session_id] == pytest.approx(0.0, abs=1e-6)
