@@ -234,7 +234,10 @@ def make_dispatchable(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
       rule cost in another slot), and where the room is short, by lowering one
       car that loads every short row when that gains energy (an LP vertex often
       gives one car its maximum and the next a sliver below the minimum);
-    * other paused cars get their minimum last, from the room left.
+    * other paused cars get their minimum last, from the room left, again
+      only where they would draw at least `MIN_USE` of it (a car needing just a
+      rounding remainder would hold room it stops drawing at once); a
+      remainder is instead rounded up to a step where the car already charges.
     """
     lo = min_current(lp)[lp.x_session]
     z = floor_to_steps(lp, x, lo)
@@ -471,6 +474,10 @@ class _Giveback:
         # 2. continuous connectors share what is left
         continuous = charging[~self.discrete[charging]]
         spare = np.maximum(budget[sess[continuous]], 0.0) / np.maximum(kwh[continuous], EPS)
+        if later:
+            # what the session still needs, rounded up to a step: a remainder is
+            # placed here, where the car draws anyway, not as a minimum later
+            spare = np.ceil(spare / STEP_A - 1e-6) * STEP_A
         top = np.maximum(np.minimum(z[continuous] + spare, upper[continuous]), z[continuous])
         if later:  # a raise below one step is floored away: leave its room to others
             big = top >= z[continuous] + STEP_A - EPS
@@ -517,9 +524,11 @@ class _Giveback:
                             kept.append(c)
                     live = kept if beyond else []
         if later:
-            # slivers not worth holding room for above: the minimum, from what is left
+            # paused cars that did not fit above: the minimum, from what is left,
+            # only where they would draw `MIN_USE` of it (a car that needs a
+            # rounding remainder would hold a minimum it stops drawing at once)
             rest = paused[~below_minimum & np.isfinite(lo[paused])]
-            rest = rest[(z[rest] == 0) & (budget[sess[rest]] > BUDGET_TOL_KWH)]
+            rest = rest[(z[rest] == 0) & (budget[sess[rest]] >= MIN_USE * kwh[rest] * lo[rest])]
             rest = rest[_fits(e_row, e_col, e_val, room, rest, lo[rest])]
             for c in urgency(rest):
                 if has_budget(int(c)):

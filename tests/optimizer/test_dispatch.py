@@ -346,3 +346,60 @@ def test_every_car_that_wants_more_gets_its_maximum_now_where_no_limit_binds() -
     for d in demands:
         assert plan.energy_kwh[d.session_id] <= d.energy_kwh + 1e-6
         assert plan.unmet_kwh[d.session_id] == pytest.approx(0.0, abs=1e-6)
+
+
+def offered_beyond_need(lp: PreparedLP, z: np.ndarray) -> list[str]:
+    """Sessions offered current in a period after the periods before it already
+    offer their whole need (Σ current × kWh per ampere): a full car is offered
+    nothing, so the rows offer the need plus at most its last period's rounding."""
+    kwh = np.concatenate([s.kwh_per_a for s in lp.sessions]) if lp.n_x else np.zeros(0)
+    over = []
+    for i, sc in enumerate(lp.sessions):
+        cols = np.flatnonzero((lp.x_session == i) & (z > 0))
+        if not len(cols):
+            continue
+        before_last = float(np.sum(kwh[cols[:-1]] * z[cols[:-1]]))
+        if before_last >= sc.demand.energy_kwh - 1e-6:
+            over.append(sc.demand.session_id)
+    return over
+
+
+def test_a_full_car_is_not_offered_its_minimum_for_a_rounding_remainder() -> None:
+    """The LP's 6.5 A on a whole-ampere station is floored to 6 A with no room
+    for 7 A; the half ampere it leaves is too little to hold a 6 A minimum for
+    in the next period (the car would stop drawing at once)."""
+    con = {"id": 1, "max_current_a": 32, "min_current_a": 6, "phases": ["L1"]}
+    whole = {**con, "allowed_currents_a": WHOLE_AMPS}
+    site = site_from(
+        [{"id": "root", "limit_a": 32.0}],
+        [
+            {"id": "C0", "group": "root", "connectors": [whole]},
+            {"id": "C1", "group": "root", "connectors": [con]},
+        ],
+    )
+    a_x = [32.0, 32.0, 6.5]
+    b_x = [0.0, 0.0, 25.5]
+
+    def demands(a_kwh: float, b_kwh: float) -> list[SessionDemand]:
+        return [
+            SessionDemand("a", "C0/1", NOW, NOW + timedelta(hours=4), a_kwh),
+            SessionDemand("b", "C1/1", NOW, NOW + timedelta(hours=4), b_kwh),
+        ]
+
+    kwh = prepare(problem(site, demands(1.0, 1.0))).sessions[0].kwh_per_a
+    lp = prepare(problem(site, demands(float(kwh[:3] @ a_x), float(kwh[:3] @ b_x))))
+    x = np.zeros(lp.n_x)
+    for sc, values in zip(lp.sessions, (a_x, b_x), strict=True):
+        x[sc.first_col : sc.first_col + 3] = values
+    z = make_dispatchable(lp, x)
+    a = lp.sessions[0].first_col
+    assert list(z[a : a + 4]) == [32.0, 32.0, 6.0, 0.0]
+    assert offered_beyond_need(lp, z) == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sites_and_sessions(), st.floats(0.0, 1.0))
+def test_no_period_offers_a_full_car_anything(prob: PlanningProblem, scale: float) -> None:
+    lp = prepare(prob)
+    z = make_dispatchable(lp, water_fill(lp) * scale)
+    assert offered_beyond_need(lp, z) == []
