@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -93,24 +94,16 @@ def sites_and_sessions(
             }
         )
     site = site_from(groups, chargers, slot_minutes=slot_minutes)
-    sessions = []
-    for i in range(n):
-        if not draw(st.integers(0, 5)):
-            continue  # an idle connector
-        arr = NOW + timedelta(minutes=draw(st.integers(-120, 180)))
-        dep = arr + timedelta(minutes=draw(st.integers(10, 420)))
-        sessions.append(
-            SessionDemand(
-                session_id=f"s{i}",
-                connector_id=f"C{i}/1",
-                arrival=arr,
-                departure=dep,
-                energy_kwh=draw(st.floats(0, 60, allow_nan=False)),
-                ev_max_current_a=draw(st.sampled_from([None, 8.0, 13.0, 32.0])),
-                priority=draw(st.sampled_from([1.0, 1.0, 2.0])),
-                taper_kwh=draw(st.sampled_from([None, None, 2.0, 5.0])),
-            )
-        )
+    sessions = draw_sessions(
+        draw,
+        n,
+        arrive=st.integers(-120, 180),
+        dwell=st.integers(10, 420),
+        energy=st.floats(0, 60, allow_nan=False),
+        ev_max=st.sampled_from([None, 8.0, 13.0, 32.0]),
+        priority=st.sampled_from([1.0, 1.0, 2.0]),
+        taper=st.sampled_from([None, None, 2.0, 5.0]),
+    )
     grid = TimeGrid.covering(NOW, site.site.slot_minutes, site.site.horizon_hours)
     cap = Capacity.static(site, grid)
     for _ in range(draw(st.integers(0, 2))):
@@ -198,20 +191,52 @@ def mixed_sites(
         group = draw(st.sampled_from(["grid", *(f"p{p}" for p in range(n_panels))]))
         chargers.append({"id": f"C{i}", "group": group, "connectors": [con]})
     site = site_from(groups, chargers, slot_minutes=slot_minutes, horizon_hours=12)
+    sessions = draw_sessions(
+        draw,
+        n,
+        arrive=st.integers(-120, 240),
+        dwell=st.integers(60, 600),
+        energy=st.floats(2, 60, allow_nan=False),
+        ev_max=st.sampled_from([None, None, 16.0]),
+    )
+    return problem(site, sessions)
+
+
+def draw_sessions(
+    draw: st.DrawFn,
+    n: int,
+    *,
+    arrive: st.SearchStrategy[int],
+    dwell: st.SearchStrategy[int],
+    energy: st.SearchStrategy[float],
+    ev_max: st.SearchStrategy[float | None],
+    priority: st.SearchStrategy[float] | None = None,
+    taper: st.SearchStrategy[float | None] | None = None,
+) -> list[SessionDemand]:
+    """A session on connector ``C{i}/1`` for most of ``n`` connectors (one in six
+    idle): arrival ``arrive`` minutes from NOW, staying ``dwell`` minutes."""
     sessions = []
     for i in range(n):
         if not draw(st.integers(0, 5)):
             continue  # an idle connector
-        arr = NOW + timedelta(minutes=draw(st.integers(-120, 240)))
-        dep = arr + timedelta(minutes=draw(st.integers(60, 600)))
+        arr = NOW + timedelta(minutes=draw(arrive))
+        dep = arr + timedelta(minutes=draw(dwell))
+        extra: dict[str, Any] = {}
+        need = draw(energy)
+        cap = draw(ev_max)
+        if priority is not None:
+            extra["priority"] = draw(priority)
+        if taper is not None:
+            extra["taper_kwh"] = draw(taper)
         sessions.append(
             SessionDemand(
                 session_id=f"s{i}",
                 connector_id=f"C{i}/1",
                 arrival=arr,
                 departure=dep,
-                energy_kwh=draw(st.floats(2, 60, allow_nan=False)),
-                ev_max_current_a=draw(st.sampled_from([None, None, 16.0])),
+                energy_kwh=need,
+                ev_max_current_a=cap,
+                **extra,
             )
         )
-    return problem(site, sessions)
+    return sessions
