@@ -8,6 +8,10 @@ plugs in, or a transaction that ends, gets at once) never exceed the group's
 capacity or, where that was already exceeded (a cut, stations that do not
 obey), what was in force before; capacity is met once the rollout is done
 whenever every station obeys.
+
+A car that showed it loads one line (two one-phase readings of 4 A or more in
+a row, the rule the README states) is counted on that line only, until a
+reading shows it on more: that is what it can draw, and what the site plans.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from ocpp_adapter.events import (
     StationBooted,
     StationConnected,
 )
-from optimizer.problem import TimeGrid
+from optimizer.problem import Line, TimeGrid
 from tests.service.fakes import Behaviour, FakeGateway, loads
 from tests.service.sites import NOW, make_site
 
@@ -76,6 +80,32 @@ actions = st.one_of(
 )
 
 
+class CarLines:
+    """The lines each car is known to load, from the readings this test sent."""
+
+    def __init__(self) -> None:
+        self.one_phase: set[str] = set()
+        self._votes: dict[str, int] = {}
+
+    def reading(self, cid: str, amps: float, one_phase: bool) -> None:
+        if not one_phase and amps >= 1.0:
+            self.one_phase.discard(cid)  # it loads every line again
+            self._votes[cid] = 0
+        elif one_phase and amps >= 4.0:
+            self._votes[cid] = self._votes.get(cid, 0) + 1
+            if self._votes[cid] >= 2:
+                self.one_phase.add(cid)
+        else:
+            self._votes[cid] = 0
+
+    def left(self, cid: str) -> None:
+        self.one_phase.discard(cid)
+        self._votes.pop(cid, None)
+
+    def model(self) -> LoadModel:
+        return LoadModel.build(SITE, {cid: (Line.L1,) for cid in self.one_phase})
+
+
 async def run(steps: list[tuple], db: Path) -> None:
     gw = FakeGateway(SITE, retry_after_s=0.05, count_idle=True)
     store = SqliteStore(db)
@@ -89,7 +119,8 @@ async def run(steps: list[tuple], db: Path) -> None:
             coalesce_s=0.002, learn_settle_s=0.0, pin_s=0.3, answer_timeout_s=0.05
         ),
     )
-    model = LoadModel.build(SITE)
+    cars = CarLines()
+    model = cars.model()
     grid = TimeGrid.covering(NOW, 15, 1)
 
     def cap_now() -> np.ndarray:
@@ -114,8 +145,8 @@ async def run(steps: list[tuple], db: Path) -> None:
         active: dict[str, str] = {}
         for step in steps:
             t[0] += timedelta(seconds=20)
-            before = loads(model, grid, gw.snapshots[-1][1]) if gw.snapshots else None
             mark = len(gw.snapshots)
+            in_force = gw.snapshots[-1][1] if gw.snapshots else None
             kind = step[0]
             if kind == "arrive" and step[1] not in active:
                 cid = f"{step[1]}/1"
@@ -125,17 +156,23 @@ async def run(steps: list[tuple], db: Path) -> None:
                 await ctl.on_event(SessionStarted(cid, str(tx), None, 0.0, t[0]))
             elif kind == "leave" and step[1] in active:
                 cid = f"{step[1]}/1"
+                cars.left(cid)
                 gw.stop(cid)
                 await ctl.on_event(SessionEnded(active.pop(step[1]), None, t[0], connector_id=cid))
             elif kind == "meter" and step[1] in active:
                 cid = f"{step[1]}/1"
                 a = step[2]
                 amps = {"L1": a} if step[3] else {"L1": a, "L2": a, "L3": a}
+                cars.reading(cid, a, step[3])
                 await ctl.on_event(MeterReading(cid, t[0], current_a=amps))
             elif kind == "cut":
                 ctl.set_group_limit("grid", limit_a=step[1])
             elif kind == "behave":
                 gw.behaviour[step[1]] = step[2]
+            # what was in force counts as the car draws now (a car that loads
+            # more lines loads them at once, before anything can be lowered)
+            model = cars.model()
+            before = loads(model, grid, in_force) if in_force is not None else None
             await settle()
             cap = cap_now()
             # never above capacity, nor above what was in force before the
@@ -162,3 +199,17 @@ async def run(steps: list[tuple], db: Path) -> None:
 def test_limits_in_force_stay_within_capacity_whatever_happens(tmp_path: Path, steps):
     db = tmp_path / f"inv-{abs(hash(tuple(map(str, steps))))}.db"
     asyncio.run(run(steps, db))
+
+
+def test_a_one_phase_car_frees_the_other_lines_and_nothing_goes_over(tmp_path: Path):
+    # found by the property above: A learns it loads L1 only, B arrives and is
+    # given room on L2/L3 that A, counted on every wired line, would not leave
+    steps = [
+        ("arrive", "A"),
+        ("meter", "A", 8.0, True),
+        ("arrive", "B"),
+        ("meter", "A", 8.0, True),
+        ("meter", "A", 8.0, False),  # it loads every line again: lowered at once
+        ("leave", "A"),
+    ]
+    asyncio.run(run(steps, tmp_path / "one-phase.db"))
