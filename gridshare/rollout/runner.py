@@ -99,7 +99,7 @@ async def run_rollout(
         on_sending=on_sending,
         on_answers=on_answers,
         answer_timeout_s=answer_timeout_s,
-        slots=asyncio.Semaphore(concurrency),
+        in_flight=asyncio.Semaphore(concurrency),
     )
     default_low, default_high = _default_changes(book, defaults or {}, hysteresis)
 
@@ -173,14 +173,14 @@ class _Sender:
     on_sending: Sending | None
     on_answers: Answers | None
     answer_timeout_s: float
-    slots: asyncio.Semaphore
+    in_flight: asyncio.Semaphore
     """Calls in flight at most (``concurrency``)."""
     station_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """One call at a time per station."""
 
     async def call(self, station_id: str, spec: ChargingLimitSpec) -> CommandResult:
         lock = self.station_locks.setdefault(station_id, asyncio.Lock())
-        async with self.slots, lock:
+        async with self.in_flight, lock:
             self.report.sent += 1
             self.report.last_sent_at = self.clock()
             timeout = self.answer_timeout_s
