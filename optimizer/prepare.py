@@ -46,6 +46,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optimizer.families import (
+    KW,
+    WEIGHTED,
+    FamilyKey,
+    SiteFamilies,
+    group_limit_a,
+    group_limit_kw,
+)
 from optimizer.problem import PlanningProblem, SessionDemand
 from optimizer.site import LINES, ConnectorInfo, Line
 
@@ -198,11 +206,13 @@ def periods_of(problem: PlanningProblem) -> np.ndarray:
 
 def _families(
     problem: PlanningProblem, period_first: np.ndarray
-) -> tuple[list[Family], dict[tuple[str, str], int]]:
+) -> tuple[list[Family], dict[FamilyKey, int]]:
+    """The LP's families, groups in site order: a weighted group's, or a group's
+    lines and (if it has a power limit) its kW; capacity less the fixed loads."""
     site, grid, cap = problem.site, problem.grid, problem.capacity
     fixed = {k: v for k, v in problem.fixed_load_a.items() if v > 0}
     fams: list[Family] = []
-    index: dict[tuple[str, str], int] = {}
+    index: dict[FamilyKey, int] = {}
 
     def add(gid: str, qty: str, arr: np.ndarray) -> None:
         index[(gid, qty)] = len(fams)
@@ -211,17 +221,13 @@ def _families(
 
     inf = np.full(grid.slots, INF)
     for g in site.groups:
-        limit_a = cap.limit_a.get(g.id)
-        if limit_a is None:
-            limit_a = np.full(grid.slots, g.limit_a if g.limit_a is not None else INF)
+        limit_a = group_limit_a(site, cap, g.id, grid.slots)
         if g.weights is not None:
             members = site.weighted_members(g)
             used = sum(members.get(k, 0.0) * a for k, a in fixed.items())
-            add(g.id, "weighted", limit_a - used)
+            add(g.id, WEIGHTED, limit_a - used)
             continue
-        limit_kw = cap.limit_kw.get(g.id)
-        if limit_kw is None:
-            limit_kw = np.full(grid.slots, g.limit_kw if g.limit_kw is not None else INF)
+        limit_kw = group_limit_kw(site, cap, g.id, grid.slots)
         under = [site.connectors[k] for k in fixed if g.id in site.connectors[k].ancestors]
         for line in LINES:
             used_a = sum(fixed[i.key] for i in under if line in i.lines)
@@ -231,7 +237,7 @@ def _families(
                 add(g.id, line.value, limit_a - used_a)
         if not np.all(np.isinf(limit_kw)):
             used_kw = sum(fixed[i.key] * i.kw_per_amp() for i in under)
-            add(g.id, "kW", limit_kw - used_kw)
+            add(g.id, KW, limit_kw - used_kw)
     return fams, index
 
 
@@ -324,26 +330,22 @@ def _x_columns(problem: PlanningProblem, periods: _Periods) -> _XColumns:
 
 
 def _session_cols(
-    problem: PlanningProblem, x: _XColumns, fam_index: dict[tuple[str, str], int]
+    problem: PlanningProblem, x: _XColumns, fam_index: dict[FamilyKey, int]
 ) -> list[SessionCols]:
     """One `SessionCols` per session: its columns, window and limit families."""
-    site = problem.site
-    weighted = [(g, site.weighted_members(g)) for g in site.groups if g.weights is not None]
+    families = SiteFamilies.of(problem.site)
     family_cache: dict[tuple[str, tuple[Line, ...], str], tuple[tuple[int, float], ...]] = {}
 
-    def families_of(info: ConnectorInfo, lines: tuple[Line, ...], kw_a: float) -> tuple:
-        key = (info.group, lines, info.key if weighted else "")
+    def families_of(info: ConnectorInfo, lines: tuple[Line, ...]) -> tuple:
+        key = (info.group, lines, info.key if families.weighted else "")
         fam = family_cache.get(key)
         if fam is None:
-            out: list[tuple[int, float]] = []
-            for gid in info.ancestors:
-                out.extend((fam_index[(gid, line.value)], 1.0) for line in lines)
-                if (gid, "kW") in fam_index:
-                    out.append((fam_index[(gid, "kW")], kw_a))
-            for g, members in weighted:
-                if members.get(info.key):
-                    out.append((fam_index[(g.id, "weighted")], members[info.key]))
-            fam = family_cache[key] = tuple(out)
+            # a kW family is in the LP only where its group has a power limit
+            fam = family_cache[key] = tuple(
+                (fam_index[k], coef)
+                for k, coef in families.loaded_by(info, lines)
+                if k in fam_index
+            )
         return fam
 
     starts, count = x.starts, x.count
@@ -358,7 +360,7 @@ def _session_cols(
             periods=x.period[starts[i] : starts[i] + count[i]],
             kwh_per_a=x.kwh[starts[i] : starts[i] + count[i]],
             window=(float(x.p0[i]), float(x.p1[i])),
-            families=families_of(info, x.lines_of[i], float(x.kw[i])),
+            families=families_of(info, x.lines_of[i]),
         )
         for i, (d, info) in enumerate(zip(problem.sessions, x.infos, strict=True))
     ]
