@@ -334,10 +334,11 @@ def _session_cols(
 ) -> list[SessionCols]:
     """One `SessionCols` per session: its columns, window and limit families."""
     families = SiteFamilies.of(problem.site)
-    family_cache: dict[tuple[str, tuple[Line, ...], str], tuple[tuple[int, float], ...]] = {}
+    family_cache: dict[tuple[str, tuple[Line, ...], float, str], tuple[tuple[int, float], ...]] = {}
 
     def families_of(info: ConnectorInfo, lines: tuple[Line, ...]) -> tuple:
-        key = (info.group, lines, info.key if families.weighted else "")
+        # connectors alike in group, lines and kW per A share their families
+        key = (info.group, lines, info.kw_per_amp(lines), info.key if families.weighted else "")
         fam = family_cache.get(key)
         if fam is None:
             # a kW family is in the LP only where its group has a power limit

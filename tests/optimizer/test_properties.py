@@ -187,3 +187,33 @@ def test_a_twin_session_gets_the_same_plan(prob: PlanningProblem, data: st.DataO
         x[b.first_col : b.first_col + len(b.periods)],
         atol=1e-6,
     )
+
+
+def test_a_power_limit_counts_each_connectors_own_voltage() -> None:
+    # two one-phase connectors on the same line of one group, one at 120 V and
+    # one at 230 V: each ampere is counted at its own voltage in the kW row
+    from datetime import timedelta
+
+    from tests.optimizer.sites import NOW, problem, site_from
+
+    site = site_from(
+        [{"id": "g", "limit_kw": 5.0}],
+        [
+            {
+                "id": "LOW",
+                "group": "g",
+                "connectors": [{"id": 1, "max_current_a": 32, "phases": ["L1"], "voltage_v": 120}],
+            },
+            {
+                "id": "HIGH",
+                "group": "g",
+                "connectors": [{"id": 1, "max_current_a": 32, "phases": ["L1"]}],
+            },
+        ],
+    )
+    later = NOW + timedelta(hours=6)
+    sessions = [
+        SessionDemand(f"s{i}", cid, NOW, later, energy_kwh=100.0)
+        for i, cid in enumerate(["LOW/1", "HIGH/1"])
+    ]
+    assert_within_limits(problem(site, sessions))
