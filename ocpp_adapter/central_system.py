@@ -85,7 +85,7 @@ from ocpp_adapter.events import (
     StationDisconnected,
 )
 from ocpp_adapter.profiles import (
-    ProfileError,
+    LimitSpecError,
     charging_profile_16,
     charging_profile_201,
     clear_profile_16,
@@ -859,7 +859,7 @@ class CentralSystem:
                 return CommandResult(CommandOutcome.NOT_CONNECTED, "connection closed"), None
         try:
             payload = build(link.session)
-        except ProfileError as e:
+        except LimitSpecError as e:
             return CommandResult(CommandOutcome.REJECTED, f"invalid limit: {e}"), None
         retries = self.settings.call_retries if idempotent else 0
         answer = await self._exchange(link, action, payload, retries=retries)
@@ -979,7 +979,7 @@ class CentralSystem:
                 try:
                     return {"transactionId": int(transaction_id)}
                 except ValueError:
-                    raise ProfileError(f"1.6 transaction id {transaction_id!r}") from None
+                    raise LimitSpecError(f"1.6 transaction id {transaction_id!r}") from None
             return {"transactionId": transaction_id}
 
         result, _ = await self._command(

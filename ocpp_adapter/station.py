@@ -46,7 +46,7 @@ from ocpp_adapter.meter import (
 )
 from ocpp_adapter.rpc import (
     Call,
-    CallError,
+    CallErrorFrame,
     CallResult,
     Fault,
     Message,
@@ -233,7 +233,7 @@ class StationSession:
             return None
         action = self.pending[1]
         self.pending = None
-        if isinstance(msg, CallError):
+        if isinstance(msg, CallErrorFrame):
             return Answer(msg.unique_id, action, None, f"{msg.code}: {msg.description}", msg.code)
         assert isinstance(msg, CallResult)
         try:
