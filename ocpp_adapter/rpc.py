@@ -3,9 +3,11 @@
 Errors::
 
     AdapterError                  root of the adapter's own exceptions
-    └── RpcError                  a frame we must answer with a CALLERROR; knows its
-                                  `Fault`, which `error_code` turns into the wire name
-                                  for the connection's OCPP version
+    ├── RpcError                  a frame we must answer with a CALLERROR; knows its
+    │                             `Fault`, which `error_code` turns into the wire name
+    │                             for the connection's OCPP version
+    └── ListenError               (also an OSError) the OCPP port cannot be listened
+                                  on; in `ocpp_adapter.central_system`
 
 The schemas are the ones bundled with the ``ocpp`` package. Validators are
 compiled once per (version, action, direction) and cached. ``fastjsonschema``
