@@ -87,6 +87,7 @@ async def serve(
     adapter_gc: bool = True,
 ) -> None:
     from gridshare.config import parse_config
+    from gridshare.service import ocpp_server_settings
     from ocpp_adapter.central_system import AdapterSettings, CentralSystem
 
     events = 0
@@ -98,7 +99,9 @@ async def serve(
     settings = AdapterSettings(meter_interval_s=meter_interval_s, heartbeat_interval_s=300)
     if not adapter_gc:
         settings = replace(settings, gc_freeze_interval_s=None)
-    cs = CentralSystem(parse_config(site_config(n)), on_event, settings=settings)
+    cs = CentralSystem(
+        ocpp_server_settings(parse_config(site_config(n))), on_event, settings=settings
+    )
     await cs.start()
     print(json.dumps({"port": cs.port}), flush=True)
     loop = asyncio.get_running_loop()

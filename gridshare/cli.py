@@ -35,6 +35,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("gridshare.simulation.hosting", "HostingError"),
     ("optimizer.errors", "ProblemError"),
     ("oscp.loopback", "ListenError"),
+    ("ocpp_adapter.central_system", "ListenError"),
 )
 """(module, class) of the errors whose message is meant for the user. Only
 modules already imported are looked at: an error class can only have been

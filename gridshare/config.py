@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from forecasts.demand import DemandDefaults
+from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S
 from optimizer.site import Site
 from oscp.config import OscpConfig, OscpProviderConfig
 
@@ -70,7 +71,7 @@ class ServerConfig(_Strict):
     """Allow-list for Authorize; None accepts every idTag."""
     meter_interval_s: Annotated[int, Field(ge=1)] = 10
     """Meter value sampling the stations are configured for (re-planning reacts to it)."""
-    heartbeat_interval_s: Annotated[int, Field(ge=10)] = 300
+    heartbeat_interval_s: Annotated[int, Field(ge=10)] = DEFAULT_HEARTBEAT_INTERVAL_S
     http_tls_cert: Path | None = None
     http_tls_key: Path | None = None
     """HTTPS on the HTTP port (API, dashboard, OSCP). Without them the OCPP

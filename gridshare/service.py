@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import logging
-import os
 import signal
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
@@ -42,76 +39,28 @@ from gridshare.controller import (
     static_capacity,
 )
 from gridshare.dso_reports import ComplianceWatch, EnergyCounter
-from gridshare.operator import CAPACITY_HISTORY, ServiceBackend, capability_names
+from gridshare.operator import CAPACITY_HISTORY, ServiceBackend
 from gridshare.rollout import RolloutReport
 from gridshare.store import Store, open_store
 from ocpp_adapter.events import (
-    ChargingLimitSpec,
-    CommandResult,
     DomainEvent,
-    LimitPurpose,
     MeterReading,
-    StationCapabilities,
 )
+from ocpp_adapter.ports import OcppGateway
+from ocpp_adapter.ports import StationInfo as StationInfo  # the operator's view and fakes use it
+from ocpp_adapter.settings import ServerSettings
 from ocpp_adapter.tls import server_tls_context
 from optimizer.plan import Plan
 from optimizer.problem import TimeGrid
-from oscp.loopback import ListenError, listen_socket
+from oscp.loopback import listen_socket
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[DomainEvent], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class StationInfo:
-    """What the central system knows of one station (for the operator's view)."""
-
-    station_id: str
-    connected: bool
-    protocol: str | None = None
-    vendor: str | None = None
-    model: str | None = None
-    firmware: str | None = None
-    last_seen: datetime | None = None
-    capabilities: tuple[str, ...] = ()
-
-
-class Gateway(Protocol):
-    """The OCPP central system as the service sees it."""
-
-    @property
-    def port(self) -> int: ...
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def set_limit(self, station_id: str, spec: ChargingLimitSpec) -> CommandResult: ...
-
-    async def clear_limit(self, station_id: str, connector: int) -> CommandResult: ...
-
-    def stations(self) -> Sequence[StationInfo]: ...
-
-    async def remote_start(
-        self,
-        station_id: str,
-        connector: int,
-        id_tag: str,
-        spec: ChargingLimitSpec | None = None,
-    ) -> CommandResult: ...
-
-    async def remote_stop(self, station_id: str, transaction_id: str) -> CommandResult: ...
-
-    async def trigger_message(
-        self, station_id: str, message: str, connector: int | None = None
-    ) -> CommandResult: ...
-
-    async def reset(self, station_id: str, hard: bool = False) -> CommandResult: ...
-
-    async def change_availability(
-        self, station_id: str, connector: int, operative: bool
-    ) -> CommandResult: ...
+Gateway = OcppGateway
+"""The OCPP central system as the service sees it."""
 
 
 GatewayFactory = Callable[[GridshareConfig, int, str, EventSink], Gateway]
@@ -133,6 +82,26 @@ class ServiceError(Exception):
     """The service cannot start as configured."""
 
 
+def ocpp_server_settings(
+    config: GridshareConfig, port: int | None = None, host: str | None = None
+) -> ServerSettings:
+    """The central system's part of the configuration (``port``/``host``: the
+    command line's, over ``[server]``)."""
+    server = config.server
+    tags = server.authorize_id_tags
+    return ServerSettings(
+        host=server.host if host is None else host,
+        port=server.ocpp_port if port is None else port,
+        known_stations=frozenset(c.id for c in config.site.chargers),
+        allow_unknown_stations=server.allow_unknown_stations,
+        station_passwords={k: v.get_secret_value() for k, v in server.station_passwords.items()},
+        tls_cert=server.tls_cert,
+        tls_key=server.tls_key,
+        tls_client_ca=server.tls_client_ca,
+        authorize_id_tags=frozenset(tags) if tags is not None else None,
+    )
+
+
 def central_system_factory(
     config: GridshareConfig,
     port: int,
@@ -146,105 +115,17 @@ def central_system_factory(
     transaction ids from ``transaction_ids`` (the store's sequence)."""
     from ocpp_adapter import AdapterSettings, CentralSystem
 
-    server = config.server.model_copy(update={"ocpp_port": port, "host": host})
     settings = AdapterSettings(
         meter_interval_s=config.server.meter_interval_s,
         heartbeat_interval_s=config.server.heartbeat_interval_s,
     )
-    cs = CentralSystem(
-        config.model_copy(update={"server": server}),
+    return CentralSystem(
+        ocpp_server_settings(config, port, host),
         sink,
         settings=settings,
         transaction_ids=transaction_ids,
         **({"clock": clock} if clock is not None else {}),
     )
-    return _CentralSystemGateway(cs)
-
-
-class _CentralSystemGateway:
-    """Adapts the central system's command methods to the controller's needs."""
-
-    def __init__(self, cs: Any) -> None:
-        self.cs = cs
-
-    @property
-    def port(self) -> int:
-        return int(self.cs.port)
-
-    async def start(self) -> None:
-        try:
-            await self.cs.start()
-        except OSError as e:
-            # asyncio's bind error carries the errno only: named here, where it enters
-            if e.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) or e.filename is not None:
-                raise
-            server = self.cs.config.server
-            where = f"{server.host}:{server.ocpp_port}"
-            raise ListenError(
-                e.errno, f"cannot listen for OCPP on {where}: {os.strerror(e.errno)}"
-            ) from e
-
-    async def stop(self) -> None:
-        await self.cs.stop()
-
-    async def set_limit(self, station_id: str, spec: ChargingLimitSpec) -> CommandResult:
-        result: CommandResult = await self.cs.set_limit(station_id, spec)
-        return result
-
-    async def clear_limit(self, station_id: str, connector: int) -> CommandResult:
-        result: CommandResult = await self.cs.clear_limit(
-            station_id, connector=connector, purpose=LimitPurpose.TX
-        )
-        return result
-
-    def stations(self) -> Sequence[StationInfo]:
-        """The central system's station records (``ocpp_adapter.StationInfo``)."""
-        out = []
-        for st in self.cs.stations():
-            caps: StationCapabilities | None = st.capabilities
-            out.append(
-                StationInfo(
-                    station_id=st.station_id,
-                    connected=st.connected,
-                    protocol=st.protocol,
-                    vendor=st.vendor or None,
-                    model=st.model or None,
-                    firmware=st.firmware,
-                    last_seen=st.last_seen,
-                    capabilities=tuple(capability_names(caps)) if caps is not None else (),
-                )
-            )
-        return out
-
-    async def remote_start(
-        self,
-        station_id: str,
-        connector: int,
-        id_tag: str,
-        spec: ChargingLimitSpec | None = None,
-    ) -> CommandResult:
-        result: CommandResult = await self.cs.remote_start(station_id, connector, id_tag, spec)
-        return result
-
-    async def remote_stop(self, station_id: str, transaction_id: str) -> CommandResult:
-        result: CommandResult = await self.cs.remote_stop(station_id, transaction_id)
-        return result
-
-    async def trigger_message(
-        self, station_id: str, message: str, connector: int | None = None
-    ) -> CommandResult:
-        result: CommandResult = await self.cs.trigger_message(station_id, message, connector)
-        return result
-
-    async def reset(self, station_id: str, hard: bool = False) -> CommandResult:
-        result: CommandResult = await self.cs.reset(station_id, hard=hard)
-        return result
-
-    async def change_availability(
-        self, station_id: str, connector: int, operative: bool
-    ) -> CommandResult:
-        result: CommandResult = await self.cs.change_availability(station_id, connector, operative)
-        return result
 
 
 class _Uvicorn(uvicorn.Server):

@@ -1,7 +1,8 @@
 """OCPP-J 1.6 and 2.0.1 central system: stations in, domain events out, limits to stations.
 
-Importing the package is cheap: `CentralSystem`, `AdapterSettings` and
-`StationInfo` are loaded (with ``websockets``) on first use.
+What the application may use of it is in `ocpp_adapter.ports`. Importing the
+package is cheap: `CentralSystem` and its settings are loaded (with
+``websockets``) on first use.
 """
 
 from __future__ import annotations
@@ -9,9 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ocpp_adapter.central_system import AdapterSettings, CentralSystem, StationInfo
+    from ocpp_adapter.central_system import (
+        AdapterSettings,
+        CentralSystem,
+        ListenError,
+        ServerSettings,
+        StationInfo,
+    )
 
-__all__ = ["AdapterSettings", "CentralSystem", "StationInfo"]
+__all__ = ["AdapterSettings", "CentralSystem", "ListenError", "ServerSettings", "StationInfo"]
 
 
 def __getattr__(name: str) -> Any:

@@ -51,7 +51,7 @@ _PURPOSE_BASE = {
 }
 
 
-class ProfileError(ValueError):
+class LimitSpecError(ValueError):
     """The spec cannot be expressed as a valid profile (e.g. a TxProfile on connector 0)."""
 
 
@@ -94,10 +94,10 @@ def resolve(
 ) -> Schedule:
     """Anchor, convert, merge and truncate the spec's periods (see module doc)."""
     if not spec.periods:
-        raise ProfileError("a charging limit needs at least one period")
+        raise LimitSpecError("a charging limit needs at least one period")
     top = caps.max_stack_level if caps is not None else None
     if top is not None and stack_level(spec) > top:
-        raise ProfileError(f"stack level {stack_level(spec)} above the station's {top}")
+        raise LimitSpecError(f"stack level {stack_level(spec)} above the station's {top}")
     periods = sorted(spec.periods, key=lambda p: p.start_offset_s)
     start = spec.start if spec.start.tzinfo else spec.start.replace(tzinfo=UTC)
     # Whole seconds: startSchedule goes on the wire without fractions.
@@ -142,14 +142,14 @@ def _iso(at: datetime) -> str:
 
 def _check_target(spec: ChargingLimitSpec, in_remote_start: bool) -> None:
     if spec.purpose is LimitPurpose.STATION_MAX and spec.connector != 0:
-        raise ProfileError("a station maximum profile goes on connector 0")
+        raise LimitSpecError("a station maximum profile goes on connector 0")
     if spec.purpose is LimitPurpose.TX:
         if spec.connector <= 0:
-            raise ProfileError("a TxProfile needs a connector > 0")
+            raise LimitSpecError("a TxProfile needs a connector > 0")
         if spec.transaction_id is None and not in_remote_start:
-            raise ProfileError("a TxProfile needs the transaction id")
+            raise LimitSpecError("a TxProfile needs the transaction id")
     if spec.connector < 0 or spec.stack_level < 0:
-        raise ProfileError("connector and stack level must not be negative")
+        raise LimitSpecError("connector and stack level must not be negative")
 
 
 def _periods(schedule: Schedule) -> list[dict[str, Any]]:
@@ -176,7 +176,7 @@ def charging_profile_16(
         try:
             profile["transactionId"] = int(spec.transaction_id)
         except ValueError:
-            raise ProfileError(
+            raise LimitSpecError(
                 f"1.6 transaction ids are integers, not {spec.transaction_id!r}"
             ) from None
     return profile

@@ -3,9 +3,11 @@
 Errors::
 
     AdapterError                  root of the adapter's own exceptions
-    └── RpcError                  a frame we must answer with a CALLERROR; knows its
-                                  `Fault`, which `error_code` turns into the wire name
-                                  for the connection's OCPP version
+    ├── RpcError                  a frame we must answer with a CALLERROR; knows its
+    │                             `Fault`, which `error_code` turns into the wire name
+    │                             for the connection's OCPP version
+    └── ListenError               (also an OSError) the OCPP port cannot be listened
+                                  on; in `ocpp_adapter.central_system`
 
 The schemas are the ones bundled with the ``ocpp`` package. Validators are
 compiled once per (version, action, direction) and cached. ``fastjsonschema``
@@ -30,25 +32,20 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import Enum
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from ocpp_adapter.datetimes import is_datetime_16, is_datetime_201
+from ocpp_adapter.schema_relaxations import relax
+from ocpp_adapter.versions import OcppVersion
 
 log = logging.getLogger(__name__)
 
 
 class AdapterError(Exception):
     """Root of the OCPP adapter's exceptions."""
-
-
-class OcppVersion(StrEnum):
-    """Sub-protocols we speak, by their WebSocket names."""
-
-    V16 = "ocpp1.6"
-    V201 = "ocpp2.0.1"
 
 
 class Fault(Enum):
@@ -144,14 +141,14 @@ class CallResult:
 
 
 @dataclass(slots=True)
-class CallError:
+class CallErrorFrame:
     unique_id: str
     code: str
     description: str
     details: dict[str, Any]
 
 
-Message = Call | CallResult | CallError
+Message = Call | CallResult | CallErrorFrame
 
 _MAX_ID_LEN = 36
 
@@ -239,7 +236,7 @@ def parse_frame(text: str | bytes) -> Message:
             raise RpcError(Fault.FORMAT, "CALLERROR must be [4, id, code, description, {}]")
         description = data[3] if isinstance(data[3], str) else ""
         details = data[4] if len(data) > 4 and isinstance(data[4], dict) else {}
-        return CallError(unique_id, data[2], description, details)
+        return CallErrorFrame(unique_id, data[2], description, details)
     raise RpcError(Fault.MESSAGE_TYPE, f"message type {type_id} is not supported", unique_id)
 
 
@@ -365,9 +362,6 @@ def _compile_jsonschema(schema: dict[str, Any], version: OcppVersion) -> Validat
 
 @cache
 def _validator(version: OcppVersion, action: str, response: bool) -> Validator:
-    # Imported here: the table names versions, so it imports this module.
-    from ocpp_adapter.schema_relaxations import relax
-
     schema = relax(version, action, response, load_schema(version, action, response))
     return _compile(_lenient(schema), version)
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ocpp_adapter.rpc import OcppVersion
+from ocpp_adapter.versions import OcppVersion
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ocpp_adapter.capabilities import capability_request, read_capabilities, sampling_requests
 from ocpp_adapter.events import (
     ConnectorStatusChanged,
     DomainEvent,
@@ -46,7 +47,7 @@ from ocpp_adapter.meter import (
 )
 from ocpp_adapter.rpc import (
     Call,
-    CallError,
+    CallErrorFrame,
     CallResult,
     Fault,
     Message,
@@ -58,6 +59,7 @@ from ocpp_adapter.rpc import (
     validate_request,
     validate_response,
 )
+from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ V16, V201 = OcppVersion.V16, OcppVersion.V201
 
 @dataclass(frozen=True)
 class SessionSettings:
-    heartbeat_interval_s: int = 300
+    heartbeat_interval_s: int = DEFAULT_HEARTBEAT_INTERVAL_S
     meter_interval_s: int | None = 10
     """Sample interval we configure after boot; None leaves the station's own."""
     measurands: tuple[str, ...] = (
@@ -135,13 +137,6 @@ class Answer:
 
 Outcome = Handled | Refused | Answer | None
 
-_SMART_VARIABLES_201 = ("RateUnit", "PeriodsPerSchedule", "ProfileStackLevel", "Phases3to1")
-_SMART_KEYS_16 = (
-    "ChargingScheduleAllowedChargingRateUnit",
-    "ChargingScheduleMaxPeriods",
-    "ChargeProfileMaxStackLevel",
-    "ConnectorSwitch3to1PhaseSupported",
-)
 # Actions a station may send that we acknowledge with an empty result.
 _ACK_ONLY = {
     V16: frozenset(
@@ -233,7 +228,7 @@ class StationSession:
             return None
         action = self.pending[1]
         self.pending = None
-        if isinstance(msg, CallError):
+        if isinstance(msg, CallErrorFrame):
             return Answer(msg.unique_id, action, None, f"{msg.code}: {msg.description}", msg.code)
         assert isinstance(msg, CallResult)
         try:
@@ -552,74 +547,19 @@ class StationSession:
     # --- after boot -----------------------------------------------------------------------
 
     def capability_request(self) -> tuple[str, dict[str, Any]]:
-        if self.version is V16:
-            return "GetConfiguration", {"key": list(_SMART_KEYS_16)}
-        return "GetVariables", {
-            "getVariableData": [
-                {"component": {"name": "SmartChargingCtrlr"}, "variable": {"name": name}}
-                for name in _SMART_VARIABLES_201
-            ]
-        }
+        """The CALL that asks the station what it can do (`ocpp_adapter.capabilities`)."""
+        return capability_request(self.version)
 
     def apply_capabilities(self, payload: dict[str, Any] | None) -> StationCapabilities:
         """The capability answer (None: the station would not say) → remembered capabilities."""
-        values: dict[str, str] = {}
-        if payload and self.version is V16:
-            for item in payload.get("configurationKey") or ():
-                if "value" in item:
-                    values[item["key"]] = item["value"]
-            units_raw = values.get("ChargingScheduleAllowedChargingRateUnit")
-            periods, stack = (
-                values.get("ChargingScheduleMaxPeriods"),
-                values.get("ChargeProfileMaxStackLevel"),
-            )
-            switching = values.get("ConnectorSwitch3to1PhaseSupported")
-        elif payload:
-            for item in payload.get("getVariableResult") or ():
-                if item.get("attributeStatus") == "Accepted" and "attributeValue" in item:
-                    values[item["variable"]["name"]] = item["attributeValue"]
-            units_raw = values.get("RateUnit")
-            periods, stack = values.get("PeriodsPerSchedule"), values.get("ProfileStackLevel")
-            switching = values.get("Phases3to1")
-        else:
-            units_raw = periods = stack = switching = None
-        caps = StationCapabilities(
-            self.station_id,
-            self._clock(),
-            _rate_units(units_raw),
-            _int(periods),
-            _int(stack),
-            None if switching is None else switching.strip().lower() == "true",
-        )
+        caps = read_capabilities(self.station_id, self.version, payload, self._clock())
         self.state.capabilities = caps
         return caps
 
     def sampling_requests(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        interval = self.settings.meter_interval_s
-        if interval is None:
-            return
-        measurands = ",".join(self.settings.measurands)
-        if self.version is V16:
-            yield "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": str(interval)}
-            yield "ChangeConfiguration", {"key": "MeterValuesSampledData", "value": measurands}
-            return
-        yield (
-            "SetVariables",
-            {
-                "setVariableData": [
-                    {
-                        "component": {"name": "SampledDataCtrlr"},
-                        "variable": {"name": "TxUpdatedInterval"},
-                        "attributeValue": str(interval),
-                    },
-                    {
-                        "component": {"name": "SampledDataCtrlr"},
-                        "variable": {"name": "TxUpdatedMeasurands"},
-                        "attributeValue": measurands,
-                    },
-                ]
-            },
-        )
+        """The CALLs that configure the station's meter sampling (none if we leave it)."""
+        s = self.settings
+        return sampling_requests(self.version, s.meter_interval_s, s.measurands)
 
 
 _Handler = Callable[[StationSession, Call, datetime], Handled]
@@ -642,23 +582,3 @@ def _iso(at: datetime) -> str:
 
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value.strip()) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _rate_units(raw: str | None) -> tuple[str, ...]:
-    if raw is None:
-        return ("A",)
-    units = []
-    for token in raw.replace(";", ",").split(","):
-        t = token.strip().lower()
-        if t in ("current", "a") and "A" not in units:
-            units.append("A")
-        elif t in ("power", "w") and "W" not in units:
-            units.append("W")
-    return tuple(units) or ("A",)

@@ -19,6 +19,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from gridshare.config import GridshareConfig, parse_config
+from gridshare.service import ocpp_server_settings
 from ocpp_adapter.central_system import AdapterSettings, CentralSystem
 from ocpp_adapter.events import DomainEvent, EventRefused
 from ocpp_adapter.rpc import OcppVersion, validate_request
@@ -267,7 +268,7 @@ async def running(
     sink: Recorder | None = None,
 ) -> AsyncIterator[tuple[CentralSystem, Recorder]]:
     rec = sink or Recorder()
-    cs = CentralSystem(config or make_config(), rec, settings=settings)
+    cs = CentralSystem(ocpp_server_settings(config or make_config()), rec, settings=settings)
     await cs.start()
     try:
         yield cs, rec

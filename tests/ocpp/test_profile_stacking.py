@@ -21,9 +21,7 @@ from gridshare.peers.limits import (
 )
 from ocpp_adapter.events import ChargingLimitSpec, LimitPeriod, LimitPurpose, StationCapabilities
 from ocpp_adapter.profiles import (
-    ProfileError as SpecError,
-)
-from ocpp_adapter.profiles import (
+    LimitSpecError,
     clear_profile_16,
     clear_profile_201,
     resolve,
@@ -120,5 +118,5 @@ def test_a_201_station_refuses_tx_defaults_sharing_a_level() -> None:
 def test_a_station_with_a_single_level_gets_no_clashing_default() -> None:
     one_level = StationCapabilities("CP", NOW, ("A",), None, 0)
     assert resolve(default(0, 10), one_level, NOW).periods
-    with pytest.raises(SpecError):
+    with pytest.raises(LimitSpecError):
         resolve(default(1, 6), one_level, NOW)

@@ -19,7 +19,7 @@ from ocpp_adapter.events import (
     StationCapabilities,
 )
 from ocpp_adapter.profiles import (
-    ProfileError,
+    LimitSpecError,
     charging_profile_16,
     clear_profile_16,
     clear_profile_201,
@@ -179,7 +179,7 @@ def test_stable_ids_differ_by_connector_and_purpose() -> None:
     ],
 )
 def test_impossible_profiles_refused(bad: ChargingLimitSpec) -> None:
-    with pytest.raises(ProfileError):
+    with pytest.raises(LimitSpecError):
         set_profile_16(bad, resolve(bad, None, NOW))
 
 
@@ -195,13 +195,13 @@ def test_remote_start_profile_has_no_transaction() -> None:
 
 
 def test_no_periods_refused() -> None:
-    with pytest.raises(ProfileError):
+    with pytest.raises(LimitSpecError):
         resolve(ChargingLimitSpec(LimitPurpose.TX, 1, NOW, (), "1"), None, NOW)
 
 
 def test_stack_level_within_the_station_maximum() -> None:
     high = ChargingLimitSpec(LimitPurpose.TX, 1, NOW, (LimitPeriod(0, 6, 3),), "1", stack_level=4)
     stations_max = StationCapabilities("CP", NOW, ("A",), None, 3)
-    with pytest.raises(ProfileError):
+    with pytest.raises(LimitSpecError):
         resolve(high, stations_max, NOW)
     assert resolve(high, None, NOW).periods  # unknown maximum: the station decides

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ocpp_adapter.rpc import (
     Call,
-    CallError,
+    CallErrorFrame,
     CallResult,
     Fault,
     OcppVersion,
@@ -82,7 +82,7 @@ def test_error_frame_shape() -> None:
 def test_parse_good_frames() -> None:
     assert parse_frame('[2, "1", "Heartbeat", {}]') == Call("1", "Heartbeat", {})
     assert parse_frame('[3, "1", {"a": 1}]') == CallResult("1", {"a": 1})
-    assert parse_frame('[4, "1", "GenericError", "x", {"k": 2}]') == CallError(
+    assert parse_frame('[4, "1", "GenericError", "x", {"k": 2}]') == CallErrorFrame(
         "1", "GenericError", "x", {"k": 2}
     )
     assert parse_frame(encode_call("9", "Heartbeat", {})) == Call("9", "Heartbeat", {})

@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 from gridshare.config import ConfigError
+from gridshare.service import ocpp_server_settings
 from ocpp_adapter import AdapterSettings, CentralSystem
 from ocpp_adapter.events import (
     PROPERTY_CONSTRAINT,
@@ -34,6 +35,7 @@ from ocpp_adapter.events import (
     StationConnected,
     StationDisconnected,
 )
+from ocpp_adapter.ports import OcppGateway, StationInfo
 from ocpp_adapter.rpc import OcppVersion
 from tests.certs import server_certificate, station_certificates
 from tests.ocpp.helpers import (
@@ -660,7 +662,9 @@ async def test_v16_transaction_ids_are_asked_for_by_the_central_system() -> None
         asked.append(7000 + len(asked))
         return asked[-1]
 
-    cs = CentralSystem(make_config(), Recorder(), settings=FAST, transaction_ids=source)
+    cs = CentralSystem(
+        ocpp_server_settings(make_config()), Recorder(), settings=FAST, transaction_ids=source
+    )
     await cs.start()
     try:
         async with station(cs, "CP1") as st:
@@ -799,3 +803,37 @@ async def test_frame_tap_and_frame_log_see_every_frame(caplog: pytest.LogCapture
     assert any(w == "in" and f[0] == 3 for _, w, f in seen)  # the station's answers
     logged = [r.getMessage() for r in caplog.records if r.name == "ocpp_adapter.frames"]
     assert len(logged) >= len(seen) - 1 and any("BootNotification" in m for m in logged)
+
+
+async def test_station_details_as_the_application_sees_them() -> None:
+    """`stations()` as the port gives it: capabilities as short names, vendor and
+    model as the boot said, and a configured station never seen by its id only."""
+    config_16 = {
+        "ChargingScheduleAllowedChargingRateUnit": "Current,Power",
+        "ConnectorSwitch3to1PhaseSupported": "true",
+    }
+    handlers: dict[str, Handler] = {
+        "GetConfiguration": lambda p: {
+            "configurationKey": [
+                {"key": k, "readonly": True, "value": v} for k, v in config_16.items()
+            ]
+        },
+    }
+    async with running() as (cs, rec):
+        gateway: OcppGateway = cs  # the central system is the port itself
+        async with station(cs, "CP1", V16, handlers=handlers) as st:
+            await st.boot()
+            await rec.wait_for(StationCapabilities)
+            cp1, cp2 = gateway.stations()
+            assert cp1 == StationInfo(
+                "CP1",
+                connected=True,
+                protocol="ocpp1.6",
+                vendor="Acme",
+                model="W1",
+                firmware=None,
+                last_seen=cp1.last_seen,
+                capabilities=("SmartCharging", "rate:A", "rate:W", "PhaseSwitching"),
+            )
+            assert cp1.last_seen is not None
+            assert cp2 == StationInfo("CP2", connected=False)

@@ -23,11 +23,8 @@ from gridshare.controller import ControllerSettings
 from gridshare.service import (
     EventSink,
     Service,
-    StationInfo,
-    _CentralSystemGateway,
     controller_settings,
 )
-from ocpp_adapter.events import CommandOutcome, CommandResult, StationCapabilities
 from tests.service.local_stations import Car, LocalStations
 from tests.service.sites import NOW
 
@@ -450,56 +447,3 @@ async def test_an_override_survives_a_restart(tmp_path: Path) -> None:
         assert panel_b["override"]["set_by"] == "alice"
     finally:
         await svc.stop()
-
-
-class RecordingCentral:
-    """The central system's command surface, recording what the gateway forwards."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        async def command(*args: Any, **kwargs: Any) -> CommandResult:
-            self.calls.append((name, args, kwargs))
-            return CommandResult(CommandOutcome.ACCEPTED)
-
-        return command
-
-    def stations(self) -> list[Any]:
-        from ocpp_adapter.central_system import StationInfo as AdapterStation
-
-        caps = StationCapabilities("CP1", NOW, rate_units=("A", "W"), phase_switching=True)
-        return [
-            AdapterStation("CP1", "ocpp2.0.1", True, NOW, "acme", "AC22", "1.2", caps),
-            AdapterStation("CP2", None, False, None, "", "", None, None),
-        ]
-
-
-async def test_the_gateway_forwards_commands_and_station_details_to_the_central_system():
-    cs = RecordingCentral()
-    gw = _CentralSystemGateway(cs)
-    await gw.remote_start("CP1", 1, "tag")
-    await gw.remote_stop("CP1", "tx-9")
-    await gw.trigger_message("CP1", "MeterValues", 1)
-    await gw.reset("CP1", hard=True)
-    await gw.change_availability("CP1", 0, False)
-    assert [(name, args) for name, args, _ in cs.calls] == [
-        ("remote_start", ("CP1", 1, "tag", None)),
-        ("remote_stop", ("CP1", "tx-9")),
-        ("trigger_message", ("CP1", "MeterValues", 1)),
-        ("reset", ("CP1",)),
-        ("change_availability", ("CP1", 0, False)),
-    ]
-    assert cs.calls[3][2] == {"hard": True}
-    cp1, cp2 = gw.stations()
-    assert cp1 == StationInfo(
-        "CP1",
-        connected=True,
-        protocol="ocpp2.0.1",
-        vendor="acme",
-        model="AC22",
-        firmware="1.2",
-        last_seen=NOW,
-        capabilities=("SmartCharging", "rate:A", "rate:W", "PhaseSwitching"),
-    )
-    assert cp2 == StationInfo("CP2", connected=False)

@@ -35,8 +35,7 @@ class Live:
 
     @property
     def cs(self) -> Any:
-        gateway: Any = self.svc.gateway
-        return gateway.cs
+        return self.svc.gateway  # the central system itself
 
     async def get(self, path: str, **params: Any) -> Any:
         r = await self.client.get(path, params=params, headers=READ)

@@ -12,6 +12,7 @@ from gridshare.config import parse_config
 from gridshare.peers.ev import EvSpec
 from gridshare.peers.fleet import StationFleet
 from gridshare.peers.specs import SimConnectorSpec, SimStationSpec
+from gridshare.service import ocpp_server_settings
 
 cs_module = pytest.importorskip("ocpp_adapter.central_system")
 events_module = pytest.importorskip("ocpp_adapter.events")
@@ -39,7 +40,9 @@ async def test_limit_from_the_central_system_is_obeyed(version: str, watts: bool
         }
     )
     cs = cs_module.CentralSystem(
-        config, on_event, settings=cs_module.AdapterSettings(meter_interval_s=2)
+        ocpp_server_settings(config),
+        on_event,
+        settings=cs_module.AdapterSettings(meter_interval_s=2),
     )
     await cs.start()
     spec = SimStationSpec(
