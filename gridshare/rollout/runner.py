@@ -8,7 +8,6 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
@@ -17,13 +16,11 @@ from gridshare.rollout.load import LoadModel
 from gridshare.rollout.schedule import EPS, LimitSchedule, schedule_from_spec
 from gridshare.rollout.steps import Hysteresis, RolloutSteps, plan_rollout, raise_fits
 from ocpp_adapter.events import ChargingLimitSpec, CommandOutcome, CommandResult
+from ocpp_adapter.ports import LimitCommands
 from optimizer.problem import TimeGrid
 
-
-class StationGateway(Protocol):
-    """What the rollout needs of the OCPP adapter."""
-
-    async def set_limit(self, station_id: str, spec: ChargingLimitSpec) -> CommandResult: ...
+StationGateway = LimitCommands
+"""What the rollout needs of the OCPP adapter: its limit commands port."""
 
 
 SpecBuilder = Callable[[str, LimitSchedule], tuple[str, ChargingLimitSpec] | None]
