@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,15 @@ from optimizer import Capacity, Plan, SessionDemand, Site, TimeGrid
 
 class InputError(ValueError):
     """A CSV input is invalid; the message names file, line and field."""
+
+
+Cite = Callable[[Path, int], str]
+"""How an error names the file and line it is about."""
+
+
+def file_and_line(path: Path, line: int) -> str:
+    """``sessions.csv:4``, the way compilers cite a line."""
+    return f"{path}:{line}"
 
 
 @dataclass(frozen=True)
@@ -59,20 +68,24 @@ def _float(text: str, where: str, field: str, *, minimum: float | None = 0.0) ->
     return v
 
 
-def _rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[str, dict[str, str]]]:
+def _rows(
+    path: Path, required: tuple[str, ...], cite: Cite = file_and_line
+) -> Iterator[tuple[str, dict[str, str]]]:
     try:
         f = path.open(newline="", encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror or e}") from None
     with f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in required if c not in header]
         if missing:
-            raise InputError(f"{path}:1: missing column(s): {', '.join(missing)}")
+            raise InputError(f"{cite(path, 1)}: missing column(s): {', '.join(missing)}")
         reader.fieldnames = header
         for row in reader:
-            where = f"{path}:{reader.line_num}"
+            where = cite(path, reader.line_num)
             if None in row:
                 raise InputError(f"{where}: more cells than columns")
             if any(v is None for v in row.values()):
@@ -129,10 +142,13 @@ def read_sessions(path: str | Path, site: Site) -> list[SessionDemand]:
     return out
 
 
-def read_capacity(path: str | Path, site: Site) -> list[CapacityWindow]:
+def read_capacity(
+    path: str | Path, site: Site, *, cite: Cite = file_and_line
+) -> list[CapacityWindow]:
+    """The capacity CSV, one window a row; the planner and the simulation both read it here."""
     p = Path(path)
     out = []
-    for where, row in _rows(p, ("group_id", "start", "end")):
+    for where, row in _rows(p, ("group_id", "start", "end"), cite):
         gid = row["group_id"]
         if gid not in site.group_by_id:
             raise InputError(f"{where}: group_id: unknown group {gid!r}")

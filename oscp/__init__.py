@@ -6,11 +6,13 @@
     await fp.start(); ...; await fp.stop()
 
 Modules: `messages` (every body, pydantic), `registration` (the lifecycle's
-transition table), `provider` (what we do with each message, I/O free but for
-callbacks), `http` (the FastAPI shell), `client` (our outgoing messages,
-heartbeats, measurements, retries), `tokens` (token persistence), `segments`
-(reassembly), `errors` (the exception tree), `config`, `loopback` (serving an
-app on a loopback port for tests and simulators).
+transition table), `registrar` (its steps with one provider), `provider` (what
+we do with each message, I/O free but for callbacks), `inbound` (the checks on
+a request), `links` (what we know of each provider), `http` (the FastAPI
+shell), `client` (our outgoing messages, heartbeats, measurements, retries),
+`tokens` (token persistence), `segments` (reassembly), `errors` (the exception
+tree), `config`, `loopback` (serving an app on a loopback port for tests and
+simulators).
 
 Importing the package is cheap (the site config imports `oscp.config`): the
 names below load their module, with httpx and FastAPI, on first use.

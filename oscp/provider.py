@@ -12,54 +12,47 @@ persists it and updates its `forecasts.CapacityBook`) before we answer 204; if
 that fails the answer is 500 and the provider will send it again. A forecast of
 more than `forecasts.store.MAX_BLOCKS` blocks (a week of 5-minute blocks, in
 one message or its segments together) is answered 400 and changes nothing.
+
+Around it: `oscp.inbound` checks a request (token, message, segments, body),
+`oscp.registrar` takes each registration step and keeps the tokens stored,
+`oscp.links` holds what we know of each capacity provider.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, SecretStr, ValidationError
 
 from forecasts.model import Block, Forecast, ForecastType
 from forecasts.store import MAX_BLOCKS
 from oscp.client import (
     CapacityProviderClient,
     MeasurementSource,
-    Peer,
     RetryPolicy,
     utc_now,
 )
-from oscp.config import OscpConfig, OscpProviderConfig
+from oscp.config import OscpConfig
 from oscp.errors import (
     BadRequest,
-    DeliveryError,
-    MethodNotAllowed,
-    MissingToken,
-    NoCommonVersion,
     NotRegistered,
     NotStored,
     ProtocolError,
-    RegistrationError,
     UnknownGroup,
-    WrongToken,
 )
+from oscp.inbound import FP_MESSAGES, Reply, authenticate, header, message_of, parse, reassemble
+from oscp.links import ProviderLink
 from oscp.messages import (
     OSCP_VERSION,
     AdjustGroupCapacityForecast,
     ForecastedBlock,
     GroupCapacityComplianceError,
     Handshake,
-    HandshakeAcknowledge,
     Heartbeat,
     MeasurementConfiguration,
     Message,
@@ -68,9 +61,22 @@ from oscp.messages import (
     UpdateGroupCapacityForecast,
     VersionUrl,
 )
-from oscp.registration import ACCEPTS_MESSAGES, RegEvent, RegState, next_state
-from oscp.segments import Reassembler, parse_segment_headers
-from oscp.tokens import TokenRecord, TokenStore
+from oscp.registrar import AfterReply, Registrar
+from oscp.registration import ACCEPTS_MESSAGES, RegState
+from oscp.segments import Reassembler
+from oscp.tokens import TokenStore
+
+__all__ = [
+    "FP_MESSAGES",
+    "AdjustHandler",
+    "ComplianceHandler",
+    "FlexibilityProvider",
+    "ForecastHandler",
+    "HeartbeatHandler",
+    "OfflineHandler",
+    "ProviderLink",
+    "Reply",
+]
 
 log = logging.getLogger("oscp.provider")
 
@@ -82,73 +88,6 @@ OfflineHandler = Callable[[str], Awaitable[None]]
 """(provider id): its offline_mode_at passed without a heartbeat."""
 AdjustHandler = Callable[[str, AdjustGroupCapacityForecast], Awaitable[None]]
 ComplianceHandler = Callable[[str, GroupCapacityComplianceError], Awaitable[None]]
-
-M = TypeVar("M", bound=BaseModel)
-
-FP_MESSAGES: dict[Message, frozenset[str]] = {
-    Message.REGISTER: frozenset({"POST", "PUT", "DELETE"}),
-    Message.HANDSHAKE: frozenset({"POST"}),
-    Message.HEARTBEAT: frozenset({"POST"}),
-    Message.UPDATE_GROUP_CAPACITY_FORECAST: frozenset({"POST"}),
-    Message.ADJUST_GROUP_CAPACITY_FORECAST: frozenset({"POST"}),
-    Message.GROUP_CAPACITY_COMPLIANCE_ERROR: frozenset({"POST"}),
-}
-"""The messages a Flexibility Provider takes, and their methods."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: dict[str, Any] | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    after: tuple[Callable[[], Awaitable[None]], ...] = ()
-
-
-@dataclass
-class ProviderLink:
-    """What we know of one capacity provider."""
-
-    config: OscpProviderConfig
-    record: TokenRecord
-    client: CapacityProviderClient = field(init=False)
-    behaviour: RequiredBehaviour | None = None
-    """What the provider asked of us in its last Handshake."""
-    offline_mode_at: datetime | None = None
-    """From its last Heartbeat."""
-    offline_reported: bool = False
-
-    @property
-    def id(self) -> str:
-        return self.config.id
-
-    @property
-    def state(self) -> RegState:
-        return self.record.state
-
-    def peer(self) -> Peer | None:
-        r = self.record
-        if r.state not in ACCEPTS_MESSAGES or r.token_to_them is None or r.base_url is None:
-            return None
-        return Peer(r.base_url, r.token_to_them)
-
-    def __repr__(self) -> str:
-        return f"ProviderLink({self.id!r}, state={self.state.value})"
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    v = headers.get(name)
-    if v is None:
-        v = headers.get(name.lower())
-    return v
-
-
-def _parse(model: type[M], body: bytes) -> M:
-    try:
-        return model.model_validate_json(body or b"{}")
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise BadRequest(f"invalid {model.__name__}: {loc}: {first['msg']}") from None
 
 
 class FlexibilityProvider:
@@ -197,6 +136,13 @@ class FlexibilityProvider:
         self._watchdog: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._started = False
+        self._registrar = Registrar(
+            token_store,
+            version_urls=self._version_urls,
+            retry=self._registration_retry,
+            spawn=self.spawn,
+            on_registered=self._start_loops,
+        )
 
     def __repr__(self) -> str:
         return f"FlexibilityProvider({sorted(self.links)})"
@@ -213,7 +159,7 @@ class FlexibilityProvider:
             return
         self._started = True
         for pc in self.config.capacity_providers:
-            record = await self._store.load(pc.id) or self._initial_record(pc)
+            record = await self._registrar.load(pc)
             link = ProviderLink(pc, record)
             if record.behaviour is not None:
                 link.behaviour = RequiredBehaviour.model_validate(record.behaviour)
@@ -225,12 +171,12 @@ class FlexibilityProvider:
             if link.peer() is not None:
                 self._start_loops(link)
                 if record.state is RegState.REPLYING and record.token_to_us is not None:
-                    self.spawn(self._reply_register(link, record.token_to_us))
+                    self.spawn(self._registrar.reply(link, record.token_to_us))
             elif pc.registration_token is not None and record.state in (
                 RegState.UNREGISTERED,
                 RegState.AWAITING_REPLY,
             ):
-                await self._begin_register(link)
+                await self._registrar.begin(link)
         self._watchdog = asyncio.ensure_future(self._watch_offline())
 
     async def stop(self) -> None:
@@ -246,16 +192,6 @@ class FlexibilityProvider:
             await link.client.stop()
         self._started = False
 
-    @staticmethod
-    def _initial_record(pc: OscpProviderConfig) -> TokenRecord:
-        both = pc.token_to_us is not None and pc.token_to_them is not None
-        return TokenRecord(
-            token_to_us=pc.token_to_us,
-            token_to_them=pc.token_to_them,
-            base_url=pc.base_url,
-            state=RegState.REGISTERED if both else RegState.UNREGISTERED,
-        )
-
     def spawn(self, coro: Awaitable[None]) -> None:
         """Run in the background until done or `stop`."""
         task = asyncio.ensure_future(coro)
@@ -266,14 +202,6 @@ class FlexibilityProvider:
         """Start the work a reply owes (call once the answer is sent)."""
         for job in reply.after:
             self.spawn(job())
-
-    async def _set_record(self, link: ProviderLink, **changes: Any) -> None:
-        record = link.record.model_copy(update=changes)
-        await self._store.save(link.id, record)
-        link.record = record
-
-    async def _transition(self, link: ProviderLink, event: RegEvent, **changes: Any) -> None:
-        await self._set_record(link, state=next_state(link.state, event), **changes)
 
     def _start_loops(self, link: ProviderLink) -> None:
         b = link.behaviour
@@ -290,7 +218,7 @@ class FlexibilityProvider:
 
             async def keep(last: dict[str, tuple[datetime, float]]) -> None:
                 if last != link.record.reported:
-                    await self._set_record(link, reported=last)
+                    await self._registrar.set_record(link, reported=last)
 
             link.client.set_measurements(
                 lambda: self._groups_of(link.id),
@@ -311,35 +239,9 @@ class FlexibilityProvider:
 
     # --- we register -------------------------------------------------------------------
 
-    async def _begin_register(self, link: ProviderLink) -> None:
-        token = link.record.token_to_us
-        if link.state is not RegState.AWAITING_REPLY or token is None:
-            token = SecretStr(secrets.token_urlsafe(32))
-        await self._transition(link, RegEvent.SEND_REGISTER, token_to_us=token)
-        self.spawn(self._send_register(link, token))
-
-    async def _send_register(self, link: ProviderLink, token_for_them: SecretStr) -> None:
-        reg = link.config.registration_token
-        assert reg is not None
-        body = Register(token=token_for_them.get_secret_value(), version_url=self._version_urls())
-        try:
-            await link.client.send(
-                Message.REGISTER,
-                body,
-                peer=Peer(link.config.base_url, reg),
-                retry=self._registration_retry,
-            )
-        except DeliveryError as e:
-            log.warning("%s: Register not delivered: %s", link.id, e)
-
     async def register(self, provider_id: str) -> None:
         """Start (again) the Register flow with the out-of-band registration token."""
-        link = self.links[provider_id]
-        if link.config.registration_token is None:
-            raise RegistrationError(f"{provider_id}: no registration_token configured")
-        if link.state is not RegState.AWAITING_REPLY:
-            await self._set_record(link, state=RegState.UNREGISTERED)
-        await self._begin_register(link)
+        await self._registrar.register(self.links[provider_id])
 
     # --- our messages ----------------------------------------------------------------
 
@@ -447,42 +349,17 @@ class FlexibilityProvider:
 
     # --- incoming ----------------------------------------------------------------------
 
-    def _authenticate(self, headers: Mapping[str, str]) -> ProviderLink:
-        auth = _header(headers, "Authorization")
-        if not auth:
-            raise MissingToken("Authorization: Token ... required")
-        scheme, _, token = auth.strip().partition(" ")
-        if scheme.lower() != "token" or not token.strip():
-            raise MissingToken("Authorization: Token ... required")
-        given = token.strip().encode()
-        found: ProviderLink | None = None
-        for link in self.links.values():
-            ours = link.record.token_to_us
-            expected = ours.get_secret_value().encode() if ours else b"\x00" * 43
-            if hmac.compare_digest(given, expected) and ours is not None:
-                found = link
-        if found is None:
-            raise WrongToken("token not accepted")
-        return found
-
     async def handle(
         self, message: str, method: str, headers: Mapping[str, str], body: bytes
     ) -> Reply:
         """Answer one request to ``{our base}/{message}``."""
-        request_id = _header(headers, "X-Request-ID")
+        request_id = header(headers, "X-Request-ID")
         out_headers = {"X-Correlation-ID": request_id} if request_id else {}
         try:
-            link = self._authenticate(headers)
+            link = authenticate(self.links.values(), headers)
             if not request_id:
                 raise BadRequest("X-Request-ID header required")
-            try:
-                msg = Message(message)
-            except ValueError:
-                raise BadRequest(f"unknown message {message!r}") from None
-            if msg not in FP_MESSAGES:
-                raise BadRequest(f"{message} is not a Flexibility Provider message")
-            if method.upper() not in FP_MESSAGES[msg]:
-                raise MethodNotAllowed(f"{method} not allowed on {message}")
+            msg = message_of(message, method)
             after = await self._dispatch(link, msg, method.upper(), headers, body, request_id)
         except ProtocolError as e:
             log.info("refused %s %s: %s %s", method, message, e.status, e.message)
@@ -497,72 +374,35 @@ class FlexibilityProvider:
         headers: Mapping[str, str],
         body: bytes,
         request_id: str,
-    ) -> tuple[Callable[[], Awaitable[None]], ...]:
+    ) -> AfterReply:
         if msg is Message.REGISTER:
             if method == "DELETE":
-                await self._unregister(link)
+                await self._registrar.unregister(link)
                 return ()
-            return await self._register_received(link, _parse(Register, body))
+            return await self._registrar.received(link, parse(Register, body))
         if link.state not in ACCEPTS_MESSAGES:
             raise NotRegistered(f"{link.id} is not registered")
         if msg is Message.HANDSHAKE:
-            return await self._handshake(link, _parse(Handshake, body), request_id)
+            return await self._registrar.handshake(link, parse(Handshake, body), request_id)
         if msg is Message.HEARTBEAT:
-            await self._heartbeat(link, _parse(Heartbeat, body))
+            await self._heartbeat(link, parse(Heartbeat, body))
             return ()
-        whole = self._reassemble(link, msg, headers, body)
+        whole = reassemble(self._segments, link, msg, headers, body, self._clock)
         if whole is None:
             return ()
         if msg is Message.UPDATE_GROUP_CAPACITY_FORECAST:
-            await self._forecast(link, _parse(UpdateGroupCapacityForecast, whole))
+            await self._forecast(link, parse(UpdateGroupCapacityForecast, whole))
         elif msg is Message.ADJUST_GROUP_CAPACITY_FORECAST:
-            adj = _parse(AdjustGroupCapacityForecast, whole)
+            adj = parse(AdjustGroupCapacityForecast, whole)
             self._check_group(adj.group_id)
             if self._on_adjust is not None:
                 await self._store_call(self._on_adjust(link.id, adj))
         elif msg is Message.GROUP_CAPACITY_COMPLIANCE_ERROR:
-            err = _parse(GroupCapacityComplianceError, whole)
+            err = parse(GroupCapacityComplianceError, whole)
             log.warning("%s reports a compliance error: %r", link.id, err.message)
             if self._on_compliance is not None:
                 await self._store_call(self._on_compliance(link.id, err))
         return ()
-
-    def _reassemble(
-        self, link: ProviderLink, msg: Message, headers: Mapping[str, str], body: bytes
-    ) -> bytes | None:
-        """The whole body, or None while parts are missing. Parts are objects whose
-        ``forecasted_blocks`` lists are concatenated; other fields must agree."""
-        seg = parse_segment_headers(
-            _header(headers, "X-Segment-Index"), _header(headers, "X-Segment-Count")
-        )
-        if seg is None:
-            return body
-        try:
-            part = json.loads(body)
-        except ValueError:
-            raise BadRequest("segment is not JSON") from None
-        if not isinstance(part, dict):
-            raise BadRequest("segment is not a JSON object")
-        fixed = {k: v for k, v in part.items() if k != "forecasted_blocks"}
-        corr = _header(headers, "X-Correlation-ID")
-        key = (link.id, msg.value, corr or json.dumps(fixed, sort_keys=True))
-        parts = self._segments.add(key, seg[0], seg[1], body, self._clock())
-        if parts is None:
-            return None
-        merged: dict[str, Any] = {}
-        blocks: list[Any] = []
-        for raw in parts:
-            p = json.loads(raw)
-            rest = {k: v for k, v in p.items() if k != "forecasted_blocks"}
-            if merged and rest != merged:
-                raise BadRequest("segments of one message disagree")
-            merged = rest
-            got = p.get("forecasted_blocks", [])
-            if not isinstance(got, list):
-                raise BadRequest("forecasted_blocks must be a list")
-            blocks += got
-        merged["forecasted_blocks"] = blocks
-        return json.dumps(merged).encode()
 
     async def _store_call(self, call: Awaitable[None]) -> None:
         try:
@@ -576,74 +416,6 @@ class FlexibilityProvider:
     def _check_group(self, group_id: str) -> None:
         if group_id not in self.groups:
             raise UnknownGroup(f"unknown group {group_id!r}")
-
-    async def _register_received(
-        self, link: ProviderLink, reg: Register
-    ) -> tuple[Callable[[], Awaitable[None]], ...]:
-        version = next((v for v in reg.version_url if v.version == OSCP_VERSION), None)
-        if version is None:
-            offered = ", ".join(v.version for v in reg.version_url)
-            raise NoCommonVersion(f"no common version (we speak {OSCP_VERSION}; got {offered})")
-        their = SecretStr(reg.token)
-        if link.state is RegState.AWAITING_REPLY:
-            await self._transition(
-                link, RegEvent.REGISTER_RECEIVED, token_to_them=their, base_url=version.base_url
-            )
-            log.info("%s: registered (our Register answered)", link.id)
-            return (lambda: self._after_registered(link),)
-        new = SecretStr(secrets.token_urlsafe(32))
-        await self._transition(
-            link,
-            RegEvent.REGISTER_RECEIVED,
-            token_to_them=their,
-            token_to_us=new,
-            base_url=version.base_url,
-        )
-        log.info("%s: registered with us; token rotated", link.id)
-        return (lambda: self._reply_register(link, new),)
-
-    async def _after_registered(self, link: ProviderLink) -> None:
-        self._start_loops(link)
-
-    async def _reply_register(self, link: ProviderLink, token_for_them: SecretStr) -> None:
-        body = Register(token=token_for_them.get_secret_value(), version_url=self._version_urls())
-        try:
-            await link.client.send(Message.REGISTER, body, retry=self._registration_retry)
-        except DeliveryError as e:
-            log.warning("%s: our Register not delivered: %s", link.id, e)
-            return
-        with contextlib.suppress(RegistrationError):
-            await self._transition(link, RegEvent.REPLY_SENT)
-        self._start_loops(link)
-
-    async def _unregister(self, link: ProviderLink) -> None:
-        await self._transition(
-            link, RegEvent.UNREGISTER_RECEIVED, token_to_them=None, behaviour=None
-        )
-        link.client.set_heartbeat(None)
-        link.behaviour = None
-        log.info("%s: unregistered", link.id)
-
-    async def _handshake(
-        self, link: ProviderLink, hs: Handshake, request_id: str
-    ) -> tuple[Callable[[], Awaitable[None]], ...]:
-        await self._transition(
-            link,
-            RegEvent.HANDSHAKE_RECEIVED,
-            behaviour=hs.required_behaviour.model_dump(mode="json", exclude_none=True),
-        )
-        link.behaviour = hs.required_behaviour
-
-        async def acknowledge() -> None:
-            ack = HandshakeAcknowledge(
-                required_behaviour=RequiredBehaviour(
-                    heartbeat_interval=link.config.heartbeat_interval_s
-                )
-            )
-            link.client.enqueue(Message.HANDSHAKE_ACKNOWLEDGE, ack, correlation_id=request_id)
-            self._start_loops(link)
-
-        return (acknowledge,)
 
     async def _heartbeat(self, link: ProviderLink, hb: Heartbeat) -> None:
         if self._on_heartbeat is not None:

@@ -1,5 +1,6 @@
 """Group limits over time for a simulation: the site's static limits, lowered by
-a capacity CSV (``group_id,start,end,limit_a|limit_kw``; the lowest applies).
+a capacity CSV (``group_id,start,end,limit_a|limit_kw``; the lowest applies),
+read by the planner's own reader, `gridshare.csvio.read_capacity`.
 
 Two views of the same data: `SiteLimits.at` gives the limits in force at one
 moment (to check what the cars really draw), `SiteLimits.capacity` the
@@ -13,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from gridshare.csvio import CapacityWindow, InputError, read_capacity
 from optimizer import Capacity, Site, TimeGrid
 from optimizer.site import LINES, Line
 
@@ -23,55 +24,17 @@ class CapacityFileError(ValueError):
     """The capacity CSV is malformed; the message names the file, line and field."""
 
 
-@dataclass(frozen=True)
-class Override:
-    group_id: str
-    start: datetime
-    end: datetime
-    limit_a: float | None
-    limit_kw: float | None
+Override = CapacityWindow
+"""One row of the capacity CSV: a group's limit lowered over [start, end)."""
 
 
 def read_capacity_csv(path: str | Path, site: Site) -> list[Override]:
-    p = Path(path)
+    """The capacity CSV, read by `gridshare.csvio.read_capacity`; its errors cite
+    the line as the simulation's other inputs do (``file: line 4: ...``)."""
     try:
-        df = pd.read_csv(p, dtype={"group_id": str})
-    except (OSError, ValueError) as e:
-        raise CapacityFileError(f"{p}: {e}") from None
-    for col in ("group_id", "start", "end"):
-        if col not in df.columns:
-            raise CapacityFileError(f"{p}: missing column {col}")
-    if "limit_a" not in df.columns and "limit_kw" not in df.columns:
-        raise CapacityFileError(f"{p}: needs a limit_a or limit_kw column")
-    out = []
-    for i, row in enumerate(df.itertuples(index=False), start=2):
-        gid = str(row.group_id)
-        if gid not in site.group_by_id:
-            raise CapacityFileError(f"{p}: line {i}: group_id {gid!r} is not a group")
-        try:
-            start = pd.Timestamp(str(row.start))
-            end = pd.Timestamp(str(row.end))
-        except ValueError:
-            raise CapacityFileError(f"{p}: line {i}: start/end: not an ISO time") from None
-        start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
-        end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
-        if not end > start:
-            raise CapacityFileError(f"{p}: line {i}: end must be after start")
-        vals: dict[str, float | None] = {}
-        for col in ("limit_a", "limit_kw"):
-            v = getattr(row, col, None)
-            if v is None or pd.isna(v):
-                vals[col] = None
-                continue
-            if float(v) < 0:
-                raise CapacityFileError(f"{p}: line {i}: {col} must be ≥ 0")
-            vals[col] = float(v)
-        out.append(
-            Override(
-                gid, start.to_pydatetime(), end.to_pydatetime(), vals["limit_a"], vals["limit_kw"]
-            )
-        )
-    return out
+        return read_capacity(path, site, cite=lambda p, line: f"{p}: line {line}")
+    except InputError as e:
+        raise CapacityFileError(str(e)) from None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,58 @@
+"""Persistence: one storage package, SQLite today, another database URL later.
+
+What the service must not lose lives here, one module per thing kept:
+
+    schema        the tables, and the upgrade of an older database
+    stations      stations and the last status of each connector
+    sessions      charging sessions and the 1.6 transaction id sequence
+    meter_values  the last reading per connector and one-minute aggregates
+    profiles      charging profiles sent, their answers, the limits in force
+    plans         plans with their figures
+    forecasts     forecasts received and state documents (the capacity book)
+    audit         the audit log of limit changes
+    sqlite        `SqliteStore`, made of those parts, and `open_store`
+    protocol      `Store`, what the service asks of any backend
+    records       `StoredSession`, `StoredLimit`
+    errors        the error tree below
+
+An event counts as accepted only once `Store.record_event` has committed it:
+the OCPP adapter answers the station after the application's event sink
+returns, so a crash before the commit makes the station send it again.
+
+`open_store(url)` picks the backend from the URL (``sqlite:///path.db``,
+``sqlite://:memory:`` or a bare path). SQLite runs in WAL mode with
+``synchronous=NORMAL``: a committed transaction survives the process being
+killed; ``sqlite:///path.db?synchronous=FULL`` also survives a power cut.
+
+The store is used from the event loop's thread only (each call is a short
+transaction); the planner's worker thread never touches it.
+
+A session is keyed by (station id, transaction id); see `sessions` for its
+``session_id`` and the 1.6 transaction ids.
+
+The database file and its WAL/SHM files are created readable by the owner only
+(they hold idTags).
+
+    StoreError
+    ├── UnsupportedDatabase   a URL scheme with no backend
+    └── SessionConflict       a session start that contradicts a stored one
+"""
+
+from gridshare.store.errors import SessionConflict, StoreError, UnsupportedDatabase
+from gridshare.store.protocol import Store
+from gridshare.store.records import StoredLimit, StoredSession, ended_key
+from gridshare.store.schema import SCHEMA_VERSION
+from gridshare.store.sqlite import SqliteStore, open_store
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SessionConflict",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "StoredLimit",
+    "StoredSession",
+    "UnsupportedDatabase",
+    "ended_key",
+    "open_store",
+]

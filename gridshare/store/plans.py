@@ -1,0 +1,62 @@
+"""Plans made: their figures, the first slot of each connector and the whole current array."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from gridshare.store.connection import SqliteTables, iso
+from optimizer.plan import Plan
+
+
+class PlanTable(SqliteTables):
+    """The ``plans`` table."""
+
+    def save_plan(self, plan: Plan, created_at: datetime, reason: str) -> int:
+        buf = io.BytesIO()
+        np.save(buf, plan.current_a.astype(np.float32), allow_pickle=False)
+        # slot 0 of every connector at once (``now_a`` one by one is slow on large sites)
+        first = plan.current_a[:, 0].tolist() if plan.connector_ids else []
+        now = {cid: round(a, 1) for cid, a in zip(plan.connector_ids, first, strict=True)}
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO plans (created_at, reason, grid_start, slot_minutes, slots, status, "
+                "solve_ms, summary_json, now_json, current_npy) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    iso(created_at),
+                    reason,
+                    iso(plan.grid.start),
+                    plan.grid.slot_minutes,
+                    plan.grid.slots,
+                    plan.status.value,
+                    plan.solve_ms,
+                    json.dumps(plan.summary()),
+                    json.dumps(now),
+                    buf.getvalue(),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def last_plan(self) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM plans ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return {
+            "id": row["id"],
+            "created_at": row["created_at"],
+            "reason": row["reason"],
+            "grid_start": row["grid_start"],
+            "slot_minutes": row["slot_minutes"],
+            "status": row["status"],
+            "solve_ms": row["solve_ms"],
+            "summary": json.loads(row["summary_json"]),
+            "now_a": json.loads(row["now_json"]),
+            "current_a": np.load(io.BytesIO(row["current_npy"]), allow_pickle=False),
+        }
+
+    def plan_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM plans").fetchone()[0])
