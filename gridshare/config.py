@@ -4,16 +4,23 @@ Tables: ``[site]``, ``[[groups]]``, ``[[chargers]]`` (the `optimizer.Site`),
 ``[server]`` (ports, TLS, station passwords, database), ``[oscp]`` (the DSO's
 capacity providers), ``[[api.tokens]]`` (operator API tokens) and ``[defaults]``
 (estimates for sessions that state nothing), ``[controller]`` (re-planning and
-rollout). Environment variables
-``GRIDSHARE_SERVER__HTTP_PORT=8081`` style override ``[server]`` values.
+rollout).
 
-Errors are `ConfigError` with one line naming the file and the field.
+The environment overrides the file in every table but the site's, read by
+pydantic-settings: ``GRIDSHARE_<TABLE>__<KEY>``, e.g.
+``GRIDSHARE_SERVER__HTTP_PORT=8081`` or ``GRIDSHARE_CONTROLLER__PIN_S=30``;
+lists and tables as JSON (``GRIDSHARE_API__TOKENS='[{"name": ...}]'``), but
+``allowed_hosts`` and ``trusted_proxies`` as comma-separated names.
+
+Errors are `ConfigError` with one line naming the file (or the environment
+variable) and the field.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,8 +33,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from forecasts.demand import DemandDefaults
+from gridshare.controller import ControllerSettings
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S
 from optimizer.site import Site
 from oscp.config import OscpConfig, OscpProviderConfig
@@ -76,11 +91,11 @@ class ServerConfig(_Strict):
     http_tls_key: Path | None = None
     """HTTPS on the HTTP port (API, dashboard, OSCP). Without them the OCPP
     certificate (``tls_cert``/``tls_key``) serves the HTTP port too, when set."""
-    allowed_hosts: list[str] | None = None
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = None
     """Names the HTTP port answers to (its Host header; others get 400). ``"*"``
     any, ``"*.example.com"`` any below. None: localhost, 127.0.0.1, ::1, the
     bind address and the host of ``[oscp] base_url``."""
-    trusted_proxies: list[str] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Addresses (or CIDR blocks) of reverse proxies whose ``X-Forwarded-For`` and
     ``X-Forwarded-Proto`` are believed. Empty: those headers are ignored."""
 
@@ -125,13 +140,13 @@ class ApiConfig(_Strict):
 class SessionDefaults(_Strict):
     """What to assume where a session does not say: departure, energy, battery tail."""
 
-    dwell_hours: Annotated[float, Field(gt=0)] = 8.0
-    energy_kwh: Annotated[float, Field(ge=0)] = 20.0
-    overstay_hours: Annotated[float, Field(gt=0)] = 1.0
+    dwell_hours: Annotated[float, Field(gt=0)] = DemandDefaults.dwell_hours
+    energy_kwh: Annotated[float, Field(ge=0)] = DemandDefaults.energy_kwh
+    overstay_hours: Annotated[float, Field(gt=0)] = DemandDefaults.overstay_hours
     """A car still plugged in past its expected departure is planned to stay this much longer."""
-    topup_kwh: Annotated[float, Field(ge=0)] = 1.0
+    topup_kwh: Annotated[float, Field(ge=0)] = DemandDefaults.topup_kwh
     """A car whose estimated energy is delivered still gets this much (it may want more)."""
-    taper_kwh: Annotated[float, Field(ge=0, le=100)] = 3.0
+    taper_kwh: Annotated[float, Field(ge=0, le=100)] = DemandDefaults.taper_kwh
     """Battery tail the planner assumes (kWh before full over which a car's
     current falls to 0) for sessions whose energy is stated; 0 turns it off."""
 
@@ -140,16 +155,17 @@ class SessionDefaults(_Strict):
 
 
 class ControllerConfig(_Strict):
-    """``[controller]``: how the service re-plans and rolls plans out."""
+    """``[controller]``: how the service re-plans and rolls plans out (the
+    defaults are the controller's own)."""
 
-    coalesce_s: Annotated[float, Field(ge=0, le=10)] = 0.02
-    replan_interval_s: Annotated[float, Field(gt=0)] = 60.0
-    pin_s: Annotated[float, Field(gt=0)] = 60.0
+    coalesce_s: Annotated[float, Field(ge=0, le=10)] = ControllerSettings.coalesce_s
+    replan_interval_s: Annotated[float, Field(gt=0)] = ControllerSettings.replan_interval_s
+    pin_s: Annotated[float, Field(gt=0)] = ControllerSettings.pin_s
     """How long a station that refused a profile or did not answer is left alone."""
-    min_change_a: Annotated[float, Field(ge=0)] = 1.0
-    reserve_for_arrivals: bool = True
+    min_change_a: Annotated[float, Field(ge=0)] = ControllerSettings.min_change_a
+    reserve_for_arrivals: bool = ControllerSettings.reserve_for_arrivals
     """Keep each idle connector's fallback limit free for a car that plugs in."""
-    solve_time_limit_s: Annotated[float, Field(gt=0)] = 5.0
+    solve_time_limit_s: Annotated[float, Field(gt=0)] = ControllerSettings.solve_time_limit_s
 
 
 class GridshareConfig(_Strict):
@@ -162,7 +178,24 @@ class GridshareConfig(_Strict):
     path: Path | None = None
 
 
-_OWN_TABLES = ("server", "oscp", "api", "defaults", "controller")
+ENV_PREFIX = "GRIDSHARE_"
+
+
+class _EnvironmentTables(BaseSettings):
+    """The tables the environment may override, as pydantic-settings reads them:
+    ``GRIDSHARE_<TABLE>__<KEY>``, one ``__`` more per table within. A schema for
+    the environment source only: the values are validated by `GridshareConfig`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__")
+
+    server: ServerConfig
+    oscp: OscpConfig
+    api: ApiConfig
+    defaults: SessionDefaults
+    controller: ControllerConfig
+
+
+_OWN_TABLES = tuple(_EnvironmentTables.model_fields)
 
 
 def _describe(err: ValidationError, name: str) -> str:
@@ -179,28 +212,81 @@ def site_from_dict(data: dict[str, Any], name: str = "<site>") -> Site:
         raise ConfigError(_describe(e, name)) from None
 
 
+def _variable_path(variable: str) -> list[str] | None:
+    """``GRIDSHARE_SERVER__HTTP_PORT`` → ``["server", "http_port"]`` (None: not ours)."""
+    if not variable.upper().startswith(ENV_PREFIX):
+        return None
+    return variable[len(ENV_PREFIX) :].lower().split("__")
+
+
+def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The tables' values set in ``environ``, as nested dicts (JSON decoded)."""
+    source = EnvSettingsSource(_EnvironmentTables)
+    # this mapping, not the process's (tests and `load_site` pass their own)
+    source.env_vars = {k.lower(): v for k, v in environ.items()}
+    return source()
+
+
+def _environment_tables(environ: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        return _read_environment(environ)
+    except SettingsError as e:
+        for variable, value in environ.items():
+            path = _variable_path(variable)
+            if path is None:
+                continue
+            try:
+                _read_environment({variable: value})
+            except SettingsError as alone:
+                raise ConfigError(
+                    f"{variable}: {'.'.join(path)}: not valid JSON ({alone.__cause__})"
+                ) from None
+        raise ConfigError(f"environment: {e}") from None
+
+
+def _merged(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s values in its place, table by table."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _source_of(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str | None:
+    """The environment variable that set the value at ``loc``, if one did."""
+    parts = [str(p).lower() for p in loc]
+    setting = [
+        (len(path), variable)
+        for variable in environ
+        if (path := _variable_path(variable)) is not None and parts[: len(path)] == path
+    ]
+    return max(setting)[1] if setting else None
+
+
 def parse_config(
     data: dict[str, Any],
     name: str = "<config>",
     path: Path | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> GridshareConfig:
+    """The configuration of ``data`` (the TOML file's tables) with the
+    environment's values over them (``environ``, default the process's)."""
     data = dict(data)
     own = {k: data.pop(k) for k in _OWN_TABLES if k in data}
     site = site_from_dict(data, name)
-    server = dict(own.get("server", {}))
     env = os.environ if environ is None else environ
-    for key, value in env.items():
-        if key.startswith("GRIDSHARE_SERVER__"):
-            server[key.removeprefix("GRIDSHARE_SERVER__").lower()] = value
-    own["server"] = server
+    tables = _merged(own, _environment_tables(env))
     try:
-        return GridshareConfig(site=site, path=path, **own)
+        return GridshareConfig(site=site, path=path, **tables)
     except ValidationError as e:
-        raise ConfigError(_describe(e, name)) from None
+        variable = _source_of(e.errors()[0]["loc"], env)
+        raise ConfigError(_describe(e, variable or name)) from None
 
 
-def load_config(path: str | Path, environ: dict[str, str] | None = None) -> GridshareConfig:
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GridshareConfig:
     p = Path(path)
     try:
         with p.open("rb") as f:
