@@ -31,8 +31,8 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from forecasts.demand import DemandDefaults
@@ -47,6 +47,7 @@ from gridshare.site.fallback import FallbackPolicy
 from gridshare.site.lookups import LoadModels, PlanRows
 from gridshare.site.operator_limits import OVERRIDES_STATE, OperatorLimit, OperatorLimits
 from gridshare.site.problem import ProblemBuilder
+from gridshare.site.profiles import ProfileBuilder
 from gridshare.site.settings import ControllerSettings
 from gridshare.site.state import (
     ClearLimit,
@@ -120,6 +121,180 @@ def static_capacity(site: Site, grid: TimeGrid, now: datetime) -> Capacity:
     return Capacity.static(site, grid)
 
 
+class ReplanLoop:
+    """Coalesced re-plans: a burst of requests while a plan is being made gives
+    one more plan, not one per request; only one runs at a time. Timers and the
+    clock jobs (every slot boundary, periodically) request them too."""
+
+    def __init__(self, replan: Callable[[str], Awaitable[object]], coalesce_s: float) -> None:
+        self._replan = replan
+        self.coalesce_s = coalesce_s
+        """Wait this long after the first request of a burst before planning."""
+        self.requested_at: float | None = None
+        """``perf_counter`` time of the first request not yet planned for."""
+        self.plan_requested_at: float | None = None
+        """``perf_counter`` time the request behind the current plan came in."""
+        self._reasons: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+        self._scheduler: Any = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        self._waiters: list[asyncio.Future[None]] = []
+        """`now` callers waiting for the next plan to be rolled out."""
+
+    def request(self, reason: str) -> None:
+        if self._stopping:
+            return
+        if self.requested_at is None:
+            self.requested_at = time.perf_counter()
+        self._reasons.add(reason)
+        self._idle.clear()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def now(self, reason: str, timeout_s: float) -> None:
+        """Request a re-plan and return once a plan begun after this call is rolled out."""
+        if self._stopping:
+            raise RuntimeError("the controller is stopping")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self.request(reason)
+        await asyncio.wait_for(waiter, timeout_s)
+
+    def later(self, delay_s: float, reason: str) -> None:
+        if self._stopping:
+            return
+        loop = asyncio.get_running_loop()
+        self._timers = [h for h in self._timers if not h.cancelled() and h.when() > loop.time()]
+        self._timers.append(loop.call_later(delay_s, self.request, reason))
+
+    async def _loop(self) -> None:
+        try:
+            await asyncio.sleep(self.coalesce_s)
+            while self._reasons and not self._stopping:
+                reasons = sorted(self._reasons)
+                self._reasons.clear()
+                self.plan_requested_at = self.requested_at
+                self.requested_at = None
+                waiters, self._waiters = self._waiters, []
+                try:
+                    await self._replan(", ".join(reasons))
+                except asyncio.CancelledError:
+                    for w in waiters:
+                        w.cancel()
+                    raise
+                # the service keeps running whatever one plan does; the next
+                # event or the periodic clock plans again
+                except Exception as e:
+                    log.exception("re-plan failed")
+                    for w in waiters:
+                        if not w.done():
+                            w.set_exception(e)
+                else:
+                    for w in waiters:
+                        if not w.done():
+                            w.set_result(None)
+        finally:
+            if not self._reasons:
+                self._idle.set()
+
+    def start_clock(self, slot_minutes: int, interval_s: float) -> None:
+        """Re-plan just after every slot boundary and every ``interval_s``."""
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        sched = AsyncIOScheduler(timezone=UTC)
+        sched.add_job(
+            self._scheduled,
+            "cron",
+            minute=f"*/{slot_minutes}",
+            second=1,
+            args=["slot boundary"],
+            id="slot",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=30,
+        )
+        sched.add_job(
+            self._scheduled,
+            "interval",
+            seconds=interval_s,
+            args=["periodic"],
+            id="periodic",
+            coalesce=True,
+            max_instances=1,
+        )
+        sched.start()
+        self._scheduler = sched
+
+    async def _scheduled(self, reason: str) -> None:
+        """A clock job (a coroutine, so the scheduler runs it on the event loop)."""
+        self.request(reason)
+
+    def halt(self) -> list[asyncio.Task[Any]]:
+        """Stop planning: waiters, clock and timers cancelled; the running task to cancel."""
+        self._stopping = True
+        for w in self._waiters:
+            w.cancel()
+        self._waiters.clear()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for h in self._timers:
+            h.cancel()
+        return [self._task] if self._task is not None and not self._task.done() else []
+
+    def busy(self) -> bool:
+        """A plan pending or running, or a re-plan timer set."""
+        loop = asyncio.get_running_loop()
+        timers = any(not h.cancelled() and h.when() > loop.time() for h in self._timers)
+        return not self._idle.is_set() or timers
+
+    async def wait_idle(self, timeout: float) -> None:
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+
+class ProfileLog:
+    """A rollout's profiles in the store: each stored as sent before it goes
+    out, then with its answer."""
+
+    def __init__(
+        self, store: Store, state: SiteState, clock: Callable[[], datetime], now: datetime
+    ) -> None:
+        self.store, self.state, self.clock, self.now = store, state, clock, now
+        self._ids: dict[int, int] = {}
+
+    def sending(self, batch: list[tuple[str, str, ChargingLimitSpec]]) -> None:
+        rows = [
+            (
+                sid,
+                cid,
+                spec.purpose.value,
+                spec.transaction_id,
+                spec.start,
+                [(p.start_offset_s, p.limit_a) for p in spec.periods],
+            )
+            for cid, sid, spec in batch
+        ]
+        ids = self.store.profiles_sent(rows, self.now)
+        for (_, _, spec), pid in zip(batch, ids, strict=True):
+            self._ids[id(spec)] = pid
+
+    def answered(
+        self, batch: list[tuple[str, LimitSchedule, ChargingLimitSpec, CommandResult]]
+    ) -> None:
+        at = self.clock()
+        rows = []
+        for cid, _, spec, result in batch:
+            pid = self._ids.pop(id(spec), None)
+            if pid is not None:
+                rows.append((pid, result.outcome.value, result.detail))
+            if result.outcome is CommandOutcome.ACCEPTED and spec.purpose is LimitPurpose.TX:
+                self.state.offer_accepted(cid, at)
+        self.store.profiles_answered(rows, at)
+
+
 class Controller:
     def __init__(
         self,
@@ -164,24 +339,14 @@ class Controller:
         self.plan_at: datetime | None = None
         self.plans = 0
         self.last_report: RolloutReport | None = None
-        self._reasons: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
+        self.replans = ReplanLoop(self.replan, self.settings.coalesce_s)
+        self.profiles = ProfileBuilder(self.state, self.settings.max_periods)
         self._background: set[asyncio.Task[Any]] = set()
-        self._timers: list[asyncio.TimerHandle] = []
-        self._scheduler: Any = None
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._stopping = False
         self.on_plan: list[Callable[[Plan, RolloutReport], None]] = []
         """Observers (demo view, benchmarks, metrics): called after each rollout."""
-        self.replan_requested_at: float | None = None
         self.plan_id: int | None = None
         """The store's id of the current plan."""
         self.plan_reason = ""
-        self.plan_requested_at: float | None = None
-        """``perf_counter`` time the request behind the current plan came in."""
-        self._waiters: list[asyncio.Future[None]] = []
-        """`replan_now` callers waiting for the next plan to be rolled out."""
 
     # --- the site's state, read through ---------------------------------------------------
 
@@ -200,10 +365,6 @@ class Controller:
         return self.state.status_by_connector
 
     @property
-    def limit_changed_at(self) -> dict[str, datetime]:
-        return self.state.limit_changed_at
-
-    @property
     def conflicts(self) -> dict[tuple[str, ...], ConflictReport]:
         """Sessions isolated from planning now, and the latest refused session starts."""
         return self.state.conflicts
@@ -212,15 +373,6 @@ class Controller:
     def conflicts_total(self) -> Counter[str]:
         """Sessions refused and superseded since the start, by kind."""
         return self.state.conflicts_total
-
-    @property
-    def fallback_a(self) -> dict[str, float]:
-        """Per station: its fallback share of the groups' static fallback limits."""
-        return self.fallback.shares
-
-    @property
-    def fallback_in_force(self) -> dict[str, float]:
-        return self.fallback.in_force
 
     @property
     def background_tasks(self) -> frozenset[asyncio.Task[Any]]:
@@ -233,7 +385,7 @@ class Controller:
         self.recover()
         self.overrides.recover(self.store.get_state(OVERRIDES_STATE) or [], self.site.group_by_id)
         if scheduler:
-            self._start_scheduler()
+            self.replans.start_clock(self.site.site.slot_minutes, self.settings.replan_interval_s)
         self.request_replan("start")
 
     def recover(self) -> None:
@@ -247,62 +399,20 @@ class Controller:
             self._carry_out(end)
         self.state.recover(running, self.store.limits_in_force(), self.store.unanswered_profiles())
 
-    def _start_scheduler(self) -> None:
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-        sched = AsyncIOScheduler(timezone=UTC)
-        slot = self.site.site.slot_minutes
-        sched.add_job(
-            self._scheduled,
-            "cron",
-            minute=f"*/{slot}",
-            second=1,
-            args=["slot boundary"],
-            id="slot",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=30,
-        )
-        sched.add_job(
-            self._scheduled,
-            "interval",
-            seconds=self.settings.replan_interval_s,
-            args=["periodic"],
-            id="periodic",
-            coalesce=True,
-            max_instances=1,
-        )
-        sched.start()
-        self._scheduler = sched
-
-    async def _scheduled(self, reason: str) -> None:
-        """A clock job (a coroutine, so the scheduler runs it on the event loop)."""
-        self.request_replan(reason)
-
     async def stop(self) -> None:
-        self._stopping = True
-        for w in self._waiters:
-            w.cancel()
-        self._waiters.clear()
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
-        for h in self._timers:
-            h.cancel()
-        tasks = [t for t in (self._task, *self._background) if t is not None and not t.done()]
+        tasks = self.replans.halt()
+        tasks += [t for t in self._background if not t.done()]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def busy(self) -> bool:
         """A plan pending or running, a command in the background, or a re-plan timer set."""
-        loop = asyncio.get_running_loop()
-        timers = any(not h.cancelled() and h.when() > loop.time() for h in self._timers)
-        return not self._idle.is_set() or bool(self._background) or timers
+        return self.replans.busy() or bool(self._background)
 
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Until no plan is pending or running (tests, demo)."""
-        await asyncio.wait_for(self._idle.wait(), timeout)
+        await self.replans.wait_idle(timeout)
 
     # --- events -----------------------------------------------------------------------------
 
@@ -398,56 +508,23 @@ class Controller:
 
         ``energy_need_kwh`` is what is still to deliver from now on.
         """
-        s = self.state.update_session(
+        change = self.state.update_session(
             connector_id, priority=priority, departure=departure, energy_need_kwh=energy_need_kwh
         )
+        s = change.session
         self.store.update_session(
-            s.session_id,
-            priority=priority,
-            departure=departure,
-            energy_need_wh=s.energy_need_wh if energy_need_kwh is not None else None,
+            s.session_id, priority=priority, departure=departure, energy_need_wh=change.need_wh
         )
-        self.store.audit(
-            self.clock(),
-            "session_changed",
-            s.session_id,
-            {
-                "priority": priority,
-                "departure": None if departure is None else departure.isoformat(),
-                "energy_need_kwh": energy_need_kwh,
-                "actor": actor,
-            },
-        )
+        detail = {**change.detail, "actor": actor}
+        self.store.audit(self.clock(), "session_changed", s.session_id, detail)
         self.request_replan("session changed")
         return s
-
-    async def replan_now(self, reason: str, timeout_s: float = 60.0) -> None:
-        """Request a re-plan and return once a plan begun after this call is rolled out."""
-        if self._stopping:
-            raise RuntimeError("the controller is stopping")
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        self.request_replan(reason)
-        await asyncio.wait_for(waiter, timeout_s)
 
     def capacity(self, grid: TimeGrid, now: datetime) -> Capacity:
         """What the planner sees: the provider's capacity under the operator's limits."""
         return self.overrides.fold(self.capacity_provider(self.site, grid, now), grid, now)
 
     # --- fallback ------------------------------------------------------------------------
-
-    def fallback_now(self, now: datetime, *, exclude: str | None = None) -> dict[str, float]:
-        """Per station: the fallback limit it should have (`FallbackPolicy.now`)."""
-        return self.fallback.now(now, exclude=exclude)
-
-    def default_targets(
-        self,
-        now: datetime,
-        plan: Plan | None = None,
-        fixed: Mapping[str, float] | None = None,
-    ) -> dict[str, float]:
-        """Connector → the TxDefault limit it should have of its own."""
-        return self.fallback.default_targets(now, plan, fixed)
 
     async def follow_capacity_with_fallbacks(self, now: datetime) -> None:
         """Lower the stations' fallback limits when capacity falls below their
@@ -495,44 +572,16 @@ class Controller:
     # --- planning ----------------------------------------------------------------------------
 
     def request_replan(self, reason: str) -> None:
-        if self._stopping:
-            return
-        if self.replan_requested_at is None:
-            self.replan_requested_at = time.perf_counter()
-        self._reasons.add(reason)
-        self._idle.clear()
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._replan_loop())
+        self.replans.request(reason)
 
-    async def _replan_loop(self) -> None:
-        try:
-            await asyncio.sleep(self.settings.coalesce_s)
-            while self._reasons and not self._stopping:
-                reasons = sorted(self._reasons)
-                self._reasons.clear()
-                self.plan_requested_at = self.replan_requested_at
-                self.replan_requested_at = None
-                waiters, self._waiters = self._waiters, []
-                try:
-                    await self.replan(", ".join(reasons))
-                except asyncio.CancelledError:
-                    for w in waiters:
-                        w.cancel()
-                    raise
-                # the service keeps running whatever one plan does; the next
-                # event or the periodic clock plans again
-                except Exception as e:
-                    log.exception("re-plan failed")
-                    for w in waiters:
-                        if not w.done():
-                            w.set_exception(e)
-                else:
-                    for w in waiters:
-                        if not w.done():
-                            w.set_result(None)
-        finally:
-            if not self._reasons:
-                self._idle.set()
+    async def replan_now(self, reason: str, timeout_s: float = 60.0) -> None:
+        """Request a re-plan and return once a plan begun after this call is rolled out."""
+        await self.replans.now(reason, timeout_s)
+
+    @property
+    def plan_requested_at(self) -> float | None:
+        """``perf_counter`` time the request behind the current plan came in."""
+        return self.replans.plan_requested_at
 
     def problem(
         self, now: datetime, *, steady: bool = True
@@ -567,7 +616,7 @@ class Controller:
             )
             # again soon, but back off if the same trouble keeps coming back
             self._incomplete += 1
-            self._later(min(0.2 * 2 ** (self._incomplete - 1), 30.0), "rollout incomplete")
+            self.replans.later(min(0.2 * 2 ** (self._incomplete - 1), 30.0), "rollout incomplete")
         else:
             self._incomplete = 0
         waits = [
@@ -576,81 +625,19 @@ class Controller:
             if outcome is CommandOutcome.RATE_LIMITED
         ]
         if waits:  # try again once the station said we may
-            self._later(max(0.0, min(waits)) + 0.05, "retry after")
+            self.replans.later(max(0.0, min(waits)) + 0.05, "retry after")
         return plan, report
-
-    def _later(self, delay_s: float, reason: str) -> None:
-        if self._stopping:
-            return
-        loop = asyncio.get_running_loop()
-        self._timers = [h for h in self._timers if not h.cancelled() and h.when() > loop.time()]
-        self._timers.append(loop.call_later(delay_s, self.request_replan, reason))
 
     async def rollout(self, plan: Plan, problem: PlanningProblem) -> RolloutReport:
         grid = plan.grid
         targets = {
             cid: plan.schedule(cid) for cid in self.sessions if cid not in problem.fixed_load_a
         }
-        defaults = self.default_targets(self.clock(), plan, problem.fixed_load_a)
+        defaults = self.fallback.default_targets(self.clock(), plan, problem.fixed_load_a)
         model = self.load_model(plan.lines)
         cap = model.capacity(self.site, problem.capacity, grid)
-        profile_ids: dict[int, int] = {}
         now = self.clock()
-
-        def build(cid: str, schedule: LimitSchedule) -> tuple[str, ChargingLimitSpec] | None:
-            s = self.sessions.get(cid)
-            if s is None:
-                return None
-            info = self.site.connectors[cid]
-            spec = schedule.to_spec(
-                LimitPurpose.TX,
-                info.connector.id,
-                transaction_id=s.transaction_id,
-                number_phases=len(info.lines),
-                voltage_v=info.voltage_v,
-                max_periods=self.settings.max_periods,
-            )
-            return info.station_id, spec
-
-        def build_default(cid: str, limit: float) -> tuple[str, ChargingLimitSpec]:
-            info = self.site.connectors[cid]
-            spec = LimitSchedule.constant(now - timedelta(minutes=1), limit).to_spec(
-                LimitPurpose.TX_DEFAULT,
-                info.connector.id,
-                transaction_id=None,
-                number_phases=len(info.lines),
-                voltage_v=info.voltage_v,
-            )
-            return info.station_id, spec
-
-        def sending(batch: list[tuple[str, str, ChargingLimitSpec]]) -> None:
-            rows = [
-                (
-                    sid,
-                    cid,
-                    spec.purpose.value,
-                    spec.transaction_id,
-                    spec.start,
-                    [(p.start_offset_s, p.limit_a) for p in spec.periods],
-                )
-                for cid, sid, spec in batch
-            ]
-            ids = self.store.profiles_sent(rows, now)
-            for (_, _, spec), pid in zip(batch, ids, strict=True):
-                profile_ids[id(spec)] = pid
-
-        def answered(
-            batch: list[tuple[str, LimitSchedule, ChargingLimitSpec, CommandResult]],
-        ) -> None:
-            at = self.clock()
-            rows = []
-            for cid, _, spec, result in batch:
-                pid = profile_ids.pop(id(spec), None)
-                if pid is not None:
-                    rows.append((pid, result.outcome.value, result.detail))
-                if result.outcome is CommandOutcome.ACCEPTED and spec.purpose is LimitPurpose.TX:
-                    self.state.offer_accepted(cid, at)
-            self.store.profiles_answered(rows, at)
+        log_ = ProfileLog(self.store, self.state, self.clock, now)
 
         return await run_rollout(
             self.gateway,
@@ -659,15 +646,15 @@ class Controller:
             targets,
             model,
             cap,
-            build,
+            self.profiles.transaction,
             hysteresis=Hysteresis(self.settings.min_change_a),
             pin_s=self.settings.pin_s,
             clock=self.monotonic,
-            on_sending=sending,
-            on_answers=answered,
+            on_sending=log_.sending,
+            on_answers=log_.answered,
             answer_timeout_s=self.settings.answer_timeout_s,
             defaults=defaults,
-            build_default=build_default,
+            build_default=lambda cid, limit: self.profiles.default(cid, limit, now),
         )
 
     # --- helpers -------------------------------------------------------------------------------

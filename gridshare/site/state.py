@@ -173,6 +173,16 @@ class ConflictReport:
         }
 
 
+@dataclass(frozen=True)
+class SessionChange:
+    """What `SiteState.update_session` changed: the session, the need to store
+    (None: unchanged) and the change for the audit log."""
+
+    session: SessionState
+    need_wh: float | None
+    detail: dict[str, Any]
+
+
 REFUSED_KEPT = 20
 """Refused (and superseded) sessions listed in the status: the latest of each kind."""
 
@@ -503,7 +513,7 @@ class SiteState:
         priority: float | None = None,
         departure: datetime | None = None,
         energy_need_kwh: float | None = None,
-    ) -> SessionState:
+    ) -> SessionChange:
         """Change what we assume of a running session (``energy_need_kwh``: what is
         still to deliver from now on); its next profile is sent whatever changed."""
         s = self.sessions[connector_id]
@@ -514,7 +524,13 @@ class SiteState:
         if energy_need_kwh is not None:
             s.energy_need_wh = (s.delivered_kwh + float(energy_need_kwh)) * 1000.0
         self.book.get(connector_id).force_send = True
-        return s
+        detail = {
+            "priority": priority,
+            "departure": None if departure is None else departure.isoformat(),
+            "energy_need_kwh": energy_need_kwh,
+        }
+        need_wh = s.energy_need_wh if energy_need_kwh is not None else None
+        return SessionChange(s, need_wh, detail)
 
     def superseded(
         self, active: Iterable[StoredSession], now: datetime

@@ -313,7 +313,8 @@ async def test_ev_needs_and_estimates_shape_the_demand(rig: Rig):
     await rig.start("CP1/1", "t1", tag="bus-7")
     s = rig.ctl.sessions["CP1/1"]
     assert s.est_departure == NOW + timedelta(hours=4) and s.est_energy_kwh == 40
-    assert rig.ctl.problems.demand(s, NOW).taper_kwh is None  # no battery tail at the end of a guess
+    # no battery tail at the end of a guess
+    assert rig.ctl.problems.demand(s, NOW).taper_kwh is None
     # 3 kWh in, the EV says it still wants 5 kWh and leaves in an hour
     await rig.meter("CP1/1", {"L1": 16.0}, energy=3000)
     dep = NOW + timedelta(hours=1)
