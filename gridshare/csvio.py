@@ -15,13 +15,13 @@ import csv
 import itertools
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from optimizer import Capacity, Plan, SessionDemand, Site, TimeGrid
+from optimizer.problem import LimitWindow
 
 
 class InputError(ValueError):
@@ -37,13 +37,8 @@ def file_and_line(path: Path, line: int) -> str:
     return f"{path}:{line}"
 
 
-@dataclass(frozen=True)
-class CapacityWindow:
-    group_id: str
-    start: datetime
-    end: datetime
-    limit_a: float | None
-    limit_kw: float | None
+CapacityWindow = LimitWindow
+"""A row of the capacity file: a group's limit over ``[start, end)``."""
 
 
 def parse_time(text: str, where: str, field: str) -> datetime:
@@ -174,12 +169,7 @@ def read_capacity(
 
 def apply_windows(capacity: Capacity, grid: TimeGrid, windows: list[CapacityWindow]) -> Capacity:
     """Lower the capacity over every slot a window touches (the lowest applies)."""
-    starts = np.array([grid.slot_start(i).timestamp() for i in range(grid.slots)])
-    ends = starts + grid.slot_minutes * 60
-    for w in windows:
-        mask = (starts < w.end.timestamp()) & (ends > w.start.timestamp())
-        capacity = capacity.lowered(w.group_id, mask, limit_a=w.limit_a, limit_kw=w.limit_kw)
-    return capacity
+    return capacity.limited(grid, windows)
 
 
 def read_prices(path: str | Path, grid: TimeGrid) -> np.ndarray:

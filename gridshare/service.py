@@ -376,7 +376,7 @@ class Service:
     def _load_capacity_book(self) -> None:
         """The DSO's forecasts (kept in the store) become the planner's capacity."""
         try:
-            from forecasts.store import CapacityBook
+            from forecasts.capacity_book import CapacityBook
         except ImportError:
             log.warning("forecasts package missing: static capacity only")
             return
