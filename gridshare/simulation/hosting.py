@@ -27,11 +27,11 @@ import pandas as pd
 
 from forecasts.demand import DemandDefaults
 from gridshare.simulation import run_strategies
-from gridshare.simulation.capacity import Override
 from gridshare.simulation.engine import CarModel, RunResult
 from gridshare.simulation.report import served_pct
 from gridshare.simulation.sessions import SimSession
 from optimizer import Site
+from optimizer.problem import LimitWindow
 from optimizer.site import LINES, Charger, Line, connector_key
 
 
@@ -173,7 +173,7 @@ def hosting_runs(
     strategies: Sequence[str] = ("gridshare", "uncontrolled"),
     capacity_kw: float | None = None,
     capacity_group: str | None = None,
-    overrides: list[Override] | None = None,
+    overrides: list[LimitWindow] | None = None,
     car: CarModel | None = None,
     defaults: DemandDefaults | None = None,
     seed: int = 0,
