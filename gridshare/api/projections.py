@@ -198,7 +198,8 @@ def group_out(
     )
 
 
-def _capacity_at(capacity: Capacity, group_id: str, slot: int) -> tuple[float | None, float | None]:
+def capacity_at(capacity: Capacity, group_id: str, slot: int) -> tuple[float | None, float | None]:
+    """A group's per-line and power limits in one slot (None: no limit)."""
     a = capacity.limit_a.get(group_id)
     kw = capacity.limit_kw.get(group_id)
     return (
@@ -208,10 +209,9 @@ def _capacity_at(capacity: Capacity, group_id: str, slot: int) -> tuple[float | 
 
 
 def measured_point(
-    at: datetime, capacity: Capacity, group_id: str, slot: int, sums: Mapping[Line, float]
+    at: datetime, cap_a: float | None, cap_kw: float | None, sums: Mapping[Line, float]
 ) -> TimelinePoint:
-    """A minute of the past: the capacity of its slot in ``capacity``, the load measured."""
-    cap_a, cap_kw = _capacity_at(capacity, group_id, slot)
+    """A moment of the past: the capacity as it stood then, the load measured."""
     return TimelinePoint(
         at=at,
         capacity_a=cap_a,
@@ -248,7 +248,7 @@ def planned_points(
             for line in plan_lines(plan, site, cid):
                 if line in sums:
                     sums[line] += w * a
-        cap_a, cap_kw = _capacity_at(capacity, group_id, i)
+        cap_a, cap_kw = capacity_at(capacity, group_id, i)
         out.append(
             TimelinePoint(
                 at=at,

@@ -16,6 +16,7 @@ from gridshare.api.projections import (
     ConnectorSession,
     EndedSession,
     RunningSession,
+    capacity_at,
     connector_out,
     ended_session_out,
     event_page,
@@ -237,7 +238,7 @@ class SiteReads:
                 if line in sums:
                     sums[line] += w * a
         points = [
-            measured_point(at, past_cap, group_id, past_slot(past, at), sums)
+            measured_point(at, *capacity_at(past_cap, group_id, past_slot(past, at)), sums)
             for at, sums in sorted(by_minute.items())
             if at < now
         ]
