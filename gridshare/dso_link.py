@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -79,6 +80,29 @@ def provider_online(status: Mapping[str, Any]) -> bool:
     return status.get("state") in ("REGISTERED", "HANDSHAKEN") and not status.get("offline")
 
 
+@dataclass(frozen=True)
+class ProviderState:
+    """One capacity provider as the operator sees it."""
+
+    id: str
+    state: str
+    """Its registration state (``REGISTERED``, ``HANDSHAKEN``, …)."""
+    online: bool
+    delivered: int
+    """Messages delivered to it so far."""
+    heartbeats_sent: int
+
+    @classmethod
+    def of(cls, status: Mapping[str, Any]) -> ProviderState:
+        return cls(
+            id=str(status["id"]),
+            state=str(status["state"]),
+            online=provider_online(status),
+            delivered=int(status.get("delivered", 0)),
+            heartbeats_sent=int(status.get("heartbeats_sent", 0)),
+        )
+
+
 class DsoLink:
     """See the module docstring. Built once the controller exists; `router` builds
     the Flexibility Provider once the HTTP port (our base URL) is known."""
@@ -135,9 +159,11 @@ class DsoLink:
         """Whether a capacity provider (DSO) is configured."""
         return bool(self.config.oscp.capacity_providers)
 
-    def provider_status(self) -> list[dict[str, Any]]:
+    def provider_status(self) -> list[ProviderState]:
         """Per capacity provider: state, counters (none before the provider exists)."""
-        return self.provider.status() if self.provider is not None else []
+        if self.provider is None:
+            return []
+        return [ProviderState.of(p) for p in self.provider.status()]
 
     def last_heartbeat(self) -> datetime | None:
         return max(self.heartbeats.values()) if self.heartbeats else None

@@ -1,12 +1,19 @@
 """The service: one asyncio process holding the site's state.
 
-Wires the configuration, the store, the controller, the OCPP central system,
-the HTTP app (operator API, dashboard, metrics, OSCP endpoints) and the
-scheduler, and takes them down in the right order:
+The composition root: it builds the parts and wires them together, and takes
+them down in the right order:
 
-    start: store → controller (recover state, scheduler) → OCPP → HTTP
-    stop:  live streams → HTTP → OCPP (stations closed with "going away")
-           → controller → store
+    store               the site's memory (`gridshare.store`)
+    controller          reacts to events and re-plans (`gridshare.controller`)
+    gateway             the OCPP central system (the station commands)
+    DSO link            OSCP forecasts, heartbeats and reports (`gridshare.dso_link`)
+    operator backend    the operator API over narrow views of the above
+                        (`gridshare.operator`)
+    HTTP port           operator API, dashboard, metrics, OSCP (`gridshare.http_server`)
+
+    start: store → controller (recover state, scheduler) → OCPP → HTTP → OSCP
+    stop:  live streams → OSCP → HTTP → OCPP (stations closed with "going away")
+           → controller → energy counter → store
 
 so that no event arrives without a place to be stored, and the store is the
 last thing to close.

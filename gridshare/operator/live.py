@@ -16,7 +16,6 @@ from datetime import datetime
 
 from gridshare.api.metrics import MetricsRecorder
 from gridshare.api.schemas import Change, ChangeKind
-from gridshare.dso_link import provider_online
 from gridshare.operator.views import DsoView, OperatorStore, SiteState
 from gridshare.rollout import RolloutReport
 from ocpp_adapter.events import (
@@ -167,11 +166,11 @@ class LiveFeed:
     def refresh_oscp_metrics(self, dso: DsoView) -> None:
         """Outgoing OSCP messages and DSO liveness, read from the provider's counters."""
         for p in dso.provider_status():
-            pid = str(p["id"])
-            sent = (int(p.get("delivered", 0)), int(p.get("heartbeats_sent", 0)))
+            pid = p.id
+            sent = (p.delivered, p.heartbeats_sent)
             seen = self._oscp_seen.get(pid, (0, 0))
             for kind, new, old in (("message", sent[0], seen[0]), ("Heartbeat", sent[1], seen[1])):
                 for _ in range(max(0, new - old)):
                     self.metrics.record_oscp_message("out", kind)
             self._oscp_seen[pid] = sent
-            self.metrics.set_dso_online(pid, provider_online(p))
+            self.metrics.set_dso_online(pid, p.online)

@@ -53,7 +53,6 @@ from gridshare.api.schemas import (
     StatusOut,
 )
 from gridshare.controller import SessionState
-from gridshare.dso_link import provider_online
 from gridshare.dso_reports import group_members, site_lines
 from gridshare.operator.live import Sightings
 from gridshare.operator.views import OperatorParts, StoreRow
@@ -110,10 +109,10 @@ class SiteReads:
         )
         return DsoStatus(
             configured=dso.configured,
-            online=any(provider_online(p) for p in providers),
+            online=any(p.online for p in providers),
             last_heartbeat=dso.last_heartbeat(),
             fallback_active=bool(fallback),
-            detail=", ".join(f"{p['id']}: {p['state'].lower()}" for p in providers),
+            detail=", ".join(f"{p.id}: {p.state.lower()}" for p in providers),
         )
 
     def status(self) -> StatusOut:

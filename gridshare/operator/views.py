@@ -21,6 +21,7 @@ from forecasts.store import CapacityBook
 from gridshare.api.metrics import MetricsRecorder
 from gridshare.api.schemas import OverrideView, StatusService
 from gridshare.controller import ControllerSettings, SessionState
+from gridshare.dso_link import ProviderState
 from gridshare.store import StoredSession
 from ocpp_adapter.events import ChargingLimitSpec, CommandResult
 from optimizer.plan import Plan
@@ -130,7 +131,7 @@ class DsoView(Protocol):
         """Whether a capacity provider (DSO) is configured."""
         ...
 
-    def provider_status(self) -> list[dict[str, Any]]: ...
+    def provider_status(self) -> list[ProviderState]: ...
 
     def last_heartbeat(self) -> datetime | None: ...
 
