@@ -7,6 +7,7 @@ from datetime import timedelta
 import httpx
 
 from gridshare.api.projections import EndedSession, ended_session_out, paused_sessions
+from optimizer.site import Line
 from tests.api.conftest import WRITE, Clock
 from tests.api.fake_backend import FakeSite
 
@@ -39,7 +40,7 @@ async def test_a_group_sums_only_the_running_sessions(fake: FakeSite) -> None:
     assert plan is not None
     # CP05/2 has no car: the plan's row for it counts nowhere
     running = [c for c in ("CP04/1", "CP05/1") if fake.active_on(c) is not None]
-    assert panel_b.planned_a["L1"] == round(sum(plan.now_a(c) for c in running), 2)
+    assert panel_b.planned_a[Line.L1] == round(sum(plan.now_a(c) for c in running), 2)
 
 
 def test_an_ended_session_has_no_need_left_to_show(fake: FakeSite) -> None:
