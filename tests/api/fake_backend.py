@@ -8,7 +8,9 @@ is offered up to what it takes, with a slow wobble, and the draw is recorded
 per group and line as the "measured" history.
 
 It keeps the contract of `gridshare.api.backend` (NotFound, Conflict, change
-hints) so the API tests exercise what the real service will do.
+hints) so the API tests exercise what the real service will do, and holds
+state only: its answers are built by the service's own projections
+(`gridshare.api.projections`), so the two cannot show the same state apart.
 """
 
 from __future__ import annotations
