@@ -25,14 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 USER_ERRORS: tuple[tuple[str, str], ...] = (
-    ("gridshare.config", "ConfigError"),
-    ("gridshare.csvio", "InputError"),
-    ("gridshare.store", "StoreError"),
-    ("gridshare.service", "ServiceError"),
-    ("gridshare.simulation.sessions", "SessionsError"),
-    ("gridshare.simulation.capacity", "CapacityFileError"),
-    ("gridshare.simulation.acn", "AcnSiteError"),
-    ("gridshare.simulation.hosting", "HostingError"),
+    ("gridshare.errors", "UserError"),
     ("optimizer.errors", "ProblemError"),
     ("oscp.loopback", "ListenError"),
     ("ocpp_adapter.central_system", "ListenError"),

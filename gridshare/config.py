@@ -43,6 +43,7 @@ from pydantic_settings import (
 
 from forecasts.demand import DemandDefaults
 from gridshare.controller import ControllerSettings
+from gridshare.errors import UserError
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S
 from optimizer.site import Site
 from oscp.config import OscpConfig, OscpProviderConfig
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration or input file is invalid; the message names file and field."""
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from gridshare.errors import UserError
 from optimizer import Capacity, Plan, SessionDemand, Site, TimeGrid
 from optimizer.problem import LimitWindow
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """A CSV input is invalid; the message names file, line and field."""
 
 

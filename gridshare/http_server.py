@@ -22,11 +22,12 @@ from fastapi import FastAPI
 from gridshare.api.auth import is_loopback
 from gridshare.api.security import LOCAL_HOSTS
 from gridshare.config import GridshareConfig
+from gridshare.errors import GridshareError
 from ocpp_adapter.tls import server_tls_context
 from oscp.loopback import listen_socket
 
 
-class HttpServerError(Exception):
+class HttpServerError(GridshareError):
     """The HTTP server stopped while it started."""
 
 

@@ -42,6 +42,7 @@ from gridshare.controller import (
 )
 from gridshare.dso_link import DsoLink, load_capacity_book
 from gridshare.dso_reports import ComplianceWatch, EnergyCounter
+from gridshare.errors import UserError
 from gridshare.http_server import (
     HttpServer,
     HttpServerError,
@@ -82,7 +83,7 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}{port}"))
 
 
-class ServiceError(Exception):
+class ServiceError(UserError):
     """The service cannot start as configured."""
 
 

@@ -107,6 +107,24 @@ def cycles() -> list[list[str]]:
     return found
 
 
+def test_the_application_has_one_error_root():
+    import importlib
+    import inspect
+
+    from gridshare.errors import GridshareError
+
+    strays = []
+    for name in modules():
+        if not name.startswith("gridshare"):
+            continue
+        module = importlib.import_module(name)
+        for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == name and issubclass(cls, Exception):
+                if not issubclass(cls, GridshareError) and not cls_name.startswith("_"):
+                    strays.append(f"{name}.{cls_name}")
+    assert strays == []
+
+
 def test_no_room_is_too_big_to_read():
     assert oversized() == []
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gridshare.errors import UserError
 from optimizer.site import Group, Site
 
 ANGLE_LINES: dict[float, tuple[str, str]] = {
@@ -44,7 +45,7 @@ SECONDARY_LINE_TO_NEUTRAL_V = 120.0
 _LINE_SUFFIX = re.compile(r"^(?P<base>.*?)\s+(?:I_)?(?P<letter>[ABCabc])$")
 
 
-class AcnSiteError(ValueError):
+class AcnSiteError(UserError, ValueError):
     """sites.json cannot be converted (unknown phase angle, malformed entry)."""
 
 

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from gridshare.csvio import InputError, read_capacity
+from gridshare.errors import UserError
 from optimizer import Capacity, Site, TimeGrid
 from optimizer.problem import LimitWindow
 from optimizer.site import LINES, Line
 
 
-class CapacityFileError(ValueError):
+class CapacityFileError(UserError, ValueError):
     """The capacity CSV is malformed; the message names the file, line and field."""
 
 

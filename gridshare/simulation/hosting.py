@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from forecasts.demand import DemandDefaults
+from gridshare.errors import UserError
 from gridshare.simulation import run_strategies
 from gridshare.simulation.engine import CarModel, RunResult
 from gridshare.simulation.report import served_pct
@@ -35,7 +36,7 @@ from optimizer.problem import LimitWindow
 from optimizer.site import LINES, Charger, Line, connector_key
 
 
-class HostingError(ValueError):
+class HostingError(UserError, ValueError):
     """The study cannot be set up (unknown group, no charger below it, bad count)."""
 
 

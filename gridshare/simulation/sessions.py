@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from gridshare.errors import UserError
+
 ACN_COLUMNS = (
     "arrival",
     "departure",
@@ -38,7 +40,7 @@ ACN_COLUMNS = (
 GENERIC_COLUMNS = ("connector_id", "arrival", "departure", "energy_kwh")
 
 
-class SessionsError(ValueError):
+class SessionsError(UserError, ValueError):
     """A sessions file cannot be read; the message names the file and the field."""
 
 

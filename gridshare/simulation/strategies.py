@@ -26,6 +26,7 @@ from datetime import datetime
 import highspy
 import numpy as np
 
+from gridshare.errors import GridshareError
 from gridshare.simulation.engine import LiveSession, Simulation, StepContext
 from optimizer import Backend, HighsPlanner, PlanningProblem, SessionDemand, TimeGrid, solve
 from optimizer.dispatch import STEP_A, min_current
@@ -409,7 +410,7 @@ def _within_limits(
     return sol * factor
 
 
-class OfflineLPError(RuntimeError):
+class OfflineLPError(GridshareError, RuntimeError):
     """The offline LP could not be solved to optimality by any route."""
 
 
