@@ -125,6 +125,18 @@ def test_the_application_has_one_error_root():
     assert strays == []
 
 
+def test_the_readme_has_one_line_per_room():
+    readme = (ROOT / "README.md").read_text()
+    rooms = sorted(
+        str(init.parent.relative_to(ROOT)) + "/"
+        for pkg in PACKAGES
+        for init in (ROOT / pkg).rglob("__init__.py")
+        if init.parent.name != "routes"  # the API's routes are one line of `gridshare/api/`
+    )
+    missing = [r for r in rooms if f"| `{r}` |" not in readme]
+    assert missing == []
+
+
 def test_no_room_is_too_big_to_read():
     assert oversized() == []
 
