@@ -119,9 +119,9 @@ def test_the_application_has_one_error_root():
             continue
         module = importlib.import_module(name)
         for cls_name, cls in inspect.getmembers(module, inspect.isclass):
-            if cls.__module__ == name and issubclass(cls, Exception):
-                if not issubclass(cls, GridshareError) and not cls_name.startswith("_"):
-                    strays.append(f"{name}.{cls_name}")
+            mine = cls.__module__ == name and not cls_name.startswith("_")
+            if mine and issubclass(cls, Exception) and not issubclass(cls, GridshareError):
+                strays.append(f"{name}.{cls_name}")
     assert strays == []
 
 
