@@ -42,9 +42,9 @@ from pydantic_settings import (
 )
 
 from forecasts.demand import DemandDefaults
-from gridshare.controller import ControllerSettings
 from gridshare.errors import UserError
-from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S
+from gridshare.site.settings import ControllerSettings
+from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
 from optimizer.site import Site
 from oscp.config import OscpConfig, OscpProviderConfig
 
@@ -85,7 +85,7 @@ class ServerConfig(_Strict):
     """``sqlite:///path.db``; default: a SQLite file next to the config."""
     authorize_id_tags: list[str] | None = None
     """Allow-list for Authorize; None accepts every idTag."""
-    meter_interval_s: Annotated[int, Field(ge=1)] = 10
+    meter_interval_s: Annotated[int, Field(ge=1)] = DEFAULT_METER_INTERVAL_S
     """Meter value sampling the stations are configured for (re-planning reacts to it)."""
     heartbeat_interval_s: Annotated[int, Field(ge=10)] = DEFAULT_HEARTBEAT_INTERVAL_S
     http_tls_cert: Path | None = None

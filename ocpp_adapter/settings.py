@@ -11,6 +11,9 @@ from pathlib import Path
 DEFAULT_HEARTBEAT_INTERVAL_S = 300
 """Seconds between a station's Heartbeats, as the BootNotification answer tells it."""
 
+DEFAULT_METER_INTERVAL_S = 10
+"""Seconds between a station's meter values during a transaction, unless configured."""
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -45,7 +48,7 @@ class AdapterSettings:
     max_queued_calls: int = 32
     """Commands waiting per station (for boot or for the CALL before them)."""
     heartbeat_interval_s: int = DEFAULT_HEARTBEAT_INTERVAL_S
-    meter_interval_s: int | None = 10
+    meter_interval_s: int | None = DEFAULT_METER_INTERVAL_S
     ping_interval_s: float | None = 60.0
     ping_timeout_s: float | None = 30.0
     max_frame_bytes: int = 256 * 1024

@@ -48,6 +48,7 @@ from gridshare.config import (
 )
 from gridshare.controller import static_capacity
 from gridshare.logs import configure_logging
+from gridshare.peers.dso import SimulatedDso
 from gridshare.peers.ev import EvSpec
 from gridshare.peers.fleet import StationFleet
 from gridshare.peers.specs import SimStationSpec, specs_from_site
@@ -297,15 +298,8 @@ def plot(samples: list[Sample], path: Path, cut: EveningCut, site: Site) -> None
 
 async def start_dso(
     config: GridshareConfig, clock: Callable[[], datetime], out: Callable[[str], None]
-) -> tuple[GridshareConfig, Any]:
-    """A simulated DSO on a loopback port, and the site configured to trust it.
-
-    Without the OSCP packages the demo's capacity cut is applied in-process.
-    """
-    try:
-        from gridshare.peers.dso import SimulatedDso
-    except ImportError:
-        return config, None
+) -> tuple[GridshareConfig, SimulatedDso]:
+    """A simulated DSO on a loopback port, and the site configured to trust it."""
     to_us, to_them = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     dso = SimulatedDso(token_to_fp=to_us, clock=clock, out=out)
     await dso.start()
@@ -331,7 +325,7 @@ async def start_dso(
     return cfg, dso
 
 
-async def send_cut(dso: Any, group_id: str, cut: EveningCut, site: Site) -> None:
+async def send_cut(dso: SimulatedDso, group_id: str, cut: EveningCut, site: Site) -> None:
     from forecasts.model import Block, ForecastType, Phase, Unit
 
     base = site.root.limit_a or cut.limit_a
@@ -404,12 +398,11 @@ def demo_config(config: GridshareConfig, speed: float) -> GridshareConfig:
 
 @dataclass
 class DemoSite:
-    """What the demo runs: the service, its stations and the DSO (None: the cut
-    is applied in-process)."""
+    """What the demo runs: the service, its stations and the DSO."""
 
     service: Service
     fleet: StationFleet
-    dso: Any
+    dso: SimulatedDso
     ocpp_url: str
     dso_lines: list[str]
     """What the DSO printed."""
@@ -417,8 +410,7 @@ class DemoSite:
     async def stop(self) -> None:
         await self.fleet.stop()
         await self.service.stop()
-        if self.dso is not None:
-            await self.dso.stop()
+        await self.dso.stop()
 
 
 async def start_site(
@@ -431,17 +423,16 @@ async def start_site(
     service = Service(
         cfg,
         db=db,
-        capacity=static_capacity if dso is not None else cut,
+        capacity=static_capacity,
         clock=clock,
         scheduler=False,
     )
     fleet: StationFleet | None = None
     try:
         await service.start()
-        if dso is not None:
-            # the DSO announces the evening cut ahead of time, over OSCP
-            dso.fp_url = f"{service.http_url}/oscp/fp/2.0"
-            await send_cut(dso, cfg.site.root.oscp_group_id or cfg.site.root.id, cut, config.site)
+        # the DSO announces the evening cut ahead of time, over OSCP
+        dso.fp_url = f"{service.http_url}/oscp/fp/2.0"
+        await send_cut(dso, cfg.site.root.oscp_group_id or cfg.site.root.id, cut, config.site)
         url = f"ws://{cfg.server.host}:{service.ocpp_port}/ocpp"
         fleet = StationFleet(url, station_specs(config.site), clock=clock, speed=clock.speed)
         await fleet.start()
@@ -450,8 +441,7 @@ async def start_site(
         if fleet is not None:
             await fleet.stop()
         await service.stop()
-        if dso is not None:
-            await dso.stop()
+        await dso.stop()
         raise
     return DemoSite(service, fleet, dso, url, dso_lines)
 
@@ -518,8 +508,7 @@ def report(
         f"largest excess of limits in force over capacity: {max(0.0, excess):.1f} A "
         f"(DSO cut to {cut.limit_a:.0f} A from {cut.start:%H:%M} to {cut.end:%H:%M})"
     )
-    if run.dso is not None:
-        console.print(f"capacity from a simulated DSO over OSCP: {'; '.join(run.dso_lines[-3:])}")
+    console.print(f"capacity from a simulated DSO over OSCP: {'; '.join(run.dso_lines[-3:])}")
     console.print(f"plot: {png}")
     over = [
         (s.at, g)

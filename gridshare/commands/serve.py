@@ -15,8 +15,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="site TOML file")
     p.add_argument("--db", help="database URL or SQLite path (default: next to the config)")
     p.add_argument("--host", help="address to listen on (default from [server])")
-    p.add_argument("--ocpp-port", type=int, help="OCPP WebSocket port (default 9000)")
-    p.add_argument("--http-port", type=int, help="HTTP API port (default 8080)")
+    p.add_argument("--ocpp-port", type=int, help="OCPP WebSocket port (default from [server])")
+    p.add_argument("--http-port", type=int, help="HTTP API port (default from [server])")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     return p
 
