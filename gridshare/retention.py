@@ -89,22 +89,19 @@ class RetentionConfig(BaseModel):
 
     @field_validator(
         "raw_meter_values", "rollups", "plans", "events", "oscp_messages", "ended_sessions",
-        "profiles",
+        "profiles", mode="before",
     )  # fmt: skip
     @classmethod
-    def _horizon(cls, v: str) -> str:
+    def _horizon(cls, v: Any) -> str:
         _checked(v)
-        return v.strip().lower()
+        return str(v).strip().lower()
 
-    @field_validator("rollup_interval", "full_plan_every", "check_every")
+    @field_validator("rollup_interval", "full_plan_every", "check_every", mode="before")
     @classmethod
-    def _period(cls, v: str) -> str:
-        d = _checked(v)
-        if d is None:
-            raise PydanticCustomError(
-                "duration", "{text!r} is not a duration like 7d, 12h or 15m", {"text": v}
-            )
-        return v.strip().lower()
+    def _period(cls, v: Any) -> str:
+        if _checked(v) is None:
+            raise _not_a_duration(v)
+        return str(v).strip().lower()
 
     @field_validator("rollup_interval")
     @classmethod
@@ -112,7 +109,7 @@ class RetentionConfig(BaseModel):
         d = parse_duration(v)
         if d is None or d % timedelta(minutes=1):
             raise PydanticCustomError(
-                "minutes", "{text!r} is not a whole number of minutes", {"text": v}
+                "minutes", "{text} is not a whole number of minutes", {"text": repr(v)}
             )
         return v
 
@@ -138,15 +135,17 @@ class RetentionConfig(BaseModel):
 
 def _checked(v: Any) -> timedelta | None:
     if not isinstance(v, str):
-        raise PydanticCustomError(
-            "duration", "{text!r} is not a duration like 7d, 12h or 15m", {"text": v}
-        )
+        raise _not_a_duration(v)
     try:
         return parse_duration(v)
     except ValueError:
-        raise PydanticCustomError(
-            "duration", "{text!r} is not a duration like 7d, 12h or 15m", {"text": v}
-        ) from None
+        raise _not_a_duration(v) from None
+
+
+def _not_a_duration(v: Any) -> PydanticCustomError:
+    return PydanticCustomError(
+        "duration", "{text} is not a duration like 7d, 12h or 15m", {"text": repr(v)}
+    )
 
 
 @dataclass(frozen=True)
@@ -218,7 +217,8 @@ class Retention:
         started = time.perf_counter()
         free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
         if free:
-            self._db.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
+            # run to its end (one step of the statement frees one page)
+            self._db.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
             return self._report("vacuum", min(free, VACUUM_PAGES), started)
         self._connectors, self._idle = [], set()
         return self._report("", 0, started)
