@@ -32,8 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from gridshare.dso_reports import ENERGY_STATE
-from gridshare.store import pruning
+from gridshare.store import Store, pruning
 from gridshare.store.rollups import interval_start, roll_up_connector
+from optimizer.site import station_of
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class RetentionConfig(BaseModel):
     ended_sessions: str = "365d"
     profiles: str = "30d"
     """Charging profiles sent and their answers."""
-    check_every: str = "15m"
+    check_every: str = "5m"
     """How often a pass looks for rows past their horizon."""
     batch_rows: Annotated[int, Field(ge=1, le=5000)] = 500
     """Rows one step deletes or rolls up at most (one transaction)."""
@@ -285,12 +286,12 @@ def _uncounted(db: sqlite3.Connection) -> set[tuple[str, str]]:
         return set()
     opened = json.loads(row[0]).get("open", [])
     if isinstance(opened, Mapping):  # saved before sessions were keyed by station
-        return {(str(c).partition("/")[0], str(tx)) for tx, (c, _) in opened.items()}
+        return {(station_of(str(c)), str(tx)) for tx, (c, _) in opened.items()}
     return {(str(station), str(tx)) for station, tx, *_ in opened}
 
 
 async def run_retention(
-    store: Any,
+    store: Store | str,
     config: RetentionConfig,
     clock: Callable[[], datetime],
     stop_event: asyncio.Event,
@@ -306,25 +307,33 @@ async def run_retention(
     every = config.period("check_every").total_seconds()
     try:
         while not stop_event.is_set():
-            steps, rows = 0, 0
-            while not stop_event.is_set():
-                report = await asyncio.to_thread(retention.prune_step, clock())
-                if report.done:
-                    break
-                steps, rows = steps + 1, rows + report.rows
-                await _wait(stop_event, config.pause_s)
-            if steps:
-                log.info(
-                    "retention: %d rows in %d steps, longest step %.0f ms",
-                    rows,
-                    steps,
-                    retention.longest_step_s * 1000,
-                )
+            try:
+                await _one_pass(retention, clock, stop_event)
+            except sqlite3.Error as e:  # a locked or full disk, say: the rows wait
+                log.warning("retention: %s; trying again in %s", e, config.check_every)
             await _wait(stop_event, every)
-    except sqlite3.Error as e:  # a full disk, say: the service goes on, the rows stay
-        log.error("retention stopped: %s", e)
     finally:
         await asyncio.to_thread(retention.close)
+
+
+async def _one_pass(
+    retention: Retention, clock: Callable[[], datetime], stop_event: asyncio.Event
+) -> None:
+    """Steps until nothing is left (or stopped), ``pause_s`` apart; logs what it did."""
+    steps, rows = 0, 0
+    while not stop_event.is_set():
+        report = await asyncio.to_thread(retention.prune_step, clock())
+        if report.done:
+            break
+        steps, rows = steps + 1, rows + report.rows
+        await _wait(stop_event, retention.config.pause_s)
+    if steps:
+        log.info(
+            "retention: %d rows in %d steps, longest step %.0f ms",
+            rows,
+            steps,
+            retention.longest_step_s * 1000,
+        )
 
 
 async def _wait(stop_event: asyncio.Event, seconds: float) -> None:

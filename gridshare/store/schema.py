@@ -12,9 +12,12 @@ horizon become ``meter_rollup`` rows, and the file frees its pages as rows go
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 from optimizer.site import station_of
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 """2: sessions keyed by (station, transaction), a session id, the transaction id sequence.
@@ -168,6 +171,7 @@ def use_incremental_vacuum(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA auto_vacuum=INCREMENTAL")
     has_tables = db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
     if has_tables:
+        log.info("rewriting the database file once so it can give back free pages (VACUUM)")
         db.execute("VACUUM")
 
 
