@@ -42,7 +42,7 @@ _DURATION = re.compile(r"(\d+)([dhms])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 FOREVER = "forever"
 
-VACUUM_PAGES = 1024
+VACUUM_PAGES = 256
 """Free pages given back to the file system by one step."""
 
 
@@ -239,8 +239,8 @@ class Retention:
         return run
 
     def _thin_plans(self, db: sqlite3.Connection, now: datetime) -> int:
-        # a plan's array is large: a tenth of a batch of them
-        budget = max(1, self.config.batch_rows // 10)
+        # a plan's array is large: a 25th of a batch of them
+        budget = max(1, self.config.batch_rows // 25)
         return pruning.thin_plans(db, self.config.period("full_plan_every"), budget)
 
     def _prune_sessions(self, db: sqlite3.Connection, now: datetime) -> int:

@@ -31,7 +31,7 @@ def test_plans_keep_their_figures_and_one_whole_array_a_quarter_hour_and_the_lat
         last = store.last_plan()
     finally:
         store.close()
-    jobs = run_pass(path, T0 + timedelta(minutes=62), batch_rows=100)
+    jobs = run_pass(path, T0 + timedelta(minutes=62), batch_rows=250)
     assert jobs.count("thin plans") == 7  # ten plans a step
     store = SqliteStore(path)
     try:
