@@ -43,6 +43,7 @@ from pydantic_settings import (
 
 from forecasts.demand import DemandDefaults
 from gridshare.errors import UserError
+from gridshare.retention import RetentionConfig
 from gridshare.site.settings import ControllerSettings
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
 from optimizer.site import Site
@@ -176,6 +177,7 @@ class GridshareConfig(_Strict):
     oscp: OscpConfig = Field(default_factory=OscpConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     defaults: SessionDefaults = Field(default_factory=SessionDefaults)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     path: Path | None = None
 
 
@@ -194,6 +196,7 @@ class _EnvironmentTables(BaseSettings):
     api: ApiConfig
     defaults: SessionDefaults
     controller: ControllerConfig
+    retention: RetentionConfig
 
 
 _OWN_TABLES = tuple(_EnvironmentTables.model_fields)

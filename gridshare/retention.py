@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from gridshare.dso_reports import ENERGY_STATE
+from gridshare.errors import UserError
 from gridshare.store import Store, pruning
 from gridshare.store.rollups import interval_start, roll_up_connector
 from optimizer.site import station_of
@@ -57,7 +58,7 @@ def parse_duration(text: str) -> timedelta | None:
     return timedelta(**{_UNITS[m[2]]: int(m[1])})
 
 
-class RetentionError(ValueError):
+class RetentionError(UserError, ValueError):
     """A retention setting is invalid; the message names the field."""
 
 

@@ -22,6 +22,7 @@ last thing to close.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import signal
@@ -50,6 +51,7 @@ from gridshare.http_server import (
     security_warnings,
 )
 from gridshare.operator import LiveFeed, OperatorParts, ServiceBackend
+from gridshare.retention import run_retention
 from gridshare.store import Store, open_store
 from ocpp_adapter.events import (
     DomainEvent,
@@ -186,6 +188,8 @@ class Service:
         self.dso: DsoLink | None = None
         """The DSO link (OSCP), while the service runs."""
         self.operator: ServiceBackend | None = None
+        self._retention_stop = asyncio.Event()
+        self._retention: asyncio.Task[None] | None = None
         """The operator API's view of this service (while it runs)."""
         self.oscp_measurement_interval_s = oscp_measurement_interval_s
         """How often each OSCP group's cumulative energy goes to its capacity provider."""
@@ -314,6 +318,11 @@ class Service:
             # which the energy counter's recovery then reads (its re-plan is only queued)
             await controller.start(scheduler=self.scheduler)
             dso.start_reports()
+            self._retention_stop.clear()
+            self._retention = asyncio.get_running_loop().create_task(
+                run_retention(store, self.config.retention, self.clock, self._retention_stop),
+                name="retention",
+            )
             await gateway.start()
             await self._start_http(self.operator, dso)
             await dso.start()
@@ -368,6 +377,11 @@ class Service:
             self.gateway = None
         if self.controller is not None:
             await self.controller.stop()
+        if self._retention is not None:
+            self._retention_stop.set()  # the step under way finishes first
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._retention, 10)
+            self._retention = None
         if self.dso is not None:
             self.dso.save_energy()
         self.dso = None

@@ -80,3 +80,17 @@ def test_a_bad_file_value_still_names_the_file() -> None:
 def test_the_controller_defaults_are_the_controllers_own() -> None:
     own = dataclasses.asdict(ControllerSettings())
     assert ControllerConfig().model_dump() == {k: own[k] for k in ControllerConfig.model_fields}
+
+
+def test_the_retention_table_from_the_file_and_the_environment() -> None:
+    data = {**SITE, "retention": {"plans": "7d", "raw_meter_values": "12h"}}
+    cfg = parse_config(data, "cfg.toml", environ={"GRIDSHARE_RETENTION__PLANS": "2d"})
+    assert (cfg.retention.plans, cfg.retention.raw_meter_values) == ("2d", "12h")
+    assert parse_config(SITE, environ={}).retention.rollups == "forever"
+
+
+def test_a_retention_that_is_not_a_duration_is_one_line_naming_it() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config({**SITE, "retention": {"plans": "7x"}}, "cfg.toml", environ={})
+    assert "retention.plans" in str(e.value) and "7d, 12h or 15m" in str(e.value)
+    assert "\n" not in str(e.value)
