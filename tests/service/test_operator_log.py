@@ -100,6 +100,7 @@ async def test_the_log_follows_stations_sessions_and_plans(
         await until(lambda: any("session ended" in r.getMessage() for r in caplog.records))
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{svc.http_port}") as client:
             assert (await client.get("/api/status")).status_code == 200
+        assert svc.controller is not None
         await svc.controller.wait_idle()
     finally:
         await fleet.stop()
