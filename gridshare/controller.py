@@ -46,6 +46,7 @@ from gridshare.rollout import (
 from gridshare.site.fallback import FallbackPolicy
 from gridshare.site.lookups import LoadModels, PlanRows
 from gridshare.site.operator_limits import OVERRIDES_STATE, OperatorLimit, OperatorLimits
+from gridshare.site.plan_log import log_plan
 from gridshare.site.problem import ProblemBuilder
 from gridshare.site.profiles import ProfileBuilder
 from gridshare.site.settings import ControllerSettings
@@ -603,6 +604,7 @@ class Controller:
         self.plan, self.plan_at = plan, now
         self.plans += 1
         self.plan_id = self.store.save_plan(plan, now, reason)
+        log_plan(plan, reason, self.plan_id)
         self.plan_reason = reason
         report = await self.rollout(plan, problem)
         self.last_report = report

@@ -28,6 +28,7 @@ from forecasts.model import Block, Forecast, ForecastType
 from gridshare.api.metrics import MetricsRecorder
 from gridshare.config import GridshareConfig
 from gridshare.dso_reports import ComplianceWatch, EnergyCounter
+from gridshare.logs import fields
 from gridshare.rollout import RolloutReport
 from gridshare.store import Store
 from ocpp_adapter.events import DomainEvent, MeterReading
@@ -241,10 +242,28 @@ class DsoLink:
             ],
         )
         self.save_capacity_book()
+        blocks = forecast.blocks
+        log.info(
+            "dso forecast received %s",
+            fields(
+                provider=forecast.source,
+                group=forecast.group_id,
+                type=forecast.type,
+                blocks=len(blocks),
+                first=blocks[0].start if blocks else None,
+                last=blocks[-1].end if blocks else None,
+            ),
+        )
         self.listener.dso_heard("UpdateGroupCapacityForecast")
         self.planning.request_replan("dso forecast")
 
     async def on_heartbeat(self, provider: str, offline_mode_at: datetime) -> None:
+        line = fields(provider=provider, offline_mode_at=offline_mode_at)
+        link = self.provider.links.get(provider) if self.provider is not None else None
+        if link is not None and link.offline_reported:
+            log.info("dso heartbeat back %s", line)
+        elif provider not in self.heartbeats:
+            log.info("dso heartbeat first %s", line)
         self.prune_capacity_book()
         self.capacity_book.heartbeat(provider, offline_mode_at)
         self.save_capacity_book()
@@ -252,7 +271,9 @@ class DsoLink:
         self.listener.dso_heard("Heartbeat")
 
     async def on_offline(self, provider: str) -> None:
-        log.warning("capacity provider %s went offline: its fallback forecast applies", provider)
+        # no heartbeat by the time it set: offline mode, its fallback forecast applies
+        line = fields(provider=provider, mode="offline", capacity="fallback forecast")
+        log.warning("dso heartbeat lost %s", line)
         self.metrics.set_dso_online(provider, False)
         self.listener.publish_dso(provider)
         self.planning.request_replan("dso offline")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -66,15 +67,18 @@ def _tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) 
 
 def http_server_config(app: FastAPI, config: GridshareConfig, **kw: Any) -> uvicorn.Config:
     """uvicorn's settings for the HTTP port: TLS from `ServerConfig.http_tls`, and
-    ``X-Forwarded-*`` believed only from ``[server] trusted_proxies``."""
+    ``X-Forwarded-*`` believed only from ``[server] trusted_proxies``. Its warnings
+    and errors are logged; its startup lines and one line per request only at
+    DEBUG (``gridshare serve --log-level DEBUG``)."""
     server = config.server
     tls = server.http_tls()
     proxies = list(server.trusted_proxies)
+    debug = logging.getLogger("uvicorn").isEnabledFor(logging.DEBUG)
     return uvicorn.Config(
         app,
-        log_level="warning",
+        log_level="info" if debug else "warning",
         lifespan="off",
-        access_log=False,
+        access_log=debug,
         timeout_graceful_shutdown=2,
         log_config=None,  # uvicorn's records go to the app's root handler (gridshare.logs)
         server_header=False,

@@ -37,6 +37,7 @@ from forecasts.demand import (
     estimate_departure,
     estimate_energy,
 )
+from gridshare.logs import duration, fields
 from gridshare.rollout import LimitBook, LimitSchedule, PinReason
 from gridshare.site.settings import ControllerSettings
 from gridshare.store import SessionConflict, StoredLimit, StoredSession, ended_key
@@ -236,6 +237,24 @@ def plausible(site: Site, r: MeterReading) -> MeterReading:
     )
 
 
+def _log_session_ended(s: SessionState, e: SessionEnded) -> None:
+    start, stop = s.meter_start_wh, e.meter_stop_wh
+    # the stop reading when the station sent one, else the last meter value
+    delivered = (stop - start) / 1000.0 if stop is not None and start is not None else None
+    log.info(
+        "session ended %s",
+        fields(
+            connector=s.connector_id,
+            session=s.session_id,
+            tx=s.transaction_id,
+            id_tag=s.id_tag,
+            kwh=max(0.0, delivered) if delivered is not None else s.delivered_kwh,
+            duration=duration((e.at - s.started_at).total_seconds()),
+            reason=e.reason,
+        ),
+    )
+
+
 def site_lines(r: MeterReading, wired: tuple[Line, ...]) -> dict[Line, float]:
     """Per-phase readings (station phases L1..L3) mapped to the site's lines."""
     out: dict[Line, float] = {}
@@ -408,6 +427,16 @@ class SiteState:
         self.sessions[e.connector_id] = self.from_stored(stored)  # estimated there
         self.book.start_transaction(e.connector_id)
         self.limit_changed_at[e.connector_id] = now
+        log.info(
+            "session started %s",
+            fields(
+                connector=e.connector_id,
+                session=stored.session_id,
+                tx=e.transaction_id,
+                id_tag=stored.id_tag,
+                offline=e.offline,
+            ),
+        )
         return [Replan("session started")]
 
     def _session_ended(self, e: SessionEnded) -> list[Effect]:
@@ -421,7 +450,7 @@ class SiteState:
             cid = next((k for k, s in self.sessions.items() if ends(s)), None)
         if cid is None or not ends(self.sessions[cid]):
             return []
-        del self.sessions[cid]
+        _log_session_ended(self.sessions.pop(cid), e)
         self.book.end_transaction(cid)
         info = self.site.connectors[cid]
         out: list[Effect] = []
