@@ -89,7 +89,8 @@ def check_voltage(volts: float, line_to_line: bool, field: str = "voltage_v") ->
         if line_to_line:
             return _refuse(
                 f"{field} = {volts:g}: looks like line-to-neutral; a connector on a line pair "
-                f"takes line-to-line ({_nearest(volts * SQRT3, LINE_TO_LINE_V):g} V on a {volts:g} V network)"
+                f"takes line-to-line ({_nearest(volts * SQRT3, LINE_TO_LINE_V):g} V on a "
+                f"{volts:g} V network)"
             )
         return _refuse(
             f"{field} = {volts:g}: looks like line-to-line; {field} is line-to-neutral here "

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from gridshare.errors import UserError
+
+
+class OptionError(UserError):
+    """Options that do not go together, or a value out of range: one line, exit 2."""
 
 
 class ListOption(argparse.Action):
@@ -42,9 +50,56 @@ class ListOption(argparse.Action):
 
 
 def output_folder(path: str | Path) -> Path:
-    """The folder ``path`` is to be written in; FileNotFoundError if it is not
-    there (checked before a long run, so its results are not lost at the end)."""
-    folder = Path(path).parent
+    """The folder ``path`` is to be written in; an OSError naming ``path`` if it
+    cannot be written there (checked before a long run, so that its results are
+    not lost at the end)."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give a file name", str(path))
+    if not folder.exists():
+        raise FileNotFoundError(
+            errno.ENOENT, f"{os.strerror(errno.ENOENT)} (no folder {folder})", str(path)
+        )
     if not folder.is_dir():
-        raise FileNotFoundError(errno.ENOENT, f"no folder {folder}", str(path))
+        raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder", str(path))
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(errno.EACCES, f"cannot write in {folder}", str(path))
     return folder
+
+
+def plain(doc: str) -> str:
+    """A docstring as terminal text: ``code`` and `name` marks dropped."""
+    return re.sub(r"`{1,2}([^`]+)`{1,2}", r"\1", doc).strip()
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written (its paragraphs and examples kept); after each
+    option's help, its default when it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_ = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in help_
+            or "(default" in help_
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == []
+            or not action.option_strings
+        ):
+            return help_
+        shown = " ".join(map(str, default)) if isinstance(default, list | tuple) else "%(default)s"
+        return f"{help_} (default: {shown})"
+
+
+def command_parser(
+    name: str, doc: str, *, first_paragraph: bool = False
+) -> argparse.ArgumentParser:
+    """The parser of ``gridshare NAME``, described by its module's docstring
+    (only its first paragraph with ``first_paragraph``)."""
+    text = doc.split("\n\n")[0] if first_paragraph else doc
+    return argparse.ArgumentParser(
+        prog=f"gridshare {name}", description=plain(text), formatter_class=HelpFormatter
+    )
