@@ -119,7 +119,10 @@ async def _until_reachable(dso: SimulatedDso, args: argparse.Namespace) -> None:
 def _why(e: Exception, dso: SimulatedDso) -> str:
     """What a failed Register says about the FP, in a few words."""
     if isinstance(e, TimeoutError):
-        return f"it took our Register but sent none back to {dso.base_url}"
+        return (
+            f"it took our Register but sent none back to {dso.base_url} (the FP sends it to "
+            "the base_url of its [[oscp.capacity_providers]]; --port sets ours)"
+        )
     if isinstance(e, httpx.ConnectError):
         return "nothing answers there"
     if isinstance(e, httpx.HTTPError):
