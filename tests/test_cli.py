@@ -421,4 +421,33 @@ def test_the_example_site_lets_the_dashboard_write() -> None:
     config = load_config(DEPOT, environ={})
     (token,) = config.api.tokens
     assert token.role == "write" and "change-me" in token.token.get_secret_value()
-    assert "change" in DEPOT.read_text().split("[[api.tokens]]")[0].rsplit("\n\n", 1)[-1]
+    comment = DEPOT.read_text().split("[[api.tokens]]")[0].rsplit("\n\n", 1)[-1]
+    assert "EXAMPLE TOKEN" in comment and "Replace it" in comment
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["serve", "--config", "x.toml", "--http-port", "70000"],
+         "gridshare serve: argument --http-port: a port is 0 to 65535, not 70000"),
+        (["serve", "--config", "x.toml", "--log-level", "LOUD"],
+         "gridshare serve: argument --log-level: invalid choice: 'LOUD'"),
+        (["demo", "--speed", "0"], "gridshare demo: argument --speed: must be > 0, not 0"),
+        (["stations", "--url", "localhost:9000", "--count", "1"],
+         "gridshare stations: --url 'localhost:9000': not a URL starting with ws:// or wss://"),
+        (["dso", "--fp-url", "localhost:8080"],
+         "gridshare dso: --fp-url 'localhost:8080': not a URL starting with http:// or https://"),
+        (["plan", "--site", "x.toml"],
+         "gridshare plan: the following arguments are required: --sessions, --out"),
+    ],
+)  # fmt: skip
+def test_a_wrong_option_is_one_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own way out
+        code = int(e.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith(expected), err

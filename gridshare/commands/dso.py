@@ -19,7 +19,14 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from forecasts.model import Block, ForecastType, Unit
-from gridshare.commands.options import ListOption, command_parser
+from gridshare.commands.options import (
+    ListOption,
+    at_least_zero,
+    check_url,
+    command_parser,
+    port,
+    positive,
+)
 from gridshare.errors import UserError
 from gridshare.logs import configure_logging
 from gridshare.peers.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
@@ -34,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
         "to register with us",
     )
     p.add_argument("--registration-token", help="accept the FP's Register with this token")
-    p.add_argument("--port", type=int, default=0, help="our port (0: any free port)")
+    p.add_argument("--port", type=port, default=0, help="our port (0: any free port)")
     p.add_argument("--group", action=ListOption, default=[], help="OSCP group ids (default: site)")
     p.add_argument(
         "--profile",
@@ -44,16 +51,24 @@ def parser() -> argparse.ArgumentParser:
         "then --cut-kw",
     )
     p.add_argument(
-        "--step-in-s", type=float, default=120.0, help="step profile: seconds to the step"
+        "--step-in-s", type=at_least_zero, default=120.0, help="step profile: seconds to the step"
     )
-    p.add_argument("--base-kw", type=float, default=100.0, help="capacity outside the cut (kW)")
-    p.add_argument("--cut-kw", type=float, default=40.0, help="capacity during the cut (kW)")
+    p.add_argument(
+        "--base-kw", type=at_least_zero, default=100.0, help="capacity outside the cut (kW)"
+    )
+    p.add_argument(
+        "--cut-kw", type=at_least_zero, default=40.0, help="capacity during the cut (kW)"
+    )
     p.add_argument(
         "--csv", help="forecast blocks: group_id,type,start_time,end_time,capacity,unit,phase"
     )
-    p.add_argument("--heartbeat-s", type=float, default=30.0, help="seconds between heartbeats")
-    p.add_argument("--refresh-s", type=float, default=900.0, help="seconds between forecasts sent")
-    p.add_argument("--duration-s", type=float, default=None, help="stop after (default: never)")
+    p.add_argument("--heartbeat-s", type=positive, default=30.0, help="seconds between heartbeats")
+    p.add_argument(
+        "--refresh-s", type=positive, default=900.0, help="seconds between forecasts sent"
+    )
+    p.add_argument(
+        "--duration-s", type=at_least_zero, default=None, help="stop after (default: never)"
+    )
     return p
 
 
@@ -157,6 +172,7 @@ async def send_forecasts(
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    check_url("--fp-url", args.fp_url, "http", "https")
     configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
         # read now: a file that cannot be read fails before registering

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from gridshare.errors import UserError
 
@@ -94,12 +94,53 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{help_} (default: {shown})"
 
 
-def command_parser(
-    name: str, doc: str, *, first_paragraph: bool = False
-) -> argparse.ArgumentParser:
-    """The parser of ``gridshare NAME``, described by its module's docstring
-    (only its first paragraph with ``first_paragraph``)."""
-    text = doc.split("\n\n")[0] if first_paragraph else doc
-    return argparse.ArgumentParser(
-        prog=f"gridshare {name}", description=plain(text), formatter_class=HelpFormatter
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser whose mistakes are one line, as every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def command_parser(name: str, doc: str) -> CommandParser:
+    """The parser of ``gridshare NAME``, described by its module's docstring."""
+    return CommandParser(
+        prog=f"gridshare {name}", description=plain(doc), formatter_class=HelpFormatter
     )
+
+
+def _number(text: str, kind: type[float] | type[int]) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def positive(text: str) -> float:
+    """An option's number that must be above 0 (a speed, an interval)."""
+    value = _number(text, float)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
+    return value
+
+
+def at_least_zero(text: str) -> float:
+    """An option's number that may be 0 but not below (a duration)."""
+    value = _number(text, float)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, not {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port (0: any free port)."""
+    value = int(_number(text, int))
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {text}")
+    return value
+
+
+def check_url(option: str, value: str, *schemes: str) -> None:
+    """OptionError unless ``value`` starts with one of ``schemes`` (``ws``, ``http``...)."""
+    if not value.startswith(tuple(f"{s}://" for s in schemes)):
+        wanted = " or ".join(f"{s}://" for s in schemes)
+        raise OptionError(f"{option} {value!r}: not a URL starting with {wanted}")

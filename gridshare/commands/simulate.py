@@ -38,7 +38,14 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from gridshare.commands.options import ListOption, OptionError, command_parser, output_folder
+from gridshare.commands.options import (
+    ListOption,
+    OptionError,
+    at_least_zero,
+    command_parser,
+    output_folder,
+    positive,
+)
 from gridshare.config import ConfigError, load_config
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
@@ -75,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
         "--sessions", type=Path, required=True, help="sessions CSV (ACN-Data or generic, .gz too)"
     )
     p.add_argument("--capacity", type=Path, help="capacity CSV (group_id,start,end,limit_a|kw)")
-    p.add_argument("--capacity-kw", type=float, action=ListOption, help="transformer sweep (kW)")
+    p.add_argument("--capacity-kw", type=positive, action=ListOption, help="transformer sweep (kW)")
     p.add_argument(
         "--capacity-group",
         help="the rated group --capacity-kw sets (default: the root if it has "
@@ -105,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--taper-kwh",
-        type=float,
+        type=at_least_zero,
         default=CarModel().taper_kwh,
         help="car taper over the last K kWh of its need (0: ideal battery)",
     )

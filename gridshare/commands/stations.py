@@ -20,7 +20,13 @@ import logging
 import random
 from datetime import datetime, timedelta
 
-from gridshare.commands.options import OptionError, command_parser
+from gridshare.commands.options import (
+    OptionError,
+    at_least_zero,
+    check_url,
+    command_parser,
+    positive,
+)
 from gridshare.logs import configure_logging
 from gridshare.peers.ev import EvSpec
 from gridshare.peers.fleet import StationFleet
@@ -40,20 +46,22 @@ def parser() -> argparse.ArgumentParser:
         "--version", choices=["1.6", "2.0.1"], default="1.6", help="OCPP version the stations speak"
     )
     p.add_argument(
-        "--meter-interval", type=float, default=60.0, help="simulated s between meter values"
+        "--meter-interval", type=positive, default=60.0, help="simulated s between meter values"
     )
-    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
+    p.add_argument("--speed", type=positive, default=1.0, help="simulated seconds per wall second")
     p.add_argument(
-        "--arrivals", type=float, default=0.0, help="EV arrivals per simulated hour (fleet)"
+        "--arrivals", type=at_least_zero, default=0.0, help="EV arrivals per simulated hour (fleet)"
     )
     p.add_argument(
         "--initial-evs", type=float, default=0.5, help="fraction of connectors with an EV at start"
     )
-    p.add_argument("--dwell-h", type=float, default=4.0, help="mean simulated stay (h)")
+    p.add_argument("--dwell-h", type=positive, default=4.0, help="mean simulated stay (h)")
     p.add_argument("--seed", type=int, default=1, help="random draw of the cars")
-    p.add_argument("--duration", type=float, default=None, help="wall seconds (default: forever)")
     p.add_argument(
-        "--report-s", type=float, default=10.0, help="wall seconds between two summaries"
+        "--duration", type=at_least_zero, default=None, help="wall seconds (default: forever)"
+    )
+    p.add_argument(
+        "--report-s", type=positive, default=10.0, help="wall seconds between two summaries"
     )
     p.add_argument("--concurrency", type=int, default=100, help="connections opened at once")
     return p
@@ -182,8 +190,7 @@ def main(argv: list[str]) -> int:
     configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     if args.count < 1 or args.connectors < 1:
         raise OptionError("--count and --connectors must be at least 1")
-    if args.speed <= 0:
-        raise OptionError(f"--speed must be > 0, not {args.speed:g}")
+    check_url("--url", args.url, "ws", "wss")
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
