@@ -142,6 +142,11 @@ def _why(e: Exception, dso: SimulatedDso) -> str:
         return "nothing answers there"
     if isinstance(e, httpx.HTTPError):
         return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    if isinstance(e, RuntimeError) and " 403 " in str(e):
+        return (
+            f"{e} (a registration rotates the token: the FP keeps the one of an earlier run "
+            "in the .oscp-tokens.json next to its site file)"
+        )
     return str(e) or type(e).__name__
 
 
@@ -180,9 +185,9 @@ def main(argv: list[str]) -> int:
         return asyncio.run(run(args, from_csv))
     except KeyboardInterrupt:
         return 130
-    except (RuntimeError, TimeoutError, ValueError, httpx.HTTPError) as e:
-        # the FP refusing or gone after registering, a bad forecast row (a port in use,
-        # an FP that never registers: see gridshare.cli)
+    except (DsoGaveUp, RuntimeError, TimeoutError, ValueError, httpx.HTTPError) as e:
+        # the FP unreachable, refusing or gone, a bad forecast row (a port in use: see
+        # gridshare.cli)
         what = str(e) or f"{type(e).__name__} talking to {args.fp_url}"
         print(f"gridshare dso: {what}", file=sys.stderr)
         return 2
