@@ -18,11 +18,14 @@ variable) and the field.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -46,7 +49,7 @@ from gridshare.errors import UserError
 from gridshare.retention import RetentionConfig
 from gridshare.site.settings import ControllerSettings
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
-from optimizer.site import Site
+from optimizer.site import Site, SiteValueError
 from oscp.config import OscpConfig, OscpProviderConfig
 
 __all__ = [
@@ -202,18 +205,149 @@ class _EnvironmentTables(BaseSettings):
 _OWN_TABLES = tuple(_EnvironmentTables.model_fields)
 
 
-def _describe(err: ValidationError, name: str) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if p not in ("function-after",))
-    where = f"{name}: {loc}: " if loc else f"{name}: "
-    return where + first["msg"]
+Loc = tuple[int | str, ...]
 
 
-def site_from_dict(data: dict[str, Any], name: str = "<site>") -> Site:
+def _key_lines(text: str) -> dict[Loc, int]:
+    """The line of every table header and key of a TOML text, by its path
+    (``("groups", 2, "limit_a")``, indexes 0-based as pydantic gives them).
+
+    tomllib gives values only, no positions, so the lines are found by scanning
+    the text: ``[a.b]`` and ``[[a.b]]`` headers (the n-th ``[[a.b]]`` under one
+    parent is index n-1) and ``key =`` lines. A key inside an inline table or a
+    multi-line value is cited by the line of its table.
+    """
+    lines: dict[Loc, int] = {}
+    arrays: dict[Loc, int] = {}  # path of an array of tables → index of its last table
+    current: Loc = ()
+
+    def resolve(parts: list[str]) -> Loc:
+        path: Loc = ()
+        for part in parts:
+            path = (*path, part)
+            if path in arrays:
+                path = (*path, arrays[path])
+        return path
+
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        header = _ARRAY_HEADER.match(line) or _TABLE_HEADER.match(line)
+        if header:
+            parts = _key_parts(header.group(1))
+            if line.startswith("[["):
+                parent = resolve(parts[:-1])
+                table = (*parent, parts[-1])
+                arrays[table] = arrays.get(table, -1) + 1
+                current = (*table, arrays[table])
+            else:
+                current = resolve(parts)
+            lines.setdefault(current, number)
+            continue
+        key = _KEY_LINE.match(line)
+        if key:
+            lines.setdefault((*current, *_key_parts(key.group(1))), number)
+    return lines
+
+
+_ARRAY_HEADER = re.compile(r"^\[\[\s*([^\]]+?)\s*\]\]")
+_TABLE_HEADER = re.compile(r"^\[\s*([^\]\[]+?)\s*\]")
+_KEY_LINE = re.compile(
+    r"^((?:[A-Za-z0-9_-]+|\"[^\"]*\")(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"))*)\s*="
+)
+
+
+def _key_parts(dotted: str) -> list[str]:
+    return [p.strip().strip('"') for p in dotted.split(".")]
+
+
+def _line_of(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
+    """The line of ``loc``'s key, else of the nearest table above it."""
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def _named(loc: Loc, data: Any) -> str:
+    """``("groups", 2, "limit_a")`` → ``groups[panel-b].limit_a``: a table of a
+    list by its id (else its 1-based position), as the file's reader sees it."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            item = data[part] if isinstance(data, list | tuple) and part < len(data) else None
+            ident = item.get("id") if isinstance(item, dict) else None
+            out += f"[{ident}]" if ident is not None else f"[#{part + 1}]"
+            data = item
+        else:
+            out += f".{part}" if out else str(part)
+            data = data.get(part) if isinstance(data, dict) else None
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> tuple[str, ...]:
+    """The keys the table at ``loc`` may have (empty if it is no model)."""
+    tp: Any = model
+    for part in loc:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(part))
+            tp = field.annotation if field is not None else None
+        else:
+            args = [a for a in get_args(tp) if a is not type(None) and a is not Ellipsis]
+            tp = args[-1] if args else None
+        while get_origin(tp) in (Union, UnionType):
+            tp = next(a for a in get_args(tp) if a is not type(None))
+    return tuple(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else ()
+
+
+def _describe(
+    err: ValidationError,
+    name: str,
+    model: type[BaseModel],
+    data: Any = None,
+    lines: Mapping[Loc, int] | None = None,
+) -> str:
+    """One line for the first mistake: file (and line), the table, what is wrong.
+
+    An unknown key comes first: a misspelt key also makes its right spelling
+    "missing", and the misspelling is the mistake to show.
+    """
+    errors = err.errors()
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    first = unknown[0] if unknown else errors[0]
+    loc: Loc = tuple(p for p in first["loc"] if p != "function-after")
+    message = first["msg"]
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, ValueError):
+        message = str(cause)  # without pydantic's "Value error, "
+        if isinstance(cause, SiteValueError):
+            loc = (*loc, *cause.where)
+    if first["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing"]
+        known = missing + [k for k in _fields_at(model, loc[:-1]) if k not in missing]
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        message = f"unknown key {key!r}" + (f" — did you mean {near[0]!r}?" if near else "")
+    elif first["type"] == "missing":
+        message = f"required key {str(loc[-1])!r} is missing"
+    line = _line_of(loc, lines) if lines is not None else None
+    if (
+        data is not None
+        and loc
+        and (message.startswith(f"{loc[-1]} ") or f"key {str(loc[-1])!r}" in message)
+    ):
+        loc = loc[:-1]  # the message names the key itself
+    where = _named(loc, data) if data is not None else ".".join(str(p) for p in loc)
+    file = f"{name}:{line}" if line is not None else name
+    return f"{file}: {where}: {message}" if where else f"{file}: {message}"
+
+
+def site_from_dict(
+    data: dict[str, Any], name: str = "<site>", lines: Mapping[Loc, int] | None = None
+) -> Site:
     try:
         return Site.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_describe(e, name)) from None
+        raise ConfigError(_describe(e, name, Site, data, lines)) from None
 
 
 def _variable_path(variable: str) -> list[str] | None:
@@ -275,31 +409,38 @@ def parse_config(
     name: str = "<config>",
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    text: str | None = None,
 ) -> GridshareConfig:
     """The configuration of ``data`` (the TOML file's tables) with the
-    environment's values over them (``environ``, default the process's)."""
+    environment's values over them (``environ``, default the process's).
+    ``text``, the file's own text, lets errors cite its lines."""
+    lines = _key_lines(text) if text is not None else None
     data = dict(data)
     own = {k: data.pop(k) for k in _OWN_TABLES if k in data}
-    site = site_from_dict(data, name)
+    site = site_from_dict(data, name, lines)
     env = os.environ if environ is None else environ
     tables = _merged(own, _environment_tables(env))
     try:
         return GridshareConfig(site=site, path=path, **tables)
     except ValidationError as e:
         variable = _source_of(e.errors()[0]["loc"], env)
-        raise ConfigError(_describe(e, variable or name)) from None
+        if variable is not None:
+            raise ConfigError(_describe(e, variable, GridshareConfig)) from None
+        raise ConfigError(_describe(e, name, GridshareConfig, own, lines)) from None
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GridshareConfig:
     p = Path(path)
     try:
-        with p.open("rb") as f:
-            data = tomllib.load(f)
+        text = p.read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: {e}") from None
-    return parse_config(data, str(p), p, environ)
+    return parse_config(data, str(p), p, environ, text)
 
 
 def database_url(config: GridshareConfig, override: str | None = None) -> str:

@@ -7,6 +7,9 @@ field, e.g. ``sessions.csv:4: departure: not an ISO time: '17:00'``.
 * capacity: ``group_id,start,end,limit_a|limit_kw`` (one of the two limit columns,
   or both with empty cells) — lowers a group's limit over [start, end)
 * prices:   ``start,price`` — price per kWh from ``start`` until the next row
+
+Times are ISO 8601. One without an offset (``2026-11-23T17:00``) is a local
+time of the site, in its ``[site] timezone``; ``Z`` or ``+01:00`` say otherwise.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import csv
 import itertools
 import math
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -42,14 +46,20 @@ CapacityWindow = LimitWindow
 """A row of the capacity file: a group's limit over ``[start, end)``."""
 
 
-def parse_time(text: str, where: str, field: str) -> datetime:
+def parse_time(text: str, where: str, field: str, zone: tzinfo = UTC) -> datetime:
+    """An ISO time in UTC; one without an offset is a local time in ``zone``."""
     try:
         t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise InputError(f"{where}: {field}: not an ISO time: {text!r}") from None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
+        t = t.replace(tzinfo=zone)
     return t.astimezone(UTC)
+
+
+def site_zone(site: Site) -> ZoneInfo:
+    """The zone of the site's local times (``[site] timezone``)."""
+    return ZoneInfo(site.site.timezone)
 
 
 def _float(text: str, where: str, field: str, *, minimum: float | None = 0.0) -> float:
@@ -94,14 +104,15 @@ def read_sessions(path: str | Path, site: Site) -> list[SessionDemand]:
     out: list[SessionDemand] = []
     wheres: list[str] = []
     seen: dict[str, str] = {}
+    zone = site_zone(site)
     for n, (where, row) in enumerate(
         _rows(p, ("connector_id", "arrival", "departure", "energy_kwh")), start=1
     ):
         cid = row["connector_id"]
         if cid not in site.connectors:
             raise InputError(f"{where}: connector_id: unknown connector {cid!r}")
-        arrival = parse_time(row["arrival"], where, "arrival")
-        departure = parse_time(row["departure"], where, "departure")
+        arrival = parse_time(row["arrival"], where, "arrival", zone)
+        departure = parse_time(row["departure"], where, "departure", zone)
         if departure <= arrival:
             raise InputError(f"{where}: departure: must be after arrival")
         energy = _float(row["energy_kwh"], where, "energy_kwh")
@@ -144,12 +155,13 @@ def read_capacity(
     """The capacity CSV, one window a row; the planner and the simulation both read it here."""
     p = Path(path)
     out = []
+    zone = site_zone(site)
     for where, row in _rows(p, ("group_id", "start", "end"), cite):
         gid = row["group_id"]
         if gid not in site.group_by_id:
             raise InputError(f"{where}: group_id: unknown group {gid!r}")
-        start = parse_time(row["start"], where, "start")
-        end = parse_time(row["end"], where, "end")
+        start = parse_time(row["start"], where, "start", zone)
+        end = parse_time(row["end"], where, "end", zone)
         if end <= start:
             raise InputError(f"{where}: end: must be after start")
         la = row.get("limit_a") or ""
@@ -173,14 +185,15 @@ def apply_windows(capacity: Capacity, grid: TimeGrid, windows: list[CapacityWind
     return capacity.limited(grid, windows)
 
 
-def read_prices(path: str | Path, grid: TimeGrid) -> np.ndarray:
-    """Price per slot: each row's price holds from its start to the next row's."""
+def read_prices(path: str | Path, grid: TimeGrid, zone: tzinfo = UTC) -> np.ndarray:
+    """Price per slot: each row's price holds from its start to the next row's
+    (a start without an offset is a local time in ``zone``, the site's)."""
     p = Path(path)
     points = []
     for where, row in _rows(p, ("start", "price")):
         points.append(
             (
-                parse_time(row["start"], where, "start"),
+                parse_time(row["start"], where, "start", zone),
                 _float(row["price"], where, "price", minimum=None),
             )
         )

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from pydantic import SecretStr
 
+from gridshare.commands.options import command_parser, positive
 from gridshare.config import (
     ConfigError,
     GridshareConfig,
@@ -338,13 +339,13 @@ async def send_cut(dso: SimulatedDso, group_id: str, cut: EveningCut, site: Site
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gridshare demo", description=__doc__.splitlines()[0])
+    p = command_parser("demo", __doc__)
     p.add_argument("--config", default="examples/depot.toml", help="site TOML")
-    p.add_argument("--speed", type=float, default=120.0, help="simulated seconds per second")
-    p.add_argument("--duration", type=float, default=60.0, help="real seconds to run")
+    p.add_argument("--speed", type=positive, default=120.0, help="simulated seconds per second")
+    p.add_argument("--duration", type=positive, default=60.0, help="real seconds to run")
     p.add_argument("--out", default="out", help="folder for the plot")
-    p.add_argument("--db", help="database (default: a temporary SQLite file)")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--db", help="database URL or SQLite path (default: a temporary SQLite file)")
+    p.add_argument("--seed", type=int, default=7, help="random draw of the cars")
     p.add_argument("--no-live", action="store_true", help="no live view (e.g. in CI)")
     return p
 
