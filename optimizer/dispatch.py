@@ -60,7 +60,8 @@ def fill(
         pos = rate > EPS
         step = math.inf
         if pos.any():
-            step = float(np.min(room[pos] / rate[pos]))
+            with np.errstate(over="ignore"):  # a limit far above the rates: no bound
+                step = float(np.min(room[pos] / rate[pos]))
         ac = cols[active[cols]]
         step = min(step, float(np.min(upper[ac] - x[ac])))
         step = max(step, 0.0)

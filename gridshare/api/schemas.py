@@ -33,8 +33,12 @@ from optimizer.site import Line, Site
 
 # Inputs are strict: a JSON number for a number (not ``true`` or ``"5"``), never
 # NaN or infinity (Python's JSON parser reads ``NaN``, ``Infinity`` and ``1e400``).
-Amps = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
-Kilowatts = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+MAX_AMPS = 100_000.0
+"""Per line: far above any grid connection, low enough to stay exact in the planner."""
+MAX_KILOWATTS = 1_000_000.0
+"""A gigawatt: the same for power."""
+Amps = Annotated[float, Field(ge=0, le=MAX_AMPS, allow_inf_nan=False, strict=True)]
+Kilowatts = Annotated[float, Field(ge=0, le=MAX_KILOWATTS, allow_inf_nan=False, strict=True)]
 ConnectorNo = Annotated[int, Field(ge=1, le=1000, strict=True)]
 Flag = Annotated[bool, Field(strict=True)]
 
