@@ -78,7 +78,9 @@ def link(clock: Clock, store: CountingStore) -> DsoLink:
 
 
 def forecast(at: datetime, amps: float) -> Forecast:
+    """Two hours of 15-minute blocks from the quarter hour containing ``at``."""
     quarter = timedelta(minutes=15)
+    at = T0 + (at - T0) // quarter * quarter
     blocks = tuple(
         Block(amps, Unit.A, Phase.ALL, at + i * quarter, at + (i + 1) * quarter) for i in range(8)
     )

@@ -75,7 +75,8 @@ def test_one_day_of_a_small_site(tmp_path: Path) -> None:
         cwd=PATH.parents[1],
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    [row] = list(csv.DictReader(out.open()))
+    with out.open() as f:
+        [row] = list(csv.DictReader(f))
     assert row["day"] == "1"
     assert float(row["rss_mb"]) > 0 and int(row["fds"]) > 0 and float(row["db_mb"]) > 0
     assert int(row["replans"]) > 0 and int(row["cars"]) > 0
