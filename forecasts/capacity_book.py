@@ -51,6 +51,10 @@ MAX_BLOCKS = 7 * 24 * 12
 """Most blocks one forecast may hold: a week of 5-minute blocks, far more than a
 DSO sends (a day ahead, in 15-minute blocks, is usual)."""
 
+MAX_ENDED = 7 * 24 * 12
+"""Most pieces that ended a group and type keeps for the views of the past (see
+`CapacityBook.prune`)."""
+
 Key = tuple[str, ForecastType]
 
 
@@ -240,19 +244,30 @@ class CapacityBook:
             raise InvalidForecast("offline_mode_at must be timezone-aware")
         self._offline_at[source] = offline_mode_at.astimezone(UTC)
 
-    def prune(self, before: datetime) -> int:
+    def prune(self, before: datetime, *, now: datetime | None = None) -> int:
         """Forget every block and override that ended at or before ``before``
-        (the caller's clock less what its views of the past still need); how many
-        forecasts went with them."""
+        (the caller's clock less what its views of the past still need), and the
+        offline time of a provider that passed then and that no block is left of;
+        how many forecasts went with them.
+
+        With ``now``, at most `MAX_ENDED` pieces that ended by then stay per group
+        and type (the oldest go first): a DSO that sends a forecast every few
+        seconds leaves a short remnant of each, and the history they make is cut
+        by count as well as by time."""
         gone: set[int] = set()
         for key, pieces in self._pieces.items():
-            # only pieces that started before ``before`` can have ended
+            # only pieces that started before ``before`` (or ``now``) can have ended
             head = pieces[: bisect_left(pieces, before, key=_start)]
             ended = [p for p in head if p.block.end <= before]
+            if now is not None:
+                past = pieces[: bisect_left(pieces, now, key=_start)]
+                over = [p for p in past if before < p.block.end <= now]
+                ended += over[: max(0, len(over) - MAX_ENDED)]
             if not ended:
                 continue
             gone.update(p.seq for p in ended)
-            left = [p for p in pieces if p.block.end > before]
+            dropped = {id(p) for p in ended}
+            left = [p for p in pieces if id(p) not in dropped]
             self._pieces[key] = left
             self._longest[key] = max(
                 (p.block.end - p.block.start for p in left), default=timedelta(0)
@@ -261,6 +276,11 @@ class CapacityBook:
         for oid, o in list(self._overrides.items()):
             if o.end is not None and o.end <= before:
                 del self._overrides[oid]
+        # a provider long silent whose forecasts all ended changes nothing any more
+        sending = {s for counts in self._sources.values() for s in counts}
+        for source, t in list(self._offline_at.items()):
+            if t <= before and source not in sending:
+                del self._offline_at[source]
         if not gone:
             return 0
         return len(gone - {p.seq for pieces in self._pieces.values() for p in pieces})

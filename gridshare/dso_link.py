@@ -8,13 +8,17 @@
 
 The capacity book lives in the store under ``capacity_book`` and forgets the
 blocks that ended longer ago than the operator's views look back
-(`CAPACITY_HISTORY`), on every forecast, heartbeat and plan.
+(`CAPACITY_HISTORY`), on every forecast, heartbeat and plan. It is saved whole
+when its content changed, at most every `CAPACITY_BOOK_SAVE_GAP` (a change
+within the gap is saved when the gap is over) and always on stop: a DSO that
+sends forecasts and heartbeats every few seconds does not rewrite it each time.
 
 `DsoListener` is what the link tells of the DSO (the operator API's change feed).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,6 +50,9 @@ shows the capacity as it stood over up to this much history."""
 
 CAPACITY_BOOK_STATE = "capacity_book"
 """The store's state key of the capacity book's export."""
+
+CAPACITY_BOOK_SAVE_GAP = timedelta(seconds=30)
+"""Least time (on the service's clock) between two saves of the capacity book."""
 
 
 class DsoListener(Protocol):
@@ -139,19 +146,62 @@ class DsoLink:
         """Cumulative energy per connector, while OSCP groups are configured."""
         self.compliance: ComplianceWatch | None = None
         self._compliance_checked: datetime | None = None
+        self.book_save_gap = CAPACITY_BOOK_SAVE_GAP
+        """Least time between two saves of the capacity book."""
+        self._book_saved_at: datetime | None = None
+        self._book_unsaved = False
+        self._book_flush: asyncio.TimerHandle | None = None
 
     # --- the capacity book -------------------------------------------------------------
 
     def save_capacity_book(self) -> None:
+        """Save the book now (what changed since the last save included)."""
+        if self._book_flush is not None:
+            self._book_flush.cancel()
+            self._book_flush = None
         self.store.put_state(CAPACITY_BOOK_STATE, self.capacity_book.export())
+        self._book_saved_at = self.clock()
+        self._book_unsaved = False
+
+    def capacity_book_changed(self) -> None:
+        """Save the book now, or once `book_save_gap` since the last save is over."""
+        self._book_unsaved = True
+        last = self._book_saved_at
+        wait_s = 0.0 if last is None else (last + self.book_save_gap - self.clock()).total_seconds()
+        if wait_s <= 0:
+            self.save_capacity_book()
+        elif self._book_flush is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop to wait on: saved on the next change or on stop
+                return
+            self._book_flush = loop.call_later(wait_s, self._flush_capacity_book)
+
+    def _flush_capacity_book(self) -> None:
+        self._book_flush = None
+        if self._book_unsaved:
+            try:
+                self.save_capacity_book()
+            except Exception:
+                log.exception("saving the capacity book")
+
+    def flush_capacity_book(self) -> None:
+        """Save what changed and is not saved yet (the service stopping)."""
+        if self._book_unsaved:
+            self.save_capacity_book()
+        elif self._book_flush is not None:
+            self._book_flush.cancel()
+            self._book_flush = None
 
     def prune_capacity_book(self) -> bool:
-        """Forget the blocks that ended longer ago than the operator's views look back."""
-        return self.capacity_book.prune(self.clock() - CAPACITY_HISTORY) > 0
+        """Forget the blocks that ended longer ago than the operator's views look back
+        (and the oldest that ended, past `forecasts.capacity_book.MAX_ENDED`)."""
+        now = self.clock()
+        return self.capacity_book.prune(now - CAPACITY_HISTORY, now=now) > 0
 
     def after_plan(self, plan: Plan, report: RolloutReport) -> None:
-        if self.prune_capacity_book():
-            self.save_capacity_book()
+        if self.prune_capacity_book() or self._book_unsaved:
+            self.capacity_book_changed()
 
     # --- what the operator reads ---------------------------------------------------------
 
@@ -205,7 +255,11 @@ class DsoLink:
             await self.provider.start()
 
     async def stop(self) -> None:
-        """Stop the provider (never fails) and keep what the energy counter counted."""
+        """Stop the provider (never fails) and save what the book holds unsaved."""
+        try:
+            self.flush_capacity_book()
+        except Exception:
+            log.exception("saving the capacity book")
         if self.provider is not None:
             try:
                 await self.provider.stop()
@@ -222,7 +276,8 @@ class DsoLink:
         self.energy = self.compliance = None
 
     async def on_forecast(self, provider_group: str, forecast: Forecast) -> None:
-        """Stored (forecast and capacity book) before the DSO gets its 204."""
+        """The forecast stored before the DSO gets its 204 (the book at once, or
+        within `CAPACITY_BOOK_SAVE_GAP` of the last save)."""
         self.prune_capacity_book()
         self.capacity_book.add(forecast)
         self.store.save_forecast(
@@ -241,7 +296,7 @@ class DsoLink:
                 for b in forecast.blocks
             ],
         )
-        self.save_capacity_book()
+        self.capacity_book_changed()
         blocks = forecast.blocks
         log.info(
             "dso forecast received %s",
@@ -264,9 +319,11 @@ class DsoLink:
             log.info("dso heartbeat back %s", line)
         elif provider not in self.heartbeats:
             log.info("dso heartbeat first %s", line)
-        self.prune_capacity_book()
+        pruned = self.prune_capacity_book()
+        known = self.capacity_book.offline_mode_at(provider)
         self.capacity_book.heartbeat(provider, offline_mode_at)
-        self.save_capacity_book()
+        if pruned or self.capacity_book.offline_mode_at(provider) != known:
+            self.capacity_book_changed()
         self.heartbeats[provider] = self.clock()
         self.listener.dso_heard("Heartbeat")
 

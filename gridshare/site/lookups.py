@@ -26,8 +26,15 @@ class PlanRows:
         return cached[1]
 
 
+MAX_LOAD_MODELS = 8
+"""Line sets whose limit families are kept: a one-phase car plugging in or out
+makes a new set, so the sets seen grow with time while only the last few recur
+(each model is families × connectors large)."""
+
+
 class LoadModels:
-    """The site's limit families for the lines the cars load (kept per line set)."""
+    """The site's limit families for the lines the cars load (kept per line set,
+    the `MAX_LOAD_MODELS` latest)."""
 
     def __init__(self, site: Site) -> None:
         self.site = site
@@ -38,9 +45,13 @@ class LoadModels:
         key = tuple(
             sorted((cid, ls) for cid, ls in (lines or {}).items() if ls != conns[cid].lines)
         )
-        model = self._models.get(key)
+        model = self._models.pop(key, None)
         if model is None:
-            if len(self._models) > 32:
-                self._models.clear()
-            model = self._models[key] = LoadModel.build(self.site, lines)
+            model = LoadModel.build(self.site, lines)
+            while len(self._models) >= MAX_LOAD_MODELS:
+                del self._models[next(iter(self._models))]  # the least recently used
+        self._models[key] = model
         return model
+
+    def __len__(self) -> int:
+        return len(self._models)
