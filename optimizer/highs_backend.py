@@ -137,6 +137,9 @@ class HighsPlanner:
         self._row_codes: np.ndarray | None = None
         self._signature: tuple[bytes, bytes] | None = None
         self._lp: PreparedLP | None = None
+        self.models_passed = 0
+        """Times a whole model went to HiGHS (the LP changed shape), rather
+        than only what changed."""
 
     def _id(self, name: str) -> int:
         n = self._ids.get(name)
@@ -202,6 +205,7 @@ class HighsPlanner:
             basis = self._carried_basis(cols, rows) if h is not None else None
             h = new_highs(self._time_limit_s)
             pass_model(h, lp)
+            self.models_passed += 1
             if basis is not None:
                 warm = h.setBasis(basis) == highspy.HighsStatus.kOk
         h.run()

@@ -8,7 +8,12 @@ LP. Columns, in this order:
 * ``v[s,k]``   unmet energy of session s in segment k (K segments, each a K-th of
   its need, each dearer than the last: a convex penalty that evens out the
   delivered fraction between sessions when capacity is short);
-* ``d[s]``     |x[s,0] − previous plan| for sessions the previous plan knew;
+* ``d[s]``     |x[s,0] − previous plan| for sessions the previous plan knew
+  that have a column in the slot dispatched now. With ``stable_shape``, for
+  every session with a column in that slot: where the previous plan did not
+  know the session, d is fixed at 0, costs nothing and its rows are free. The
+  LP is the same, but its shape no longer depends on whether a previous plan
+  is given, so a kept solver changes bounds in place instead of starting over;
 * ``w[j,k]``   for x columns in the first `EVEN_SLOTS` periods, the k-th piece of
   that current (x = Σ w), each piece dearer than the last: a convex penalty
   on the rate that shares a slot's capacity evenly instead of giving one car
@@ -28,7 +33,7 @@ Rows:
   with |weight|; upper bound = capacity − load that is fixed whatever we plan;
 * energy rows, one per session: Σ kWh-per-A·x + Σ v = energy needed (so the
   plan never delivers more than needed);
-* two rows per ``d``;
+* two rows per ``d`` (free where the previous plan did not know the session);
 * one row per x column that has ``w`` columns (x − Σ w = 0);
 * battery-tail rows, for sessions with a ``taper_kwh``: one per x column
   where the tail can bind, x ≤ the connector's maximum × (need − energy
@@ -390,17 +395,25 @@ def _unmet_columns(problem: PlanningProblem, need: np.ndarray) -> tuple[np.ndarr
 
 
 def _previous_columns(
-    problem: PlanningProblem, sessions: list[SessionCols]
-) -> tuple[list[int], np.ndarray]:
-    """(session index, cost) of the d columns: sessions the previous plan knew
-    that have a column in the slot dispatched now."""
+    problem: PlanningProblem, sessions: list[SessionCols], stable_shape: bool
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """(session index, previous current, cost) of the d columns: the sessions
+    with a column in the slot dispatched now that the previous plan knew, or
+    all of them with ``stable_shape`` (NaN and no cost where it did not)."""
     d_sessions = [
         i
         for i, s in enumerate(sessions)
-        if s.demand.session_id in problem.previous and len(s.periods) and s.periods[0] == 0
+        if len(s.periods)
+        and s.periods[0] == 0
+        and (stable_shape or s.demand.session_id in problem.previous)
     ]
-    d_cost = np.array([PREVIOUS_WEIGHT * sessions[i].kwh_per_a[0] for i in d_sessions], dtype=float)
-    return d_sessions, d_cost
+    prev = np.array(
+        [problem.previous.get(sessions[i].demand.session_id, np.nan) for i in d_sessions],
+        dtype=float,
+    )
+    kwh_now = np.array([sessions[i].kwh_per_a[0] for i in d_sessions], dtype=float)
+    d_cost = np.where(np.isnan(prev), 0.0, PREVIOUS_WEIGHT * kwh_now)
+    return d_sessions, prev, d_cost
 
 
 @dataclass(frozen=True)
@@ -499,8 +512,9 @@ def _csc(
     return a_start, rows, vals
 
 
-def prepare(problem: PlanningProblem) -> PreparedLP:
-    """The LP of ``problem``: columns x, v, d, w and the rows of the module docstring."""
+def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> PreparedLP:
+    """The LP of ``problem``: columns x, v, d, w and the rows of the module
+    docstring (``stable_shape``: a d column for every session planned now)."""
     periods = _periods(problem)
     P = len(periods.first)
     fams, fam_index = _families(problem, periods.first)
@@ -515,7 +529,8 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
     x_cost = _x_cost(problem, periods, x)
     n_v = n_s * SEGMENTS
     v_upper, v_cost = _unmet_columns(problem, x.need)
-    d_sessions, d_cost = _previous_columns(problem, sessions)
+    d_sessions, prev, d_cost = _previous_columns(problem, sessions, stable_shape)
+    known = ~np.isnan(prev)
     n_d = len(d_sessions)
     d_session = np.array(d_sessions, dtype=np.int64)
 
@@ -527,7 +542,6 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
     v_row = n_l + np.repeat(np.arange(n_s), SEGMENTS)
 
     # --- previous-plan rows: x - d <= prev (block 1); x + d >= prev (block 2) --------
-    prev = np.array([problem.previous[sessions[i].demand.session_id] for i in d_sessions])
     d_col = n_x + n_v + np.arange(n_d)
     x0_col = np.array([sessions[i].first_col for i in d_sessions], dtype=np.int64)
     r1 = n_l + n_s + np.arange(n_d)
@@ -564,9 +578,18 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
     energy = np.where(x.count > 0, x.need, 0.0)
     zero_w = np.zeros(len(w.x))
     row_lower = np.concatenate(
-        [np.full(n_l, -INF), energy, np.full(n_d, -INF), prev, zero_w, np.full(n_t, -INF)]
+        [
+            np.full(n_l, -INF),
+            energy,
+            np.full(n_d, -INF),
+            np.where(known, prev, -INF),
+            zero_w,
+            np.full(n_t, -INF),
+        ]
     )
-    row_upper = np.concatenate([lim.upper, energy, prev, np.full(n_d, INF), zero_w, t_upper])
+    row_upper = np.concatenate(
+        [lim.upper, energy, np.where(known, prev, INF), np.full(n_d, INF), zero_w, t_upper]
+    )
 
     return PreparedLP(
         problem=problem,
@@ -577,7 +600,7 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
         n_d=n_d,
         n_w=n_w,
         col_lower=np.zeros(n_col),
-        col_upper=np.concatenate([x_upper, v_upper, np.full(n_d, INF), w.upper]),
+        col_upper=np.concatenate([x_upper, v_upper, np.where(known, INF, 0.0), w.upper]),
         col_cost=np.concatenate([x_cost, v_cost, d_cost, w.cost]),
         row_lower=row_lower,
         row_upper=row_upper,

@@ -102,7 +102,8 @@ def solve(
     """Plan the site: current per connector per slot, and its figures."""
     t0 = time.perf_counter()
     backend = Backend(backend)
-    lp = prepare(problem)
+    # a kept planner changes bounds in place when the LP keeps its shape
+    lp = prepare(problem, stable_shape=planner is not None and backend is Backend.HIGHS)
     notes: list[str] = []
     objective: float | None = None
     if lp.n_x == 0:
