@@ -71,7 +71,7 @@ from gridshare.peers.fleet import StationFleet
 from gridshare.peers.specs import SimStationSpec, specs_from_site
 from gridshare.rollout import RolloutReport
 from gridshare.service import Service, controller_settings
-from ocpp_adapter.central_system import FrameTap
+from ocpp_adapter.central_system import CentralSystem, FrameTap
 from optimizer import Plan, solve
 
 PANELS = 10
@@ -289,7 +289,8 @@ async def run(n: int, events: int, tmp: Path) -> Result:
     await svc.start()
     probe = Probe()
     assert svc.gateway is not None and svc.controller is not None
-    cs = svc.gateway.cs  # type: ignore[attr-defined]
+    cs = svc.gateway
+    assert isinstance(cs, CentralSystem)  # the service's own, with its frame taps
     ctl = svc.controller
     cs.add_frame_tap(server_tap(probe))
     reports: list[Rollout] = []
