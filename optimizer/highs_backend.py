@@ -69,6 +69,15 @@ def new_highs(time_limit_s: float | None) -> _Highs:
     return h
 
 
+def run_for(h: _Highs, time_limit_s: float | None) -> None:
+    """Run HiGHS for at most ``time_limit_s`` more. HiGHS's time limit counts
+    every run of an instance: a kept one would otherwise stop at once (time
+    limit reached, no optimal point) once its re-plans had added up to it."""
+    if time_limit_s is not None:
+        h.setOptionValue("time_limit", h.getRunTime() + float(time_limit_s))
+    h.run()
+
+
 def pass_model(h: _Highs, lp: PreparedLP) -> None:
     """Hand the arrays to HiGHS in one call (the array overload: no per-field
     copies through a HighsLp object, ~10× faster at 1000 connectors)."""
@@ -208,7 +217,7 @@ class HighsPlanner:
             self.models_passed += 1
             if basis is not None:
                 warm = h.setBasis(basis) == highspy.HighsStatus.kOk
-        h.run()
+        run_for(h, self._time_limit_s)
         self._highs = h
         self._col_codes, self._row_codes, self._signature = cols, rows, signature
         self._lp = lp
