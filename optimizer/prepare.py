@@ -440,12 +440,15 @@ def _limit_rows(
     rows_f: list[np.ndarray] = []
     cols_f: list[np.ndarray] = []
     vals_f: list[np.ndarray] = []
-    by_families: dict[tuple[tuple[int, float], ...], list[int]] = {}
+    # sessions that load the same families, in order of their first session
+    group_of: dict[tuple[tuple[int, float], ...], int] = {}
+    session_group = np.full(len(sessions), -1, dtype=np.int64)
     for i, sc in enumerate(sessions):
         if len(sc.periods) and sc.families:
-            by_families.setdefault(sc.families, []).append(i)
-    for fam_tuple, members in by_families.items():
-        cols = np.flatnonzero(np.isin(x_session, members))
+            session_group[i] = group_of.setdefault(sc.families, len(group_of))
+    x_group = session_group[x_session]
+    for fam_tuple, g in group_of.items():
+        cols = np.flatnonzero(x_group == g)
         fam = np.array([f for f, _ in fam_tuple], dtype=np.int64)
         coef = np.array([c for _, c in fam_tuple])
         rows_f.append((fam[:, None] * P + x_period[cols][None, :]).ravel())
@@ -463,8 +466,12 @@ def _limit_rows(
     # only rows that have members and a finite bound
     finite = np.isfinite(cap_all[lim_key]) if len(lim_key) else np.zeros(0, bool)
     lim_key, lim_col, lim_val = lim_key[finite], lim_col[finite], lim_val[finite]
-    used_keys, lim_row = np.unique(lim_key, return_inverse=True)
-    lim_upper = cap_all[used_keys] if len(used_keys) else np.zeros(0)
+    # rows in (family, period) order: a mark per possible row rather than a sort
+    used = np.zeros(len(cap_all), dtype=bool)
+    used[lim_key] = True
+    used_keys = np.flatnonzero(used)
+    lim_row = (np.cumsum(used) - 1)[lim_key]
+    lim_upper = cap_all[used_keys]
     return _LimitRows(lim_row, lim_col, lim_val, used_keys // P, used_keys % P, lim_upper)
 
 
