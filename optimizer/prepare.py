@@ -48,6 +48,7 @@ staying close to the previous plan in the slot dispatched now.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -186,6 +187,21 @@ class PreparedLP:
         """(row, col, value) triplets of the matrix."""
         cols = np.repeat(np.arange(self.n_col), np.diff(self.a_start))
         return self.a_index, cols, self.a_value
+
+    @cached_property
+    def limit_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, x column, value) of the limit rows' entries, column-wise (read
+        by the dispatch rule and the plan's figures more than once a re-plan)."""
+        rows, cols, vals = self.coo()
+        m = (rows < self.n_limit_rows) & (cols < self.n_x)
+        return rows[m], cols[m], vals[m]
+
+    @cached_property
+    def x_kwh(self) -> np.ndarray:
+        """Energy per ampere of every x column."""
+        if not self.sessions:
+            return np.zeros(0)
+        return np.concatenate([s.kwh_per_a for s in self.sessions])
 
 
 def session_upper_a(demand: SessionDemand, info: ConnectorInfo) -> float:
@@ -341,9 +357,9 @@ def _session_cols(
     families = SiteFamilies.of(problem.site)
     family_cache: dict[tuple[str, tuple[Line, ...], float, str], tuple[tuple[int, float], ...]] = {}
 
-    def families_of(info: ConnectorInfo, lines: tuple[Line, ...]) -> tuple:
+    def families_of(info: ConnectorInfo, lines: tuple[Line, ...], kw: float) -> tuple:
         # connectors alike in group, lines and kW per A share their families
-        key = (info.group, lines, info.kw_per_amp(lines), info.key if families.weighted else "")
+        key = (info.group, lines, kw, info.key if families.weighted else "")
         fam = family_cache.get(key)
         if fam is None:
             # a kW family is in the LP only where its group has a power limit
@@ -354,19 +370,21 @@ def _session_cols(
             )
         return fam
 
-    starts, count = x.starts, x.count
+    # plain Python numbers, read once (indexing numpy arrays per session is slow)
+    kw, upper, p0, p1 = x.kw.tolist(), x.upper.tolist(), x.p0.tolist(), x.p1.tolist()
+    starts, ends = x.starts.tolist(), (x.starts + x.count).tolist()
     return [
         SessionCols(
             demand=d,
             connector=info,
             lines=x.lines_of[i],
-            kw_per_a=float(x.kw[i]),
-            upper_a=float(x.upper[i]),
-            first_col=int(starts[i]),
-            periods=x.period[starts[i] : starts[i] + count[i]],
-            kwh_per_a=x.kwh[starts[i] : starts[i] + count[i]],
-            window=(float(x.p0[i]), float(x.p1[i])),
-            families=families_of(info, x.lines_of[i]),
+            kw_per_a=kw[i],
+            upper_a=upper[i],
+            first_col=starts[i],
+            periods=x.period[starts[i] : ends[i]],
+            kwh_per_a=x.kwh[starts[i] : ends[i]],
+            window=(p0[i], p1[i]),
+            families=families_of(info, x.lines_of[i], kw[i]),
         )
         for i, (d, info) in enumerate(zip(problem.sessions, x.infos, strict=True))
     ]
@@ -693,6 +711,5 @@ def expand_to_slots(
 
 def limit_load(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
     """Load of every limit row under x-column values ``x`` (length n_x)."""
-    rows, cols, vals = lp.coo()
-    m = (rows < lp.n_limit_rows) & (cols < lp.n_x)
-    return np.bincount(rows[m], weights=vals[m] * x[cols[m]], minlength=lp.n_limit_rows)
+    rows, cols, vals = lp.limit_entries
+    return np.bincount(rows, weights=vals * x[cols], minlength=lp.n_limit_rows)
