@@ -20,6 +20,7 @@ from highspy._core import _Highs
 
 from optimizer.prepare import SEGMENTS, PreparedLP
 
+_STATUSES = tuple(highspy.HighsBasisStatus.__members__.values())
 _KIND_SHIFT = 58
 _ID_SHIFT = 28
 
@@ -235,8 +236,9 @@ class HighsPlanner:
         if not old.valid:
             return None
         st = highspy.HighsBasisStatus
-        old_col = np.array([int(s) for s in old.col_status], dtype=np.int8)
-        old_row = np.array([int(s) for s in old.row_status], dtype=np.int8)
+        # .value: the enum's number without a call to int() per variable
+        old_col = np.array([s.value for s in old.col_status], dtype=np.int8)
+        old_row = np.array([s.value for s in old.row_status], dtype=np.int8)
         basic, lower = int(st.kBasic), int(st.kLower)
         new_col = _carry(self._col_codes, old_col, cols, default=lower)
         new_row = _carry(self._row_codes, old_row, rows, default=basic)
@@ -252,9 +254,11 @@ class HighsPlanner:
             idx = np.flatnonzero(new_row != basic)[:-excess]
             new_row[idx] = basic
         b = highspy.HighsBasis()
-        by_int = {int(s): s for s in (st.kLower, st.kBasic, st.kUpper, st.kZero, st.kNonbasic)}
-        b.col_status = [by_int[int(v)] for v in new_col]
-        b.row_status = [by_int[int(v)] for v in new_row]
+        by_int = np.empty(max(s.value for s in _STATUSES) + 1, dtype=object)
+        for s in _STATUSES:
+            by_int[s.value] = s
+        b.col_status = by_int[new_col].tolist()
+        b.row_status = by_int[new_row].tolist()
         b.valid = True
         return b
 
