@@ -9,11 +9,9 @@ LP. Columns, in this order:
   its need, each dearer than the last: a convex penalty that evens out the
   delivered fraction between sessions when capacity is short);
 * ``d[s]``     |x[s,0] − previous plan| for sessions the previous plan knew
-  that have a column in the slot dispatched now. With ``stable_shape``, for
-  every session with a column in that slot: where the previous plan did not
-  know the session, d is fixed at 0, costs nothing and its rows are free. The
-  LP is the same, but its shape no longer depends on whether a previous plan
-  is given, so a kept solver changes bounds in place instead of starting over;
+  that have a column in the slot dispatched now; with ``stable_shape`` for all
+  of those sessions, fixed at 0 and free of cost where the plan did not know
+  them: the same LP, in a shape a kept solver can update in place;
 * ``w[j,k]``   for x columns in the first `EVEN_SLOTS` periods, the k-th piece of
   that current (x = Σ w), each piece dearer than the last: a convex penalty
   on the rate that shares a slot's capacity evenly instead of giving one car
@@ -190,8 +188,7 @@ class PreparedLP:
 
     @cached_property
     def limit_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row, x column, value) of the limit rows' entries, column-wise (read
-        by the dispatch rule and the plan's figures more than once a re-plan)."""
+        """(row, x column, value) of the limit rows' entries, column-wise."""
         rows, cols, vals = self.coo()
         m = (rows < self.n_limit_rows) & (cols < self.n_x)
         return rows[m], cols[m], vals[m]
@@ -199,9 +196,7 @@ class PreparedLP:
     @cached_property
     def x_kwh(self) -> np.ndarray:
         """Energy per ampere of every x column."""
-        if not self.sessions:
-            return np.zeros(0)
-        return np.concatenate([s.kwh_per_a for s in self.sessions])
+        return np.concatenate([np.zeros(0), *(s.kwh_per_a for s in self.sessions)])
 
 
 def session_upper_a(demand: SessionDemand, info: ConnectorInfo) -> float:
@@ -425,10 +420,8 @@ def _previous_columns(
         and s.periods[0] == 0
         and (stable_shape or s.demand.session_id in problem.previous)
     ]
-    prev = np.array(
-        [problem.previous.get(sessions[i].demand.session_id, np.nan) for i in d_sessions],
-        dtype=float,
-    )
+    ids = [sessions[i].demand.session_id for i in d_sessions]
+    prev = np.array([problem.previous.get(k, np.nan) for k in ids], dtype=float)
     kwh_now = np.array([sessions[i].kwh_per_a[0] for i in d_sessions], dtype=float)
     d_cost = np.where(np.isnan(prev), 0.0, PREVIOUS_WEIGHT * kwh_now)
     return d_sessions, prev, d_cost
@@ -602,19 +595,11 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
 
     energy = np.where(x.count > 0, x.need, 0.0)
     zero_w = np.zeros(len(w.x))
+    prev_lo, prev_hi = np.where(known, prev, -INF), np.where(known, prev, INF)
     row_lower = np.concatenate(
-        [
-            np.full(n_l, -INF),
-            energy,
-            np.full(n_d, -INF),
-            np.where(known, prev, -INF),
-            zero_w,
-            np.full(n_t, -INF),
-        ]
+        [np.full(n_l, -INF), energy, np.full(n_d, -INF), prev_lo, zero_w, np.full(n_t, -INF)]
     )
-    row_upper = np.concatenate(
-        [lim.upper, energy, np.where(known, prev, INF), np.full(n_d, INF), zero_w, t_upper]
-    )
+    row_upper = np.concatenate([lim.upper, energy, prev_hi, np.full(n_d, INF), zero_w, t_upper])
 
     return PreparedLP(
         problem=problem,
