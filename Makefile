@@ -2,31 +2,44 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# The demo needs the runtime only; the tests, linters and notebooks the dev extras.
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck install clean bench browser
+.PHONY: demo test lint typecheck install install-dev clean bench browser
 
 # apt needs root; elsewhere ask sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+# pip's own output (not -q): a first install downloads for a minute or two.
+$(RUNTIME): $(BIN)/python pyproject.toml
+	@echo "Installing gridshare and its runtime dependencies into $(VENV)..."
+	$(BIN)/python -m pip install --progress-bar on -e .
+	touch $(RUNTIME)
 
-install: $(STAMP)
+# the dev extras include the runtime: the runtime stamp is then current too
+$(DEV): $(BIN)/python pyproject.toml
+	@echo "Installing gridshare with its development tools into $(VENV)..."
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	touch $(DEV) $(RUNTIME)
 
-demo: $(STAMP)
+install: $(RUNTIME)
+
+install-dev: $(DEV)
+
+demo: $(RUNTIME)
+	@echo "gridshare is installed in $(VENV): run $(BIN)/gridshare, or 'source $(BIN)/activate' first."
 	$(BIN)/gridshare demo
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check optimizer forecasts ocpp_adapter oscp gridshare tests benchmarks
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/mypy
 
 # The dashboard's browser test drives Debian's headless Chromium.
@@ -34,10 +47,10 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-test: $(STAMP) lint typecheck browser
+test: $(DEV) lint typecheck browser
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(RUNTIME)
 	$(BIN)/python benchmarks/plan_speed.py
 
 clean:

@@ -290,7 +290,7 @@ async def run(n: int, events: int, tmp: Path) -> Result:
     probe = Probe()
     assert svc.gateway is not None and svc.controller is not None
     cs = svc.gateway
-    assert isinstance(cs, CentralSystem)  # the service's own, with its frame taps
+    assert isinstance(cs, CentralSystem)
     ctl = svc.controller
     cs.add_frame_tap(server_tap(probe))
     reports: list[Rollout] = []

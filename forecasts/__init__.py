@@ -11,6 +11,7 @@
 Demand side estimates live in `forecasts.demand`.
 """
 
+from forecasts.capacity_book import MAX_BLOCKS, CapacityBook, Override, Piece, Stretch
 from forecasts.compliance import Excess, excesses
 from forecasts.demand import (
     DemandDefaults,
@@ -27,7 +28,6 @@ from forecasts.demand import (
 )
 from forecasts.errors import ForecastError, InvalidForecast, InvalidRecord
 from forecasts.model import Block, Forecast, ForecastType, Phase, Unit
-from forecasts.store import MAX_BLOCKS, CapacityBook, Override, Piece, Stretch
 from forecasts.units import NO_LIMIT, Limit, block_limit, normalize
 
 __all__ = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from importlib import metadata
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("gridshare.commands.plan", "plan a site from a sessions CSV"),
@@ -25,14 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 USER_ERRORS: tuple[tuple[str, str], ...] = (
-    ("gridshare.config", "ConfigError"),
-    ("gridshare.csvio", "InputError"),
-    ("gridshare.store", "StoreError"),
-    ("gridshare.service", "ServiceError"),
-    ("gridshare.simulation.sessions", "SessionsError"),
-    ("gridshare.simulation.capacity", "CapacityFileError"),
-    ("gridshare.simulation.acn", "AcnSiteError"),
-    ("gridshare.simulation.hosting", "HostingError"),
+    ("gridshare.errors", "UserError"),
     ("optimizer.errors", "ProblemError"),
     ("oscp.loopback", "ListenError"),
     ("ocpp_adapter.central_system", "ListenError"),
@@ -43,9 +37,18 @@ raised if its module was loaded, and the others' imports stay unpaid."""
 
 
 def usage() -> str:
-    lines = ["usage: gridshare COMMAND [options]", "", "commands:"]
+    lines = ["usage: gridshare COMMAND [options]", "       gridshare --version", "", "commands:"]
     lines += [f"  {name:<11} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "gridshare COMMAND --help tells a command's options."]
     return "\n".join(lines)
+
+
+def version() -> str:
+    """The installed package's version (its metadata, from pyproject.toml)."""
+    try:
+        return metadata.version("gridshare")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 def user_message(e: BaseException) -> str | None:
@@ -69,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return 0 if args else 2
+    if args[0] == "--version":
+        print(f"gridshare {version()}")
+        return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
         print(f"gridshare: unknown command {name!r}\n\n{usage()}", file=sys.stderr)

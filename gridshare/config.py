@@ -4,18 +4,28 @@ Tables: ``[site]``, ``[[groups]]``, ``[[chargers]]`` (the `optimizer.Site`),
 ``[server]`` (ports, TLS, station passwords, database), ``[oscp]`` (the DSO's
 capacity providers), ``[[api.tokens]]`` (operator API tokens) and ``[defaults]``
 (estimates for sessions that state nothing), ``[controller]`` (re-planning and
-rollout). Environment variables
-``GRIDSHARE_SERVER__HTTP_PORT=8081`` style override ``[server]`` values.
+rollout).
 
-Errors are `ConfigError` with one line naming the file and the field.
+The environment overrides the file in every table but the site's, read by
+pydantic-settings: ``GRIDSHARE_<TABLE>__<KEY>``, e.g.
+``GRIDSHARE_SERVER__HTTP_PORT=8081`` or ``GRIDSHARE_CONTROLLER__PIN_S=30``;
+lists and tables as JSON (``GRIDSHARE_API__TOKENS='[{"name": ...}]'``), but
+``allowed_hosts`` and ``trusted_proxies`` as comma-separated names.
+
+Errors are `ConfigError` with one line naming the file (or the environment
+variable) and the field.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -26,10 +36,20 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from forecasts.demand import DemandDefaults
-from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S
-from optimizer.site import Site
+from gridshare.errors import UserError
+from gridshare.retention import RetentionConfig
+from gridshare.site.settings import ControllerSettings
+from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
+from optimizer.site import Site, SiteValueError
 from oscp.config import OscpConfig, OscpProviderConfig
 
 __all__ = [
@@ -45,7 +65,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration or input file is invalid; the message names file and field."""
 
 
@@ -69,18 +89,18 @@ class ServerConfig(_Strict):
     """``sqlite:///path.db``; default: a SQLite file next to the config."""
     authorize_id_tags: list[str] | None = None
     """Allow-list for Authorize; None accepts every idTag."""
-    meter_interval_s: Annotated[int, Field(ge=1)] = 10
+    meter_interval_s: Annotated[int, Field(ge=1)] = DEFAULT_METER_INTERVAL_S
     """Meter value sampling the stations are configured for (re-planning reacts to it)."""
     heartbeat_interval_s: Annotated[int, Field(ge=10)] = DEFAULT_HEARTBEAT_INTERVAL_S
     http_tls_cert: Path | None = None
     http_tls_key: Path | None = None
     """HTTPS on the HTTP port (API, dashboard, OSCP). Without them the OCPP
     certificate (``tls_cert``/``tls_key``) serves the HTTP port too, when set."""
-    allowed_hosts: list[str] | None = None
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = None
     """Names the HTTP port answers to (its Host header; others get 400). ``"*"``
     any, ``"*.example.com"`` any below. None: localhost, 127.0.0.1, ::1, the
     bind address and the host of ``[oscp] base_url``."""
-    trusted_proxies: list[str] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Addresses (or CIDR blocks) of reverse proxies whose ``X-Forwarded-For`` and
     ``X-Forwarded-Proto`` are believed. Empty: those headers are ignored."""
 
@@ -125,13 +145,13 @@ class ApiConfig(_Strict):
 class SessionDefaults(_Strict):
     """What to assume where a session does not say: departure, energy, battery tail."""
 
-    dwell_hours: Annotated[float, Field(gt=0)] = 8.0
-    energy_kwh: Annotated[float, Field(ge=0)] = 20.0
-    overstay_hours: Annotated[float, Field(gt=0)] = 1.0
+    dwell_hours: Annotated[float, Field(gt=0)] = DemandDefaults.dwell_hours
+    energy_kwh: Annotated[float, Field(ge=0)] = DemandDefaults.energy_kwh
+    overstay_hours: Annotated[float, Field(gt=0)] = DemandDefaults.overstay_hours
     """A car still plugged in past its expected departure is planned to stay this much longer."""
-    topup_kwh: Annotated[float, Field(ge=0)] = 1.0
+    topup_kwh: Annotated[float, Field(ge=0)] = DemandDefaults.topup_kwh
     """A car whose estimated energy is delivered still gets this much (it may want more)."""
-    taper_kwh: Annotated[float, Field(ge=0, le=100)] = 3.0
+    taper_kwh: Annotated[float, Field(ge=0, le=100)] = DemandDefaults.taper_kwh
     """Battery tail the planner assumes (kWh before full over which a car's
     current falls to 0) for sessions whose energy is stated; 0 turns it off."""
 
@@ -140,16 +160,17 @@ class SessionDefaults(_Strict):
 
 
 class ControllerConfig(_Strict):
-    """``[controller]``: how the service re-plans and rolls plans out."""
+    """``[controller]``: how the service re-plans and rolls plans out (the
+    defaults are the controller's own)."""
 
-    coalesce_s: Annotated[float, Field(ge=0, le=10)] = 0.02
-    replan_interval_s: Annotated[float, Field(gt=0)] = 60.0
-    pin_s: Annotated[float, Field(gt=0)] = 60.0
+    coalesce_s: Annotated[float, Field(ge=0, le=10)] = ControllerSettings.coalesce_s
+    replan_interval_s: Annotated[float, Field(gt=0)] = ControllerSettings.replan_interval_s
+    pin_s: Annotated[float, Field(gt=0)] = ControllerSettings.pin_s
     """How long a station that refused a profile or did not answer is left alone."""
-    min_change_a: Annotated[float, Field(ge=0)] = 1.0
-    reserve_for_arrivals: bool = True
+    min_change_a: Annotated[float, Field(ge=0)] = ControllerSettings.min_change_a
+    reserve_for_arrivals: bool = ControllerSettings.reserve_for_arrivals
     """Keep each idle connector's fallback limit free for a car that plugs in."""
-    solve_time_limit_s: Annotated[float, Field(gt=0)] = 5.0
+    solve_time_limit_s: Annotated[float, Field(gt=0)] = ControllerSettings.solve_time_limit_s
 
 
 class GridshareConfig(_Strict):
@@ -159,57 +180,267 @@ class GridshareConfig(_Strict):
     oscp: OscpConfig = Field(default_factory=OscpConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     defaults: SessionDefaults = Field(default_factory=SessionDefaults)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     path: Path | None = None
 
 
-_OWN_TABLES = ("server", "oscp", "api", "defaults", "controller")
+ENV_PREFIX = "GRIDSHARE_"
 
 
-def _describe(err: ValidationError, name: str) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if p not in ("function-after",))
-    where = f"{name}: {loc}: " if loc else f"{name}: "
-    return where + first["msg"]
+class _EnvironmentTables(BaseSettings):
+    """The tables the environment may override, as pydantic-settings reads them:
+    ``GRIDSHARE_<TABLE>__<KEY>``, one ``__`` more per table within. A schema for
+    the environment source only: the values are validated by `GridshareConfig`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__")
+
+    server: ServerConfig
+    oscp: OscpConfig
+    api: ApiConfig
+    defaults: SessionDefaults
+    controller: ControllerConfig
+    retention: RetentionConfig
 
 
-def site_from_dict(data: dict[str, Any], name: str = "<site>") -> Site:
+_OWN_TABLES = tuple(_EnvironmentTables.model_fields)
+
+
+Loc = tuple[int | str, ...]
+
+
+def _key_lines(text: str) -> dict[Loc, int]:
+    """The line of every table header and key of a TOML text, by its path
+    (``("groups", 2, "limit_a")``, indexes 0-based as pydantic gives them).
+
+    tomllib gives values only, no positions, so the lines are found by scanning
+    the text: ``[a.b]`` and ``[[a.b]]`` headers (the n-th ``[[a.b]]`` under one
+    parent is index n-1) and ``key =`` lines. A key inside an inline table or a
+    multi-line value is cited by the line of its table.
+    """
+    lines: dict[Loc, int] = {}
+    arrays: dict[Loc, int] = {}  # path of an array of tables → index of its last table
+    current: Loc = ()
+
+    def resolve(parts: list[str]) -> Loc:
+        path: Loc = ()
+        for part in parts:
+            path = (*path, part)
+            if path in arrays:
+                path = (*path, arrays[path])
+        return path
+
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        header = _ARRAY_HEADER.match(line) or _TABLE_HEADER.match(line)
+        if header:
+            parts = _key_parts(header.group(1))
+            if line.startswith("[["):
+                parent = resolve(parts[:-1])
+                table = (*parent, parts[-1])
+                arrays[table] = arrays.get(table, -1) + 1
+                current = (*table, arrays[table])
+            else:
+                current = resolve(parts)
+            lines.setdefault(current, number)
+            continue
+        key = _KEY_LINE.match(line)
+        if key:
+            lines.setdefault((*current, *_key_parts(key.group(1))), number)
+    return lines
+
+
+_ARRAY_HEADER = re.compile(r"^\[\[\s*([^\]]+?)\s*\]\]")
+_TABLE_HEADER = re.compile(r"^\[\s*([^\]\[]+?)\s*\]")
+_KEY_LINE = re.compile(
+    r"^((?:[A-Za-z0-9_-]+|\"[^\"]*\")(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"))*)\s*="
+)
+
+
+def _key_parts(dotted: str) -> list[str]:
+    return [p.strip().strip('"') for p in dotted.split(".")]
+
+
+def _line_of(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
+    """The line of ``loc``'s key, else of the nearest table above it."""
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def _named(loc: Loc, data: Any) -> str:
+    """``("groups", 2, "limit_a")`` → ``groups[panel-b].limit_a``: a table of a
+    list by its id (else its 1-based position), as the file's reader sees it."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            item = data[part] if isinstance(data, list | tuple) and part < len(data) else None
+            ident = item.get("id") if isinstance(item, dict) else None
+            out += f"[{ident}]" if ident is not None else f"[#{part + 1}]"
+            data = item
+        else:
+            out += f".{part}" if out else str(part)
+            data = data.get(part) if isinstance(data, dict) else None
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> tuple[str, ...]:
+    """The keys the table at ``loc`` may have (empty if it is no model)."""
+    tp: Any = model
+    for part in loc:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(part))
+            tp = field.annotation if field is not None else None
+        else:
+            args = [a for a in get_args(tp) if a is not type(None) and a is not Ellipsis]
+            tp = args[-1] if args else None
+        while get_origin(tp) in (Union, UnionType):
+            tp = next(a for a in get_args(tp) if a is not type(None))
+    return tuple(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else ()
+
+
+def _describe(
+    err: ValidationError,
+    name: str,
+    model: type[BaseModel],
+    data: Any = None,
+    lines: Mapping[Loc, int] | None = None,
+) -> str:
+    """One line for the first mistake: file (and line), the table, what is wrong.
+
+    An unknown key comes first: a misspelt key also makes its right spelling
+    "missing", and the misspelling is the mistake to show.
+    """
+    errors = err.errors()
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    first = unknown[0] if unknown else errors[0]
+    loc: Loc = tuple(p for p in first["loc"] if p != "function-after")
+    message = first["msg"]
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, ValueError):
+        message = str(cause)  # without pydantic's "Value error, "
+        if isinstance(cause, SiteValueError):
+            loc = (*loc, *cause.where)
+    if first["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing"]
+        known = missing + [k for k in _fields_at(model, loc[:-1]) if k not in missing]
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        message = f"unknown key {key!r}" + (f" — did you mean {near[0]!r}?" if near else "")
+    elif first["type"] == "missing":
+        message = f"required key {str(loc[-1])!r} is missing"
+    line = _line_of(loc, lines) if lines is not None else None
+    if (
+        data is not None
+        and loc
+        and (message.startswith(f"{loc[-1]} ") or f"key {str(loc[-1])!r}" in message)
+    ):
+        loc = loc[:-1]  # the message names the key itself
+    where = _named(loc, data) if data is not None else ".".join(str(p) for p in loc)
+    file = f"{name}:{line}" if line is not None else name
+    return f"{file}: {where}: {message}" if where else f"{file}: {message}"
+
+
+def site_from_dict(
+    data: dict[str, Any], name: str = "<site>", lines: Mapping[Loc, int] | None = None
+) -> Site:
     try:
         return Site.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_describe(e, name)) from None
+        raise ConfigError(_describe(e, name, Site, data, lines)) from None
+
+
+def _variable_path(variable: str) -> list[str] | None:
+    """``GRIDSHARE_SERVER__HTTP_PORT`` → ``["server", "http_port"]`` (None: not ours)."""
+    if not variable.upper().startswith(ENV_PREFIX):
+        return None
+    return variable[len(ENV_PREFIX) :].lower().split("__")
+
+
+def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The tables' values set in ``environ``, as nested dicts (JSON decoded)."""
+    source = EnvSettingsSource(_EnvironmentTables)
+    # this mapping, not the process's (tests and `load_site` pass their own)
+    source.env_vars = {k.lower(): v for k, v in environ.items()}
+    return source()
+
+
+def _environment_tables(environ: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        return _read_environment(environ)
+    except SettingsError as e:
+        for variable, value in environ.items():
+            path = _variable_path(variable)
+            if path is None:
+                continue
+            try:
+                _read_environment({variable: value})
+            except SettingsError as alone:
+                raise ConfigError(
+                    f"{variable}: {'.'.join(path)}: not valid JSON ({alone.__cause__})"
+                ) from None
+        raise ConfigError(f"environment: {e}") from None
+
+
+def _merged(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s values in its place, table by table."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _source_of(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str | None:
+    """The environment variable that set the value at ``loc``, if one did."""
+    parts = [str(p).lower() for p in loc]
+    setting = [
+        (len(path), variable)
+        for variable in environ
+        if (path := _variable_path(variable)) is not None and parts[: len(path)] == path
+    ]
+    return max(setting)[1] if setting else None
 
 
 def parse_config(
     data: dict[str, Any],
     name: str = "<config>",
     path: Path | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    text: str | None = None,
 ) -> GridshareConfig:
+    """The configuration of ``data`` (the TOML file's tables) with the
+    environment's values over them (``environ``, default the process's).
+    ``text``, the file's own text, lets errors cite its lines."""
+    lines = _key_lines(text) if text is not None else None
     data = dict(data)
     own = {k: data.pop(k) for k in _OWN_TABLES if k in data}
-    site = site_from_dict(data, name)
-    server = dict(own.get("server", {}))
+    site = site_from_dict(data, name, lines)
     env = os.environ if environ is None else environ
-    for key, value in env.items():
-        if key.startswith("GRIDSHARE_SERVER__"):
-            server[key.removeprefix("GRIDSHARE_SERVER__").lower()] = value
-    own["server"] = server
+    tables = _merged(own, _environment_tables(env))
     try:
-        return GridshareConfig(site=site, path=path, **own)
+        return GridshareConfig(site=site, path=path, **tables)
     except ValidationError as e:
-        raise ConfigError(_describe(e, name)) from None
+        variable = _source_of(e.errors()[0]["loc"], env)
+        if variable is not None:
+            raise ConfigError(_describe(e, variable, GridshareConfig)) from None
+        raise ConfigError(_describe(e, name, GridshareConfig, own, lines)) from None
 
 
-def load_config(path: str | Path, environ: dict[str, str] | None = None) -> GridshareConfig:
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GridshareConfig:
     p = Path(path)
     try:
-        with p.open("rb") as f:
-            data = tomllib.load(f)
+        text = p.read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: {e}") from None
-    return parse_config(data, str(p), p, environ)
+    return parse_config(data, str(p), p, environ, text)
 
 
 def database_url(config: GridshareConfig, override: str | None = None) -> str:

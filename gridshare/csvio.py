@@ -7,6 +7,9 @@ field, e.g. ``sessions.csv:4: departure: not an ISO time: '17:00'``.
 * capacity: ``group_id,start,end,limit_a|limit_kw`` (one of the two limit columns,
   or both with empty cells) — lowers a group's limit over [start, end)
 * prices:   ``start,price`` — price per kWh from ``start`` until the next row
+
+Times are ISO 8601. One without an offset (``2026-11-23T17:00``) is a local
+time of the site, in its ``[site] timezone``; ``Z`` or ``+01:00`` say otherwise.
 """
 
 from __future__ import annotations
@@ -15,16 +18,18 @@ import csv
 import itertools
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from gridshare.errors import UserError
 from optimizer import Capacity, Plan, SessionDemand, Site, TimeGrid
+from optimizer.problem import LimitWindow
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """A CSV input is invalid; the message names file, line and field."""
 
 
@@ -37,23 +42,24 @@ def file_and_line(path: Path, line: int) -> str:
     return f"{path}:{line}"
 
 
-@dataclass(frozen=True)
-class CapacityWindow:
-    group_id: str
-    start: datetime
-    end: datetime
-    limit_a: float | None
-    limit_kw: float | None
+CapacityWindow = LimitWindow
+"""A row of the capacity file: a group's limit over ``[start, end)``."""
 
 
-def parse_time(text: str, where: str, field: str) -> datetime:
+def parse_time(text: str, where: str, field: str, zone: tzinfo = UTC) -> datetime:
+    """An ISO time in UTC; one without an offset is a local time in ``zone``."""
     try:
         t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise InputError(f"{where}: {field}: not an ISO time: {text!r}") from None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
+        t = t.replace(tzinfo=zone)
     return t.astimezone(UTC)
+
+
+def site_zone(site: Site) -> ZoneInfo:
+    """The zone of the site's local times (``[site] timezone``)."""
+    return ZoneInfo(site.site.timezone)
 
 
 def _float(text: str, where: str, field: str, *, minimum: float | None = 0.0) -> float:
@@ -98,14 +104,15 @@ def read_sessions(path: str | Path, site: Site) -> list[SessionDemand]:
     out: list[SessionDemand] = []
     wheres: list[str] = []
     seen: dict[str, str] = {}
+    zone = site_zone(site)
     for n, (where, row) in enumerate(
         _rows(p, ("connector_id", "arrival", "departure", "energy_kwh")), start=1
     ):
         cid = row["connector_id"]
         if cid not in site.connectors:
             raise InputError(f"{where}: connector_id: unknown connector {cid!r}")
-        arrival = parse_time(row["arrival"], where, "arrival")
-        departure = parse_time(row["departure"], where, "departure")
+        arrival = parse_time(row["arrival"], where, "arrival", zone)
+        departure = parse_time(row["departure"], where, "departure", zone)
         if departure <= arrival:
             raise InputError(f"{where}: departure: must be after arrival")
         energy = _float(row["energy_kwh"], where, "energy_kwh")
@@ -148,12 +155,13 @@ def read_capacity(
     """The capacity CSV, one window a row; the planner and the simulation both read it here."""
     p = Path(path)
     out = []
+    zone = site_zone(site)
     for where, row in _rows(p, ("group_id", "start", "end"), cite):
         gid = row["group_id"]
         if gid not in site.group_by_id:
             raise InputError(f"{where}: group_id: unknown group {gid!r}")
-        start = parse_time(row["start"], where, "start")
-        end = parse_time(row["end"], where, "end")
+        start = parse_time(row["start"], where, "start", zone)
+        end = parse_time(row["end"], where, "end", zone)
         if end <= start:
             raise InputError(f"{where}: end: must be after start")
         la = row.get("limit_a") or ""
@@ -174,22 +182,18 @@ def read_capacity(
 
 def apply_windows(capacity: Capacity, grid: TimeGrid, windows: list[CapacityWindow]) -> Capacity:
     """Lower the capacity over every slot a window touches (the lowest applies)."""
-    starts = np.array([grid.slot_start(i).timestamp() for i in range(grid.slots)])
-    ends = starts + grid.slot_minutes * 60
-    for w in windows:
-        mask = (starts < w.end.timestamp()) & (ends > w.start.timestamp())
-        capacity = capacity.lowered(w.group_id, mask, limit_a=w.limit_a, limit_kw=w.limit_kw)
-    return capacity
+    return capacity.limited(grid, windows)
 
 
-def read_prices(path: str | Path, grid: TimeGrid) -> np.ndarray:
-    """Price per slot: each row's price holds from its start to the next row's."""
+def read_prices(path: str | Path, grid: TimeGrid, zone: tzinfo = UTC) -> np.ndarray:
+    """Price per slot: each row's price holds from its start to the next row's
+    (a start without an offset is a local time in ``zone``, the site's)."""
     p = Path(path)
     points = []
     for where, row in _rows(p, ("start", "price")):
         points.append(
             (
-                parse_time(row["start"], where, "start"),
+                parse_time(row["start"], where, "start", zone),
                 _float(row["price"], where, "price", minimum=None),
             )
         )

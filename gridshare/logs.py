@@ -17,16 +17,38 @@ handshake header at DEBUG, ``Authorization`` included), ``uvicorn``, ``httpx``.
   stays multi-line after the message, every line indented, so no line of it
   can pass for a record of its own.
 
-`configure_logging` is the one place the commands set logging up.
+`fields` writes the ``key=value`` pairs that follow an operator line's short
+message (``station connected id=CP01 ocpp=1.6 tls=no``), quoting a value only
+where it would not stay one word.
+
+`configure_logging` is the one place the commands set logging up. Below DEBUG
+the libraries keep their per-connection and per-job lines to themselves
+(`QUIET_LIBRARIES` log at WARNING and above); uvicorn's access log is on only
+at DEBUG (`gridshare.http_server`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from datetime import datetime
+from enum import Enum
 from types import TracebackType
 
-__all__ = ["SafeFormatter", "configure_logging", "escape", "redact"]
+__all__ = [
+    "QUIET_LIBRARIES",
+    "SafeFormatter",
+    "configure_logging",
+    "duration",
+    "escape",
+    "fields",
+    "redact",
+]
+
+QUIET_LIBRARIES = ("websockets", "apscheduler", "httpx", "httpcore")
+"""Loggers held at WARNING unless the level asked for is DEBUG: a line per
+connection, scheduled job or HTTP request says nothing an operator follows."""
 
 _SCHEMES = r"(?:basic|bearer|token)"
 _HEADER = re.compile(
@@ -102,10 +124,48 @@ def _indented(text: str) -> str:
     return "\n".join("    " + escape(redact(line)) for line in text.splitlines())
 
 
+_WORD = re.compile(r"[\w.:/@+,~*-]+")
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    text = value.value if isinstance(value, Enum) else value
+    text = str(text)
+    return text if _WORD.fullmatch(text) else json.dumps(text, ensure_ascii=False)
+
+
+def fields(**pairs: object) -> str:
+    """``key=value`` pairs for a log line: None as ``-``, booleans as ``yes``/``no``,
+    floats to two decimals, a value with spaces or quotes in double quotes."""
+    return " ".join(f"{key}={_value(value)}" for key, value in pairs.items())
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``12m30s``, ``2h05m``: a duration in the log."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 def configure_logging(level: int | str, fmt: str) -> None:
-    """Log to stderr at ``level`` through `SafeFormatter` (root handler)."""
+    """Log to stderr at ``level`` through `SafeFormatter` (root handler); below
+    DEBUG, the `QUIET_LIBRARIES` only from WARNING."""
     handler = logging.StreamHandler()
     handler.setFormatter(SafeFormatter(fmt))
     if isinstance(level, str):
         level = level.upper()
     logging.basicConfig(level=level, handlers=[handler])
+    number = level if isinstance(level, int) else logging.getLevelNamesMapping()[level]
+    quiet = number > logging.DEBUG
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)

@@ -21,6 +21,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from ocpp_adapter.connection import log_fields
 from ocpp_adapter.settings import ServerSettings
 from ocpp_adapter.tls_connection import certificate_name
 from ocpp_adapter.versions import OcppVersion
@@ -68,7 +69,10 @@ class Admission:
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         sid = station_id_of(request.path)
         if sid is None:
-            log.info("refused connection to %r: not a station's path", request.path)
+            log.info(
+                "connection refused %s",
+                log_fields(path=request.path, reason="not a station's path"),
+            )
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charging station\n")
         server = self.server
         known = sid in server.known_stations
@@ -76,17 +80,19 @@ class Admission:
         if server.tls_client_ca is not None:  # profile 3: the certificate is the credential
             name = certificate_name(connection.transport.get_extra_info("peercert"))
             if name != sid:
-                log.warning("%r: client certificate is for %r", sid, name)
+                reason = "client certificate is another's"
+                log.warning("station refused %s", log_fields(id=sid, reason=reason, cn=name))
                 return connection.respond(
                     HTTPStatus.FORBIDDEN, "Client certificate is not this station's\n"
                 )
         elif self.passwords and not self._authorized(sid, request.headers):
-            log.warning("%r: wrong or missing credentials%s", sid, "" if known else " (unknown id)")
+            reason = "wrong or missing credentials"
+            log.warning("station refused %s", log_fields(id=sid, reason=reason, known=known))
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
             response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
             return response
         if not known and not server.allow_unknown_stations:
-            log.info("refused connection to %r: unknown station", request.path)
+            log.info("station refused %s", log_fields(id=sid, reason="unknown station"))
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charging station\n")
         return None
 

@@ -63,6 +63,7 @@ from datetime import datetime
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close
 from websockets.typing import Subprotocol
 
 from ocpp_adapter import commands
@@ -72,6 +73,7 @@ from ocpp_adapter.connection import (
     LinkContext,
     StationLink,
     emit,
+    log_fields,
     utc_now,
 )
 from ocpp_adapter.events import (
@@ -228,10 +230,12 @@ class CentralSystem:
     async def _serve(self, ws: ServerConnection) -> None:
         sid = station_id_of(ws.request.path if ws.request else "")
         if sid is None or ws.subprotocol is None:
-            log.info("%r: no common OCPP sub-protocol; closing", sid)
+            refused = log_fields(id=sid, reason="no common OCPP sub-protocol")
+            log.info("station refused %s", refused)
             await ws.close(1002, "no common OCPP sub-protocol")
             return
         version = OcppVersion(ws.subprotocol)
+        ocpp = version.value.removeprefix("ocpp")  # the log's "1.6", "2.0.1"
         session = self._sessions.get(sid)
         if session is None or session.version is not version:
             session = StationSession(sid, version, self._session_settings, self._tx_ids, self.clock)
@@ -242,12 +246,15 @@ class CentralSystem:
         old = self._links.get(sid)
         self._links[sid] = link
         if old is not None:
-            log.info("%r: reconnected; closing the previous connection", sid)
+            # this line stands for the old connection's end: it is not logged as lost
+            log.info("station reconnected %s", log_fields(id=sid, ocpp=ocpp))
             old.shut()
             old.spawn(old.ws.close(1000, "replaced by a new connection"))
         if session.state.booted:
             link.on_ready(booted_now=False)
         self._last_seen[sid] = link.last_seen
+        tls = "no" if self.server.tls_cert is None else "yes"
+        log.info("station connected %s", log_fields(id=sid, ocpp=ocpp, tls=tls))
         await emit(self.on_event, StationConnected(sid, version.value, self.clock()))
         worker = asyncio.get_running_loop().create_task(link.work())
         reason = ""
@@ -267,7 +274,10 @@ class CentralSystem:
             if self._links.get(sid) is link:
                 del self._links[sid]
                 code = ws.close_code
+                # the log names the close code ("1000 (OK)"); the event keeps its reason
+                said = reason or (str(Close(code, ws.close_reason or "")) if code else "closed")
                 reason = reason or (f"{code} {ws.close_reason}".strip() if code else "closed")
+                log.info("station lost %s", log_fields(id=sid, ocpp=ocpp, reason=said))
                 await emit(self.on_event, StationDisconnected(sid, self.clock(), reason))
 
     def _new_transaction_id(self) -> int:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -24,7 +26,13 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from ocpp_adapter.commands import Build, command_result
-from ocpp_adapter.events import CommandOutcome, CommandResult, DomainEvent, EventRefused
+from ocpp_adapter.events import (
+    CommandOutcome,
+    CommandResult,
+    DomainEvent,
+    EventRefused,
+    StationBooted,
+)
 from ocpp_adapter.profiles import LimitSpecError
 from ocpp_adapter.rpc import Call, Fault, RpcError, encode_error, error_code
 from ocpp_adapter.settings import AdapterSettings
@@ -41,6 +49,25 @@ when a frame is read (before it is handled) and after one is written."""
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+_WORD = re.compile(r"[\w.:/@+,~*-]+")
+
+
+def log_fields(**pairs: object) -> str:
+    """``key=value`` pairs after a log line's message: None as ``-``, booleans as
+    ``yes``/``no``, a station's string with spaces or quotes in double quotes (each
+    pair stays one word)."""
+
+    def value(v: object) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        text = str(v)
+        return text if _WORD.fullmatch(text) else json.dumps(text, ensure_ascii=False)
+
+    return " ".join(f"{k}={value(v)}" for k, v in pairs.items())
 
 
 # The link whose inbound CALL is being handled: lets a command issued from inside
@@ -250,6 +277,18 @@ class StationLink:
         await self._send(answer.reply)
         if answer.commit is not None:
             answer.commit()
+        for event in answer.events:
+            if isinstance(event, StationBooted):
+                log.info(
+                    "station booted %s",
+                    log_fields(
+                        id=self.station_id,
+                        ocpp=self.session.version.value.removeprefix("ocpp"),
+                        vendor=event.vendor,
+                        model=event.model,
+                        firmware=event.firmware,
+                    ),
+                )
         self.on_ready(booted_now=True)
 
     def on_ready(self, *, booted_now: bool) -> None:

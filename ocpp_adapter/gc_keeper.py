@@ -96,7 +96,6 @@ class GcKeeper:
                 gc.collect()
                 last_full, closed_at_full = now, self.closed
             else:
-                # Cycles that died young; scans only what came since the last freeze
-                # (~10 ms at 5,000 stations on a busy 2-core machine).
+                # Cycles that died young; scans only what came since the last freeze.
                 gc.collect(0)
             gc.freeze()

@@ -11,6 +11,9 @@ from pathlib import Path
 DEFAULT_HEARTBEAT_INTERVAL_S = 300
 """Seconds between a station's Heartbeats, as the BootNotification answer tells it."""
 
+DEFAULT_METER_INTERVAL_S = 10
+"""Seconds between a station's meter values during a transaction, unless configured."""
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -45,7 +48,7 @@ class AdapterSettings:
     max_queued_calls: int = 32
     """Commands waiting per station (for boot or for the CALL before them)."""
     heartbeat_interval_s: int = DEFAULT_HEARTBEAT_INTERVAL_S
-    meter_interval_s: int | None = 10
+    meter_interval_s: int | None = DEFAULT_METER_INTERVAL_S
     ping_interval_s: float | None = 60.0
     ping_timeout_s: float | None = 30.0
     max_frame_bytes: int = 256 * 1024
@@ -66,17 +69,17 @@ class AdapterSettings:
     connections are ~200 tracked objects each, and after every message ~30 new
     ones (websockets' pending read, our worker's wait) live a whole meter
     interval: generational collection promotes those, and full collections then
-    rescan everything, stalling the loop for 0.3-1.5 s at 5,000 stations. Handling
+    rescan everything, stalling the loop for long at thousands of stations. Handling
     a message leaves no cyclic garbage, and cycles that die young are collected
     before each freeze. None leaves the collector alone. Process-wide (the whole
     service), see `ocpp_adapter.gc_keeper`."""
     gc_threshold0: int | None = 10_000
     """Generation-0 threshold while running (CPython's default: 700): between
-    freezes young collections are then rare, and each (~10k objects) still takes
-    about a millisecond. None keeps the interpreter's thresholds."""
+    freezes young collections are then rare, and each is still short. None keeps
+    the interpreter's thresholds."""
     gc_full_collect_s: float = 3600.0
     """Unfreeze and collect everything this often, so cycles that became garbage
-    after being frozen are freed: one pause (~1 s at 5,000 stations) per interval."""
+    after being frozen are freed: one longer pause per interval."""
     gc_full_collect_closed: int = 1000
     """... or once this many connections closed since the last such collection:
     a closed connection's objects are reference cycles inside ``websockets`` and

@@ -59,7 +59,7 @@ from ocpp_adapter.rpc import (
     validate_request,
     validate_response,
 )
-from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S
+from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ V16, V201 = OcppVersion.V16, OcppVersion.V201
 @dataclass(frozen=True)
 class SessionSettings:
     heartbeat_interval_s: int = DEFAULT_HEARTBEAT_INTERVAL_S
-    meter_interval_s: int | None = 10
+    meter_interval_s: int | None = DEFAULT_METER_INTERVAL_S
     """Sample interval we configure after boot; None leaves the station's own."""
     measurands: tuple[str, ...] = (
         "Energy.Active.Import.Register",

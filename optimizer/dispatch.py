@@ -60,7 +60,8 @@ def fill(
         pos = rate > EPS
         step = math.inf
         if pos.any():
-            step = float(np.min(room[pos] / rate[pos]))
+            with np.errstate(over="ignore"):  # a limit far above the rates: no bound
+                step = float(np.min(room[pos] / rate[pos]))
         ac = cols[active[cols]]
         step = min(step, float(np.min(upper[ac] - x[ac])))
         step = max(step, 0.0)
@@ -349,195 +350,250 @@ class _Giveback:
     def _give_back(
         self, p: int, cols: np.ndarray, budget: np.ndarray, *, rotate: bool, later: bool
     ) -> None:
-        lp, x, z, kwh, lo, upper = self.lp, self.x, self.z, self.kwh, self.lo, self.upper
-        sess = lp.x_session
-
-        def urgency(cs: np.ndarray) -> np.ndarray:
-            if rotate:  # now: the previous plan's pauses first
-                return _urgency_order(lp, cs, rotate=True)
-            return cs[np.argsort(self.rank[sess[cs]], kind="stable")]
-
-        if later and not np.any(budget[sess[cols]] > BUDGET_TOL_KWH):
+        if later and not np.any(budget[self.lp.x_session[cols]] > BUDGET_TOL_KWH):
             return  # nobody needs more
-        tail_cap = np.full(lp.n_x, np.inf)
-        tail = cols[self.taper[sess[cols]] > 0]
-        if later and len(tail):
-            # the battery tail as the LP has it (`prepare._tail_rows`), from what
-            # the periods before this one now deliver
-            st = sess[tail]
-            left = np.maximum(self.need[st] - self.done[st], 0.0)
-            tail_cap[tail] = self.top_a[st] * left / self.taper[st]
-            upper = np.minimum(upper, tail_cap)
-            # earlier periods may now deliver more than the LP planned there
-            for c in tail[z[tail] > upper[tail] + EPS]:
-                new = _floor_step(lp, int(c), float(upper[c]), float(lo[c]))
-                budget[sess[c]] += kwh[c] * (z[c] - new)
-                z[c] = new
-        a, b = self.e_bounds[p], self.e_bounds[p + 1]
-        e_row, e_col, e_val = self.e_row[a:b], self.e_col[a:b], self.e_val[a:b]
-        n_l = lp.n_limit_rows
-        load = np.bincount(e_row, weights=e_val * z[e_col], minlength=n_l)
-        room = lp.row_upper[:n_l] - load
-        no_room = not np.any(room[e_row] > STEP_A * e_val - EPS)
+        _PeriodRaises(self, p, cols, budget, rotate=rotate, later=later).run()
+
+
+class _PeriodRaises:
+    """One period's raises: its limit entries, the room left on each limit row,
+    and the budget (kWh per session) the raises spend; ``z`` changes in place."""
+
+    def __init__(
+        self,
+        g: _Giveback,
+        p: int,
+        cols: np.ndarray,
+        budget: np.ndarray,
+        *,
+        rotate: bool,
+        later: bool,
+    ) -> None:
+        self.g, self.lp, self.cols, self.budget = g, g.lp, cols, budget
+        self.rotate, self.later = rotate, later
+        self.x, self.z, self.kwh, self.lo = g.x, g.z, g.kwh, g.lo
+        self.sess = g.lp.x_session
+        self.upper = g.upper
+        self.tail_cap = np.full(g.lp.n_x, np.inf)
+        if later:
+            self._cap_battery_tails()
+        a, b = g.e_bounds[p], g.e_bounds[p + 1]
+        self.e_row, self.e_col, self.e_val = g.e_row[a:b], g.e_col[a:b], g.e_val[a:b]
+        self.room = self._room()
+        self._by_row: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _room(self) -> np.ndarray:
+        n_l = self.lp.n_limit_rows
+        load = np.bincount(self.e_row, weights=self.e_val * self.z[self.e_col], minlength=n_l)
+        return self.lp.row_upper[:n_l] - load
+
+    def _cap_battery_tails(self) -> None:
+        """The battery tail as the LP has it (`prepare._tail_rows`), from what the
+        periods before this one now deliver."""
+        g, z, sess = self.g, self.z, self.sess
+        tail = self.cols[g.taper[sess[self.cols]] > 0]
+        if not len(tail):
+            return
+        st = sess[tail]
+        left = np.maximum(g.need[st] - g.done[st], 0.0)
+        self.tail_cap[tail] = g.top_a[st] * left / g.taper[st]
+        self.upper = upper = np.minimum(self.upper, self.tail_cap)
+        # earlier periods may now deliver more than the LP planned there
+        for c in tail[z[tail] > upper[tail] + EPS]:
+            new = _floor_step(self.lp, int(c), float(upper[c]), float(self.lo[c]))
+            self.budget[sess[c]] += self.kwh[c] * (z[c] - new)
+            z[c] = new
+
+    def run(self) -> None:
+        cols, x, z, lo, sess, budget = self.cols, self.x, self.z, self.lo, self.sess, self.budget
+        later = self.later
+        no_room = not np.any(self.room[self.e_row] > STEP_A * self.e_val - EPS)
         if later and no_room and not np.any((z[cols] == 0) & (x[cols] > EPS)):
             return  # no room for a step anywhere, and no sliver a swap could help
-
-        def try_raise(c: int, target: float) -> bool:
-            i, j = np.searchsorted(e_col, [c, c + 1])
-            rows, vals = e_row[i:j], e_val[i:j]
-            delta = target - z[c]
-            if np.all(room[rows] >= vals * delta - EPS):
-                z[c] = target
-                np.subtract.at(room, rows, vals * delta)
-                budget[sess[c]] -= kwh[c] * delta
-                return True
-            return False
-
-        def has_budget(c: int) -> bool:
-            return bool(budget[sess[c]] > BUDGET_TOL_KWH)
-
-        # 1. paused sessions to their minimum
         # (later: also where the LP planned nothing, to place energy the rule
         # cost elsewhere, e.g. a sliver now the minimum had no room for)
         wanted = (x[cols] > EPS) | later
         paused = cols[(z[cols] == 0) & wanted & (budget[sess[cols]] > BUDGET_TOL_KWH)]
-        below_minimum = upper[paused] < lo[paused] - EPS
-        by_row: list[np.ndarray] = []
+        below_minimum = self.upper[paused] < lo[paused] - EPS
+        at_minimum = paused[~below_minimum & np.isfinite(lo[paused])]
+        self._paused_to_minimum(at_minimum)
+        charging = cols[(z[cols] > 0) & (budget[sess[cols]] > BUDGET_TOL_KWH)]
+        discrete = self.g.discrete[charging]
+        self._share_continuous(charging[~discrete])
+        self._step_discrete(charging[discrete])
+        if later:
+            self._paused_from_what_is_left(at_minimum)
+        self._tapering_to_minimum(paused[below_minimum])
 
-        def swap_in(c: int, keep: float) -> None:
-            """Make room for paused ``c`` at its minimum by lowering one continuous
-            current that loads every row ``c`` lacks room on (an LP vertex often
-            gives one car its maximum and the next a sliver), where ``c`` gains
-            more energy than that car gives up."""
-            if not by_row:
-                by_row.append(np.argsort(e_row, kind="stable"))  # by row, then column
-                by_row.append(e_row[by_row[0]])
-            order_r, rows_sorted = by_row
-            i, j = np.searchsorted(e_col, [c, c + 1])
-            rows, vals = e_row[i:j], e_val[i:j]
-            short = vals * lo[c] - room[rows]
-            blocked = short > EPS
-            if not np.any(blocked):  # a swap before made room
-                try_raise(c, float(lo[c]))
-                return
-            cand = None
-            delta = np.zeros(0)
-            for r, sh in zip(rows[blocked], short[blocked], strict=True):
-                a, b = np.searchsorted(rows_sorted, [r, r + 1])
-                ent = order_r[a:b]
-                if cand is None:
-                    cand = e_col[ent]
-                    cand = cand[(z[cand] > lo[cand] + EPS) & ~self.discrete[cand] & (cand != c)]
-                    delta = np.zeros(len(cand))
-                pos = np.minimum(np.searchsorted(e_col[ent], cand), len(ent) - 1)
-                coef = np.where(e_col[ent][pos] == cand, e_val[ent][pos], 0.0)
-                loads = coef > EPS
-                cand, delta = cand[loads], np.maximum(delta[loads], sh / coef[loads])
-            if cand is None or not len(cand):
-                return
-            delta = np.ceil(delta / STEP_A - 1e-6) * STEP_A
-            won = min(lo[c] * kwh[c], budget[sess[c]])
-            gain = won - delta * kwh[cand]
-            ok = (z[cand] - delta >= lo[cand] - EPS) & (gain > keep * won + EPS)
-            if not np.any(ok):
-                return
-            k = int(np.argmax(np.where(ok, gain, -np.inf)))
-            d, dd = int(cand[k]), float(delta[k])
-            i, j = np.searchsorted(e_col, [d, d + 1])
-            np.add.at(room, e_row[i:j], e_val[i:j] * dd)
-            z[d] -= dd
-            budget[sess[d]] += kwh[d] * dd
-            if not try_raise(c, float(lo[c])):  # float noise: undo
-                np.subtract.at(room, e_row[i:j], e_val[i:j] * dd)
-                z[d] += dd
-                budget[sess[d]] -= kwh[d] * dd
+    def _urgency(self, cs: np.ndarray) -> np.ndarray:
+        if self.rotate:  # now: the previous plan's pauses first
+            return _urgency_order(self.lp, cs, rotate=True)
+        return cs[np.argsort(self.g.rank[self.sess[cs]], kind="stable")]
 
-        to_raise = paused[~below_minimum & np.isfinite(lo[paused])]
+    def _has_budget(self, c: int) -> bool:
+        return bool(self.budget[self.sess[c]] > BUDGET_TOL_KWH)
+
+    def _try_raise(self, c: int, target: float) -> bool:
+        i, j = np.searchsorted(self.e_col, [c, c + 1])
+        rows, vals = self.e_row[i:j], self.e_val[i:j]
+        delta = target - self.z[c]
+        if np.all(self.room[rows] >= vals * delta - EPS):
+            self.z[c] = target
+            np.subtract.at(self.room, rows, vals * delta)
+            self.budget[self.sess[c]] -= self.kwh[c] * delta
+            return True
+        return False
+
+    def _paused_to_minimum(self, to_raise: np.ndarray) -> None:
+        """1. Paused sessions to their minimum."""
+        x, lo, kwh, sess = self.x, self.lo, self.kwh, self.sess
+        later = self.later
         fits = np.ones(len(to_raise), dtype=bool)
         if later and len(to_raise):
             # worth it (see MIN_USE), and a sliver the LP planned or fitting as things stand
-            worth = budget[sess[to_raise]] >= MIN_USE * kwh[to_raise] * lo[to_raise]
-            fits = _fits(e_row, e_col, e_val, room, to_raise, lo[to_raise])
+            worth = self.budget[sess[to_raise]] >= MIN_USE * kwh[to_raise] * lo[to_raise]
+            fits = _fits(self.e_row, self.e_col, self.e_val, self.room, to_raise, lo[to_raise])
             keep = worth & ((x[to_raise] > EPS) | fits)
             to_raise, fits = to_raise[keep], fits[keep]
         fitting = set(to_raise[fits].tolist())
-        for c in urgency(to_raise):
+        for c in self._urgency(to_raise):
             # (room only shrinks here but by swaps, so what did not fit will not)
-            if (int(c) not in fitting or not try_raise(int(c), float(lo[c]))) and later:
+            if (int(c) not in fitting or not self._try_raise(int(c), float(lo[c]))) and later:
                 # a car with later periods left may get its energy there: swap
                 # only where the donor gives up little of what it gains
-                if c == self.last[sess[c]]:
-                    swap_in(int(c), 0.0)
+                if c == self.g.last[sess[c]]:
+                    self._swap_in(int(c), 0.0)
                 elif x[c] >= 0.5 * lo[c]:  # see SWAP_KEEP
-                    swap_in(int(c), SWAP_KEEP)
-        charging = cols[(z[cols] > 0) & (budget[sess[cols]] > BUDGET_TOL_KWH)]
-        # 2. continuous connectors share what is left
-        continuous = charging[~self.discrete[charging]]
-        spare = np.maximum(budget[sess[continuous]], 0.0) / np.maximum(kwh[continuous], EPS)
-        if later:
+                    self._swap_in(int(c), SWAP_KEEP)
+
+    def _swap_in(self, c: int, keep: float) -> None:
+        """Make room for paused ``c`` at its minimum by lowering one continuous
+        current that loads every row ``c`` lacks room on (an LP vertex often
+        gives one car its maximum and the next a sliver), where ``c`` gains
+        more energy than that car gives up."""
+        e_row, e_col, e_val, room = self.e_row, self.e_col, self.e_val, self.room
+        z, lo, kwh, sess, budget = self.z, self.lo, self.kwh, self.sess, self.budget
+        if self._by_row is None:
+            by_row = np.argsort(e_row, kind="stable")  # by row, then column
+            self._by_row = (by_row, e_row[by_row])
+        order_r, rows_sorted = self._by_row
+        i, j = np.searchsorted(e_col, [c, c + 1])
+        rows, vals = e_row[i:j], e_val[i:j]
+        short = vals * lo[c] - room[rows]
+        blocked = short > EPS
+        if not np.any(blocked):  # a swap before made room
+            self._try_raise(c, float(lo[c]))
+            return
+        cand = None
+        delta = np.zeros(0)
+        for r, sh in zip(rows[blocked], short[blocked], strict=True):
+            a, b = np.searchsorted(rows_sorted, [r, r + 1])
+            ent = order_r[a:b]
+            if cand is None:
+                cand = e_col[ent]
+                cand = cand[(z[cand] > lo[cand] + EPS) & ~self.g.discrete[cand] & (cand != c)]
+                delta = np.zeros(len(cand))
+            pos = np.minimum(np.searchsorted(e_col[ent], cand), len(ent) - 1)
+            coef = np.where(e_col[ent][pos] == cand, e_val[ent][pos], 0.0)
+            loads = coef > EPS
+            cand, delta = cand[loads], np.maximum(delta[loads], sh / coef[loads])
+        if cand is None or not len(cand):
+            return
+        delta = np.ceil(delta / STEP_A - 1e-6) * STEP_A
+        won = min(lo[c] * kwh[c], budget[sess[c]])
+        gain = won - delta * kwh[cand]
+        ok = (z[cand] - delta >= lo[cand] - EPS) & (gain > keep * won + EPS)
+        if not np.any(ok):
+            return
+        k = int(np.argmax(np.where(ok, gain, -np.inf)))
+        d, dd = int(cand[k]), float(delta[k])
+        i, j = np.searchsorted(e_col, [d, d + 1])
+        np.add.at(room, e_row[i:j], e_val[i:j] * dd)
+        z[d] -= dd
+        budget[sess[d]] += kwh[d] * dd
+        if not self._try_raise(c, float(lo[c])):  # float noise: undo
+            np.subtract.at(room, e_row[i:j], e_val[i:j] * dd)
+            z[d] += dd
+            budget[sess[d]] -= kwh[d] * dd
+
+    def _share_continuous(self, continuous: np.ndarray) -> None:
+        """2. Continuous connectors share what is left."""
+        z, kwh, sess, upper, e_row = self.z, self.kwh, self.sess, self.upper, self.e_row
+        spare = np.maximum(self.budget[sess[continuous]], 0.0) / np.maximum(kwh[continuous], EPS)
+        if self.later:
             # what the session still needs, rounded up to a step: a remainder is
             # placed here, where the car draws anyway, not as a minimum later
             spare = np.ceil(spare / STEP_A - 1e-6) * STEP_A
         top = np.maximum(np.minimum(z[continuous] + spare, upper[continuous]), z[continuous])
-        if later:  # a raise below one step is floored away: leave its room to others
+        if self.later:  # a raise below one step is floored away: leave its room to others
             big = top >= z[continuous] + STEP_A - EPS
             continuous, top = continuous[big], top[big]
-        if len(continuous):
-            # compact indices: only the rows and columns of this fill
-            mine = np.zeros(lp.n_x, dtype=bool)
-            mine[continuous] = True
-            touch = mine[e_col]
-            r_glob = e_row[touch]
-            rows_u = np.flatnonzero(np.bincount(r_glob, minlength=n_l))
-            local = np.empty(n_l, dtype=np.int64)
-            local[rows_u] = np.arange(len(rows_u))
-            r_loc = local[r_glob]
-            c_loc = np.searchsorted(continuous, e_col[touch])
-            y = z[continuous].copy()
-            room_u = np.maximum(room[rows_u], 0.0)
-            fill(np.arange(len(continuous)), r_loc, c_loc, e_val[touch], room_u, y, top)
-            raised = np.maximum(np.floor(y / STEP_A + 1e-6) * STEP_A, z[continuous])
-            np.subtract.at(budget, sess[continuous], kwh[continuous] * (raised - z[continuous]))
-            z[continuous] = raised
-            load = np.bincount(e_row, weights=e_val * z[e_col], minlength=n_l)
-            room = lp.row_upper[:n_l] - load
-        # 3. discrete pilots: one step at a time, most urgent first
-        stepped = charging[self.discrete[charging]]
-        if len(stepped):
-            steps: dict[int, np.ndarray] = {}
-            for c in stepped:
-                allowed = lp.sessions[int(sess[c])].connector.connector.allowed_currents_a
-                steps[int(c)] = np.array(sorted({0.0, *(allowed or ())}))
-            order = urgency(stepped) if later else _urgency_order(lp, stepped)
-            # back up to the LP's current (what flooring took), then beyond it
-            for beyond in (False, True):
-                live = [int(c) for c in order]
-                while live:
-                    kept = []
-                    for c in live:
-                        if not has_budget(c) or (not beyond and z[c] >= x[c] - EPS):
-                            continue
-                        target = _next_step(steps[c], float(z[c]))
-                        if target > upper[c] + EPS:
-                            continue
-                        if try_raise(c, target):
-                            kept.append(c)
-                    live = kept if beyond else []
-        if later:
-            # paused cars that did not fit above: the minimum, from what is left,
-            # only where they would draw `MIN_USE` of it (a car that needs a
-            # rounding remainder would hold a minimum it stops drawing at once)
-            rest = paused[~below_minimum & np.isfinite(lo[paused])]
-            rest = rest[(z[rest] == 0) & (budget[sess[rest]] >= MIN_USE * kwh[rest] * lo[rest])]
-            rest = rest[_fits(e_row, e_col, e_val, room, rest, lo[rest])]
-            for c in urgency(rest):
-                if has_budget(int(c)):
-                    try_raise(int(c), float(lo[c]))
-        # 4. cars taking less than the minimum: the minimum, from what is left
-        for c in urgency(paused[below_minimum]):
-            top = min(lp.sessions[int(sess[c])].connector.max_current_a, tail_cap[c])
-            if math.isfinite(lo[c]) and lo[c] <= top + EPS and has_budget(int(c)):
-                try_raise(int(c), float(lo[c]))
+        if not len(continuous):
+            return
+        # compact indices: only the rows and columns of this fill
+        n_l = self.lp.n_limit_rows
+        mine = np.zeros(self.lp.n_x, dtype=bool)
+        mine[continuous] = True
+        touch = mine[self.e_col]
+        r_glob = e_row[touch]
+        rows_u = np.flatnonzero(np.bincount(r_glob, minlength=n_l))
+        local = np.empty(n_l, dtype=np.int64)
+        local[rows_u] = np.arange(len(rows_u))
+        r_loc = local[r_glob]
+        c_loc = np.searchsorted(continuous, self.e_col[touch])
+        y = z[continuous].copy()
+        room_u = np.maximum(self.room[rows_u], 0.0)
+        fill(np.arange(len(continuous)), r_loc, c_loc, self.e_val[touch], room_u, y, top)
+        raised = np.maximum(np.floor(y / STEP_A + 1e-6) * STEP_A, z[continuous])
+        np.subtract.at(self.budget, sess[continuous], kwh[continuous] * (raised - z[continuous]))
+        z[continuous] = raised
+        self.room = self._room()
+
+    def _step_discrete(self, stepped: np.ndarray) -> None:
+        """3. Discrete pilots: one step at a time, most urgent first."""
+        if not len(stepped):
+            return
+        lp, x, z = self.lp, self.x, self.z
+        steps: dict[int, np.ndarray] = {}
+        for c in stepped:
+            allowed = lp.sessions[int(self.sess[c])].connector.connector.allowed_currents_a
+            steps[int(c)] = np.array(sorted({0.0, *(allowed or ())}))
+        order = self._urgency(stepped) if self.later else _urgency_order(lp, stepped)
+        # back up to the LP's current (what flooring took), then beyond it
+        for beyond in (False, True):
+            live = [int(c) for c in order]
+            while live:
+                kept = []
+                for c in live:
+                    if not self._has_budget(c) or (not beyond and z[c] >= x[c] - EPS):
+                        continue
+                    target = _next_step(steps[c], float(z[c]))
+                    if target > self.upper[c] + EPS:
+                        continue
+                    if self._try_raise(c, target):
+                        kept.append(c)
+                live = kept if beyond else []
+
+    def _paused_from_what_is_left(self, paused: np.ndarray) -> None:
+        """Later periods: paused cars that did not fit above get the minimum,
+        from what is left, only where they would draw `MIN_USE` of it (a car
+        that needs a rounding remainder would hold a minimum it stops drawing
+        at once)."""
+        z, lo, kwh = self.z, self.lo, self.kwh
+        enough = self.budget[self.sess[paused]] >= MIN_USE * kwh[paused] * lo[paused]
+        rest = paused[(z[paused] == 0) & enough]
+        rest = rest[_fits(self.e_row, self.e_col, self.e_val, self.room, rest, lo[rest])]
+        for c in self._urgency(rest):
+            if self._has_budget(int(c)):
+                self._try_raise(int(c), float(lo[c]))
+
+    def _tapering_to_minimum(self, tapering: np.ndarray) -> None:
+        """4. Cars taking less than the minimum: the minimum, from what is left."""
+        lo = self.lo
+        for c in self._urgency(tapering):
+            top = min(self.lp.sessions[int(self.sess[c])].connector.max_current_a, self.tail_cap[c])
+            if math.isfinite(lo[c]) and lo[c] <= top + EPS and self._has_budget(int(c)):
+                self._try_raise(int(c), float(lo[c]))
 
 
 def _trim_later(

@@ -652,8 +652,8 @@ def _tail_rows(
 
     Each row sums every earlier period of its session (a triangle). A running
     sum column per period (D[j] = D[j−1] + kWh·x[j−1], two sparse rows each)
-    solved slower with HiGHS: 97 s against 70 s of solves over two weeks of
-    JPL at 80 kW. ``need`` and ``first`` (first x column) are per session.
+    solved slower with HiGHS on the JPL sessions. ``need`` and ``first`` (first x
+    column) are per session.
     Returns (x column each row bounds, rows, cols, values, row upper bounds)."""
     n_x = len(x_session)
     taper = np.array([s.demand.taper_kwh or 0.0 for s in sessions])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -112,6 +112,34 @@ class SessionDemand:
 
 
 @dataclass(frozen=True)
+class LimitWindow:
+    """A limit on a group over ``[start, end)`` (None: open on that side).
+
+    The one shape of a limit over time: an operator's limit, a capacity file's
+    row, a simulated cut. `Capacity.limited` folds them into the capacity."""
+
+    group_id: str
+    start: datetime | None = None
+    end: datetime | None = None
+    limit_a: float | None = None
+    limit_kw: float | None = None
+
+    def covers(self, t0: datetime, t1: datetime) -> bool:
+        """Whether it is in force at any moment of ``[t0, t1)`` (``t0 == t1``: at t0)."""
+        return (self.start is None or self.start <= t0 or self.start < t1) and (
+            self.end is None or self.end > t0
+        )
+
+    def slots(self, grid: TimeGrid, since: datetime | None = None) -> np.ndarray:
+        """Per slot of ``grid``: whether the window touches it (after ``since``:
+        a window that ended before it is over, even within its slot)."""
+        starts = grid.starts()
+        if since is not None:
+            return np.array([self.covers(max(t, since), t + grid.step) for t in starts], bool)
+        return np.array([self.covers(t, t + grid.step) for t in starts], dtype=bool)
+
+
+@dataclass(frozen=True)
 class Capacity:
     """Per-slot limits of the groups, over a grid. Missing group → its static limit.
 
@@ -141,6 +169,26 @@ class Capacity:
             la[group_id][mask] = np.minimum(la[group_id][mask], limit_a)
         if limit_kw is not None:
             lk[group_id][mask] = np.minimum(lk[group_id][mask], limit_kw)
+        return Capacity(la, lk)
+
+    def limited(
+        self, grid: TimeGrid, windows: Iterable[LimitWindow], *, since: datetime | None = None
+    ) -> Capacity:
+        """The capacity with every window folded in: a slot a window touches is
+        limited for its whole length, the most restrictive applies. ``since``:
+        see `LimitWindow.slots`. Without a window, ``self``."""
+        windows = [w for w in windows if w.limit_a is not None or w.limit_kw is not None]
+        if not windows:
+            return self
+        la = {k: np.asarray(v, dtype=float).copy() for k, v in self.limit_a.items()}
+        lk = {k: np.asarray(v, dtype=float).copy() for k, v in self.limit_kw.items()}
+        for w in windows:
+            mask = w.slots(grid, since)
+            for table, value in ((la, w.limit_a), (lk, w.limit_kw)):
+                if value is None:
+                    continue
+                cur = table.get(w.group_id, np.full(grid.slots, np.inf))
+                table[w.group_id] = np.where(mask, np.minimum(cur, value), cur)
         return Capacity(la, lk)
 
 

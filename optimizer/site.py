@@ -17,13 +17,22 @@ Everything here is pure data with validation: no file or network access.
 
 from __future__ import annotations
 
+import difflib
 import math
+import zoneinfo
 from collections.abc import Iterator
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class Line(StrEnum):
@@ -43,6 +52,73 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SiteValueError(ValueError):
+    """A check of the whole site that is about one entry: ``where`` is the path of
+    that entry's key in the site's tables (``("groups", 2, "parent")``), so a
+    reader of the file can point at its line."""
+
+    def __init__(self, message: str, where: tuple[str | int, ...]) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+# Plausibility of the figures a site file gives: a figure far outside what exists
+# is a unit typed wrong (watts for amperes or kilowatts, line-to-line for
+# line-to-neutral), which the planner would otherwise take at its word.
+MAX_AC_CONNECTOR_A = 500.0
+"""More than any AC connector carries per line."""
+LINE_TO_NEUTRAL_V = (100.0, 110.0, 115.0, 120.0, 127.0, 220.0, 230.0, 240.0, 277.0)
+LINE_TO_LINE_V = (200.0, 208.0, 220.0, 240.0, 380.0, 400.0, 415.0, 480.0)
+VOLTAGE_TOLERANCE = 0.06
+"""How far from a nominal mains voltage a figure may be (a measured 236 V is fine)."""
+
+
+def _near(volts: float, nominal: tuple[float, ...]) -> bool:
+    return any(abs(volts - v) <= VOLTAGE_TOLERANCE * v for v in nominal)
+
+
+def check_voltage(volts: float, line_to_line: bool, field: str = "voltage_v") -> float:
+    """``volts`` if it is a mains voltage of the wiring; else the likely mistake."""
+    expected, other = (
+        (LINE_TO_LINE_V, LINE_TO_NEUTRAL_V) if line_to_line else (LINE_TO_NEUTRAL_V, LINE_TO_LINE_V)
+    )
+    if _near(volts, expected):
+        return volts
+    kind = "line-to-line" if line_to_line else "line-to-neutral"
+    if _near(volts, other):
+        if line_to_line:
+            return _refuse(
+                f"{field} = {volts:g}: looks like line-to-neutral; a connector on a line pair "
+                f"takes line-to-line ({_nearest(volts * SQRT3, LINE_TO_LINE_V):g} V on a "
+                f"{volts:g} V network)"
+            )
+        return _refuse(
+            f"{field} = {volts:g}: looks like line-to-line; {field} is line-to-neutral here "
+            f"({_nearest(volts / SQRT3, LINE_TO_NEUTRAL_V):g} V on a {volts:g} V network)"
+        )
+    shown = "/".join(f"{v:g}" for v in expected)
+    return _refuse(f"{field} = {volts:g}: not a mains voltage ({kind}: {shown} V)")
+
+
+def _nearest(volts: float, nominal: tuple[float, ...]) -> float:
+    return min(nominal, key=lambda v: abs(v - volts))
+
+
+def _refuse(message: str) -> float:
+    raise ValueError(message)
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA time zone; else the nearest names."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        near = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
+        hint = f" — did you mean {near[0]!r}?" if near else " (e.g. 'Europe/Amsterdam')"
+        raise ValueError(f"timezone {name!r} is not a known time zone{hint}") from None
+    return name
+
+
 class SiteInfo(_Strict):
     name: str = Field(min_length=1)
     voltage_v: PositiveFloat = 230.0
@@ -59,6 +135,16 @@ class SiteInfo(_Strict):
                 "slot_minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)"
             )
         return v
+
+    @field_validator("voltage_v")
+    @classmethod
+    def _mains_voltage(cls, v: float) -> float:
+        return check_voltage(v, line_to_line=False)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        return check_timezone(v)
 
 
 class Group(_Strict):
@@ -96,8 +182,24 @@ class Connector(_Strict):
             return tuple(str(p).upper() for p in v)
         return v
 
+    @field_validator("max_current_a", "cable_max_current_a")
+    @classmethod
+    def _amperes(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is not None and v > MAX_AC_CONNECTOR_A:
+            mistake = "looks like watts" if v >= 1000 else "more than an AC connector carries"
+            raise ValueError(
+                f"{info.field_name} = {v:g}: {mistake}; {info.field_name} is in amperes per "
+                f"line (at most {MAX_AC_CONNECTOR_A:g})"
+            )
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> Connector:
+        if self.voltage_v is not None and 1 <= len(self.phases) <= 3:
+            try:
+                check_voltage(self.voltage_v, line_to_line=len(self.phases) == 2)
+            except ValueError as e:
+                raise SiteValueError(str(e), ("voltage_v",)) from None
         if not 1 <= len(self.phases) <= 3 or len(set(self.phases)) != len(self.phases):
             raise ValueError("phases must list 1 to 3 distinct lines of L1, L2, L3")
         if self.min_current_a > self.max_current_a:
@@ -180,51 +282,84 @@ class Site(_Strict):
 
     @model_validator(mode="after")
     def _check_tree(self) -> Site:
+        def at(i: int, key: str) -> tuple[str | int, ...]:
+            return ("groups", i, key)
+
         ids = [g.id for g in self.groups]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"group ids repeat: {sorted(dup)}")
+        for i, g in enumerate(self.groups):
+            if g.id in ids[:i]:
+                raise SiteValueError(f"group id {g.id!r} repeats", at(i, "id"))
         by_id = {g.id: g for g in self.groups}
-        for g in self.groups:
+        for i, g in enumerate(self.groups):
             if g.parent is not None and g.parent not in by_id:
-                raise ValueError(f"group {g.id}: parent {g.parent!r} is not a group")
+                raise SiteValueError(
+                    f"group {g.id}: parent {g.parent!r} is not a group", at(i, "parent")
+                )
             if g.weights is not None:
                 if g.parent is None:
-                    raise ValueError(f"weighted group {g.id} needs a parent")
+                    raise SiteValueError(f"weighted group {g.id} needs a parent", at(i, "weights"))
                 if g.limit_a is None:
-                    raise ValueError(f"weighted group {g.id} needs limit_a")
-        for g in self.groups:  # cycles: walk up at most len(groups) steps
+                    raise SiteValueError(f"weighted group {g.id} needs limit_a", at(i, "weights"))
+        for i, g in enumerate(self.groups):  # cycles: walk up at most len(groups) steps
             seen = [g.id]
             cur = g.parent
             while cur is not None:
                 if cur in seen:
-                    raise ValueError(f"group cycle: {' -> '.join([*seen, cur])}")
+                    raise SiteValueError(
+                        f"group cycle: {' -> '.join([*seen, cur])}", at(i, "parent")
+                    )
                 seen.append(cur)
                 cur = by_id[cur].parent
         roots = [g.id for g in self.groups if g.parent is None and g.weights is None]
         if len(roots) != 1:
             raise ValueError(f"the group tree needs exactly one root (no parent); found {roots}")
         weighted = {g.id for g in self.groups if g.weights is not None}
-        for g in self.groups:
+        for i, g in enumerate(self.groups):
             if g.parent in weighted:
-                raise ValueError(f"group {g.id}: parent {g.parent} is a weighted group")
+                raise SiteValueError(
+                    f"group {g.id}: parent {g.parent} is a weighted group", at(i, "parent")
+                )
+            self._check_kw_against_current(g, i)
         station_ids = [c.id for c in self.chargers]
-        dup = {i for i in station_ids if station_ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"charger ids repeat: {sorted(dup)}")
-        for c in self.chargers:
+        for i, c in enumerate(self.chargers):
+            if c.id in station_ids[:i]:
+                raise SiteValueError(f"charger id {c.id!r} repeats", ("chargers", i, "id"))
             if c.group not in by_id:
-                raise ValueError(f"charger {c.id}: group {c.group!r} is not a group")
+                raise SiteValueError(
+                    f"charger {c.id}: group {c.group!r} is not a group", ("chargers", i, "group")
+                )
             if c.group in weighted:
-                raise ValueError(f"charger {c.id}: group {c.group} is a weighted group")
+                raise SiteValueError(
+                    f"charger {c.id}: group {c.group} is a weighted group", ("chargers", i, "group")
+                )
         keys = set(station_ids) | {
             connector_key(c.id, k.id) for c in self.chargers for k in c.connectors
         }
-        for g in self.groups:
+        for i, g in enumerate(self.groups):
             for name in g.weights or {}:
                 if name not in keys:
-                    raise ValueError(f"weighted group {g.id}: {name!r} is no station or connector")
+                    raise SiteValueError(
+                        f"weighted group {g.id}: {name!r} is no station or connector",
+                        at(i, "weights"),
+                    )
         return self
+
+    def _check_kw_against_current(self, group: Group, index: int) -> None:
+        """A kW limit far above what the group's current limit lets through on
+        three lines is a unit typed wrong (a little above is harmless: the
+        current limit binds first)."""
+        if group.weights is not None or group.limit_a is None or group.limit_kw is None:
+            return
+        reachable_kw = group.limit_a * self.site.voltage_v * 3 / 1000.0
+        if reachable_kw <= 0 or group.limit_kw <= max(10 * reachable_kw, 1000.0):
+            return
+        mistake = "looks like watts" if group.limit_kw >= 300 * reachable_kw else "too high"
+        raise SiteValueError(
+            f"limit_kw = {group.limit_kw:g}: {mistake}; limit_kw is in kilowatts, and "
+            f"limit_a = {group.limit_a:g} A per line at {self.site.voltage_v:g} V on three "
+            f"lines is {reachable_kw:.0f} kW",
+            ("groups", index, "limit_kw"),
+        )
 
     # --- derived views -------------------------------------------------------
 

@@ -37,14 +37,17 @@ def create_router(fp: FlexibilityProvider) -> APIRouter:
             return _response(fp, reply)
 
         endpoint.__name__ = f"oscp_{message}"
-        router.add_api_route(
-            f"/{message}",
-            endpoint,
-            methods=methods,
-            include_in_schema=True,
-            response_class=Response,
-            status_code=204,
-        )
+        # One route per method: the schema needs an operation id per method.
+        for method in methods:
+            router.add_api_route(
+                f"/{message}",
+                endpoint,
+                methods=[method],
+                operation_id=f"oscp_{message}_{method.lower()}",
+                include_in_schema=True,
+                response_class=Response,
+                status_code=204,
+            )
 
     for msg in FP_MESSAGES:  # every method: the core answers 405 with a message
         route(msg.value, ["GET", "POST", "PUT", "DELETE", "PATCH"])

@@ -10,7 +10,7 @@ answer is on its way.
 Accepted means stored: a forecast is passed to ``on_forecast`` (the app
 persists it and updates its `forecasts.CapacityBook`) before we answer 204; if
 that fails the answer is 500 and the provider will send it again. A forecast of
-more than `forecasts.store.MAX_BLOCKS` blocks (a week of 5-minute blocks, in
+more than `forecasts.capacity_book.MAX_BLOCKS` blocks (a week of 5-minute blocks, in
 one message or its segments together) is answered 400 and changes nothing.
 
 Around it: `oscp.inbound` checks a request (token, message, segments, body),
@@ -29,8 +29,8 @@ from typing import Any
 
 import httpx
 
+from forecasts.capacity_book import MAX_BLOCKS
 from forecasts.model import Block, Forecast, ForecastType
-from forecasts.store import MAX_BLOCKS
 from oscp.client import (
     CapacityProviderClient,
     MeasurementSource,

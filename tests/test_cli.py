@@ -335,3 +335,119 @@ def test_a_simulator_command_redacts_its_log_records(tmp_path: Path, argv: list[
     )
     assert "WARNING gridshare.x: Authorization: Bearer ***" in done.stderr, done.stderr
     assert "s3cr3t" not in done.stderr
+
+
+# --- checked before the work, told in one line ----------------------------------------
+
+
+def test_plan_checks_its_output_folder_before_solving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gridshare.commands.plan as plan
+
+    def no_solve(*args: object, **kwargs: object) -> None:
+        raise AssertionError("solved before the output folder was checked")
+
+    monkeypatch.setattr(plan, "solve", no_solve)
+    monkeypatch.chdir(tmp_path)
+    argv = ["plan", "--site", str(DEPOT), "--sessions", str(EXAMPLES / "depot-sessions.csv")]
+    assert main([*argv, "--out", "nodir/plan.csv"]) == 2
+    assert capsys.readouterr().err == (
+        "gridshare plan: nodir/plan.csv: No such file or directory (no folder nodir)\n"
+    )
+    (tmp_path / "a-folder").mkdir()
+    assert main([*argv, "--out", "a-folder"]) == 2
+    assert capsys.readouterr().err == "gridshare plan: a-folder: is a folder; give a file name\n"
+
+
+def test_simulate_refuses_to_before_from(tmp_path: Path) -> None:
+    done = gridshare(
+        "simulate", "--site", str(JPL_SITE), "--sessions", str(JPL_SESSIONS),
+        "--from", "2019-05-08", "--to", "2019-05-01", "--out", "r.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert one_line(done) == "gridshare simulate: --to is before --from (2019-05-01 < 2019-05-08)"
+
+
+def test_simulate_on_another_sites_file_names_both_sides(tmp_path: Path) -> None:
+    caltech = EXAMPLES / "acn-caltech.toml"
+    done = gridshare(
+        "simulate", "--site", str(caltech), "--sessions", str(JPL_SESSIONS),
+        "--from", "2019-05-08", "--to", "2019-05-08", "--out", "r.json", cwd=tmp_path,
+    )  # fmt: skip
+    last = one_line(done, str(JPL_SESSIONS), f"is at a station of {caltech}")
+    assert "(the sessions': AG-1F01, AG-1F02, AG-1F03, …; the site's: CA-" in last
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_the_simulated_dso_says_what_it_waited_for(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:9/oscp/fp/2.0"
+    done = gridshare("dso", "--fp-url", url, "--token", "t", "--duration-s", "1", cwd=tmp_path)
+    assert one_line(done) == (
+        f"gridshare dso: {url}: not registered within 1 s: nothing answers there"
+    )
+    done = gridshare("dso", "--fp-url", url, "--duration-s", "0.5", cwd=tmp_path)
+    last = one_line(done, f"no Register from the FP at {url} within 0.5 s")
+    assert "or give --token" in last
+
+
+# --- help and version -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_option_is_explained_with_its_default(name: str) -> None:
+    p = PARSERS[f"gridshare {name}"]()
+    assert p.prog == f"gridshare {name}"
+    assert p.description and "`" not in p.description, p.description
+    assert "`" not in p.format_help()
+    formatter = p.formatter_class(prog=p.prog)
+    for a in p._actions:  # argparse has no public list of its options
+        if a.dest == "help":
+            continue
+        assert a.help, f"gridshare {name} {a.option_strings}: no help"
+        shown = "default" in (formatter._get_help_string(a) or "")
+        assert shown or a.default is None or a.default is False, f"{name} {a.option_strings}"
+
+
+def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"gridshare {metadata.version('gridshare')}\n"
+
+
+def test_the_example_site_lets_the_dashboard_write() -> None:
+    from gridshare.config import load_config
+
+    config = load_config(DEPOT, environ={})
+    (token,) = config.api.tokens
+    assert token.role == "write" and "change-me" in token.token.get_secret_value()
+    comment = DEPOT.read_text().split("[[api.tokens]]")[0].rsplit("\n\n", 1)[-1]
+    assert "EXAMPLE TOKEN" in comment and "Replace it" in comment
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["serve", "--config", "x.toml", "--http-port", "70000"],
+         "gridshare serve: argument --http-port: a port is 0 to 65535, not 70000"),
+        (["serve", "--config", "x.toml", "--log-level", "LOUD"],
+         "gridshare serve: argument --log-level: invalid choice: 'LOUD'"),
+        (["demo", "--speed", "0"], "gridshare demo: argument --speed: must be > 0, not 0"),
+        (["stations", "--url", "localhost:9000", "--count", "1"],
+         "gridshare stations: --url 'localhost:9000': not a URL starting with ws:// or wss://"),
+        (["dso", "--fp-url", "localhost:8080"],
+         "gridshare dso: --fp-url 'localhost:8080': not a URL starting with http:// or https://"),
+        (["plan", "--site", "x.toml"],
+         "gridshare plan: the following arguments are required: --sessions, --out"),
+    ],
+)  # fmt: skip
+def test_a_wrong_option_is_one_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own way out
+        code = int(e.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith(expected), err

@@ -5,7 +5,8 @@
 
 `OperatorBackend` (in `gridshare.api.backend`) is what the service implements
 (`gridshare.operator.ServiceBackend`); the bodies it returns are the models of
-`gridshare.api.schemas`.
+`gridshare.api.schemas`, built from the site's state by the pure functions of
+`gridshare.api.projections` (which the test fake uses too).
 """
 
 from gridshare.api.app import LiveSettings, create_api

@@ -14,8 +14,10 @@ Pydantic's validation errors stay FastAPI's 422 answers, which name the field.
 
 from __future__ import annotations
 
+from gridshare.errors import GridshareError
 
-class ApiError(Exception):
+
+class ApiError(GridshareError):
     """Root of the operator API's errors."""
 
     status_code = 500

@@ -156,7 +156,7 @@ class MetricsRecorder:
         self.stations_known.set(status.stations_known)
         self.sessions_active.set(status.sessions_active)
         # refused and superseded entries are history: counted by record_conflicts
-        isolated = [c for c in status.conflicts or () if c.get("kind") == "isolated"]
+        isolated = [c for c in status.conflicts or () if c.kind == "isolated"]
         self.session_conflicts.set(len(isolated))
 
     def observe_groups(self, tree: GroupTree) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
     AfterValidator,
@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationInfo,
     field_validator,
 )
@@ -32,8 +33,12 @@ from optimizer.site import Line, Site
 
 # Inputs are strict: a JSON number for a number (not ``true`` or ``"5"``), never
 # NaN or infinity (Python's JSON parser reads ``NaN``, ``Infinity`` and ``1e400``).
-Amps = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
-Kilowatts = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+MAX_AMPS = 100_000.0
+"""Per line: far above any grid connection, low enough to stay exact in the planner."""
+MAX_KILOWATTS = 1_000_000.0
+"""A gigawatt: the same for power."""
+Amps = Annotated[float, Field(ge=0, le=MAX_AMPS, allow_inf_nan=False, strict=True)]
+Kilowatts = Annotated[float, Field(ge=0, le=MAX_KILOWATTS, allow_inf_nan=False, strict=True)]
 ConnectorNo = Annotated[int, Field(ge=1, le=1000, strict=True)]
 Flag = Annotated[bool, Field(strict=True)]
 
@@ -157,6 +162,27 @@ class PlanOut(_Out):
 # --- groups -----------------------------------------------------------------------------
 
 
+class OverrideView(Protocol):
+    """An operator's limit on a group as the controller keeps it."""
+
+    @property
+    def limit_a(self) -> float | None: ...
+    @property
+    def limit_kw(self) -> float | None: ...
+    @property
+    def start(self) -> datetime | None: ...
+    @property
+    def end(self) -> datetime | None: ...
+    @property
+    def set_by(self) -> str: ...
+    @property
+    def set_at(self) -> datetime: ...
+
+    def covers(self, t0: datetime, t1: datetime) -> bool:
+        """Whether it is in force at any moment of ``[t0, t1)`` (``t0 == t1``: at t0)."""
+        ...
+
+
 class LimitOverride(_Out):
     """An operator's limit on a group, in force between ``start`` and ``end``."""
 
@@ -169,8 +195,8 @@ class LimitOverride(_Out):
     active_now: bool
 
     @classmethod
-    def of(cls, o: Any, now: datetime) -> LimitOverride | None:
-        """From a stored override (fields of the same names and ``covers``), or None."""
+    def of(cls, o: OverrideView | None, now: datetime) -> LimitOverride | None:
+        """From a stored override, or None."""
         if o is None:
             return None
         return cls(
@@ -308,6 +334,74 @@ class DsoStatus(_Out):
     detail: str = ""
 
 
+IsoTime = Annotated[
+    datetime, PlainSerializer(lambda t: t.isoformat(), return_type=str, when_used="json")
+]
+"""A time in the service's own view, written as Python's ``isoformat`` writes it."""
+
+
+class StatusStations(_Out):
+    connected: list[str] = Field(description="Ids of the stations connected now.")
+    known: int = Field(description="Stations the site configures.")
+
+
+class StatusSession(_Out):
+    """A running session as the controller sees it."""
+
+    connector_id: str
+    session_id: str
+    station_id: str
+    transaction_id: str
+    id_tag: str | None
+    started_at: IsoTime
+    energy_kwh: float
+    departure: IsoTime = Field(description="Stated, else estimated, else now.")
+    departure_estimated: bool
+    limit_a: float | None
+    planned_a: float | None
+    drawn_a: float | None
+    learned_cap_a: float | None
+    learned_lines: list[str] | None
+    pinned: str | None = Field(description="Why its limit is held (rejected, no_answer, …).")
+
+
+class StatusRollout(_Out):
+    """The last rollout: profiles sent, accepted, failed."""
+
+    sent: int
+    accepted: int
+    failed: dict[str, str] = Field(description="Connector → the station's outcome.")
+    withheld: list[str]
+    unchanged: int
+
+
+class StatusGroup(_Out):
+    capacity_a: float | None
+    capacity_kw: float | None
+    limits_in_force_a: dict[str, float] = Field(description="Per line: the sum of limits now.")
+
+
+class StatusOverrides(_Out):
+    limit_a: dict[str, float] = Field(description="Group → operator limit per line (A).")
+    limit_kw: dict[str, float] = Field(description="Group → operator power limit (kW).")
+
+
+class StatusConflict(_Out):
+    kind: str = Field(description="``isolated``, ``refused`` or ``superseded``.")
+    station_id: str
+    transaction_id: str
+    connector_id: str | None
+    reason: str
+    since: IsoTime
+
+
+class StatusService(_Out):
+    started_at: IsoTime | None
+    ocpp_port: int
+    http_port: int
+    database: str = Field(description="The database URL, password hidden.")
+
+
 class StatusOut(_Out):
     site: str
     now: datetime
@@ -318,25 +412,25 @@ class StatusOut(_Out):
     plan: PlanStatus | None
     dso: DsoStatus
     # The service's own view, kept for the clients of its first status route.
-    stations: dict[str, Any] | None = Field(
+    stations: StatusStations | None = Field(
         default=None, description="Connected station ids and how many are known."
     )
-    sessions: list[dict[str, Any]] | None = Field(
+    sessions: list[StatusSession] | None = Field(
         default=None, description="Running sessions as the controller sees them."
     )
-    rollout: dict[str, Any] | None = Field(
+    rollout: StatusRollout | None = Field(
         default=None, description="The last rollout: profiles sent, accepted, failed."
     )
-    groups: dict[str, dict[str, Any]] | None = Field(
+    groups: dict[str, StatusGroup] | None = Field(
         default=None, description="Per group: capacity now and the sum of limits in force."
     )
-    overrides: dict[str, Any] | None = Field(default=None, description="Operator limits.")
-    conflicts: list[dict[str, Any]] | None = Field(
+    overrides: StatusOverrides | None = Field(default=None, description="Operator limits.")
+    conflicts: list[StatusConflict] | None = Field(
         default=None,
         description="Inconsistent sessions, with why: left out of planning, and the "
         "latest refused or superseded.",
     )
-    service: dict[str, Any] | None = Field(
+    service: StatusService | None = Field(
         default=None, description="Start time, ports and database (password hidden)."
     )
 

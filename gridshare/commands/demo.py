@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from pydantic import SecretStr
 
+from gridshare.commands.options import command_parser, positive
 from gridshare.config import (
     ConfigError,
     GridshareConfig,
@@ -48,6 +49,7 @@ from gridshare.config import (
 )
 from gridshare.controller import static_capacity
 from gridshare.logs import configure_logging
+from gridshare.peers.dso import SimulatedDso
 from gridshare.peers.ev import EvSpec
 from gridshare.peers.fleet import StationFleet
 from gridshare.peers.specs import SimStationSpec, specs_from_site
@@ -297,15 +299,8 @@ def plot(samples: list[Sample], path: Path, cut: EveningCut, site: Site) -> None
 
 async def start_dso(
     config: GridshareConfig, clock: Callable[[], datetime], out: Callable[[str], None]
-) -> tuple[GridshareConfig, Any]:
-    """A simulated DSO on a loopback port, and the site configured to trust it.
-
-    Without the OSCP packages the demo's capacity cut is applied in-process.
-    """
-    try:
-        from gridshare.peers.dso import SimulatedDso
-    except ImportError:
-        return config, None
+) -> tuple[GridshareConfig, SimulatedDso]:
+    """A simulated DSO on a loopback port, and the site configured to trust it."""
     to_us, to_them = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     dso = SimulatedDso(token_to_fp=to_us, clock=clock, out=out)
     await dso.start()
@@ -331,7 +326,7 @@ async def start_dso(
     return cfg, dso
 
 
-async def send_cut(dso: Any, group_id: str, cut: EveningCut, site: Site) -> None:
+async def send_cut(dso: SimulatedDso, group_id: str, cut: EveningCut, site: Site) -> None:
     from forecasts.model import Block, ForecastType, Phase, Unit
 
     base = site.root.limit_a or cut.limit_a
@@ -344,143 +339,177 @@ async def send_cut(dso: Any, group_id: str, cut: EveningCut, site: Site) -> None
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gridshare demo", description=__doc__.splitlines()[0])
+    p = command_parser("demo", __doc__)
     p.add_argument("--config", default="examples/depot.toml", help="site TOML")
-    p.add_argument("--speed", type=float, default=120.0, help="simulated seconds per second")
-    p.add_argument("--duration", type=float, default=60.0, help="real seconds to run")
+    p.add_argument("--speed", type=positive, default=120.0, help="simulated seconds per second")
+    p.add_argument("--duration", type=positive, default=60.0, help="real seconds to run")
     p.add_argument("--out", default="out", help="folder for the plot")
-    p.add_argument("--db", help="database (default: a temporary SQLite file)")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--db", help="database URL or SQLite path (default: a temporary SQLite file)")
+    p.add_argument("--seed", type=int, default=7, help="random draw of the cars")
     p.add_argument("--no-live", action="store_true", help="no live view (e.g. in CI)")
     return p
 
 
-async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -> int:
-    from rich.console import Console
-    from rich.live import Live
+class DemoClock:
+    """Simulated UTC time from 16:30 today, ``speed`` times faster than real time."""
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)  # before the run, not after it
-    console = Console()
-    site = config.site
-    speed = max(args.speed, 1e-3)
-    real0 = time.monotonic()
-    sim0 = datetime.now(UTC).replace(hour=16, minute=30, second=0, microsecond=0)
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self.real0 = time.monotonic()
+        self.sim0 = datetime.now(UTC).replace(hour=16, minute=30, second=0, microsecond=0)
 
-    def clock() -> datetime:
-        return sim0 + timedelta(seconds=(time.monotonic() - real0) * speed)
+    def __call__(self) -> datetime:
+        return self.sim0 + timedelta(seconds=(time.monotonic() - self.real0) * self.speed)
 
-    span = timedelta(seconds=args.duration * speed)
+    def real_s(self) -> float:
+        """Real seconds since the start."""
+        return time.monotonic() - self.real0
+
+
+def evening_cut(site: Site, sim0: datetime, span: timedelta) -> EveningCut:
+    """Half the grid connection's limit, from 30 % to 75 % of the run.
+
+    The cut starts and ends on slot boundaries after the DSO announces it: a
+    forecast for a slot already running would lower the capacity before any
+    station could be told, and that is not what an evening peak cut looks like."""
     root = site.root
-    # The cut starts and ends on slot boundaries after the DSO announces it: a
-    # forecast for a slot already running would lower the capacity before any
-    # station could be told, and that is not what an evening peak cut looks like.
     slot_len = timedelta(minutes=site.site.slot_minutes)
 
     def next_boundary(t: datetime) -> datetime:
         return sim0 + slot_len * math.ceil((t - sim0) / slot_len)
 
-    cut = EveningCut(
+    return EveningCut(
         root.id,
         (root.limit_a or 400.0) * 0.5,
         next_boundary(sim0 + max(span * 0.3, slot_len)),
         next_boundary(sim0 + span * 0.75),
     )
+
+
+def demo_config(config: GridshareConfig, speed: float) -> GridshareConfig:
+    """The site's configuration on free loopback ports, re-planning as time runs."""
     server = config.server.model_copy(
         update={"http_port": 0, "ocpp_port": 0, "meter_interval_s": METER_INTERVAL_S}
     )
     controller = config.controller.model_copy(update={"replan_interval_s": max(0.5, 60.0 / speed)})
     # the dashboard on this machine reads without a token, as the demo always did
     api = config.api.model_copy(update={"open_reads_on_loopback": True})
-    cfg = config.model_copy(update={"server": server, "controller": controller, "api": api})
+    return config.model_copy(update={"server": server, "controller": controller, "api": api})
+
+
+@dataclass
+class DemoSite:
+    """What the demo runs: the service, its stations and the DSO."""
+
+    service: Service
+    fleet: StationFleet
+    dso: SimulatedDso
+    ocpp_url: str
+    dso_lines: list[str]
+    """What the DSO printed."""
+
+    async def stop(self) -> None:
+        await self.fleet.stop()
+        await self.service.stop()
+        await self.dso.stop()
+
+
+async def start_site(
+    config: GridshareConfig, db: str, clock: DemoClock, cut: EveningCut
+) -> DemoSite:
+    """The service, the DSO announcing the cut, and the stations booted; on a
+    failure, whatever started is stopped."""
     dso_lines: list[str] = []
-    cfg, dso = await start_dso(cfg, clock, dso_lines.append)
+    cfg, dso = await start_dso(config, clock, dso_lines.append)
     service = Service(
         cfg,
         db=db,
-        capacity=static_capacity if dso is not None else cut,
+        capacity=static_capacity,
         clock=clock,
         scheduler=False,
     )
     fleet: StationFleet | None = None
     try:
         await service.start()
-        if dso is not None:
-            # the DSO announces the evening cut ahead of time, over OSCP
-            dso.fp_url = f"{service.http_url}/oscp/fp/2.0"
-            await send_cut(dso, cfg.site.root.oscp_group_id or cfg.site.root.id, cut, site)
+        # the DSO announces the evening cut ahead of time, over OSCP
+        dso.fp_url = f"{service.http_url}/oscp/fp/2.0"
+        await send_cut(dso, cfg.site.root.oscp_group_id or cfg.site.root.id, cut, config.site)
         url = f"ws://{cfg.server.host}:{service.ocpp_port}/ocpp"
-        fleet = StationFleet(url, station_specs(site), clock=clock, speed=speed)
+        fleet = StationFleet(url, station_specs(config.site), clock=clock, speed=clock.speed)
         await fleet.start()
         await fleet.wait_booted(10)
     except BaseException:
         if fleet is not None:
             await fleet.stop()
         await service.stop()
-        if dso is not None:
-            await dso.stop()
+        await dso.stop()
         raise
-    console.print(
-        f"dashboard {service.http_url}/ · "
-        f"OCPP ws://{cfg.server.host}:{service.ocpp_port}/ocpp · {len(fleet.stations)} stations"
-    )
-    cars = Cars(fleet, make_cars(site, sim0, span, args.seed))
-    n_cars = len(cars.pending)
+    return DemoSite(service, fleet, dso, url, dso_lines)
+
+
+async def drive(
+    run: DemoSite, cars: Cars, cut: EveningCut, clock: DemoClock, duration_s: float, live: Any
+) -> list[Sample]:
+    """Cars in and out, a re-plan at each slot boundary and at the cut's edges,
+    and a sample (shown live) every tick, for ``duration_s`` real seconds."""
+    service = run.service
+    slot_minutes = service.config.site.site.slot_minutes
     samples: list[Sample] = []
     tick_s = 0.25
     last_slot: datetime | None = None
-    live_ctx: Any = (
-        Live(console=console, refresh_per_second=4, transient=False)
-        if not args.no_live and console.is_terminal
-        else contextlib.nullcontext()
-    )
-    try:
-        with live_ctx as live:
-            was_cut = False
-            while time.monotonic() - real0 < args.duration:
-                await asyncio.sleep(tick_s)
-                now = clock()
-                cars.tick(now)
-                ctl = service.controller
-                assert ctl is not None
-                slot = TimeGrid.covering(now, site.site.slot_minutes, 1).start
-                in_cut = cut.start <= now < cut.end
-                if slot != last_slot or in_cut != was_cut:
-                    ctl.request_replan("slot boundary" if in_cut == was_cut else "dso forecast")
-                    last_slot, was_cut = slot, in_cut
-                s = sample_at_once(service, cars, clock)
-                if s is None:
-                    continue
-                samples.append(s)
-                if live is not None:
-                    live.update(render(service, cars, s, speed))
-    finally:
-        delivered = cars.delivered_kwh()
-        await fleet.stop()
-        await service.stop()
-        if dso is not None:
-            await dso.stop()
-    png = out / "demo.png"
-    plot(samples, png, cut, site)
+    was_cut = False
+    while clock.real_s() < duration_s:
+        await asyncio.sleep(tick_s)
+        now = clock()
+        cars.tick(now)
+        ctl = service.controller
+        assert ctl is not None
+        slot = TimeGrid.covering(now, slot_minutes, 1).start
+        in_cut = cut.start <= now < cut.end
+        if slot != last_slot or in_cut != was_cut:
+            ctl.request_replan("slot boundary" if in_cut == was_cut else "dso forecast")
+            last_slot, was_cut = slot, in_cut
+        s = sample_at_once(service, cars, clock)
+        if s is None:
+            continue
+        samples.append(s)
+        if live is not None:
+            live.update(render(service, cars, s, clock.speed))
+    return samples
+
+
+def report(
+    console: Any,
+    run: DemoSite,
+    cars: Cars,
+    samples: list[Sample],
+    cut: EveningCut,
+    *,
+    sim0: datetime,
+    duration_s: float,
+    n_cars: int,
+    delivered_kwh: float,
+    png: Path,
+) -> int:
+    """Print the summary; 0 if the limits in force never exceeded the capacity."""
     excess = max(
         (max(s.limits[g].values()) - s.capacity[g] for s in samples for g in s.capacity),
         default=0.0,
     )
-    ctl = service.controller
+    ctl = run.service.controller
     assert ctl is not None
     simulated = timedelta(seconds=round((samples[-1].at - sim0).total_seconds())) if samples else 0
     console.print(
-        f"[bold]gridshare demo[/bold]: {simulated} simulated in {args.duration:g} s; "
-        f"{len(fleet.stations)} stations over OCPP, cars {cars.arrived} of {n_cars}, "
-        f"energy {delivered:.1f} kWh, plans {ctl.plans}, "
-        f"OCPP calls to stations {fleet.stats.calls_received}"
+        f"[bold]gridshare demo[/bold]: {simulated} simulated in {duration_s:g} s; "
+        f"{len(run.fleet.stations)} stations over OCPP, cars {cars.arrived} of {n_cars}, "
+        f"energy {delivered_kwh:.1f} kWh, plans {ctl.plans}, "
+        f"OCPP calls to stations {run.fleet.stats.calls_received}"
     )
     console.print(
         f"largest excess of limits in force over capacity: {max(0.0, excess):.1f} A "
         f"(DSO cut to {cut.limit_a:.0f} A from {cut.start:%H:%M} to {cut.end:%H:%M})"
     )
-    if dso is not None:
-        console.print(f"capacity from a simulated DSO over OSCP: {'; '.join(dso_lines[-3:])}")
+    console.print(f"capacity from a simulated DSO over OSCP: {'; '.join(run.dso_lines[-3:])}")
     console.print(f"plot: {png}")
     over = [
         (s.at, g)
@@ -491,6 +520,51 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
     for at, g in over[:5]:
         console.print(f"  over capacity at {at:%H:%M:%S} in {g}")
     return 0 if excess <= 1e-6 else 1
+
+
+async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # before the run, not after it
+    console = Console()
+    site = config.site
+    clock = DemoClock(max(args.speed, 1e-3))
+    span = timedelta(seconds=args.duration * clock.speed)
+    cut = evening_cut(site, clock.sim0, span)
+    run = await start_site(demo_config(config, clock.speed), db, clock, cut)
+    console.print(
+        f"dashboard {run.service.http_url}/ · OCPP {run.ocpp_url} · "
+        f"{len(run.fleet.stations)} stations"
+    )
+    cars = Cars(run.fleet, make_cars(site, clock.sim0, span, args.seed))
+    n_cars = len(cars.pending)
+    live_ctx: Any = (
+        Live(console=console, refresh_per_second=4, transient=False)
+        if not args.no_live and console.is_terminal
+        else contextlib.nullcontext()
+    )
+    try:
+        with live_ctx as live:
+            samples = await drive(run, cars, cut, clock, args.duration, live)
+    finally:
+        delivered = cars.delivered_kwh()
+        await run.stop()
+    png = out / "demo.png"
+    plot(samples, png, cut, site)
+    return report(
+        console,
+        run,
+        cars,
+        samples,
+        cut,
+        sim0=clock.sim0,
+        duration_s=args.duration,
+        n_cars=n_cars,
+        delivered_kwh=delivered,
+        png=png,
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -19,34 +19,61 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from forecasts.model import Block, ForecastType, Unit
-from gridshare.commands.options import ListOption
+from gridshare.commands.options import (
+    ListOption,
+    at_least_zero,
+    check_url,
+    command_parser,
+    port,
+    positive,
+)
+from gridshare.errors import UserError
 from gridshare.logs import configure_logging
 from gridshare.peers.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gridshare dso", description=__doc__.split("\n\n")[0])
+    p = command_parser("dso", __doc__)
     p.add_argument("--fp-url", required=True, help="the FP's base URL (…/oscp/fp/2.0)")
-    p.add_argument("--token", help="token the FP accepts from us (its token_to_us)")
+    p.add_argument(
+        "--token",
+        help="token the FP accepts from us (its token_to_us); without it, wait for the FP "
+        "to register with us",
+    )
     p.add_argument("--registration-token", help="accept the FP's Register with this token")
-    p.add_argument("--port", type=int, default=0, help="our port (default: any free)")
-    p.add_argument("--group", action=ListOption, default=[], help="OSCP group ids (repeatable)")
+    p.add_argument("--port", type=port, default=0, help="our port (0: any free port)")
+    p.add_argument("--group", action=ListOption, default=[], help="OSCP group ids (default: site)")
     p.add_argument(
         "--profile",
         choices=["evening-peak", "flat", "step"],
         default="evening-peak",
-        help="step: --base-kw until --step-in-s from the first forecast, then --cut-kw",
+        help="forecast shape; step: --base-kw until --step-in-s from the first forecast, "
+        "then --cut-kw",
     )
-    p.add_argument("--step-in-s", type=float, default=120.0)
-    p.add_argument("--base-kw", type=float, default=100.0)
-    p.add_argument("--cut-kw", type=float, default=40.0)
+    p.add_argument(
+        "--step-in-s", type=at_least_zero, default=120.0, help="step profile: seconds to the step"
+    )
+    p.add_argument(
+        "--base-kw", type=at_least_zero, default=100.0, help="capacity outside the cut (kW)"
+    )
+    p.add_argument(
+        "--cut-kw", type=at_least_zero, default=40.0, help="capacity during the cut (kW)"
+    )
     p.add_argument(
         "--csv", help="forecast blocks: group_id,type,start_time,end_time,capacity,unit,phase"
     )
-    p.add_argument("--heartbeat-s", type=float, default=30.0)
-    p.add_argument("--refresh-s", type=float, default=900.0)
-    p.add_argument("--duration-s", type=float, default=None, help="stop after (default: never)")
+    p.add_argument("--heartbeat-s", type=positive, default=30.0, help="seconds between heartbeats")
+    p.add_argument(
+        "--refresh-s", type=positive, default=900.0, help="seconds between forecasts sent"
+    )
+    p.add_argument(
+        "--duration-s", type=at_least_zero, default=None, help="stop after (default: never)"
+    )
     return p
+
+
+class DsoGaveUp(UserError):
+    """The FP could not be registered with within the time given."""
 
 
 CsvBlocks = dict[tuple[str, ForecastType], list[Block]]
@@ -67,7 +94,13 @@ async def run(args: argparse.Namespace, from_csv: CsvBlocks | None = None) -> in
             await _until_reachable(dso, args)
         else:
             print("[dso] waiting for the FP to register", flush=True)
-            await asyncio.wait_for(dso.registered.wait(), args.duration_s or None)
+            try:
+                await asyncio.wait_for(dso.registered.wait(), args.duration_s or None)
+            except TimeoutError:
+                raise DsoGaveUp(
+                    f"no Register from the FP at {args.fp_url} within {args.duration_s:g} s "
+                    f"(its [oscp] providers must point at {dso.base_url}, or give --token)"
+                ) from None
         await dso.handshake(heartbeat_interval=args.heartbeat_s)
         dso.start_heartbeats(args.heartbeat_s)
         loop = asyncio.get_running_loop()
@@ -91,9 +124,30 @@ async def _until_reachable(dso: SimulatedDso, args: argparse.Namespace) -> None:
             return
         except (httpx.HTTPError, RuntimeError, TimeoutError) as e:
             if end is not None and loop.time() >= end:
-                raise
-            print(f"[dso] FP not ready ({type(e).__name__}); retrying", flush=True)
+                raise DsoGaveUp(
+                    f"{args.fp_url}: not registered within {args.duration_s:g} s: {_why(e, dso)}"
+                ) from None
+            print(f"[dso] FP not ready ({_why(e, dso)}); retrying", flush=True)
             await asyncio.sleep(1.0)
+
+
+def _why(e: Exception, dso: SimulatedDso) -> str:
+    """What a failed Register says about the FP, in a few words."""
+    if isinstance(e, TimeoutError):
+        return (
+            f"it took our Register but sent none back to {dso.base_url} (the FP sends it to "
+            "the base_url of its [[oscp.capacity_providers]]; --port sets ours)"
+        )
+    if isinstance(e, httpx.ConnectError):
+        return "nothing answers there"
+    if isinstance(e, httpx.HTTPError):
+        return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    if isinstance(e, RuntimeError) and " 403 " in str(e):
+        return (
+            f"{e} (a registration rotates the token: the FP keeps the one of an earlier run "
+            "in the .oscp-tokens.json next to its site file)"
+        )
+    return str(e) or type(e).__name__
 
 
 async def send_forecasts(
@@ -123,6 +177,7 @@ async def send_forecasts(
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    check_url("--fp-url", args.fp_url, "http", "https")
     configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
         # read now: a file that cannot be read fails before registering
@@ -130,7 +185,9 @@ def main(argv: list[str]) -> int:
         return asyncio.run(run(args, from_csv))
     except KeyboardInterrupt:
         return 130
-    except (RuntimeError, TimeoutError, ValueError, httpx.HTTPError) as e:
-        # the FP unreachable or refusing, a bad forecast row (a port in use: see gridshare.cli)
-        print(f"gridshare dso: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    except (DsoGaveUp, RuntimeError, TimeoutError, ValueError, httpx.HTTPError) as e:
+        # the FP unreachable, refusing or gone, a bad forecast row (a port in use: see
+        # gridshare.cli)
+        what = str(e) or f"{type(e).__name__} talking to {args.fp_url}"
+        print(f"gridshare dso: {what}", file=sys.stderr)
+        return 2

@@ -10,17 +10,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from gridshare.commands.options import ListOption
+from gridshare.commands.options import ListOption, command_parser
 from gridshare.simulation.acn import AcnSiteError, convert_site, load_sites_json, to_toml
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gridshare import-acn", description=__doc__)
+    p = command_parser("import-acn", __doc__)
     p.add_argument("sites", type=Path, help="ACN sites.json")
     p.add_argument("--out", type=Path, default=Path("."), help="directory for the TOML files")
-    p.add_argument("--site", action=ListOption, help="only these site keys (repeatable)")
-    p.add_argument("--slot-minutes", type=int, default=5)
-    p.add_argument("--horizon-hours", type=float, default=12.0)
+    p.add_argument(
+        "--site", action=ListOption, help="only these site keys, e.g. caltech jpl (default: all)"
+    )
+    p.add_argument("--slot-minutes", type=int, default=5, help="planning slot of the sites")
+    p.add_argument(
+        "--horizon-hours", type=float, default=12.0, help="planning horizon of the sites"
+    )
     return p
 
 

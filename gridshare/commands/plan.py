@@ -5,8 +5,9 @@
                    [--backend highs|pulp|heuristic]
 
 Prints one JSON object (status, solve_ms = median over --repeat solves after
-one warm-up, sizes and energy figures). Bad input: exit code 2 and one line
-naming the file, line and field (see `gridshare.cli`).
+one warm-up, sizes and energy figures). Times in the CSV files without an
+offset are local times of the site (its [site] timezone). Bad input: exit
+code 2 and one line naming the file, line and field.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import statistics
 import time
 from datetime import UTC, datetime
 
+from gridshare.commands.options import OptionError, command_parser, output_folder
 from gridshare.config import load_site
 from gridshare.csvio import (
     InputError,
@@ -25,33 +27,44 @@ from gridshare.csvio import (
     read_capacity,
     read_prices,
     read_sessions,
+    site_zone,
     write_plan,
 )
 from optimizer import Backend, Capacity, PlanningProblem, ProblemError, TimeGrid, solve
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gridshare plan", description=__doc__.splitlines()[0])
+    p = command_parser("plan", __doc__)
     p.add_argument("--site", required=True, help="site TOML file")
     p.add_argument("--sessions", required=True, help="sessions CSV")
-    p.add_argument("--capacity", help="time-varying capacity CSV")
+    p.add_argument("--capacity", help="time-varying capacity CSV (group_id,start,end,limit_a|kw)")
     p.add_argument("--prices", help="energy prices CSV (start,price)")
-    p.add_argument("--start", help="plan from this ISO time (default: earliest arrival)")
+    p.add_argument(
+        "--start",
+        help="plan from this ISO time, local to the site without an offset "
+        "(default: the earliest arrival)",
+    )
     p.add_argument("--out", required=True, help="plan CSV to write")
     p.add_argument("--repeat", type=int, default=1, help="solves to time (median reported)")
-    p.add_argument("--backend", choices=[b.value for b in Backend], default="highs")
+    p.add_argument(
+        "--backend",
+        choices=[b.value for b in Backend],
+        default="highs",
+        help="solver: the LP with HiGHS or PuLP, or the greedy heuristic",
+    )
     return p
 
 
 def main(argv: list[str]) -> int:
-    p = parser()
-    args = p.parse_args(argv)
+    args = parser().parse_args(argv)
     if args.repeat < 1:
-        p.error("--repeat must be ≥ 1")
+        raise OptionError(f"--repeat must be ≥ 1, not {args.repeat}")
+    output_folder(args.out)  # before solving, not after
     site = load_site(args.site)
+    zone = site_zone(site)
     sessions = read_sessions(args.sessions, site)
     if args.start:
-        now = parse_time(args.start, "--start", "start")
+        now = parse_time(args.start, "--start", "start", zone)
     elif sessions:
         now = min(s.arrival for s in sessions)
     else:
@@ -60,7 +73,7 @@ def main(argv: list[str]) -> int:
     capacity = Capacity.static(site, grid)
     if args.capacity:
         capacity = apply_windows(capacity, grid, read_capacity(args.capacity, site))
-    prices = read_prices(args.prices, grid) if args.prices else None
+    prices = read_prices(args.prices, grid, zone) if args.prices else None
     try:
         problem = PlanningProblem(site, grid, now, tuple(sessions), capacity, prices=prices)
     except ProblemError as e:

@@ -6,18 +6,25 @@ import argparse
 import asyncio
 import sys
 
+from gridshare.commands.options import command_parser, port
 from gridshare.config import ConfigError, load_config
 from gridshare.logs import configure_logging
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gridshare serve", description=__doc__)
+    p = command_parser("serve", __doc__)
     p.add_argument("--config", required=True, help="site TOML file")
     p.add_argument("--db", help="database URL or SQLite path (default: next to the config)")
     p.add_argument("--host", help="address to listen on (default from [server])")
-    p.add_argument("--ocpp-port", type=int, help="OCPP WebSocket port (default 9000)")
-    p.add_argument("--http-port", type=int, help="HTTP API port (default 8080)")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    p.add_argument("--ocpp-port", type=port, help="OCPP WebSocket port (default from [server])")
+    p.add_argument("--http-port", type=port, help="HTTP API port (default from [server])")
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default="INFO",
+        help="what the log shows",
+    )
     return p
 
 

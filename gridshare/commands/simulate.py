@@ -38,7 +38,14 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from gridshare.commands.options import ListOption, output_folder
+from gridshare.commands.options import (
+    ListOption,
+    OptionError,
+    at_least_zero,
+    command_parser,
+    output_folder,
+    positive,
+)
 from gridshare.config import ConfigError, load_config
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
@@ -51,7 +58,14 @@ from gridshare.simulation.hosting import (
     most_that_fit,
 )
 from gridshare.simulation.report import ACN_CREDIT, build_report, plot_report, table, write_report
-from gridshare.simulation.sessions import SessionsError, between, is_acn, read_sessions
+from gridshare.simulation.sessions import (
+    SessionsError,
+    SimSession,
+    between,
+    is_acn,
+    read_sessions,
+)
+from optimizer.site import Site, station_of
 
 
 def _date(text: str) -> date:
@@ -62,22 +76,43 @@ def _date(text: str) -> date:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gridshare simulate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = command_parser("simulate", __doc__)
+    p.add_argument("--site", type=Path, required=True, help="site TOML file")
+    p.add_argument(
+        "--sessions", type=Path, required=True, help="sessions CSV (ACN-Data or generic, .gz too)"
     )
-    p.add_argument("--site", type=Path, required=True)
-    p.add_argument("--sessions", type=Path, required=True)
     p.add_argument("--capacity", type=Path, help="capacity CSV (group_id,start,end,limit_a|kw)")
-    p.add_argument("--capacity-kw", type=float, action=ListOption, help="transformer sweep (kW)")
-    p.add_argument("--capacity-group", help="the rated group --capacity-kw sets")
-    p.add_argument("--strategy", action=ListOption, choices=STRATEGIES, default=list(STRATEGIES))
-    p.add_argument("--from", dest="start", type=_date)
-    p.add_argument("--to", dest="end", type=_date)
+    p.add_argument("--capacity-kw", type=positive, action=ListOption, help="transformer sweep (kW)")
+    p.add_argument(
+        "--capacity-group",
+        help="the rated group --capacity-kw sets (default: the root if it has "
+        "limit_kw, else the largest transformer)",
+    )
+    p.add_argument(
+        "--strategy",
+        action=ListOption,
+        choices=STRATEGIES,
+        default=list(STRATEGIES),
+        metavar="NAME",
+        help=f"strategies to compare, of {', '.join(STRATEGIES)}",
+    )
+    p.add_argument(
+        "--from",
+        dest="start",
+        type=_date,
+        metavar="DAY",
+        help="first local day (YYYY-MM-DD; default: all)",
+    )
+    p.add_argument(
+        "--to",
+        dest="end",
+        type=_date,
+        metavar="DAY",
+        help="last local day, included (default: all)",
+    )
     p.add_argument(
         "--taper-kwh",
-        type=float,
+        type=at_least_zero,
         default=CarModel().taper_kwh,
         help="car taper over the last K kWh of its need (0: ideal battery)",
     )
@@ -99,7 +134,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="hosting study: chargers to add below --add-under (e.g. 0 10 20)",
     )
-    p.add_argument("--add-under", metavar="GROUP", help="where the added chargers go")
+    p.add_argument(
+        "--add-under",
+        metavar="GROUP",
+        help="where the added chargers go (default: the group --capacity-kw scales)",
+    )
     p.add_argument("--seed", type=int, default=0, help="draw of the added chargers' days")
     p.add_argument(
         "--min-served-pct",
@@ -107,8 +146,8 @@ def parser() -> argparse.ArgumentParser:
         default=90.0,
         help="hosting study: a count fits if this %% of drivers get 95 %% of their need",
     )
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--plot", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="report JSON to write")
+    p.add_argument("--plot", type=Path, help="plot PNG to write")
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -120,11 +159,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    if args.start and args.end and args.end < args.start:
+        raise OptionError(f"--to is before --from ({args.end} < {args.start})")
     try:
         config = load_config(args.site, environ={})
         site, defaults = config.site, config.defaults.demand_defaults()
         overrides = read_capacity_csv(args.capacity, site) if args.capacity else None
-        sessions = between(read_sessions(args.sessions), args.start, args.end, site.site.timezone)
+        zone = site.site.timezone
+        sessions = between(read_sessions(args.sessions, zone), args.start, args.end, zone)
         group = None
         if args.capacity_kw:
             group = args.capacity_group or default_capacity_group(site)
@@ -140,6 +182,10 @@ def main(argv: list[str]) -> int:
         return 2
     if not sessions:
         print(f"gridshare simulate: {args.sessions}: no sessions in the period", file=sys.stderr)
+        return 2
+    unmatched = _stations_not_in(site, sessions, str(args.site))
+    if unmatched is not None:
+        print(f"gridshare simulate: {args.sessions}: {unmatched}", file=sys.stderr)
         return 2
     if args.taper_kwh < 0:
         print("gridshare simulate: --taper-kwh must be ≥ 0", file=sys.stderr)
@@ -204,6 +250,23 @@ def main(argv: list[str]) -> int:
     if under is not None:
         _print_fits(studies, args.strategy, args.min_served_pct, under)
     return 0
+
+
+def _stations_not_in(site: Site, sessions: list[SimSession], site_name: str) -> str | None:
+    """Why no session can be simulated on ``site`` (None: some can): their
+    stations are not the site's, as with another site's file."""
+    if any(s.connector_id in site.connectors for s in sessions):
+        return None
+    theirs = sorted({station_of(s.connector_id) for s in sessions})
+    ours = sorted({c.id for c in site.chargers})
+
+    def some(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+
+    return (
+        f"none of the {len(sessions)} sessions is at a station of {site_name} "
+        f"(the sessions': {some(theirs)}; the site's: {some(ours) or 'none'})"
+    )
 
 
 def _print_fits(

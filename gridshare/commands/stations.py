@@ -20,6 +20,13 @@ import logging
 import random
 from datetime import datetime, timedelta
 
+from gridshare.commands.options import (
+    OptionError,
+    at_least_zero,
+    check_url,
+    command_parser,
+    positive,
+)
 from gridshare.logs import configure_logging
 from gridshare.peers.ev import EvSpec
 from gridshare.peers.fleet import StationFleet
@@ -27,29 +34,35 @@ from gridshare.peers.specs import SimStationSpec, generated_specs, specs_from_si
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gridshare stations", description=__doc__.split("\n\n")[0])
+    p = command_parser("stations", __doc__)
     p.add_argument("--url", required=True, help="central system endpoint, e.g. ws://HOST:9000/ocpp")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--config", help="site TOML: one station per charger")
-    src.add_argument("--count", type=int, default=10, help="generated stations (default 10)")
+    src.add_argument("--count", type=int, default=10, help="generated stations")
     p.add_argument("--connectors", type=int, default=2, help="connectors per generated station")
     p.add_argument("--prefix", default="SIM", help="generated station id prefix")
     p.add_argument("--password", help="HTTP Basic password for generated stations")
-    p.add_argument("--version", choices=["1.6", "2.0.1"], default="1.6")
     p.add_argument(
-        "--meter-interval", type=float, default=60.0, help="simulated s between meter values"
+        "--version", choices=["1.6", "2.0.1"], default="1.6", help="OCPP version the stations speak"
     )
-    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
     p.add_argument(
-        "--arrivals", type=float, default=0.0, help="EV arrivals per simulated hour (fleet)"
+        "--meter-interval", type=positive, default=60.0, help="simulated s between meter values"
+    )
+    p.add_argument("--speed", type=positive, default=1.0, help="simulated seconds per wall second")
+    p.add_argument(
+        "--arrivals", type=at_least_zero, default=0.0, help="EV arrivals per simulated hour (fleet)"
     )
     p.add_argument(
         "--initial-evs", type=float, default=0.5, help="fraction of connectors with an EV at start"
     )
-    p.add_argument("--dwell-h", type=float, default=4.0, help="mean simulated stay (h)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--duration", type=float, default=None, help="wall seconds (default: forever)")
-    p.add_argument("--report-s", type=float, default=10.0)
+    p.add_argument("--dwell-h", type=positive, default=4.0, help="mean simulated stay (h)")
+    p.add_argument("--seed", type=int, default=1, help="random draw of the cars")
+    p.add_argument(
+        "--duration", type=at_least_zero, default=None, help="wall seconds (default: forever)"
+    )
+    p.add_argument(
+        "--report-s", type=positive, default=10.0, help="wall seconds between two summaries"
+    )
     p.add_argument("--concurrency", type=int, default=100, help="connections opened at once")
     return p
 
@@ -173,13 +186,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
-    p = parser()
-    args = p.parse_args(argv)
+    args = parser().parse_args(argv)
     configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     if args.count < 1 or args.connectors < 1:
-        p.error("--count and --connectors must be at least 1")
-    if args.speed <= 0:
-        p.error("--speed must be > 0")
+        raise OptionError("--count and --connectors must be at least 1")
+    check_url("--url", args.url, "ws", "wss")
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:

@@ -21,12 +21,9 @@ from typing import Any
 
 from gridshare.peers.ev import EvSpec
 from gridshare.peers.specs import SimStationSpec, specs_from_site
-from gridshare.peers.station import SimStation
+from gridshare.peers.station import FrameTap, SimStation
 from gridshare.peers.station_protocol import StationProtocol
 from gridshare.peers.wire import FleetStats
-
-FrameTap = Callable[[str, str, str | bytes], None]
-"""(station id, "in" or "out", frame): sees a simulated station's frames."""
 
 
 class _SimClock:

@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from gridshare.errors import GridshareError
+
 
 class Purpose(StrEnum):
     STATION_MAX = "StationMax"
@@ -38,7 +40,7 @@ class Kind(StrEnum):
     RELATIVE = "Relative"
 
 
-class ProfileError(ValueError):
+class ProfileError(GridshareError, ValueError):
     """A profile the station must reject; the message says why."""
 
 

@@ -15,7 +15,9 @@ import contextlib
 import json
 import math
 import ssl
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -23,15 +25,44 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from gridshare.peers.specs import SUBPROTOCOL, SimStationSpec
 from gridshare.peers.station_protocol import CLOSE, StationProtocol
+from gridshare.peers.wire import FleetStats
 
-if TYPE_CHECKING:
-    from gridshare.peers.fleet import StationFleet
+FrameTap = Callable[[str, str, str | bytes], None]
+"""(station id, "in" or "out", frame): sees a simulated station's frames."""
+
+
+class Fleet(Protocol):
+    """What a station shares with the others of its fleet: clock, settings, counters."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+    @property
+    def speed(self) -> float: ...
+    @property
+    def call_timeout_s(self) -> float: ...
+    @property
+    def ping_interval_s(self) -> float | None: ...
+    @property
+    def open_timeout_s(self) -> float: ...
+    @property
+    def max_backoff_s(self) -> float: ...
+    @property
+    def stats(self) -> FleetStats: ...
+    @property
+    def frame_taps(self) -> list[FrameTap]: ...
+    @property
+    def connect_slots(self) -> asyncio.Semaphore: ...
+
+    def tls_for(self, spec: SimStationSpec) -> ssl.SSLContext | None: ...
+    def jitter(self) -> float: ...
 
 
 class SimStation:
     """One simulated station: its OCPP state (``protocol``) and its connection loop."""
 
-    def __init__(self, spec: SimStationSpec, fleet: StationFleet) -> None:
+    def __init__(self, spec: SimStationSpec, fleet: Fleet) -> None:
         self.spec = spec
         self.fleet = fleet
         self.protocol = StationProtocol(

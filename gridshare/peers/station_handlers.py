@@ -1,8 +1,9 @@
 """A simulated station's answers to the central system's CALLs (1.6 and 2.0.1).
 
 Each handler takes a CALL's payload and returns the reply payload (or
-`wire.NO_ANSWER`); it changes the station through `StationProtocol`'s flows
-and never touches the socket.
+`wire.NO_ANSWER`); it changes the station through the flows of
+`HandledStation` (which `station_protocol.StationProtocol` provides) and never
+touches the socket.
 
 CALLERRORs follow OCPP-J for both versions: an action the version does not
 define → NotImplemented, one it defines that we do not handle → NotSupported,
@@ -13,21 +14,55 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from gridshare.peers.connectors import Connector, ConnectorBank
 from gridshare.peers.limits import purpose_from_ocpp
-from gridshare.peers.wire import NO_ANSWER, CallError, Payload, known_actions
-
-if TYPE_CHECKING:
-    from gridshare.peers.station_protocol import StationProtocol
+from gridshare.peers.specs import SimStationSpec
+from gridshare.peers.station_messages import Messages
+from gridshare.peers.station_settings import StationSettings
+from gridshare.peers.wire import NO_ANSWER, CallError, Payload, ResultHook, known_actions
 
 log = logging.getLogger(__name__)
+
+
+class HandledStation(Protocol):
+    """The station state and flows the handlers read and drive."""
+
+    close_after_flush: bool
+
+    @property
+    def spec(self) -> SimStationSpec: ...
+    @property
+    def v16(self) -> bool: ...
+    @property
+    def msgs(self) -> Messages: ...
+    @property
+    def bank(self) -> ConnectorBank: ...
+    @property
+    def connectors(self) -> dict[int, Connector]: ...
+    @property
+    def settings(self) -> StationSettings: ...
+
+    def connector(self, n: int) -> Connector: ...
+    def status(self, c: Connector) -> str: ...
+    def advance(self) -> None: ...
+    def refresh(self) -> None: ...
+    def install(self, connector: int, raw: Payload) -> str | None: ...
+    def start_tx(self, c: Connector, id_tag: str, remote: bool = False) -> None: ...
+    def stop_tx(self, c: Connector, reason: str, trigger: str) -> None: ...
+    def notify_status(self, c: Connector, st: str) -> None: ...
+    def send_samples(self, context: str, only: int | None = None) -> None: ...
+    def send_later(
+        self, action: str, payload: Payload, on_result: ResultHook | None = None
+    ) -> None: ...
+    def reboot(self) -> None: ...
 
 
 class CallHandlers:
     """The inbound CALLs one station answers, by action."""
 
-    def __init__(self, station: StationProtocol) -> None:
+    def __init__(self, station: HandledStation) -> None:
         self.station = station
         settings = station.settings
         self.table: dict[str, Callable[[Payload], Any]] = {

@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from gridshare.errors import GridshareError
+
 Payload = dict[str, Any]
 ResultHook = Callable[[Payload], None]
 
 
-class CallError(Exception):
+class CallError(GridshareError):
     """An inbound CALL we answer with a CALLERROR."""
 
     def __init__(self, code: str, description: str = "") -> None:

@@ -5,12 +5,14 @@ that still fit. The one part of the rollout that talks to stations, through a
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from gridshare.logs import fields
 from gridshare.rollout.book import LimitBook
 from gridshare.rollout.load import LoadModel
 from gridshare.rollout.schedule import EPS, LimitSchedule, schedule_from_spec
@@ -18,6 +20,8 @@ from gridshare.rollout.steps import Hysteresis, RolloutSteps, plan_rollout, rais
 from ocpp_adapter.events import ChargingLimitSpec, CommandOutcome, CommandResult
 from ocpp_adapter.ports import LimitCommands
 from optimizer.problem import TimeGrid
+
+log = logging.getLogger(__name__)
 
 StationGateway = LimitCommands
 """What the rollout needs of the OCPP adapter: its limit commands port."""
@@ -207,8 +211,9 @@ class _Sender:
         results = await asyncio.gather(*(self.call(sid, spec) for _, sid, spec, _ in built))
         now = self.clock()
         ok = 0
-        for (cid, _, _, sched), result in zip(built, results, strict=True):
+        for (cid, sid, spec, sched), result in zip(built, results, strict=True):
             book.answered(cid, sched, result, now, pin_s=self.pin_s)
+            _log_refusal(cid, sid, spec, result)
             if result.outcome is CommandOutcome.ACCEPTED:
                 ok += 1
             else:
@@ -236,8 +241,9 @@ class _Sender:
         results = await asyncio.gather(*(self.call(sid, spec) for _, _, sid, spec in built))
         ok = 0
         now = self.clock()
-        for (cid, limit, _, _), result in zip(built, results, strict=True):
+        for (cid, limit, sid, spec), result in zip(built, results, strict=True):
             book.default_answered(cid, limit, result, own=True)
+            _log_refusal(cid, sid, spec, result)
             if result.outcome is CommandOutcome.ACCEPTED:
                 ok += 1
             else:
@@ -253,6 +259,35 @@ class _Sender:
                 ]
             )
         return ok
+
+
+_UNANSWERED = frozenset({CommandOutcome.TIMEOUT})
+_NOT_SENT = frozenset({CommandOutcome.NOT_CONNECTED, CommandOutcome.RATE_LIMITED})
+
+
+def _log_refusal(cid: str, station_id: str, spec: ChargingLimitSpec, result: CommandResult) -> None:
+    """A profile the station did not accept: rejected (or a CALLERROR), unanswered
+    (warnings), or not sent as it is offline or asked us to wait (info)."""
+    if result.outcome is CommandOutcome.ACCEPTED:
+        return
+    if result.outcome in _NOT_SENT:
+        level, what = logging.INFO, "not sent"
+    else:
+        level = logging.WARNING
+        what = "unanswered" if result.outcome in _UNANSWERED else "rejected"
+    log.log(
+        level,
+        "profile %s %s",
+        what,
+        fields(
+            station=station_id,
+            connector=cid,
+            purpose=spec.purpose,
+            limit_a=spec.periods[0].limit_a if spec.periods else None,
+            outcome=result.outcome,
+            detail=result.detail or None,
+        ),
+    )
 
 
 @dataclass

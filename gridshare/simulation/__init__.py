@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from forecasts.demand import DemandDefaults
 from gridshare.simulation.acn import default_capacity_group, scale_group
-from gridshare.simulation.capacity import Override, SiteLimits
+from gridshare.simulation.capacity import SiteLimits
 from gridshare.simulation.engine import (
     CarModel,
     RunResult,
@@ -37,6 +37,7 @@ from gridshare.simulation.strategies import (
     make_strategy,
 )
 from optimizer import Site
+from optimizer.problem import LimitWindow
 
 __all__ = [
     "ONLINE",
@@ -70,7 +71,7 @@ def build_simulation(
     *,
     capacity_kw: float | None = None,
     capacity_group: str | None = None,
-    overrides: list[Override] | None = None,
+    overrides: list[LimitWindow] | None = None,
     car: CarModel | None = None,
     defaults: DemandDefaults | None = None,
     ideal_models: bool = False,
@@ -110,7 +111,7 @@ def run_strategies(
     *,
     capacity_kw: float | None = None,
     capacity_group: str | None = None,
-    overrides: list[Override] | None = None,
+    overrides: list[LimitWindow] | None = None,
     car: CarModel | None = None,
     defaults: DemandDefaults | None = None,
     progress: bool = False,

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gridshare.errors import UserError
 from optimizer.site import Group, Site
 
 ANGLE_LINES: dict[float, tuple[str, str]] = {
@@ -44,7 +45,7 @@ SECONDARY_LINE_TO_NEUTRAL_V = 120.0
 _LINE_SUFFIX = re.compile(r"^(?P<base>.*?)\s+(?:I_)?(?P<letter>[ABCabc])$")
 
 
-class AcnSiteError(ValueError):
+class AcnSiteError(UserError, ValueError):
     """sites.json cannot be converted (unknown phase angle, malformed entry)."""
 
 
@@ -100,96 +101,21 @@ def convert_site(
 ) -> Conversion:
     evses = list(raw["evses"])
     lines = {e["station_id"]: _lines_of(e) for e in evses}
-    every = frozenset(lines)
-
-    clusters: dict[tuple[str, float], _Cluster] = {}
-    primaries: list[dict[str, Any]] = []
-    for c in raw["constraints"]:
-        if _is_primary(c):
-            primaries.append(c)
-            continue
-        m = _LINE_SUFFIX.match(c["name"])
-        base = m.group("base") if m else c["name"]
-        k = (base, float(c["limit_a"]))
-        clusters.setdefault(k, _Cluster(base, float(c["limit_a"]))).members.append(c)
-
-    tree: list[_Cluster] = []
+    clusters, primaries = _clusters(raw["constraints"])
+    exact: list[_Cluster] = []
     weighted: list[tuple[dict[str, Any], float]] = []
-    for cl in clusters.values():
+    for cl in clusters:
         if _is_exact_tree_group(cl, lines):
-            tree.append(cl)
+            exact.append(cl)
         else:
             weighted.extend((c, cl.limit_a) for c in cl.members)
-
-    # nest by station-set inclusion; biggest first so parents come before children
-    tree.sort(key=lambda cl: (-len(cl.stations), cl.base))
-    ids: dict[int, str] = {}
-    transformers: dict[str, float] = {}
-    groups: list[dict[str, Any]] = []
-    root_id: str
-    if tree and tree[0].stations == every:
-        root_id = _group_id(tree[0])
-    else:
-        root_id = slug(key) or "site"
-        groups.append({"id": root_id, "description": f"{key}: site connection (no limit)"})
-    for i, cl in enumerate(tree):
-        gid = _group_id(cl)
-        if gid in ids.values():
-            raise AcnSiteError(f"{key}: two groups named {gid}")
-        ids[i] = gid
-        parents = [ids[j] for j in range(i) if cl.stations < tree[j].stations]
-        parent = parents[-1] if parents else (None if gid == root_id else root_id)
-        g: dict[str, Any] = {"id": gid}
-        if parent is not None:
-            g["parent"] = parent
-        g["limit_a"] = cl.limit_a
-        if "secondary" in cl.base.lower() or "transformer" in cl.base.lower() or not cl.base:
-            kw = round(cl.limit_a * 3 * SECONDARY_LINE_TO_NEUTRAL_V / 1000.0, 3)
-            g["limit_kw"] = kw
-            transformers[gid] = kw
-            g["description"] = f"transformer, {kw:g} kW (secondary {cl.limit_a:.2f} A per line)"
-        else:
-            g["description"] = f"{cl.base}: {cl.limit_a:g} A per line"
-        groups.append(g)
-
-    def home(stations: frozenset[str]) -> str:
-        best: str | None = None
-        best_n = len(every) + 1
-        for i, cl in enumerate(tree):
-            if stations <= cl.stations and len(cl.stations) < best_n:
-                best, best_n = ids[i], len(cl.stations)
-        return best or root_id
-
-    weighted_ids: list[str] = []
-    for c, limit in [*weighted, *((p, float(p["limit_a"])) for p in primaries)]:
-        support = frozenset(k for k, v in c["coefficients"].items() if v != 0)
-        gid = slug(c["name"])
-        weighted_ids.append(gid)
-        kind = "transformer primary" if c in primaries else "constraint"
-        groups.append(
-            {
-                "id": gid,
-                "parent": home(support),
-                "limit_a": float(limit),
-                "weights": {k: abs(float(v)) for k, v in c["coefficients"].items() if v != 0},
-                "description": f"{kind} {c['name']!r} (magnitudes summed)",
-            }
-        )
-
-    chargers = []
-    for e in evses:
-        sid = e["station_id"]
-        allowed = [float(a) for a in e.get("allowed_currents_a") or []]
-        con: dict[str, Any] = {
-            "id": 1,
-            "max_current_a": float(e["max_current_a"]),
-            "min_current_a": float(e["min_current_a"]),
-            "phases": list(lines[sid]),
-            "voltage_v": float(e["voltage_v"]),
-        }
-        if allowed:
-            con["allowed_currents_a"] = allowed
-        chargers.append({"id": sid, "group": home(frozenset([sid])), "connectors": [con]})
+    tree = _Tree.nest(key, exact, frozenset(lines))
+    groups = tree.groups()
+    weighted_groups = _weighted_groups(
+        tree, [*weighted, *((p, float(p["limit_a"])) for p in primaries)], primaries
+    )
+    groups.extend(weighted_groups)
+    chargers = [_charger(e, lines[e["station_id"]], tree) for e in evses]
     chargers.sort(key=lambda ch: (ch["group"], ch["id"]))
 
     data = {
@@ -204,7 +130,143 @@ def convert_site(
         "chargers": chargers,
     }
     Site.model_validate(data)
-    return Conversion(key, data, [ids[i] for i in range(len(tree))], weighted_ids, transformers)
+    return Conversion(
+        key, data, list(tree.ids), [g["id"] for g in weighted_groups], tree.transformers()
+    )
+
+
+def _clusters(
+    constraints: Sequence[dict[str, Any]],
+) -> tuple[list[_Cluster], list[dict[str, Any]]]:
+    """The constraints that differ only by their line and share a limit, together;
+    and the transformer primaries, apart."""
+    clusters: dict[tuple[str, float], _Cluster] = {}
+    primaries: list[dict[str, Any]] = []
+    for c in constraints:
+        if _is_primary(c):
+            primaries.append(c)
+            continue
+        m = _LINE_SUFFIX.match(c["name"])
+        base = m.group("base") if m else c["name"]
+        k = (base, float(c["limit_a"]))
+        clusters.setdefault(k, _Cluster(base, float(c["limit_a"]))).members.append(c)
+    return list(clusters.values()), primaries
+
+
+@dataclass
+class _Tree:
+    """The tree groups nested by station-set inclusion, biggest first (parents
+    before their children), and the group at the root."""
+
+    key: str
+    clusters: list[_Cluster]
+    ids: list[str]
+    root_id: str
+    root_is_added: bool
+    """No group holds every station: the root is a group without a limit."""
+    every: frozenset[str]
+
+    @classmethod
+    def nest(cls, key: str, exact: list[_Cluster], every: frozenset[str]) -> _Tree:
+        clusters = sorted(exact, key=lambda cl: (-len(cl.stations), cl.base))
+        root_is_added = not (clusters and clusters[0].stations == every)
+        root_id = (slug(key) or "site") if root_is_added else _group_id(clusters[0])
+        ids: list[str] = []
+        for cl in clusters:
+            gid = _group_id(cl)
+            if gid in ids:
+                raise AcnSiteError(f"{key}: two groups named {gid}")
+            ids.append(gid)
+        return cls(key, clusters, ids, root_id, root_is_added, every)
+
+    def transformers(self) -> dict[str, float]:
+        """Group id → rated kW, of the transformers' secondaries."""
+        return {
+            gid: _rated_kw(cl)
+            for gid, cl in zip(self.ids, self.clusters, strict=True)
+            if _is_transformer(cl)
+        }
+
+    def groups(self) -> list[dict[str, Any]]:
+        """The site's tree groups as TOML-ready dicts (a limitless root first if
+        no group holds every station)."""
+        groups: list[dict[str, Any]] = []
+        if self.root_is_added:
+            groups.append(
+                {"id": self.root_id, "description": f"{self.key}: site connection (no limit)"}
+            )
+        for i, cl in enumerate(self.clusters):
+            gid = self.ids[i]
+            parents = [self.ids[j] for j in range(i) if cl.stations < self.clusters[j].stations]
+            parent = parents[-1] if parents else (None if gid == self.root_id else self.root_id)
+            g: dict[str, Any] = {"id": gid}
+            if parent is not None:
+                g["parent"] = parent
+            g["limit_a"] = cl.limit_a
+            if _is_transformer(cl):
+                kw = _rated_kw(cl)
+                g["limit_kw"] = kw
+                g["description"] = f"transformer, {kw:g} kW (secondary {cl.limit_a:.2f} A per line)"
+            else:
+                g["description"] = f"{cl.base}: {cl.limit_a:g} A per line"
+            groups.append(g)
+        return groups
+
+    def home(self, stations: frozenset[str]) -> str:
+        """The smallest tree group holding every one of ``stations``."""
+        best: str | None = None
+        best_n = len(self.every) + 1
+        for gid, cl in zip(self.ids, self.clusters, strict=True):
+            if stations <= cl.stations and len(cl.stations) < best_n:
+                best, best_n = gid, len(cl.stations)
+        return best or self.root_id
+
+
+def _is_transformer(cl: _Cluster) -> bool:
+    return "secondary" in cl.base.lower() or "transformer" in cl.base.lower() or not cl.base
+
+
+def _rated_kw(cl: _Cluster) -> float:
+    """A transformer's rating from its secondary limit (three lines at 120 V)."""
+    return round(cl.limit_a * 3 * SECONDARY_LINE_TO_NEUTRAL_V / 1000.0, 3)
+
+
+def _weighted_groups(
+    tree: _Tree,
+    constraints: Sequence[tuple[dict[str, Any], float]],
+    primaries: Sequence[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """One weighted group per constraint, under the smallest tree group holding it."""
+    groups = []
+    for c, limit in constraints:
+        support = frozenset(k for k, v in c["coefficients"].items() if v != 0)
+        kind = "transformer primary" if c in primaries else "constraint"
+        groups.append(
+            {
+                "id": slug(c["name"]),
+                "parent": tree.home(support),
+                "limit_a": float(limit),
+                "weights": {k: abs(float(v)) for k, v in c["coefficients"].items() if v != 0},
+                "description": f"{kind} {c['name']!r} (magnitudes summed)",
+            }
+        )
+    return groups
+
+
+def _charger(evse: Mapping[str, Any], lines: tuple[str, str], tree: _Tree) -> dict[str, Any]:
+    """One station as a charger of one connector, in the smallest group holding it."""
+    sid = evse["station_id"]
+    allowed = [float(a) for a in evse.get("allowed_currents_a") or []]
+    con: dict[str, Any] = {
+        "id": 1,
+        "max_current_a": float(evse["max_current_a"]),
+        "min_current_a": float(evse["min_current_a"]),
+        "phases": list(lines),
+        "voltage_v": float(evse["voltage_v"]),
+    }
+    if allowed:
+        con["allowed_currents_a"] = allowed
+    return {"id": sid, "group": tree.home(frozenset([sid])), "connectors": [con]}
 
 
 def _group_id(cl: _Cluster) -> str:

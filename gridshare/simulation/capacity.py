@@ -15,20 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from gridshare.csvio import CapacityWindow, InputError, read_capacity
+from gridshare.csvio import InputError, read_capacity
+from gridshare.errors import UserError
 from optimizer import Capacity, Site, TimeGrid
+from optimizer.problem import LimitWindow
 from optimizer.site import LINES, Line
 
 
-class CapacityFileError(ValueError):
+class CapacityFileError(UserError, ValueError):
     """The capacity CSV is malformed; the message names the file, line and field."""
 
 
-Override = CapacityWindow
-"""One row of the capacity CSV: a group's limit lowered over [start, end)."""
-
-
-def read_capacity_csv(path: str | Path, site: Site) -> list[Override]:
+def read_capacity_csv(path: str | Path, site: Site) -> list[LimitWindow]:
     """The capacity CSV, read by `gridshare.csvio.read_capacity`; its errors cite
     the line as the simulation's other inputs do (``file: line 4: ...``)."""
     try:
@@ -49,7 +47,7 @@ class SiteLimits:
     the bounds in force at any moment. Built from the site model alone, apart
     from the optimizer's own limit structure, so it can check any strategy."""
 
-    def __init__(self, site: Site, overrides: list[Override] | None = None) -> None:
+    def __init__(self, site: Site, overrides: list[LimitWindow] | None = None) -> None:
         self.site = site
         self.overrides = list(overrides or [])
         self.connector_ids = tuple(site.connectors)
@@ -109,7 +107,7 @@ class SiteLimits:
         """Bound of every row at moment ``t``."""
         out = self.static.copy()
         for o in self.overrides:
-            if o.start <= t < o.end:
+            if o.covers(t, t):
                 sel = self._row_group == o.group_id
                 if o.limit_a is not None:
                     out[sel & ~self._row_is_kw] = np.minimum(out[sel & ~self._row_is_kw], o.limit_a)
@@ -118,13 +116,4 @@ class SiteLimits:
         return out
 
     def capacity(self, grid: TimeGrid) -> Capacity:
-        cap = Capacity.static(self.site, grid)
-        if not self.overrides:
-            return cap
-        starts = np.array([grid.slot_start(i).timestamp() for i in range(grid.slots)])
-        ends = starts + grid.slot_minutes * 60.0
-        for o in self.overrides:
-            mask = (starts < o.end.timestamp()) & (ends > o.start.timestamp())
-            if mask.any():
-                cap = cap.lowered(o.group_id, mask, limit_a=o.limit_a, limit_kw=o.limit_kw)
-        return cap
+        return Capacity.static(self.site, grid).limited(grid, self.overrides)

@@ -29,15 +29,10 @@ from typing import Protocol
 
 import numpy as np
 
-from forecasts.demand import (
-    DemandDefaults,
-    RateLearner,
-    RateSettings,
-    still_plugged_in,
-    still_wanted_kwh,
-)
+from forecasts.demand import DemandDefaults, RateLearner, RateSettings
 from gridshare.simulation.capacity import SiteLimits
 from gridshare.simulation.sessions import SimSession
+from gridshare.site.problem import session_demand
 from optimizer import SessionDemand, Site
 from optimizer.site import Line
 
@@ -82,16 +77,18 @@ class LiveSession:
         defaults: DemandDefaults,
         meter_values: bool = True,
     ) -> SessionDemand:
-        rate = self.rate if meter_values else None
-        return SessionDemand(
-            session_id=self.session_id,
-            connector_id=self.connector_id,
-            arrival=min(self.arrival, now),
-            departure=still_plugged_in(self.stated_departure, now, defaults),
-            energy_kwh=still_wanted_kwh(self.stated_energy_kwh, self.delivered_kwh, defaults),
-            ev_max_current_a=rate.max_current_a if rate else None,
-            lines=rate.lines if rate else None,
-            taper_kwh=defaults.taper_for(self.energy_stated),
+        # the driver's stated energy counts as an estimate: at least a top-up is left
+        return session_demand(
+            self.session_id,
+            self.connector_id,
+            now=now,
+            started_at=self.arrival,
+            departure=self.stated_departure,
+            delivered_kwh=self.delivered_kwh,
+            defaults=defaults,
+            estimate_kwh=self.stated_energy_kwh,
+            energy_stated=self.energy_stated,
+            rate=self.rate if meter_values else None,
         )
 
 

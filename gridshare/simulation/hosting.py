@@ -26,16 +26,17 @@ import numpy as np
 import pandas as pd
 
 from forecasts.demand import DemandDefaults
+from gridshare.errors import UserError
 from gridshare.simulation import run_strategies
-from gridshare.simulation.capacity import Override
 from gridshare.simulation.engine import CarModel, RunResult
 from gridshare.simulation.report import served_pct
 from gridshare.simulation.sessions import SimSession
 from optimizer import Site
+from optimizer.problem import LimitWindow
 from optimizer.site import LINES, Charger, Line, connector_key
 
 
-class HostingError(ValueError):
+class HostingError(UserError, ValueError):
     """The study cannot be set up (unknown group, no charger below it, bad count)."""
 
 
@@ -173,7 +174,7 @@ def hosting_runs(
     strategies: Sequence[str] = ("gridshare", "uncontrolled"),
     capacity_kw: float | None = None,
     capacity_group: str | None = None,
-    overrides: list[Override] | None = None,
+    overrides: list[LimitWindow] | None = None,
     car: CarModel | None = None,
     defaults: DemandDefaults | None = None,
     seed: int = 0,

@@ -12,7 +12,10 @@ requests are often far above what a car can take). ``claimed=False`` rows carry
 no request: their stated departure and energy are left unknown.
 
 Generic CSV: ``connector_id,arrival,departure,energy_kwh[,stated_departure]
-[,stated_energy_kwh]`` with ISO times (an offset, or UTC).
+[,stated_energy_kwh]`` with ISO times.
+
+In both, a time without an offset is a local time of the site (its ``[site]
+timezone``, given as ``tz``), as in the planner's CSV files.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
+
+from gridshare.errors import UserError
 
 ACN_COLUMNS = (
     "arrival",
@@ -38,7 +44,7 @@ ACN_COLUMNS = (
 GENERIC_COLUMNS = ("connector_id", "arrival", "departure", "energy_kwh")
 
 
-class SessionsError(ValueError):
+class SessionsError(UserError, ValueError):
     """A sessions file cannot be read; the message names the file and the field."""
 
 
@@ -64,14 +70,30 @@ class SimSession:
         return self.stated_departure or self.arrival + timedelta(hours=dwell_hours)
 
 
-def _utc(values: pd.Series, name: str, column: str) -> pd.Series:
+_ZONED = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)\s*$"
+"""A time that ends in ``Z`` or an offset."""
+
+
+def _utc(values: pd.Series, name: str, column: str, tz: str = "UTC") -> pd.Series:
+    """The column's times in UTC; one without an offset is a local time in ``tz``."""
     try:
-        return pd.to_datetime(values, utc=True, format="ISO8601")
+        text = values.astype("string").str.strip()
+        naive = ~text.str.contains(_ZONED, regex=True).fillna(True) & text.notna()
+        out = pd.to_datetime(text.where(~naive), utc=True, format="ISO8601")
+        if naive.any():
+            local = pd.to_datetime(text[naive], format="ISO8601")
+            # the first of a repeated autumn hour, as datetime's fold=0 reads it
+            first = np.ones(len(local), dtype=bool)
+            out[naive] = local.dt.tz_localize(
+                tz, ambiguous=first, nonexistent="shift_forward"
+            ).dt.tz_convert("UTC")
+        return out
     except (ValueError, TypeError) as e:
-        raise SessionsError(f"{name}: column {column}: {e}") from None
+        # pandas adds lines of advice; the first says what is wrong
+        raise SessionsError(f"{name}: column {column}: {str(e).splitlines()[0]}") from None
 
 
-def read_acn(path: str | Path) -> list[SimSession]:
+def read_acn(path: str | Path, tz: str = "UTC") -> list[SimSession]:
     """Sessions of an ACN-Data CSV (``.csv`` or ``.csv.gz``); connector ``STATION/1``."""
     p = Path(path)
     try:
@@ -81,9 +103,9 @@ def read_acn(path: str | Path) -> list[SimSession]:
     missing = [c for c in ACN_COLUMNS if c not in df.columns]
     if missing:
         raise SessionsError(f"{p}: missing column(s) {missing}")
-    arr = _utc(df["arrival"], str(p), "arrival")
-    dep = _utc(df["departure"], str(p), "departure")
-    est = _utc(df["estimated_departure"], str(p), "estimated_departure")
+    arr = _utc(df["arrival"], str(p), "arrival", tz)
+    dep = _utc(df["departure"], str(p), "departure", tz)
+    est = _utc(df["estimated_departure"], str(p), "estimated_departure", tz)
     claimed = df["claimed"].astype(str).str.lower().isin(["true", "1"])
     out = []
     for i in range(len(df)):
@@ -102,7 +124,7 @@ def read_acn(path: str | Path) -> list[SimSession]:
     return out
 
 
-def read_generic(path: str | Path) -> list[SimSession]:
+def read_generic(path: str | Path, tz: str = "UTC") -> list[SimSession]:
     p = Path(path)
     try:
         df = pd.read_csv(p, dtype={"connector_id": str})
@@ -111,10 +133,10 @@ def read_generic(path: str | Path) -> list[SimSession]:
     missing = [c for c in GENERIC_COLUMNS if c not in df.columns]
     if missing:
         raise SessionsError(f"{p}: missing column(s) {missing}")
-    arr = _utc(df["arrival"], str(p), "arrival")
-    dep = _utc(df["departure"], str(p), "departure")
+    arr = _utc(df["arrival"], str(p), "arrival", tz)
+    dep = _utc(df["departure"], str(p), "departure", tz)
     sd = (
-        _utc(df["stated_departure"], str(p), "stated_departure")
+        _utc(df["stated_departure"], str(p), "stated_departure", tz)
         if ("stated_departure" in df.columns)
         else None
     )
@@ -157,9 +179,9 @@ def is_acn(path: str | Path) -> bool:
     return "station_id" in header and "delivered_energy (kWh)" in header
 
 
-def read_sessions(path: str | Path) -> list[SimSession]:
-    """ACN-Data or generic CSV, told apart by the header."""
-    return read_acn(path) if is_acn(path) else read_generic(path)
+def read_sessions(path: str | Path, tz: str = "UTC") -> list[SimSession]:
+    """ACN-Data or generic CSV, told apart by the header; ``tz``: the site's zone."""
+    return read_acn(path, tz) if is_acn(path) else read_generic(path, tz)
 
 
 def between(

@@ -26,6 +26,7 @@ from datetime import datetime
 import highspy
 import numpy as np
 
+from gridshare.errors import GridshareError
 from gridshare.simulation.engine import LiveSession, Simulation, StepContext
 from optimizer import Backend, HighsPlanner, PlanningProblem, SessionDemand, TimeGrid, solve
 from optimizer.dispatch import STEP_A, min_current
@@ -243,19 +244,48 @@ def _solve_period(sim: Simulation, members: list[int]) -> tuple[list[np.ndarray]
     t0 = time.perf_counter()
     k0 = min(int(sim.arrive_step[i]) for i in members)
     k1 = max(int(sim.leave_step[i]) for i in members)
-    T = k1 - k0
-    limits = sim.limits
-    bounds = (
-        np.repeat(limits.static[:, None], T, axis=1)
-        if not limits.overrides
-        else np.stack([limits.at(sim.time_of(k)) for k in range(k0, k1)], axis=1)
-    )
-    # a micro-ampere inside every limit, so solver tolerances never show as a violation
-    bounds = bounds - 1e-6
+    bounds = _period_bounds(sim, k0, k1)
     first = np.zeros(len(members) + 1, dtype=np.int64)
     lens = np.array([int(sim.leave_step[i] - sim.arrive_step[i]) for i in members])
     np.cumsum(lens, out=first[1:])
     n_x = int(first[-1])
+    row, col, val, used = _limit_entries(sim, members, k0, k1 - k0, first, lens, bounds)
+    lp = _PeriodLP(n_x, np.repeat(sim.car_max_a[members], lens))
+    lp.add_rows(np.full(len(used), -np.inf), bounds.ravel()[used])  # rows 0 .. len(used) - 1
+    lp.add_entries(row.astype(np.int64), col.astype(np.int64), val)
+    for j, i in enumerate(members):
+        _add_session_rows(lp, sim, i, first[j] + np.arange(int(lens[j])))
+    h = _solve_offline_lp(lp.model())
+    sol = np.clip(np.asarray(h.getSolution().col_value)[:n_x], 0.0, lp.x_upper)
+    value = float(np.dot(-lp.x_cost, sol))
+    sol = _within_limits(sol, row, col, val, bounds.ravel()[used] + 1e-6)
+    out = [sol[first[j] : first[j + 1]].copy() for j in range(len(members))]
+    return out, value, (time.perf_counter() - t0) * 1000.0
+
+
+def _period_bounds(sim: Simulation, k0: int, k1: int) -> np.ndarray:
+    """Every limit row's bound (A) in each step from ``k0`` to ``k1`` (excluded)."""
+    limits = sim.limits
+    bounds = (
+        np.repeat(limits.static[:, None], k1 - k0, axis=1)
+        if not limits.overrides
+        else np.stack([limits.at(sim.time_of(k)) for k in range(k0, k1)], axis=1)
+    )
+    # a micro-ampere inside every limit, so solver tolerances never show as a violation
+    return bounds - 1e-6
+
+
+def _limit_entries(
+    sim: Simulation,
+    members: list[int],
+    k0: int,
+    n_steps: int,
+    first: np.ndarray,
+    lens: np.ndarray,
+    bounds: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The entries of the finite limit rows: (row, column, coefficient) with rows
+    numbered from 0, and per row its (limit row, step) key into ``bounds``."""
     lim_key: list[np.ndarray] = []
     lim_col: list[np.ndarray] = []
     lim_val: list[np.ndarray] = []
@@ -263,7 +293,7 @@ def _solve_period(sim: Simulation, members: list[int]) -> tuple[list[np.ndarray]
         coef = sim.coef[:, i]
         rows = np.flatnonzero(coef)
         steps = int(sim.arrive_step[i]) - k0 + np.arange(lens[j])
-        lim_key.append((rows[:, None] * T + steps[None, :]).ravel())
+        lim_key.append((rows[:, None] * n_steps + steps[None, :]).ravel())
         lim_col.append(np.broadcast_to(first[j] + np.arange(lens[j]), (len(rows), lens[j])).ravel())
         lim_val.append(np.repeat(coef[rows], lens[j]))
     key = np.concatenate(lim_key)
@@ -272,94 +302,115 @@ def _solve_period(sim: Simulation, members: list[int]) -> tuple[list[np.ndarray]
     finite = np.isfinite(bounds.ravel()[key])
     key, col, val = key[finite], col[finite], val[finite]
     used, row = np.unique(key, return_inverse=True)
-    n_row = len(used)
-    r_list = [row.astype(np.int64)]
-    c_list = [col.astype(np.int64)]
-    v_list = [val]
-    row_lo = [np.full(n_row, -np.inf)]
-    row_hi = [bounds.ravel()[used]]
-    col_hi = [np.repeat(sim.car_max_a[members], lens)]
-    cost = [np.zeros(n_x)]
-    n_col = n_x
+    return row, col, val, used
+
+
+class _PeriodLP:
+    """A period's LP, built a block of rows or columns at a time: the first
+    ``n_x`` columns are the currents (their cost and upper bound kept apart,
+    the session rows tighten them), then any helper columns."""
+
+    def __init__(self, n_x: int, x_upper: np.ndarray) -> None:
+        self.x_cost = np.zeros(n_x)
+        self.x_upper = x_upper
+        self.n_col = n_x
+        self.n_row = 0
+        self._cost: list[np.ndarray] = []
+        self._upper: list[np.ndarray] = []
+        self._row_lo: list[np.ndarray] = []
+        self._row_hi: list[np.ndarray] = []
+        self._r: list[np.ndarray] = []
+        self._c: list[np.ndarray] = []
+        self._v: list[np.ndarray] = []
+
+    def add_cols(self, n: int) -> np.ndarray:
+        """``n`` free helper columns (cost 0, no upper bound); their indices."""
+        idx = self.n_col + np.arange(n)
+        self.n_col += n
+        self._upper.append(np.full(n, np.inf))
+        self._cost.append(np.zeros(n))
+        return idx
+
+    def add_rows(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Rows ``lo ≤ a·x ≤ hi``; their indices."""
+        idx = self.n_row + np.arange(len(hi))
+        self.n_row += len(hi)
+        self._row_lo.append(lo)
+        self._row_hi.append(hi)
+        return idx
+
+    def add_entries(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
+        self._r.append(rows)
+        self._c.append(cols)
+        self._v.append(vals)
+
+    def model(self) -> highspy.HighsLp:
+        r = np.concatenate(self._r)
+        c = np.concatenate(self._c)
+        v = np.concatenate(self._v)
+        order = np.lexsort((r, c))
+        r, c, v = r[order], c[order], v[order]
+        start = np.zeros(self.n_col + 1, dtype=np.int64)
+        np.cumsum(np.bincount(c, minlength=self.n_col), out=start[1:])
+        model = highspy.HighsLp()
+        model.num_col_ = self.n_col
+        model.num_row_ = self.n_row
+        model.col_cost_ = np.concatenate([self.x_cost, *self._cost])
+        model.col_lower_ = np.zeros(self.n_col)
+        model.col_upper_ = np.concatenate([self.x_upper, *self._upper])
+        model.row_lower_ = np.concatenate(self._row_lo)
+        model.row_upper_ = np.concatenate(self._row_hi)
+        model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        model.a_matrix_.start_ = start.astype(np.int32)
+        model.a_matrix_.index_ = r.astype(np.int32)
+        model.a_matrix_.value_ = v.astype(float)
+        model.a_matrix_.num_col_ = self.n_col
+        model.a_matrix_.num_row_ = self.n_row
+        return model
+
+
+def _add_session_rows(lp: _PeriodLP, sim: Simulation, i: int, xs: np.ndarray) -> None:
+    """Session ``i`` (currents in columns ``xs``): the energy it takes is the
+    objective, at most its need, and with a car taper, under its battery tail."""
+    n = len(xs)
+    k = np.full(n, float(sim.kwh_per_a[i]))
+    lp.x_cost[xs] = -k
+    E = float(sim.need[i])
+    a = float(sim.car_max_a[i])
+    # total energy: Σ k·x ≤ E
+    total = lp.add_rows(np.array([-np.inf]), np.array([E]))
+    lp.add_entries(np.full(n, total[0]), xs, k)
     taper = sim.car.taper_kwh
-    for j, i in enumerate(members):
-        n = int(lens[j])
-        xs = first[j] + np.arange(n)
-        k = np.full(n, float(sim.kwh_per_a[i]))
-        cost[0][xs] = -k
-        E = float(sim.need[i])
-        a = float(sim.car_max_a[i])
-        # total energy: Σ k·x ≤ E
-        r_list.append(np.full(n, n_row))
-        c_list.append(xs)
-        v_list.append(k)
-        row_lo.append(np.array([-np.inf]))
-        row_hi.append(np.array([E]))
-        n_row += 1
-        if taper <= 0:
-            continue
-        col_hi[0][xs[0]] = min(col_hi[0][xs[0]], a * E / taper)
-        if n == 1:
-            continue
-        # D_j (j ≥ 1): energy taken before step j; D_j − D_{j−1} − k x_{j−1} = 0
-        d = n_col + np.arange(n - 1)
-        n_col += n - 1
-        col_hi.append(np.full(n - 1, np.inf))
-        cost.append(np.zeros(n - 1))
-        eq = n_row + np.arange(n - 1)
-        n_row += n - 1
-        r_list += [eq, eq[1:], eq]
-        c_list += [d, d[:-1], xs[:-1]]
-        v_list += [np.ones(n - 1), -np.ones(n - 2), -k[:-1]]
-        row_lo.append(np.zeros(n - 1))
-        row_hi.append(np.zeros(n - 1))
-        # taper: x_j ≤ a (E − D_j) / T, i.e. (T / a) x_j + D_j ≤ E
-        tp = n_row + np.arange(n - 1)
-        n_row += n - 1
-        r_list += [tp, tp]
-        c_list += [xs[1:], d]
-        v_list += [np.full(n - 1, taper / a), np.ones(n - 1)]
-        row_lo.append(np.full(n - 1, -np.inf))
-        row_hi.append(np.full(n - 1, E))
-    r = np.concatenate(r_list)
-    c = np.concatenate(c_list)
-    v = np.concatenate(v_list)
-    order = np.lexsort((r, c))
-    r, c, v = r[order], c[order], v[order]
-    start = np.zeros(n_col + 1, dtype=np.int64)
-    np.cumsum(np.bincount(c, minlength=n_col), out=start[1:])
-    model = highspy.HighsLp()
-    model.num_col_ = n_col
-    model.num_row_ = n_row
-    model.col_cost_ = np.concatenate(cost)
-    model.col_lower_ = np.zeros(n_col)
-    model.col_upper_ = np.concatenate(col_hi)
-    model.row_lower_ = np.concatenate(row_lo)
-    model.row_upper_ = np.concatenate(row_hi)
-    model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    model.a_matrix_.start_ = start.astype(np.int32)
-    model.a_matrix_.index_ = r.astype(np.int32)
-    model.a_matrix_.value_ = v.astype(float)
-    model.a_matrix_.num_col_ = n_col
-    model.a_matrix_.num_row_ = n_row
-    h = _solve_offline_lp(model)
-    sol = np.clip(np.asarray(h.getSolution().col_value)[:n_x], 0.0, col_hi[0])
-    value = float(np.dot(-cost[0], sol))
-    # solver tolerances (an interior-point answer especially) may leave a row a hair
-    # over: scale the currents of such a row down so every limit holds exactly
-    n_lim = len(used)
-    lim = row < n_lim
-    load = np.bincount(row[lim], weights=val[lim] * sol[col[lim]], minlength=n_lim)
-    limit = bounds.ravel()[used] + 1e-6
+    if taper <= 0:
+        return
+    lp.x_upper[xs[0]] = min(lp.x_upper[xs[0]], a * E / taper)
+    if n == 1:
+        return
+    # D_j (j ≥ 1): energy taken before step j; D_j − D_{j−1} − k x_{j−1} = 0
+    d = lp.add_cols(n - 1)
+    eq = lp.add_rows(np.zeros(n - 1), np.zeros(n - 1))
+    lp.add_entries(eq, d, np.ones(n - 1))
+    lp.add_entries(eq[1:], d[:-1], -np.ones(n - 2))
+    lp.add_entries(eq, xs[:-1], -k[:-1])
+    # taper: x_j ≤ a (E − D_j) / T, i.e. (T / a) x_j + D_j ≤ E
+    tp = lp.add_rows(np.full(n - 1, -np.inf), np.full(n - 1, E))
+    lp.add_entries(tp, xs[1:], np.full(n - 1, taper / a))
+    lp.add_entries(tp, d, np.ones(n - 1))
+
+
+def _within_limits(
+    sol: np.ndarray, row: np.ndarray, col: np.ndarray, val: np.ndarray, limit: np.ndarray
+) -> np.ndarray:
+    """Solver tolerances (an interior-point answer especially) may leave a row a
+    hair over: scale the currents of such a row down so every limit holds exactly."""
+    load = np.bincount(row, weights=val * sol[col], minlength=len(limit))
     ratio = np.where(load > limit, limit / np.maximum(load, 1e-300), 1.0)
-    factor = np.ones(n_x)
-    np.minimum.at(factor, col[lim], ratio[row[lim]])
-    sol = sol * factor
-    out = [sol[first[j] : first[j + 1]].copy() for j in range(len(members))]
-    return out, value, (time.perf_counter() - t0) * 1000.0
+    factor = np.ones(len(sol))
+    np.minimum.at(factor, col, ratio[row])
+    return sol * factor
 
 
-class OfflineLPError(RuntimeError):
+class OfflineLPError(GridshareError, RuntimeError):
     """The offline LP could not be solved to optimality by any route."""
 
 

@@ -5,11 +5,13 @@ What the service must not lose lives here, one module per thing kept:
     schema        the tables, and the upgrade of an older database
     stations      stations and the last status of each connector
     sessions      charging sessions and the 1.6 transaction id sequence
-    meter_values  the last reading per connector and one-minute aggregates
+    meter_values  the last reading per connector, one-minute aggregates and roll-ups
+    rollups       one-minute rows past their horizon made into one row an interval
     profiles      charging profiles sent, their answers, the limits in force
     plans         plans with their figures
     forecasts     forecasts received and state documents (the capacity book)
     audit         the audit log of limit changes
+    pruning       deleting what is past its horizon, a bounded batch at a time
     sqlite        `SqliteStore`, made of those parts, and `open_store`
     protocol      `Store`, what the service asks of any backend
     records       `StoredSession`, `StoredLimit`
@@ -25,7 +27,9 @@ returns, so a crash before the commit makes the station send it again.
 killed; ``sqlite:///path.db?synchronous=FULL`` also survives a power cut.
 
 The store is used from the event loop's thread only (each call is a short
-transaction); the planner's worker thread never touches it.
+transaction); the planner's worker thread never touches it. Retention
+(`gridshare.retention`) rolls up and prunes on a connection of its own, in
+batches of one short transaction each.
 
 A session is keyed by (station id, transaction id); see `sessions` for its
 ``session_id`` and the 1.6 transaction ids.

@@ -7,8 +7,10 @@ StoreError
 
 from __future__ import annotations
 
+from gridshare.errors import UserError
 
-class StoreError(Exception):
+
+class StoreError(UserError):
     """Root of the store's errors."""
 
 

@@ -1,6 +1,13 @@
 """Meter values: the last reading of each connector and its one-minute aggregates.
 
 A reading also raises its session's energy register (it only grows).
+
+One-minute rows older than the raw horizon are rolled up into ``meter_rollup``
+rows (see `gridshare.store.rollups`); the reads here serve both alike: a
+roll-up row reads as one row at its start, with the sample-weighted mean of
+its minutes, so a figure over a roll-up interval reads the same before and
+after. Energy is the growth of the highest register seen (a late or reset
+register adds nothing), which a roll-up keeps exactly.
 """
 
 from __future__ import annotations
@@ -51,7 +58,8 @@ class MeterTables(SqliteTables):
             "l1_sum = l1_sum + excluded.l1_sum, l2_sum = l2_sum + excluded.l2_sum, "
             "l3_sum = l3_sum + excluded.l3_sum, power_sum = power_sum + excluded.power_sum, "
             "power_n = power_n + excluded.power_n, "
-            "energy_wh = MAX(COALESCE(energy_wh, 0), COALESCE(excluded.energy_wh, 0)), "
+            "energy_wh = MAX(COALESCE(energy_wh, excluded.energy_wh), "
+            "COALESCE(excluded.energy_wh, energy_wh)), "
             "soc_pct = COALESCE(excluded.soc_pct, soc_pct)",
             (
                 r.connector_id,
@@ -89,20 +97,19 @@ class MeterTables(SqliteTables):
         return out
 
     def meter_minutes_since(self, since: datetime) -> list[dict[str, Any]]:
-        """One-minute averages of every connector from ``since`` on, by minute."""
+        """One-minute averages of every connector from ``since`` on, by minute (a
+        rolled-up interval: one row at its start)."""
+        start = iso(since.replace(second=0, microsecond=0))
         rows = self._db.execute(
-            "SELECT * FROM meter_minute WHERE minute >= ? ORDER BY minute, connector_id",
-            (iso(since.replace(second=0, microsecond=0)),),
+            f"SELECT * FROM ({_MINUTES_AND_ROLLUPS}) WHERE minute >= ? "
+            "ORDER BY minute, connector_id",
+            (start,),
         ).fetchall()
         return [
             {
                 "connector_id": r["connector_id"],
                 "minute": datetime.fromisoformat(r["minute"]),
-                "current_a": {
-                    "L1": r["l1_sum"] / r["n"],
-                    "L2": r["l2_sum"] / r["n"],
-                    "L3": r["l3_sum"] / r["n"],
-                },
+                "current_a": _mean_current(r),
                 "power_w": r["power_sum"] / r["power_n"] if r["power_n"] else None,
             }
             for r in rows
@@ -119,24 +126,77 @@ class MeterTables(SqliteTables):
         return out
 
     def meter_minutes(self, connector_id: str) -> list[dict[str, Any]]:
+        """The connector's one-minute rows (a rolled-up interval: one row at its start)."""
         rows = self._db.execute(
-            "SELECT * FROM meter_minute WHERE connector_id = ? ORDER BY minute", (connector_id,)
+            f"SELECT * FROM ({_MINUTES_AND_ROLLUPS}) WHERE connector_id = ? ORDER BY minute",
+            (connector_id,),
         ).fetchall()
-        out = []
-        for r in rows:
-            n = r["n"]
-            out.append(
-                {
-                    "minute": r["minute"],
-                    "samples": n,
-                    "current_a": {
-                        "L1": r["l1_sum"] / n,
-                        "L2": r["l2_sum"] / n,
-                        "L3": r["l3_sum"] / n,
-                    },
-                    "power_w": r["power_sum"] / r["power_n"] if r["power_n"] else None,
-                    "energy_wh": r["energy_wh"],
-                    "soc_pct": r["soc_pct"],
-                }
+        return [
+            {
+                "minute": r["minute"],
+                "samples": r["n"],
+                "current_a": _mean_current(r),
+                "power_w": r["power_sum"] / r["power_n"] if r["power_n"] else None,
+                "energy_wh": r["energy_wh"],
+                "soc_pct": r["soc_pct"],
+            }
+            for r in rows
+        ]
+
+    def meter_energy(
+        self, since: datetime, until: datetime, connector_ids: list[str] | None = None
+    ) -> dict[str, float]:
+        """Energy (Wh) each connector imported in [since, until): the growth of its
+        highest register. Exact over rolled-up data when both ends fall on the
+        roll-up interval's boundaries (a DSO reporting interval does)."""
+        lo, hi = str(iso(since)), str(iso(until))
+        if connector_ids is None:
+            connector_ids = [r[0] for r in self._db.execute("SELECT connector_id FROM meter_last")]
+        out = {}
+        for cid in connector_ids:
+            highest = _highest_register_before(self._db, cid, lo)
+            total = 0.0
+            rows = self._db.execute(
+                f"SELECT * FROM ({_MINUTES_AND_ROLLUPS}) WHERE connector_id = ? "
+                "AND minute >= ? AND minute < ? ORDER BY minute",
+                (cid, lo, hi),
             )
+            for r in rows:
+                if r["rolled"]:
+                    total += r["rolled_wh"]
+                    register = r["energy_wh"]
+                elif (register := r["energy_wh"]) is not None and highest is not None:
+                    total += max(0.0, register - highest)
+                if register is not None:
+                    highest = register if highest is None else max(highest, register)
+            out[cid] = total
         return out
+
+
+_MINUTES_AND_ROLLUPS = (
+    "SELECT connector_id, minute, n, l1_sum, l2_sum, l3_sum, power_sum, power_n, energy_wh, "
+    "soc_pct, 0 AS rolled, NULL AS rolled_wh FROM meter_minute UNION ALL "
+    "SELECT connector_id, start, n, l1_sum, l2_sum, l3_sum, power_sum, power_n, register_wh, "
+    "soc_pct, 1, energy_wh FROM meter_rollup"
+)
+"""One-minute rows and roll-up rows alike (the latter at their start)."""
+
+
+def _mean_current(r: sqlite3.Row) -> dict[str, float]:
+    n = r["n"]
+    return {"L1": r["l1_sum"] / n, "L2": r["l2_sum"] / n, "L3": r["l3_sum"] / n}
+
+
+def _highest_register_before(db: sqlite3.Connection, connector_id: str, at: str) -> float | None:
+    """The highest register a connector showed before ``at`` (None: none seen)."""
+    rolled = db.execute(
+        "SELECT register_wh FROM meter_rollup WHERE connector_id = ? AND start < ? "
+        "AND register_wh IS NOT NULL ORDER BY start DESC LIMIT 1",
+        (connector_id, at),
+    ).fetchone()
+    raw = db.execute(
+        "SELECT MAX(energy_wh) FROM meter_minute WHERE connector_id = ? AND minute < ?",
+        (connector_id, at),
+    ).fetchone()
+    found = [v for v in (rolled and rolled[0], raw[0]) if v is not None]
+    return max(found) if found else None

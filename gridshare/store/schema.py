@@ -3,16 +3,25 @@
 Schema 2 keys sessions by (station, transaction) and adds the session id and
 the 1.6 transaction id sequence; a schema 1 database (sessions keyed by
 transaction id alone) is rebuilt on opening.
+
+Schema 3 makes room for retention: a plan's full current array may be dropped
+(its summary and dispatched slot stay), one-minute meter rows older than the raw
+horizon become ``meter_rollup`` rows, and the file frees its pages as rows go
+(``auto_vacuum=INCREMENTAL``; an older file is vacuumed once to take it).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 from optimizer.site import station_of
 
-SCHEMA_VERSION = 2
-"""2: sessions keyed by (station, transaction), a session id, the transaction id sequence."""
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 3
+"""2: sessions keyed by (station, transaction), a session id, the transaction id sequence.
+3: plans whose full array may be dropped, meter roll-ups, incremental vacuum."""
 
 MAX_TRANSACTION_ID = 2**31 - 1
 """OCPP 1.6 transaction ids are integers; stations commonly keep them in 32 bits."""
@@ -47,6 +56,14 @@ CREATE TABLE IF NOT EXISTS meter_minute (
     power_sum REAL NOT NULL, power_n INTEGER NOT NULL, energy_wh REAL, soc_pct REAL,
     PRIMARY KEY (connector_id, minute)
 );
+CREATE TABLE IF NOT EXISTS meter_rollup (
+    connector_id TEXT NOT NULL, start TEXT NOT NULL, minutes INTEGER NOT NULL,
+    n INTEGER NOT NULL, l1_sum REAL NOT NULL, l2_sum REAL NOT NULL, l3_sum REAL NOT NULL,
+    l1_max REAL NOT NULL, l2_max REAL NOT NULL, l3_max REAL NOT NULL,
+    power_sum REAL NOT NULL, power_n INTEGER NOT NULL,
+    energy_wh REAL NOT NULL, register_wh REAL, soc_pct REAL,
+    PRIMARY KEY (connector_id, start)
+);
 CREATE TABLE IF NOT EXISTS profiles (
     id INTEGER PRIMARY KEY AUTOINCREMENT, station_id TEXT NOT NULL, connector_id TEXT,
     purpose TEXT NOT NULL, transaction_id TEXT, start TEXT NOT NULL, periods_json TEXT NOT NULL,
@@ -65,23 +82,32 @@ CREATE TABLE IF NOT EXISTS plans (
     id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, reason TEXT NOT NULL,
     grid_start TEXT NOT NULL, slot_minutes INTEGER NOT NULL, slots INTEGER NOT NULL,
     status TEXT NOT NULL, solve_ms REAL NOT NULL, summary_json TEXT NOT NULL,
-    now_json TEXT NOT NULL, current_npy BLOB NOT NULL
+    now_json TEXT NOT NULL, current_npy BLOB
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL,
     subject TEXT NOT NULL, detail_json TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS meter_rollup_start ON meter_rollup (start);
+CREATE INDEX IF NOT EXISTS plans_created ON plans (created_at);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE INDEX IF NOT EXISTS forecasts_received ON forecasts (received_at);
+CREATE INDEX IF NOT EXISTS profiles_sent ON profiles (sent_at);
+CREATE INDEX IF NOT EXISTS profiles_connector ON profiles (connector_id, id);
+CREATE INDEX IF NOT EXISTS sessions_ended ON sessions (ended_at) WHERE ended_at IS NOT NULL;
 """
 
 
 def create_or_upgrade(db: sqlite3.Connection) -> None:
     """Make the tables (an older database's upgraded), inside the caller's transaction."""
     old = _detach_v1_sessions(db)
+    _detach_v2_plans(db)
     for stmt in _SCHEMA.split(";"):
         if stmt.strip():
             db.execute(stmt)
     if old:
         _copy_v1_sessions(db)
+    _copy_v2_plans(db)
     db.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -119,6 +145,34 @@ def _copy_v1_sessions(db: sqlite3.Connection) -> None:
         marks = ", ".join("?" * len(d))
         db.execute(f"INSERT INTO sessions ({names}) VALUES ({marks})", tuple(d.values()))
     db.execute("DROP TABLE sessions_v1")
+
+
+def _detach_v2_plans(db: sqlite3.Connection) -> None:
+    """Schema 2 required every plan's full array: set its table aside (copied
+    by `_copy_v2_plans`) so the array may be dropped."""
+    columns = {r["name"]: r["notnull"] for r in db.execute("PRAGMA table_info(plans)")}
+    if columns.get("current_npy"):
+        db.execute("ALTER TABLE plans RENAME TO plans_v2")
+
+
+def _copy_v2_plans(db: sqlite3.Connection) -> None:
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'plans_v2'").fetchone() is None:
+        return
+    db.execute("INSERT INTO plans SELECT * FROM plans_v2 ORDER BY id")
+    db.execute("DROP TABLE plans_v2")
+
+
+def use_incremental_vacuum(db: sqlite3.Connection) -> None:
+    """Let the file give back the pages of deleted rows (`Retention` asks for it
+    in small steps). A file made before schema 3 takes it with one VACUUM, which
+    rewrites the file: outside any transaction, once."""
+    if db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+        return
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    has_tables = db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
+    if has_tables:
+        log.info("rewriting the database file once so it can give back free pages (VACUUM)")
+        db.execute("VACUUM")
 
 
 def _first_transaction_id(db: sqlite3.Connection) -> int:

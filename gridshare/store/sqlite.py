@@ -21,7 +21,7 @@ from gridshare.store.meter_values import MeterTables
 from gridshare.store.plans import PlanTable
 from gridshare.store.profiles import ProfileTables
 from gridshare.store.protocol import Store
-from gridshare.store.schema import create_or_upgrade
+from gridshare.store.schema import create_or_upgrade, use_incremental_vacuum
 from gridshare.store.sessions import SessionTable
 from gridshare.store.stations import StationTables
 from ocpp_adapter.events import (
@@ -66,6 +66,7 @@ class SqliteStore(
             self._db.execute("PRAGMA foreign_keys=ON")
             with self._tx() as db:
                 create_or_upgrade(db)
+            use_incremental_vacuum(self._db)
         except sqlite3.Error as e:
             self._db.close()
             raise StoreError(f"{self.path}: cannot open the database: {_why(self.path, e)}") from e

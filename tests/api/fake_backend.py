@@ -8,7 +8,9 @@ is offered up to what it takes, with a slow wobble, and the draw is recorded
 per group and line as the "measured" history.
 
 It keeps the contract of `gridshare.api.backend` (NotFound, Conflict, change
-hints) so the API tests exercise what the real service will do.
+hints) so the API tests exercise what the real service will do, and holds
+state only: its answers are built by the service's own projections
+(`gridshare.api.projections`), so the two cannot show the same state apart.
 """
 
 from __future__ import annotations
@@ -22,8 +24,31 @@ from typing import Any
 
 import numpy as np
 
+from forecasts.capacity_book import Stretch
+from forecasts.units import Limit
 from gridshare.api.backend import OperatorBackend
 from gridshare.api.errors import Conflict, NotFound
+from gridshare.api.projections import (
+    ConnectorSession,
+    EndedSession,
+    RunningSession,
+    connector_out,
+    ended_session_out,
+    event_page,
+    finite,
+    forecast_series,
+    group_order,
+    group_out,
+    measured_point,
+    member_lines,
+    paused_sessions,
+    plan_status,
+    planned_now_a,
+    planned_points,
+    profile_out,
+    running_session_out,
+    status_out,
+)
 from gridshare.api.schemas import (
     AuditEvent,
     Availability,
@@ -33,22 +58,17 @@ from gridshare.api.schemas import (
     ChangeKind,
     CommandOutcome,
     CommandResult,
-    ConnectorOut,
     DsoStatus,
     EventPage,
-    ForecastOut,
     ForecastPage,
-    ForecastPoint,
     ForecastValue,
     GroupLimitRequest,
     GroupLimitResult,
     GroupOut,
     GroupTimeline,
     GroupTree,
-    LimitOverride,
     PlanOut,
     PlanStatus,
-    ProfileOut,
     RemoteStart,
     RemoteStop,
     Reset,
@@ -58,10 +78,12 @@ from gridshare.api.schemas import (
     StationCommand,
     StationOut,
     StatusOut,
-    TimelinePoint,
     TriggerMeterValues,
 )
+from gridshare.dso_reports import group_members
+from gridshare.site.operator_limits import OperatorLimit
 from optimizer import Capacity, Plan, PlanningProblem, SessionDemand, Site, TimeGrid, solve
+from optimizer.problem import LimitWindow
 from optimizer.site import LINES, Line
 
 SITE: dict[str, Any] = {
@@ -124,27 +146,10 @@ class FakeSession:
 
 
 @dataclass
-class Override:
-    limit_a: float | None
-    limit_kw: float | None
-    start: datetime | None
-    end: datetime | None
-    set_by: str
-    set_at: datetime
-
-    def covers(self, t0: datetime, t1: datetime) -> bool:
-        return (self.start is None or self.start < t1) and (self.end is None or self.end > t0)
-
-
-@dataclass
 class HistoryPoint:
     at: datetime
     measured: dict[str, dict[Line, float]]
     capacity: dict[str, tuple[float | None, float | None]]
-
-
-def _finite(x: float) -> float | None:
-    return None if not math.isfinite(x) else float(x)
 
 
 class FakeSite:
@@ -161,7 +166,7 @@ class FakeSite:
         self.site = site or Site.model_validate(SITE)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.session_by_id: dict[str, FakeSession] = {}
-        self.overrides: dict[str, Override] = {}
+        self.overrides: dict[str, OperatorLimit] = {}
         self.connected = {c.id for c in self.site.chargers}
         self.status_of: dict[str, str] = {cid: "Available" for cid in self.site.connectors}
         self.audit: list[AuditEvent] = []
@@ -226,10 +231,7 @@ class FakeSite:
             d0, d1 = self.dso_window(now)
             mask = np.array([d0 <= t < d1 for t in starts], dtype=bool)
             cap = cap.lowered(self.site.root.id, mask, limit_a=self.dso_limit_a, limit_kw=None)
-        for gid, o in self.overrides.items():
-            mask = np.array([o.covers(t, t + grid.step) for t in starts], dtype=bool)
-            cap = cap.lowered(gid, mask, limit_a=o.limit_a, limit_kw=o.limit_kw)
-        return cap
+        return cap.limited(grid, (o.window for o in self.overrides.values()))
 
     def _replan(self, reason: str) -> PlanStatus:
         now = self.clock()
@@ -261,26 +263,7 @@ class FakeSite:
         plan = solve(problem)
         self.plan_obj = plan
         self.plan_count += 1
-        summary = plan.summary()
-        binding = summary["binding_now"]
-        assert isinstance(binding, list)
-        self.plan_status = PlanStatus(
-            plan_id=self.plan_count,
-            created_at=now,
-            reason=reason,
-            status=plan.status,
-            backend=plan.backend,
-            solve_ms=round(plan.solve_ms, 3),
-            grid_start=grid.start,
-            slot_minutes=grid.slot_minutes,
-            slots=grid.slots,
-            sessions=len(demands),
-            energy_requested_kwh=round(plan.energy_requested_kwh, 3),
-            energy_planned_kwh=round(plan.energy_planned_kwh, 3),
-            unmet_kwh=round(plan.total_unmet_kwh, 3),
-            binding_now=[str(b) for b in binding],
-            notes=list(plan.notes),
-        )
+        self.plan_status = plan_status(plan, plan_id=self.plan_count, created_at=now, reason=reason)
         self.publish(ChangeKind.PLAN, reason)
         return self.plan_status
 
@@ -294,10 +277,11 @@ class FakeSite:
 
     def group_connectors(self, gid: str) -> dict[str, float]:
         """Connector → weight (1 in the tree, |weight| in a weighted group)."""
-        g = self.site.group_by_id[gid]
-        if g.weights is not None:
-            return self.site.weighted_members(g)
-        return {c.key: 1.0 for c in self.site.connectors_under(gid)}
+        return group_members(self.site, self.site.group_by_id[gid])
+
+    def running(self) -> dict[str, FakeSession]:
+        """Connector → its running session."""
+        return {s.connector_id: s for s in self.session_by_id.values() if s.active}
 
     def measured_now(self) -> dict[str, dict[Line, float]]:
         out: dict[str, dict[Line, float]] = {}
@@ -312,12 +296,16 @@ class FakeSite:
             out[g.id] = sums
         return out
 
+    def capacity_slot(self, now: datetime) -> Capacity:
+        """The capacity of the planner's slot that holds ``now``."""
+        slot = self.site.site.slot_minutes
+        return self.capacity(TimeGrid.covering(now, slot, slot / 60), now)
+
     def capacity_now(self) -> dict[str, tuple[float | None, float | None]]:
         now = self.clock()
-        grid = TimeGrid(start=now, slot_minutes=self.site.site.slot_minutes, slots=1)
-        cap = self.capacity(grid, now)
+        cap = self.capacity_slot(now)
         return {
-            g.id: (_finite(cap.limit_a[g.id][0]), _finite(cap.limit_kw[g.id][0]))
+            g.id: (finite(cap.limit_a[g.id][0]), finite(cap.limit_kw[g.id][0]))
             for g in self.site.groups
         }
 
@@ -415,163 +403,116 @@ class FakeSite:
     # --- reads ---------------------------------------------------------------------------
 
     async def status(self) -> StatusOut:
-        return StatusOut(
-            site=self.site.site.name,
-            now=self.clock(),
-            stations_known=len(self.site.chargers),
+        now = self.clock()
+        return status_out(
+            self.site,
+            now,
             stations_connected=len(self.connected),
-            sessions_active=sum(s.active for s in self.session_by_id.values()),
-            overrides_active=len(self.overrides),
+            sessions_active=len(self.running()),
+            overrides=self.overrides.values(),
             plan=self.plan_status,
             dso=DsoStatus(
                 configured=self.dso_limit_a is not None,
                 online=True,
-                last_heartbeat=self.clock() - timedelta(seconds=20),
+                last_heartbeat=now - timedelta(seconds=20),
                 fallback_active=False,
                 detail="fake DSO",
             ),
         )
 
-    def _group(self, gid: str) -> GroupOut:
-        g = self.site.group_by_id[gid]
-        now = self.clock()
-        cap = self.capacity_now()[gid]
-        measured = self.measured_now()[gid]
-        planned = dict.fromkeys(LINES, 0.0)
-        planned_kw = measured_kw = 0.0
-        lines: set[Line] = set()
-        for cid, w in self.group_connectors(gid).items():
-            info = self.site.connectors[cid]
-            lines.update(info.lines)
-            a = self.limit_now(cid)
-            pl = self.plan_lines(cid)
-            for line in pl:
-                planned[line] += w * a
-            planned_kw += a * info.kw_per_amp(pl)
-            s = self.active_on(cid)
-            if s is not None and s.drawn:
-                d = next(iter(s.drawn.values()))
-                measured_kw += d * info.kw_per_amp(tuple(s.drawn))
-        o = self.overrides.get(gid)
+    def _dso_value(self, gid: str, now: datetime) -> ForecastValue | None:
+        """The fake DSO's forecast for the root group, also while none of it applies."""
+        if gid != self.site.root.id or self.dso_limit_a is None:
+            return None
         d0, d1 = self.dso_window(now)
-        dso = None
-        if gid == self.site.root.id and self.dso_limit_a is not None:
-            dso = ForecastValue(
-                limit_a=self.dso_limit_a if d0 <= now < d1 else None,
-                limit_kw=None,
-                source="oscp:fake-dso",
-                received_at=self.dso_received,
-            )
-        shown = sorted(lines)
-        return GroupOut(
-            id=g.id,
-            parent=g.parent,
-            children=list(self.site.children(g.id)),
-            description=g.description,
-            weighted=g.weights is not None,
-            lines=shown,
-            static_limit_a=g.limit_a,
-            static_limit_kw=g.limit_kw,
-            fallback_limit_a=g.fallback_limit_a,
-            override=LimitOverride.of(o, now),
-            dso_forecast=dso,
-            capacity_a=cap[0],
-            capacity_kw=cap[1],
-            planned_a={line: round(planned[line], 2) for line in shown},
-            measured_a={line: round(measured[line], 2) for line in shown},
-            planned_kw=round(planned_kw, 3),
-            measured_kw=round(measured_kw, 3),
+        return ForecastValue(
+            limit_a=self.dso_limit_a if d0 <= now < d1 else None,
+            limit_kw=None,
+            source="oscp:fake-dso",
+            received_at=self.dso_received,
+        )
+
+    def _drawn_kw(self, s: FakeSession) -> float | None:
+        if not s.drawn:
+            return None
+        d = next(iter(s.drawn.values()))
+        return d * self.site.connectors[s.connector_id].kw_per_amp(tuple(s.drawn))
+
+    def _group(self, gid: str) -> GroupOut:
+        now = self.clock()
+        running = self.running()
+        measured_kw = {cid: kw for cid, s in running.items() if (kw := self._drawn_kw(s))}
+        return group_out(
+            self.site,
+            gid,
+            now,
+            members=self.group_connectors(gid),
+            capacity=self.capacity_slot(now),
+            override=self.overrides.get(gid),
+            dso_forecast=self._dso_value(gid, now),
+            plan=self.plan_obj,
+            running=running.keys(),
+            measured={cid: s.drawn for cid, s in running.items()},
+            measured_kw=measured_kw,
         )
 
     async def groups(self) -> GroupTree:
-        order: list[str] = []
-
-        def walk(gid: str) -> None:
-            order.append(gid)
-            for child in self.site.children(gid):
-                walk(child)
-
-        walk(self.site.root.id)
-        order += [g.id for g in self.site.groups if g.id not in order]
-        return GroupTree(root=self.site.root.id, groups=[self._group(gid) for gid in order])
+        return GroupTree(
+            root=self.site.root.id, groups=[self._group(gid) for gid in group_order(self.site)]
+        )
 
     async def group_timeline(self, group_id: str, history: timedelta) -> GroupTimeline:
         if group_id not in self.site.group_by_id:
             raise NotFound("group", group_id)
         now = self.clock()
-        lines = sorted(
-            {x for c in self.group_connectors(group_id) for x in self.site.connectors[c].lines}
-        )
+        members = self.group_connectors(group_id)
+        lines = member_lines(self.site, members)
         points = [
-            TimelinePoint(
-                at=h.at,
-                capacity_a=h.capacity[group_id][0],
-                capacity_kw=h.capacity[group_id][1],
-                planned_a=None,
-                measured_a={line: round(h.measured[group_id][line], 2) for line in lines},
+            measured_point(
+                h.at,
+                *h.capacity[group_id],
+                {line: h.measured[group_id][line] for line in lines},
             )
             for h in self.history
             if h.at >= now - history
         ]
         plan = self.plan_obj
         if plan is not None:
-            grid = plan.grid
-            cap = self.capacity(grid, now)
-            members = self.group_connectors(group_id)
-            for i in range(grid.slots):
-                at = max(grid.slot_start(i), now) if i == 0 else grid.slot_start(i)
-                sums = dict.fromkeys(lines, 0.0)
-                for cid, w in members.items():
-                    a = float(plan.schedule(cid)[i])
-                    for line in self.plan_lines(cid):
-                        if line in sums:
-                            sums[line] += w * a
-                points.append(
-                    TimelinePoint(
-                        at=at,
-                        capacity_a=_finite(cap.limit_a[group_id][i]),
-                        capacity_kw=_finite(cap.limit_kw[group_id][i]),
-                        planned_a={k: round(v, 2) for k, v in sums.items()},
-                        measured_a=None,
-                    )
-                )
+            points += planned_points(
+                self.site,
+                group_id,
+                now,
+                plan=plan,
+                capacity=self.capacity(plan.grid, now),
+                members=members,
+                running=self.running().keys(),
+            )
         return GroupTimeline(group_id=group_id, now=now, lines=lines, points=points)
 
     async def stations(self) -> list[StationOut]:
+        plan = self.plan_obj
         out = []
         for ch in self.site.chargers:
             conns = []
             for con in ch.connectors:
                 cid = f"{ch.id}/{con.id}"
-                info = self.site.connectors[cid]
                 s = self.active_on(cid)
-                limit = self.limit_now(cid) if s is not None else None
-                drawn = s.drawn if s is not None else {}
-                power = None
-                if s is not None and drawn:
-                    d = next(iter(drawn.values()))
-                    power = round(d * info.kw_per_amp(tuple(drawn)), 3)
+                sent = self.plan_status
                 conns.append(
-                    ConnectorOut(
-                        connector_id=cid,
-                        connector=con.id,
+                    connector_out(
+                        self.site.connectors[cid],
                         status=self.status_of[cid],
-                        max_current_a=info.max_current_a,
-                        min_current_a=con.min_current_a,
-                        lines=list(info.lines),
-                        limit_a=limit,
-                        planned_a=limit,
-                        draw_a=dict(drawn),
-                        power_kw=power,
-                        energy_kwh=None if s is None else round(s.delivered_kwh, 3),
-                        session_id=None if s is None else s.session_id,
+                        session=None
+                        if s is None
+                        else ConnectorSession(s.session_id, s.delivered_kwh),
+                        limit_a=self.limit_now(cid) if s is not None else None,
+                        planned_a=planned_now_a(plan, cid, s is not None),
+                        draw_a=s.drawn if s is not None else {},
+                        power_kw=self._drawn_kw(s) if s is not None else None,
+                        # its stations accept every profile at once
                         profile=None
-                        if s is None or self.plan_status is None
-                        else ProfileOut(
-                            limit_a=self.limit_now(cid),
-                            sent_at=self.plan_status.created_at,
-                            outcome="accepted",
-                        ),
+                        if sent is None
+                        else profile_out([(0.0, self.limit_now(cid))], sent.created_at, "accepted"),
                     )
                 )
             connected = ch.id in self.connected
@@ -591,37 +532,49 @@ class FakeSite:
             )
         return out
 
-    def _session_out(self, s: FakeSession) -> SessionOut:
-        plan = self.plan_obj
-        planned = None
-        planned_kwh = None
-        if s.active and plan is not None:
-            planned = plan.now_a(s.connector_id)
-            planned_kwh = round(plan.energy_kwh.get(s.session_id, 0.0), 3)
-        drawn = next(iter(s.drawn.values())) if s.active and s.drawn else None
-        return SessionOut(
+    def _paused(self) -> set[str]:
+        running = {cid: s.session_id for cid, s in self.running().items()}
+        return paused_sessions(self.plan_obj, running)
+
+    def _session_out(self, s: FakeSession, paused: set[str]) -> SessionOut:
+        if not s.active:
+            return ended_session_out(
+                EndedSession(
+                    session_id=s.session_id,
+                    connector_id=s.connector_id,
+                    id_tag=s.id_tag,
+                    started_at=s.started_at,
+                    ended_at=s.ended_at,
+                    delivered_kwh=s.delivered_kwh,
+                    departure=s.departure,
+                    energy_need_stated=s.need_stated,
+                    priority=s.priority,
+                )
+            )
+        running = RunningSession(
             session_id=s.session_id,
             connector_id=s.connector_id,
             id_tag=s.id_tag,
-            active=s.active,
             started_at=s.started_at,
-            ended_at=s.ended_at,
-            energy_kwh=round(s.delivered_kwh, 3),
+            delivered_kwh=s.delivered_kwh,
             departure=s.departure,
             departure_estimated=not s.departure_stated,
-            energy_need_kwh=round(s.remaining_kwh, 3),
+            energy_need_kwh=s.remaining_kwh,
             energy_need_estimated=not s.need_stated,
             priority=s.priority,
-            planned_a=planned,
-            planned_kwh=planned_kwh,
-            drawn_a=drawn,
-            limit_a=planned,
-            paused=bool(s.active and planned == 0.0 and s.remaining_kwh > 0),
+            drawn_a=next(iter(s.drawn.values())) if s.drawn else None,
+        )
+        return running_session_out(
+            running,
+            plan=self.plan_obj,
+            limit_a=self.limit_now(s.connector_id),
+            paused=s.session_id in paused,
         )
 
     async def sessions(self, *, active: bool | None) -> list[SessionOut]:
+        paused = self._paused()
         return [
-            self._session_out(s)
+            self._session_out(s, paused)
             for s in self.session_by_id.values()
             if active is None or s.active == active
         ]
@@ -636,42 +589,29 @@ class FakeSite:
         if self.dso_limit_a is None:
             return ForecastPage(series=[], total=0)
         d0, d1 = self.dso_window(self.clock())
-        series = [
-            ForecastOut(
-                group_id=self.site.root.id,
-                source="oscp:fake-dso",
-                kind="capacity",
-                received_at=self.dso_received,
-                points=[ForecastPoint(start=d0, end=d1, limit_a=self.dso_limit_a, limit_kw=None)],
-            )
-        ]
+        applied = Stretch(d0, d1, Limit(self.dso_limit_a, math.inf), "fake-dso", self.dso_received)
+        series = forecast_series(self.site.root.id, "capacity", [applied])
         return ForecastPage.of(series, limit=limit, offset=offset)
 
     async def events(self, *, limit: int, before: int | None) -> EventPage:
         rows = [e for e in reversed(self.audit) if before is None or e.id < before]
-        page = rows[:limit]
-        more = len(rows) > limit
-        return EventPage(events=page, next_before=page[-1].id if more and page else None)
+        return event_page(rows, limit)
 
     # --- writes --------------------------------------------------------------------------
-
-    def _paused(self) -> list[str]:
-        return sorted(
-            s.session_id
-            for s in self.session_by_id.values()
-            if s.active and s.remaining_kwh > 0 and self.limit_now(s.connector_id) == 0.0
-        )
 
     async def set_group_limit(
         self, group_id: str, request: GroupLimitRequest, *, actor: str
     ) -> GroupLimitResult:
         if group_id not in self.site.group_by_id:
             raise NotFound("group", group_id)
-        self.overrides[group_id] = Override(
-            limit_a=request.limit_a,
-            limit_kw=request.limit_kw,
-            start=request.start,
-            end=request.end,
+        self.overrides[group_id] = OperatorLimit(
+            LimitWindow(
+                group_id=group_id,
+                limit_a=request.limit_a,
+                limit_kw=request.limit_kw,
+                start=request.start,
+                end=request.end,
+            ),
             set_by=actor,
             set_at=self.clock(),
         )
@@ -679,7 +619,7 @@ class FakeSite:
         self.publish(ChangeKind.LIMIT, group_id)
         status = self._replan("operator limit")
         return GroupLimitResult(
-            plan=status, paused_sessions=self._paused(), group=self._group(group_id)
+            plan=status, paused_sessions=sorted(self._paused()), group=self._group(group_id)
         )
 
     async def clear_group_limit(self, group_id: str, *, actor: str) -> GroupLimitResult:
@@ -690,7 +630,7 @@ class FakeSite:
         self.publish(ChangeKind.LIMIT, group_id)
         status = self._replan("operator limit cleared")
         return GroupLimitResult(
-            plan=status, paused_sessions=self._paused(), group=self._group(group_id)
+            plan=status, paused_sessions=sorted(self._paused()), group=self._group(group_id)
         )
 
     async def adjust_group_capacity(
@@ -744,7 +684,9 @@ class FakeSite:
         self.publish(ChangeKind.SESSION, session_id)
         status = self._replan("session changed")
         return SessionResult(
-            plan=status, paused_sessions=self._paused(), session=self._session_out(s)
+            plan=status,
+            paused_sessions=sorted(paused := self._paused()),
+            session=self._session_out(s, paused),
         )
 
     async def station_command(

@@ -22,7 +22,8 @@ from gridshare.api import create_api
 from gridshare.api.auth import in_networks
 from gridshare.api.security import SECURITY_HEADERS, host_name
 from gridshare.config import ApiConfig, GridshareConfig, parse_config
-from gridshare.service import Service, http_allowed_hosts, http_server_config
+from gridshare.http_server import http_allowed_hosts, http_server_config
+from gridshare.service import Service
 from tests.api.conftest import READ, READ_TOKEN, WRITE, WRITE_TOKEN, api_config, client_for
 from tests.api.fake_backend import FakeSite
 from tests.service.test_service import FakeCentral, fake_factory

@@ -22,8 +22,9 @@ import pytest
 
 from forecasts.model import ForecastType
 from gridshare.config import GridshareConfig, parse_config
+from gridshare.http_server import security_warnings
 from gridshare.peers.dso import SimulatedDso, step_at
-from gridshare.service import Service, security_warnings
+from gridshare.service import Service
 from tests.api.conftest import READ, READ_TOKEN, WRITE_TOKEN
 from tests.api.test_http_security import assert_security_headers
 from tests.certs import server_certificate

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gridshare.api import MetricsRecorder, create_api
 from gridshare.api.app import WEB_DIR
-from gridshare.api.schemas import StatusOut
+from gridshare.api.schemas import StatusConflict, StatusOut
 from tests.api.conftest import WRITE, api_config, client_for
 from tests.api.fake_backend import FakeSite
 
@@ -116,7 +116,9 @@ async def test_other_routers_are_served_alongside(fake: FakeSite) -> None:
 
 
 def _status(*kinds: str) -> StatusOut:
-    conflicts = [{"kind": k, "transaction_id": str(n)} for n, k in enumerate(kinds)]
+    conflicts = [
+        StatusConflict.model_construct(kind=k, transaction_id=str(n)) for n, k in enumerate(kinds)
+    ]
     return StatusOut.model_construct(
         stations_connected=0, stations_known=0, sessions_active=0, conflicts=conflicts
     )

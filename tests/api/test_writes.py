@@ -419,3 +419,13 @@ async def test_times_are_iso_strings(client: httpx.AsyncClient, end: object) -> 
     )
     assert r.status_code == 422, r.text
     assert [e["loc"][-1] for e in r.json()["detail"]] == ["end"]
+
+
+async def test_an_absurd_limit_is_refused_in_the_apis_own_terms(
+    client: httpx.AsyncClient,
+) -> None:
+    # a float near its maximum once reached the planner and overflowed there
+    for body in ({"limit_kw": 1.2491936546549876e308}, {"limit_a": 1e12}):
+        r = await client.put("/api/groups/grid/limit", json=body, headers=WRITE)
+        assert r.status_code == 422, body
+        assert next(iter(body)) in r.text

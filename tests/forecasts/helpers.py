@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from forecasts import Block, CapacityBook, Forecast, ForecastType, Phase, Unit
-from forecasts.store import Piece
+from forecasts.capacity_book import Piece
 from optimizer import Site
 
 T0 = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from typing import TypeVar
 import pytest
 
 from forecasts import Block, CapacityBook, Forecast, ForecastType, InvalidForecast, Phase, Unit
-from forecasts.store import MAX_BLOCKS
+from forecasts.capacity_book import MAX_BLOCKS
 from optimizer import TimeGrid
 
 from .helpers import T0, CountingBook, block, forecast, minutes, site

@@ -90,7 +90,7 @@ async def test_dso_command_step_profile() -> None:
 
 def test_dso_command_gives_up_on_an_unreachable_fp(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--fp-url", "http://127.0.0.1:9/oscp/fp/2.0", "--token", "t", "--duration-s", "0.3"]
-    assert dso_command.main(argv) == 1
+    assert dso_command.main(argv) == 2
     captured = capsys.readouterr()
     assert "FP not ready" in captured.out and "gridshare dso:" in captured.err
 

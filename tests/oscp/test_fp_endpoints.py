@@ -124,7 +124,7 @@ async def test_unknown_group_is_400() -> None:
 
 
 async def test_a_forecast_over_the_block_cap_is_400_and_changes_nothing() -> None:
-    from forecasts.store import MAX_BLOCKS
+    from forecasts.capacity_book import MAX_BLOCKS
 
     async with running() as h:
         await h.dso.register()
@@ -143,7 +143,7 @@ async def test_a_forecast_over_the_block_cap_is_400_and_changes_nothing() -> Non
 
 
 async def test_segments_over_the_block_cap_together_are_400() -> None:
-    from forecasts.store import MAX_BLOCKS
+    from forecasts.capacity_book import MAX_BLOCKS
 
     async with running() as h:
         await h.dso.register()

@@ -102,7 +102,7 @@ def test_bad_sessions_exit_2_naming_file_line_field(
             '[site]\nname="x"\n[[groups]]\nid="a"\nparent="b"\n[[groups]]\nid="b"\nparent="a"\n',
             "cycle",
         ),
-        ('[site]\nname="x"\n[[groups]]\nid="a"\nlimit_a=-3\n', "groups.0.limit_a"),
+        ('[site]\nname="x"\n[[groups]]\nid="a"\nlimit_a=-3\n', "site.toml:5: groups[a].limit_a"),
         (
             '[site]\nname="x"\n[[groups]]\nid="a"\n[[chargers]]\nid="C"\ngroup="zz"\n'
             "[[chargers.connectors]]\nid=1\nmax_current_a=16\n",

@@ -313,13 +313,14 @@ async def test_ev_needs_and_estimates_shape_the_demand(rig: Rig):
     await rig.start("CP1/1", "t1", tag="bus-7")
     s = rig.ctl.sessions["CP1/1"]
     assert s.est_departure == NOW + timedelta(hours=4) and s.est_energy_kwh == 40
-    assert rig.ctl._demand(s, NOW).taper_kwh is None  # no battery tail at the end of a guess
+    # no battery tail at the end of a guess
+    assert rig.ctl.problems.demand(s, NOW).taper_kwh is None
     # 3 kWh in, the EV says it still wants 5 kWh and leaves in an hour
     await rig.meter("CP1/1", {"L1": 16.0}, energy=3000)
     dep = NOW + timedelta(hours=1)
     await rig.ctl.on_event(EvChargingNeeds("CP1/1", NOW, departure=dep, energy_wh=5000))
     await rig.settle()
-    d = rig.ctl._demand(s, NOW)
+    d = rig.ctl.problems.demand(s, NOW)
     assert d.departure == dep and d.energy_kwh == 5.0
     assert d.taper_kwh == DemandDefaults().taper_kwh  # a stated need: the assumed tail
     stored = rig.store.session_by_id("t1")
@@ -392,7 +393,7 @@ async def test_planning_capacity_comes_from_the_provider(tmp_path: Path):
         gw.start("CP1/1")
         await ctl.on_event(SessionStarted("CP1/1", "t1", None, 0, NOW))
         await ctl.wait_idle()
-        for t in list(ctl._background):
+        for t in ctl.background_tasks:
             await t
         await ctl.wait_idle()
         sched = gw.tx["CP1/1"]

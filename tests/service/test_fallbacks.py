@@ -214,7 +214,7 @@ async def test_a_fallback_on_its_way_counts_as_the_maximum(tmp_path: Path):
             if gw.default.get("CP1") == gw.default.get("CP2") == gw.default.get("CP4") == 21.3:
                 break
         # CP3 has not answered (yet): it may draw 32 A, the others share 64 A
-        assert "CP3" in r.ctl._fallback_pending
+        assert "CP3" in r.ctl.fallback.pending
         assert {k: v for k, v in gw.default.items() if k != "CP3"} == {
             "CP1": 21.3,
             "CP2": 21.3,

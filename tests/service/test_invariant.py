@@ -130,7 +130,7 @@ async def run(steps: list[tuple], db: Path) -> None:
         # the plan and its rollout, not the retry timers (they fire in later steps)
         for _ in range(500):
             await ctl.wait_idle(10)
-            if not ctl._background:
+            if not ctl.background_tasks:
                 return
             await asyncio.sleep(0.01)
 

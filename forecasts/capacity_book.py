@@ -42,7 +42,7 @@ import pandas as pd
 from forecasts.errors import InvalidForecast, InvalidRecord
 from forecasts.model import Block, Forecast, ForecastType
 from forecasts.units import Limit, block_limit, normalize
-from optimizer.problem import Capacity, TimeGrid
+from optimizer.problem import Capacity, LimitWindow, TimeGrid
 from optimizer.site import Site
 
 EXPORT_VERSION = 1
@@ -102,11 +102,9 @@ class Override:
                 raise InvalidForecast(f"override {self.id}: limits must be finite and ≥ 0")
 
     @property
-    def limit(self) -> Limit:
-        return Limit(
-            self.limit_a if self.limit_a is not None else math.inf,
-            self.limit_kw if self.limit_kw is not None else math.inf,
-        )
+    def window(self) -> LimitWindow:
+        """The limit it sets, as every limit over time is folded into capacity."""
+        return LimitWindow(self.group, self.start, self.end, self.limit_a, self.limit_kw)
 
 
 def _spans(blocks: Iterable[Block]) -> list[tuple[datetime, datetime]]:
@@ -169,15 +167,6 @@ def _edges(grid: TimeGrid) -> list[datetime]:
 
 def _start(p: Piece) -> datetime:
     return p.block.start
-
-
-def _window_mask(grid: TimeGrid, start: datetime, end: datetime | None) -> np.ndarray:
-    lo = max(math.floor(grid.position(start)), 0)
-    hi = grid.slots if end is None else min(math.ceil(grid.position(end)), grid.slots)
-    mask = np.zeros(grid.slots, dtype=bool)
-    if lo < hi:
-        mask[lo:hi] = True
-    return mask
 
 
 def _index(grid: TimeGrid) -> pd.DatetimeIndex:
@@ -395,20 +384,16 @@ class CapacityBook:
         n = grid.slots
         edges = _edges(grid)
         for g in site.groups:
+            unlimited = Capacity({g.id: np.full(n, np.inf)}, {g.id: np.full(n, np.inf)})
+            overrides = unlimited.limited(
+                grid, (o.window for o in self._overrides.values() if o.group == g.id)
+            )
             layer: dict[str, np.ndarray] = {
                 "static_a": np.full(n, g.limit_a if g.limit_a is not None else np.inf),
                 "static_kw": np.full(n, g.limit_kw if g.limit_kw is not None else np.inf),
-                "override_a": np.full(n, np.inf),
-                "override_kw": np.full(n, np.inf),
+                "override_a": overrides.limit_a[g.id],
+                "override_kw": overrides.limit_kw[g.id],
             }
-            for o in self._overrides.values():
-                if o.group != g.id:
-                    continue
-                mask = _window_mask(grid, o.start, o.end)
-                layer["override_a"][mask] = np.minimum(layer["override_a"][mask], o.limit.limit_a)
-                layer["override_kw"][mask] = np.minimum(
-                    layer["override_kw"][mask], o.limit.limit_kw
-                )
             gid = g.oscp_group_id
             for name, t in (
                 ("dso", ForecastType.CONSUMPTION),

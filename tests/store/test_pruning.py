@@ -1,0 +1,177 @@
+"""Pruning: each table to its horizon, in small steps, keeping what is still needed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+from gridshare.dso_reports import ENERGY_STATE
+from gridshare.retention import Retention, RetentionConfig, run_retention
+from gridshare.store import SqliteStore
+from ocpp_adapter.events import SessionEnded, SessionStarted
+from tests.store.helpers import T0, a_plan
+from tests.store.test_rollups import run_pass
+
+DAY = timedelta(days=1)
+
+
+def test_plans_keep_their_figures_and_one_whole_array_a_quarter_hour_and_the_latest(
+    tmp_path: Path,
+):
+    path = tmp_path / "g.db"
+    store = SqliteStore(path)
+    try:
+        for m in range(62):
+            store.save_plan(a_plan(4, 96, float(m)), T0 + timedelta(minutes=m), f"r{m}")
+        before = store.plans_since(T0)
+        last = store.last_plan()
+    finally:
+        store.close()
+    jobs = run_pass(path, T0 + timedelta(minutes=62), batch_rows=250)
+    assert jobs.count("thin plans") == 7  # ten plans a step
+    store = SqliteStore(path)
+    try:
+        assert store.plan_count() == 62
+        after = store.plans_since(T0, arrays=True)
+        latest = store.last_plan()
+        assert store.plans_since(T0) == before  # figures and dispatched slot, every plan
+    finally:
+        store.close()
+    assert last is not None and latest is not None
+    assert np.array_equal(latest.pop("current_a"), last.pop("current_a")) and latest == last
+    whole = [p["reason"] for p in after if p["current_a"] is not None]
+    assert whole == ["r0", "r15", "r30", "r45", "r60", "r61"]
+    assert after[15]["now_a"] == {f"CP{i}/1": 15.2 for i in range(4)}
+    assert after[16]["summary"]["status"] == "optimal" and after[16]["current_a"] is None
+    # past the horizon every plan goes, the latest stays
+    run_pass(path, T0 + timedelta(days=31))
+    store = SqliteStore(path)
+    try:
+        assert store.plan_count() == 1 and store.last_plan() is not None
+    finally:
+        store.close()
+
+
+def test_pruning_keeps_running_sessions_and_those_a_dso_report_has_not_counted(tmp_path: Path):
+    path = tmp_path / "g.db"
+    store = SqliteStore(path)
+    try:
+        for n in range(30):
+            store.record_event(SessionStarted(f"CP{n}/1", f"tx-{n}", "tag", 0.0, T0))
+            if n != 7:  # tx-7 still runs
+                store.record_event(SessionEnded(f"tx-{n}", 10.0, T0 + DAY, station_id=f"CP{n}"))
+        # the energy counter saved tx-3 as open: its end is not yet counted for the DSO
+        store.put_state(ENERGY_STATE, {"wh": {}, "open": [["CP3", "tx-3", "CP3/1", 5.0]]})
+    finally:
+        store.close()
+    jobs = run_pass(path, T0 + 400 * DAY, batch_rows=8)
+    assert jobs.count("sessions") == 4
+    store = SqliteStore(path)
+    try:
+        left = {s.transaction_id for s in store.recent_sessions()}
+        assert left == {"tx-3"}
+        assert [s.transaction_id for s in store.active_sessions()] == ["tx-7"]
+    finally:
+        store.close()
+
+
+def test_profiles_audit_and_forecasts_go_past_their_horizons_unless_still_needed(
+    tmp_path: Path,
+):
+    path = tmp_path / "g.db"
+    old, recent = T0, T0 + 40 * DAY
+    store = SqliteStore(path)
+    try:
+        store.record_event(SessionStarted("CP1/1", "tx-1", None, 0.0, old))
+        store.record_event(SessionStarted("CP2/1", "tx-2", None, 0.0, old))
+        store.record_event(SessionEnded("tx-2", 0.0, old, station_id="CP2"))
+        sent = store.profiles_sent(
+            [("CP2", "CP2/1", "tx", "tx-2", old, [(0, 6.0)])] * 5
+            + [("CP1", "CP1/1", "tx", "tx-1", old, [(0, 8.0)])] * 3
+            + [("CP3", None, "tx_default", None, old, [(0, 10.0)])] * 2,
+            old,
+        )
+        store.profiles_answered([(sent[-1], "accepted", "")], old)  # in force
+        for k in range(25):
+            store.audit(old + timedelta(minutes=k), "note", "x", {"k": k})
+            store.save_forecast("g", "capacity", "dso", old, [])
+        store.audit(recent, "note", "x", {"k": "recent"})
+        store.save_forecast("g", "capacity", "dso", recent, [])
+    finally:
+        store.close()
+    jobs = run_pass(path, recent + DAY, batch_rows=10, events="30d", oscp_messages="30d")
+    assert jobs.count("audit") == 3 and jobs.count("forecasts") == 3
+    store = SqliteStore(path)
+    try:
+        profiles = store._db.execute("SELECT id FROM profiles ORDER BY id").fetchall()
+        kept = [r[0] for r in profiles]
+        # the last of CP2/1 (the operator's view), every one of the running tx-1, the one in force
+        assert kept == [sent[4], *sent[5:8], sent[9]]
+        assert [e["detail"] for e in store.audit_log()] == [{"k": "recent"}]
+        assert store._db.execute("SELECT COUNT(*) FROM forecasts").fetchone()[0] == 1
+        assert len(store.unanswered_profiles()) == 3
+        assert [lim.periods for lim in store.limits_in_force()] == [((0, 10.0),)]
+    finally:
+        store.close()
+
+
+def test_the_file_gives_its_pages_back(tmp_path: Path):
+    path = tmp_path / "g.db"
+    store = SqliteStore(path)
+    try:
+        for m in range(120):
+            store.save_plan(a_plan(60, 96, float(m)), T0 + timedelta(minutes=m), "tick")
+    finally:
+        store.close()
+    big = os.path.getsize(path)
+    jobs = run_pass(path, T0 + timedelta(minutes=120))
+    assert "vacuum" in jobs
+    SqliteStore(path).close()  # checkpoints the log into the file
+    assert os.path.getsize(path) < big / 3  # 9 whole arrays of 120 left
+
+
+def test_the_loop_prunes_in_a_worker_thread_until_stopped(tmp_path: Path):
+    path = tmp_path / "g.db"
+    store = SqliteStore(path)
+    for k in range(40):
+        store.audit(T0, "note", "x", {"k": k})
+    config = RetentionConfig(events="1d", batch_rows=7, pause_s=0.0, check_every="1s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_retention(store, config, lambda: T0 + 2 * DAY, stop))
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if not store.audit_log():
+                break
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    try:
+        asyncio.run(main())
+        assert store.audit_log() == []
+    finally:
+        store.close()
+
+
+def test_each_step_stays_within_its_batch(tmp_path: Path):
+    path = tmp_path / "g.db"
+    store = SqliteStore(path)
+    try:
+        for k in range(23):
+            store.audit(T0, "note", "x", {"k": k})
+    finally:
+        store.close()
+    retention = Retention(str(path), RetentionConfig(events="1d", batch_rows=5))
+    try:
+        reports = []
+        while not (report := retention.prune_step(T0 + 2 * DAY)).done:
+            reports.append(report)
+    finally:
+        retention.close()
+    assert [r.rows for r in reports if r.job == "audit"] == [5, 5, 5, 5, 3]
+    assert max(r.seconds for r in reports) == reports[-1].longest_s == retention.longest_step_s
