@@ -31,9 +31,7 @@ EPS = 1e-9
 
 
 def _limit_entries(lp: PreparedLP) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows, cols, vals = lp.coo()
-    m = (rows < lp.n_limit_rows) & (cols < lp.n_x)
-    return rows[m], cols[m], vals[m]
+    return lp.limit_entries  # built once per LP: read here several times a re-plan
 
 
 def fill(
@@ -81,7 +79,7 @@ def water_fill(lp: PreparedLP) -> np.ndarray:
         return x
     e_row, e_col, e_val = _limit_entries(lp)
     room = lp.row_upper[: lp.n_limit_rows].copy()
-    kwh = np.concatenate([s.kwh_per_a for s in lp.sessions])
+    kwh = lp.x_kwh
     need = np.array([s.demand.energy_kwh for s in lp.sessions])
     upper_a = lp.col_upper[: lp.n_x]
     P = lp.n_periods
@@ -330,7 +328,7 @@ class _Giveback:
         self.by_period = by_period
         self.bounds = np.searchsorted(lp.x_period[by_period], np.arange(lp.n_periods + 1))
         self.lo = lo
-        self.kwh = np.concatenate([s.kwh_per_a for s in lp.sessions])
+        self.kwh = lp.x_kwh
         self.upper = lp.col_upper[: lp.n_x]
         self.discrete = np.array(
             [s.connector.connector.allowed_currents_a is not None for s in lp.sessions], dtype=bool

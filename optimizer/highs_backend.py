@@ -20,6 +20,7 @@ from highspy._core import _Highs
 
 from optimizer.prepare import SEGMENTS, PreparedLP
 
+_STATUSES = tuple(highspy.HighsBasisStatus.__members__.values())
 _KIND_SHIFT = 58
 _ID_SHIFT = 28
 
@@ -67,6 +68,15 @@ def new_highs(time_limit_s: float | None) -> _Highs:
     if time_limit_s is not None:
         h.setOptionValue("time_limit", float(time_limit_s))
     return h
+
+
+def run_for(h: _Highs, time_limit_s: float | None) -> None:
+    """Run HiGHS for at most ``time_limit_s`` more. HiGHS's time limit counts
+    every run of an instance: a kept one would otherwise stop at once (time
+    limit reached, no optimal point) once its re-plans had added up to it."""
+    if time_limit_s is not None:
+        h.setOptionValue("time_limit", h.getRunTime() + float(time_limit_s))
+    h.run()
 
 
 def pass_model(h: _Highs, lp: PreparedLP) -> None:
@@ -137,6 +147,9 @@ class HighsPlanner:
         self._row_codes: np.ndarray | None = None
         self._signature: tuple[bytes, bytes] | None = None
         self._lp: PreparedLP | None = None
+        self.models_passed = 0
+        """Times a whole model went to HiGHS (the LP changed shape), rather
+        than only what changed."""
 
     def _id(self, name: str) -> int:
         n = self._ids.get(name)
@@ -202,9 +215,10 @@ class HighsPlanner:
             basis = self._carried_basis(cols, rows) if h is not None else None
             h = new_highs(self._time_limit_s)
             pass_model(h, lp)
+            self.models_passed += 1
             if basis is not None:
                 warm = h.setBasis(basis) == highspy.HighsStatus.kOk
-        h.run()
+        run_for(h, self._time_limit_s)
         self._highs = h
         self._col_codes, self._row_codes, self._signature = cols, rows, signature
         self._lp = lp
@@ -222,8 +236,9 @@ class HighsPlanner:
         if not old.valid:
             return None
         st = highspy.HighsBasisStatus
-        old_col = np.array([int(s) for s in old.col_status], dtype=np.int8)
-        old_row = np.array([int(s) for s in old.row_status], dtype=np.int8)
+        # .value: the enum's number without a call to int() per variable
+        old_col = np.array([s.value for s in old.col_status], dtype=np.int8)
+        old_row = np.array([s.value for s in old.row_status], dtype=np.int8)
         basic, lower = int(st.kBasic), int(st.kLower)
         new_col = _carry(self._col_codes, old_col, cols, default=lower)
         new_row = _carry(self._row_codes, old_row, rows, default=basic)
@@ -239,9 +254,11 @@ class HighsPlanner:
             idx = np.flatnonzero(new_row != basic)[:-excess]
             new_row[idx] = basic
         b = highspy.HighsBasis()
-        by_int = {int(s): s for s in (st.kLower, st.kBasic, st.kUpper, st.kZero, st.kNonbasic)}
-        b.col_status = [by_int[int(v)] for v in new_col]
-        b.row_status = [by_int[int(v)] for v in new_row]
+        by_int = np.empty(max(s.value for s in _STATUSES) + 1, dtype=object)
+        for s in _STATUSES:
+            by_int[s.value] = s
+        b.col_status = by_int[new_col].tolist()
+        b.row_status = by_int[new_row].tolist()
         b.valid = True
         return b
 

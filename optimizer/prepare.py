@@ -8,7 +8,10 @@ LP. Columns, in this order:
 * ``v[s,k]``   unmet energy of session s in segment k (K segments, each a K-th of
   its need, each dearer than the last: a convex penalty that evens out the
   delivered fraction between sessions when capacity is short);
-* ``d[s]``     |x[s,0] − previous plan| for sessions the previous plan knew;
+* ``d[s]``     |x[s,0] − previous plan| for sessions the previous plan knew
+  that have a column in the slot dispatched now; with ``stable_shape`` for all
+  of those sessions, fixed at 0 and free of cost where the plan did not know
+  them: the same LP, in a shape a kept solver can update in place;
 * ``w[j,k]``   for x columns in the first `EVEN_SLOTS` periods, the k-th piece of
   that current (x = Σ w), each piece dearer than the last: a convex penalty
   on the rate that shares a slot's capacity evenly instead of giving one car
@@ -28,7 +31,7 @@ Rows:
   with |weight|; upper bound = capacity − load that is fixed whatever we plan;
 * energy rows, one per session: Σ kWh-per-A·x + Σ v = energy needed (so the
   plan never delivers more than needed);
-* two rows per ``d``;
+* two rows per ``d`` (free where the previous plan did not know the session);
 * one row per x column that has ``w`` columns (x − Σ w = 0);
 * battery-tail rows, for sessions with a ``taper_kwh``: one per x column
   where the tail can bind, x ≤ the connector's maximum × (need − energy
@@ -43,6 +46,7 @@ staying close to the previous plan in the slot dispatched now.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -181,6 +185,18 @@ class PreparedLP:
         """(row, col, value) triplets of the matrix."""
         cols = np.repeat(np.arange(self.n_col), np.diff(self.a_start))
         return self.a_index, cols, self.a_value
+
+    @cached_property
+    def limit_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, x column, value) of the limit rows' entries, column-wise."""
+        rows, cols, vals = self.coo()
+        m = (rows < self.n_limit_rows) & (cols < self.n_x)
+        return rows[m], cols[m], vals[m]
+
+    @cached_property
+    def x_kwh(self) -> np.ndarray:
+        """Energy per ampere of every x column."""
+        return np.concatenate([np.zeros(0), *(s.kwh_per_a for s in self.sessions)])
 
 
 def session_upper_a(demand: SessionDemand, info: ConnectorInfo) -> float:
@@ -336,9 +352,9 @@ def _session_cols(
     families = SiteFamilies.of(problem.site)
     family_cache: dict[tuple[str, tuple[Line, ...], float, str], tuple[tuple[int, float], ...]] = {}
 
-    def families_of(info: ConnectorInfo, lines: tuple[Line, ...]) -> tuple:
+    def families_of(info: ConnectorInfo, lines: tuple[Line, ...], kw: float) -> tuple:
         # connectors alike in group, lines and kW per A share their families
-        key = (info.group, lines, info.kw_per_amp(lines), info.key if families.weighted else "")
+        key = (info.group, lines, kw, info.key if families.weighted else "")
         fam = family_cache.get(key)
         if fam is None:
             # a kW family is in the LP only where its group has a power limit
@@ -349,19 +365,21 @@ def _session_cols(
             )
         return fam
 
-    starts, count = x.starts, x.count
+    # plain Python numbers, read once (indexing numpy arrays per session is slow)
+    kw, upper, p0, p1 = x.kw.tolist(), x.upper.tolist(), x.p0.tolist(), x.p1.tolist()
+    starts, ends = x.starts.tolist(), (x.starts + x.count).tolist()
     return [
         SessionCols(
             demand=d,
             connector=info,
             lines=x.lines_of[i],
-            kw_per_a=float(x.kw[i]),
-            upper_a=float(x.upper[i]),
-            first_col=int(starts[i]),
-            periods=x.period[starts[i] : starts[i] + count[i]],
-            kwh_per_a=x.kwh[starts[i] : starts[i] + count[i]],
-            window=(float(x.p0[i]), float(x.p1[i])),
-            families=families_of(info, x.lines_of[i]),
+            kw_per_a=kw[i],
+            upper_a=upper[i],
+            first_col=starts[i],
+            periods=x.period[starts[i] : ends[i]],
+            kwh_per_a=x.kwh[starts[i] : ends[i]],
+            window=(p0[i], p1[i]),
+            families=families_of(info, x.lines_of[i], kw[i]),
         )
         for i, (d, info) in enumerate(zip(problem.sessions, x.infos, strict=True))
     ]
@@ -390,17 +408,23 @@ def _unmet_columns(problem: PlanningProblem, need: np.ndarray) -> tuple[np.ndarr
 
 
 def _previous_columns(
-    problem: PlanningProblem, sessions: list[SessionCols]
-) -> tuple[list[int], np.ndarray]:
-    """(session index, cost) of the d columns: sessions the previous plan knew
-    that have a column in the slot dispatched now."""
+    problem: PlanningProblem, sessions: list[SessionCols], stable_shape: bool
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """(session index, previous current, cost) of the d columns: the sessions
+    with a column in the slot dispatched now that the previous plan knew, or
+    all of them with ``stable_shape`` (NaN and no cost where it did not)."""
     d_sessions = [
         i
         for i, s in enumerate(sessions)
-        if s.demand.session_id in problem.previous and len(s.periods) and s.periods[0] == 0
+        if len(s.periods)
+        and s.periods[0] == 0
+        and (stable_shape or s.demand.session_id in problem.previous)
     ]
-    d_cost = np.array([PREVIOUS_WEIGHT * sessions[i].kwh_per_a[0] for i in d_sessions], dtype=float)
-    return d_sessions, d_cost
+    ids = [sessions[i].demand.session_id for i in d_sessions]
+    prev = np.array([problem.previous.get(k, np.nan) for k in ids], dtype=float)
+    kwh_now = np.array([sessions[i].kwh_per_a[0] for i in d_sessions], dtype=float)
+    d_cost = np.where(np.isnan(prev), 0.0, PREVIOUS_WEIGHT * kwh_now)
+    return d_sessions, prev, d_cost
 
 
 @dataclass(frozen=True)
@@ -427,12 +451,15 @@ def _limit_rows(
     rows_f: list[np.ndarray] = []
     cols_f: list[np.ndarray] = []
     vals_f: list[np.ndarray] = []
-    by_families: dict[tuple[tuple[int, float], ...], list[int]] = {}
+    # sessions that load the same families, in order of their first session
+    group_of: dict[tuple[tuple[int, float], ...], int] = {}
+    session_group = np.full(len(sessions), -1, dtype=np.int64)
     for i, sc in enumerate(sessions):
         if len(sc.periods) and sc.families:
-            by_families.setdefault(sc.families, []).append(i)
-    for fam_tuple, members in by_families.items():
-        cols = np.flatnonzero(np.isin(x_session, members))
+            session_group[i] = group_of.setdefault(sc.families, len(group_of))
+    x_group = session_group[x_session]
+    for fam_tuple, g in group_of.items():
+        cols = np.flatnonzero(x_group == g)
         fam = np.array([f for f, _ in fam_tuple], dtype=np.int64)
         coef = np.array([c for _, c in fam_tuple])
         rows_f.append((fam[:, None] * P + x_period[cols][None, :]).ravel())
@@ -450,8 +477,12 @@ def _limit_rows(
     # only rows that have members and a finite bound
     finite = np.isfinite(cap_all[lim_key]) if len(lim_key) else np.zeros(0, bool)
     lim_key, lim_col, lim_val = lim_key[finite], lim_col[finite], lim_val[finite]
-    used_keys, lim_row = np.unique(lim_key, return_inverse=True)
-    lim_upper = cap_all[used_keys] if len(used_keys) else np.zeros(0)
+    # rows in (family, period) order: a mark per possible row rather than a sort
+    used = np.zeros(len(cap_all), dtype=bool)
+    used[lim_key] = True
+    used_keys = np.flatnonzero(used)
+    lim_row = (np.cumsum(used) - 1)[lim_key]
+    lim_upper = cap_all[used_keys]
     return _LimitRows(lim_row, lim_col, lim_val, used_keys // P, used_keys % P, lim_upper)
 
 
@@ -499,8 +530,9 @@ def _csc(
     return a_start, rows, vals
 
 
-def prepare(problem: PlanningProblem) -> PreparedLP:
-    """The LP of ``problem``: columns x, v, d, w and the rows of the module docstring."""
+def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> PreparedLP:
+    """The LP of ``problem``: columns x, v, d, w and the rows of the module
+    docstring (``stable_shape``: a d column for every session planned now)."""
     periods = _periods(problem)
     P = len(periods.first)
     fams, fam_index = _families(problem, periods.first)
@@ -515,7 +547,8 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
     x_cost = _x_cost(problem, periods, x)
     n_v = n_s * SEGMENTS
     v_upper, v_cost = _unmet_columns(problem, x.need)
-    d_sessions, d_cost = _previous_columns(problem, sessions)
+    d_sessions, prev, d_cost = _previous_columns(problem, sessions, stable_shape)
+    known = ~np.isnan(prev)
     n_d = len(d_sessions)
     d_session = np.array(d_sessions, dtype=np.int64)
 
@@ -527,7 +560,6 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
     v_row = n_l + np.repeat(np.arange(n_s), SEGMENTS)
 
     # --- previous-plan rows: x - d <= prev (block 1); x + d >= prev (block 2) --------
-    prev = np.array([problem.previous[sessions[i].demand.session_id] for i in d_sessions])
     d_col = n_x + n_v + np.arange(n_d)
     x0_col = np.array([sessions[i].first_col for i in d_sessions], dtype=np.int64)
     r1 = n_l + n_s + np.arange(n_d)
@@ -563,10 +595,11 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
 
     energy = np.where(x.count > 0, x.need, 0.0)
     zero_w = np.zeros(len(w.x))
+    prev_lo, prev_hi = np.where(known, prev, -INF), np.where(known, prev, INF)
     row_lower = np.concatenate(
-        [np.full(n_l, -INF), energy, np.full(n_d, -INF), prev, zero_w, np.full(n_t, -INF)]
+        [np.full(n_l, -INF), energy, np.full(n_d, -INF), prev_lo, zero_w, np.full(n_t, -INF)]
     )
-    row_upper = np.concatenate([lim.upper, energy, prev, np.full(n_d, INF), zero_w, t_upper])
+    row_upper = np.concatenate([lim.upper, energy, prev_hi, np.full(n_d, INF), zero_w, t_upper])
 
     return PreparedLP(
         problem=problem,
@@ -577,7 +610,7 @@ def prepare(problem: PlanningProblem) -> PreparedLP:
         n_d=n_d,
         n_w=n_w,
         col_lower=np.zeros(n_col),
-        col_upper=np.concatenate([x_upper, v_upper, np.full(n_d, INF), w.upper]),
+        col_upper=np.concatenate([x_upper, v_upper, np.where(known, INF, 0.0), w.upper]),
         col_cost=np.concatenate([x_cost, v_cost, d_cost, w.cost]),
         row_lower=row_lower,
         row_upper=row_upper,
@@ -663,6 +696,5 @@ def expand_to_slots(
 
 def limit_load(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
     """Load of every limit row under x-column values ``x`` (length n_x)."""
-    rows, cols, vals = lp.coo()
-    m = (rows < lp.n_limit_rows) & (cols < lp.n_x)
-    return np.bincount(rows[m], weights=vals[m] * x[cols[m]], minlength=lp.n_limit_rows)
+    rows, cols, vals = lp.limit_entries
+    return np.bincount(rows, weights=vals * x[cols], minlength=lp.n_limit_rows)

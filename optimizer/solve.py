@@ -16,10 +16,10 @@ from enum import StrEnum
 
 import numpy as np
 
-from optimizer.dispatch import make_dispatchable, row_loads, water_fill
+from optimizer.dispatch import make_dispatchable, water_fill
 from optimizer.highs_backend import HighsPlanner, RawResult, solve_arrays
 from optimizer.plan import BindingLimit, Plan, SolverStatus
-from optimizer.prepare import PreparedLP, expand_to_slots, prepare
+from optimizer.prepare import PreparedLP, expand_to_slots, limit_load, prepare
 from optimizer.problem import PlanningProblem
 from optimizer.pulp_backend import solve_pulp
 
@@ -102,7 +102,8 @@ def solve(
     """Plan the site: current per connector per slot, and its figures."""
     t0 = time.perf_counter()
     backend = Backend(backend)
-    lp = prepare(problem)
+    # a kept planner changes bounds in place when the LP keeps its shape
+    lp = prepare(problem, stable_shape=planner is not None and backend is Backend.HIGHS)
     notes: list[str] = []
     objective: float | None = None
     if lp.n_x == 0:
@@ -130,7 +131,7 @@ def solve(
             if raw.warm:
                 notes.append("warm start")
     z = make_dispatchable(lp, x_lp)
-    loads = row_loads(lp, z)
+    loads = limit_load(lp, z)
     upper = lp.row_upper[: lp.n_limit_rows]
     if np.any(loads > upper + LIMIT_TOLERANCE):
         # never happens by construction; if it ever does, plan safely instead
@@ -160,7 +161,7 @@ def _assemble(
     power = np.zeros((len(ids), T))
     n_s = len(lp.sessions)
     need = np.array([s.demand.energy_kwh for s in lp.sessions])
-    kwh = np.concatenate([s.kwh_per_a for s in lp.sessions]) if lp.n_x else np.zeros(0)
+    kwh = lp.x_kwh
     drawn = drawn_kwh(lp, z, need, kwh)
     sess_idx, slot, value, col = expand_to_slots(lp, z)
     rows_of_session = np.array([row[s.demand.connector_id] for s in lp.sessions], dtype=np.int64)
@@ -225,7 +226,7 @@ def _binding(lp: PreparedLP, *xs: np.ndarray) -> tuple[BindingLimit, ...]:
     upper = lp.row_upper[: lp.n_limit_rows]
     near = np.zeros(len(upper), dtype=bool)
     for x in xs:
-        near |= upper - row_loads(lp, x) <= 1e-6 * np.maximum(1.0, upper)
+        near |= upper - limit_load(lp, x) <= 1e-6 * np.maximum(1.0, upper)
     tight = np.flatnonzero(near)
     out = []
     for r in tight:
