@@ -90,7 +90,7 @@
         Object.assign(opts, { weekday: "short", day: "numeric", month: "short", hour: "2-digit",
           minute: "2-digit", second: "2-digit", timeZoneName: "short" });
       }
-      if (kind === "date") Object.assign(opts, { year: "numeric", month: "2-digit", day: "2-digit" });
+      if (kind === "weekday") Object.assign(opts, { weekday: "short" });
       formats.set(key, new Intl.DateTimeFormat(undefined, opts));
     }
     return formats.get(key);
@@ -433,7 +433,8 @@
         },
         axes: [
           {
-            space: 56,
+            space: 64,
+            size: 56,
             values: (u, splits) => {
               const labels = splits.map(axisLabel);
               // what the axis reads, and where (for tests: the canvas has no text)
@@ -469,7 +470,8 @@
     const f = new Intl.DateTimeFormat("en-US", { timeZone: state.tz, hourCycle: "h23",
       hour: "numeric", minute: "numeric" });
     const [h, m] = f.format(d).split(":").map(Number);
-    return h % 24 === 0 && m === 0 ? formatter("day").format(d) : formatter("time").format(d);
+    const t = formatter("time").format(d);
+    return h % 24 === 0 && m === 0 ? t + "\n" + formatter("weekday").format(d) : t;
   }
 
   function setView(view) {
