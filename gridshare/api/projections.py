@@ -100,6 +100,7 @@ def status_out(
     service's facts where there are."""
     figures = {
         "site": site.site.name,
+        "timezone": site.site.timezone,
         "now": now,
         "stations_known": len(site.chargers),
         "stations_connected": stations_connected,
@@ -136,6 +137,12 @@ def member_lines(site: Site, members: Iterable[str]) -> list[Line]:
     return sorted({x for cid in members for x in conns[cid].lines})
 
 
+def plan_slot(plan: Plan, now: datetime) -> int:
+    """The plan's slot that holds ``now`` (its first or last beyond its ends): a
+    plan made in an earlier slot is read where it stands now, as the capacity is."""
+    return min(max(math.floor(plan.grid.position(now)), 0), plan.grid.slots - 1)
+
+
 def plan_lines(plan: Plan, site: Site, connector_id: str) -> tuple[Line, ...]:
     """The lines the plan loads on a connector (its wiring if the plan says nothing)."""
     return tuple(plan.lines.get(connector_id, site.connectors[connector_id].lines))
@@ -164,13 +171,14 @@ def group_out(
     planned = dict.fromkeys(lines, 0.0)
     seen = dict.fromkeys(lines, 0.0)
     planned_kw = load_kw = 0.0
+    slot = 0 if plan is None else plan_slot(plan, now)
     for cid, w in members.items():
         if plan is not None and cid in running and cid in rows:
-            a = plan.now_a(cid)
+            a = float(plan.current_a[rows[cid], slot])
             for line in plan_lines(plan, site, cid):
                 if line in planned:
                     planned[line] += w * a
-            planned_kw += w * float(plan.power_kw[rows[cid], 0])
+            planned_kw += w * float(plan.power_kw[rows[cid], slot])
         for line, amps in measured.get(cid, {}).items():
             if line in seen:
                 seen[line] += w * amps
@@ -237,10 +245,9 @@ def planned_points(
     lines = member_lines(site, members)
     grid = plan.grid
     out: list[TimelinePoint] = []
-    for i in range(grid.slots):
-        at = max(grid.slot_start(i), now) if i == 0 else grid.slot_start(i)
-        if i > 0 and at <= now:
-            continue
+    first = plan_slot(plan, now)
+    for i in range(first, grid.slots):
+        at = max(grid.slot_start(i), now) if i == first else grid.slot_start(i)
         sums = dict.fromkeys(lines, 0.0)
         for cid, w in members.items():
             if cid not in running or cid not in plan.connector_ids:

@@ -404,6 +404,9 @@ class StatusService(_Out):
 
 class StatusOut(_Out):
     site: str
+    timezone: str = Field(
+        default="UTC", description="The site's IANA time zone, e.g. ``Europe/Amsterdam``."
+    )
     now: datetime
     stations_known: int
     stations_connected: int

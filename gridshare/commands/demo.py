@@ -209,13 +209,64 @@ def sample_at_once(service: Service, cars: Cars, clock: Callable[[], datetime]) 
     return s if same else None
 
 
-def render(service: Service, cars: Cars, s: Sample, speed: float) -> Any:
+CONNECTORS_LEGEND = (
+    "limit: what the station enforces now; planned: the plan's current. They differ "
+    "for a moment as a plan is rolled out (lowerings first, raisings once those are "
+    "accepted; changes under 1 A are not sent); a car follows a lowered limit within "
+    "seconds, so its draw may still be above it."
+)
+GROUPS_LEGEND = (
+    "limits in force: the sum of every connector's limit, idle ones too (a car may "
+    "plug in and draw it before a plan reaches its station)."
+)
+PAGE_S = 4.0
+"""Real seconds each page of connectors stays on a terminal too short for all."""
+
+
+def connector_page(plugged: list[str], room: int, wall_s: float) -> tuple[list[str], str]:
+    """The connectors that fit in ``room`` rows (a page at a time, turning every
+    `PAGE_S` seconds) and what the table's caption says of them."""
+    room = max(1, room)
+    if len(plugged) <= room:
+        return plugged, f"{len(plugged)} cars plugged in"
+    pages = math.ceil(len(plugged) / room)
+    page = int(wall_s // PAGE_S) % pages
+    shown = plugged[page * room : (page + 1) * room]
+    first = page * room + 1
+    return shown, (
+        f"cars {first}-{first + len(shown) - 1} of {len(plugged)}, "
+        f"page {page + 1}/{pages} (turns every {PAGE_S:g} s)"
+    )
+
+
+def lines_of(renderable: Any, width: int) -> int:
+    """How many terminal lines ``renderable`` takes at ``width`` columns."""
+    import io
+
+    from rich.console import Console
+
+    probe = Console(width=width, file=io.StringIO(), color_system=None)
+    return len(probe.render_lines(renderable, probe.options, pad=False))
+
+
+def render(
+    service: Service, cars: Cars, s: Sample, speed: float, size: tuple[int, int] = (120, 50)
+) -> Any:
+    """The live view, fitted to a terminal of ``size`` (columns, lines): compact
+    tables, and the connectors a page at a time when they do not all fit."""
+    from rich import box
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     ctl = service.controller
     assert ctl is not None
-    groups = Table(title=f"gridshare demo - {s.at:%H:%M} UTC (×{speed:g})", expand=False)
+    width, height = size
+
+    def compact(**kw: Any) -> Table:
+        return Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, **kw)
+
+    groups = compact(title=f"gridshare demo - {s.at:%H:%M} UTC (×{speed:g})")
     for col in ("group", "capacity A", "limits in force L1/L2/L3", "measured L1/L2/L3"):
         groups.add_column(col)
     for gid, cap in s.capacity.items():
@@ -225,16 +276,29 @@ def render(service: Service, cars: Cars, s: Sample, speed: float) -> Any:
         groups.add_row(
             gid,
             f"{cap:.0f}",
-            " / ".join(f"{v:5.1f}" for v in lim.values()),
-            " / ".join(f"{v:5.1f}" for v in s.measured[gid].values()),
+            "/".join(f"{v:.0f}" for v in lim.values()),
+            "/".join(f"{v:.0f}" for v in s.measured[gid].values()),
             style=style,
         )
-    conns = Table(expand=False)
-    for col in ("connector", "OCPP", "limit A", "planned A", "draw A", "kWh", "SoC %", "departs"):
-        conns.add_column(col)
     plan = ctl.plan
     fleet = cars.fleet
-    for cid, (car, _) in sorted(cars.plugged.items()):
+    status = plan.status.value if plan is not None else "-"
+    footer = Text(
+        f"{'DSO over OSCP · ' if service.oscp else ''}plans {ctl.plans}, last {status} "
+        f"in {plan.solve_ms if plan else 0:.0f} ms · OCPP calls {fleet.stats.calls_received}",
+        no_wrap=True,
+        overflow="ellipsis",
+    )
+    top = Group(groups, Text(GROUPS_LEGEND, style="dim"))
+    bottom = Group(Text(CONNECTORS_LEGEND, style="dim"), footer)
+    # the connectors' header, its rule and caption, and the line Live keeps below
+    room = height - lines_of(top, width) - lines_of(bottom, width) - 4
+    shown, caption = connector_page(sorted(cars.plugged), room, time.monotonic())
+    conns = compact(caption=caption)
+    for col in ("connector", "OCPP", "limit A", "planned A", "draw A", "kWh", "SoC %", "departs"):
+        conns.add_column(col)
+    for cid in shown:
+        car, _ = cars.plugged[cid]
         planned = plan.now_a(cid) if plan is not None and cid in plan.connector_ids else 0.0
         soc = fleet.soc(cid)
         conns.add_row(
@@ -247,14 +311,7 @@ def render(service: Service, cars: Cars, s: Sample, speed: float) -> Any:
             f"{soc * 100:.0f}" if soc is not None else "-",
             f"{car.departs:%H:%M}",
         )
-    status = plan.status.value if plan is not None else "-"
-    footer = (
-        f"{(service.oscp and 'capacity from the DSO over OSCP; ') or ''}"
-        f"plans {ctl.plans}, last {status} in "
-        f"{plan.solve_ms if plan else 0:.0f} ms; OCPP calls to stations "
-        f"{fleet.stats.calls_received}"
-    )
-    return Group(groups, conns, footer)
+    return Group(top, conns, bottom)
 
 
 def plot(samples: list[Sample], path: Path, cut: EveningCut, site: Site) -> None:
@@ -427,6 +484,9 @@ async def start_site(
         capacity=static_capacity,
         clock=clock,
         scheduler=False,
+        # a report of the site's energy each slot of simulated time, as a DSO
+        # would get one every 15 minutes, not once a real minute
+        oscp_measurement_interval_s=config.site.site.slot_minutes * 60 / clock.speed,
     )
     fleet: StationFleet | None = None
     try:
@@ -474,8 +534,35 @@ async def drive(
             continue
         samples.append(s)
         if live is not None:
-            live.update(render(service, cars, s, clock.speed))
+            size = live.console.size
+            live.update(render(service, cars, s, clock.speed, (size.width, size.height)))
     return samples
+
+
+def dso_summary(dso: SimulatedDso, delivered_kwh: float) -> str:
+    """What the simulated DSO received, in a sentence: the forecasts it sent, and
+    the site's energy reports (cumulative import, or per interval)."""
+    got = [r for r in dso.received if r.message == "update_group_measurements"]
+    beats = sum(1 for r in dso.received if r.message == "heartbeat")
+    head = f"DSO (simulated, OSCP): sent the evening cut as a forecast; got {beats} heartbeat(s)"
+    if not got:
+        return head + " and no energy report yet (one goes out each slot of simulated time)."
+    last = got[-1]
+    m = (last.body.get("measurements") or [{}])[-1]
+    value = float(m.get("value", 0.0))
+    at = datetime.fromisoformat(str(m.get("measure_time")).replace("Z", "+00:00"))
+    if m.get("initial_measure_time"):
+        since = datetime.fromisoformat(str(m["initial_measure_time"]).replace("Z", "+00:00"))
+        what = (
+            f"the last one {value:.1f} kWh imported from {since:%H:%M} to {at:%H:%M} UTC "
+            "(each report is one interval's energy, not the total)"
+        )
+    else:
+        what = (
+            f"the last one {value:.1f} kWh imported in all by {at:%H:%M} UTC "
+            f"(the cars' {delivered_kwh:.1f} kWh include what was metered after it)"
+        )
+    return f"{head} and {len(got)} energy report(s) of the site, {what}."
 
 
 def report(
@@ -509,7 +596,7 @@ def report(
         f"largest excess of limits in force over capacity: {max(0.0, excess):.1f} A "
         f"(DSO cut to {cut.limit_a:.0f} A from {cut.start:%H:%M} to {cut.end:%H:%M})"
     )
-    console.print(f"capacity from a simulated DSO over OSCP: {'; '.join(run.dso_lines[-3:])}")
+    console.print(dso_summary(run.dso, delivered_kwh))
     console.print(f"plot: {png}")
     over = [
         (s.at, g)

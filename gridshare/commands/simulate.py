@@ -34,9 +34,14 @@ capacity and count, each with ``added_chargers`` and, per strategy,
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import date
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from gridshare.commands.options import (
     ListOption,
@@ -47,6 +52,7 @@ from gridshare.commands.options import (
     positive,
 )
 from gridshare.config import ConfigError, load_config
+from gridshare.logs import configure_logging
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
 from gridshare.simulation.capacity import CapacityFileError, read_capacity_csv
@@ -66,6 +72,8 @@ from gridshare.simulation.sessions import (
     read_sessions,
 )
 from optimizer.site import Site, station_of
+
+log = logging.getLogger("gridshare.simulate")
 
 
 def _date(text: str) -> date:
@@ -194,42 +202,21 @@ def main(argv: list[str]) -> int:
         if path is not None:
             output_folder(path)  # before the runs, not after them
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    car = CarModel(taper_kwh=args.taper_kwh)
-    runs = []
-    run_keys: list[dict[str, object]] = []
-    studies: dict[float | None, list[tuple[int, dict[str, RunResult]]]] = {}
     setting = {
         "capacity_group": group,
         "overrides": overrides,
-        "car": car,
+        "car": CarModel(taper_kwh=args.taper_kwh),
         "defaults": defaults,
         "progress": progress,
         "ideal_models": args.ideal_models,
         "informed": args.informed,
     }
-    for cap in args.capacity_kw or [None]:
-        try:
-            if under is None:
-                results = run_strategies(site, sessions, args.strategy, capacity_kw=cap, **setting)
-                runs.append((cap, results))
-                run_keys.append({})
-                continue
-            studies[cap] = hosting_runs(
-                site,
-                sessions,
-                under=under,
-                counts=args.add_chargers,
-                strategies=args.strategy,
-                capacity_kw=cap,
-                seed=args.seed,
-                **setting,
-            )
-            for n, results in studies[cap]:
-                runs.append((cap, results))
-                run_keys.append({"added_chargers": n})
-        except ValueError as e:
-            print(f"gridshare simulate: {e}", file=sys.stderr)
-            return 2
+    configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        runs, run_keys, studies = _all_runs(site, sessions, args, under, setting)
+    except ValueError as e:
+        print(f"gridshare simulate: {e}", file=sys.stderr)
+        return 2
     meta = {
         "site": str(args.site),
         "sessions_file": str(args.sessions),
@@ -269,8 +256,73 @@ def _stations_not_in(site: Site, sessions: list[SimSession], site_name: str) -> 
     )
 
 
+Studies = dict[float | None, list[tuple[int, dict[str, RunResult]]]]
+
+
+def _logged(what: str, name: str, run: Callable[[], Any]) -> Any:
+    """Run one strategy and log that it is done (a long run off a terminal says
+    how far it got)."""
+    t0 = time.perf_counter()
+    out = run()
+    log.info("%s: %s done in %.1f s", what, name, time.perf_counter() - t0)
+    return out
+
+
+def _all_runs(
+    site: Site,
+    sessions: list[SimSession],
+    args: argparse.Namespace,
+    under: str | None,
+    setting: dict[str, Any],
+) -> tuple[list[tuple[float | None, dict[str, RunResult]]], list[dict[str, object]], Studies]:
+    """Every run of the command, one strategy at a time (each logged once done):
+    per capacity, the strategies, or a hosting study of them."""
+    runs: list[tuple[float | None, dict[str, RunResult]]] = []
+    run_keys: list[dict[str, object]] = []
+    studies: Studies = {}
+    for cap in args.capacity_kw or [None]:
+        what = "site" if cap is None else f"{cap:g} kW"
+        if under is None:
+            results: dict[str, RunResult] = {}
+            for name in args.strategy:
+                results |= _logged(
+                    what,
+                    name,
+                    partial(run_strategies, site, sessions, [name], capacity_kw=cap, **setting),
+                )
+            runs.append((cap, results))
+            run_keys.append({})
+            continue
+        # the added chargers' days are drawn from the counts alone: one strategy
+        # at a time gives each the same sites
+        merged: dict[int, dict[str, RunResult]] = {n: {} for n in args.add_chargers}
+        for name in args.strategy:
+            study = _logged(
+                f"{what}, {', '.join(map(str, args.add_chargers))} chargers added",
+                name,
+                partial(
+                    hosting_runs,
+                    site,
+                    sessions,
+                    under=under,
+                    counts=args.add_chargers,
+                    strategies=[name],
+                    capacity_kw=cap,
+                    seed=args.seed,
+                    **setting,
+                ),
+            )
+            for n, results in study:
+                merged[n] |= results
+        studies[cap] = list(merged.items())
+        for n, results in studies[cap]:
+            runs.append((cap, results))
+            run_keys.append({"added_chargers": n})
+    return runs, run_keys, studies
+
+
 def _print_fits(
-    studies: dict[float | None, list[tuple[int, dict[str, RunResult]]]],
+    studies: Studies,
     strategies: list[str],
     min_served_pct: float,
     under: str,

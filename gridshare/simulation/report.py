@@ -167,26 +167,46 @@ def write_report(report: dict[str, Any], path: str | Path) -> None:
     Path(path).write_text(json.dumps(report, indent=2, default=str) + "\n")
 
 
+TABLE_CAPTION = (
+    "Energy delivered, % of what the cars took in the real sessions; unmet energy in kWh; "
+    "violations: (time step, limit) pairs where the load was over the limit. "
+    "Per run, strategies that kept every limit come first (best first); "
+    "those marked ⚠ broke limits, so their energy is not a fair comparison."
+)
+
+
+def _strategy_order(strategies: dict[str, Any]) -> list[str]:
+    """Strategies that kept every limit first, each part by energy delivered."""
+    return sorted(
+        strategies,
+        key=lambda n: (strategies[n]["violations"] > 0, -strategies[n]["delivered_pct"]),
+    )
+
+
 def table(report: dict[str, Any]) -> str:
-    """Markdown: % delivered per strategy and capacity."""
+    """Markdown with a caption: per run and strategy, the energy delivered, the
+    unmet energy and the violations of limits."""
     runs = report["runs"]
-    names: list[str] = []
-    for r in runs:
-        names += [n for n in r["strategies"] if n not in names]
     hosting = any("added_chargers" in r for r in runs)
     first = ["capacity kW", "added chargers"] if hosting else ["capacity kW"]
-    head = "| " + " | ".join(first + names) + " |"
-    sep = "|---" * (len(first) + len(names)) + "|"
-    lines = [head, sep]
+    cols = [*first, "strategy", "delivered %", "unmet kWh", "violations"]
+    lines = [TABLE_CAPTION, "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for r in runs:
-        cells = ["site" if r["capacity_kw"] is None else f"{r['capacity_kw']:g}"]
+        run = ["site" if r["capacity_kw"] is None else f"{r['capacity_kw']:g}"]
         if hosting:
-            cells.append(str(r.get("added_chargers", 0)))
-        cells += [
-            f"{r['strategies'][n]['delivered_pct']:.2f}" if n in r["strategies"] else "–"
-            for n in names
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+            run.append(str(r.get("added_chargers", 0)))
+        figures = r["strategies"]
+        for n in _strategy_order(figures):
+            f = figures[n]
+            broke = f["violations"] > 0
+            cells = [
+                *run,
+                f"⚠ {n} (broke limits)" if broke else n,
+                f"{f['delivered_pct']:.2f}",
+                f"{f['unmet_kwh']:.1f}",
+                f"{f['violations']:,}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -1,6 +1,8 @@
 // gridshare dashboard: reads the operator API, follows /api/live (server-sent
 // events read with fetch, so a bearer token can be sent), draws each group's
 // capacity vs planned vs measured per line with uPlot, and sets group limits.
+// Times are the site's (its time zone from /api/status), written the way the
+// reader's locale writes them (24 h or 12 h).
 "use strict";
 
 (function () {
@@ -8,8 +10,20 @@
   const CAPACITY_COLOUR = "#b42318";
   const HISTORY_HOURS = 6;
   const TIMELINE_DEBOUNCE_MS = 800;
+  const HOUR_S = 3600;
+  // what an operator looks at first: the last hours and the next few
+  const NEAR_VIEW = { before: 3 * HOUR_S, after: 6 * HOUR_S };
+  const IDLE_RESERVE_TIP =
+    "Reserved for idle connectors: each counts at its fallback limit (its maximum until " +
+    "its station confirmed one), because a car that plugs in draws that much before a " +
+    "plan reaches the station. The planner keeps this share free, so the sum of limits " +
+    "in force may read above what is planned or measured.";
 
   const state = {
+    tz: "UTC",
+    view: "near", // "near" (−3 h … +6 h) or "all" (the whole horizon)
+    sessions: new Map(), // connector → the running session (/api/sessions)
+    status: null,
     charts: new Map(), // group id → {plot, lines, el}
     groups: [],
     lastLimits: new Map(), // connector → limit shown
@@ -62,7 +76,51 @@
   }
 
   const fmt = (x, digits) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
-  const timeText = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "–");
+
+  // --- times in the site's zone ---------------------------------------------------------
+
+  const formats = new Map();
+  function formatter(kind) {
+    const key = state.tz + "|" + kind;
+    if (!formats.has(key)) {
+      const opts = { timeZone: state.tz };
+      if (kind === "time") Object.assign(opts, { hour: "2-digit", minute: "2-digit" });
+      if (kind === "day") Object.assign(opts, { weekday: "short", hour: "2-digit", minute: "2-digit" });
+      if (kind === "full") {
+        Object.assign(opts, { weekday: "short", day: "numeric", month: "short", hour: "2-digit",
+          minute: "2-digit", second: "2-digit", timeZoneName: "short" });
+      }
+      if (kind === "weekday") Object.assign(opts, { weekday: "short" });
+      formats.set(key, new Intl.DateTimeFormat(undefined, opts));
+    }
+    return formats.get(key);
+  }
+  const timeText = (iso) => (iso ? formatter("time").format(new Date(iso)) : "–");
+  const dayTimeText = (iso) => (iso ? formatter("day").format(new Date(iso)) : "–");
+
+  /** Milliseconds the site's zone is ahead of UTC at ``ms``. */
+  function zoneOffsetMs(ms) {
+    const parts = {};
+    const f = new Intl.DateTimeFormat("en-US", { timeZone: state.tz, hourCycle: "h23",
+      year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric",
+      second: "numeric" });
+    for (const p of f.formatToParts(new Date(ms))) parts[p.type] = Number(p.value);
+    const wall = Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour % 24, parts.minute,
+      parts.second);
+    return wall - Math.floor(ms / 1000) * 1000;
+  }
+
+  /** A datetime-local value read as the site's wall time, as an ISO instant. */
+  function siteTimeToIso(value) {
+    if (!value) return null;
+    const [d, t] = value.split("T");
+    const [y, mo, da] = d.split("-").map(Number);
+    const [h, mi] = t.split(":").map(Number);
+    const wall = Date.UTC(y, mo - 1, da, h, mi);
+    let ms = wall - zoneOffsetMs(wall);
+    ms = wall - zoneOffsetMs(ms); // once more across a change of offset
+    return new Date(ms).toISOString();
+  }
 
   function setChip(el, text, cls) {
     el.textContent = text;
@@ -72,8 +130,16 @@
   // --- snapshot → page ------------------------------------------------------------------
 
   function renderStatus(status) {
+    state.status = status;
+    if (status.timezone && status.timezone !== state.tz) {
+      state.tz = status.timezone;
+      for (const entry of state.charts.values()) entry.plot.destroy();
+      state.charts.clear(); // their axes are drawn in the old zone
+      document.querySelectorAll(".zone-name").forEach((el) => { el.textContent = state.tz; });
+    }
     $("#site-name").textContent = status.site;
-    $("#clock").textContent = new Date(status.now).toLocaleString();
+    $("#clock").textContent = formatter("full").format(new Date(status.now));
+    $("#clock").title = "Site time (" + state.tz + ")";
     const plan = status.plan;
     if (plan) {
       const cls = plan.status === "optimal" ? "ok" : plan.status === "empty" ? "" : "warn";
@@ -101,7 +167,7 @@
       const o = g.override;
       const lim = [o.limit_a === null ? null : fmt(o.limit_a, 0) + " A",
         o.limit_kw === null ? null : fmt(o.limit_kw, 0) + " kW"].filter(Boolean).join(" / ");
-      const win = (o.start ? " from " + timeText(o.start) : "") + (o.end ? " until " + timeText(o.end) : "");
+      const win = (o.start ? " from " + dayTimeText(o.start) : "") + (o.end ? " until " + dayTimeText(o.end) : "");
       parts.push('<span class="override">override ' + lim + win + " by " + escapeHtml(o.set_by) +
         (o.active_now ? "" : " (not in force now)") + "</span>");
     }
@@ -111,14 +177,76 @@
     }
     const load = g.lines.map((l) => l + " " + fmt(g.measured_a[l], 0) + "/" + fmt(g.planned_a[l], 0))
       .join(" · ");
-    return parts.join(" · ") + "<br>measured/planned A: " + load;
+    return parts.join(" · ") + "<br>measured/planned A now: " + load;
+  }
+
+  /** Per line: the limits in force of running sessions and what idle connectors
+   * hold in reserve, in a group (from the status' sums and its sessions). */
+  function groupReserve(g, stations) {
+    const status = state.status;
+    const sums = status && status.groups && status.groups[g.id];
+    if (!sums) return null;
+    const parents = new Map(state.groups.map((x) => [x.id, x.parent]));
+    const under = (gid) => {
+      for (let x = gid; x; x = parents.get(x)) if (x === g.id) return true;
+      return false;
+    };
+    const wiring = new Map();
+    for (const st of stations) {
+      for (const c of st.connectors) wiring.set(c.connector_id, { group: st.group, lines: c.lines });
+    }
+    const running = {};
+    for (const l of g.lines) running[l] = 0;
+    for (const s of status.sessions || []) {
+      const w = wiring.get(s.connector_id);
+      if (!w || !under(w.group)) continue;
+      for (const l of (s.learned_lines && s.learned_lines.length ? s.learned_lines : w.lines)) {
+        if (l in running) running[l] += s.limit_a || 0;
+      }
+    }
+    return g.lines.map((l) => {
+      const total = sums.limits_in_force_a[l] || 0;
+      return { line: l, running: Math.min(running[l], total), idle: Math.max(0, total - running[l]), total };
+    });
+  }
+
+  /** Per line, a bar: running sessions' limits, then the idle connectors' reserve
+   * (hatched), against the capacity (a mark). Widths are set through the CSSOM: the
+   * page's policy allows no inline style. */
+  function drawReserveBars(box, g, rows) {
+    box.textContent = "";
+    if (!rows) return;
+    const cap = g.capacity_a;
+    const top = Math.max(cap || 0, ...rows.map((r) => r.total), 1);
+    const pct = (x) => (100 * x / top).toFixed(2) + "%";
+    const span = (cls, parent) => {
+      const el = document.createElement("span");
+      el.className = cls;
+      parent.appendChild(el);
+      return el;
+    };
+    for (const r of rows) {
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      bar.title = r.line + ": limits in force " + fmt(r.total, 0) + " A = running sessions " +
+        fmt(r.running, 0) + " A + reserved for idle connectors " + fmt(r.idle, 0) + " A" +
+        (cap === null ? "" : "; capacity in force " + fmt(cap, 0) + " A") + ". " + IDLE_RESERVE_TIP;
+      span("bar-line", bar).textContent = r.line;
+      const track = span("bar-track", bar);
+      span("seg running", track).style.width = pct(r.running);
+      span("seg idle", track).style.width = pct(r.idle);
+      if (cap !== null) span("cap-mark", track).style.left = pct(cap);
+      span("bar-text", bar).textContent = fmt(r.running, 0) + " + " + fmt(r.idle, 0) +
+        " reserved = " + fmt(r.total, 0) + (cap === null ? "" : " / " + fmt(cap, 0)) + " A";
+      box.appendChild(bar);
+    }
   }
 
   function escapeHtml(s) {
     return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   }
 
-  function renderGroups(tree) {
+  function renderGroups(tree, stations) {
     state.groups = tree.groups;
     const box = $("#groups");
     for (const g of tree.groups) {
@@ -127,11 +255,13 @@
         card = document.createElement("div");
         card.className = "group";
         card.dataset.group = g.id;
-        card.innerHTML = "<h3></h3><div class=\"facts\"></div><div class=\"chart\" data-version=\"0\"></div>";
+        card.innerHTML = "<h3></h3><div class=\"facts\"></div><div class=\"bars\"></div>" +
+          "<div class=\"chart\" data-version=\"0\"></div>";
         card.querySelector("h3").textContent = g.id + (g.description ? " — " + g.description : "");
         box.appendChild(card);
       }
       card.querySelector(".facts").innerHTML = groupFacts(g);
+      drawReserveBars(card.querySelector(".bars"), g, groupReserve(g, stations));
     }
     const select = $("#limit-group");
     const ids = tree.groups.map((g) => g.id).join(",");
@@ -159,27 +289,44 @@
         const changed = prev !== undefined && prev !== c.limit_a;
         state.lastLimits.set(c.connector_id, c.limit_a);
         const status = st.connected ? c.status : "Offline";
+        const s = state.sessions.get(c.connector_id);
         rows.push(
           '<tr data-connector="' + escapeHtml(c.connector_id) + '"' + (changed ? ' class="changed"' : "") + ">" +
           "<td>" + escapeHtml(c.connector_id) + "</td>" +
-          "<td>" + escapeHtml(st.station_id) + (st.protocol ? ' <span class="muted">' + escapeHtml(st.protocol) + "</span>" : "") + "</td>" +
+          '<td class="station">' + escapeHtml(st.station_id) + (st.protocol ? ' <span class="muted">' + escapeHtml(st.protocol) + "</span>" : "") + "</td>" +
           '<td class="state state-' + escapeHtml(status) + '">' + escapeHtml(status) + "</td>" +
           '<td class="num limit">' + fmt(c.limit_a, 1) + "</td>" +
           '<td class="num draw">' + draw + "</td>" +
-          '<td class="num energy">' + fmt(c.energy_kwh, 2) + "</td>" +
-          "<td>" + escapeHtml(c.session_id || "–") + "</td>" +
-          "<td>" + (c.profile ? escapeHtml(c.profile.outcome) : "–") + "</td></tr>"
+          sessionCells(c, s) +
+          '<td class="profile">' + (c.profile ? escapeHtml(c.profile.outcome) : "–") + "</td></tr>"
         );
       }
     }
     body.innerHTML = rows.join("");
   }
 
+  /** The car on a connector as an operator knows it: its idTag, when it leaves,
+   * the energy delivered and wanted (the transaction id in the tooltip). */
+  function sessionCells(c, s) {
+    if (!c.session_id) return '<td class="car">–</td><td class="departs">–</td><td class="num energy">–</td>';
+    const tip = ' title="session ' + escapeHtml(c.session_id) + '"';
+    const tag = s && s.id_tag ? escapeHtml(s.id_tag) : "car";
+    const est = (flag) => (flag ? ' <span class="muted">est.</span>' : "");
+    const departs = s && s.departure ? escapeHtml(dayTimeText(s.departure)) + est(s.departure_estimated) : "–";
+    const delivered = s ? s.energy_kwh : c.energy_kwh;
+    const wanted = s && s.energy_need_kwh !== null ? s.energy_kwh + s.energy_need_kwh : null;
+    const energy = fmt(delivered, 1) + (wanted === null ? "" : " / " + fmt(wanted, 1) +
+      est(s.energy_need_estimated));
+    return '<td class="car"' + tip + ">" + tag + (s && s.paused ? ' <span class="chip warn">paused</span>' : "") +
+      '</td><td class="departs">' + departs + '</td><td class="num energy">' + energy + "</td>";
+  }
+
   function onSnapshot(snap) {
     state.snapshots += 1;
     document.body.dataset.snapshots = String(state.snapshots);
     renderStatus(snap.status);
-    renderGroups(snap.groups);
+    state.stations = snap.stations;
+    renderGroups(snap.groups, snap.stations);
     renderStations(snap.stations);
     scheduleTimelines();
   }
@@ -198,8 +345,13 @@
     if (state.timelineBusy) { state.timelineAgain = true; return; }
     state.timelineBusy = true;
     try {
-      const timelines = await Promise.all(state.groups.map((g) =>
-        api("/api/groups/" + encodeURIComponent(g.id) + "/timeline?hours=" + HISTORY_HOURS)));
+      const [sessions, ...timelines] = await Promise.all([
+        api("/api/sessions?active=true"),
+        ...state.groups.map((g) =>
+          api("/api/groups/" + encodeURIComponent(g.id) + "/timeline?hours=" + HISTORY_HOURS)),
+      ]);
+      state.sessions = new Map(sessions.map((s) => [s.connector_id, s]));
+      if (state.stations) renderStations(state.stations);
       for (const tl of timelines) drawTimeline(tl);
       state.timelineVersion += 1;
     } catch (e) {
@@ -271,11 +423,28 @@
       }
       const e = entry;
       entry.plot = new uPlot({
-        width: Math.max(320, el.clientWidth || 420),
+        width: chartWidth(el),
         height: 220,
         series,
-        scales: { y: { range: (u, min, max) => [0, Math.max(10, (max || 0) * 1.1)] } },
-        axes: [{}, { label: "A per line", size: 50 }],
+        tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), state.tz),
+        scales: {
+          x: { time: true, range: (u, min, max) => xWindow(e, min, max) },
+          y: { range: (u, min, max) => [0, Math.max(10, (max || 0) * 1.1)] },
+        },
+        axes: [
+          {
+            space: 64,
+            size: 56,
+            values: (u, splits) => {
+              const labels = splits.map(axisLabel);
+              // what the axis reads, and where (for tests: the canvas has no text)
+              el.dataset.axisLabels = JSON.stringify(labels);
+              el.dataset.axisTimes = JSON.stringify(splits);
+              return labels;
+            },
+          },
+          { label: "A per line", size: 50 },
+        ],
         legend: { show: true, live: false },
         cursor: { drag: { x: false, y: false } },
         plugins: [nowMarker(() => e.now)],
@@ -287,10 +456,41 @@
     el.dataset.lastMeasured = lastMeasured ? JSON.stringify(lastMeasured) : "";
   }
 
+  const chartWidth = (el) => Math.max(200, el.clientWidth || 420);
+
+  /** The chart's time window: the near view around now, or all the data. */
+  function xWindow(entry, min, max) {
+    if (state.view === "all" || !entry.now) return [min, max];
+    return [entry.now - NEAR_VIEW.before, entry.now + NEAR_VIEW.after];
+  }
+
+  /** An axis label: the site's time, with the weekday at midnight. */
+  function axisLabel(sec) {
+    const d = new Date(sec * 1000);
+    const f = new Intl.DateTimeFormat("en-US", { timeZone: state.tz, hourCycle: "h23",
+      hour: "numeric", minute: "numeric" });
+    const [h, m] = f.format(d).split(":").map(Number);
+    const t = formatter("time").format(d);
+    return h % 24 === 0 && m === 0 ? t + "\n" + formatter("weekday").format(d) : t;
+  }
+
+  function setView(view) {
+    state.view = view;
+    document.querySelectorAll("#view-buttons button").forEach((b) => {
+      b.setAttribute("aria-pressed", String(b.dataset.view === view));
+    });
+    for (const entry of state.charts.values()) {
+      const xs = entry.plot.data[0];
+      if (!xs.length) continue;
+      const [min, max] = xWindow(entry, xs[0], xs[xs.length - 1]);
+      entry.plot.setScale("x", { min, max });
+    }
+  }
+
   window.addEventListener("resize", () => {
     for (const [gid, entry] of state.charts) {
       const el = document.querySelector('.group[data-group="' + CSS.escape(gid) + '"] .chart');
-      if (el) entry.plot.setSize({ width: Math.max(320, el.clientWidth), height: 220 });
+      if (el) entry.plot.setSize({ width: chartWidth(el), height: 220 });
     }
   });
 
@@ -345,9 +545,7 @@
 
   // --- limit form -----------------------------------------------------------------------
 
-  function localToIso(value) {
-    return value ? new Date(value).toISOString() : null;
-  }
+  const localToIso = siteTimeToIso; // the form's times are the site's
 
   function refuse(out, message, field) {
     out.className = "error";
@@ -428,7 +626,7 @@
       });
       out.className = "ok";
       out.textContent = "Asked the DSO for " + fmt(res.capacity, 1) + " " + res.unit + " on " + gid +
-        " (" + res.oscp_group_id + ") until " + new Date(res.end).toLocaleString() +
+        " (" + res.oscp_group_id + ") until " + formatter("full").format(new Date(res.end)) +
         " · sent to " + res.providers + " provider(s)";
     } catch (e) {
       failed(out, e);
@@ -442,6 +640,9 @@
   $("#limit-form").addEventListener("submit", (ev) => { ev.preventDefault(); submitLimit(false); });
   $("#limit-clear").addEventListener("click", () => submitLimit(true));
   $("#limit-ask-dso").addEventListener("click", askDso);
+  document.querySelectorAll("#view-buttons button").forEach((b) => {
+    b.addEventListener("click", () => setView(b.dataset.view));
+  });
 
   follow();
 })();

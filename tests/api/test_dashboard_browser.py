@@ -14,9 +14,11 @@ where they are not installed.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable, Generator, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -276,3 +278,113 @@ def test_dashboard_over_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             assert severe == [], json.dumps(severe, indent=1)
     finally:
         driver_gen.close()
+
+
+SITE_ZONE = "America/Los_Angeles"
+CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?:\s*([AaPp])\.?\s*[Mm]\.?)?")
+
+
+def hour_of(label: str) -> int:
+    """The hour a label reads, on a 24 h or a 12 h (AM/PM) clock."""
+    m = CLOCK.search(label)
+    assert m, label
+    hour, half = int(m.group(1)), (m.group(3) or "").lower()
+    if half == "p" and hour != 12:
+        hour += 12
+    if half == "a" and hour == 12:
+        hour = 0
+    return hour
+
+
+def layout(driver: Any) -> dict[str, Any]:
+    """The page's width against the viewport's, and where the key panels are."""
+    result: dict[str, Any] = driver.execute_script(
+        """const box = (sel) => {
+             const el = document.querySelector(sel);
+             if (!el) return null;
+             const r = el.getBoundingClientRect();
+             return {left: r.left, right: r.right, width: r.width, height: r.height,
+                     shown: getComputedStyle(el).display !== 'none'};
+           };
+           return {viewport: window.innerWidth,
+                   page: document.documentElement.scrollWidth,
+                   body: document.body.scrollWidth,
+                   panels: Object.fromEntries(['#groups-section', '#limit-section',
+                     '#stations-section', '.group .chart canvas', '.group .bars .bar',
+                     '#stations tbody tr'].map((s) => [s, box(s)]))};"""
+    )
+    return result
+
+
+def test_dashboard_on_a_laptop_and_a_phone_in_the_site_time(browser: Any, tmp_path: Path) -> None:
+    """At 1400×900 and 390×844: nothing wider than the screen, the key panels
+    shown, and the chart's time axis in the site's zone (not the browser's or UTC)."""
+    from zoneinfo import ZoneInfo
+
+    from selenium.webdriver.common.by import By
+
+    cfg = depot_config(tmp_path)
+    site = cfg.site.model_copy(
+        update={"site": cfg.site.site.model_copy(update={"timezone": SITE_ZONE})}
+    )
+    cfg = cfg.model_copy(update={"site": site})
+    zone = ZoneInfo(SITE_ZONE)
+    with LiveService(cfg, depot_cars, db=str(tmp_path / "tz.db"), warmup_s=WARMUP_S) as live:
+        for width, height in ((1400, 900), (390, 844)):
+            browser.set_window_size(width, height)
+            browser.get(live.url + "/")
+            wait_for("the station table", lambda: table_limits(browser) or None)
+            wait_for("the panel-a chart", lambda: chart_state(browser, "panel-a"))
+            axis = wait_for(
+                "the chart's time axis",
+                lambda: browser.execute_script(
+                    """const el = document.querySelector('.group[data-group="panel-a"] .chart');
+                       return el && el.dataset.axisLabels
+                         ? [JSON.parse(el.dataset.axisTimes), JSON.parse(el.dataset.axisLabels)]
+                         : null;"""
+                ),
+            )
+            times, labels = axis
+            assert len(labels) >= 2, labels
+            for at, label in zip(times, labels, strict=True):
+                local = datetime.fromtimestamp(at, zone)
+                assert hour_of(label) == local.hour, (label, local)
+            # the near view: from 3 h before now to 6 h after, in the site's hours
+            now = live.now()
+            span = (max(times) - min(times)) / 3600
+            assert 5 <= span <= 9.5, (span, labels)
+            assert min(times) >= (now - timedelta(hours=3.5)).timestamp()
+            assert "America/Los_Angeles" in browser.find_element(By.ID, "clock").get_attribute(
+                "title"
+            )
+            # a session shows by its idTag, not its transaction id
+            cars = browser.execute_script(
+                """return Array.from(document.querySelectorAll('#stations td.car'))
+                     .map((td) => td.textContent);"""
+            )
+            assert any(c.startswith("tag-CP0") for c in cars), cars
+
+            page = layout(browser)
+            assert page["page"] <= page["viewport"], page
+            assert page["body"] <= page["viewport"], page
+            for sel, box in page["panels"].items():
+                assert box is not None and box["shown"], (sel, page)
+                assert box["width"] > 0 and box["height"] > 0, (sel, box)
+                assert box["left"] >= -0.5 and box["right"] <= page["viewport"] + 0.5, (sel, box)
+            time.sleep(0.5)
+            browser.save_screenshot(f"/tmp/dashboard-{width}x{height}.png")
+
+        # the whole horizon: a day ahead on the axis
+        browser.find_element(By.CSS_SELECTOR, '#view-buttons button[data-view="all"]').click()
+
+        def whole() -> float | None:
+            times = browser.execute_script(
+                """const el = document.querySelector('.group[data-group="panel-a"] .chart');
+                   return JSON.parse(el.dataset.axisTimes);"""
+            )
+            span = (max(times) - min(times)) / 3600
+            return span if span > 12 else None
+
+        wait_for("the whole horizon", whole)
+        severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert severe == [], json.dumps(severe, indent=1)

@@ -6,7 +6,13 @@ from datetime import timedelta
 
 import httpx
 
-from gridshare.api.projections import EndedSession, ended_session_out, paused_sessions
+from gridshare.api.projections import (
+    EndedSession,
+    ended_session_out,
+    group_out,
+    paused_sessions,
+    planned_points,
+)
 from optimizer.site import Line
 from tests.api.conftest import WRITE, Clock
 from tests.api.fake_backend import FakeSite
@@ -67,3 +73,58 @@ def test_paused_means_offered_nothing_while_needing_energy(fake: FakeSite) -> No
     running = {cid: s.session_id for cid, s in fake.running().items()}
     assert paused_sessions(plan, running) == set()
     assert paused_sessions(None, running) == set()
+
+
+def test_a_plan_made_in_an_earlier_slot_is_read_where_it_stands_now(fake: FakeSite) -> None:
+    """A group's planned load is the plan's slot that holds now, as its capacity is:
+    a plan made before a lower capacity began must not show the old slot's load
+    beside the new capacity."""
+    plan = fake.plan_obj
+    assert plan is not None
+    root = fake.site.root.id
+    members = fake.group_connectors(root)
+    running = fake.running().keys()
+    rows = {cid: i for i, cid in enumerate(plan.connector_ids)}
+
+    def planned_l1(slot: int) -> float:
+        return sum(
+            w * float(plan.current_a[rows[cid], slot])
+            for cid, w in members.items()
+            if cid in running and Line.L1 in fake.plan_lines(cid)
+        )
+
+    # the first slot whose plan differs from slot 0's (the DSO's cut ahead lowers it)
+    later = next(i for i in range(1, plan.grid.slots) if abs(planned_l1(i) - planned_l1(0)) > 1)
+    now = plan.grid.slot_start(later) + timedelta(minutes=1)
+    out = group_out(
+        fake.site,
+        root,
+        now,
+        members=members,
+        capacity=fake.capacity_slot(now),
+        override=None,
+        dso_forecast=None,
+        plan=plan,
+        running=running,
+        measured={},
+        measured_kw={},
+    )
+    assert out.planned_a[Line.L1] == round(planned_l1(later), 2)
+    assert out.capacity_a is not None and out.planned_a[Line.L1] <= out.capacity_a + 1e-6
+    points = planned_points(
+        fake.site,
+        root,
+        now,
+        plan=plan,
+        capacity=fake.capacity(plan.grid, now),
+        members=members,
+        running=running,
+    )
+    assert points[0].at == now
+    assert points[0].planned_a is not None
+    assert points[0].planned_a[Line.L1] == round(planned_l1(later), 2)
+
+
+async def test_the_status_gives_the_site_time_zone(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/api/status")).json()
+    assert body["timezone"] == "UTC"
