@@ -47,14 +47,13 @@ from gridshare.config import (
     OscpProviderConfig,
     load_config,
 )
-from gridshare.controller import static_capacity
 from gridshare.logs import configure_logging
 from gridshare.peers.dso import SimulatedDso
 from gridshare.peers.ev import EvSpec
 from gridshare.peers.fleet import StationFleet
 from gridshare.peers.specs import SimStationSpec, specs_from_site
 from gridshare.service import Service
-from optimizer.problem import Capacity, TimeGrid
+from optimizer.problem import TimeGrid
 from optimizer.site import LINES, Site, station_of
 
 METER_INTERVAL_S = 60
@@ -142,13 +141,6 @@ class EveningCut:
     limit_a: float
     start: datetime
     end: datetime
-
-    def __call__(self, site: Site, grid: TimeGrid, now: datetime) -> Capacity:
-        cap = Capacity.static(site, grid)
-        starts = grid.starts()
-        # every slot the cut touches is cut for its whole length (most restrictive)
-        touched = np.array([t < self.end and t + grid.step > self.start for t in starts])
-        return cap.lowered(self.group, touched, limit_a=self.limit_a, limit_kw=None)
 
     def now_a(self, site: Site, now: datetime) -> float:
         g = site.group_by_id[self.group]
@@ -481,7 +473,6 @@ async def start_site(
     service = Service(
         cfg,
         db=db,
-        capacity=static_capacity,
         clock=clock,
         scheduler=False,
         # a report of the site's energy each slot of simulated time, as a DSO
