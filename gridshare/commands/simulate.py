@@ -56,7 +56,7 @@ from gridshare.logs import configure_logging
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
 from gridshare.simulation.capacity import CapacityFileError, read_capacity_csv
-from gridshare.simulation.engine import RunResult
+from gridshare.simulation.engine import DayDone, RunResult
 from gridshare.simulation.hosting import (
     HostingError,
     hosting_runs,
@@ -259,12 +259,34 @@ def _stations_not_in(site: Site, sessions: list[SimSession], site_name: str) -> 
 Studies = dict[float | None, list[tuple[int, dict[str, RunResult]]]]
 
 
-def _logged(what: str, name: str, run: Callable[[], Any]) -> Any:
-    """Run one strategy and log that it is done (a long run off a terminal says
-    how far it got)."""
+def _logged(
+    what: str,
+    name: str,
+    run: Callable[..., Any],
+    hosting: tuple[int, list[int]] | None = None,
+) -> Any:
+    """Run one strategy, logging each simulated day and the strategy once done (a
+    long run off a terminal says how far it got). ``hosting``: the chargers of
+    the site before any were added, and the counts added."""
+
+    def day_done(d: DayDone) -> None:
+        run_of = what if hosting is None else f"{what}, {d.chargers - hosting[0]} chargers added"
+        log.info(
+            "%s: %s: day %d/%d (%s) in %.1f s: %.1f kWh delivered, %d violations",
+            run_of,
+            d.strategy,
+            d.number,
+            d.days,
+            d.day.isoformat(),
+            d.seconds,
+            d.delivered_kwh,
+            d.violations,
+        )
+
     t0 = time.perf_counter()
-    out = run()
-    log.info("%s: %s done in %.1f s", what, name, time.perf_counter() - t0)
+    out = run(on_day=day_done)
+    counts = "" if hosting is None else f", {', '.join(map(str, hosting[1]))} chargers added"
+    log.info("%s%s: %s done in %.1f s", what, counts, name, time.perf_counter() - t0)
     return out
 
 
@@ -298,7 +320,7 @@ def _all_runs(
         merged: dict[int, dict[str, RunResult]] = {n: {} for n in args.add_chargers}
         for name in args.strategy:
             study = _logged(
-                f"{what}, {', '.join(map(str, args.add_chargers))} chargers added",
+                what,
                 name,
                 partial(
                     hosting_runs,
@@ -311,6 +333,7 @@ def _all_runs(
                     seed=args.seed,
                     **setting,
                 ),
+                hosting=(len(site.chargers), args.add_chargers),
             )
             for n, results in study:
                 merged[n] |= results

@@ -14,7 +14,7 @@ Modules: `sessions` (ACN-Data and generic CSVs), `capacity` (limits over time),
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from forecasts.demand import DemandDefaults
@@ -22,6 +22,7 @@ from gridshare.simulation.acn import default_capacity_group, scale_group
 from gridshare.simulation.capacity import SiteLimits
 from gridshare.simulation.engine import (
     CarModel,
+    DayDone,
     RunResult,
     Simulation,
     Strategy,
@@ -44,6 +45,7 @@ __all__ = [
     "STRATEGIES",
     "TOLD",
     "CarModel",
+    "DayDone",
     "RunResult",
     "Simulation",
     "Strategy",
@@ -117,9 +119,11 @@ def run_strategies(
     progress: bool = False,
     ideal_models: bool = False,
     informed: bool = False,
+    on_day: Callable[[DayDone], None] | None = None,
 ) -> dict[str, RunResult]:
     """Every named strategy on the same sessions and site (``ideal_models`` and
-    ``informed``: see `build_simulation`)."""
+    ``informed``: see `build_simulation`; ``on_day``: told of each simulated day
+    played through)."""
     sim, dropped = build_simulation(
         site,
         sessions,
@@ -135,7 +139,7 @@ def run_strategies(
     out: dict[str, RunResult] = {}
     for name in strategies:
         strategy = make_strategy(name, sim)
-        result = sim.run(strategy, progress=progress)  # type: ignore[arg-type]
+        result = sim.run(strategy, progress=progress, on_day=on_day)  # type: ignore[arg-type]
         result.extra["dropped_sessions"] = dropped
         result.extra["models"] = models
         if isinstance(strategy, OfflineSchedule):

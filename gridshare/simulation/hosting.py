@@ -17,7 +17,7 @@ sessions.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date
 from zoneinfo import ZoneInfo
@@ -28,7 +28,7 @@ import pandas as pd
 from forecasts.demand import DemandDefaults
 from gridshare.errors import UserError
 from gridshare.simulation import run_strategies
-from gridshare.simulation.engine import CarModel, RunResult
+from gridshare.simulation.engine import CarModel, DayDone, RunResult
 from gridshare.simulation.report import served_pct
 from gridshare.simulation.sessions import SimSession
 from optimizer import Site
@@ -181,6 +181,7 @@ def hosting_runs(
     progress: bool = False,
     ideal_models: bool = False,
     informed: bool = False,
+    on_day: Callable[[DayDone], None] | None = None,
 ) -> list[tuple[int, dict[str, RunResult]]]:
     """Every strategy with each count of added chargers. Each result's
     ``extra`` carries ``added_chargers`` and ``existing_delivered_pct`` (what
@@ -209,6 +210,7 @@ def hosting_runs(
             progress=progress,
             ideal_models=ideal_models,
             informed=informed,
+            on_day=on_day,
         )
         for r in results.values():
             old = np.array([s.connector_id not in added for s in r.sessions], dtype=bool)
