@@ -451,3 +451,56 @@ def test_a_wrong_option_is_one_line(
     err = capsys.readouterr().err
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith(expected), err
+
+
+# --- the simulated DSO's forecast file: the site's times, as every CSV -----------------
+
+
+def test_dso_forecast_times_without_offset_are_the_sites(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from forecasts.model import ForecastType
+    from gridshare.peers.dso import blocks_from_csv
+
+    p = tmp_path / "f.csv"
+    p.write_text(
+        "group_id,start_time,end_time,capacity\n"
+        "grid,2026-11-23T17:00,2026-11-23T18:00:00+00:00,50\n"
+        "grid,2026-07-01T17:00,2026-07-01T18:00,40\n"
+    )
+    winter, summer = blocks_from_csv(p, ZoneInfo("Europe/Amsterdam"))[
+        ("grid", ForecastType.CONSUMPTION)
+    ]
+    assert winter.start == datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # CET: UTC+1
+    assert winter.end == datetime(2026, 11, 23, 18, 0, tzinfo=UTC)  # an offset says otherwise
+    assert summer.start == datetime(2026, 7, 1, 15, 0, tzinfo=UTC)  # CEST: UTC+2
+
+
+def test_dso_forecast_times_without_offset_need_the_site(tmp_path: Path) -> None:
+    (tmp_path / "f.csv").write_text(
+        "group_id,start_time,end_time,capacity\ngrid,2026-11-23T16:00Z,2026-11-23T18:00,50\n"
+    )
+    url = "http://127.0.0.1:9/oscp/fp/2.0"
+    done = gridshare("dso", "--fp-url", url, "--csv", "f.csv", cwd=tmp_path)
+    assert one_line(done) == (
+        "gridshare dso: f.csv:2: end_time: '2026-11-23T18:00' has no offset; give the site "
+        "file (--config SITE.toml) to read it in its [site] timezone"
+    )
+    # with the site's file the forecast is read, and the DSO goes on to register
+    site = str(DEPOT)
+    argv = ("--csv", "f.csv", "--config", site, "--token", "t", "--duration-s", "0.5")
+    one_line(gridshare("dso", "--fp-url", url, *argv, cwd=tmp_path), "not registered within 0.5 s")
+    (tmp_path / "f.csv").write_text("group_id,start_time,capacity\ngrid,2026-11-23T17:00Z,50\n")
+    done = gridshare("dso", "--fp-url", url, "--csv", "f.csv", cwd=tmp_path)
+    assert one_line(done) == "gridshare dso: f.csv:1: missing column(s): end_time"
+    (tmp_path / "f.csv").write_text(
+        "group_id,start_time,end_time,capacity\ngrid,2026-11-23T17:00Z,2026-11-23T18:00Z,lots\n"
+    )
+    done = gridshare("dso", "--fp-url", url, "--csv", "f.csv", cwd=tmp_path)
+    assert one_line(done) == "gridshare dso: f.csv:2: capacity: not a number: 'lots'"
+    (tmp_path / "f.csv").write_text(
+        "group_id,start_time,end_time,capacity,unit\ngrid,2026-11-23T17:00Z,2026-11-23T18:00Z,5,kw\n"
+    )
+    done = gridshare("dso", "--fp-url", url, "--csv", "f.csv", cwd=tmp_path)
+    assert one_line(done) == "gridshare dso: f.csv:2: unit: 'kw' is not one of A, W, KW, WH, KWH"

@@ -5,7 +5,9 @@
 
 Registers with the Flexibility Provider using TOKEN (the FP's ``token_to_us``),
 handshakes, sends heartbeats and a forecast (built-in profile or ``--csv``)
-every ``--refresh-s``, and prints every message it receives.
+every ``--refresh-s``, and prints every message it receives. In ``--csv``, a
+time without an offset is a local time of the site whose file ``--config``
+names (its ``[site] timezone``), as in every CSV gridshare reads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import logging
 import sys
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -27,6 +30,7 @@ from gridshare.commands.options import (
     port,
     positive,
 )
+from gridshare.config import load_config
 from gridshare.errors import UserError
 from gridshare.logs import configure_logging
 from gridshare.peers.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
@@ -60,7 +64,15 @@ def parser() -> argparse.ArgumentParser:
         "--cut-kw", type=at_least_zero, default=40.0, help="capacity during the cut (kW)"
     )
     p.add_argument(
-        "--csv", help="forecast blocks: group_id,type,start_time,end_time,capacity,unit,phase"
+        "--csv",
+        metavar="BLOCKS.csv",
+        help="forecast blocks: group_id,type,start_time,end_time,capacity,unit,phase "
+        "(times without an offset are the site's: give --config)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="SITE.toml",
+        help="the site file of the FP: --csv times without an offset are in its [site] timezone",
     )
     p.add_argument("--heartbeat-s", type=positive, default=30.0, help="seconds between heartbeats")
     p.add_argument(
@@ -181,7 +193,8 @@ def main(argv: list[str]) -> int:
     configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
         # read now: a file that cannot be read fails before registering
-        from_csv = blocks_from_csv(args.csv) if args.csv else None
+        zone = ZoneInfo(load_config(args.config).site.site.timezone) if args.config else None
+        from_csv = blocks_from_csv(args.csv, zone) if args.csv else None
         return asyncio.run(run(args, from_csv))
     except KeyboardInterrupt:
         return 130

@@ -23,16 +23,18 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from forecasts.model import Block, ForecastType, Phase, Unit
+from gridshare.csvio import InputError, parse_time
 from oscp.loopback import LoopbackServer
 from oscp.messages import (
     OSCP_VERSION,
@@ -122,23 +124,71 @@ def step_at(
     return out
 
 
-def blocks_from_csv(path: str | Path) -> dict[tuple[str, ForecastType], list[Block]]:
+_E = TypeVar("_E", bound=Enum)
+
+NO_ZONE_HINT = "give the site file (--config SITE.toml) to read it in its [site] timezone"
+"""Why a time without an offset cannot be read when no site says its zone."""
+
+
+def _csv_time(text: str, where: str, field: str, zone: tzinfo | None) -> datetime:
+    """An ISO time; one without an offset is a local time of the site (``zone``),
+    as in every CSV gridshare reads (see `gridshare.csvio`)."""
+    t = parse_time(text, where, field, zone or UTC)
+    if zone is None and datetime.fromisoformat(text.strip().replace("Z", "+00:00")).tzinfo is None:
+        raise InputError(f"{where}: {field}: {text.strip()!r} has no offset; {NO_ZONE_HINT}")
+    return t
+
+
+def _choice(text: str | None, default: _E, where: str, field: str) -> _E:
+    """A cell naming one of the values of ``default``'s kind; empty: ``default``."""
+    kind = type(default)
+    try:
+        return kind(text) if text else default
+    except ValueError:
+        allowed = ", ".join(str(k.value) for k in kind)
+        raise InputError(f"{where}: {field}: {text!r} is not one of {allowed}") from None
+
+
+COLUMNS = ("group_id", "start_time", "end_time", "capacity")
+
+
+def blocks_from_csv(
+    path: str | Path, zone: tzinfo | None = None
+) -> dict[tuple[str, ForecastType], list[Block]]:
     """Rows ``group_id,type,start_time,end_time,capacity,unit,phase`` (ISO times;
-    type, unit and phase default to CONSUMPTION, KW, ALL)."""
+    type, unit and phase default to CONSUMPTION, KW, ALL). A time without an
+    offset is in ``zone``, the site's; without a zone it is refused."""
     out: dict[tuple[str, ForecastType], list[Block]] = {}
     with Path(path).open(newline="", encoding="utf-8") as f:
-        for n, row in enumerate(csv.DictReader(f), start=2):
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"{path}:1: missing column(s): {', '.join(missing)}")
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            cells = {k: (v or "").strip() for k, v in row.items() if k is not None}
+            key = (
+                cells["group_id"],
+                _choice(cells.get("type"), ForecastType.CONSUMPTION, where, "type"),
+            )
             try:
-                key = (row["group_id"], ForecastType(row.get("type") or "CONSUMPTION"))
+                capacity = float(cells["capacity"])
+            except ValueError:
+                raise InputError(
+                    f"{where}: capacity: not a number: {cells['capacity']!r}"
+                ) from None
+            try:
                 b = Block(
-                    float(row["capacity"]),
-                    Unit(row.get("unit") or "KW"),
-                    Phase(row.get("phase") or "ALL"),
-                    datetime.fromisoformat(row["start_time"]),
-                    datetime.fromisoformat(row["end_time"]),
+                    capacity,
+                    _choice(cells.get("unit"), Unit.KW, where, "unit"),
+                    _choice(cells.get("phase"), Phase.ALL, where, "phase"),
+                    _csv_time(cells["start_time"], where, "start_time", zone),
+                    _csv_time(cells["end_time"], where, "end_time", zone),
                 )
-            except (KeyError, ValueError) as e:
-                raise ValueError(f"{path}:{n}: {e}") from None
+            except InputError:
+                raise
+            except ValueError as e:  # the block itself (an end before its start...)
+                raise InputError(f"{where}: {e}") from None
             out.setdefault(key, []).append(b)
     return out
 
