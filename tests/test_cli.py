@@ -504,3 +504,47 @@ def test_dso_forecast_times_without_offset_need_the_site(tmp_path: Path) -> None
     )
     done = gridshare("dso", "--fp-url", url, "--csv", "f.csv", cwd=tmp_path)
     assert one_line(done) == "gridshare dso: f.csv:2: unit: 'kw' is not one of A, W, KW, WH, KWH"
+
+
+# --- the demo off a terminal, and stopped with Ctrl-C -----------------------------------
+
+
+@pytest.mark.slow
+def test_demo_stopped_with_ctrl_c_reports_what_ran(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "gridshare.cli", "demo", "--config", str(DEPOT)]
+    proc = subprocess.Popen(
+        [*argv, "--duration", "120", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # off a terminal: a progress line at once
+            lines.append(proc.stdout.readline())
+            if lines[-1].startswith("[demo] "):
+                break
+        first = lines[-1]
+        assert first.startswith("[demo] ") and " of 120 s · simulated " in first, lines
+        assert "cars plugged in" in first and "kWh delivered" in first
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert "Traceback" not in err, err
+    assert proc.returncode == 0, err
+    assert "stopped (Ctrl-C) after " in out
+    # the summary as when it runs to its end, each line whole (not cut at 80 columns)
+    summary = next(ln for ln in out.splitlines() if ln.startswith("gridshare demo: "))
+    assert "energy" in summary and summary.endswith(tuple("0123456789")), out
+    assert "largest excess of limits in force over capacity: 0.0 A" in out
+    assert (tmp_path / "demo.png").stat().st_size > 10_000

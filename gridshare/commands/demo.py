@@ -5,11 +5,11 @@
 Starts the service on the site (SQLite in a temporary folder), stations with
 cars that arrive over time, and a simulated DSO that lowers the grid
 connection's capacity for an evening peak. Time runs ``--speed`` times faster
-than real time; the demo stops by itself after ``--duration`` real seconds.
-
-A live view shows, per group and line, the capacity against the sum of limits
-in force and the current measured, and per connector the limit, draw and
-energy. At the end it prints a summary and writes a plot (PNG).
+than real time; the demo stops by itself after ``--duration`` real seconds, or
+at Ctrl-C. A live view (off a terminal: a line every 10 s) shows, per group
+and line, the capacity against the sum of limits in force and the current
+measured, per connector the limit, draw and energy. At the end it prints a
+summary and writes a plot (PNG).
 
 The stations are simulated OCPP clients (half of them 1.6J, half 2.0.1) that
 connect to the service's central system over WebSockets on loopback and obey
@@ -27,6 +27,7 @@ import logging
 import math
 import random
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -498,18 +499,45 @@ async def start_site(
     return DemoSite(service, fleet, dso, url, dso_lines)
 
 
+PROGRESS_S = 10.0
+"""Real seconds between two progress lines when there is no live view."""
+
+
+def progress_line(run: DemoSite, cars: Cars, clock: DemoClock, duration_s: float) -> str:
+    """Where the demo is, in one line (off a terminal, instead of the live view)."""
+    ctl = run.service.controller
+    assert ctl is not None
+    return (
+        f"[demo] {clock.real_s():.0f} of {duration_s:g} s · simulated {clock():%H:%M} UTC · "
+        f"{len(cars.plugged)} cars plugged in · "
+        f"{cars.delivered_kwh():.1f} kWh delivered · {ctl.plans} plans"
+    )
+
+
 async def drive(
-    run: DemoSite, cars: Cars, cut: EveningCut, clock: DemoClock, duration_s: float, live: Any
+    run: DemoSite,
+    cars: Cars,
+    cut: EveningCut,
+    clock: DemoClock,
+    duration_s: float,
+    live: Any,
+    stop: asyncio.Event | None = None,
 ) -> list[Sample]:
     """Cars in and out, a re-plan at each slot boundary and at the cut's edges,
-    and a sample (shown live) every tick, for ``duration_s`` real seconds."""
+    and a sample (shown live) every tick, for ``duration_s`` real seconds or
+    until ``stop`` is set (Ctrl-C). Without a live view, a progress line every
+    `PROGRESS_S` seconds."""
     service = run.service
     slot_minutes = service.config.site.site.slot_minutes
     samples: list[Sample] = []
     tick_s = 0.25
     last_slot: datetime | None = None
     was_cut = False
-    while clock.real_s() < duration_s:
+    said = -PROGRESS_S  # a first line at once
+    while clock.real_s() < duration_s and not (stop is not None and stop.is_set()):
+        if live is None and clock.real_s() - said >= PROGRESS_S:
+            said = clock.real_s()
+            print(progress_line(run, cars, clock, duration_s), flush=True)
         await asyncio.sleep(tick_s)
         now = clock()
         cars.tick(now)
@@ -585,7 +613,7 @@ def report(
     )
     console.print(
         f"largest excess of limits in force over capacity: {max(0.0, excess):.1f} A "
-        f"(DSO cut to {cut.limit_a:.0f} A from {cut.start:%H:%M} to {cut.end:%H:%M})"
+        f"(DSO cut to {cut.limit_a:.0f} A from {cut.start:%H:%M} to {cut.end:%H:%M} UTC)"
     )
     console.print(dso_summary(run.dso, delivered_kwh))
     console.print(f"plot: {png}")
@@ -607,6 +635,8 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)  # before the run, not after it
     console = Console()
+    # off a terminal (a log, a pipe) a line is not cut at 80 columns
+    console.soft_wrap = not console.is_terminal
     site = config.site
     clock = DemoClock(max(args.speed, 1e-3))
     span = timedelta(seconds=args.duration * clock.speed)
@@ -623,12 +653,21 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
         if not args.no_live and console.is_terminal
         else contextlib.nullcontext()
     )
+    stop = asyncio.Event()  # Ctrl-C: stop early, with the summary and the plot
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
         with live_ctx as live:
-            samples = await drive(run, cars, cut, clock, args.duration, live)
+            samples = await drive(run, cars, cut, clock, args.duration, live, stop)
     finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGINT)
+        ran_s = clock.real_s()
         delivered = cars.delivered_kwh()
         await run.stop()
+    if stop.is_set():
+        console.print(f"stopped (Ctrl-C) after {ran_s:.0f} of {args.duration:g} s")
     png = out / "demo.png"
     plot(samples, png, cut, site)
     return report(
@@ -638,7 +677,7 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
         samples,
         cut,
         sim0=clock.sim0,
-        duration_s=args.duration,
+        duration_s=round(min(ran_s, args.duration), 1),
         n_cars=n_cars,
         delivered_kwh=delivered,
         png=png,
