@@ -8,6 +8,7 @@ import copy
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -548,3 +549,34 @@ def test_demo_stopped_with_ctrl_c_reports_what_ran(tmp_path: Path) -> None:
     assert "energy" in summary and summary.endswith(tuple("0123456789")), out
     assert "largest excess of limits in force over capacity: 0.0 A" in out
     assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+async def test_the_simulated_dso_takes_a_request_cut_short_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+
+    from gridshare.peers.dso import SimulatedDso
+
+    said: list[str] = []
+    dso = SimulatedDso(registration_token="t", out=said.append)
+    await dso.start()
+    try:
+        host, port = dso.base_url.split("//")[1].split("/")[0].split(":")
+        _reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /oscp/cp/2.0/heartbeat HTTP/1.1\r\nHost: x\r\nAuthorization: Token t\r\n"
+            b"X-Request-ID: 1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()  # the FP gives up half way through its body
+        for _ in range(50):
+            if said:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await dso.stop()
+    assert said == ["[dso] <- heartbeat: the FP hung up before its request arrived whole"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert dso.received == []

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from forecasts.model import Block, ForecastType, Phase, Unit
 from gridshare.csvio import InputError, parse_time
@@ -294,7 +295,11 @@ class SimulatedDso:
         rid = request.headers.get("x-request-id")
         if not rid:
             return JSONResponse({"message": "X-Request-ID required"}, status_code=400)
-        raw = await request.body()
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # nobody left to answer: say so, not a traceback
+            self._say(f"[dso] <- {name}: the FP hung up before its request arrived whole")
+            return Response(status_code=400)
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
