@@ -580,3 +580,29 @@ async def test_the_simulated_dso_takes_a_request_cut_short_quietly(
     assert said == ["[dso] <- heartbeat: the FP hung up before its request arrived whole"]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert dso.received == []
+
+
+# --- import-acn: every mistake one line ---------------------------------------------------
+
+SITES_JSON = ROOT / "data" / "acn" / "sites.json"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["nope.json"], "gridshare import-acn: nope.json: no such file"),
+        ([str(DEPOT)], f"gridshare import-acn: {DEPOT}:1:1: not JSON (Expecting value)"),
+        ([str(SITES_JSON), "--site", "nope", "jpl"],
+         f"gridshare import-acn: {SITES_JSON}: no site 'nope' (it has caltech, jpl)"),
+        ([str(SITES_JSON), "--slot-minutes", "7"],
+         "gridshare import-acn: argument --slot-minutes: 7 does not divide 60 (1, 2, 3, 4, 5, "
+         "6, 10, 12, 15, 20, 30, 60) (see gridshare import-acn --help)"),
+        ([str(SITES_JSON), "--horizon-hours", "0"],
+         "gridshare import-acn: argument --horizon-hours: must be > 0, not 0"),
+    ],
+)  # fmt: skip
+def test_import_acn_mistakes_are_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
+    done = gridshare("import-acn", *args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert one_line(done).startswith(expected), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
