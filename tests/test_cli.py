@@ -606,3 +606,15 @@ def test_import_acn_mistakes_are_one_line(tmp_path: Path, args: list[str], expec
     assert one_line(done).startswith(expected), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_stations_where_nothing_listens_say_so(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/ocpp"
+    done = gridshare("stations", "--url", url, "--count", "2", "--duration", "2", cwd=tmp_path)
+    assert one_line(done).startswith(
+        f"gridshare stations: {url}: no station could connect: nothing listens there ("
+    )
+    assert "0/2 booted" in done.stdout and "2 not connected: nothing listens there" in done.stdout

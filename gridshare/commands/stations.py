@@ -27,6 +27,7 @@ from gridshare.commands.options import (
     command_parser,
     positive,
 )
+from gridshare.errors import UserError
 from gridshare.logs import configure_logging
 from gridshare.peers.ev import EvSpec
 from gridshare.peers.fleet import StationFleet
@@ -152,12 +153,26 @@ def summary(fleet: StationFleet, arrivals: Arrivals) -> str:
     total_a = sum(sum(fleet.draw(k).values()) for k in arrivals.keys)
     p50, p99 = s.percentile_s(50), s.percentile_s(99)
     lat = "-" if p50 is None or p99 is None else f"{p50 * 1000:.1f}/{p99 * 1000:.1f} ms"
+    down = [st for st in fleet.stations.values() if not st.booted]
+    why = next((st.last_error for st in down if st.last_error), None)
     return (
         f"[stations] {booted}/{len(fleet.stations)} booted, {len(arrivals.leaving)} EVs, "
         f"drawing {total_a:.0f} A (sum over lines), calls {s.calls_sent} "
         f"(errors {s.call_errors}, timeouts {s.call_timeouts}), "
         f"server calls {s.calls_received}, p50/p99 {lat}, reconnects {s.disconnects}"
+        + (f"; {len(down)} not connected: {reason(why)}" if down and why else "")
     )
+
+
+def reason(error: str) -> str:
+    """A station's last connection error, with what it likely means."""
+    if "ConnectionRefused" in error or "Connect call failed" in error:
+        return f"nothing listens there ({error})"
+    if "HTTP 404" in error:
+        return f"{error}: the central system does not know these station ids (--config SITE.toml)"
+    if "HTTP 401" in error:
+        return f"{error}: the central system wants the stations' passwords (--config or --password)"
+    return error
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -182,6 +197,9 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         print(summary(fleet, arrivals), flush=True)
         await fleet.stop()
+    if fleet.stats.connects == 0:
+        why = next((st.last_error for st in fleet.stations.values() if st.last_error), None)
+        raise UserError(f"{args.url}: no station could connect: {reason(why or 'no answer')}")
     return 0
 
 
