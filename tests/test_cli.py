@@ -618,3 +618,36 @@ def test_stations_where_nothing_listens_say_so(tmp_path: Path) -> None:
         f"gridshare stations: {url}: no station could connect: nothing listens there ("
     )
     assert "0/2 booted" in done.stdout and "2 not connected: nothing listens there" in done.stdout
+
+
+# --- plan: --start -----------------------------------------------------------------------
+
+
+def test_plan_with_a_start_that_is_no_time(tmp_path: Path) -> None:
+    sessions = str(EXAMPLES / "depot-sessions.csv")
+    argv = ("plan", "--site", str(DEPOT), "--sessions", sessions, "--out", "p.csv")
+    done = gridshare(*argv, "--start", "yesterday", cwd=tmp_path)
+    assert one_line(done) == (
+        "gridshare plan: --start 'yesterday': not an ISO time (2026-11-23T16:00Z, or "
+        "2026-11-23T17:00 in the site's timezone)"
+    )
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_plan_leaves_out_the_cars_gone_before_its_start(tmp_path: Path) -> None:
+    sessions = str(EXAMPLES / "depot-sessions.csv")
+    argv = ("plan", "--site", str(DEPOT), "--sessions", sessions, "--out", "p.csv")
+    # every car of the example has left by 08:00 on the 24th, Amsterdam time
+    done = gridshare(*argv, "--start", "2026-11-24T08:00", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["start"] == "2026-11-24T07:00:00+00:00"  # the site's 08:00
+    assert (figures["sessions"], figures["sessions_left_out"]) == (0, 20)
+    assert figures["energy_requested_kwh"] == figures["unmet_kwh"] == 0.0  # nothing owed
+    assert done.stderr.strip() == (
+        "gridshare plan: 20 of 20 sessions leave before the plan's start "
+        "(2026-11-24T07:00:00+00:00): left out"
+    )
+    done = gridshare(*argv, "--start", "2026-11-23T16:00Z", cwd=tmp_path)
+    figures = json.loads(done.stdout)
+    assert (figures["sessions"], figures["sessions_left_out"]) == (20, 0) and not done.stderr

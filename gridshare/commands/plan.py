@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -64,11 +65,26 @@ def main(argv: list[str]) -> int:
     zone = site_zone(site)
     sessions = read_sessions(args.sessions, site)
     if args.start:
-        now = parse_time(args.start, "--start", "start", zone)
+        try:
+            now = parse_time(args.start, "--start", "start", zone)
+        except InputError:
+            raise OptionError(
+                f"--start {args.start!r}: not an ISO time (2026-11-23T16:00Z, or "
+                "2026-11-23T17:00 in the site's timezone)"
+            ) from None
     elif sessions:
         now = min(s.arrival for s in sessions)
     else:
         now = datetime.now(UTC)
+    # a car gone before the plan starts is no energy the plan could still deliver
+    gone = [s for s in sessions if s.departure <= now]
+    if gone:
+        sessions = [s for s in sessions if s.departure > now]
+        print(
+            f"gridshare plan: {len(gone)} of {len(gone) + len(sessions)} sessions leave "
+            f"before the plan's start ({now.isoformat()}): left out",
+            file=sys.stderr,
+        )
     grid = TimeGrid.covering(now, site.site.slot_minutes, site.site.horizon_hours)
     capacity = Capacity.static(site, grid)
     if args.capacity:
@@ -88,5 +104,6 @@ def main(argv: list[str]) -> int:
     summary = plan.summary()
     summary["solve_ms"] = round(statistics.median(times), 3)
     summary["start"] = grid.start.isoformat()
+    summary["sessions_left_out"] = len(gone)
     print(json.dumps(summary))
     return 0
