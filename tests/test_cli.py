@@ -651,3 +651,46 @@ def test_plan_leaves_out_the_cars_gone_before_its_start(tmp_path: Path) -> None:
     done = gridshare(*argv, "--start", "2026-11-23T16:00Z", cwd=tmp_path)
     figures = json.loads(done.stdout)
     assert (figures["sessions"], figures["sessions_left_out"]) == (20, 0) and not done.stderr
+
+
+# --- the README's API write bodies are what the API takes --------------------------------
+
+
+def test_the_readmes_write_bodies_are_accepted() -> None:
+    import re
+
+    from pydantic import TypeAdapter
+
+    from gridshare.api.schemas import (
+        CapacityAdjustRequest,
+        GroupLimitRequest,
+        SessionPatch,
+        StationCommand,
+    )
+
+    models: dict[str, Any] = {
+        "PUT /api/groups/{id}/limit": GroupLimitRequest,
+        "POST /api/groups/{id}/adjust": CapacityAdjustRequest,
+        "PATCH /api/sessions/{id}": SessionPatch,
+        "POST /api/stations/{id}/commands": StationCommand,
+    }
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        m = re.match(r"\| `([A-Z]+ /api/[^`]+)` \| (.*) \|$", line)
+        if m:
+            rows[m.group(1)] = re.findall(r"`(\{.*?\})`", m.group(2))
+    assert set(rows) == set(models)
+    commands = set()
+    for write, bodies in rows.items():
+        assert bodies, write
+        for body in bodies:
+            parsed = TypeAdapter(models[write]).validate_json(body)
+            commands.add(getattr(parsed, "command", None))
+    # every station command the API knows has its example
+    union = TypeAdapter(StationCommand).json_schema()
+    known = {
+        v["properties"]["command"]["const"]
+        for v in union["$defs"].values()
+        if "command" in v.get("properties", {})
+    }
+    assert len(known) == 5 and known <= commands, known
