@@ -69,9 +69,12 @@ def user_message(e: BaseException) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help"):
+    if not args:  # a mistake: the usage goes where errors go
+        print(f"gridshare: a command is needed\n\n{usage()}", file=sys.stderr)
+        return 2
+    if args[0] in ("-h", "--help"):
         print(usage())
-        return 0 if args else 2
+        return 0
     if args[0] == "--version":
         print(f"gridshare {version()}")
         return 0

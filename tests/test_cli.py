@@ -694,3 +694,39 @@ def test_the_readmes_write_bodies_are_accepted() -> None:
         if "command" in v.get("properties", {})
     }
     assert len(known) == 5 and known <= commands, known
+
+
+# --- the command line itself ----------------------------------------------------------------
+
+
+def test_no_command_is_a_mistake_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("gridshare: a command is needed\n\nusage: gridshare")
+    assert main(["--help"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: gridshare COMMAND") and err == ""
+
+
+def test_python_dash_m_gridshare_is_the_command_line(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "gridshare", "--version"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.startswith("gridshare "), done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "gridshare", "serve", "--config", "none.toml"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+    )  # fmt: skip
+    assert one_line(done) == "gridshare serve: none.toml: no such file"
+
+
+def test_serve_help_says_the_ports_it_uses_by_default() -> None:
+    text = " ".join(PARSERS["gridshare serve"]().format_help().split())
+    for option, default in (
+        ("--host", "127.0.0.1"),
+        ("--ocpp-port", "9000"),
+        ("--http-port", "8080"),
+    ):
+        assert f"else {default})" in text.split(option)[-1].split("--")[0], option

@@ -7,17 +7,24 @@ import asyncio
 import sys
 
 from gridshare.commands.options import command_parser, port
-from gridshare.config import ConfigError, load_config
+from gridshare.config import ConfigError, ServerConfig, load_config
 from gridshare.logs import configure_logging
 
 
 def parser() -> argparse.ArgumentParser:
     p = command_parser("serve", __doc__)
     p.add_argument("--config", required=True, help="site TOML file")
-    p.add_argument("--db", help="database URL or SQLite path (default: next to the config)")
-    p.add_argument("--host", help="address to listen on (default from [server])")
-    p.add_argument("--ocpp-port", type=port, help="OCPP WebSocket port (default from [server])")
-    p.add_argument("--http-port", type=port, help="HTTP API port (default from [server])")
+    p.add_argument(
+        "--db", help="database URL or SQLite path (default: next to the config, SITE.db)"
+    )
+    fields = ServerConfig.model_fields
+
+    def default(key: str) -> str:
+        return f"(default: [server] {key} of the config, else {fields[key].default})"
+
+    p.add_argument("--host", help=f"address to listen on {default('host')}")
+    p.add_argument("--ocpp-port", type=port, help=f"OCPP WebSocket port {default('ocpp_port')}")
+    p.add_argument("--http-port", type=port, help=f"HTTP API port {default('http_port')}")
     p.add_argument(
         "--log-level",
         type=str.upper,
