@@ -730,3 +730,20 @@ def test_serve_help_says_the_ports_it_uses_by_default() -> None:
         ("--http-port", "8080"),
     ):
         assert f"else {default})" in text.split(option)[-1].split("--")[0], option
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (["--sessions", "nope.csv"], "gridshare simulate: nope.csv: no such file"),
+        (["--sessions", "."], "gridshare simulate: .: not a file"),
+        (["--sessions", str(EXAMPLES / "depot-sessions.csv"), "--capacity", "cap.csv"],
+         "gridshare simulate: cap.csv: no such file"),
+    ],
+)  # fmt: skip
+def test_simulate_on_files_that_are_not_there(
+    tmp_path: Path, given: list[str], expected: str
+) -> None:
+    done = gridshare("simulate", "--site", str(DEPOT), *given, "--out", "r.json", cwd=tmp_path)
+    assert one_line(done) == expected
+    assert len(done.stderr.splitlines()) == 1

@@ -169,6 +169,11 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.start and args.end and args.end < args.start:
         raise OptionError(f"--to is before --from ({args.end} < {args.start})")
+    for given in (args.sessions, args.capacity):
+        if given is not None and not given.is_file():
+            raise OptionError(
+                f"{given}: no such file" if not given.exists() else f"{given}: not a file"
+            )
     try:
         config = load_config(args.site, environ={})
         site, defaults = config.site, config.defaults.demand_defaults()
@@ -186,7 +191,7 @@ def main(argv: list[str]) -> int:
         elif args.add_under:
             raise HostingError("--add-under needs --add-chargers")
     except (ConfigError, SessionsError, CapacityFileError, ValueError) as e:
-        print(f"gridshare simulate: {e}", file=sys.stderr)
+        print(f"gridshare simulate: {str(e).strip()}", file=sys.stderr)
         return 2
     if not sessions:
         print(f"gridshare simulate: {args.sessions}: no sessions in the period", file=sys.stderr)
