@@ -747,3 +747,26 @@ def test_simulate_on_files_that_are_not_there(
     done = gridshare("simulate", "--site", str(DEPOT), *given, "--out", "r.json", cwd=tmp_path)
     assert one_line(done) == expected
     assert len(done.stderr.splitlines()) == 1
+
+
+async def test_the_simulated_dso_stops_at_once_on_a_refused_token() -> None:
+    import asyncio
+    import time
+
+    from gridshare.commands import dso as dso_command
+    from gridshare.peers.dso import FpAnswered
+    from tests.oscp.harness import running
+
+    async with running(token_to_us="the-right-one") as h:
+        argv = ["--fp-url", h.fp_url, "--token", "a-wrong-one", "--group", "trafo-1"]
+        args = dso_command.parser().parse_args(argv)  # no --duration-s: it would retry forever
+        t0 = time.monotonic()
+        with pytest.raises(dso_command.DsoGaveUp) as refused:
+            await asyncio.wait_for(dso_command.run(args), 10)
+        assert time.monotonic() - t0 < 5
+        assert str(refused.value).startswith(
+            f"{h.fp_url}: not registered: register: FP answered 403"
+        )
+        assert "the FP keeps the one of an earlier run" in str(refused.value)
+        assert h.stored == []
+    assert issubclass(FpAnswered, RuntimeError)

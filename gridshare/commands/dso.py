@@ -33,7 +33,7 @@ from gridshare.commands.options import (
 from gridshare.config import load_config
 from gridshare.errors import UserError
 from gridshare.logs import configure_logging
-from gridshare.peers.dso import SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
+from gridshare.peers.dso import FpAnswered, SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
 
 
 def parser() -> argparse.ArgumentParser:
@@ -135,6 +135,8 @@ async def _until_reachable(dso: SimulatedDso, args: argparse.Namespace) -> None:
             await dso.register(timeout_s=10.0)
             return
         except (httpx.HTTPError, RuntimeError, TimeoutError) as e:
+            if isinstance(e, FpAnswered) and e.status in (401, 403):  # will not change by itself
+                raise DsoGaveUp(f"{args.fp_url}: not registered: {_why(e, dso)}") from None
             if end is not None and loop.time() >= end:
                 raise DsoGaveUp(
                     f"{args.fp_url}: not registered within {args.duration_s:g} s: {_why(e, dso)}"
@@ -154,7 +156,7 @@ def _why(e: Exception, dso: SimulatedDso) -> str:
         return "nothing answers there"
     if isinstance(e, httpx.HTTPError):
         return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-    if isinstance(e, RuntimeError) and " 403 " in str(e):
+    if isinstance(e, FpAnswered) and e.status == 403:
         return (
             f"{e} (a registration rotates the token: the FP keeps the one of an earlier run "
             "in the .oscp-tokens.json next to its site file)"

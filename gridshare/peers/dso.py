@@ -36,6 +36,7 @@ from starlette.requests import ClientDisconnect
 
 from forecasts.model import Block, ForecastType, Phase, Unit
 from gridshare.csvio import InputError, parse_time
+from gridshare.errors import GridshareError
 from oscp.loopback import LoopbackServer
 from oscp.messages import (
     OSCP_VERSION,
@@ -192,6 +193,14 @@ def blocks_from_csv(
                 raise InputError(f"{where}: {e}") from None
             out.setdefault(key, []).append(b)
     return out
+
+
+class FpAnswered(GridshareError, RuntimeError):
+    """The FP answered one of our messages with something else than 204."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # --- the simulated capacity provider -----------------------------------------------------
@@ -411,7 +420,9 @@ class SimulatedDso:
         """`send`, raising unless the FP answered 204."""
         r = await self.send(message, body, **kw)
         if r.status_code != 204:
-            raise RuntimeError(f"{message}: FP answered {r.status_code} {r.text[:200]}")
+            raise FpAnswered(
+                r.status_code, f"{message}: FP answered {r.status_code} {r.text[:200]}"
+            )
         return r
 
     async def register(self, timeout_s: float = 5.0, method: str = "POST") -> None:
