@@ -238,6 +238,7 @@ def main(argv: list[str]) -> int:
     write_report(report, args.out)
     if args.plot:
         plot_report(report, args.plot, ACN_CREDIT if is_acn(args.sessions) else None)
+    log.info("report written to %s%s", args.out, f", plot to {args.plot}" if args.plot else "")
     print(table(report))
     if under is not None:
         _print_fits(studies, args.strategy, args.min_served_pct, under)

@@ -79,6 +79,7 @@ def test_simulate_logs_a_line_per_day_strategy_and_capacity(
     def first(prefix: str) -> int:
         return next(n for n, m in enumerate(lines) if m.startswith(prefix))
 
+    assert lines[-1] == f"report written to {tmp_path / 'r.json'}"
     assert first("30 kW: edf: day 2/2") < first("30 kW: edf done in") < first("30 kW: uncontrolled")
 
 
