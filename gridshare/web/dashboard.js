@@ -50,7 +50,17 @@
   async function api(path, options) {
     const opts = Object.assign({}, options || {});
     opts.headers = headers(opts.headers);
-    const res = await fetch(path, opts);
+    let res;
+    try {
+      res = await fetch(path, opts);
+    } catch (e) {
+      // no answer at all: say so, not the browser's "Failed to fetch"
+      const write = opts.method && opts.method !== "GET";
+      const err = new Error("The service does not answer (stopped, or the network is down)" +
+        (write ? ": reload once it is back to see whether the change was made." : "."));
+      err.status = 0;
+      throw err;
+    }
     let body = null;
     const text = await res.text();
     if (text) {
