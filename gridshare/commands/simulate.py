@@ -56,13 +56,14 @@ from gridshare.logs import configure_logging
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
 from gridshare.simulation.capacity import CapacityFileError, read_capacity_csv
-from gridshare.simulation.engine import DayDone, RunResult
+from gridshare.simulation.engine import RunResult
 from gridshare.simulation.hosting import (
     HostingError,
     hosting_runs,
     hosting_table,
     most_that_fit,
 )
+from gridshare.simulation.progress import DayDone
 from gridshare.simulation.report import ACN_CREDIT, build_report, plot_report, table, write_report
 from gridshare.simulation.sessions import (
     SessionsError,

@@ -22,13 +22,13 @@ from gridshare.simulation.acn import default_capacity_group, scale_group
 from gridshare.simulation.capacity import SiteLimits
 from gridshare.simulation.engine import (
     CarModel,
-    DayDone,
     RunResult,
     Simulation,
     Strategy,
 )
 from gridshare.simulation.ideal import IDEAL_CAR, ideal_sessions, ideal_site
 from gridshare.simulation.information import TOLD, run_told, told
+from gridshare.simulation.progress import DayDone
 from gridshare.simulation.sessions import SimSession, prepare_sessions
 from gridshare.simulation.strategies import (
     ONLINE,

@@ -28,7 +28,8 @@ import pandas as pd
 from forecasts.demand import DemandDefaults
 from gridshare.errors import UserError
 from gridshare.simulation import run_strategies
-from gridshare.simulation.engine import CarModel, DayDone, RunResult
+from gridshare.simulation.engine import CarModel, RunResult
+from gridshare.simulation.progress import DayDone
 from gridshare.simulation.report import served_pct
 from gridshare.simulation.sessions import SimSession
 from optimizer import Site
