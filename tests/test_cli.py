@@ -770,3 +770,34 @@ async def test_the_simulated_dso_stops_at_once_on_a_refused_token() -> None:
         assert "the FP keeps the one of an earlier run" in str(refused.value)
         assert h.stored == []
     assert issubclass(FpAnswered, RuntimeError)
+
+
+# --- every gridshare command in the README runs as written -------------------------------
+
+
+def _readme_commands() -> list[list[str]]:
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    out = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip().startswith("gridshare "):
+                out.append(shlex.split(line, comments=True))
+    return out
+
+
+@pytest.mark.parametrize("argv", _readme_commands(), ids=lambda a: " ".join(a[:2]))
+def test_every_readme_command_parses_as_written(argv: list[str]) -> None:
+    assert not {"|", "[", "]", "…", "..."} & {
+        c for word in argv for c in (word, word[:1], word[-1:])
+    }
+    args = _parse(PARSERS[f"gridshare {argv[1]}"](), argv[2:])
+    for name, value in vars(args).items():  # the files it names are in the repository
+        if name in ("site", "sessions", "capacity", "config", "sites", "csv") and value:
+            assert (ROOT / str(value)).is_file(), f"{argv[1]} --{name} {value}"
+
+
+def test_the_readme_shows_every_command() -> None:
+    assert {a[1] for a in _readme_commands()} >= set(COMMANDS) - {"demo", "stations"}
