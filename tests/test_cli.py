@@ -801,3 +801,25 @@ def test_every_readme_command_parses_as_written(argv: list[str]) -> None:
 
 def test_the_readme_shows_every_command() -> None:
     assert {a[1] for a in _readme_commands()} >= set(COMMANDS) - {"demo", "stations"}
+
+
+async def test_the_simulated_dso_forecasts_the_site_files_groups(tmp_path: Path) -> None:
+    from gridshare.commands import dso as dso_command
+    from tests.oscp.harness import running
+
+    site = tmp_path / "site.toml"
+    site.write_text(
+        DEPOT.read_text().replace('oscp_group_id = "grid"', 'oscp_group_id = "trafo-1"')
+    )
+    (tmp_path / "f.csv").write_text(
+        "group_id,start_time,end_time,capacity\ntrafo-1,2026-11-23T17:00,2026-11-23T18:00,50\n"
+    )
+    for extra in ([], ["--csv", str(tmp_path / "f.csv")]):
+        async with running(token_to_us="oob") as h:
+            argv = ["--fp-url", h.fp_url, "--token", "oob", "--config", str(site), *extra]
+            args = dso_command.parser().parse_args([*argv, "--duration-s", "0.3"])
+            assert await dso_command.run(args, dso_command.read_inputs(args)) == 0
+            assert args.group == ["trafo-1"]  # no --group: the site's OSCP groups
+            assert h.stored and {f.group_id for f in h.stored} == {"trafo-1"}
+    (block,) = h.stored[0].blocks  # 17:00 at the site, in Amsterdam: 16:00 UTC
+    assert block.start.isoformat() == "2026-11-23T16:00:00+00:00"

@@ -34,6 +34,7 @@ from gridshare.config import load_config
 from gridshare.errors import UserError
 from gridshare.logs import configure_logging
 from gridshare.peers.dso import FpAnswered, SimulatedDso, blocks_from_csv, evening_peak_cut, step_at
+from optimizer.site import Site
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,7 +47,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--registration-token", help="accept the FP's Register with this token")
     p.add_argument("--port", type=port, default=0, help="our port (0: any free port)")
-    p.add_argument("--group", action=ListOption, default=[], help="OSCP group ids (default: site)")
+    p.add_argument(
+        "--group",
+        action=ListOption,
+        default=[],
+        help="OSCP group ids (default: those of the --config site file, else 'site')",
+    )
     p.add_argument(
         "--profile",
         choices=["evening-peak", "flat", "step"],
@@ -72,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config",
         metavar="SITE.toml",
-        help="the site file of the FP: --csv times without an offset are in its [site] timezone",
+        help="the site file of the FP: its OSCP groups, and the zone of --csv times "
+        "without an offset",
     )
     p.add_argument("--heartbeat-s", type=positive, default=30.0, help="seconds between heartbeats")
     p.add_argument(
@@ -189,14 +196,28 @@ async def send_forecasts(
         await dso.send_forecast(group, ForecastType.CONSUMPTION, blocks)
 
 
+def oscp_groups(site: Site) -> list[str]:
+    """The DSO's names for the site's groups (``oscp_group_id``), else its root's id."""
+    return [g.oscp_group_id for g in site.groups if g.oscp_group_id] or [site.root.id]
+
+
+def read_inputs(args: argparse.Namespace) -> CsvBlocks | None:
+    """The site file (its groups become the default ``--group``) and the ``--csv``
+    forecast, read before registering: a file that cannot be read fails first."""
+    site = load_config(args.config).site if args.config else None
+    if site is not None and not args.group:
+        args.group = oscp_groups(site)
+    if not args.csv:
+        return None
+    return blocks_from_csv(args.csv, ZoneInfo(site.site.timezone) if site is not None else None)
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     check_url("--fp-url", args.fp_url, "http", "https")
     configure_logging(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
-        # read now: a file that cannot be read fails before registering
-        zone = ZoneInfo(load_config(args.config).site.site.timezone) if args.config else None
-        from_csv = blocks_from_csv(args.csv, zone) if args.csv else None
+        from_csv = read_inputs(args)
         return asyncio.run(run(args, from_csv))
     except KeyboardInterrupt:
         return 130
