@@ -57,6 +57,13 @@ def test_standard_profile_holds_the_annual_energy_and_office_hours() -> None:
     assert amps[first, 0] == pytest.approx(p.kw(idx[[first]], days[[first]])[0] * 1000 / 690)
 
 
+@pytest.mark.parametrize("profile", ["g0", "g1", "h0"])
+def test_every_standard_profile_sums_to_its_annual_energy(profile: str) -> None:
+    idx = pd.date_range("2026-01-01", "2027-01-01", freq="15min", inclusive="left", tz=BERLIN)
+    kw = StandardProfile(profile, annual_kwh=1000).kw(idx, DayTypes("DE").of(idx))
+    assert float(kw.sum()) * 0.25 == pytest.approx(1000, rel=0.02)
+
+
 def test_holidays_of_the_country_are_sundays() -> None:
     christmas = pd.DatetimeIndex([pd.Timestamp("2026-12-25 12:00", tz=BERLIN)])  # a Friday
     assert DayTypes("DE").of(christmas)[0] == SUNDAY
