@@ -45,12 +45,16 @@ RUNS = (
 )
 
 
-def main(argv: list[str]) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--from", dest="start", type=date.fromisoformat, default=date(2019, 6, 3))
     p.add_argument("--to", dest="end", type=date.fromisoformat, default=date(2019, 6, 28))
     p.add_argument("--load", type=Path, default=LOAD)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
     config = load_config(SITE, environ={})
     site, defaults = config.site, config.defaults.demand_defaults()
     zone = site.site.timezone

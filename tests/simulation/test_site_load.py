@@ -4,6 +4,8 @@ as the service would see it, known to the offline optimum."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from gridshare.simulation.engine import RunResult
 from gridshare.simulation.sessions import SimSession
 from gridshare.simulation.site_load import LoadView
 from optimizer import TimeGrid
-from tests.simulation.helpers import JPL_SESSIONS, JPL_SITE, T0, session, tiny_site
+from tests.simulation.helpers import JPL_SESSIONS, JPL_SITE, ROOT, T0, session, tiny_site
 
 GROUP = "third-fourth-floor-transformer"
 
@@ -178,3 +180,21 @@ def test_simulate_command_refuses_an_unknown_country(
             "--holidays", "XX", "--out", str(tmp_path / "r.json")]  # fmt: skip
     assert simulate.main(argv) == 2
     assert "holidays" in capsys.readouterr().err
+
+
+def test_the_shared_connection_benchmark_runs_on_a_day() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/shared_connection.py", "--from", "2019-06-04", "--to",
+         "2019-06-04"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[3:-1]]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| planner")
+    }
+    dynamic, static = rows["dynamic (forecast)"], rows["static EV limit (building peak)"]
+    assert float(dynamic[0]) > float(static[0])
+    assert dynamic[2] == static[2] == rows["perfect knowledge"][2] == "0"
+    assert float(rows["building ignored"][2].replace(",", "")) > 0
