@@ -21,7 +21,9 @@ group above it. Two views of it:
 
 The optimizer's capacity has one per-line limit per group, so the planner
 reserves the highest of a group's three lines on all three (safe, if a little
-wasteful on an unbalanced building); a kW limit loses the load's power.
+wasteful on an unbalanced building); a kW limit loses the load's power. A
+weighted group (a transformer's primary, modelled by its chargers' weights)
+has no weight for the building: its limit sees the chargers alone.
 """
 
 from __future__ import annotations
