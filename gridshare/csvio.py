@@ -7,6 +7,8 @@ field, e.g. ``sessions.csv:4: departure: not an ISO time: '17:00'``.
 * capacity: ``group_id,start,end,limit_a|limit_kw`` (one of the two limit columns,
   or both with empty cells) — lowers a group's limit over [start, end)
 * prices:   ``start,price`` — price per kWh from ``start`` until the next row
+* site load: ``start,group_id,l1_a,l2_a,l3_a`` — a group's non-EV load per line
+  from ``start`` until the group's next row
 
 Times are ISO 8601. One without an offset (``2026-11-23T17:00``) is a local
 time of the site, in its ``[site] timezone``; ``Z`` or ``+01:00`` say otherwise.
@@ -178,6 +180,34 @@ def read_capacity(
             )
         )
     return out
+
+
+def read_site_load(
+    path: str | Path, site: Site, *, cite: Cite = file_and_line
+) -> dict[str, list[tuple[datetime, tuple[float, float, float]]]]:
+    """The site-load CSV: per group, (start, A per line) in time order."""
+    p = Path(path)
+    out: dict[str, dict[datetime, tuple[float, float, float]]] = {}
+    zone = site_zone(site)
+    for where, row in _rows(p, ("start", "group_id", "l1_a", "l2_a", "l3_a"), cite):
+        gid = row["group_id"]
+        group = site.group_by_id.get(gid)
+        if group is None:
+            raise InputError(f"{where}: group_id: unknown group {gid!r}")
+        if group.weights is not None:
+            raise InputError(f"{where}: group_id: {gid!r} is a weighted group, not a connection")
+        start = parse_time(row["start"], where, "start", zone)
+        amps = (
+            _float(row["l1_a"], where, "l1_a"),
+            _float(row["l2_a"], where, "l2_a"),
+            _float(row["l3_a"], where, "l3_a"),
+        )
+        if start in out.setdefault(gid, {}):
+            raise InputError(f"{where}: start: {gid!r} already has a row at {row['start']}")
+        out[gid][start] = amps
+    if not out:
+        raise InputError(f"{cite(p, 2)}: no site-load rows")
+    return {g: sorted(rows.items()) for g, rows in out.items()}
 
 
 def apply_windows(capacity: Capacity, grid: TimeGrid, windows: list[CapacityWindow]) -> Capacity:

@@ -2,6 +2,7 @@
 
     gridshare simulate --site SITE.toml --sessions SESSIONS.csv[.gz]
         [--capacity CAP.csv] [--capacity-kw X [X ...]] [--capacity-group ID]
+        [--site-load LOAD.csv [--site-load-view forecast|peak|blind] [--holidays CC]]
         [--strategy NAME ...] [--from DATE --to DATE] [--taper-kwh K]
         [--informed | --ideal-models] [--add-chargers N [N ...] [--add-under GROUP] [--seed S]]
         --out REPORT.json [--plot FILE.png]
@@ -23,6 +24,14 @@ departure and energy at arrival, continuous pilots from 0 A, ideal batteries
 batteries as modelled but has every session state its real departure and
 energy: the difference to the default is what the planner is not told.
 
+Shared connection: ``--site-load`` (``start,group_id,l1_a,l2_a,l3_a``, the
+non-EV load per line of a group from ``start`` until its next row) is drawn on
+the group and every group above it; online strategies are told what
+``--site-load-view`` says (see `gridshare.simulation.site_load`; ``forecast``:
+the readings so far and the building-load forecaster, with ``--holidays``'
+public holidays), the offline optimum knows it. Adds, per strategy,
+``connection_overload_minutes`` and ``peak_connection_a``.
+
 Hosting capacity: ``--add-chargers`` runs the site again with that many more
 chargers below ``--add-under`` (default: the transformer ``--capacity-kw``
 scales), copies of the chargers already there, whose drivers come on real days
@@ -43,6 +52,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from forecasts.building_load import DayTypes
 from gridshare.commands.options import (
     ListOption,
     OptionError,
@@ -52,6 +62,7 @@ from gridshare.commands.options import (
     positive,
 )
 from gridshare.config import ConfigError, load_config
+from gridshare.csvio import InputError, read_site_load
 from gridshare.logs import configure_logging
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
@@ -72,6 +83,7 @@ from gridshare.simulation.sessions import (
     is_acn,
     read_sessions,
 )
+from gridshare.simulation.site_load import VIEWS, SiteLoad, SiteLoadSetting
 from optimizer.site import Site, station_of
 
 log = logging.getLogger("gridshare.simulate")
@@ -91,6 +103,14 @@ def parser() -> argparse.ArgumentParser:
         "--sessions", type=Path, required=True, help="sessions CSV (ACN-Data or generic, .gz too)"
     )
     p.add_argument("--capacity", type=Path, help="capacity CSV (group_id,start,end,limit_a|kw)")
+    p.add_argument("--site-load", type=Path, help="non-EV load CSV (start,group_id,l1_a,l2_a,l3_a)")
+    p.add_argument(
+        "--site-load-view",
+        choices=VIEWS,
+        default="forecast",
+        help="what online strategies are told of the site load",
+    )
+    p.add_argument("--holidays", metavar="CC", help="country of the site's public holidays")
     p.add_argument("--capacity-kw", type=positive, action=ListOption, help="transformer sweep (kW)")
     p.add_argument(
         "--capacity-group",
@@ -179,6 +199,7 @@ def main(argv: list[str]) -> int:
         config = load_config(args.site, environ={})
         site, defaults = config.site, config.defaults.demand_defaults()
         overrides = read_capacity_csv(args.capacity, site) if args.capacity else None
+        site_load = _site_load(args, site)
         zone = site.site.timezone
         sessions = between(read_sessions(args.sessions, zone), args.start, args.end, zone)
         group = None
@@ -191,7 +212,7 @@ def main(argv: list[str]) -> int:
             under = args.add_under or group or default_capacity_group(site)
         elif args.add_under:
             raise HostingError("--add-under needs --add-chargers")
-    except (ConfigError, SessionsError, CapacityFileError, ValueError) as e:
+    except (ConfigError, SessionsError, CapacityFileError, InputError, ValueError) as e:
         print(f"gridshare simulate: {str(e).strip()}", file=sys.stderr)
         return 2
     if not sessions:
@@ -216,6 +237,7 @@ def main(argv: list[str]) -> int:
         "progress": progress,
         "ideal_models": args.ideal_models,
         "informed": args.informed,
+        "site_load": site_load,
     }
     configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -235,6 +257,8 @@ def main(argv: list[str]) -> int:
     }
     if under is not None:
         meta.update({"added_under": under, "seed": args.seed})
+    if site_load is not None:
+        meta.update({"site_load": str(args.site_load), "site_load_view": args.site_load_view})
     report = build_report(runs, site.site.timezone, meta, run_keys=run_keys)
     write_report(report, args.out)
     if args.plot:
@@ -244,6 +268,15 @@ def main(argv: list[str]) -> int:
     if under is not None:
         _print_fits(studies, args.strategy, args.min_served_pct, under)
     return 0
+
+
+def _site_load(args: argparse.Namespace, site: Site) -> SiteLoadSetting | None:
+    if args.site_load is None:
+        return None
+    rows = read_site_load(args.site_load, site, cite=lambda p, line: f"{p}: line {line}")
+    if args.holidays:
+        DayTypes(args.holidays)  # an unknown country is a bad option, not a failed run
+    return SiteLoadSetting(SiteLoad(site, rows), args.site_load_view, args.holidays)
 
 
 def _stations_not_in(site: Site, sessions: list[SimSession], site_name: str) -> str | None:

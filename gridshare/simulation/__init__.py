@@ -9,6 +9,7 @@ Modules: `sessions` (ACN-Data and generic CSVs), `capacity` (limits over time),
 `report` (REPORT.json, tables, plots), `acn` (ACN sites.json to site files),
 `ideal` (the ideal-models setting of the ACN paper: ``ideal_models=True``),
 `information` (what each piece the planner is not told costs),
+`site_load` (the building's load on the connection, and what the planner is told of it),
 `hosting` (how many more chargers fit under a group).
 """
 
@@ -30,6 +31,7 @@ from gridshare.simulation.ideal import IDEAL_CAR, ideal_sessions, ideal_site
 from gridshare.simulation.information import TOLD, run_told, told
 from gridshare.simulation.progress import DayDone
 from gridshare.simulation.sessions import SimSession, prepare_sessions
+from gridshare.simulation.site_load import SiteLoad, SiteLoadSetting
 from gridshare.simulation.strategies import (
     ONLINE,
     STRATEGIES,
@@ -48,6 +50,8 @@ __all__ = [
     "DayDone",
     "RunResult",
     "Simulation",
+    "SiteLoad",
+    "SiteLoadSetting",
     "Strategy",
     "build_simulation",
     "ideal_sessions",
@@ -78,6 +82,7 @@ def build_simulation(
     defaults: DemandDefaults | None = None,
     ideal_models: bool = False,
     informed: bool = False,
+    site_load: SiteLoadSetting | None = None,
 ) -> tuple[Simulation, dict[str, int]]:
     """A simulation ready to run, and how many sessions were dropped (and why).
 
@@ -86,7 +91,8 @@ def build_simulation(
     from what the planner is not told). ``ideal_models`` (see
     `gridshare.simulation.ideal`): informed, and continuous pilots with no
     minimum and an ideal battery (``car`` is then ignored, and the planner is
-    told the batteries have no tail)."""
+    told the batteries have no tail). ``site_load``: the non-EV load drawn on
+    the connection (see `gridshare.simulation.site_load`)."""
     scaled = site_for_capacity(site, capacity_kw, capacity_group)
     if ideal_models:
         scaled = ideal_site(scaled)
@@ -102,7 +108,14 @@ def build_simulation(
         "shorter_than_a_step": prepared.too_short,
         "overlapping": prepared.overlapping,
     }
-    sim = Simulation(scaled, kept, limits=SiteLimits(scaled, overrides), car=car, defaults=defaults)
+    sim = Simulation(
+        scaled,
+        kept,
+        limits=SiteLimits(scaled, overrides),
+        car=car,
+        defaults=defaults,
+        site_load=site_load,
+    )
     return sim, dropped
 
 
@@ -120,6 +133,7 @@ def run_strategies(
     ideal_models: bool = False,
     informed: bool = False,
     on_day: Callable[[DayDone], None] | None = None,
+    site_load: SiteLoadSetting | None = None,
 ) -> dict[str, RunResult]:
     """Every named strategy on the same sessions and site (``ideal_models`` and
     ``informed``: see `build_simulation`; ``on_day``: told of each simulated day
@@ -134,6 +148,7 @@ def run_strategies(
         defaults=defaults,
         ideal_models=ideal_models,
         informed=informed,
+        site_load=site_load,
     )
     models = "ideal" if ideal_models else "informed" if informed else "realistic"
     out: dict[str, RunResult] = {}

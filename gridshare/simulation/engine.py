@@ -33,8 +33,9 @@ from forecasts.demand import DemandDefaults, RateLearner, RateSettings
 from gridshare.simulation.capacity import SiteLimits
 from gridshare.simulation.progress import DayDone, Days
 from gridshare.simulation.sessions import SimSession
+from gridshare.simulation.site_load import SiteLoadSetting
 from gridshare.site.problem import session_demand
-from optimizer import SessionDemand, Site
+from optimizer import Capacity, SessionDemand, Site, TimeGrid
 from optimizer.site import Line
 
 FULL_TOLERANCE_KWH = 1e-6
@@ -157,6 +158,7 @@ class Simulation:
         defaults: DemandDefaults | None = None,
         rates: RateSettings | None = None,
         meter_interval_s: float = 10.0,
+        site_load: SiteLoadSetting | None = None,
     ) -> None:
         self.site = site
         self.sessions = tuple(sorted(sessions, key=lambda s: (s.arrival, s.session_id)))
@@ -210,6 +212,35 @@ class Simulation:
         """(limit rows, sessions): what one ampere of each car weighs in every limit."""
         self.need = np.array([s.energy_kwh for s in self.sessions])
         self.session_col = np.array([self.col[s.connector_id] for s in self.sessions])
+        self.site_load = site_load
+        self.load_view = site_load.told() if site_load is not None else None
+        self.building = (
+            site_load.load.row_matrix(self.limits, self.start, self.step, self.n_steps)
+            if site_load is not None
+            else None
+        )
+        """(steps, limit rows): what the non-EV load really draws in each row."""
+        loaded = set(site_load.load.group_ids) if site_load is not None else set()
+        self._loaded_line_rows = np.array(
+            [
+                r
+                for r, row in enumerate(self.limits.rows)
+                if row.group_id in loaded and row.quantity in ("L1", "L2", "L3")
+            ],
+            dtype=np.int64,
+        )
+        """Per-line rows of the groups with a site load (for the peak)."""
+
+    def capacity(self, grid: TimeGrid, now: datetime) -> Capacity:
+        """The capacity an online strategy plans with at ``now``: the limits, less
+        what it is told of the site load (`LoadView`)."""
+        base = self.limits.capacity(grid)
+        return base if self.load_view is None else self.load_view.capacity(base, grid, now)
+
+    def bounds(self, k: int) -> np.ndarray:
+        """Room left for the cars in every limit row during step ``k``."""
+        out = self.limits.at(self.time_of(k))
+        return out if self.building is None else out - self.building[k]
 
     @property
     def step_hours(self) -> float:
@@ -279,6 +310,8 @@ class Simulation:
         active: dict[int, LiveSession] = {}
         bar = _Progress(self.n_steps, f"{strategy.name}", enabled=progress)
         days = Days(self, strategy.name, result, on_day)
+        visited: list[int] = []
+        peaks: list[float] = []
         k = 0
         while k < self.n_steps:
             days.reach(k)
@@ -320,9 +353,11 @@ class Simulation:
                 live.delivered_kwh = float(delivered[i])
                 live.observe(now, o, draw, self.lines[i], self.readings_per_step)
                 draws[n], offers[n] = draw, o
-            bounds = self.limits.at(now)
+            bounds = self.bounds(k)
             coef = self.coef[:, order]
             load = coef @ draws
+            visited.append(k)
+            peaks.append(self._peak(load, k))
             for r in np.flatnonzero(load > bounds + LIMIT_TOLERANCE):
                 result.violations.append((k, int(r), float(load[r] - bounds[r])))
             result.offer_violations += int(
@@ -334,7 +369,35 @@ class Simulation:
             bar.update(k)
         days.reach(self.n_steps, last=True)
         bar.close()
+        if self.building is not None:
+            result.extra |= self._connection_figures(result, visited, peaks)
         return result
+
+    def _peak(self, cars: np.ndarray, k: int) -> float:
+        """Highest per-line current (cars + building) on a group with a site load."""
+        if self.building is None:
+            return 0.0
+        rows = self._loaded_line_rows
+        return float((cars[rows] + self.building[k, rows]).max()) if len(rows) else 0.0
+
+    def _connection_figures(
+        self, result: RunResult, visited: list[int], peaks: list[float]
+    ) -> dict[str, object]:
+        """Minutes with any limit over (chargers + building; the building alone in
+        the steps with no car plugged in) and the peak per-line current."""
+        assert self.building is not None
+        over = {k for k, _, _ in result.violations}
+        seen = np.zeros(self.n_steps, dtype=bool)
+        seen[visited] = True
+        rows = self._loaded_line_rows
+        peak = max(peaks, default=0.0)
+        for k in np.flatnonzero(~seen & self.building.any(axis=1)).tolist():
+            if np.any(self.building[k] > self.limits.at(self.time_of(k)) + LIMIT_TOLERANCE):
+                over.add(k)
+            if len(rows):
+                peak = max(peak, float(self.building[k, rows].max()))
+        minutes = len(over) * self.step.total_seconds() / 60.0
+        return {"connection_overload_minutes": minutes, "peak_connection_a": round(peak, 2)}
 
 
 class _Progress:

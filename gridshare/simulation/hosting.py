@@ -32,6 +32,7 @@ from gridshare.simulation.engine import CarModel, RunResult
 from gridshare.simulation.progress import DayDone
 from gridshare.simulation.report import served_pct
 from gridshare.simulation.sessions import SimSession
+from gridshare.simulation.site_load import SiteLoadSetting
 from optimizer import Site
 from optimizer.problem import LimitWindow
 from optimizer.site import LINES, Charger, Line, connector_key
@@ -183,6 +184,7 @@ def hosting_runs(
     ideal_models: bool = False,
     informed: bool = False,
     on_day: Callable[[DayDone], None] | None = None,
+    site_load: SiteLoadSetting | None = None,
 ) -> list[tuple[int, dict[str, RunResult]]]:
     """Every strategy with each count of added chargers. Each result's
     ``extra`` carries ``added_chargers`` and ``existing_delivered_pct`` (what
@@ -212,6 +214,7 @@ def hosting_runs(
             ideal_models=ideal_models,
             informed=informed,
             on_day=on_day,
+            site_load=site_load,
         )
         for r in results.values():
             old = np.array([s.connector_id not in added for s in r.sessions], dtype=bool)

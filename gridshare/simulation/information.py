@@ -66,7 +66,14 @@ def run_told(sim: Simulation, name: str) -> RunResult:
     sessions = told(
         sim.sessions, departures=departures, energies=energies, dwell_hours=sim.defaults.dwell_hours
     )
-    variant = Simulation(sim.site, sessions, limits=sim.limits, car=sim.car, defaults=sim.defaults)
+    variant = Simulation(
+        sim.site,
+        sessions,
+        limits=sim.limits,
+        car=sim.car,
+        defaults=sim.defaults,
+        site_load=sim.site_load,
+    )
     result = variant.run(GridshareStrategy())
     result.extra["told"] = name
     return result

@@ -175,6 +175,12 @@ TABLE_CAPTION = (
 )
 
 
+SHARED_CAPTION = (
+    " With a site load: overload min = minutes with any limit over (chargers + the "
+    "building's load), peak A = highest current on a line of a group with a site load."
+)
+
+
 def _strategy_order(strategies: dict[str, Any]) -> list[str]:
     """Strategies that kept every limit first, each part by energy delivered."""
     return sorted(
@@ -190,7 +196,11 @@ def table(report: dict[str, Any]) -> str:
     hosting = any("added_chargers" in r for r in runs)
     first = ["capacity kW", "added chargers"] if hosting else ["capacity kW"]
     cols = [*first, "strategy", "delivered %", "unmet kWh", "violations"]
-    lines = [TABLE_CAPTION, "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
+    shared = any("connection_overload_minutes" in f for r in runs for f in r["strategies"].values())
+    if shared:
+        cols += ["overload min", "peak A"]
+    caption = TABLE_CAPTION + (SHARED_CAPTION if shared else "")
+    lines = [caption, "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for r in runs:
         run = ["site" if r["capacity_kw"] is None else f"{r['capacity_kw']:g}"]
         if hosting:
@@ -206,6 +216,11 @@ def table(report: dict[str, Any]) -> str:
                 f"{f['unmet_kwh']:.1f}",
                 f"{f['violations']:,}",
             ]
+            if shared:
+                cells += [
+                    f"{f.get('connection_overload_minutes', 0):,.0f}",
+                    f"{f.get('peak_connection_a', 0):.1f}",
+                ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

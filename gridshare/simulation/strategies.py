@@ -47,7 +47,7 @@ def _step_problem(ctx: StepContext) -> PlanningProblem:
         grid=grid,
         now=ctx.now,
         sessions=ctx.demands(),
-        capacity=sim.limits.capacity(grid),
+        capacity=sim.capacity(grid, ctx.now),
     )
 
 
@@ -79,7 +79,7 @@ class GridshareStrategy:
             grid=grid,
             now=ctx.now,
             sessions=demands,
-            capacity=sim.limits.capacity(grid),
+            capacity=sim.capacity(grid, ctx.now),
             previous=prev,
         )
         plan = solve(problem, planner=self.planner)
@@ -271,8 +271,11 @@ def _period_bounds(sim: Simulation, k0: int, k1: int) -> np.ndarray:
         if not limits.overrides
         else np.stack([limits.at(sim.time_of(k)) for k in range(k0, k1)], axis=1)
     )
-    # a micro-ampere inside every limit, so solver tolerances never show as a violation
-    return bounds - 1e-6
+    if sim.building is not None:  # the optimum knows the building's load
+        bounds = bounds - sim.building[k0:k1].T
+    # a micro-ampere inside every limit, so solver tolerances never show as a
+    # violation (none below 0: a building over the limit leaves the cars nothing)
+    return np.maximum(bounds - 1e-6, 0.0)
 
 
 def _limit_entries(
