@@ -260,7 +260,7 @@ def encode_error(
 
 # --- schemas -----------------------------------------------------------------------------------
 
-_PACKAGE_DIRS = {OcppVersion.V16: "v16", OcppVersion.V201: "v201"}
+_PACKAGE_DIRS = {OcppVersion.V16: "v16", OcppVersion.V201: "v201", OcppVersion.V21: "v21"}
 
 
 def _schema_file(version: OcppVersion, action: str, response: bool) -> str:
@@ -316,7 +316,11 @@ _KEYWORD_FAULT = {
     "format": Fault.DATE_TIME,  # the only format checked
 }
 
-_DATE_TIME = {OcppVersion.V16: is_datetime_16, OcppVersion.V201: is_datetime_201}
+_DATE_TIME = {
+    OcppVersion.V16: is_datetime_16,
+    OcppVersion.V201: is_datetime_201,
+    OcppVersion.V21: is_datetime_201,  # 2.1 keeps 2.0.1's rule (offset required)
+}
 
 
 class _Invalid(Exception):

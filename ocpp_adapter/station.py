@@ -63,7 +63,7 @@ from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_IN
 
 log = logging.getLogger(__name__)
 
-V16, V201 = OcppVersion.V16, OcppVersion.V201
+V16, V201, V21 = OcppVersion.V16, OcppVersion.V201, OcppVersion.V21
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,8 @@ _ACK_ONLY = {
         }
     ),
 }
+# 2.1 keeps 2.0.1's and adds reports whose answers carry nothing.
+_ACK_ONLY[V21] = _ACK_ONLY[V201] | {"NotifyDERAlarm", "NotifyDERStartStop", "ReportDERControl"}
 _ENDED_MEMORY = 64
 
 
@@ -573,7 +575,12 @@ def _handlers(prefix: str) -> dict[str, _Handler]:
     }
 
 
-_HANDLERS = {V16: _handlers("_v16_"), V201: _handlers("_v201_")}
+_HANDLERS = {
+    V16: _handlers("_v16_"),
+    V201: _handlers("_v201_"),
+    # 2.1: every 2.0.1 handler (same messages, optional fields added), then its own.
+    V21: {**_handlers("_v201_"), **_handlers("_v21_")},
+}
 
 
 def _iso(at: datetime) -> str:
