@@ -24,6 +24,7 @@ from gridshare.peers.limits import (
     ProfileStore,
     Purpose,
     profile_from_v16,
+    profile_from_v21,
     profile_from_v201,
 )
 from gridshare.peers.specs import SimConnectorSpec, SimStationSpec
@@ -96,7 +97,18 @@ class ConnectorBank:
 
     def context(self, c: Connector) -> ConnectorContext:
         tx = (c.tx_id or "local") if c.in_tx else None
-        return ConnectorContext(c.spec.voltage_v, c.power_phases, tx, c.tx_start)
+        return ConnectorContext(c.spec.voltage_v, c.power_phases, tx, c.tx_start, c.phases_used)
+
+    def offline(self, now: datetime | None = None) -> None:
+        """The central system is gone: 2.1 profiles start counting their offline time."""
+        now = now or self.clock()
+        self.advance(now)
+        self.store.offline(now)
+
+    def online(self, now: datetime | None = None) -> None:
+        now = now or self.clock()
+        self.advance(now)
+        self.store.online(now)
 
     def limit_at(self, c: Connector, t: datetime) -> float:
         """Per-phase limit offered to connector c at t (A)."""
@@ -142,12 +154,13 @@ class ConnectorBank:
             return "SuspendedEVSE"
         return "Charging"
 
-    def install(self, connector: int, raw: dict[str, Any], v16: bool) -> str | None:
+    def install(self, connector: int, raw: dict[str, Any]) -> str | None:
         """Install a profile; return None when accepted, else why not."""
         if self.spec.rejects_profiles:
             return "station configured to reject"
+        v16 = self.spec.version == "1.6"
         try:
-            profile = profile_from_v16(connector, raw) if v16 else profile_from_v201(connector, raw)
+            profile = _READERS[self.spec.version](connector, raw)
             if profile.stack_level > self.spec.max_stack_level:
                 raise ProfileError("stackLevel above the maximum")
             if len(profile.schedule.periods) > self.spec.max_periods:
@@ -188,6 +201,9 @@ class ConnectorBank:
             {"startPeriod": q.start_s, "limit": q.limit, "numberPhases": q.number_phases or 3}
             for q in sched
         ]
+
+
+_READERS = {"1.6": profile_from_v16, "2.0.1": profile_from_v201, "2.1": profile_from_v21}
 
 
 def _without_tx(profile: Profile) -> Profile:

@@ -106,7 +106,8 @@ class Messages201:
         }
 
 
-MESSAGES: dict[str, Messages] = {"1.6": Messages16(), "2.0.1": Messages201()}
+# 2.1 writes what 2.0.1 does: its additions are optional fields
+MESSAGES: dict[str, Messages] = {"1.6": Messages16(), "2.0.1": Messages201(), "2.1": Messages201()}
 
 
 def sampled_values(
