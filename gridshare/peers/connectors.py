@@ -111,20 +111,25 @@ class ConnectorBank:
         self.store.online(now)
 
     def limit_at(self, c: Connector, t: datetime) -> float:
-        """Per-phase limit offered to connector c at t (A)."""
+        """Per-phase limit offered to connector c at t (A): one pilot current, so the
+        lowest of the phases the car loads."""
+        return min(self.phase_limits_at(c, t)[: max(1, c.phases_used)])
+
+    def phase_limits_at(self, c: Connector, t: datetime) -> tuple[float, ...]:
+        """The limit on each of the connector's wired phases at t (A), in wiring order."""
+        wired = len(c.spec.phases)
         if self.spec.ignores_limits:
-            return c.spec.max_current_a
+            return (c.spec.max_current_a,) * wired
         ctx = self.context(c)
-        lim = c.spec.max_current_a
-        own = self.store.connector_limit_a(c.spec.id, t, ctx)
-        if own is not None:
-            lim = min(lim, own)
+        cap = c.spec.max_current_a
         station = self.store.station_limit_a(t, ctx)
         if station is not None:
             sharing = max(1, sum(1 for k in self.connectors.values() if k.in_tx))
-            lim = min(lim, station / sharing)
+            cap = min(cap, station / sharing)
+        own = self.store.connector_phases_a(c.spec.id, t, ctx) or (cap, cap, cap)
+        lims = [min(cap, a) for a in own[:wired]]
         # below the connector's minimum the pilot signal pauses the car
-        return lim if lim >= c.spec.min_current_a - 1e-9 else 0.0
+        return tuple(a if a >= c.spec.min_current_a - 1e-9 else 0.0 for a in lims)
 
     def advance(self, now: datetime | None = None) -> None:
         now = now or self.clock()

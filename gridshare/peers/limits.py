@@ -364,20 +364,35 @@ class ProfileStore:
 
     # --- resolution ----------------------------------------------------------
 
-    def _amps(self, candidates: list[Profile], t: datetime, ctx: ConnectorContext) -> float | None:
+    def _phases_a(
+        self, candidates: list[Profile], t: datetime, ctx: ConnectorContext
+    ) -> tuple[float, float, float] | None:
+        """The winning profile's limit on each of the station's phases (A)."""
         for p in sorted(candidates, key=lambda p: -p.stack_level):
             v = p.value_at(t, ctx.tx_start, self.offline_since)
             if v is None:
                 continue
+            unit = p.schedule.rate_unit
             if v.phase_limits is not None:  # per phase, in W too
-                per_phase = v.limit_on(ctx.lines or ctx.phases)
-                return to_amps(per_phase, p.schedule.rate_unit, ctx.voltage_v, 1)
-            phases = min(ctx.phases, v.number_phases or 3)
-            return to_amps(v.limit, p.schedule.rate_unit, ctx.voltage_v, phases)
+                a1, a2, a3 = (to_amps(x, unit, ctx.voltage_v, 1) for x in v.phase_limits)
+                return a1, a2, a3
+            a = to_amps(v.limit, unit, ctx.voltage_v, min(ctx.phases, v.number_phases or 3))
+            return a, a, a
         return None
+
+    def _amps(self, candidates: list[Profile], t: datetime, ctx: ConnectorContext) -> float | None:
+        per_phase = self._phases_a(candidates, t, ctx)
+        return None if per_phase is None else min(per_phase[: max(1, ctx.lines or ctx.phases)])
 
     def connector_limit_a(self, connector: int, t: datetime, ctx: ConnectorContext) -> float | None:
         """Tx or TxDefault limit for the connector (per phase, A), None if none applies."""
+        per_phase = self.connector_phases_a(connector, t, ctx)
+        return None if per_phase is None else min(per_phase[: max(1, ctx.lines or ctx.phases)])
+
+    def connector_phases_a(
+        self, connector: int, t: datetime, ctx: ConnectorContext
+    ) -> tuple[float, float, float] | None:
+        """Tx or TxDefault limit on each of the station's phases (A), None if none applies."""
         by = [p for p in self.profiles.values() if p.is_valid(t, self.offline_since)]
         if ctx.transaction_id is not None:
             tx = [
@@ -387,12 +402,12 @@ class ProfileStore:
                 and p.connector == connector
                 and p.transaction_id in (None, ctx.transaction_id)
             ]
-            amps = self._amps(tx, t, ctx)
+            amps = self._phases_a(tx, t, ctx)
             if amps is not None:
                 return amps
         for where in (connector, 0):
             default = [p for p in by if p.purpose is Purpose.TX_DEFAULT and p.connector == where]
-            amps = self._amps(default, t, ctx)
+            amps = self._phases_a(default, t, ctx)
             if amps is not None:
                 return amps
         return None
