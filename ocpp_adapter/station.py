@@ -53,11 +53,13 @@ from ocpp_adapter.rpc import (
     Message,
     OcppVersion,
     RpcError,
+    Send,
     encode_call,
     encode_result,
     parse_frame,
     validate_request,
     validate_response,
+    validate_send,
 )
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
 
@@ -216,13 +218,31 @@ class StationSession:
 
     def parse(self, text: str | bytes) -> Message | Refused:
         try:
-            return parse_frame(text)
+            msg = parse_frame(text, v21=self.version is V21)
+            if isinstance(msg, Send):
+                validate_send(self.version, msg)
+            return msg
         except RpcError as e:
+            if self.version is V21 and e.fault is not Fault.MESSAGE_TYPE and _is_send(text):
+                return Refused(None, str(e))  # a SEND is never answered, not even a bad one
             return Refused(e.frame(self.version), str(e))
 
     def handle(self, msg: Message) -> Outcome:
         if isinstance(msg, Call):
             return self._call(msg)
+        if isinstance(msg, Send):
+            # NotifyPeriodicEventStream: streams we never open (OpenPeriodicEventStream)
+            log.info("%r: %s SEND taken, not used", self.station_id, msg.action)
+            return None
+        if isinstance(msg, CallErrorFrame) and msg.after_result:
+            log.warning(
+                "%r: our answer to %r was refused: %s %s",
+                self.station_id,
+                msg.unique_id,
+                msg.code,
+                msg.description,
+            )
+            return None
         if self.pending is None or msg.unique_id != self.pending[0]:
             log.warning(
                 "%r: result for unknown message id %r ignored", self.station_id, msg.unique_id
@@ -581,6 +601,11 @@ _HANDLERS = {
     # 2.1: every 2.0.1 handler (same messages, optional fields added), then its own.
     V21: {**_handlers("_v201_"), **_handlers("_v21_")},
 }
+
+
+def _is_send(text: str | bytes) -> bool:
+    head = text[:16] if isinstance(text, str) else text[:16].decode("utf-8", "replace")
+    return head.lstrip().startswith("[") and head.lstrip()[1:].lstrip().startswith("6")
 
 
 def _iso(at: datetime) -> str:

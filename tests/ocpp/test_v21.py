@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import decimal
 import json
 from datetime import UTC, datetime, timedelta
@@ -226,3 +227,22 @@ async def test_a_21_station_boots_charges_and_gets_per_phase_limits() -> None:
     assert needs.departure == datetime(2026, 3, 2, 17, 0, tzinfo=UTC)
     [started_event] = rec.of(SessionStarted)
     assert started_event.connector_id == "CP1/1" and started_event.transaction_id == "T-1"
+
+
+async def test_send_and_callresulterror_are_taken_and_never_answered() -> None:
+    stream = {"id": 1, "pending": 0, "basetime": TS, "data": [{"t": 0, "v": "16.0"}]}
+    async with running() as (cs, _), station(cs, "CP1", V21) as st:
+        await st.boot()
+        await st.send_raw(json.dumps([6, "s-1", "NotifyPeriodicEventStream", stream]))
+        await st.send_raw(json.dumps([6, "s-2", "NotifyPeriodicEventStream", {"id": 1}]))
+        await st.send_raw(json.dumps([6, "s-3", "Heartbeat", {}]))
+        await st.send_raw(json.dumps([5, "1", "FormatViolation", "bad result", {}]))
+        # the next CALL is answered and nothing else came back
+        assert "currentTime" in await st.call("Heartbeat", {})
+        assert st.raw.empty()
+    async with running() as (cs, _), station(cs, "CP1", V201) as st:
+        # 2.0.1 knows neither message type
+        for frame in ([6, "s-1", "NotifyPeriodicEventStream", stream], [5, "x", "E", "", {}]):
+            await st.send_raw(json.dumps(frame))
+            error = await asyncio.wait_for(st.raw.get(), 2)
+            assert error[:3] == [4, frame[1], "MessageTypeNotSupported"]
