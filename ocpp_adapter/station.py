@@ -235,13 +235,8 @@ class StationSession:
             log.info("%r: %s SEND taken, not used", self.station_id, msg.action)
             return None
         if isinstance(msg, CallErrorFrame) and msg.after_result:
-            log.warning(
-                "%r: our answer to %r was refused: %s %s",
-                self.station_id,
-                msg.unique_id,
-                msg.code,
-                msg.description,
-            )
+            why = f"{msg.code} {msg.description}"
+            log.warning("%r: our answer to %r refused: %s", self.station_id, msg.unique_id, why)
             return None
         if self.pending is None or msg.unique_id != self.pending[0]:
             log.warning(
@@ -533,15 +528,17 @@ class StationSession:
         p = call.payload
         needs = p["chargingNeeds"]
         params = needs.get("acChargingParameters") or needs.get("dcChargingParameters") or {}
+        # 2.1, ISO 15118-20: the same figures may come only in v2xChargingParameters
+        v2x = needs.get("v2xChargingParameters") or {}
         departure = needs.get("departureTime")
-        energy = params.get("energyAmount")
+        energy = params.get("energyAmount", v2x.get("evTargetEnergyRequest"))
         event = EvChargingNeeds(
             self.connector_id(p["evseId"]),
             now,
             parse_timestamp(departure, now) if departure else None,
             float(energy) if energy is not None else None,
-            _float(params.get("evMaxCurrent")),
-            _float(params.get("evMinCurrent")),
+            _float(params.get("evMaxCurrent", v2x.get("maxChargeCurrent"))),
+            _float(params.get("evMinCurrent", v2x.get("minChargeCurrent"))),
         )
         return Handled(encode_result(call.unique_id, {"status": "Accepted"}), [event])
 
@@ -595,11 +592,35 @@ def _handlers(prefix: str) -> dict[str, _Handler]:
     }
 
 
+# --- OCPP 2.1's own (out of the class: it holds the two versions all share) --------------------
+
+
+def _v21_notify_priority_charging(session: StationSession, call: Call, now: datetime) -> Handled:
+    # A station can only switch to a PriorityCharging profile it holds, and we
+    # install none: the notice changes nothing in force, so it is only logged.
+    p = call.payload
+    state = "activated" if p["activated"] else "stopped"
+    log.info("%r: priority charging %s for %r", session.station_id, state, p["transactionId"])
+    return Handled(encode_result(call.unique_id, {}), [])
+
+
+def _v21_pull_dynamic_schedule_update(
+    session: StationSession, call: Call, now: datetime
+) -> Handled:
+    # We send no Dynamic profiles, so there is none to update.
+    reply = {"status": "Rejected", "statusInfo": {"reasonCode": "NoDynamicProfile"}}
+    return Handled(encode_result(call.unique_id, reply), [])
+
+
 _HANDLERS = {
     V16: _handlers("_v16_"),
     V201: _handlers("_v201_"),
     # 2.1: every 2.0.1 handler (same messages, optional fields added), then its own.
-    V21: {**_handlers("_v201_"), **_handlers("_v21_")},
+    V21: {
+        **_handlers("_v201_"),
+        "NotifyPriorityCharging": _v21_notify_priority_charging,
+        "PullDynamicScheduleUpdate": _v21_pull_dynamic_schedule_update,
+    },
 }
 
 

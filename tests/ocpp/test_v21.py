@@ -246,3 +246,30 @@ async def test_send_and_callresulterror_are_taken_and_never_answered() -> None:
             await st.send_raw(json.dumps(frame))
             error = await asyncio.wait_for(st.raw.get(), 2)
             assert error[:3] == [4, frame[1], "MessageTypeNotSupported"]
+
+
+async def test_21_messages_without_a_plan_of_their_own_get_their_answers() -> None:
+    async with running() as (cs, rec), station(cs, "CP1", V21) as st:
+        await st.boot()
+        reply = await st.call("NotifyPriorityCharging", {"transactionId": "T-1", "activated": True})
+        assert reply == {}
+        reply = await st.call("PullDynamicScheduleUpdate", {"chargingProfileId": 3001})
+        official(V21, "PullDynamicScheduleUpdate", reply, response=True)
+        assert reply["status"] == "Rejected"
+        # ISO 15118-20 needs carried in v2xChargingParameters only
+        needs = {
+            "evseId": 1,
+            "chargingNeeds": {
+                "requestedEnergyTransfer": "AC_three_phase",
+                "controlMode": "DynamicControl",
+                "v2xChargingParameters": {
+                    "evTargetEnergyRequest": 15000,
+                    "minChargeCurrent": 6,
+                    "maxChargeCurrent": 20,
+                },
+            },
+        }
+        official(V21, "NotifyEVChargingNeeds", needs)
+        assert await st.call("NotifyEVChargingNeeds", needs) == {"status": "Accepted"}
+    [n] = rec.of(EvChargingNeeds)
+    assert (n.energy_wh, n.ev_min_current_a, n.ev_max_current_a) == (15000.0, 6.0, 20.0)
