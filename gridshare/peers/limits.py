@@ -17,8 +17,9 @@ GetCompositeSchedule the way OCPP 1.6 §3.13 / 2.0.1 K08 describe:
 * per-phase limits (``limit_L2``/``limit_L3``; ``limit`` is then L1's): one
   pilot current serves every phase the car loads, so the car gets the lowest
   of those phases' limits (a one-phase car: L1's alone);
-* ``randomizedDelay``: each period starts up to that many seconds late; the
-  simulated station takes the whole delay, the latest a station may start it;
+* ``randomizedDelay``: each period starts up to that many seconds late (the
+  first too: until then the profile gives nothing); the simulated station
+  takes the whole delay, the latest a station may start it;
 * ``maxOfflineDuration``: offline for longer (`ProfileStore.offline_since`)
   the profile gives nothing, and with ``invalidAfterOfflineDuration`` it is
   dropped for good (`ProfileStore.online`).
@@ -108,7 +109,8 @@ class Schedule:
     duration_s: int | None = None
     min_rate: float | None = None
     randomized_delay_s: int = 0
-    """2.1: every period but the first (on time once the schedule starts) starts this late."""
+    """2.1: every period, the first included, starts this late (the whole delay: the
+    latest a station may start it)."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ class Profile:
             return None
         current: Period | None = None
         for p in s.periods:
-            if p.start_s + (s.randomized_delay_s if p.start_s else 0) > offset:
+            if p.start_s + s.randomized_delay_s > offset:
                 break
             current = p
         return current
@@ -443,7 +445,7 @@ class ProfileStore:
                     break
                 delay = p.schedule.randomized_delay_s
                 for q in p.schedule.periods:
-                    out.add(anchor + timedelta(seconds=q.start_s + (delay if q.start_s else 0)))
+                    out.add(anchor + timedelta(seconds=q.start_s + delay))
                 if p.schedule.duration_s is not None:
                     out.add(anchor + timedelta(seconds=p.schedule.duration_s))
                 if p.kind is not Kind.RECURRING:

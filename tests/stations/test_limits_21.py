@@ -85,14 +85,19 @@ def test_per_phase_watts_are_each_phases_own() -> None:
     assert store.limit_a(1, T0, ctx(3), MAX_A) == pytest.approx(16.0)
 
 
-def test_randomized_delay_starts_each_later_period_as_late_as_allowed() -> None:
+def test_randomized_delay_starts_each_period_as_late_as_allowed() -> None:
     periods = [{"startPeriod": 0, "limit": 10.0}, {"startPeriod": 600, "limit": 20.0}]
-    store = store_with(profile(1, "TxProfile", periods, randomizedDelay=60))
-    assert store.limit_a(1, T0, ctx(3), MAX_A) == 10.0  # the first one on time
+    store = store_with(
+        profile(1, "TxDefaultProfile", [{"startPeriod": 0, "limit": 6.0}]),
+        profile(2, "TxProfile", periods, randomizedDelay=60),
+    )
+    # the first period too: until it starts the profile gives nothing, the default holds
+    assert store.limit_a(1, T0 + timedelta(seconds=59), ctx(3), MAX_A) == 6.0
+    assert store.limit_a(1, T0 + timedelta(seconds=60), ctx(3), MAX_A) == 10.0
     assert store.limit_a(1, T0 + timedelta(seconds=630), ctx(3), MAX_A) == 10.0
     assert store.limit_a(1, T0 + timedelta(seconds=660), ctx(3), MAX_A) == 20.0
     composite = store.composite(1, T0, 1200, ctx(3), MAX_A)
-    assert [(p.start_s, p.limit) for p in composite] == [(0, 10.0), (660, 20.0)]
+    assert [(p.start_s, p.limit) for p in composite] == [(0, 6.0), (60, 10.0), (660, 20.0)]
 
 
 @pytest.mark.parametrize("invalid_after", [True, False])
@@ -128,3 +133,21 @@ def test_a_profile_without_an_offline_bound_outlives_any_cut() -> None:
     store = store_with(profile(1, "TxProfile", [{"startPeriod": 0, "limit": 24.0}]))
     store.offline(T0)
     assert store.limit_a(1, T0 + timedelta(days=1), ctx(3), MAX_A) == 24.0
+
+
+def test_what_gridshare_sends_is_in_force_on_receipt_and_never_raised_early() -> None:
+    """The adapter's 2.1 profile, evaluated as a station that delays every period by the
+    whole randomizedDelay: the first limit holds at once, the raising comes late."""
+    from ocpp_adapter.events import ChargingLimitSpec, LimitPeriod, LimitPurpose
+    from ocpp_adapter.profiles import OfflinePolicy, charging_profile_21, resolve
+
+    spec = ChargingLimitSpec(
+        LimitPurpose.TX, 1, T0, (LimitPeriod(0, 10.0, 3), LimitPeriod(900, 16.0, 3)), "T-1"
+    )
+    schedule = resolve(spec, None, T0)
+    raw = charging_profile_21(spec, schedule, OfflinePolicy(300, 30))
+    store = store_with(profile(9, "TxDefaultProfile", [{"startPeriod": 0, "limit": 6.0}]), raw)
+    assert store.limit_a(1, T0, ctx(3), MAX_A) == 10.0
+    raise_at = T0 + timedelta(seconds=900)
+    assert store.limit_a(1, raise_at - timedelta(seconds=1), ctx(3), MAX_A) == 10.0
+    assert store.limit_a(1, raise_at + timedelta(seconds=31), ctx(3), MAX_A) == 16.0
