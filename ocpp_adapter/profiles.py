@@ -230,7 +230,7 @@ def set_profile_201(spec: ChargingLimitSpec, schedule: Schedule) -> dict[str, An
 
 @dataclass(frozen=True)
 class OfflinePolicy:
-    """What a 2.1 TxProfile does when the station loses gridshare (module doc of 2.1 below).
+    """What a 2.1 profile does when the station loses gridshare (see the module doc).
 
     ``max_offline_s``: ``maxOfflineDuration``. After this long offline the
     TxProfile stops counting and the station falls back to its TxDefault (the
