@@ -1,7 +1,8 @@
 """OCPP scale: N simulated stations against one central-system process.
 
     .venv/bin/python benchmarks/ocpp_scale.py [--stations 2000] [--duration 60]
-        [--meter-interval 10] [--reference-stations 100] [--version 1.6|2.0.1]
+        [--meter-interval 10] [--reference-stations 100] [--version 1.6|2.0.1|2.1]
+        [--compare-version 2.0.1]
 
 The central system (`ocpp_adapter.CentralSystem`, a generated site of N
 one-connector stations, unknown stations allowed, events counted and dropped)
@@ -29,8 +30,10 @@ comparison; ``--server-gc-debug`` keeps the server's cyclic garbage
 (slow itself: for finding causes, not for figures).
 
 The same run is first made with ``--reference-stations`` stations, and the
-ratio of the two is printed. Everything is bounded in time and count; the
-server process is stopped at the end.
+ratio of the two is printed. ``--compare-version`` (2.0.1 by default with
+``--version 2.1``) then runs the N stations again on that version, so the two
+versions' figures come from the same machine at the same time. Everything is
+bounded in time and count; the server process is stopped at the end.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from gridshare.peers.fleet import StationFleet  # noqa: E402
 from gridshare.peers.specs import generated_specs  # noqa: E402
 
 PREFIX = "SIM"
+VERSIONS = ["1.6", "2.0.1", "2.1"]
 
 
 # --- the server process ----------------------------------------------------------------
@@ -312,6 +316,7 @@ def raise_fd_limit(need: int) -> int:
 @dataclass
 class Result:
     stations: int
+    version: str
     accepted: int
     connect_s: float
     measured_s: float
@@ -462,6 +467,7 @@ async def run_load(args: argparse.Namespace, n: int, duration_s: float) -> Resul
         probe = await stop_server(server)
         return Result(
             stations=n,
+            version=args.version,
             accepted=accepted,
             connect_s=round(connect_s, 2),
             measured_s=round(wall, 1),
@@ -541,9 +547,13 @@ async def main_async(args: argparse.Namespace) -> int:
         results.append(await run_load(args, args.reference_stations, args.duration))
     print(f"load: {args.stations} stations, {args.duration:.0f} s", flush=True)
     results.append(await run_load(args, args.stations, args.duration))
+    if args.compare_version and args.compare_version != args.version:
+        other = argparse.Namespace(**{**vars(args), "version": args.compare_version})
+        print(f"compare: {args.stations} stations, OCPP {other.version}", flush=True)
+        results.append(await run_load(other, args.stations, args.duration))
     _print(results)
-    ref, big = results[0], results[-1]
-    if len(results) == 2 and ref.p99_ms and big.p99_ms:
+    ref, big = results[0], results[1 if args.reference_stations else 0]
+    if args.reference_stations and ref.p99_ms and big.p99_ms:
         print(
             f"ratio {big.stations}/{ref.stations} stations: p99 ×{big.p99_ms / ref.p99_ms:.2f}, "
             f"messages/s ×{big.messages_per_s / max(ref.messages_per_s, 1e-9):.1f}, "
@@ -560,7 +570,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     p.add_argument("--meter-interval", type=float, default=10.0)
     p.add_argument("--reference-stations", type=int, default=100, help="0: no reference run")
-    p.add_argument("--version", choices=["1.6", "2.0.1"], default="1.6")
+    p.add_argument("--version", choices=VERSIONS, default="1.6")
+    p.add_argument(
+        "--compare-version",
+        choices=VERSIONS,
+        help="also run the N stations on this version (default: 2.0.1 for --version 2.1)",
+    )
     p.add_argument("--concurrency", type=int, default=200, help="connections opened at once")
     p.add_argument("--connect-timeout", type=float, default=180.0)
     p.add_argument("--json", help="also write the results here")
@@ -593,6 +608,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = parser().parse_args()
+    if args.compare_version is None and args.version == "2.1":
+        args.compare_version = "2.0.1"
     if args.stations < 1 or args.duration <= 0 or args.meter_interval <= 0:
         raise SystemExit("--stations, --duration and --meter-interval must be positive")
     if args.serve:

@@ -1,4 +1,4 @@
-"""OCPP-J 1.6 and 2.0.1 central system: stations in, domain events out, limits to stations.
+"""OCPP-J 1.6, 2.0.1 and 2.1 central system: stations in, domain events out, limits to stations.
 
 What the application may use of it is in `ocpp_adapter.ports`. Importing the
 package is cheap: `CentralSystem` and its settings are loaded (with

@@ -24,13 +24,14 @@ from websockets.typing import Subprotocol
 from ocpp_adapter.connection import log_fields
 from ocpp_adapter.settings import ServerSettings
 from ocpp_adapter.tls_connection import certificate_name
-from ocpp_adapter.versions import OcppVersion
+from ocpp_adapter.versions import NEWEST_FIRST
 
 # The central system's log: a refused connection is one of its lines.
 log = logging.getLogger("ocpp_adapter.central_system")
 
 PATH_PREFIX = "/ocpp/"
-SUBPROTOCOLS = (OcppVersion.V201.value, OcppVersion.V16.value)
+SUBPROTOCOLS = tuple(v.value for v in NEWEST_FIRST)
+"""Ours, newest first: the newest both sides offer is chosen."""
 _MAX_ID_LEN = 48
 _NO_PASSWORD = secrets.token_bytes(24)
 

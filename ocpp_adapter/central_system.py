@@ -30,11 +30,9 @@ It satisfies `ocpp_adapter.ports.OcppGateway`; what it is told comes in
   handshake (no, expired or untrusted client certificate, no common cipher,
   plain HTTP) is logged at WARNING with the peer's address.
 - Station-supplied strings (ids, frames) are logged with ``%r``.
-- Sub-protocols ``ocpp2.0.1`` (preferred) and ``ocpp1.6``. ``ocpp2.1`` is not
-  selected: its framing adds message types this server does not speak, so a
-  2.1-only station is treated like any station without a common sub-protocol:
-  the handshake completes without the header and the connection is closed at
-  once (1002).
+- Sub-protocols ``ocpp2.1``, ``ocpp2.0.1`` and ``ocpp1.6``, the newest both sides
+  offer chosen. A station without a common sub-protocol: the handshake completes
+  without the header and the connection is closed at once (1002).
 - Every event of an inbound CALL goes through ``await on_event(event)`` before
   the CALLRESULT is sent; if ``on_event`` raises `EventRefused` the station
   gets that error code (one warning line), if it raises anything else it gets
@@ -370,7 +368,7 @@ class CentralSystem:
 
     def _action(self, station_id: str, v16: str, v201: str) -> str:
         session = self._sessions.get(station_id)
-        return v201 if session is not None and session.version is OcppVersion.V201 else v16
+        return v201 if session is not None and session.version.is_v2 else v16
 
     # --- state ----------------------------------------------------------------------------
 

@@ -20,13 +20,16 @@ from ocpp_adapter.events import (
 )
 from ocpp_adapter.profiles import (
     LimitSpecError,
+    OfflinePolicy,
     Schedule,
     charging_profile_16,
+    charging_profile_21,
     charging_profile_201,
     clear_profile_16,
     clear_profile_201,
     resolve,
     set_profile_16,
+    set_profile_21,
     set_profile_201,
 )
 from ocpp_adapter.settings import AdapterSettings
@@ -53,6 +56,10 @@ def _schedule(
     )
 
 
+def _offline(settings: AdapterSettings) -> OfflinePolicy:
+    return OfflinePolicy(settings.offline_profile_s, settings.randomized_delay_s)
+
+
 def set_limit(
     spec: ChargingLimitSpec, clock: Callable[[], datetime], settings: AdapterSettings
 ) -> Build:
@@ -60,6 +67,8 @@ def set_limit(
         schedule = _schedule(spec, session, clock, settings)
         if session.version is OcppVersion.V16:
             return set_profile_16(spec, schedule)
+        if session.version is OcppVersion.V21:
+            return set_profile_21(spec, schedule, _offline(settings))
         return set_profile_201(spec, schedule)
 
     return build
@@ -86,10 +95,14 @@ def remote_start(
         profile: Payload | None = None
         if spec is not None:
             schedule = _schedule(spec, session, clock, settings)
-            make = (
-                charging_profile_16 if session.version is OcppVersion.V16 else charging_profile_201
-            )
-            profile = make(spec, schedule, in_remote_start=True)
+            if session.version is OcppVersion.V16:
+                profile = charging_profile_16(spec, schedule, in_remote_start=True)
+            elif session.version is OcppVersion.V21:
+                profile = charging_profile_21(
+                    spec, schedule, _offline(settings), in_remote_start=True
+                )
+            else:
+                profile = charging_profile_201(spec, schedule, in_remote_start=True)
         if session.version is OcppVersion.V16:
             p16: Payload = {"connectorId": connector, "idTag": id_tag}
             if profile is not None:

@@ -161,6 +161,12 @@ class ChargingLimitSpec:
     one above it, never at the station-wide one's (`ocpp_adapter.profiles.stack_level`)."""
     voltage_v: float = 230.0
     """Used when the station takes W: W = A × voltage × phases."""
+    station_phases: tuple[int, ...] | None = None
+    """The station's phases (1-3) the car loads, where fewer than the periods'
+    ``number_phases`` (e.g. ``(1,)`` for a one-phase car): a 2.1 station gets
+    the limit on those and 0 A on the others (``limit_L2``/``limit_L3``), so
+    what is in force matches the lines the plan counts. Older versions have
+    one figure for every phase and get ``limit_a`` as before. None: all."""
 
 
 class EventRefused(Exception):

@@ -1,4 +1,4 @@
-"""`ChargingLimitSpec` → SetChargingProfile / ClearChargingProfile payloads for 1.6 and 2.0.1.
+"""`ChargingLimitSpec` → SetChargingProfile / ClearChargingProfile payloads for 1.6, 2.0.1 and 2.1.
 
 What the station gets:
 
@@ -23,10 +23,18 @@ What the station gets:
   is what the fallback policy intends.
 
 ChargingStationExternalConstraints is never produced (K01.FR.22).
+
+2.1 gets the 2.0.1 profile plus (`charging_profile_21`): per-phase limits
+(``limit_L2``/``limit_L3``, exactly the schema's names) where the car loads
+fewer phases than the period's, and on a TxProfile ``maxOfflineDuration`` with
+``invalidAfterOfflineDuration`` (`OfflinePolicy`): a station cut off from
+gridshare drops to its TxDefault after a bounded time. ``randomizedDelay``
+only where it can postpone raisings alone.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -215,6 +223,87 @@ def charging_profile_201(
 
 def set_profile_201(spec: ChargingLimitSpec, schedule: Schedule) -> dict[str, Any]:
     return {"evseId": spec.connector, "chargingProfile": charging_profile_201(spec, schedule)}
+
+
+# --- OCPP 2.1 ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OfflinePolicy:
+    """What a 2.1 profile does when the station loses gridshare (see the module doc).
+
+    ``max_offline_s``: ``maxOfflineDuration``. After this long offline the
+    TxProfile stops counting and the station falls back to its TxDefault (the
+    fallback installed at boot, shared so every group's fallback capacity
+    holds); with ``invalidAfterOfflineDuration`` it stays invalid after the
+    link is back, until the next plan sends a fresh one. None: no bound.
+    ``randomized_delay_s``: ``randomizedDelay``, the spread of the profile's
+    raisings so stations do not all step up at the same second.
+    """
+
+    max_offline_s: int | None = 300
+    randomized_delay_s: int = 30
+
+
+def _per_phase(spec: ChargingLimitSpec, unit: str, value: float, phases: int) -> dict[str, float]:
+    """``limit``/``limit_L2``/``limit_L3`` for a car on fewer phases than the period's
+    (empty: one figure for all). In W, ``value`` is the total over ``phases``;
+    per phase it is that share (2.1: with L2/L3 given, ``limit`` is L1's)."""
+    used = spec.station_phases
+    if used is None or set(range(1, phases + 1)) <= set(used):
+        return {}
+    per = value if unit == "A" else _floor1(value / phases)
+    keys = ("limit", "limit_L2", "limit_L3")
+    return {key: per if k in used else 0.0 for k, key in enumerate(keys, start=1)}
+
+
+def _periods_21(spec: ChargingLimitSpec, schedule: Schedule, shift: int) -> list[dict[str, Any]]:
+    out = []
+    for i, (start, value, phases) in enumerate(schedule.periods):
+        period: dict[str, Any] = {"startPeriod": start + shift if i else 0, "limit": value}
+        period.update(_per_phase(spec, schedule.unit, value, phases))
+        period["numberPhases"] = phases
+        out.append(period)
+    return out
+
+
+def charging_profile_21(
+    spec: ChargingLimitSpec,
+    schedule: Schedule,
+    offline: OfflinePolicy,
+    *,
+    in_remote_start: bool = False,
+) -> dict[str, Any]:
+    """The 2.0.1 profile with 2.1's per-phase limits and, on a TxProfile, its offline bound.
+
+    ``randomizedDelay`` postpones the start of every period by up to that
+    many seconds, lowerings included, so it is only set on a schedule that
+    never goes down after its first period; there ``startSchedule`` moves
+    back by the delay (the first period is in force on receipt) and the
+    later periods forward by it (each raising comes up to the delay late,
+    never early).
+    """
+    profile = charging_profile_201(spec, schedule, in_remote_start=in_remote_start)
+    values = [v for _, v, _ in schedule.periods]
+    delay = offline.randomized_delay_s
+    rising = all(b >= a for a, b in itertools.pairwise(values))
+    delay = delay if spec.purpose is not LimitPurpose.STATION_MAX and rising else 0
+    [sched] = profile["chargingSchedule"]
+    sched["chargingSchedulePeriod"] = _periods_21(spec, schedule, delay)
+    if delay:
+        sched["startSchedule"] = _iso(schedule.start - timedelta(seconds=delay))
+        sched["randomizedDelay"] = delay
+    if spec.purpose is LimitPurpose.TX and offline.max_offline_s is not None:
+        profile["maxOfflineDuration"] = offline.max_offline_s
+        profile["invalidAfterOfflineDuration"] = True
+    return profile
+
+
+def set_profile_21(
+    spec: ChargingLimitSpec, schedule: Schedule, offline: OfflinePolicy
+) -> dict[str, Any]:
+    profile = charging_profile_21(spec, schedule, offline)
+    return {"evseId": spec.connector, "chargingProfile": profile}
 
 
 def clear_profile_16(connector: int, purpose: LimitPurpose) -> dict[str, Any]:

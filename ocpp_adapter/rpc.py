@@ -125,6 +125,9 @@ class RpcError(AdapterError):
 
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
+CALLRESULTERROR, SEND = 5, 6
+"""OCPP-J 2.1 only: the answer to a CALLRESULT that could not be taken, and a
+one-way message. Neither is ever answered."""
 
 
 @dataclass(slots=True)
@@ -146,9 +149,20 @@ class CallErrorFrame:
     code: str
     description: str
     details: dict[str, Any]
+    after_result: bool = False
+    """A 2.1 CALLRESULTERROR: the peer could not take our CALLRESULT."""
 
 
-Message = Call | CallResult | CallErrorFrame
+@dataclass(slots=True)
+class Send:
+    """A 2.1 SEND: a one-way message (e.g. NotifyPeriodicEventStream), never answered."""
+
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+Message = Call | CallResult | CallErrorFrame | Send
 
 _MAX_ID_LEN = 36
 
@@ -192,11 +206,13 @@ def _head_id(text: str) -> str:
     return m.group(1) if m else UNKNOWN_ID
 
 
-def parse_frame(text: str | bytes) -> Message:
+def parse_frame(text: str | bytes, *, v21: bool = False) -> Message:
     """One OCPP-J frame → message, or `RpcError` saying what is wrong with it.
 
-    Payloads are not checked against schemas here: `validate_request` and
-    `validate_response` do that once the action is known.
+    ``v21``: also take 2.1's CALLRESULTERROR and SEND (other versions do not
+    know those message types). Payloads are not checked against schemas here:
+    `validate_request`, `validate_response` and `validate_send` do that once the
+    action is known.
     """
     if isinstance(text, bytes):
         try:
@@ -231,12 +247,16 @@ def parse_frame(text: str | bytes) -> Message:
         if len(data) != 3 or not isinstance(data[2], dict):
             raise RpcError(Fault.FORMAT, "CALLRESULT must be [3, id, {payload}]", unique_id)
         return CallResult(unique_id, data[2])
-    if type_id == CALLERROR:
+    if type_id == CALLERROR or (v21 and type_id == CALLRESULTERROR):
         if len(data) < 4 or not isinstance(data[2], str):
             raise RpcError(Fault.FORMAT, "CALLERROR must be [4, id, code, description, {}]")
         description = data[3] if isinstance(data[3], str) else ""
         details = data[4] if len(data) > 4 and isinstance(data[4], dict) else {}
-        return CallErrorFrame(unique_id, data[2], description, details)
+        return CallErrorFrame(unique_id, data[2], description, details, type_id == CALLRESULTERROR)
+    if v21 and type_id == SEND:
+        if len(data) != 4 or not isinstance(data[2], str) or not isinstance(data[3], dict):
+            raise RpcError(Fault.FORMAT, "SEND must be [6, id, action, {payload}]", unique_id)
+        return Send(unique_id, data[2], data[3])
     raise RpcError(Fault.MESSAGE_TYPE, f"message type {type_id} is not supported", unique_id)
 
 
@@ -260,13 +280,23 @@ def encode_error(
 
 # --- schemas -----------------------------------------------------------------------------------
 
-_PACKAGE_DIRS = {OcppVersion.V16: "v16", OcppVersion.V201: "v201"}
+_PACKAGE_DIRS = {OcppVersion.V16: "v16", OcppVersion.V201: "v201", OcppVersion.V21: "v21"}
 
 
 def _schema_file(version: OcppVersion, action: str, response: bool) -> str:
-    if version is OcppVersion.V16:
+    if version is OcppVersion.V16 or action in send_actions(version):
         return f"{action}Response.json" if response else f"{action}.json"
     return f"{action}Response.json" if response else f"{action}Request.json"
+
+
+@cache
+def send_actions(version: OcppVersion) -> frozenset[str]:
+    """2.1's one-way messages: schemas named without Request/Response."""
+    if version is not OcppVersion.V21:
+        return frozenset()
+    folder = resources.files("ocpp") / _PACKAGE_DIRS[version] / "schemas"
+    names = {p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json")}
+    return frozenset(n for n in names if not n.endswith(("Request", "Response")))
 
 
 @cache
@@ -316,7 +346,11 @@ _KEYWORD_FAULT = {
     "format": Fault.DATE_TIME,  # the only format checked
 }
 
-_DATE_TIME = {OcppVersion.V16: is_datetime_16, OcppVersion.V201: is_datetime_201}
+_DATE_TIME = {
+    OcppVersion.V16: is_datetime_16,
+    OcppVersion.V201: is_datetime_201,
+    OcppVersion.V21: is_datetime_201,  # 2.1 keeps 2.0.1's rule (offset required)
+}
 
 
 class _Invalid(Exception):
@@ -381,6 +415,15 @@ def validate_request(version: OcppVersion, call: Call) -> None:
     if call.action not in known_actions(version):
         raise RpcError(Fault.NOT_IMPLEMENTED, f"unknown action {call.action!r}", call.unique_id)
     _check(version, call.action, call.payload, call.unique_id, response=False)
+
+
+def validate_send(version: OcppVersion, send: Send) -> None:
+    """Raise `RpcError` if the SEND's action is not one or its payload breaks its schema
+    (the error is logged and counted, never sent: a SEND is not answered)."""
+    if send.action not in send_actions(version):
+        unknown = f"unknown SEND action {send.action!r}"
+        raise RpcError(Fault.NOT_IMPLEMENTED, unknown, send.unique_id)
+    _check(version, send.action, send.payload, send.unique_id, response=False)
 
 
 def validate_response(

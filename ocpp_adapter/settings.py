@@ -60,6 +60,11 @@ class AdapterSettings:
     validate_replies: bool = False
     """Check our own CALLRESULT payloads against the schemas (tests)."""
     backdate_s: float = 5.0
+    offline_profile_s: int | None = 300
+    """2.1: ``maxOfflineDuration`` of a TxProfile; after this long offline the station
+    uses its TxDefault (`ocpp_adapter.profiles.OfflinePolicy`). None: no bound."""
+    randomized_delay_s: int = 30
+    """2.1: ``randomizedDelay`` on schedules that only go up (0: none)."""
     default_max_periods: int = 24
     rate_limit_backoff_s: float = 60.0
     gc_freeze_interval_s: float | None = 1.0

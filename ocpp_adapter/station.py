@@ -53,17 +53,19 @@ from ocpp_adapter.rpc import (
     Message,
     OcppVersion,
     RpcError,
+    Send,
     encode_call,
     encode_result,
     parse_frame,
     validate_request,
     validate_response,
+    validate_send,
 )
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
-V16, V201 = OcppVersion.V16, OcppVersion.V201
+V16, V201, V21 = OcppVersion.V16, OcppVersion.V201, OcppVersion.V21
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,8 @@ _ACK_ONLY = {
         }
     ),
 }
+# 2.1 keeps 2.0.1's and adds reports whose answers carry nothing.
+_ACK_ONLY[V21] = _ACK_ONLY[V201] | {"NotifyDERAlarm", "NotifyDERStartStop", "ReportDERControl"}
 _ENDED_MEMORY = 64
 
 
@@ -214,13 +218,26 @@ class StationSession:
 
     def parse(self, text: str | bytes) -> Message | Refused:
         try:
-            return parse_frame(text)
+            msg = parse_frame(text, v21=self.version is V21)
+            if isinstance(msg, Send):
+                validate_send(self.version, msg)
+            return msg
         except RpcError as e:
+            if self.version is V21 and e.fault is not Fault.MESSAGE_TYPE and _is_send(text):
+                return Refused(None, str(e))  # a SEND is never answered, not even a bad one
             return Refused(e.frame(self.version), str(e))
 
     def handle(self, msg: Message) -> Outcome:
         if isinstance(msg, Call):
             return self._call(msg)
+        if isinstance(msg, Send):
+            # NotifyPeriodicEventStream: streams we never open (OpenPeriodicEventStream)
+            log.info("%r: %s SEND taken, not used", self.station_id, msg.action)
+            return None
+        if isinstance(msg, CallErrorFrame) and msg.after_result:
+            why = f"{msg.code} {msg.description}"
+            log.warning("%r: our answer to %r refused: %s", self.station_id, msg.unique_id, why)
+            return None
         if self.pending is None or msg.unique_id != self.pending[0]:
             log.warning(
                 "%r: result for unknown message id %r ignored", self.station_id, msg.unique_id
@@ -511,15 +528,17 @@ class StationSession:
         p = call.payload
         needs = p["chargingNeeds"]
         params = needs.get("acChargingParameters") or needs.get("dcChargingParameters") or {}
+        # 2.1, ISO 15118-20: the same figures may come only in v2xChargingParameters
+        v2x = needs.get("v2xChargingParameters") or {}
         departure = needs.get("departureTime")
-        energy = params.get("energyAmount")
+        energy = params.get("energyAmount", v2x.get("evTargetEnergyRequest"))
         event = EvChargingNeeds(
             self.connector_id(p["evseId"]),
             now,
             parse_timestamp(departure, now) if departure else None,
             float(energy) if energy is not None else None,
-            _float(params.get("evMaxCurrent")),
-            _float(params.get("evMinCurrent")),
+            _float(params.get("evMaxCurrent", v2x.get("maxChargeCurrent"))),
+            _float(params.get("evMinCurrent", v2x.get("minChargeCurrent"))),
         )
         return Handled(encode_result(call.unique_id, {"status": "Accepted"}), [event])
 
@@ -573,7 +592,41 @@ def _handlers(prefix: str) -> dict[str, _Handler]:
     }
 
 
-_HANDLERS = {V16: _handlers("_v16_"), V201: _handlers("_v201_")}
+# --- OCPP 2.1's own (out of the class: it holds the two versions all share) --------------------
+
+
+def _v21_notify_priority_charging(session: StationSession, call: Call, now: datetime) -> Handled:
+    # A station can only switch to a PriorityCharging profile it holds, and we
+    # install none: the notice changes nothing in force, so it is only logged.
+    p = call.payload
+    state = "activated" if p["activated"] else "stopped"
+    log.info("%r: priority charging %s for %r", session.station_id, state, p["transactionId"])
+    return Handled(encode_result(call.unique_id, {}), [])
+
+
+def _v21_pull_dynamic_schedule_update(
+    session: StationSession, call: Call, now: datetime
+) -> Handled:
+    # We send no Dynamic profiles, so there is none to update.
+    reply = {"status": "Rejected", "statusInfo": {"reasonCode": "NoDynamicProfile"}}
+    return Handled(encode_result(call.unique_id, reply), [])
+
+
+_HANDLERS = {
+    V16: _handlers("_v16_"),
+    V201: _handlers("_v201_"),
+    # 2.1: every 2.0.1 handler (same messages, optional fields added), then its own.
+    V21: {
+        **_handlers("_v201_"),
+        "NotifyPriorityCharging": _v21_notify_priority_charging,
+        "PullDynamicScheduleUpdate": _v21_pull_dynamic_schedule_update,
+    },
+}
+
+
+def _is_send(text: str | bytes) -> bool:
+    head = text[:16] if isinstance(text, str) else text[:16].decode("utf-8", "replace")
+    return head.lstrip().startswith("[") and head.lstrip()[1:].lstrip().startswith("6")
 
 
 def _iso(at: datetime) -> str:

@@ -294,7 +294,9 @@ class StationOut(_Out):
     station_id: str
     group: str
     connected: bool
-    protocol: str | None = Field(description="``ocpp1.6`` or ``ocpp2.0.1`` once connected.")
+    protocol: str | None = Field(
+        description="``ocpp1.6``, ``ocpp2.0.1`` or ``ocpp2.1`` once connected."
+    )
     vendor: str | None
     model: str | None
     firmware: str | None

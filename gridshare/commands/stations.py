@@ -44,7 +44,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="SIM", help="generated station id prefix")
     p.add_argument("--password", help="HTTP Basic password for generated stations")
     p.add_argument(
-        "--version", choices=["1.6", "2.0.1"], default="1.6", help="OCPP version the stations speak"
+        "--version",
+        choices=["1.6", "2.0.1", "2.1"],
+        default="1.6",
+        help="OCPP version the stations speak",
     )
     p.add_argument(
         "--meter-interval", type=positive, default=60.0, help="simulated s between meter values"

@@ -24,6 +24,7 @@ from gridshare.peers.limits import (
     ProfileStore,
     Purpose,
     profile_from_v16,
+    profile_from_v21,
     profile_from_v201,
 )
 from gridshare.peers.specs import SimConnectorSpec, SimStationSpec
@@ -96,23 +97,39 @@ class ConnectorBank:
 
     def context(self, c: Connector) -> ConnectorContext:
         tx = (c.tx_id or "local") if c.in_tx else None
-        return ConnectorContext(c.spec.voltage_v, c.power_phases, tx, c.tx_start)
+        return ConnectorContext(c.spec.voltage_v, c.power_phases, tx, c.tx_start, c.phases_used)
+
+    def offline(self, now: datetime | None = None) -> None:
+        """The central system is gone: 2.1 profiles start counting their offline time."""
+        now = now or self.clock()
+        self.advance(now)
+        self.store.offline(now)
+
+    def online(self, now: datetime | None = None) -> None:
+        now = now or self.clock()
+        self.advance(now)
+        self.store.online(now)
 
     def limit_at(self, c: Connector, t: datetime) -> float:
-        """Per-phase limit offered to connector c at t (A)."""
+        """Per-phase limit offered to connector c at t (A): one pilot current, so the
+        lowest of the phases the car loads."""
+        return min(self.phase_limits_at(c, t)[: max(1, c.phases_used)])
+
+    def phase_limits_at(self, c: Connector, t: datetime) -> tuple[float, ...]:
+        """The limit on each of the connector's wired phases at t (A), in wiring order."""
+        wired = len(c.spec.phases)
         if self.spec.ignores_limits:
-            return c.spec.max_current_a
+            return (c.spec.max_current_a,) * wired
         ctx = self.context(c)
-        lim = c.spec.max_current_a
-        own = self.store.connector_limit_a(c.spec.id, t, ctx)
-        if own is not None:
-            lim = min(lim, own)
+        cap = c.spec.max_current_a
         station = self.store.station_limit_a(t, ctx)
         if station is not None:
             sharing = max(1, sum(1 for k in self.connectors.values() if k.in_tx))
-            lim = min(lim, station / sharing)
+            cap = min(cap, station / sharing)
+        own = self.store.connector_phases_a(c.spec.id, t, ctx) or (cap, cap, cap)
+        lims = [min(cap, a) for a in own[:wired]]
         # below the connector's minimum the pilot signal pauses the car
-        return lim if lim >= c.spec.min_current_a - 1e-9 else 0.0
+        return tuple(a if a >= c.spec.min_current_a - 1e-9 else 0.0 for a in lims)
 
     def advance(self, now: datetime | None = None) -> None:
         now = now or self.clock()
@@ -142,12 +159,13 @@ class ConnectorBank:
             return "SuspendedEVSE"
         return "Charging"
 
-    def install(self, connector: int, raw: dict[str, Any], v16: bool) -> str | None:
+    def install(self, connector: int, raw: dict[str, Any]) -> str | None:
         """Install a profile; return None when accepted, else why not."""
         if self.spec.rejects_profiles:
             return "station configured to reject"
+        v16 = self.spec.version == "1.6"
         try:
-            profile = profile_from_v16(connector, raw) if v16 else profile_from_v201(connector, raw)
+            profile = _READERS[self.spec.version](connector, raw)
             if profile.stack_level > self.spec.max_stack_level:
                 raise ProfileError("stackLevel above the maximum")
             if len(profile.schedule.periods) > self.spec.max_periods:
@@ -188,6 +206,9 @@ class ConnectorBank:
             {"startPeriod": q.start_s, "limit": q.limit, "numberPhases": q.number_phases or 3}
             for q in sched
         ]
+
+
+_READERS = {"1.6": profile_from_v16, "2.0.1": profile_from_v201, "2.1": profile_from_v21}
 
 
 def _without_tx(profile: Profile) -> Profile:

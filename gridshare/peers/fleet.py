@@ -184,6 +184,15 @@ class StationFleet:
         st.advance()
         return st.connector(n).limit_a
 
+    def line_limits_in_force(self, connector_id: str) -> dict[str, float]:
+        """The limit in force on each line the connector is wired to (A): the same
+        figure on each, except where a 2.1 profile gives per-phase limits."""
+        st, n = self._find(connector_id)
+        st.advance()
+        c = st.connector(n)
+        limits = st.bank.phase_limits_at(c, st.clock())
+        return dict(zip(c.spec.phases, limits, strict=True))
+
     def draw(self, connector_id: str) -> dict[str, float]:
         """Current drawn now per line (A)."""
         st, n = self._find(connector_id)

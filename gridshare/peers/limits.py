@@ -12,7 +12,19 @@ GetCompositeSchedule the way OCPP 1.6 §3.13 / 2.0.1 K08 describe:
 * then the minimum with the station-wide max profile;
 * W limits become A through voltage × phases in use; no profile → no limit.
 
-Connector numbers are 1.6 connector ids or 2.0.1 EVSE ids; 0 is the station.
+2.1 adds (read by `profile_from_v21`):
+
+* per-phase limits (``limit_L2``/``limit_L3``; ``limit`` is then L1's): one
+  pilot current serves every phase the car loads, so the car gets the lowest
+  of those phases' limits (a one-phase car: L1's alone);
+* ``randomizedDelay``: each period starts up to that many seconds late (the
+  first too: until then the profile gives nothing); the simulated station
+  takes the whole delay, the latest a station may start it;
+* ``maxOfflineDuration``: offline for longer (`ProfileStore.offline_since`)
+  the profile gives nothing, and with ``invalidAfterOfflineDuration`` it is
+  dropped for good (`ProfileStore.online`).
+
+Connector numbers are 1.6 connector ids or 2.0.1/2.1 EVSE ids; 0 is the station.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -78,6 +90,14 @@ class Period:
     start_s: int
     limit: float
     number_phases: int | None = None
+    phase_limits: tuple[float, float, float] | None = None
+    """2.1: (L1, L2, L3) when the period gives ``limit_L2``/``limit_L3``."""
+
+    def limit_on(self, lines: int) -> float:
+        """The limit for a car loading the station's first ``lines`` phases."""
+        if self.phase_limits is None:
+            return self.limit
+        return min(self.phase_limits[: max(1, lines)])
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,9 @@ class Schedule:
     start: datetime | None = None
     duration_s: int | None = None
     min_rate: float | None = None
+    randomized_delay_s: int = 0
+    """2.1: every period, the first included, starts this late (the whole delay: the
+    latest a station may start it)."""
 
 
 @dataclass(frozen=True)
@@ -102,11 +125,21 @@ class Profile:
     valid_from: datetime | None = None
     valid_to: datetime | None = None
     transaction_id: str | None = None
+    max_offline_s: int | None = None
+    """2.1 ``maxOfflineDuration``."""
+    invalid_after_offline: bool = False
 
-    def is_valid(self, t: datetime) -> bool:
+    def is_valid(self, t: datetime, offline_since: datetime | None = None) -> bool:
         if self.valid_from is not None and t < self.valid_from:
             return False
+        if self.offline_too_long(t, offline_since):
+            return False
         return self.valid_to is None or t < self.valid_to
+
+    def offline_too_long(self, t: datetime, offline_since: datetime | None) -> bool:
+        if self.max_offline_s is None or offline_since is None:
+            return False
+        return (t - offline_since).total_seconds() >= self.max_offline_s
 
     def anchor(self, t: datetime, tx_start: datetime | None) -> datetime | None:
         """When the schedule's second 0 is for time t (None: not running)."""
@@ -121,9 +154,11 @@ class Profile:
             return start + step * math.floor((t - start) / step)
         return start
 
-    def value_at(self, t: datetime, tx_start: datetime | None) -> Period | None:
+    def value_at(
+        self, t: datetime, tx_start: datetime | None, offline_since: datetime | None = None
+    ) -> Period | None:
         """The schedule period in force at t, or None if the profile gives nothing then."""
-        if not self.is_valid(t):
+        if not self.is_valid(t, offline_since):
             return None
         anchor = self.anchor(t, tx_start)
         if anchor is None:
@@ -134,17 +169,24 @@ class Profile:
             return None
         current: Period | None = None
         for p in s.periods:
-            if p.start_s > offset:
+            if p.start_s + s.randomized_delay_s > offset:
                 break
             current = p
         return current
 
 
+def _period(p: Mapping[str, Any]) -> Period:
+    phase_limits = None
+    if "limit_L2" in p or "limit_L3" in p:
+        l1 = float(p["limit"])
+        phase_limits = (l1, float(p.get("limit_L2", l1)), float(p.get("limit_L3", l1)))
+        if min(phase_limits) < 0:
+            raise ProfileError("negative limit")
+    return Period(int(p["startPeriod"]), float(p["limit"]), p.get("numberPhases"), phase_limits)
+
+
 def _schedule(raw: Mapping[str, Any]) -> Schedule:
-    periods = tuple(
-        Period(int(p["startPeriod"]), float(p["limit"]), p.get("numberPhases"))
-        for p in raw["chargingSchedulePeriod"]
-    )
+    periods = tuple(_period(p) for p in raw["chargingSchedulePeriod"])
     if not periods or periods[0].start_s != 0:
         raise ProfileError("the first period must start at 0")
     if any(b.start_s <= a.start_s for a, b in itertools.pairwise(periods)):
@@ -161,6 +203,7 @@ def _schedule(raw: Mapping[str, Any]) -> Schedule:
         start=parse_time(start) if start else None,
         duration_s=raw.get("duration"),
         min_rate=raw.get("minChargingRate"),
+        randomized_delay_s=max(0, int(raw.get("randomizedDelay", 0))),
     )
 
 
@@ -199,6 +242,21 @@ def profile_from_v201(evse_id: int, charging_profile: Mapping[str, Any]) -> Prof
     return _common(raw, evse_id, _schedule(schedules[0]), int(raw["id"]))
 
 
+def profile_from_v21(evse_id: int, charging_profile: Mapping[str, Any]) -> Profile:
+    """Read a 2.1 ``chargingProfile``: the 2.0.1 one and its offline bound."""
+    raw = charging_profile
+    kind = raw["chargingProfileKind"]
+    if kind not in {k.value for k in Kind}:
+        raise ProfileError(f"chargingProfileKind {kind} is not supported")
+    profile = profile_from_v201(evse_id, raw)
+    offline = raw.get("maxOfflineDuration")
+    return replace(
+        profile,
+        max_offline_s=None if offline is None else int(offline),
+        invalid_after_offline=bool(raw.get("invalidAfterOfflineDuration", False)),
+    )
+
+
 @dataclass(frozen=True)
 class ConnectorContext:
     """What the store needs to know about a connector to resolve its limit."""
@@ -208,6 +266,8 @@ class ConnectorContext:
     """Phases in use (the EV's, bounded by the connector's wiring)."""
     transaction_id: str | None = None
     tx_start: datetime | None = None
+    lines: int | None = None
+    """Station phases the car loads, from L1 (None: ``phases``), for 2.1 per-phase limits."""
 
 
 def to_amps(value: float, unit: str, voltage_v: float, phases: int) -> float:
@@ -219,6 +279,19 @@ class ProfileStore:
     """A station's installed profiles."""
 
     profiles: dict[int, Profile] = field(default_factory=dict)
+    offline_since: datetime | None = None
+    """When the station lost the central system (None: connected)."""
+
+    def offline(self, t: datetime) -> None:
+        if self.offline_since is None:
+            self.offline_since = t
+
+    def online(self, t: datetime) -> None:
+        """Back online: a profile offline too long with ``invalidAfterOfflineDuration`` is gone."""
+        for p in list(self.profiles.values()):
+            if p.invalid_after_offline and p.offline_too_long(t, self.offline_since):
+                del self.profiles[p.id]
+        self.offline_since = None
 
     def install(
         self,
@@ -293,17 +366,36 @@ class ProfileStore:
 
     # --- resolution ----------------------------------------------------------
 
-    def _amps(self, candidates: list[Profile], t: datetime, ctx: ConnectorContext) -> float | None:
+    def _phases_a(
+        self, candidates: list[Profile], t: datetime, ctx: ConnectorContext
+    ) -> tuple[float, float, float] | None:
+        """The winning profile's limit on each of the station's phases (A)."""
         for p in sorted(candidates, key=lambda p: -p.stack_level):
-            v = p.value_at(t, ctx.tx_start)
-            if v is not None:
-                phases = min(ctx.phases, v.number_phases or 3)
-                return to_amps(v.limit, p.schedule.rate_unit, ctx.voltage_v, phases)
+            v = p.value_at(t, ctx.tx_start, self.offline_since)
+            if v is None:
+                continue
+            unit = p.schedule.rate_unit
+            if v.phase_limits is not None:  # per phase, in W too
+                a1, a2, a3 = (to_amps(x, unit, ctx.voltage_v, 1) for x in v.phase_limits)
+                return a1, a2, a3
+            a = to_amps(v.limit, unit, ctx.voltage_v, min(ctx.phases, v.number_phases or 3))
+            return a, a, a
         return None
+
+    def _amps(self, candidates: list[Profile], t: datetime, ctx: ConnectorContext) -> float | None:
+        per_phase = self._phases_a(candidates, t, ctx)
+        return None if per_phase is None else min(per_phase[: max(1, ctx.lines or ctx.phases)])
 
     def connector_limit_a(self, connector: int, t: datetime, ctx: ConnectorContext) -> float | None:
         """Tx or TxDefault limit for the connector (per phase, A), None if none applies."""
-        by = [p for p in self.profiles.values() if p.is_valid(t)]
+        per_phase = self.connector_phases_a(connector, t, ctx)
+        return None if per_phase is None else min(per_phase[: max(1, ctx.lines or ctx.phases)])
+
+    def connector_phases_a(
+        self, connector: int, t: datetime, ctx: ConnectorContext
+    ) -> tuple[float, float, float] | None:
+        """Tx or TxDefault limit on each of the station's phases (A), None if none applies."""
+        by = [p for p in self.profiles.values() if p.is_valid(t, self.offline_since)]
         if ctx.transaction_id is not None:
             tx = [
                 p
@@ -312,12 +404,12 @@ class ProfileStore:
                 and p.connector == connector
                 and p.transaction_id in (None, ctx.transaction_id)
             ]
-            amps = self._amps(tx, t, ctx)
+            amps = self._phases_a(tx, t, ctx)
             if amps is not None:
                 return amps
         for where in (connector, 0):
             default = [p for p in by if p.purpose is Purpose.TX_DEFAULT and p.connector == where]
-            amps = self._amps(default, t, ctx)
+            amps = self._phases_a(default, t, ctx)
             if amps is not None:
                 return amps
         return None
@@ -351,8 +443,9 @@ class ProfileStore:
                 anchor = p.anchor(t, tx_start)
                 if anchor is None:
                     break
+                delay = p.schedule.randomized_delay_s
                 for q in p.schedule.periods:
-                    out.add(anchor + timedelta(seconds=q.start_s))
+                    out.add(anchor + timedelta(seconds=q.start_s + delay))
                 if p.schedule.duration_s is not None:
                     out.add(anchor + timedelta(seconds=p.schedule.duration_s))
                 if p.kind is not Kind.RECURRING:

@@ -106,7 +106,8 @@ class Messages201:
         }
 
 
-MESSAGES: dict[str, Messages] = {"1.6": Messages16(), "2.0.1": Messages201()}
+# 2.1 writes what 2.0.1 does: its additions are optional fields
+MESSAGES: dict[str, Messages] = {"1.6": Messages16(), "2.0.1": Messages201(), "2.1": Messages201()}
 
 
 def sampled_values(
@@ -121,8 +122,9 @@ def sampled_values(
 
     for m in measurands:
         if m == "Current.Import":
-            for line, amps in draw.items():
-                add(m, amps, "A", phase=line, location="Outlet")
+            # the station's own phases, in wiring order: its meter knows not the site's lines
+            for k, amps in enumerate(draw.values(), start=1):
+                add(m, amps, "A", phase=f"L{k}", location="Outlet")
         elif m == "Power.Active.Import":
             amps = next(iter(draw.values()), 0.0)
             add(m, amps * c.spec.voltage_v * c.power_phases, "W", location="Outlet")

@@ -200,7 +200,7 @@ class StationProtocol:
 
     def install(self, connector: int, raw: Payload) -> str | None:
         """Install a profile; return None when accepted, else why not."""
-        why = self.bank.install(connector, raw, self.v16)
+        why = self.bank.install(connector, raw)
         if why is None:
             self.refresh()
         return why
@@ -466,12 +466,14 @@ class StationProtocol:
 
     def connected(self) -> None:
         """A new connection: boot before anything else."""
+        self.bank.online()
         self.booted = False
         self.calls.pending = None
         self._next_boot = 0.0
         self._next_heartbeat = math.inf
 
     def disconnected(self) -> None:
+        self.bank.offline()
         self.booted = False
         self.calls.pending = None
 

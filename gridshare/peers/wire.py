@@ -69,13 +69,17 @@ class FleetStats:
         return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]
 
 
+SCHEMA_DIRS = {"1.6": "v16", "2.0.1": "v201", "2.1": "v21"}
+"""The `ocpp` package's folder of each version's schemas."""
+
+
 @cache
 def known_actions(version: str) -> frozenset[str]:
     """Actions the version defines (from the `ocpp` package's schemas if installed)."""
     try:
         from importlib.resources import files
 
-        folder = files("ocpp") / ("v16" if version == "1.6" else "v201") / "schemas"
+        folder = files("ocpp") / SCHEMA_DIRS[version] / "schemas"
         names = [p.name.removesuffix(".json") for p in folder.iterdir()]
     except (ImportError, OSError):
         return frozenset()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from gridshare.rollout import LimitSchedule
@@ -31,6 +32,10 @@ class ProfileBuilder:
             voltage_v=info.voltage_v,
             max_periods=self.max_periods,
         )
+        if s.lines is not None and set(info.lines) - set(s.lines):
+            # the station's phases (its wiring order) the car loads: 2.1 limits only those
+            used = tuple(k for k, line in enumerate(info.lines, start=1) if line in s.lines)
+            spec = replace(spec, station_phases=used)
         return info.station_id, spec
 
     def default(self, cid: str, limit: float, now: datetime) -> tuple[str, ChargingLimitSpec]:

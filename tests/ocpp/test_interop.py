@@ -1,8 +1,13 @@
-"""Interop: the mobilityhouse ``ocpp`` package's own ChargePoint clients against our server."""
+"""Interop: the mobilityhouse ``ocpp`` package's own ChargePoint clients against our server.
+
+The package checks every CALL it receives against its own copy of the schemas
+(the official files for 2.0.1 and 2.1) before its handler runs: a command
+that comes back Accepted passed that check."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -13,6 +18,10 @@ from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
 from ocpp.v16.enums import Action as Action16
+from ocpp.v21 import ChargePoint as ChargePoint21
+from ocpp.v21 import call as call21
+from ocpp.v21 import call_result as result21
+from ocpp.v21.enums import Action as Action21
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
@@ -23,6 +32,7 @@ from ocpp_adapter import CentralSystem
 from ocpp_adapter.events import (
     ChargingLimitSpec,
     CommandOutcome,
+    EvChargingNeeds,
     LimitPeriod,
     LimitPurpose,
     MeterReading,
@@ -30,7 +40,9 @@ from ocpp_adapter.events import (
     SessionStarted,
     StationCapabilities,
 )
+from ocpp_adapter.rpc import OcppVersion
 from tests.ocpp.helpers import TS, running
+from tests.ocpp.test_v21 import official
 
 
 class Station16(ChargePoint16):
@@ -80,13 +92,61 @@ class Station201(ChargePoint201):
         return result201.ClearChargingProfile(status="Accepted")
 
 
+class Station21(ChargePoint21):
+    """A 2.1 station that keeps the CALLs it received as they came over the wire."""
+
+    profiles: list[dict[str, Any]]
+    cleared: list[dict[str, Any]]
+    wire: list[list[Any]]
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        frame = json.loads(raw_msg)
+        if frame[0] == 2:
+            self.wire.append(frame)
+        await super().route_message(raw_msg)
+
+    @on(Action21.get_variables)
+    def on_get_variables(self, get_variable_data: list[dict[str, Any]]) -> Any:
+        return result21.GetVariables(
+            get_variable_result=[
+                {
+                    "attribute_status": "Accepted",
+                    "attribute_value": {"RateUnit": "A", "PeriodsPerSchedule": "8"}.get(
+                        d["variable"]["name"], "3"
+                    ),
+                    "component": d["component"],
+                    "variable": d["variable"],
+                }
+                for d in get_variable_data
+            ]
+        )
+
+    @on(Action21.set_variables)
+    def on_set_variables(self, set_variable_data: list[dict[str, Any]]) -> Any:
+        return result21.SetVariables(
+            set_variable_result=[
+                {
+                    "attribute_status": "Accepted",
+                    "component": d["component"],
+                    "variable": d["variable"],
+                }
+                for d in set_variable_data
+            ]
+        )
+
+    @on(Action21.set_charging_profile)
+    def on_set_charging_profile(self, evse_id: int, charging_profile: dict[str, Any]) -> Any:
+        self.profiles.append({"evse_id": evse_id, **charging_profile})
+        return result21.SetChargingProfile(status="Accepted")
+
+
 @asynccontextmanager
 async def client(
     cs: CentralSystem, sid: str, proto: str, cls: Callable[..., Any]
 ) -> AsyncIterator[Any]:
     async with connect(f"ws://127.0.0.1:{cs.port}/ocpp/{sid}", subprotocols=[proto]) as ws:  # type: ignore[list-item]
         cp = cls(sid, ws, response_timeout=5)
-        cp.profiles, cp.cleared = [], []
+        cp.profiles, cp.cleared, cp.wire = [], [], []
         runner = asyncio.create_task(cp.start())
         try:
             yield cp
@@ -211,3 +271,83 @@ async def test_ocpp201_chargepoint_client() -> None:
     # GetVariables went unanswered by this client (it has no handler): defaults apply
     [caps] = rec.of(StationCapabilities)
     assert caps.rate_units == ("A",)
+
+
+async def test_ocpp21_chargepoint_client() -> None:
+    async with running() as (cs, rec), client(cs, "CP1", "ocpp2.1", Station21) as cp:
+        assert cp._connection.subprotocol == "ocpp2.1"
+        boot = await cp.call(
+            call21.BootNotification(
+                charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp"
+            )
+        )
+        assert boot.status == "Accepted"
+        for seq, kind, trigger in (
+            (0, "Started", "Authorized"),
+            (1, "Updated", "MeterValuePeriodic"),
+        ):
+            await cp.call(
+                call21.TransactionEvent(
+                    event_type=kind,
+                    timestamp=TS,
+                    trigger_reason=trigger,
+                    seq_no=seq,
+                    transaction_info={"transaction_id": "T-21", "charging_state": "Charging"},
+                    evse={"id": 1, "connector_id": 1},
+                    id_token={"id_token": "TAG", "type": "ISO14443"} if seq == 0 else None,
+                    meter_value=[
+                        {
+                            "timestamp": TS,
+                            "sampled_value": [
+                                {"value": 15.8, "measurand": "Current.Import", "phase": "L1"}
+                            ],
+                        }
+                    ],
+                )
+            )
+        needs = await cp.call(
+            call21.NotifyEVChargingNeeds(
+                evse_id=1,
+                charging_needs={
+                    "requested_energy_transfer": "AC_single_phase",
+                    "control_mode": "ScheduledControl",
+                    "ac_charging_parameters": {
+                        "energy_amount": 9000,
+                        "ev_min_current": 6,
+                        "ev_max_current": 16,
+                        "ev_max_voltage": 230,
+                    },
+                },
+            )
+        )
+        assert needs.status == "Accepted"
+        [caps] = await rec.wait_for(StationCapabilities)
+        assert caps.rate_units == ("A",) and caps.max_periods == 8
+        one_phase = ChargingLimitSpec(
+            LimitPurpose.TX,
+            1,
+            cs.clock() - timedelta(seconds=2),
+            (LimitPeriod(0, 16.0, 3), LimitPeriod(600, 10.0, 3)),
+            transaction_id="T-21",
+            station_phases=(1,),
+        )
+        result = await cs.set_limit("CP1", one_phase)
+        assert result.outcome is CommandOutcome.ACCEPTED, result
+        [frame] = [f for f in cp.wire if f[2] == "SetChargingProfile"]
+        official(OcppVersion.V21, "SetChargingProfile", frame[3])
+        sent = frame[3]["chargingProfile"]
+        assert sent["maxOfflineDuration"] > 0 and sent["invalidAfterOfflineDuration"] is True
+        wire_periods = sent["chargingSchedule"][0]["chargingSchedulePeriod"]
+        assert [(p["limit"], p["limit_L2"], p["limit_L3"]) for p in wire_periods] == [
+            (16.0, 0.0, 0.0),
+            (10.0, 0.0, 0.0),
+        ]
+        # what the package's dataclasses made of it: its own snake case, same figures
+        [profile] = cp.profiles
+        assert profile["charging_schedule"][0]["charging_schedule_period"][0]["limit_l2"] == 0.0
+
+    [n] = rec.of(EvChargingNeeds)
+    assert n.energy_wh == 9000 and n.ev_max_current_a == 16
+    [reading, *_] = rec.of(MeterReading)
+    assert reading.current_a == {"L1": 15.8} and reading.transaction_id == "T-21"
+    assert rec.of(SessionStarted)[0].connector_id == "CP1/1"

@@ -50,7 +50,7 @@ from tests.ocpp.helpers import (
     station,
 )
 
-V16, V201 = OcppVersion.V16, OcppVersion.V201
+V16, V201, V21 = OcppVersion.V16, OcppVersion.V201, OcppVersion.V21
 NOW_SPEC = datetime.now(UTC)
 
 
@@ -156,8 +156,10 @@ def tx_event(kind: str, seq: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def test_v201_end_to_end() -> None:
-    async with running() as (cs, rec), station(cs, "CP2", V201) as st:
+@pytest.mark.parametrize("version", [V201, V21])
+async def test_v2_end_to_end(version: OcppVersion) -> None:
+    """2.1 keeps every 2.0.1 message: the same exchange gives the same events."""
+    async with running() as (cs, rec), station(cs, "CP2", version) as st:
         assert (await st.boot())["status"] == "Accepted"
         started = tx_event(
             "Started",
@@ -199,6 +201,11 @@ async def test_v201_end_to_end() -> None:
         assert schedule["chargingSchedulePeriod"] == [
             {"startPeriod": 0, "limit": 11040.0, "numberPhases": 3}
         ]
+        if version is V21:  # bounded offline life (ocpp_adapter.profiles.OfflinePolicy)
+            assert profile["maxOfflineDuration"] == FAST.offline_profile_s
+            assert profile["invalidAfterOfflineDuration"] is True
+        else:
+            assert "maxOfflineDuration" not in profile
         updated = tx_event(
             "Updated",
             1,
@@ -415,18 +422,23 @@ def test_security_profile_3_needs_a_server_certificate() -> None:
 async def test_subprotocol_negotiation() -> None:
     async with running() as (cs, rec):
         url = f"ws://127.0.0.1:{cs.port}/ocpp/CP1"
-        async with connect(url, subprotocols=["ocpp1.6", "ocpp2.0.1"]) as ws:  # type: ignore[list-item]
-            assert ws.subprotocol == "ocpp2.0.1"
-        async with connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
-            assert ws.subprotocol == "ocpp1.6"
-        for offered in (["ocpp2.1"], None):
+        # the newest both offer, whatever the order the station lists them in
+        for offered, chosen in (
+            (["ocpp1.6", "ocpp2.0.1"], "ocpp2.0.1"),
+            (["ocpp1.6", "ocpp2.1", "ocpp2.0.1"], "ocpp2.1"),
+            (["ocpp2.1"], "ocpp2.1"),
+            (["ocpp1.6"], "ocpp1.6"),
+        ):
             async with connect(url, subprotocols=offered) as ws:  # type: ignore[arg-type]
+                assert ws.subprotocol == chosen
+        for refused in (["ocpp2.2", "ocpp1.5"], None):
+            async with connect(url, subprotocols=refused) as ws:  # type: ignore[arg-type]
                 assert ws.subprotocol is None
                 with pytest.raises(ConnectionClosed) as closed:
                     await asyncio.wait_for(ws.recv(), 2)
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 1002
         await asyncio.sleep(0.05)
-    assert len(rec.of(StationConnected)) == 2
+    assert len(rec.of(StationConnected)) == 4
 
 
 async def test_reconnect_replaces_old_connection() -> None:
@@ -608,6 +620,17 @@ async def test_unknown_callresult_ignored() -> None:
         (V16, '[2, "x", "Heartbeat", {"extra": 1}]', "FormationViolation"),
         (V201, '[2, "x", "Heartbeat", {"extra": 1}]', "FormatViolation"),
         (V16, '[2, "x", "StatusNotification", {"connectorId": 1}]', "OccurenceConstraintViolation"),
+        (V21, "{not json", "RpcFrameworkError"),
+        (V21, '[7, "x", {}]', "MessageTypeNotSupported"),
+        (V21, '[2, "x", "Bogus", {}]', "NotImplemented"),
+        (V21, '[2, "x", "Reset", {"type": "Immediate"}]', "NotSupported"),
+        (V21, '[2, "x", "Heartbeat", {"extra": 1}]', "FormatViolation"),
+        (V21, '[2, "x", "StatusNotification", {"evseId": 1}]', "OccurrenceConstraintViolation"),
+        (
+            V21,
+            '[2, "x", "UsePriorityCharging", {"transactionId": "t", "activate": true}]',
+            "NotSupported",
+        ),
     ],
 )
 async def test_callerror_over_the_wire(version: OcppVersion, frame: str, code: str) -> None:
@@ -630,7 +653,7 @@ async def test_on_event_failure_answers_internal_error_and_resend_works() -> Non
         assert len(rec.of(SessionStarted)) == 1
 
 
-@pytest.mark.parametrize("version", [V16, V201])
+@pytest.mark.parametrize("version", [V16, V201, V21])
 async def test_a_refused_event_is_the_protocols_error_without_a_traceback(
     version: OcppVersion, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -23,10 +23,12 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from gridshare.peers.wire import SCHEMA_DIRS
+
 
 @cache
 def _schema(version: str, name: str) -> dict[str, Any]:
-    folder = files("ocpp") / ("v16" if version == "1.6" else "v201") / "schemas"
+    folder = files("ocpp") / SCHEMA_DIRS[version] / "schemas"
     return json.loads((folder / f"{name}.json").read_text(), parse_float=Decimal)
 
 
@@ -74,7 +76,7 @@ class FakeCsms:
             self._handler,
             "127.0.0.1",
             0,
-            subprotocols=["ocpp1.6", "ocpp2.0.1"],  # type: ignore[list-item]
+            subprotocols=["ocpp1.6", "ocpp2.0.1", "ocpp2.1"],  # type: ignore[list-item]
             process_request=self._check,
             compression=None,
         )
@@ -102,7 +104,7 @@ class FakeCsms:
 
     async def _handler(self, ws: ServerConnection) -> None:
         station = ws.request.path.rsplit("/", 1)[-1] if ws.request else "?"
-        version = "1.6" if ws.subprotocol == "ocpp1.6" else "2.0.1"
+        version = str(ws.subprotocol).removeprefix("ocpp")
         self.connections[station] = ws
         self.versions[station] = version
         try:

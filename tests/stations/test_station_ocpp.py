@@ -122,7 +122,7 @@ def meter_payloads(csms: FakeCsms, version: str) -> list[dict[str, Any]]:
     return [p for p in csms.of("TransactionEvent") if p["eventType"] == "Updated" and sampled(p)]
 
 
-@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+@pytest.mark.parametrize("version", ["1.6", "2.0.1", "2.1"])
 async def test_session_end_to_end(csms: FakeCsms, version: str) -> None:
     spec = SimStationSpec("CP1", TWO, version=version, meter_interval_s=2.0)
     fleet = await fleet_of(csms, spec)
@@ -165,7 +165,7 @@ async def test_session_end_to_end(csms: FakeCsms, version: str) -> None:
         sched = comp[2]["chargingSchedule" if version == "1.6" else "schedule"]
         assert sched["chargingSchedulePeriod"][0]["limit"] == 10.0
 
-        if version == "2.0.1":
+        if version != "1.6":
             needs = csms.of("NotifyEVChargingNeeds")[0]["chargingNeeds"]
             assert needs["acChargingParameters"]["energyAmount"] == 20_000
             assert needs["departureTime"].startswith(departure.strftime("%Y-%m-%dT%H:%M"))
@@ -316,6 +316,8 @@ async def test_device_model_variables_2_0_1(csms: FakeCsms) -> None:
         ("2.0.1", "Frobnicate", {}, "NotImplemented"),
         ("2.0.1", "GetLog", {}, "NotSupported"),
         ("2.0.1", "SetChargingProfile", {}, "FormatViolation"),
+        ("2.1", "Frobnicate", {}, "NotImplemented"),
+        ("2.1", "SetChargingProfile", {}, "FormatViolation"),
     ],
 )
 async def test_call_errors(
@@ -365,7 +367,7 @@ async def test_profile_misbehaviour(csms: FakeCsms) -> None:
         await fleet.stop()
 
 
-@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+@pytest.mark.parametrize("version", ["1.6", "2.0.1", "2.1"])
 async def test_remote_stop_and_trigger(csms: FakeCsms, version: str) -> None:
     fleet = await fleet_of(csms, SimStationSpec("CP1", TWO, version=version))
     try:

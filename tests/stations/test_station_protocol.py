@@ -41,7 +41,7 @@ def booted(version: str) -> StationProtocol:
     return p
 
 
-@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+@pytest.mark.parametrize("version", ["1.6", "2.0.1", "2.1"])
 def test_boot_then_plug_in_sends_status_and_authorize(version: str) -> None:
     p = booted(version)
     sent = []

@@ -1,4 +1,4 @@
-"""The simulator against gridshare's own central system (`ocpp_adapter`), both versions."""
+"""The simulator against gridshare's own central system (`ocpp_adapter`), every version."""
 
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ async def until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
             await asyncio.sleep(0.02)
 
 
-@pytest.mark.parametrize(("version", "watts"), [("1.6", False), ("2.0.1", False), ("1.6", True)])
+@pytest.mark.parametrize(
+    ("version", "watts"),
+    [("1.6", False), ("2.0.1", False), ("2.1", False), ("1.6", True), ("2.1", True)],
+)
 async def test_limit_from_the_central_system_is_obeyed(version: str, watts: bool) -> None:
     ev_mod = events_module
     seen: list[object] = []
@@ -84,3 +87,67 @@ async def test_limit_from_the_central_system_is_obeyed(version: str, watts: bool
     finally:
         await fleet.stop()
         await cs.stop()
+
+
+async def test_a_21_station_applies_per_phase_limits_and_falls_back_when_cut_off() -> None:
+    """A one-phase car under a per-phase profile; then gridshare goes away and the
+    station drops to its TxDefault once the profile's offline bound has passed."""
+    ev_mod = events_module
+    seen: list[object] = []
+
+    async def on_event(event: object) -> None:
+        seen.append(event)
+
+    config = parse_config(
+        {
+            "site": {"name": "t"},
+            "groups": [{"id": "g", "limit_a": 100}],
+            "server": {"host": "127.0.0.1", "ocpp_port": 0, "allow_unknown_stations": True},
+        }
+    )
+    # simulated seconds: the station runs 20x faster than the wall clock
+    settings = cs_module.AdapterSettings(offline_profile_s=40, randomized_delay_s=0)
+    cs = cs_module.CentralSystem(ocpp_server_settings(config), on_event, settings=settings)
+    await cs.start()
+    spec = SimStationSpec("CP7", (SimConnectorSpec(1), SimConnectorSpec(2)), version="2.1")
+    fleet = StationFleet(f"ws://127.0.0.1:{cs.port}/ocpp", [spec], speed=20.0)
+    await fleet.start()
+    stopped = False
+    try:
+        assert await fleet.wait_booted(3.0) == 1
+        now = datetime.now(UTC) - timedelta(seconds=5)
+        default = ev_mod.ChargingLimitSpec(
+            ev_mod.LimitPurpose.TX_DEFAULT, 0, now, (ev_mod.LimitPeriod(0, 8.0, 3),)
+        )
+        assert (await cs.set_limit("CP7", default)).outcome == ev_mod.CommandOutcome.ACCEPTED
+        fleet.plug_in("CP7/1", EvSpec(phases=1, lag_s=0.5))
+        fleet.plug_in("CP7/2", EvSpec(phases=3, lag_s=0.5))
+        await until(lambda: len([e for e in seen if isinstance(e, ev_mod.SessionStarted)]) == 2)
+        started = {e.connector_id: e for e in seen if isinstance(e, ev_mod.SessionStarted)}
+        for n in (1, 2):
+            tx = ev_mod.ChargingLimitSpec(
+                ev_mod.LimitPurpose.TX,
+                n,
+                now,
+                (ev_mod.LimitPeriod(0, 16.0, 3),),
+                transaction_id=started[f"CP7/{n}"].transaction_id,
+                station_phases=(1,),
+            )
+            assert (await cs.set_limit("CP7", tx)).outcome == ev_mod.CommandOutcome.ACCEPTED
+        # L1 has 16 A, L2 and L3 none: the one-phase car charges, the three-phase one may not
+        assert fleet.limit_in_force("CP7/1") == pytest.approx(16.0)
+        assert fleet.limit_in_force("CP7/2") == 0.0
+        await until(lambda: fleet.draw("CP7/1")["L1"] > 15.0)
+        assert fleet.draw("CP7/1")["L2"] == fleet.draw("CP7/1")["L3"] == 0.0
+
+        await cs.stop()
+        stopped = True
+        await until(lambda: fleet.station("CP7").ws is None)
+        assert fleet.limit_in_force("CP7/1") == pytest.approx(16.0)  # still within its bound
+        # 40 simulated seconds offline: 2 s of wall time at 20x
+        await until(lambda: fleet.limit_in_force("CP7/1") == pytest.approx(8.0), 6.0)
+        assert fleet.limit_in_force("CP7/2") == pytest.approx(8.0)
+    finally:
+        await fleet.stop()
+        if not stopped:
+            await cs.stop()
