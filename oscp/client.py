@@ -171,6 +171,8 @@ class CapacityProviderClient:
         self._heartbeat_s: float | None = None
         self._measure: _MeasurementPlan | None = None
         self.stats = ClientStats()
+        # an unreachable party is said once, and again when it answers
+        self._unreachable_since: datetime | None = None
 
     def __repr__(self) -> str:
         return f"CapacityProviderClient({self.provider_id!r})"
@@ -227,15 +229,36 @@ class CapacityProviderClient:
         target = peer or self._peer()
         if target is None:
             raise NotConnected(f"no base URL or token for {self.provider_id} yet")
-        return await post_message(
-            self._http,
-            target,
-            message,
-            body,
-            method=method,
-            correlation_id=correlation_id,
-            timeout_s=timeout_s or self.retry.timeout_s,
-        )
+        try:
+            rid = await post_message(
+                self._http,
+                target,
+                message,
+                body,
+                method=method,
+                correlation_id=correlation_id,
+                timeout_s=timeout_s or self.retry.timeout_s,
+            )
+        except PeerUnreachable as e:
+            if self._unreachable_since is None:
+                self._unreachable_since = self._clock()
+                log.warning(
+                    "%s: %s does not answer (%s); retrying in the background, "
+                    "said again when it answers",
+                    self.provider_id,
+                    target.base_url,
+                    e,
+                )
+            raise
+        if self._unreachable_since is not None:
+            log.info(
+                "%s: %s answers again (unreachable since %s)",
+                self.provider_id,
+                target.base_url,
+                self._unreachable_since.isoformat(timespec="seconds"),
+            )
+            self._unreachable_since = None
+        return rid
 
     async def send(
         self,
@@ -274,7 +297,15 @@ class CapacityProviderClient:
                 if delay is None:
                     self.stats.failed += 1
                     raise
-                log.info("%s: %s; retry in %.1fs", self.provider_id, e, delay)
+                # an unreachable party was said once in send_once
+                quiet = isinstance(e, PeerUnreachable)
+                log.log(
+                    logging.DEBUG if quiet else logging.INFO,
+                    "%s: %s; retry in %.1fs",
+                    self.provider_id,
+                    e,
+                    delay,
+                )
                 await asyncio.sleep(delay)
             else:
                 self.stats.delivered += 1
@@ -357,7 +388,8 @@ class CapacityProviderClient:
                 await self.heartbeat(interval_s)
             except DeliveryError as e:
                 self.stats.last_error = str(e)
-                log.info("%s: heartbeat not delivered: %s", self.provider_id, e)
+                level = logging.DEBUG if isinstance(e, PeerUnreachable) else logging.INFO
+                log.log(level, "%s: heartbeat not delivered: %s", self.provider_id, e)
             await asyncio.sleep(interval_s)
 
     # --- measurements --------------------------------------------------------------
