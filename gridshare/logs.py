@@ -108,6 +108,10 @@ class SafeFormatter(logging.Formatter):
             message = record.getMessage()
         except Exception:  # a bad format string must still be logged, safely
             message = f"{record.msg!r} % {record.args!r}"
+        if isinstance(record.msg, str) and record.msg.endswith("\n"):
+            # the log call's own line end (uvicorn's "Exception in ASGI
+            # application\n"), not a peer's: dropped, not shown as a literal \n
+            message = message.rstrip("\r\n")
         safe.msg, safe.args = escape(redact(message)), None
         safe.exc_text = None  # another handler's formatter may have cached it raw
         return super().format(safe)

@@ -169,6 +169,14 @@ def test_formatter_escapes_every_control_character_and_keeps_the_original() -> N
     assert escape("tab\tand é ü 電") == "tab\\tand é ü 電"
 
 
+def test_a_log_calls_own_line_end_is_dropped_a_peers_is_escaped() -> None:
+    fmt = SafeFormatter("%(levelname)s %(message)s")
+    assert fmt.format(record("Exception in ASGI application\n")) == (
+        "WARNING Exception in ASGI application"
+    )
+    assert fmt.format(record("station %s", "CP1\n")) == "WARNING station CP1\\n"
+
+
 def test_formatter_puts_tracebacks_after_the_message_indented() -> None:
     rec = record("failed for %r", "a\nb", exc=True)
     logging.Formatter().format(rec)  # another handler first: caches the raw traceback
