@@ -749,6 +749,28 @@ def test_simulate_on_files_that_are_not_there(
     assert len(done.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"a,b\n1,2\n3,4,5,6,7\n",
+         "s.csv: line 3: 5 fields where the header has 2; not a sessions CSV?"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe",
+         "s.csv: cannot be read as a CSV text file (UnicodeDecodeError)"),
+        (b"", "s.csv: empty, not a sessions CSV"),
+    ],
+)  # fmt: skip
+def test_simulate_on_a_sessions_file_that_is_no_csv(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    (tmp_path / "s.csv").write_bytes(content)
+    done = gridshare(
+        "simulate", "--site", str(DEPOT), "--sessions", "s.csv", "--out", "r.json", cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert one_line(done) == f"gridshare simulate: {expected}"
+    assert len(done.stderr.splitlines()) == 1
+
+
 async def test_the_simulated_dso_stops_at_once_on_a_refused_token() -> None:
     import asyncio
     import time

@@ -20,10 +20,12 @@ timezone``, given as ``tz``), as in the planner's CSV files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -93,13 +95,36 @@ def _utc(values: pd.Series, name: str, column: str, tz: str = "UTC") -> pd.Serie
         raise SessionsError(f"{name}: column {column}: {str(e).splitlines()[0]}") from None
 
 
+_TOKENIZING = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _read_csv(p: Path, **kwargs: Any) -> pd.DataFrame:
+    """``pd.read_csv`` with its errors as one line a user can act on."""
+    try:
+        return pd.read_csv(p, **kwargs)
+    except FileNotFoundError:
+        raise SessionsError(f"{p}: no such file") from None
+    except pd.errors.EmptyDataError:
+        raise SessionsError(f"{p}: empty, not a sessions CSV") from None
+    except pd.errors.ParserError as e:
+        m = _TOKENIZING.search(str(e))
+        if m is None:
+            raise SessionsError(f"{p}: not a CSV file ({str(e).splitlines()[0]})") from None
+        want, line, got = m.groups()
+        raise SessionsError(
+            f"{p}: line {line}: {got} fields where the header has {want}; not a sessions CSV?"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        why = type(e).__name__
+        raise SessionsError(f"{p}: cannot be read as a CSV text file ({why})") from None
+    except ValueError as e:
+        raise SessionsError(f"{p}: {str(e).splitlines()[0]}") from None
+
+
 def read_acn(path: str | Path, tz: str = "UTC") -> list[SimSession]:
     """Sessions of an ACN-Data CSV (``.csv`` or ``.csv.gz``); connector ``STATION/1``."""
     p = Path(path)
-    try:
-        df = pd.read_csv(p)
-    except (OSError, ValueError) as e:
-        raise SessionsError(f"{p}: {e}") from None
+    df = _read_csv(p)
     missing = [c for c in ACN_COLUMNS if c not in df.columns]
     if missing:
         raise SessionsError(f"{p}: missing column(s) {missing}")
@@ -126,10 +151,7 @@ def read_acn(path: str | Path, tz: str = "UTC") -> list[SimSession]:
 
 def read_generic(path: str | Path, tz: str = "UTC") -> list[SimSession]:
     p = Path(path)
-    try:
-        df = pd.read_csv(p, dtype={"connector_id": str})
-    except (OSError, ValueError) as e:
-        raise SessionsError(f"{p}: {e}") from None
+    df = _read_csv(p, dtype={"connector_id": str})
     missing = [c for c in GENERIC_COLUMNS if c not in df.columns]
     if missing:
         raise SessionsError(f"{p}: missing column(s) {missing}")
@@ -172,10 +194,7 @@ def read_generic(path: str | Path, tz: str = "UTC") -> list[SimSession]:
 def is_acn(path: str | Path) -> bool:
     """Whether a sessions file is an ACN-Data CSV (by its header)."""
     p = Path(path)
-    try:
-        header = pd.read_csv(p, nrows=0).columns
-    except (OSError, ValueError) as e:
-        raise SessionsError(f"{p}: {e}") from None
+    header = _read_csv(p, nrows=0).columns
     return "station_id" in header and "delivered_energy (kWh)" in header
 
 
