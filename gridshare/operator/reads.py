@@ -147,9 +147,12 @@ class SiteReads:
         return self.state.capacity(TimeGrid.covering(now, slot, slot / 60), now)
 
     def _measured(self, meters: Mapping[str, StoreRow]) -> dict[str, dict[Line, float]]:
-        """Connector → measured current per site line, for running sessions."""
+        """Connector → measured current per site line, for running sessions at
+        connected stations (a lost station's last reading is not "now")."""
         out: dict[str, dict[Line, float]] = {}
         for cid, s in self.state.sessions.items():
+            if self.site.connectors[cid].station_id not in self.state.connected:
+                continue
             row = meters.get(cid)
             if row is None or (row.get("transaction_id") not in (None, s.transaction_id)):
                 continue

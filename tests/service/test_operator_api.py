@@ -447,3 +447,16 @@ async def test_an_override_survives_a_restart(tmp_path: Path) -> None:
         assert panel_b["override"]["set_by"] == "alice"
     finally:
         await svc.stop()
+
+
+async def test_a_lost_stations_last_reading_is_not_shown_as_now(site: Site) -> None:
+    from ocpp_adapter.events import StationDisconnected
+
+    groups = {g["id"]: g for g in (await get(site, "/api/groups"))["groups"]}
+    assert groups["panel-a"]["measured_a"]["L1"] > 0
+    for station in ("CP1", "CP2", "CP3", "CP4"):
+        await site.stations.sink(StationDisconnected(station, site.now(), "test"))
+    await site.settle()
+    groups = {g["id"]: g for g in (await get(site, "/api/groups"))["groups"]}
+    assert groups["panel-a"]["measured_a"]["L1"] == 0
+    assert groups["panel-a"]["measured_kw"] == 0
