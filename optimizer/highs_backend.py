@@ -7,6 +7,10 @@ large sites; here the same LP goes to HiGHS as column-wise arrays.
 column and row carries a stable label code (session, absolute slot; group
 family, absolute slot), so the previous optimal basis is carried over to the
 new LP by label even when sessions come and go or the grid moves on a slot.
+
+Limits on phasor sums (`optimizer.phasor`) are refined by cutting planes on the
+same instance (`refine`): rows added, re-solved warm from the optimal basis;
+a kept instance drops them before the next re-plan changes it in place.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import highspy
 import numpy as np
 from highspy._core import _Highs
 
+from optimizer.phasor import MAX_CUT_ROUNDS, cut_rows, violated
 from optimizer.prepare import SEGMENTS, PreparedLP
 
 _STATUSES = tuple(highspy.HighsBasisStatus.__members__.values())
@@ -124,12 +129,43 @@ def _read(h: _Highs, lp: PreparedLP, t0: float, warm: bool) -> RawResult:
     )
 
 
+def refine(h: _Highs, lp: PreparedLP, time_limit_s: float | None) -> int:
+    """Add cutting planes to the phasor rows still out of their disc and re-solve,
+    until none is out by more than the tolerance; returns the rows added."""
+    ph = lp.phasor
+    added = 0
+    if ph is None:
+        return added
+    for _ in range(MAX_CUT_ROUNDS):
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            break
+        x = np.asarray(h.getSolution().col_value, dtype=float)[: lp.n_x]
+        which = violated(ph, x)
+        if not len(which):
+            break
+        upper, starts, cols, values = cut_rows(ph, x, which)
+        n = len(which)
+        h.addRows(
+            n,
+            np.full(n, -np.inf),
+            upper,
+            len(values),
+            starts.astype(np.int32),
+            cols.astype(np.int32),
+            values,
+        )
+        added += n
+        run_for(h, time_limit_s)
+    return added
+
+
 def solve_arrays(lp: PreparedLP, time_limit_s: float | None = None) -> RawResult:
     """Cold solve: a fresh HiGHS instance, the arrays passed in one call."""
     t0 = time.perf_counter()
     h = new_highs(time_limit_s)
     pass_model(h, lp)
     h.run()
+    refine(h, lp, time_limit_s)
     return _read(h, lp, t0, warm=False)
 
 
@@ -147,6 +183,8 @@ class HighsPlanner:
         self._row_codes: np.ndarray | None = None
         self._signature: tuple[bytes, bytes] | None = None
         self._lp: PreparedLP | None = None
+        self._cuts = 0
+        """Cutting-plane rows at the end of the kept instance's model."""
         self.models_passed = 0
         """Times a whole model went to HiGHS (the LP changed shape), rather
         than only what changed."""
@@ -201,6 +239,11 @@ class HighsPlanner:
         signature = (lp.a_start.tobytes(), lp.a_index.tobytes())
         warm = False
         prev = self._lp
+        if h is not None and prev is not None and self._cuts:
+            # the kept model as the last LP left it, its cuts dropped
+            cut = np.arange(prev.n_row, prev.n_row + self._cuts, dtype=np.int32)
+            h.deleteRows(len(cut), cut)
+            self._cuts = 0
         if (
             h is not None
             and prev is not None
@@ -219,6 +262,7 @@ class HighsPlanner:
             if basis is not None:
                 warm = h.setBasis(basis) == highspy.HighsStatus.kOk
         run_for(h, self._time_limit_s)
+        self._cuts = refine(h, lp, self._time_limit_s)
         self._highs = h
         self._col_codes, self._row_codes, self._signature = cols, rows, signature
         self._lp = lp

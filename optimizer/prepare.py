@@ -54,6 +54,7 @@ from optimizer.families import (
     KW,
     WEIGHTED,
     FamilyKey,
+    PhasorRows,
     SiteFamilies,
     group_limit_a,
     group_limit_kw,
@@ -168,6 +169,8 @@ class PreparedLP:
     """Piece number of every w column."""
     tail_x: np.ndarray
     """The x column each battery-tail row bounds (rows after the w rows)."""
+    phasor: PhasorRows | None = None
+    """The limit rows on phasor sums, once `optimizer.phasor.exact` made them exact."""
 
     @property
     def n_col(self) -> int:
@@ -695,6 +698,6 @@ def expand_to_slots(
 
 
 def limit_load(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
-    """Load of every limit row under x-column values ``x`` (length n_x)."""
+    """Load of every limit row (its linear form) under x-column values ``x``."""
     rows, cols, vals = lp.limit_entries
     return np.bincount(rows, weights=vals * x[cols], minlength=lp.n_limit_rows)
