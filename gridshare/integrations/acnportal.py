@@ -161,22 +161,22 @@ class GridshareAlgorithm(BaseAlgorithm):
             )
         return self._site
 
-    def schedule(self, active_sessions: list[Any]) -> dict[str, list[float]]:
-        if not active_sessions:
-            return {}
+    def problem(self, active_sessions: list[Any]) -> PlanningProblem:
+        """The planning problem of the period under way."""
         site = self.site
         step = timedelta(minutes=site.site.slot_minutes)
         now = EPOCH + self.interface.current_time * step
         demands = [_demand(s, now, step) for s in active_sessions]
         grid = TimeGrid.covering(now, site.site.slot_minutes, site.site.horizon_hours)
-        problem = PlanningProblem(
-            site,
-            grid,
-            now,
-            tuple(demands),
-            Capacity.static(site, grid),
-            previous=self._previous,
+        return PlanningProblem(
+            site, grid, now, tuple(demands), Capacity.static(site, grid), previous=self._previous
         )
+
+    def schedule(self, active_sessions: list[Any]) -> dict[str, list[float]]:
+        if not active_sessions:
+            return {}
+        problem = self.problem(active_sessions)
+        demands = problem.sessions
         plan = solve(problem, planner=self._planner)
         self.solve_ms.append(plan.solve_ms)
         self.statuses[plan.status.value] = self.statuses.get(plan.status.value, 0) + 1
