@@ -65,7 +65,8 @@ class SiteFamilies:
     weighted: tuple[tuple[str, Mapping[str, float]], ...]
     """(group id, connector → |weight|) of every weighted group."""
     phasor_weighted: tuple[tuple[str, Mapping[str, float]], ...] = ()
-    """(group id, connector → signed weight) of the weighted groups with ``phasor``."""
+    """(group id, connector → signed weight) of the weighted groups with ``phasor``
+    whose members draw in different directions."""
     phasor_keys: frozenset[FamilyKey] = field(default_factory=frozenset)
     """The phasor families of the site (see the module docstring)."""
 
@@ -75,17 +76,19 @@ class SiteFamilies:
             (g.id, site.weighted_members(g)) for g in site.groups if g.weights is not None
         )
         signed = tuple(
-            (g.id, site.weighted_members(g, signed=True)) for g in site.groups if g.phasor
-        )
+            (g.id, members)
+            for g in site.groups
+            if g.phasor and g.weights is not None
+            for members in [site.weighted_members(g, signed=True)]
+            if _spread({w * current_phasor(site.connectors[k].lines) for k, w in members.items()})
+        )  # members all in one direction: Σ |w|·I is already exact
         angles: dict[FamilyKey, set[complex]] = {}
         exact = {g.id for g in site.groups if g.phasor}
-        for info in site.connectors.values():
+        for info in site.connectors.values() if exact else ():
             for line, u in line_currents(info.lines).items():
                 for gid in exact.intersection(info.ancestors):
-                    angles.setdefault((gid, line.value), set()).add(
-                        complex(round(u.real, 9), round(u.imag, 9))
-                    )
-        keys = {k for k, us in angles.items() if len(us) > 1}
+                    angles.setdefault((gid, line.value), set()).add(u)
+        keys = {k for k, us in angles.items() if _spread(us)}
         keys |= {(gid, WEIGHTED) for gid, _ in signed}
         return cls(site, weighted, signed, frozenset(keys))
 
@@ -131,6 +134,12 @@ class SiteFamilies:
             if g.weights is None:
                 for line in LINES:
                     yield (g.id, line.value)
+
+
+def _spread(phasors: set[complex]) -> bool:
+    """Whether the non-zero ``phasors`` point in more than one direction."""
+    units = {complex(round(u.real / abs(u), 9), round(u.imag / abs(u), 9)) for u in phasors if u}
+    return len(units) > 1
 
 
 def group_limit_a(site: Site, capacity: Capacity, group_id: str, slots: int) -> np.ndarray:

@@ -48,8 +48,10 @@ def exact(lp: PreparedLP) -> PreparedLP:
     the cuts need; ``lp`` itself where no row bounds a phasor sum (a site
     without phasor sums keeps its LP, array for array)."""
     site = lp.problem.site
+    if lp.n_limit_rows == 0 or not any(g.phasor for g in site.groups):
+        return lp
     families = SiteFamilies.of(site)
-    if not families.phasor_keys or lp.n_limit_rows == 0:
+    if not families.phasor_keys:
         return lp
     fam_phasor = np.array(
         [(f.group_id, f.quantity) in families.phasor_keys for f in lp.families], dtype=bool
