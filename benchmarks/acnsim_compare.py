@@ -1,11 +1,12 @@
 """gridshare against acnportal's own algorithms, inside Caltech's acnsim, on JPL 2019.
 
-    .venv/bin/python benchmarks/acnsim_compare.py                # 2019-05-07..08, 30/50/80 kW
+    .venv/bin/python benchmarks/acnsim_compare.py                # 2019-05-07, 30/50/80 kW
     .venv/bin/python benchmarks/acnsim_compare.py --from 2019-05-01 --to 2019-05-31 --caps 50
     .venv/bin/python benchmarks/acnsim_compare.py --solve-cost   # exact vs linear limits
 
-The default period is two weekdays (about 10 minutes on two cores); longer
-periods are a flag away.
+The default period is one weekday (2019-05-07: 73 sessions), about 15 minutes
+on a busy two-core machine, most of it in acnportal's EDF, LLF and round robin
+(up to seconds a call); longer periods are a flag away.
 
 acnsim's JPL network (`acnsim.sites.jpl_acn`, AeroVironment stations: pilots 0 or
 6-32 A) with the floors 3-4 transformer at each capacity (the 45 kW first-floor
@@ -25,6 +26,7 @@ and departures, gridshare every period).
 problem, and solves each again twice with kept planners, interleaved: with
 the site's phasor limits exact, and with the same site read linearly (Σ|a|·I:
 the model before exact limits); it prints the per-solve times and their ratio.
+``--with-linear`` adds gridshare with magnitudes summed to the comparison.
 
 Data: ACN-Data (Lee, Li, Low, e-Energy 2019), CC BY 4.0; see data/README.md.
 """
@@ -113,7 +115,7 @@ def simulate(algorithm: Any, cap_kw: float, first: date, last: date) -> dict[str
     }
 
 
-def compare(caps: list[float], first: date, last: date) -> None:
+def compare(caps: list[float], first: date, last: date, with_linear: bool) -> None:
     print(
         f"JPL {first}..{last}, acnsim, ideal batteries, real departures, {PERIOD_MIN}-min periods"
     )
@@ -121,7 +123,10 @@ def compare(caps: list[float], first: date, last: date) -> None:
     print(head + "| p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|---|")
     for cap in caps:
-        for name, algo in {"gridshare": GridshareAlgorithm(), **baselines()}.items():
+        ours = {"gridshare": GridshareAlgorithm()}
+        if with_linear:
+            ours["gridshare, magnitudes summed"] = GridshareAlgorithm(exact_limits=False)
+        for name, algo in {**ours, **baselines()}.items():
             r = simulate(algo, cap, first, last)
             print(
                 f"| {cap:g} kW | {name} | {r['delivered']:.2f} % | {r['peak_kw']:.1f} | "
@@ -171,14 +176,17 @@ def solve_cost(caps: list[float], first: date, last: date) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--from", dest="first", type=date.fromisoformat, default=date(2019, 5, 7))
-    ap.add_argument("--to", dest="last", type=date.fromisoformat, default=date(2019, 5, 8))
+    ap.add_argument("--to", dest="last", type=date.fromisoformat, default=date(2019, 5, 7))
     ap.add_argument("--caps", type=float, nargs="+", default=[30.0, 50.0, 80.0])
     ap.add_argument("--solve-cost", action="store_true")
+    ap.add_argument(
+        "--with-linear", action="store_true", help="also gridshare with magnitudes summed"
+    )
     args = ap.parse_args(argv)
     if args.solve_cost:
         solve_cost(args.caps, args.first, args.last)
     else:
-        compare(args.caps, args.first, args.last)
+        compare(args.caps, args.first, args.last, args.with_linear)
     return 0
 
 

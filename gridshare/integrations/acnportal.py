@@ -80,9 +80,15 @@ def station_lines(angles: Sequence[float]) -> list[tuple[str, ...]]:
 
 
 def site_from_infrastructure(
-    info: Any, *, period_minutes: int, horizon_hours: float = 12.0, name: str = "acnsim"
+    info: Any,
+    *,
+    period_minutes: int,
+    horizon_hours: float = 12.0,
+    name: str = "acnsim",
+    exact: bool = True,
 ) -> Site:
-    """The gridshare site of an ``acnsim`` ``InfrastructureInfo``."""
+    """The gridshare site of an ``acnsim`` ``InfrastructureInfo`` (``exact``:
+    its constraints as phasor limits; else magnitudes summed, Σ|a|·I)."""
     ids = [str(s) for s in info.station_ids]
     lines = station_lines([float(a) for a in info.phases])
     volts = np.asarray(info.voltages, dtype=float)
@@ -113,7 +119,7 @@ def site_from_infrastructure(
                 "parent": ROOT,
                 "limit_a": float(limits[k]),
                 "weights": weights,
-                "phasor": True,
+                "phasor": exact,
             }
         )
     data = {
@@ -134,10 +140,14 @@ def site_from_infrastructure(
 
 class GridshareAlgorithm(BaseAlgorithm):
     """gridshare's planner as an ``acnsim`` algorithm: plans every period,
-    answers the period under way. ``solve_ms``: the time of every plan."""
+    answers the period under way. ``solve_ms``: the time of every plan.
+    ``exact_limits=False`` reads the network's limits as magnitudes summed."""
 
-    def __init__(self, horizon_hours: float = 12.0, time_limit_s: float = 10.0) -> None:
+    def __init__(
+        self, horizon_hours: float = 12.0, time_limit_s: float = 10.0, exact_limits: bool = True
+    ) -> None:
         super().__init__()
+        self.exact_limits = exact_limits
         self.max_recompute = 1  # one period answered: called again next period
         self.horizon_hours = horizon_hours
         self._planner = HighsPlanner(time_limit_s)
@@ -158,6 +168,7 @@ class GridshareAlgorithm(BaseAlgorithm):
                 iface.infrastructure_info(),
                 period_minutes=_minutes(iface.period),
                 horizon_hours=self.horizon_hours,
+                exact=self.exact_limits,
             )
         return self._site
 
