@@ -26,7 +26,8 @@ and departures, gridshare every period).
 problem, and solves each again twice with kept planners, interleaved: with
 the site's phasor limits exact, and with the same site read linearly (Σ|a|·I:
 the model before exact limits); it prints the per-solve times and their ratio.
-``--with-linear`` adds gridshare with magnitudes summed to the comparison.
+``--with-linear`` adds gridshare with magnitudes summed to the comparison,
+``--no-baselines`` leaves acnportal's algorithms out.
 
 Data: ACN-Data (Lee, Li, Low, e-Energy 2019), CC BY 4.0; see data/README.md.
 """
@@ -115,7 +116,9 @@ def simulate(algorithm: Any, cap_kw: float, first: date, last: date) -> dict[str
     }
 
 
-def compare(caps: list[float], first: date, last: date, with_linear: bool) -> None:
+def compare(
+    caps: list[float], first: date, last: date, with_linear: bool, others: bool = True
+) -> None:
     print(
         f"JPL {first}..{last}, acnsim, ideal batteries, real departures, {PERIOD_MIN}-min periods"
     )
@@ -126,7 +129,7 @@ def compare(caps: list[float], first: date, last: date, with_linear: bool) -> No
         ours = {"gridshare": GridshareAlgorithm()}
         if with_linear:
             ours["gridshare, magnitudes summed"] = GridshareAlgorithm(exact_limits=False)
-        for name, algo in {**ours, **baselines()}.items():
+        for name, algo in {**ours, **(baselines() if others else {})}.items():
             r = simulate(algo, cap, first, last)
             print(
                 f"| {cap:g} kW | {name} | {r['delivered']:.2f} % | {r['peak_kw']:.1f} | "
@@ -179,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--to", dest="last", type=date.fromisoformat, default=date(2019, 5, 7))
     ap.add_argument("--caps", type=float, nargs="+", default=[30.0, 50.0, 80.0])
     ap.add_argument("--solve-cost", action="store_true")
+    ap.add_argument("--no-baselines", action="store_true", help="gridshare only")
     ap.add_argument(
         "--with-linear", action="store_true", help="also gridshare with magnitudes summed"
     )
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.solve_cost:
         solve_cost(args.caps, args.first, args.last)
     else:
-        compare(args.caps, args.first, args.last, args.with_linear)
+        compare(args.caps, args.first, args.last, args.with_linear, not args.no_baselines)
     return 0
 
 
