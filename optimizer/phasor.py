@@ -37,6 +37,8 @@ from optimizer.site import Line
 CUT_TOLERANCE = 1e-3
 """Largest violation left to the final scaling, as a fraction of the limit."""
 MAX_CUT_ROUNDS = 12
+KEPT_CUTS = 3
+"""Cuts per row a kept planner carries to the next re-plan (its latest)."""
 """Re-solves with new cuts at most (each adds the tangents of the rows still out)."""
 ENFORCE_MOVES_PER_ROW = 20
 """Currents lowered per phasor row at most before the linear model is used instead."""
@@ -130,19 +132,25 @@ def cut_rows(
     ph: PhasorRows, x: np.ndarray, which: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Tangent planes at the sums of rows ``which``: Re(ū·Σ cᵢxᵢ) ≤ U with u the
-    sum's direction. Returns (upper bounds, row starts, x columns, values), rows
-    in compressed form."""
+    sum's direction (see `planes`)."""
     z = sums(ph, x)[which]
-    u = z / np.abs(z)
-    pick = np.zeros(len(ph.rows), dtype=np.int64) - 1
-    pick[which] = np.arange(len(which))
-    sel = np.flatnonzero(pick[ph.entry_row] >= 0)
-    cut = pick[ph.entry_row[sel]]
-    order = np.argsort(cut, kind="stable")
-    sel, cut = sel[order], cut[order]
-    values = (np.conj(u[cut]) * ph.coef[sel]).real
-    starts = np.searchsorted(cut, np.arange(len(which)))
-    return ph.bound[which], starts, ph.entry_col[sel], values
+    return planes(ph, which, z / np.abs(z))
+
+
+def planes(
+    ph: PhasorRows, rows: np.ndarray, directions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Re(ū·Σ cᵢxᵢ) ≤ U for each phasor row in ``rows`` and unit phasor u in
+    ``directions``. Returns (upper bounds, row starts, x columns, values), rows
+    in compressed form."""
+    by_row = np.argsort(ph.entry_row, kind="stable")
+    first = np.searchsorted(ph.entry_row[by_row], np.arange(len(ph.rows) + 1))
+    count = first[rows + 1] - first[rows]
+    starts = np.cumsum(count) - count
+    offset = np.arange(int(count.sum())) - np.repeat(starts, count)
+    sel = by_row[np.repeat(first[rows], count) + offset]
+    values = (np.conj(np.repeat(directions, count)) * ph.coef[sel]).real
+    return ph.bound[rows], starts, ph.entry_col[sel], values
 
 
 def with_cuts(lp: PreparedLP, x: np.ndarray, which: np.ndarray) -> PreparedLP:
@@ -151,7 +159,7 @@ def with_cuts(lp: PreparedLP, x: np.ndarray, which: np.ndarray) -> PreparedLP:
     upper, starts, cols, values = cut_rows(lp.phasor, x, which) if lp.phasor else (None,) * 4
     assert upper is not None and starts is not None and cols is not None and values is not None
     counts = np.diff(np.append(starts, len(cols)))
-    new_rows = lp.n_row + np.repeat(np.arange(len(which)), counts)
+    new_rows = lp.n_row + np.repeat(np.arange(len(upper)), counts)
     rows, old_cols, old_values = lp.coo()
     all_rows = np.concatenate([rows, new_rows])
     all_cols = np.concatenate([old_cols, cols])
@@ -160,7 +168,7 @@ def with_cuts(lp: PreparedLP, x: np.ndarray, which: np.ndarray) -> PreparedLP:
     np.cumsum(np.bincount(all_cols, minlength=lp.n_col), out=a_start[1:])
     return dataclasses.replace(
         lp,
-        row_lower=np.concatenate([lp.row_lower, np.full(len(which), -np.inf)]),
+        row_lower=np.concatenate([lp.row_lower, np.full(len(upper), -np.inf)]),
         row_upper=np.concatenate([lp.row_upper, upper]),
         a_start=a_start,
         a_index=all_rows[order].astype(np.int32),
