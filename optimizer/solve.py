@@ -152,10 +152,14 @@ def solve(
     exact_z = phasor.enforce(lp, z, floor_to_steps)
     loads = limit_load(lp, z)
     upper = lp.row_upper[: lp.n_limit_rows]
-    if exact_z is None or np.any((loads > upper + LIMIT_TOLERANCE) & phasor.linear_rows(lp)):
-        # never happens by construction; if it ever does, plan safely instead
-        notes.append("dispatch exceeded a limit; water-filling heuristic used")
-        log.error("dispatched plan exceeded a limit; falling back to water-filling")
+    over = np.any((loads > upper + LIMIT_TOLERANCE) & phasor.linear_rows(lp))
+    if over or exact_z is None:
+        if over:  # never happens by construction; if it ever does, plan safely instead
+            notes.append("dispatch exceeded a limit; water-filling heuristic used")
+            log.error("dispatched plan exceeded a limit; falling back to water-filling")
+        else:  # lowering currents into the discs did not settle: magnitudes summed
+            notes.append("exact limits not met by the dispatch; water-filling, magnitudes summed")
+            log.warning("dispatch did not settle within the exact limits; water-filling")
         lp = linear
         x_lp = water_fill(lp)
         z = make_dispatchable(lp, x_lp)

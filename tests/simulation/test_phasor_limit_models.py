@@ -4,17 +4,20 @@ both against a direct evaluation of the line currents' magnitudes."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gridshare.config import load_site
 from gridshare.rollout.load import LoadModel
 from gridshare.simulation import CarModel, Simulation
 from gridshare.simulation.capacity import SiteLimits
 from gridshare.simulation.engine import StepContext
 from gridshare.simulation.strategies import GridshareStrategy
 from optimizer import PlanningProblem, Site
+from optimizer.families import SiteFamilies
 from tests.optimizer.sites import sites_and_sessions
 from tests.optimizer.test_phasor_limits import exact_loads, with_phasor
 from tests.simulation.helpers import session
@@ -95,3 +98,44 @@ def test_the_simulator_counts_phasor_violations_and_gridshare_has_none() -> None
         <= 40 + 1e-6
     )
     assert l1.sum() > 41.0
+
+
+def test_a_site_file_turns_exact_limits_on_per_group(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(
+        """
+[site]
+name = "us-depot"
+voltage_v = 120
+
+[[groups]]
+id = "service"
+limit_a = 80
+phasor = true
+
+[[groups]]
+id = "primary"
+parent = "service"
+limit_a = 30
+weights = { "AB" = 0.25, "CA" = -0.5 }
+phasor = true
+
+[[chargers]]
+id = "AB"
+group = "service"
+connectors = [{ id = 1, max_current_a = 32, phases = ["L1", "L2"], voltage_v = 208 }]
+
+[[chargers]]
+id = "CA"
+group = "service"
+connectors = [{ id = 1, max_current_a = 32, phases = ["L3", "L1"], voltage_v = 208 }]
+""",
+        encoding="utf-8",
+    )
+    site = load_site(path)
+    assert [g.phasor for g in site.groups] == [True, True]
+    keys = SiteFamilies.of(site).phasor_keys
+    assert ("service", "L1") in keys and ("primary", "weighted") in keys
+    assert ("service", "L2") not in keys  # AB alone on L2: its sum is already exact
+    unchanged = load_site(Path(__file__).resolve().parents[2] / "examples" / "depot.toml")
+    assert not SiteFamilies.of(unchanged).phasor_keys
