@@ -4,7 +4,8 @@ The LP keeps one row per (phasor family, period), the projection of the sum on
 a fixed direction d (Re(d̄·Σ cᵢxᵢ) ≤ U): a first outer plane of the disc. The
 backend then adds cutting planes, the tangent at each row's sum where the sum
 is outside the disc, and re-solves warm until the largest violation is below
-`CUT_TOLERANCE` of the limit (`violated`, `cut_rows`). What is left over is
+`CUT_TOLERANCE` of the limit (`violated`, `cut_rows`); a kept planner starts
+the next re-plan with each row's latest cuts (`planes`). What is left over is
 removed by scaling each period's currents (`scale_inside`). The dispatch then
 fills each row up to its tangent at that point (`tangent`), which may leave
 the disc a little, so the plan as dispatched is checked on the exact
@@ -37,9 +38,9 @@ from optimizer.site import Line
 CUT_TOLERANCE = 1e-3
 """Largest violation left to the final scaling, as a fraction of the limit."""
 MAX_CUT_ROUNDS = 12
+"""Re-solves with new cuts at most (each adds the tangents of the rows still out)."""
 KEPT_CUTS = 3
 """Cuts per row a kept planner carries to the next re-plan (its latest)."""
-"""Re-solves with new cuts at most (each adds the tangents of the rows still out)."""
 ENFORCE_MOVES_PER_ROW = 20
 """Currents lowered per phasor row at most before the linear model is used instead."""
 TOLERANCE_A = 1e-6
