@@ -41,8 +41,9 @@ MAX_CUT_ROUNDS = 12
 """Re-solves with new cuts at most (each adds the tangents of the rows still out)."""
 KEPT_CUTS = 3
 """Cuts per row a kept planner carries to the next re-plan (its latest)."""
-ENFORCE_MOVES_PER_ROW = 20
-"""Currents lowered per phasor row at most before the linear model is used instead."""
+ENFORCE_MOVES = 400
+"""Currents lowered at most before the linear model is used instead (a plan
+needs a few; the bound keeps a pathological one from costing seconds)."""
 TOLERANCE_A = 1e-6
 
 
@@ -218,7 +219,7 @@ def enforce(
     if ph is None or lp.n_x == 0:
         return z
     z = z.copy()
-    for _ in range(ENFORCE_MOVES_PER_ROW * len(ph.rows)):
+    for _ in range(ENFORCE_MOVES):
         total = sums(ph, z)
         excess = np.abs(total) - ph.bound
         r = int(np.argmax(excess))
