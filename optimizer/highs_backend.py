@@ -7,6 +7,10 @@ large sites; here the same LP goes to HiGHS as column-wise arrays.
 column and row carries a stable label code (session, absolute slot; group
 family, absolute slot), so the previous optimal basis is carried over to the
 new LP by label even when sessions come and go or the grid moves on a slot.
+
+Limits on phasor sums (`optimizer.phasor`) are refined by cutting planes on the
+same instance (`refine`): rows added, re-solved warm from the optimal basis;
+a kept instance drops them before the next re-plan changes it in place.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import highspy
 import numpy as np
 from highspy._core import _Highs
 
+from optimizer.phasor import KEPT_CUTS, MAX_CUT_ROUNDS, planes, sums, violated
 from optimizer.prepare import SEGMENTS, PreparedLP
 
 _STATUSES = tuple(highspy.HighsBasisStatus.__members__.values())
@@ -124,12 +129,59 @@ def _read(h: _Highs, lp: PreparedLP, t0: float, warm: bool) -> RawResult:
     )
 
 
+def add_planes(h: _Highs, lp: PreparedLP, rows: np.ndarray, directions: np.ndarray) -> int:
+    """Add the planes of `optimizer.phasor.planes` as rows; returns how many."""
+    assert lp.phasor is not None
+    upper, starts, cols, values = planes(lp.phasor, rows, directions)
+    n = len(upper)
+    if n:
+        h.addRows(
+            n,
+            np.full(n, -np.inf),
+            upper,
+            len(values),
+            starts.astype(np.int32),
+            cols.astype(np.int32),
+            values,
+        )
+    return n
+
+
+def refine(
+    h: _Highs, lp: PreparedLP, time_limit_s: float | None
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Add cutting planes to the phasor rows still out of their disc and re-solve,
+    until none is out by more than the tolerance. Returns the rows added, and
+    the phasor row and direction of each."""
+    ph = lp.phasor
+    added = 0
+    rows: list[np.ndarray] = []
+    directions: list[np.ndarray] = []
+    for _ in range(MAX_CUT_ROUNDS if ph is not None else 0):
+        assert ph is not None
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            break
+        x = np.asarray(h.getSolution().col_value, dtype=float)[: lp.n_x]
+        which = violated(ph, x)
+        if not len(which):
+            break
+        z = sums(ph, x)[which]
+        added += add_planes(h, lp, which, z / np.abs(z))
+        rows.append(which)
+        directions.append(z / np.abs(z))
+        run_for(h, time_limit_s)
+    if not rows:
+        return added, np.zeros(0, np.int64), np.zeros(0, complex)
+    return added, np.concatenate(rows), np.concatenate(directions)
+
+
 def solve_arrays(lp: PreparedLP, time_limit_s: float | None = None) -> RawResult:
     """Cold solve: a fresh HiGHS instance, the arrays passed in one call."""
     t0 = time.perf_counter()
     h = new_highs(time_limit_s)
     pass_model(h, lp)
     h.run()
+    refine(h, lp, time_limit_s)
     return _read(h, lp, t0, warm=False)
 
 
@@ -147,6 +199,11 @@ class HighsPlanner:
         self._row_codes: np.ndarray | None = None
         self._signature: tuple[bytes, bytes] | None = None
         self._lp: PreparedLP | None = None
+        self._cuts = 0
+        """Cutting-plane rows at the end of the kept instance's model."""
+        self._planes: dict[int, list[complex]] = {}
+        """Row code of a phasor row → the directions of its latest cuts, carried
+        to the next re-plan (where the optimum is most often near the last)."""
         self.models_passed = 0
         """Times a whole model went to HiGHS (the LP changed shape), rather
         than only what changed."""
@@ -201,6 +258,11 @@ class HighsPlanner:
         signature = (lp.a_start.tobytes(), lp.a_index.tobytes())
         warm = False
         prev = self._lp
+        if h is not None and prev is not None and self._cuts:
+            # the kept model as the last LP left it, its cuts dropped
+            cut = np.arange(prev.n_row, prev.n_row + self._cuts, dtype=np.int32)
+            h.deleteRows(len(cut), cut)
+            self._cuts = 0
         if (
             h is not None
             and prev is not None
@@ -218,7 +280,11 @@ class HighsPlanner:
             self.models_passed += 1
             if basis is not None:
                 warm = h.setBasis(basis) == highspy.HighsStatus.kOk
+        carried = self._carry_planes(h, lp, rows)
         run_for(h, self._time_limit_s)
+        added, cut_rows, directions = refine(h, lp, self._time_limit_s)
+        self._cuts = carried + added
+        self._remember_planes(lp, rows, cut_rows, directions)
         self._highs = h
         self._col_codes, self._row_codes, self._signature = cols, rows, signature
         self._lp = lp
@@ -228,6 +294,32 @@ class HighsPlanner:
             self._highs = None
             return self.solve(lp)
         return result
+
+    def _carry_planes(self, h: _Highs, lp: PreparedLP, row_codes: np.ndarray) -> int:
+        """Add the last re-plan's cuts of the rows this LP still has."""
+        ph = lp.phasor
+        if ph is None or not self._planes:
+            return 0
+        rows: list[int] = []
+        directions: list[complex] = []
+        for r, code in enumerate(row_codes[ph.rows].tolist()):
+            for u in self._planes.get(code, ()):
+                rows.append(r)
+                directions.append(u)
+        return add_planes(h, lp, np.array(rows, np.int64), np.array(directions, complex))
+
+    def _remember_planes(
+        self, lp: PreparedLP, row_codes: np.ndarray, rows: np.ndarray, directions: np.ndarray
+    ) -> None:
+        ph = lp.phasor
+        if ph is None:
+            self._planes = {}
+            return
+        codes = row_codes[ph.rows]
+        kept = {int(c): self._planes.get(int(c), []) for c in codes}
+        for r, u in zip(rows.tolist(), directions.tolist(), strict=True):
+            kept[int(codes[r])] = [*kept[int(codes[r])], u][-KEPT_CUTS:]
+        self._planes = {c: us for c, us in kept.items() if us}
 
     def _carried_basis(self, cols: np.ndarray, rows: np.ndarray) -> highspy.HighsBasis | None:
         assert self._highs is not None

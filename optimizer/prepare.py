@@ -50,14 +50,8 @@ from functools import cached_property
 
 import numpy as np
 
-from optimizer.families import (
-    KW,
-    WEIGHTED,
-    FamilyKey,
-    SiteFamilies,
-    group_limit_a,
-    group_limit_kw,
-)
+from optimizer import families as site_families
+from optimizer.families import KW, WEIGHTED, FamilyKey, PhasorRows, SiteFamilies
 from optimizer.problem import PlanningProblem, SessionDemand
 from optimizer.site import LINES, ConnectorInfo, Line
 
@@ -168,6 +162,7 @@ class PreparedLP:
     """Piece number of every w column."""
     tail_x: np.ndarray
     """The x column each battery-tail row bounds (rows after the w rows)."""
+    phasor: PhasorRows | None = None  # rows on phasor sums, after `optimizer.phasor.exact`
 
     @property
     def n_col(self) -> int:
@@ -237,13 +232,13 @@ def _families(
 
     inf = np.full(grid.slots, INF)
     for g in site.groups:
-        limit_a = group_limit_a(site, cap, g.id, grid.slots)
+        limit_a = site_families.group_limit_a(site, cap, g.id, grid.slots)
         if g.weights is not None:
             members = site.weighted_members(g)
             used = sum(members.get(k, 0.0) * a for k, a in fixed.items())
             add(g.id, WEIGHTED, limit_a - used)
             continue
-        limit_kw = group_limit_kw(site, cap, g.id, grid.slots)
+        limit_kw = site_families.group_limit_kw(site, cap, g.id, grid.slots)
         under = [site.connectors[k] for k in fixed if g.id in site.connectors[k].ancestors]
         for line in LINES:
             used_a = sum(fixed[i.key] for i in under if line in i.lines)
@@ -695,6 +690,6 @@ def expand_to_slots(
 
 
 def limit_load(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
-    """Load of every limit row under x-column values ``x`` (length n_x)."""
+    """Load of every limit row (its linear form) under x-column values ``x``."""
     rows, cols, vals = lp.limit_entries
     return np.bincount(rows, weights=vals * x[cols], minlength=lp.n_limit_rows)

@@ -159,6 +159,12 @@ class Group(_Strict):
     oscp_group_id: str | None = None
     weights: dict[str, float] | None = None
     """Weighted constraint: station or connector id → factor (|factor| is used)."""
+    phasor: bool = False
+    """Limits on phasor sums, exactly: each line's current is |Σ I·e^(jθ)| over
+    what loads it, θ the phase angle of each member's current (that of the
+    voltage it is wired across: line pairs are 30° off the line). With
+    ``weights``: |Σ factor·I·e^(jθ)|, the factor's sign kept (e.g. a transformer
+    primary). Off: magnitudes summed (Σ I, Σ |factor|·I), never looser."""
     description: str = ""
 
 
@@ -412,15 +418,16 @@ class Site(_Strict):
             if group_id in info.ancestors:
                 yield info
 
-    def weighted_members(self, group: Group) -> dict[str, float]:
-        """Connector key → |weight| for a weighted group (station weights apply to
-        each of its connectors)."""
+    def weighted_members(self, group: Group, *, signed: bool = False) -> dict[str, float]:
+        """Connector key → |weight| (``signed``: weight) for a weighted group
+        (station weights apply to each of its connectors)."""
         out: dict[str, float] = {}
         for name, w in (group.weights or {}).items():
+            w = w if signed else abs(w)
             if "/" in name:
-                out[name] = out.get(name, 0.0) + abs(w)
+                out[name] = out.get(name, 0.0) + w
             else:
                 for info in self.connectors.values():
                     if info.station_id == name:
-                        out[info.key] = out.get(info.key, 0.0) + abs(w)
+                        out[info.key] = out.get(info.key, 0.0) + w
         return out

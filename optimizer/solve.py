@@ -1,7 +1,9 @@
 """`solve`: the planning engine's one entry point.
 
-prepare (shared arrays) → LP backend (direct highspy, kept warm, or PuLP) →
-even out interchangeable sessions → minimum-current rule → `Plan`.
+prepare (shared arrays) → exact phasor rows, if the site has phasor sums
+(`optimizer.phasor`) → LP backend (direct highspy, kept warm, with cutting
+planes; or PuLP) → even out interchangeable sessions → scaled into every exact
+limit → minimum-current rule → exact limits checked → `Plan`.
 
 Always returns a plan: when the solver fails or runs out of time without a
 point, the water-filling heuristic plans and the status says so.
@@ -16,7 +18,8 @@ from enum import StrEnum
 
 import numpy as np
 
-from optimizer.dispatch import make_dispatchable, water_fill
+from optimizer import phasor
+from optimizer.dispatch import floor_to_steps, make_dispatchable, water_fill
 from optimizer.highs_backend import HighsPlanner, RawResult, solve_arrays
 from optimizer.plan import BindingLimit, Plan, SolverStatus
 from optimizer.prepare import PreparedLP, expand_to_slots, limit_load, prepare
@@ -85,7 +88,18 @@ def _run_backend(
     time_limit_s: float | None,
 ) -> RawResult:
     if backend is Backend.PULP:
-        return solve_pulp(lp, pulp_solver, time_limit_s)
+        # the cutting planes of the highspy route, each round solved from scratch
+        raw = solve_pulp(lp, pulp_solver, time_limit_s)
+        cut = lp
+        for _ in range(phasor.MAX_CUT_ROUNDS if lp.phasor is not None else 0):
+            if raw.x is None or lp.phasor is None:
+                break
+            which = phasor.violated(lp.phasor, raw.x)
+            if not len(which):
+                break
+            cut = phasor.with_cuts(cut, raw.x, which)
+            raw = solve_pulp(cut, pulp_solver, time_limit_s)
+        return raw
     if planner is not None:
         return planner.solve(lp)
     return solve_arrays(lp, time_limit_s)
@@ -103,14 +117,15 @@ def solve(
     t0 = time.perf_counter()
     backend = Backend(backend)
     # a kept planner changes bounds in place when the LP keeps its shape
-    lp = prepare(problem, stable_shape=planner is not None and backend is Backend.HIGHS)
+    linear = prepare(problem, stable_shape=planner is not None and backend is Backend.HIGHS)
+    lp = phasor.exact(linear)  # `linear` itself on a site without phasor sums
     notes: list[str] = []
     objective: float | None = None
     if lp.n_x == 0:
         x_lp = np.zeros(0)
         status = SolverStatus.EMPTY
     elif backend is Backend.HEURISTIC:
-        x_lp = water_fill(lp)
+        x_lp = water_fill(linear)
         status = SolverStatus.HEURISTIC
     else:
         try:
@@ -122,24 +137,35 @@ def solve(
             raw = RawResult(None, False, None, 0.0, f"solver error: {exc}")
         if raw.x is None:
             notes.append(f"solver: {raw.detail}; water-filling heuristic used")
-            x_lp = water_fill(lp)
+            x_lp = water_fill(linear)
             status = SolverStatus.HEURISTIC
         else:
             x_lp = symmetrize(lp, np.clip(raw.x, 0.0, lp.col_upper[: lp.n_x]))
+            x_lp = phasor.scale_inside(lp, x_lp)
             status = SolverStatus.OPTIMAL if raw.optimal else SolverStatus.FEASIBLE
             objective = raw.objective
             if raw.warm:
                 notes.append("warm start")
+    # the dispatch fills each phasor row up to its tangent at the LP's point
+    lp = phasor.tangent(lp, x_lp) if status is not SolverStatus.HEURISTIC else linear
     z = make_dispatchable(lp, x_lp)
+    exact_z = phasor.enforce(lp, z, floor_to_steps)
     loads = limit_load(lp, z)
     upper = lp.row_upper[: lp.n_limit_rows]
-    if np.any(loads > upper + LIMIT_TOLERANCE):
-        # never happens by construction; if it ever does, plan safely instead
-        notes.append("dispatch exceeded a limit; water-filling heuristic used")
-        log.error("dispatched plan exceeded a limit; falling back to water-filling")
+    over = np.any((loads > upper + LIMIT_TOLERANCE) & phasor.linear_rows(lp))
+    if over or exact_z is None:
+        if over:  # never happens by construction; if it ever does, plan safely instead
+            notes.append("dispatch exceeded a limit; water-filling heuristic used")
+            log.error("dispatched plan exceeded a limit; falling back to water-filling")
+        else:  # lowering currents into the discs did not settle: magnitudes summed
+            notes.append("exact limits not met by the dispatch; water-filling, magnitudes summed")
+            log.warning("dispatch did not settle within the exact limits; water-filling")
+        lp = linear
         x_lp = water_fill(lp)
         z = make_dispatchable(lp, x_lp)
         status = SolverStatus.HEURISTIC
+    else:
+        z = exact_z
     return _assemble(lp, x_lp, z, status, objective, backend, notes, t0)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,7 +19,11 @@ class LoadModel:
     A family is (group, ``L1``/``L2``/``L3``) with coefficient 1 for every line
     the connector loads, (group, ``kW``) with the connector's kW per A, or a
     weighted group with |weight|; the same families as the planner's rows
-    (both from `optimizer.families`).
+    (both from `optimizer.families`). A phasor family (a line of a group with
+    ``phasor = true`` whose members draw at different angles) is loaded by the
+    magnitude of its phasor sum, the planner's exact rule; its ``matrix`` and
+    ``members`` coefficients are the magnitudes, an upper bound of what a
+    raise adds to it.
     """
 
     keys: tuple[FamilyKey, ...]
@@ -27,6 +31,10 @@ class LoadModel:
     matrix: np.ndarray
     """(families, connectors) coefficients, connectors in site order."""
     column: Mapping[str, int]
+    phasor_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    """Families loaded by a phasor sum..."""
+    phasor_matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=complex))
+    """...and their (phasor families, connectors) complex coefficients."""
 
     @classmethod
     def build(cls, site: Site, lines: Mapping[str, tuple[Line, ...]] | None = None) -> LoadModel:
@@ -54,7 +62,13 @@ class LoadModel:
         for cid, fams in members.items():
             for f, coef in fams:
                 matrix[f, column[cid]] += coef
-        return cls(tuple(keys), members, matrix, column)
+        rows = np.array(sorted(index[k] for k in families.phasor_keys if k in index), np.intp)
+        position = {int(f): i for i, f in enumerate(rows)}
+        exact = np.zeros((len(rows), len(column)), dtype=complex)
+        for cid, info in site.connectors.items():
+            for key, c in families.phasors(info, lines.get(cid) or info.lines):
+                exact[position[index[key]], column[cid]] += c
+        return cls(tuple(keys), members, matrix, column, rows, exact)
 
     def capacity(self, site: Site, capacity: Capacity, grid: TimeGrid) -> np.ndarray:
         """(families, slots) upper bounds; ``inf`` where there is no limit."""
@@ -80,7 +94,12 @@ class LoadModel:
         p = p[order]
         starts = np.flatnonzero(np.concatenate(([True], p[1:] != p[:-1])))
         sums = np.add.reduceat(values[order], starts, axis=0)
-        return np.einsum("fp,ps->fs", coef[:, p[starts]], sums)
+        out = np.einsum("fp,ps->fs", coef[:, p[starts]], sums)
+        if len(self.phasor_rows):
+            out[self.phasor_rows] = np.abs(
+                np.einsum("fc,cs->fs", self.phasor_matrix[:, cols], values)
+            )
+        return out
 
     @property
     def patterns(self) -> tuple[np.ndarray, np.ndarray]:

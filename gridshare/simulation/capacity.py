@@ -5,10 +5,18 @@ read by the planner's own reader, `gridshare.csvio.read_capacity`.
 Two views of the same data: `SiteLimits.at` gives the limits in force at one
 moment (to check what the cars really draw), `SiteLimits.capacity` the
 `optimizer.Capacity` over a planning grid.
+
+A group with ``phasor = true`` limits the magnitude of each line's phasor
+current: its rows have complex coefficients (the unit phasor of what one
+ampere of a connector puts on the line), and a row's load is |coefficients ·
+currents|. Written here from the wiring alone, apart from the planner's own
+model, so that the check stays independent of it.
 """
 
 from __future__ import annotations
 
+import cmath
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +50,31 @@ class LimitRow:
     """``L1``/``L2``/``L3``, ``kW`` or ``weighted``."""
 
 
+_LINE_DEG = {"L1": 0.0, "L2": -120.0, "L3": 120.0}
+
+
+def _volts(line: str) -> complex:
+    return cmath.rect(1.0, math.radians(_LINE_DEG[line]))
+
+
+def line_phasor(lines: tuple[str, ...], line: str) -> complex:
+    """Current on ``line`` per ampere a load wired on ``lines`` draws at unity
+    power factor: in phase with its voltage (a pair's line-to-line one, drawn
+    out of its first line and back into its second); 0 if not wired there."""
+    if line not in lines:
+        return 0j
+    if len(lines) == 2:
+        across = _volts(lines[0]) - _volts(lines[1])
+        unit = across / abs(across)
+        return unit if line == lines[0] else -unit
+    return _volts(line)
+
+
+def own_phasor(lines: tuple[str, ...]) -> complex:
+    """A load's own current per ampere: a pair's line-to-line, else its first line's."""
+    return line_phasor(lines, lines[0])
+
+
 class SiteLimits:
     """Every limit of a site as rows over its connectors (coefficient matrix), with
     the bounds in force at any moment. Built from the site model alone, apart
@@ -58,19 +91,21 @@ class SiteLimits:
         static: list[float] = []
         for g in site.groups:
             if g.weights is not None:
-                v = np.zeros(len(col))
-                for key, w in site.weighted_members(g).items():
-                    v[col[key]] = w
+                v = np.zeros(len(col), dtype=complex if g.phasor else float)
+                for key, w in site.weighted_members(g, signed=g.phasor).items():
+                    lines = tuple(x.value for x in site.connectors[key].lines)
+                    v[col[key]] = w * own_phasor(lines) if g.phasor else w
                 rows.append(LimitRow(g.id, "weighted"))
                 coef.append(v)
                 static.append(g.limit_a if g.limit_a is not None else np.inf)
                 continue
             under = list(site.connectors_under(g.id))
             for line in LINES:
-                v = np.zeros(len(col))
+                v = np.zeros(len(col), dtype=complex if g.phasor else float)
                 for info in under:
+                    wired = tuple(x.value for x in info.lines)
                     if line in info.lines:
-                        v[col[info.key]] = 1.0
+                        v[col[info.key]] = line_phasor(wired, line.value) if g.phasor else 1.0
                 rows.append(LimitRow(g.id, line.value))
                 coef.append(v)
                 static.append(g.limit_a if g.limit_a is not None else np.inf)
@@ -82,16 +117,17 @@ class SiteLimits:
             static.append(g.limit_kw if g.limit_kw is not None else np.inf)
         self.rows = tuple(rows)
         self.matrix = np.array(coef) if coef else np.zeros((0, len(col)))
+        """(rows, connectors); complex where a group has ``phasor`` (load: |row · currents|)."""
         self.static = np.array(static)
         self._row_group = np.array([r.group_id for r in rows])
         self._row_is_kw = np.array([r.quantity == "kW" for r in rows])
 
     def column(self, connector_id: str, lines: tuple[str, ...] | None = None) -> np.ndarray:
         """Coefficient of every row for a car at ``connector_id`` loading ``lines``
-        (default: the connector's own lines)."""
+        (default: the connector's own lines); complex on a ``phasor`` group's rows."""
         info = self.site.connectors[connector_id]
         loaded = tuple(Line(x) for x in lines) if lines else info.lines
-        out = np.zeros(len(self.rows))
+        out = np.zeros(len(self.rows), dtype=self.matrix.dtype)
         for r, row in enumerate(self.rows):
             if row.quantity == "weighted":
                 out[r] = self.matrix[r, self._col[connector_id]]
@@ -100,7 +136,9 @@ class SiteLimits:
             elif row.quantity == "kW":
                 out[r] = info.kw_per_amp(loaded)
             elif Line(row.quantity) in loaded:
-                out[r] = 1.0
+                exact = self.site.group_by_id[row.group_id].phasor
+                wired = tuple(x.value for x in loaded)
+                out[r] = line_phasor(wired, row.quantity) if exact else 1.0
         return out
 
     def at(self, t: datetime) -> np.ndarray:
@@ -114,6 +152,11 @@ class SiteLimits:
                 if o.limit_kw is not None:
                     out[sel & self._row_is_kw] = np.minimum(out[sel & self._row_is_kw], o.limit_kw)
         return out
+
+    @staticmethod
+    def load(coef: np.ndarray, currents: np.ndarray) -> np.ndarray:
+        """Load of every row: |coefficients · currents| (a plain sum where real)."""
+        return np.abs(coef @ currents)
 
     def capacity(self, grid: TimeGrid) -> Capacity:
         return Capacity.static(self.site, grid).limited(grid, self.overrides)

@@ -355,13 +355,13 @@ class Simulation:
                 draws[n], offers[n] = draw, o
             bounds = self.bounds(k)
             coef = self.coef[:, order]
-            load = coef @ draws
+            load = self.limits.load(coef, draws)
             visited.append(k)
             peaks.append(self._peak(load, k))
             for r in np.flatnonzero(load > bounds + LIMIT_TOLERANCE):
                 result.violations.append((k, int(r), float(load[r] - bounds[r])))
             result.offer_violations += int(
-                np.count_nonzero(coef @ offers > bounds + LIMIT_TOLERANCE)
+                np.count_nonzero(self.limits.load(coef, offers) > bounds + LIMIT_TOLERANCE)
             )
             if on_step is not None:
                 on_step(k)

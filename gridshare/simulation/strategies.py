@@ -293,7 +293,7 @@ def _limit_entries(
     lim_col: list[np.ndarray] = []
     lim_val: list[np.ndarray] = []
     for j, i in enumerate(members):
-        coef = sim.coef[:, i]
+        coef = np.abs(sim.coef[:, i])  # a phasor row as its magnitudes: never looser
         rows = np.flatnonzero(coef)
         steps = int(sim.arrive_step[i]) - k0 + np.arange(lens[j])
         lim_key.append((rows[:, None] * n_steps + steps[None, :]).ravel())

@@ -1,0 +1,1 @@
+"""gridshare inside other tools: `acnportal` (Caltech's ``acnsim``, optional extra ``acn``)."""

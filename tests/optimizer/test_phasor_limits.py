@@ -1,0 +1,265 @@
+"""Exact three-phase limits: plans checked on the phasor magnitudes themselves.
+
+A line's current is evaluated here from scratch: every connector draws at unity
+power factor, a line pair's current in phase with its line-to-line voltage, out
+of its first line and back into its second.
+"""
+
+from __future__ import annotations
+
+import cmath
+import math
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from optimizer import Capacity, PlanningProblem, SessionDemand, Site, SolverStatus, phasor, solve
+from optimizer.dispatch import floor_to_steps
+from optimizer.highs_backend import HighsPlanner, solve_arrays
+from optimizer.prepare import prepare
+from tests.optimizer.sites import NOW, capacity_of, problem, site_from, sites_and_sessions
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+TOL = 1e-6
+DEG = {"L1": 0.0, "L2": -120.0, "L3": 120.0}
+
+
+def volts(line: str) -> complex:
+    return cmath.rect(1.0, math.radians(DEG[line]))
+
+
+def on_line(lines: tuple[str, ...], line: str) -> complex:
+    if line not in lines:
+        return 0j
+    if len(lines) == 2:
+        v = volts(lines[0]) - volts(lines[1])
+        return (v / abs(v)) * (1 if line == lines[0] else -1)
+    return volts(line)
+
+
+def exact_loads(prob: PlanningProblem, current: np.ndarray, lines: dict) -> dict:
+    """(group, line or 'weighted') → per-slot magnitude of the phasor current
+    (magnitudes summed in groups without ``phasor``), fixed loads included."""
+    site = prob.site
+    ids = list(site.connectors)
+    current = current.copy()
+    for cid, amps in prob.fixed_load_a.items():
+        current[ids.index(cid)] = np.maximum(current[ids.index(cid)], amps)
+    wired = {k: tuple(x.value for x in lines[k]) for k in ids}
+    out = {}
+    for g in site.groups:
+        if g.weights is not None:
+            z = np.zeros(prob.grid.slots, dtype=complex)
+            for k, w in site.weighted_members(g, signed=g.phasor).items():
+                own = wired[k]
+                z += (w * on_line(own, own[0]) if g.phasor else abs(w)) * current[ids.index(k)]
+            out[(g.id, "weighted")] = np.abs(z)
+            continue
+        for line in DEG:
+            z = np.zeros(prob.grid.slots, dtype=complex)
+            for info in site.connectors_under(g.id):
+                u = on_line(wired[info.key], line)
+                z += (u if g.phasor else abs(u)) * current[ids.index(info.key)]
+            out[(g.id, line)] = np.abs(z)
+    return out
+
+
+def with_phasor(site: Site) -> Site:
+    data: dict[str, Any] = site.model_dump()
+    for g in data["groups"]:
+        g["phasor"] = True
+    return Site.model_validate(data)
+
+
+def exact_problem(prob: PlanningProblem) -> PlanningProblem:
+    return replace(prob, site=with_phasor(prob.site))
+
+
+def assert_exactly_within(prob: PlanningProblem, **kw: Any) -> None:
+    plan = solve(prob, **kw)
+    lines = {k: plan.lines.get(k, v.lines) for k, v in prob.site.connectors.items()}
+    loads = exact_loads(prob, plan.current_a, lines)
+    fixed_only = exact_loads(prob, np.zeros_like(plan.current_a), lines)
+    for (gid, qty), load in loads.items():
+        cap = capacity_of(prob, gid, "A")
+        # what unresponsive stations draw alone may already exceed a limit
+        bound = np.maximum(cap, fixed_only[(gid, qty)])
+        assert np.all(load <= bound + TOL), f"{gid}:{qty}: {load.max()} > {cap.min()}"
+
+
+@SETTINGS
+@given(sites_and_sessions())
+def test_plans_are_within_every_phasor_magnitude(prob: PlanningProblem) -> None:
+    assert_exactly_within(exact_problem(prob))
+
+
+@SETTINGS
+@given(sites_and_sessions())
+def test_a_kept_planner_stays_within_them_over_replans(prob: PlanningProblem) -> None:
+    prob = exact_problem(prob)
+    planner = HighsPlanner()
+    for minutes in (0, 0, 15, 20):
+        later = replace(prob, now=prob.now + timedelta(minutes=minutes))
+        assert_exactly_within(later, planner=planner)
+
+
+@SETTINGS
+@given(sites_and_sessions())
+def test_the_cut_lp_is_within_the_tolerance_and_never_below_the_linear_lp(
+    prob: PlanningProblem,
+) -> None:
+    exact = exact_problem(prob)
+    lp = phasor.exact(prepare(exact))
+    linear = prepare(prob)
+    if lp.n_x == 0:
+        return
+    raw, base = solve_arrays(lp), solve_arrays(linear)
+    assert raw.x is not None and base.x is not None
+    if lp.phasor is not None and raw.optimal:
+        assert len(phasor.violated(lp.phasor, raw.x)) == 0
+    # the exact model only ever adds room: it never plans less energy
+    kwh = lp.x_kwh
+    assert kwh @ raw.x >= kwh @ base.x * (1 - 2e-3) - 1e-6
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sites_and_sessions(max_connectors=5))
+def test_pulp_and_highs_agree_on_exact_limits(prob: PlanningProblem) -> None:
+    prob = exact_problem(prob)
+    a = solve(prob, backend="highs")
+    b = solve(prob, backend="pulp")
+    assert a.status == b.status
+    if a.status is SolverStatus.OPTIMAL:
+        assert a.objective is not None and b.objective is not None
+        # both stop within the cut tolerance of the disc, each at its own vertex
+        assert abs(a.objective - b.objective) <= 2e-3 * max(1.0, abs(a.objective))
+
+
+@SETTINGS
+@given(sites_and_sessions())
+def test_a_site_without_phasor_sums_keeps_its_lp_array_for_array(prob: PlanningProblem) -> None:
+    lp = prepare(prob)
+    assert phasor.exact(lp) is lp
+    assert lp.phasor is None
+
+
+def test_a_group_of_one_pair_keeps_its_linear_lp() -> None:
+    """Every member at one angle: |Σ| = Σ, nothing to make exact."""
+    site = site_from(
+        [{"id": "g", "limit_a": 40.0, "phasor": True}],
+        [{"id": f"C{i}", "group": "g", "connectors": [conn(("L1", "L2"))]} for i in range(3)],
+    )
+    prob = problem(site, sessions(site))
+    lp = prepare(prob)
+    assert phasor.exact(lp) is lp
+
+
+def conn(phases: tuple[str, ...]) -> dict:
+    out: dict = {"id": 1, "max_current_a": 32.0, "min_current_a": 6.0, "phases": list(phases)}
+    if len(phases) == 2:
+        out["voltage_v"] = 208.0
+    return out
+
+
+def sessions(site: Site, kwh: float = 60.0) -> list[SessionDemand]:
+    return [
+        SessionDemand(f"s{i}", cid, NOW - timedelta(minutes=5), NOW + timedelta(hours=4), kwh)
+        for i, cid in enumerate(site.connectors)
+    ]
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_two_pairs_on_a_line_share_it_as_phasors(exact: bool) -> None:
+    """AB and CA chargers both load L1: 30° apart from it on either side, so
+    their currents add as a·e^(j30°) + b·e^(−j30°): |I_L1| = √(a² + b² + ab),
+    √3·a for two equal currents, not 2a."""
+    site = site_from(
+        [{"id": "g", "limit_a": 40.0, "phasor": exact}],
+        [
+            {"id": "AB", "group": "g", "connectors": [conn(("L1", "L2"))]},
+            {"id": "CA", "group": "g", "connectors": [conn(("L3", "L1"))]},
+        ],
+    )
+    plan = solve(problem(site, sessions(site)))
+    now = plan.current_a[:, 0]
+    if exact:
+        assert now.sum() == pytest.approx(2 * 40 / math.sqrt(3), abs=0.2)
+        assert math.sqrt(now[0] ** 2 + now[1] ** 2 + now[0] * now[1]) <= 40 + TOL
+    else:
+        assert now.sum() == pytest.approx(40.0, abs=0.1)
+
+
+def test_a_phasor_weighted_group_keeps_its_signs() -> None:
+    """A primary-side limit 0.25·I_AB − 0.5·I_CA: the two currents are 60° apart
+    once the sign is applied, so the exact sum is below the magnitudes'."""
+    site = site_from(
+        [
+            {"id": "g"},
+            {
+                "id": "primary",
+                "parent": "g",
+                "limit_a": 10.0,
+                "phasor": True,
+                "weights": {"AB": 0.25, "CA": -0.5},
+            },
+        ],
+        [
+            {"id": "AB", "group": "g", "connectors": [conn(("L1", "L2"))]},
+            {"id": "CA", "group": "g", "connectors": [conn(("L3", "L1"))]},
+        ],
+    )
+    prob = problem(site, sessions(site))
+    plan = solve(prob)
+    a, b = plan.current_a[:, 0]
+    z = 0.25 * a * on_line(("L1", "L2"), "L1") - 0.5 * b * on_line(("L3", "L1"), "L3")
+    assert abs(z) <= 10 + TOL
+    assert 0.25 * a + 0.5 * b > 10.5  # more than the magnitudes summed allow
+
+
+def test_exact_limits_deliver_more_on_a_capped_site() -> None:
+    chargers = [
+        {"id": f"C{i}", "group": "g", "connectors": [conn(pair)]}
+        for i, pair in enumerate([("L1", "L2"), ("L2", "L3"), ("L3", "L1")] * 4)
+    ]
+    energy = []
+    for exact in (False, True):
+        site = site_from([{"id": "g", "limit_a": 100.0, "phasor": exact}], chargers)
+        prob = problem(site, sessions(site), capacity=None)
+        plan = solve(prob)
+        assert plan.status is SolverStatus.OPTIMAL
+        energy.append(sum(plan.energy_kwh.values()))
+        assert_exactly_within(prob)
+    assert energy[1] > energy[0] * 1.1
+
+
+def test_capacity_lowered_in_a_slot_is_respected_exactly() -> None:
+    chargers = [
+        {"id": f"C{i}", "group": "g", "connectors": [conn(pair)]}
+        for i, pair in enumerate([("L1", "L2"), ("L2", "L3"), ("L3", "L1"), ("L1",)] * 2)
+    ]
+    site = site_from([{"id": "g", "limit_a": 60.0, "phasor": True}], chargers)
+    base = problem(site, sessions(site))
+    cap = Capacity.static(site, base.grid).lowered(
+        "g", np.arange(base.grid.slots) < 3, limit_a=20.0, limit_kw=None
+    )
+    assert_exactly_within(replace(base, capacity=cap))
+
+
+def test_enforce_lowers_a_dispatched_slot_into_every_disc() -> None:
+    chargers = [
+        {"id": f"C{i}", "group": "g", "connectors": [conn(pair)]}
+        for i, pair in enumerate([("L1", "L2"), ("L2", "L3"), ("L3", "L1"), ("L1",)] * 2)
+    ]
+    site = site_from([{"id": "g", "limit_a": 50.0, "phasor": True}], chargers)
+    lp = phasor.exact(prepare(problem(site, sessions(site))))
+    assert lp.phasor is not None
+    z = np.full(lp.n_x, 32.0)
+    out = phasor.enforce(lp, z, floor_to_steps)
+    assert out is not None
+    assert np.all(out <= z)
+    assert np.all(np.abs(phasor.sums(lp.phasor, out)) <= lp.phasor.bound + TOL)
+    assert np.abs(phasor.sums(lp.phasor, out)).max() > 0.9 * 50.0  # lowered, not emptied
