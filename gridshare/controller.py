@@ -429,6 +429,7 @@ class Controller:
         return built.problem, dict(built.fixed)
 
     async def replan(self, reason: str = "manual") -> tuple[Plan, RolloutReport]:
+        await self.fast.finished()  # the fast speed first: it takes no solve
         now = self.clock()
         await self.follow_capacity_with_fallbacks(now)
         steady = set(reason.split(", ")) <= STEADY_REASONS

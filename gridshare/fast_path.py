@@ -80,6 +80,11 @@ class FastPath:
     def busy(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    async def finished(self) -> None:
+        """Until the re-dispatch running (if any) has rolled out."""
+        if self._task is not None and not self._task.done():
+            await asyncio.wait({self._task})
+
     async def _loop(self) -> None:
         while self.requested_at is not None:
             asked, self.requested_at = self.requested_at, None
@@ -98,15 +103,16 @@ class FastPath:
 
     def cars(self, grid: TimeGrid, mono: float) -> dict[str, SteerableCar]:
         """The cars the last plan steers whose profile in force is known."""
-        plan, book, site = self.plan, self.book, self.state.site
+        plan, book = self.plan, self.book
         if plan is None:
             return {}
-        pinned = book.pinned(mono)
-        connected = self.state.connected
+        pinned, fixed, connected = book.pinned(mono), self.fixed, self.state.connected
+        sessions, limits, static = self.state.sessions, book.connectors, self._static
+        slack = 2 * self.settings.min_change_a
         out: dict[str, SteerableCar] = {}
         for cid in plan.connector_ids:
-            s = self.state.sessions.get(cid)
-            c = book.connectors.get(cid)
+            s = sessions.get(cid)
+            c = limits.get(cid)
             if (
                 s is None
                 or c is None
@@ -115,25 +121,38 @@ class FastPath:
                 or c.uncertain
                 or c.force_send
                 or cid in pinned
-                or cid in self.fixed
+                or cid in fixed
                 or s.station_id not in connected
             ):
                 continue
-            info = site.connectors[cid]
-            tops = [info.max_current_a, s.ev_max_current_a, s.cap_a]
-            floor = max(info.connector.min_current_a, s.ev_min_current_a or 0.0)
-            drawn = s.drawn_a
+            top, floor, steps = static[cid]
+            for most in (s.ev_max_current_a, s.rate.max_current_a):
+                if most is not None and most < top:
+                    top = most
+            if s.ev_min_current_a is not None and s.ev_min_current_a > floor:
+                floor = s.ev_min_current_a
             profile = book.worst(cid, grid, fallback=False)
-            out[cid] = SteerableCar(
-                profile=profile,
-                top_a=min(t for t in tops if t is not None),
-                floor_a=floor,
-                steps=info.connector.allowed_currents_a,
-                priority=s.priority,
-                # a car well under its offer would not use a raise
-                drawing=drawn is None or drawn >= profile[0] - 2 * self.settings.min_change_a,
-            )
+            drawn = s.drawn_a
+            # a car well under its offer would not use a raise
+            drawing = drawn is None or drawn >= float(profile[0]) - slack
+            out[cid] = SteerableCar(profile, top, floor, steps, s.priority, drawing)
         return out
+
+    @property
+    def _static(self) -> dict[str, tuple[float, float, tuple[float, ...] | None]]:
+        """Connector → (its and its cable's maximum, its minimum, its pilot steps)."""
+        cached = self.__dict__.get("_static_cache")
+        if cached is None:
+            cached = {
+                cid: (
+                    info.max_current_a,
+                    info.connector.min_current_a,
+                    info.connector.allowed_currents_a,
+                )
+                for cid, info in self.state.site.connectors.items()
+            }
+            self.__dict__["_static_cache"] = cached
+        return cached
 
     def decide(self, now: datetime) -> tuple[TimeGrid, LoadModel, np.ndarray, Redispatch]:
         """The grid, its limit families and their capacity now, and the
@@ -145,12 +164,12 @@ class FastPath:
         model = self.load_models(plan.lines if plan is not None else None)
         cap = model.capacity(site, self.capacity(grid, now), grid)
         book = self.book
-        reserve = {
-            cid: (min(book.default_worst(cid), site.connectors[cid].max_current_a))
+        static = self._static
+        reserve = (
+            {cid: min(book.default_worst(cid), static[cid][0]) for cid in cars}
             if book.count_idle
-            else 0.0
-            for cid in cars
-        }
+            else {}
+        )
         worst = book.worst_all(grid)
         hyst = self.settings.min_change_a
         return grid, model, cap, redispatch_slot(0, worst, reserve, cars, model, cap, hyst)

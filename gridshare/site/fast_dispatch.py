@@ -124,10 +124,19 @@ def redispatch_slot(
             out.lowerings[cid] = new
             old = worst.get(cid, new)
             after[cid] = np.minimum(np.maximum(new, reserve.get(cid, 0.0)), old)
-    now = {cid: np.asarray(w, dtype=float)[slot : slot + 1] for cid, w in after.items()}
-    room = cap[:, slot] - model.load(now, 1)[:, 0]
+    room = cap[:, slot] - load_at(model, after, slot)
     _raise(slot, after, cars, out, model, room, min_change_a)
     return out
+
+
+def load_at(model: LoadModel, schedules: Mapping[str, np.ndarray], slot: int) -> np.ndarray:
+    """(families,): the sum of ``schedules`` in slot ``slot`` per family."""
+    values = np.zeros(len(model.column))
+    column = model.column
+    for cid, w in schedules.items():
+        values[column[cid]] = w[slot]
+    fam, col, coef = model.entries
+    return np.bincount(fam, weights=coef * values[col], minlength=len(model.keys))
 
 
 def _raise(
