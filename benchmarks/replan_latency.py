@@ -20,22 +20,33 @@ maximum current drops to 10 A (one untimed reading arms the learner, the timed
 one caps the car's rate and hands the capacity to the others), then goes back
 to 32 A (the cap is released; the others are lowered before it is raised).
 
-Timed at the central system, instrumented from outside (its source is not
-changed): from the MeterValues frame reaching its frame handler (received and
-read off the websocket) to the moment ``ws.send`` of the last
-SetChargingProfile of the re-plan it caused returned (written to the socket).
-That covers parsing, storing (SQLite commit), learning, the coalescing wait,
-the solve in a worker thread with the warm planner, storing the plan and the
-safe rollout: lowerings sent and answered by the stations before the
-raisings. Only profiles that changed meaningfully are sent (hysteresis), so
-the last one sent is the last changed one ("profiles" counts them, the
-connectors' own TxDefault limits included). The re-plan is the first one
-requested after the frame arrived; the stations' fallback limits it raises
-into the freed capacity can cause more ("fallback installed"): "settled p99"
-runs until the controller is idle again, their rollouts included. "station p99" is the same event
-seen by the stations: the MeterValues frame sent → the last SetChargingProfile
-received (both processes read the same monotonic clock), an upper bound over
-loopback. "warm solve" is the controller's solve (`Plan.solve_ms`).
+Two speeds, timed at the central system, instrumented from outside (its
+source is not changed), from the MeterValues frame reaching its frame handler
+(received and read off the websocket):
+
+* fast: to the moment ``ws.send`` of the last SetChargingProfile of the fast
+  re-dispatch it caused returned (written to the socket): the car lowered to
+  what it takes, that answered, then the freed current raised on another car.
+  This is the time until the freed capacity is given out. Counted over the
+  events on which the re-dispatch raised a car ("fast n": a car taking less;
+  a car taking more again gets its room from the full re-plan, as the others
+  must be lowered first).
+* full: to the last SetChargingProfile of the full re-plan it caused (every
+  event): parsing, storing (SQLite commit), learning, the fast re-dispatch it
+  waits for, the coalescing wait, the solve in a worker thread with the warm
+  planner, storing the plan and the safe rollout: lowerings sent and answered
+  by the stations before the raisings. Only profiles that changed
+  meaningfully are sent (hysteresis), so the last one sent is the last
+  changed one ("profiles" counts them, the connectors' own TxDefault limits
+  included). The re-plan is the first one requested after the frame arrived;
+  the stations' fallback limits it raises into the freed capacity can cause
+  more ("fallback installed"): "settled p99" runs until the controller is idle
+  again, their rollouts included.
+
+"station p99" is the fast re-dispatch seen by the stations: the MeterValues
+frame sent → the last SetChargingProfile of it received (both processes read
+the same monotonic clock), an upper bound over loopback. "warm solve" is the
+controller's solve (`Plan.solve_ms`), "rollout" the full re-plan's rollout.
 
 Reference, measured in the same run at the end of each size: the cold solve
 (`optimizer.solve` without the warm planner: a fresh HiGHS instance) of the
@@ -291,6 +302,8 @@ class Result:
     station_ms: list[float]
     profiles: list[int]
     solve_ms: list[float]
+    rollout_ms: list[float]
+    """The full re-plan's rollout: lowerings answered, then raisings."""
     cold_ms: float
     missed: int
 
@@ -347,6 +360,7 @@ async def run(n: int, events: int, tmp: Path) -> Result:
         station: list[float] = []
         profiles: list[int] = []
         solves: list[float] = []
+        rollouts: list[float] = []
         missed = 0
         for e in range(events):
             cid = cids[(e // 2 * 7) % len(cids)]
@@ -396,6 +410,7 @@ async def run(n: int, events: int, tmp: Path) -> Result:
                 station.append((max(got) - mv_sent) * 1000.0)
             profiles.append(len(sent))
             solves.append(rollout[1].solve_ms)
+            rollouts.append((rollout[2].finished - rollout[2].started) * 1000.0)
             quick = first_fast(fast_runs, fast_before, arrived)
             if quick is not None and quick[1].raised:  # it gave freed capacity out
                 quick_sent = [t for t in probe.server_sent if arrived <= t <= quick[2]]
@@ -422,6 +437,7 @@ async def run(n: int, events: int, tmp: Path) -> Result:
             station,
             profiles,
             solves,
+            rollouts,
             statistics.median(cold),
             missed,
         )
@@ -450,7 +466,8 @@ def main() -> None:
     header = (
         f"{'connectors':>10} {'events':>6} | {'fast n':>6} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'station p99':>11} {'profiles':>8} | {'full p50':>8} {'p99 ms':>7} {'max ms':>7} "
-        f"{'settled p99':>11} {'profiles':>8} | {'warm solve':>10} {'cold solve':>10} "
+        f"{'settled p99':>11} {'profiles':>8} {'rollout':>7} | {'warm solve':>10} "
+        f"{'cold solve':>10} "
         f"{'fast p99/cold':>13} {'full p99/cold':>13}"
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -467,7 +484,8 @@ def main() -> None:
                 f"{statistics.median(r.fast_profiles or [0]):>8.0f} | "
                 f"{pct(lat, 0.5):>8.1f} {pct(lat, 0.99):>7.1f} "
                 f"{max(lat, default=float('nan')):>7.1f} {pct(r.settled_ms, 0.99):>11.1f} "
-                f"{statistics.median(r.profiles or [0]):>8.0f} | "
+                f"{statistics.median(r.profiles or [0]):>8.0f} "
+                f"{statistics.median(r.rollout_ms or [float('nan')]):>7.1f} | "
                 f"{statistics.median(r.solve_ms or [float('nan')]):>10.1f} "
                 f"{r.cold_ms:>10.1f} {pct(quick, 0.99) / r.cold_ms:>13.2f} "
                 f"{pct(lat, 0.99) / r.cold_ms:>13.2f}"
@@ -480,7 +498,8 @@ def main() -> None:
         "capacity out (fast n; a car taking less); station: the same seen by the stations. "
         "full: → last SetChargingProfile of the full re-plan it caused written (every event); "
         "settled: → last SetChargingProfile before the controller is idle again; "
-        "profiles: per event (median); warm solve: the controller's; cold solve: the same "
+        "profiles: per event (median); rollout: the full re-plan's, lowerings answered then "
+        "raisings (median); warm solve: the controller's; cold solve: the same "
         "problem on a fresh HiGHS instance (the reference)."
     )
 
