@@ -31,6 +31,7 @@ from gridshare.site.lookups import LoadModels
 from gridshare.site.state import SiteState
 from optimizer import Plan
 from optimizer.problem import Capacity, TimeGrid
+from optimizer.site import Line
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +161,7 @@ class FastPath:
         site = self.state.site
         grid = TimeGrid.covering(now, site.site.slot_minutes, site.site.horizon_hours)
         cars = self.cars(grid, self.rollouts.monotonic())
-        plan = self.plan
-        model = self.load_models(plan.lines if plan is not None else None)
+        model = self.load_models(self.lines())
         cap = model.capacity(site, self.capacity(grid, now), grid)
         book = self.book
         static = self._static
@@ -173,6 +173,22 @@ class FastPath:
         worst = book.worst_all(grid)
         hyst = self.settings.min_change_a
         return grid, model, cap, redispatch_slot(0, worst, reserve, cars, model, cap, hyst)
+
+    def lines(self) -> dict[str, tuple[Line, ...]]:
+        """The lines each car loads, fewer than its connector's only where the
+        plan and what its meter values show now agree (a car that switched to
+        more lines since the plan is counted on every line)."""
+        plan, sessions, wired = self.plan, self.state.sessions, self.state.site.connectors
+        if plan is None:
+            return {}
+        out: dict[str, tuple[Line, ...]] = {}
+        for cid, ls in plan.lines.items():
+            if ls == wired[cid].lines:
+                continue
+            s = sessions.get(cid)
+            if s is not None and s.lines == ls:
+                out[cid] = ls
+        return out
 
     async def redispatch(self) -> RolloutReport:
         mono = self.rollouts.monotonic
