@@ -28,9 +28,9 @@ source is not changed), from the MeterValues frame reaching its frame handler
   re-dispatch it caused returned (written to the socket): the car lowered to
   what it takes, that answered, then the freed current raised on another car.
   This is the time until the freed capacity is given out. Counted over the
-  events on which the re-dispatch raised a car ("fast n": a car taking less;
-  a car taking more again gets its room from the full re-plan, as the others
-  must be lowered first).
+  events on which the re-dispatch raised a car ("fast n": a car taking less
+  frees current; a car taking more again gets what room is left, the rest
+  from the full re-plan, as the others must be lowered first).
 * full: to the last SetChargingProfile of the full re-plan it caused (every
   event): parsing, storing (SQLite commit), learning, the fast re-dispatch it
   waits for, the coalescing wait, the solve in a worker thread with the warm
@@ -495,7 +495,7 @@ def main() -> None:
     print(
         "ms. fast: MeterValues frame at the central system → last SetChargingProfile of the "
         "fast re-dispatch it caused written, over the events on which that re-dispatch gave "
-        "capacity out (fast n; a car taking less); station: the same seen by the stations. "
+        "current out (fast n); station: the same seen by the stations. "
         "full: → last SetChargingProfile of the full re-plan it caused written (every event); "
         "settled: → last SetChargingProfile before the controller is idle again; "
         "profiles: per event (median); rollout: the full re-plan's, lowerings answered then "
