@@ -184,3 +184,34 @@ async def test_the_controller_hands_freed_current_out_before_the_full_replan(tmp
     finally:
         await rig.ctl.stop()
         store.close()
+
+
+async def test_the_fast_redispatch_reads_the_operators_limit_in_force_now(tmp_path: Path):
+    """A group limit lowered since the last plan: the freed current is not given
+    out above it (the full re-plan, still waiting, lowers the others)."""
+    site = small_depot(3, limit_a=48)
+    store = SqliteStore(tmp_path / "g.db")
+    slow = dataclasses.replace(SETTINGS, coalesce_s=0.6)
+    rig = Rig(site, store, FakeGateway(site), Clock(), settings=slow)
+    await rig.ctl.start(scheduler=False)
+    try:
+        await rig.boot("CP1", "CP2", "CP3")
+        for i in (1, 2, 3):
+            await rig.start(f"CP{i}/1", f"t{i}")
+        plans, runs = rig.ctl.plans, rig.ctl.fast.runs
+        rig.ctl.set_group_limit("grid", limit_a=40)
+        for _ in range(2):
+            rig.clock.advance(10)
+            await rig.meter("CP1/1", {"L1": 10.0, "L2": 10.0, "L3": 10.0})
+        for _ in range(100):
+            if rig.ctl.fast.runs > runs and not rig.ctl.fast.busy():
+                break
+            await asyncio.sleep(0.01)
+        assert rig.ctl.plans == plans
+        assert rig.limit("CP1/1") == 11.0  # lowered: always safe
+        assert rig.limit("CP2/1") == rig.limit("CP3/1") == 16.0  # 11 + 16 + 16 > 40: no raise
+        await rig.settle()
+        assert rig.limit("CP1/1") + rig.limit("CP2/1") + rig.limit("CP3/1") <= 40 + 1e-6
+    finally:
+        await rig.ctl.stop()
+        store.close()
