@@ -160,13 +160,18 @@ class FastPath:
         re-dispatch of its first slot."""
         site = self.state.site
         grid = TimeGrid.covering(now, site.site.slot_minutes, site.site.horizon_hours)
+        if self.plan is not None and self.plan.grid == grid:
+            grid = self.plan.grid  # the one the book's worst cases are kept for
         cars = self.cars(grid, self.rollouts.monotonic())
         model = self.load_models(self.lines())
         cap = model.capacity(site, self.capacity(grid, now), grid)
         book = self.book
         static = self._static
+        # the fallback a car's worst case counts besides its profile matters
+        # only where it is lowered (see `redispatch_slot`)
+        lowered = (cid for cid, car in cars.items() if car.profile[0] > car.top_a)
         reserve = (
-            {cid: min(book.default_worst(cid), static[cid][0]) for cid in cars}
+            {cid: min(book.default_worst(cid), static[cid][0]) for cid in lowered}
             if book.count_idle
             else {}
         )

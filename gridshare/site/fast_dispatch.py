@@ -109,7 +109,8 @@ def redispatch_slot(
     ``worst``: what every connector counted may draw in each slot (the book's
     worst case); ``reserve``: the part of a steerable car's worst case that does
     not follow its profile (its fallback limit, counted as the transaction may
-    end); ``cap``: (families, slots) capacity of ``model``'s families.
+    end; missing: none), needed for the cars offered more than their ``top_a``;
+    ``cap``: (families, slots) capacity of ``model``'s families.
     """
     out = Redispatch()
     if not cars:
