@@ -19,6 +19,11 @@ re-plan loop and the rollouts, and keeps the background commands.
 Re-plans are coalesced: a burst of events while a plan is being solved gives
 one more plan, not one per event. Only one plan and rollout runs at a time.
 
+Two speeds: a meter value that changes what one car takes (``FAST_REASONS``)
+first re-dispatches the slot in force within every limit (`fast_path`, no
+solve: the car lowered to what it takes, the freed current raised on others),
+then the full re-plan follows; both rollouts share one lock.
+
 By default the planner reserves each idle connector's fallback limit, because
 a car that plugs in draws it before the next plan reaches its station
 (``reserve_for_arrivals``; without it the sum of limits in force may exceed a
