@@ -20,28 +20,40 @@ maximum current drops to 10 A (one untimed reading arms the learner, the timed
 one caps the car's rate and hands the capacity to the others), then goes back
 to 32 A (the cap is released; the others are lowered before it is raised).
 
-Timed at the central system, instrumented from outside (its source is not
-changed): from the MeterValues frame reaching its frame handler (received and
-read off the websocket) to the moment ``ws.send`` of the last
-SetChargingProfile of the re-plan it caused returned (written to the socket).
-That covers parsing, storing (SQLite commit), learning, the coalescing wait,
-the solve in a worker thread with the warm planner, storing the plan and the
-safe rollout: lowerings sent and answered by the stations before the
-raisings. Only profiles that changed meaningfully are sent (hysteresis), so
-the last one sent is the last changed one ("profiles" counts them, the
-connectors' own TxDefault limits included). The re-plan is the first one
-requested after the frame arrived; the stations' fallback limits it raises
-into the freed capacity can cause more ("fallback installed"): "settled p99"
-runs until the controller is idle again, their rollouts included. "station p99" is the same event
-seen by the stations: the MeterValues frame sent → the last SetChargingProfile
-received (both processes read the same monotonic clock), an upper bound over
-loopback. "warm solve" is the controller's solve (`Plan.solve_ms`).
+Two speeds, timed at the central system, instrumented from outside (its
+source is not changed), from the MeterValues frame reaching its frame handler
+(received and read off the websocket):
 
-Reference, measured in the same run at the end of each size: the cold solve
-(`optimizer.solve` without the warm planner: a fresh HiGHS instance) of the
-problem the controller plans at that moment, median of three. It is the cost
-of planning the site once from scratch; the ratios show what the whole path
-costs next to it.
+* fast: to the moment ``ws.send`` of the last SetChargingProfile of the fast
+  re-dispatch it caused returned (written to the socket): the car lowered to
+  what it takes, that answered, then the freed current raised on another car.
+  This is the time until the freed capacity is given out. Counted over the
+  events on which the re-dispatch raised a car ("fast n": a car taking less
+  frees current; a car taking more again gets what room is left, the rest
+  from the full re-plan, as the others must be lowered first).
+* full: to the last SetChargingProfile of the full re-plan it caused (every
+  event): parsing, storing (SQLite commit), learning, the fast re-dispatch it
+  waits for, the coalescing wait, the solve in a worker thread with the warm
+  planner, storing the plan and the safe rollout: lowerings sent and answered
+  by the stations before the raisings. Only profiles that changed
+  meaningfully are sent (hysteresis), so the last one sent is the last
+  changed one ("profiles" counts them, the connectors' own TxDefault limits
+  included). The re-plan is the first one requested after the frame arrived;
+  the stations' fallback limits it raises into the freed capacity can cause
+  more ("fallback installed"): "settled p99" runs until the controller is idle
+  again, their rollouts included.
+
+"station p99" is the fast re-dispatch seen by the stations: the MeterValues
+frame sent → the last SetChargingProfile of it received (both processes read
+the same monotonic clock), an upper bound over loopback. "warm solve" is the
+controller's solve (`Plan.solve_ms`), "rollout" the full re-plan's rollout.
+
+Reference, measured in the same run after each event (the controller idle):
+the cold solve (`optimizer.solve` without the warm planner: a fresh HiGHS
+instance) of the problem the controller plans at that moment, `Plan.solve_ms`
+as for the warm one, median over the events; "warm<cold" counts the events
+whose warm solve was faster than that cold one. It is the cost of planning the
+site once from scratch; the ratios show what each speed costs next to it.
 """
 
 from __future__ import annotations
@@ -270,15 +282,32 @@ def rolled_out(reports: list[Rollout], first: int, t: float) -> bool:
     return first_since(reports, first, t) is not None
 
 
+FastRun = tuple[float | None, RolloutReport, float]
+"""(``perf_counter`` of the request behind it, its rollout, rolled out at)."""
+
+
+def first_fast(runs: list[FastRun], first: int, t: float) -> FastRun | None:
+    """The first fast re-dispatch requested at or after ``t``."""
+    return next((r for r in runs[first:] if r[0] is not None and r[0] >= t), None)
+
+
 @dataclass
 class Result:
     n: int
+    fast_ms: list[float]
+    """Frame → last profile of the fast re-dispatch, for events it gave capacity out on."""
+    fast_station_ms: list[float]
+    fast_profiles: list[int]
     latencies_ms: list[float]
     settled_ms: list[float]
     station_ms: list[float]
     profiles: list[int]
     solve_ms: list[float]
+    rollout_ms: list[float]
+    """The full re-plan's rollout: lowerings answered, then raisings."""
     cold_ms: float
+    warm_faster: int
+    """Events whose warm solve was faster than the cold one after it."""
     missed: int
 
 
@@ -294,6 +323,10 @@ async def run(n: int, events: int, tmp: Path) -> Result:
     ctl = svc.controller
     cs.add_frame_tap(server_tap(probe))
     reports: list[Rollout] = []
+    fast_runs: list[FastRun] = []
+    ctl.fast.on_done.append(
+        lambda asked, report: fast_runs.append((asked, report, time.perf_counter()))
+    )
     ctl.on_plan.append(
         lambda plan, report: reports.append(
             (ctl.plan_requested_at, plan, report, time.perf_counter())
@@ -322,11 +355,16 @@ async def run(n: int, events: int, tmp: Path) -> Result:
                 seen, quiet_since = len(reports), time.monotonic()
         await ctl.replan_now("periodic")  # warm the planner
 
+        fast: list[float] = []
+        fast_station: list[float] = []
+        fast_profiles: list[int] = []
         latencies: list[float] = []
         settled: list[float] = []
         station: list[float] = []
         profiles: list[int] = []
         solves: list[float] = []
+        rollouts: list[float] = []
+        cold: list[float] = []
         missed = 0
         for e in range(events):
             cid = cids[(e // 2 * 7) % len(cids)]
@@ -338,7 +376,7 @@ async def run(n: int, events: int, tmp: Path) -> Result:
                 await until(functools.partial(armed, session), 5, "arming reading")
             while ctl.busy():
                 await asyncio.sleep(0.005)
-            before = len(reports)
+            before, fast_before = len(reports), len(fast_runs)
             probe.arm(sid)
             await stations.call("timed_meter", cid)
             try:
@@ -376,16 +414,33 @@ async def run(n: int, events: int, tmp: Path) -> Result:
                 station.append((max(got) - mv_sent) * 1000.0)
             profiles.append(len(sent))
             solves.append(rollout[1].solve_ms)
+            rollouts.append((rollout[2].finished - rollout[2].started) * 1000.0)
+            quick = first_fast(fast_runs, fast_before, arrived)
+            if quick is not None and quick[1].raised:  # it gave freed capacity out
+                quick_sent = [t for t in probe.server_sent if arrived <= t <= quick[2]]
+                fast.append((max(quick_sent) - arrived) * 1000.0)
+                fast_profiles.append(len(quick_sent))
+                quick_got = [t for t in got if t <= quick[2]]
+                if mv_sent is not None and quick_got:
+                    fast_station.append((max(quick_got) - mv_sent) * 1000.0)
+            # reference: the cold solve of the LP the controller plans now
+            problem, _ = ctl.problem(ctl.clock(), steady=True)
+            cold.append(solve(problem, time_limit_s=settings.solve_time_limit_s).solve_ms)
 
-        # reference: the cold solve of the LP the controller plans now
-        problem, _ = ctl.problem(ctl.clock(), steady=True)
-        cold = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            solve(problem, time_limit_s=settings.solve_time_limit_s)
-            cold.append((time.perf_counter() - t0) * 1000.0)
         return Result(
-            n, latencies, settled, station, profiles, solves, statistics.median(cold), missed
+            n,
+            fast,
+            fast_station,
+            fast_profiles,
+            latencies,
+            settled,
+            station,
+            profiles,
+            solves,
+            rollouts,
+            statistics.median(cold or [float("nan")]),
+            sum(w < c for w, c in zip(solves, cold, strict=True)),
+            missed,
         )
     finally:
         await stations.close()
@@ -410,35 +465,45 @@ def main() -> None:
     args = parser().parse_args()
     logging.basicConfig(level=logging.ERROR)
     header = (
-        f"{'connectors':>10} {'events':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-        f"{'settled p99':>11} {'station p99':>11} {'profiles':>8} {'warm solve':>10} "
-        f"{'cold solve':>10} {'p50/cold':>8} {'p99/cold':>8}"
+        f"{'connectors':>10} {'events':>6} | {'fast n':>6} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'station p99':>11} {'profiles':>8} | {'full p50':>8} {'p99 ms':>7} {'max ms':>7} "
+        f"{'settled p99':>11} {'profiles':>8} {'rollout':>7} | {'warm solve':>10} "
+        f"{'cold solve':>10} {'warm<cold':>9} "
+        f"{'fast p99/cold':>13} {'full p99/cold':>13}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for k, n in enumerate(args.sizes):
             events = args.events if n <= 500 else max(10, args.events // 3)
             r = asyncio.run(run(n, events, Path(tmp)))
             gc.collect()
-            lat = r.latencies_ms
+            lat, quick = r.latencies_ms, r.fast_ms
             if k == 0:  # after the solver's banner
                 print(header)
             print(
-                f"{n:>10} {len(lat):>6} {pct(lat, 0.5):>7.1f} {pct(lat, 0.99):>7.1f} "
+                f"{n:>10} {len(lat):>6} | {len(quick):>6} {pct(quick, 0.5):>7.1f} "
+                f"{pct(quick, 0.99):>7.1f} {pct(r.fast_station_ms, 0.99):>11.1f} "
+                f"{statistics.median(r.fast_profiles or [0]):>8.0f} | "
+                f"{pct(lat, 0.5):>8.1f} {pct(lat, 0.99):>7.1f} "
                 f"{max(lat, default=float('nan')):>7.1f} {pct(r.settled_ms, 0.99):>11.1f} "
-                f"{pct(r.station_ms, 0.99):>11.1f} "
                 f"{statistics.median(r.profiles or [0]):>8.0f} "
+                f"{statistics.median(r.rollout_ms or [float('nan')]):>7.1f} | "
                 f"{statistics.median(r.solve_ms or [float('nan')]):>10.1f} "
-                f"{r.cold_ms:>10.1f} {pct(lat, 0.5) / r.cold_ms:>8.2f} "
-                f"{pct(lat, 0.99) / r.cold_ms:>8.2f}"
+                f"{r.cold_ms:>10.1f} {f'{r.warm_faster}/{len(r.solve_ms)}':>9} "
+                f"{pct(quick, 0.99) / r.cold_ms:>13.2f} "
+                f"{pct(lat, 0.99) / r.cold_ms:>13.2f}"
                 + (f"  ({r.missed} events without a re-plan)" if r.missed else ""),
                 flush=True,
             )
     print(
-        "ms. p50/p99/max: MeterValues frame at the central system → last SetChargingProfile "
-        "of the re-plan it caused written; settled: → last SetChargingProfile before the "
-        "controller is idle again; station: sent by the station → last of that re-plan "
-        "received; profiles: per event (median); warm solve: the controller's; cold solve: "
-        "the same problem on a fresh HiGHS instance (the reference)."
+        "ms. fast: MeterValues frame at the central system → last SetChargingProfile of the "
+        "fast re-dispatch it caused written, over the events on which that re-dispatch gave "
+        "current out (fast n); station: the same seen by the stations. "
+        "full: → last SetChargingProfile of the full re-plan it caused written (every event); "
+        "settled: → last SetChargingProfile before the controller is idle again; "
+        "profiles: per event (median); rollout: the full re-plan's, lowerings answered then "
+        "raisings (median); warm solve: the controller's (median); cold solve: the same "
+        "problem on a fresh HiGHS instance after each event (median: the reference); "
+        "warm<cold: the events whose warm solve was faster than that cold one."
     )
 
 

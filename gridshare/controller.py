@@ -19,6 +19,11 @@ re-plan loop and the rollouts, and keeps the background commands.
 Re-plans are coalesced: a burst of events while a plan is being solved gives
 one more plan, not one per event. Only one plan and rollout runs at a time.
 
+Two speeds: a meter value that changes what one car takes (``FAST_REASONS``)
+first re-dispatches the slot in force within every limit (`fast_path`, no
+solve: the car lowered to what it takes, the freed current raised on others),
+then the full re-plan follows; both rollouts share one lock.
+
 By default the planner reserves each idle connector's fallback limit, because
 a car that plugs in draws it before the next plan reaches its station
 (``reserve_for_arrivals``; without it the sum of limits in force may exceed a
@@ -31,18 +36,14 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from forecasts.demand import DemandDefaults
-from gridshare.rollout import (
-    Hysteresis,
-    LimitBook,
-    LimitSchedule,
-    RolloutReport,
-    run_rollout,
-)
+from gridshare.fast_path import FAST_REASONS, FastPath
+from gridshare.replan_loop import ReplanLoop, Rollouts
+from gridshare.rollout import LimitBook, RolloutReport
 from gridshare.site.fallback import FallbackPolicy
 from gridshare.site.lookups import LoadModels, PlanRows
 from gridshare.site.operator_limits import OVERRIDES_STATE, OperatorLimit, OperatorLimits
@@ -69,7 +70,6 @@ from ocpp_adapter.events import (
     CommandResult,
     DomainEvent,
     EventRefused,
-    LimitPurpose,
     MeterReading,
     StationConnected,
 )
@@ -122,180 +122,6 @@ def static_capacity(site: Site, grid: TimeGrid, now: datetime) -> Capacity:
     return Capacity.static(site, grid)
 
 
-class ReplanLoop:
-    """Coalesced re-plans: a burst of requests while a plan is being made gives
-    one more plan, not one per request; only one runs at a time. Timers and the
-    clock jobs (every slot boundary, periodically) request them too."""
-
-    def __init__(self, replan: Callable[[str], Awaitable[object]], coalesce_s: float) -> None:
-        self._replan = replan
-        self.coalesce_s = coalesce_s
-        """Wait this long after the first request of a burst before planning."""
-        self.requested_at: float | None = None
-        """``perf_counter`` time of the first request not yet planned for."""
-        self.plan_requested_at: float | None = None
-        """``perf_counter`` time the request behind the current plan came in."""
-        self._reasons: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
-        self._timers: list[asyncio.TimerHandle] = []
-        self._scheduler: Any = None
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._stopping = False
-        self._waiters: list[asyncio.Future[None]] = []
-        """`now` callers waiting for the next plan to be rolled out."""
-
-    def request(self, reason: str) -> None:
-        if self._stopping:
-            return
-        if self.requested_at is None:
-            self.requested_at = time.perf_counter()
-        self._reasons.add(reason)
-        self._idle.clear()
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def now(self, reason: str, timeout_s: float) -> None:
-        """Request a re-plan and return once a plan begun after this call is rolled out."""
-        if self._stopping:
-            raise RuntimeError("the controller is stopping")
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        self.request(reason)
-        await asyncio.wait_for(waiter, timeout_s)
-
-    def later(self, delay_s: float, reason: str) -> None:
-        if self._stopping:
-            return
-        loop = asyncio.get_running_loop()
-        self._timers = [h for h in self._timers if not h.cancelled() and h.when() > loop.time()]
-        self._timers.append(loop.call_later(delay_s, self.request, reason))
-
-    async def _loop(self) -> None:
-        try:
-            await asyncio.sleep(self.coalesce_s)
-            while self._reasons and not self._stopping:
-                reasons = sorted(self._reasons)
-                self._reasons.clear()
-                self.plan_requested_at = self.requested_at
-                self.requested_at = None
-                waiters, self._waiters = self._waiters, []
-                try:
-                    await self._replan(", ".join(reasons))
-                except asyncio.CancelledError:
-                    for w in waiters:
-                        w.cancel()
-                    raise
-                # the service keeps running whatever one plan does; the next
-                # event or the periodic clock plans again
-                except Exception as e:
-                    log.exception("re-plan failed")
-                    for w in waiters:
-                        if not w.done():
-                            w.set_exception(e)
-                else:
-                    for w in waiters:
-                        if not w.done():
-                            w.set_result(None)
-        finally:
-            if not self._reasons:
-                self._idle.set()
-
-    def start_clock(self, slot_minutes: int, interval_s: float) -> None:
-        """Re-plan just after every slot boundary and every ``interval_s``."""
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-        sched = AsyncIOScheduler(timezone=UTC)
-        sched.add_job(
-            self._scheduled,
-            "cron",
-            minute=f"*/{slot_minutes}",
-            second=1,
-            args=["slot boundary"],
-            id="slot",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=30,
-        )
-        sched.add_job(
-            self._scheduled,
-            "interval",
-            seconds=interval_s,
-            args=["periodic"],
-            id="periodic",
-            coalesce=True,
-            max_instances=1,
-        )
-        sched.start()
-        self._scheduler = sched
-
-    async def _scheduled(self, reason: str) -> None:
-        """A clock job (a coroutine, so the scheduler runs it on the event loop)."""
-        self.request(reason)
-
-    def halt(self) -> list[asyncio.Task[Any]]:
-        """Stop planning: waiters, clock and timers cancelled; the running task to cancel."""
-        self._stopping = True
-        for w in self._waiters:
-            w.cancel()
-        self._waiters.clear()
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
-        for h in self._timers:
-            h.cancel()
-        return [self._task] if self._task is not None and not self._task.done() else []
-
-    def busy(self) -> bool:
-        """A plan pending or running, or a re-plan timer set."""
-        loop = asyncio.get_running_loop()
-        timers = any(not h.cancelled() and h.when() > loop.time() for h in self._timers)
-        return not self._idle.is_set() or timers
-
-    async def wait_idle(self, timeout: float) -> None:
-        await asyncio.wait_for(self._idle.wait(), timeout)
-
-
-class ProfileLog:
-    """A rollout's profiles in the store: each stored as sent before it goes
-    out, then with its answer."""
-
-    def __init__(
-        self, store: Store, state: SiteState, clock: Callable[[], datetime], now: datetime
-    ) -> None:
-        self.store, self.state, self.clock, self.now = store, state, clock, now
-        self._ids: dict[int, int] = {}
-
-    def sending(self, batch: list[tuple[str, str, ChargingLimitSpec]]) -> None:
-        rows = [
-            (
-                sid,
-                cid,
-                spec.purpose.value,
-                spec.transaction_id,
-                spec.start,
-                [(p.start_offset_s, p.limit_a) for p in spec.periods],
-            )
-            for cid, sid, spec in batch
-        ]
-        ids = self.store.profiles_sent(rows, self.now)
-        for (_, _, spec), pid in zip(batch, ids, strict=True):
-            self._ids[id(spec)] = pid
-
-    def answered(
-        self, batch: list[tuple[str, LimitSchedule, ChargingLimitSpec, CommandResult]]
-    ) -> None:
-        at = self.clock()
-        rows = []
-        for cid, _, spec, result in batch:
-            pid = self._ids.pop(id(spec), None)
-            if pid is not None:
-                rows.append((pid, result.outcome.value, result.detail))
-            if result.outcome is CommandOutcome.ACCEPTED and spec.purpose is LimitPurpose.TX:
-                self.state.offer_accepted(cid, at)
-        self.store.profiles_answered(rows, at)
-
-
 class Controller:
     def __init__(
         self,
@@ -342,6 +168,18 @@ class Controller:
         self.last_report: RolloutReport | None = None
         self.replans = ReplanLoop(self.replan, self.settings.coalesce_s)
         self.profiles = ProfileBuilder(self.state, self.settings.max_periods)
+        self.rollouts = Rollouts(
+            gateway,
+            self.book,
+            store,
+            self.state,
+            self.profiles,
+            self.settings,
+            clock=clock,
+            monotonic=monotonic,
+        )
+        self.fast = FastPath(self.state, self.book, self.load_model, self.capacity, self.rollouts)
+        """The fast speed: the slot in force re-dispatched on a meter value."""
         self._background: set[asyncio.Task[Any]] = set()
         self.on_plan: list[Callable[[Plan, RolloutReport], None]] = []
         """Observers (demo view, benchmarks, metrics): called after each rollout."""
@@ -401,7 +239,7 @@ class Controller:
         self.state.recover(running, self.store.limits_in_force(), self.store.unanswered_profiles())
 
     async def stop(self) -> None:
-        tasks = self.replans.halt()
+        tasks = self.replans.halt() + self.fast.halt()
         tasks += [t for t in self._background if not t.done()]
         for t in tasks:
             t.cancel()
@@ -409,7 +247,7 @@ class Controller:
 
     def busy(self) -> bool:
         """A plan pending or running, a command in the background, or a re-plan timer set."""
-        return self.replans.busy() or bool(self._background)
+        return self.replans.busy() or self.fast.busy() or bool(self._background)
 
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Until no plan is pending or running (tests, demo)."""
@@ -440,6 +278,8 @@ class Controller:
         if isinstance(event, StationConnected):
             self.fallback.connected(event.station_id)
         for effect in self.state.apply(event, self.clock()):
+            if isinstance(effect, Replan) and effect.reason in FAST_REASONS:
+                self.fast.request()  # now, ahead of the full re-plan
             self._carry_out(effect)
 
     def _carry_out(self, effect: Effect) -> None:
@@ -594,6 +434,7 @@ class Controller:
         return built.problem, dict(built.fixed)
 
     async def replan(self, reason: str = "manual") -> tuple[Plan, RolloutReport]:
+        await self.fast.finished()  # the fast speed first: it takes no solve
         now = self.clock()
         await self.follow_capacity_with_fallbacks(now)
         steady = set(reason.split(", ")) <= STEADY_REASONS
@@ -606,7 +447,9 @@ class Controller:
         self.plan_id = self.store.save_plan(plan, now, reason)
         log_plan(plan, reason, self.plan_id)
         self.plan_reason = reason
-        report = await self.rollout(plan, problem)
+        self.fast.planned(plan, problem.fixed_load_a)
+        async with self.rollouts.lock:
+            report = await self.rollout(plan, problem)
         self.last_report = report
         for observer in self.on_plan:
             observer(plan, report)
@@ -631,33 +474,13 @@ class Controller:
         return plan, report
 
     async def rollout(self, plan: Plan, problem: PlanningProblem) -> RolloutReport:
-        grid = plan.grid
         targets = {
             cid: plan.schedule(cid) for cid in self.sessions if cid not in problem.fixed_load_a
         }
         defaults = self.fallback.default_targets(self.clock(), plan, problem.fixed_load_a)
         model = self.load_model(plan.lines)
-        cap = model.capacity(self.site, problem.capacity, grid)
-        now = self.clock()
-        log_ = ProfileLog(self.store, self.state, self.clock, now)
-
-        return await run_rollout(
-            self.gateway,
-            self.book,
-            grid,
-            targets,
-            model,
-            cap,
-            self.profiles.transaction,
-            hysteresis=Hysteresis(self.settings.min_change_a),
-            pin_s=self.settings.pin_s,
-            clock=self.monotonic,
-            on_sending=log_.sending,
-            on_answers=log_.answered,
-            answer_timeout_s=self.settings.answer_timeout_s,
-            defaults=defaults,
-            build_default=lambda cid, limit: self.profiles.default(cid, limit, now),
-        )
+        cap = model.capacity(self.site, problem.capacity, plan.grid)
+        return await self.rollouts.run(plan.grid, targets, model, cap, defaults=defaults)
 
     # --- helpers -------------------------------------------------------------------------------
 

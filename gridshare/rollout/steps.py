@@ -53,12 +53,8 @@ def plan_rollout(
     ``worst`` (a fallback limit counted on top does not change with them).
     """
     current = worst if current is None else current
-    lowerings: dict[str, np.ndarray] = {}
-    raisings: dict[str, np.ndarray] = {}
-    unchanged: list[str] = []
-    small_lowerings: list[str] = []
     if not targets:
-        return RolloutSteps(lowerings, raisings, ())
+        return RolloutSteps({}, {}, ())
     ids = list(targets)
     zeros = np.zeros(grid.slots)
     new_m = np.round(np.stack([np.asarray(targets[c], dtype=float) for c in ids]), 1)
@@ -73,25 +69,23 @@ def plan_rollout(
     goes_down = np.any(low_m < old_m - EPS, axis=1)
     goes_up = np.any(new_m > low_m + EPS, axis=1)
     down = np.any(diff < -EPS, axis=1)
-    for i in np.flatnonzero(~send):
-        unchanged.append(ids[i])
-        if down[i]:
-            small_lowerings.append(ids[i])
-    for i in np.flatnonzero(send):
-        cid = ids[i]
-        if goes_down[i]:
-            lowerings[cid] = low_m[i]
-        if goes_up[i] or (forced[i] and not goes_down[i]):
-            raisings[cid] = new_m[i]
+    unchanged = [ids[i] for i in np.flatnonzero(~send)]
+    small_lowerings = [ids[i] for i in np.flatnonzero(~send & down)]
+    lowerings = {ids[i]: low_m[i] for i in np.flatnonzero(send & goes_down)}
+    up = send & (goes_up | (forced & ~goes_down))
+    raisings = {ids[i]: new_m[i] for i in np.flatnonzero(up)}
     if small_lowerings:
         # keeping a small lowering unsent must still fit once the plan is in force
         final = dict(worst)
         kept = set(unchanged)
         final.update({cid: v for cid, v in targets.items() if cid not in kept})
         load = model.load(final, grid.slots)
-        over = set(np.flatnonzero(np.any(load > cap + 1e-6, axis=1)).tolist())
-        for cid in small_lowerings:
-            if over & {f for f, _ in model.members.get(cid, ())}:
+        over = np.flatnonzero(np.any(load > cap + 1e-6, axis=1))
+        if len(over):
+            cols = np.array([model.column[cid] for cid in small_lowerings], dtype=np.intp)
+            loads_over = np.any(model.matrix[np.ix_(over, cols)] != 0.0, axis=0)
+            for k in np.flatnonzero(loads_over):
+                cid = small_lowerings[k]
                 new = np.round(np.asarray(targets[cid], dtype=float), 1)
                 lowerings[cid] = np.minimum(current.get(cid, zeros), new)
                 unchanged.remove(cid)

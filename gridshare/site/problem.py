@@ -15,11 +15,17 @@ plan reaches its station.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from forecasts.demand import DemandDefaults, RateLearner, still_plugged_in, still_wanted_kwh
+from forecasts.demand import (
+    LAST_MINUTE,
+    DemandDefaults,
+    RateLearner,
+    still_plugged_in,
+    still_wanted_kwh,
+)
 from gridshare.site.fallback import FallbackPolicy, SiteCapacity
 from gridshare.site.lookups import PlanRows
 from gridshare.site.state import SessionState, SiteState
@@ -108,6 +114,56 @@ class SiteProblem:
     """Connector → why its session was left out (an inconsistent record)."""
 
 
+class DemandCache:
+    """Each running session's demand, rebuilt only when what it is made of
+    changes (a re-plan after one meter value rebuilds one, not thousands).
+
+    A kept demand is reused only while it does not depend on ``now``: the
+    session started before ``now`` and its departure is more than a minute
+    ahead (`still_plugged_in` returns it as it is)."""
+
+    def __init__(self, state: SiteState) -> None:
+        self.state = state
+        self._kept: dict[str, tuple[tuple[object, ...], SessionDemand]] = {}
+
+    def __call__(self, s: SessionState, now: datetime) -> SessionDemand:
+        departure = s.departure or s.est_departure
+        rate, defaults = s.rate, self.state.defaults
+        key = (
+            defaults,
+            s.session_id,
+            s.connector_id,
+            s.started_at,
+            departure,
+            s.energy_wh,
+            s.meter_start_wh,
+            s.energy_need_wh,
+            s.est_energy_kwh,
+            s.ev_max_current_a,
+            s.ev_min_current_a,
+            rate.max_current_a,
+            rate.lines,
+            s.priority,
+        )
+        kept = self._kept.get(s.connector_id)
+        if (
+            kept is not None
+            and kept[0] == key
+            and departure is not None
+            and departure > now + LAST_MINUTE
+            and s.started_at <= now
+        ):
+            return kept[1]
+        demand = demand_of(s, now, defaults)
+        self._kept[s.connector_id] = (key, demand)
+        return demand
+
+    def keep_only(self, connectors: Collection[str]) -> None:
+        """Forget the sessions no longer running."""
+        for cid in [c for c in self._kept if c not in connectors]:
+            del self._kept[cid]
+
+
 class ProblemBuilder:
     def __init__(
         self,
@@ -122,9 +178,10 @@ class ProblemBuilder:
         self.fallback = fallback
         self.capacity = capacity
         self.rows = rows
+        self.demands = DemandCache(state)
 
     def demand(self, s: SessionState, now: datetime) -> SessionDemand:
-        return demand_of(s, now, self.state.defaults)
+        return self.demands(s, now)
 
     def build(self, now: datetime, mono: float, *, previous: Plan | None = None) -> SiteProblem:
         """The problem at ``now`` (``mono``: the monotonic clock, for pins);
@@ -193,6 +250,7 @@ class ProblemBuilder:
                 candidates.append(self.demand(s, now))
             except ProblemError as e:
                 isolated[cid] = str(e)
+        self.demands.keep_only(self.state.sessions)
         ids = Counter(d.session_id for d in candidates)
         demands = []
         for d in candidates:
