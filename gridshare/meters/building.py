@@ -140,6 +140,10 @@ class BuildingLoad:
         self.meters = {m.id: MeterState(m) for m in meters}
         self.forecast = forecast
         self.ev: dict[str, _EvSamples] = {}
+        self.limit_at: Callable[[str, datetime], float | None] | None = None
+        """Connector, time → its limit in force then (None: no transaction). A
+        car draws at most that: a held sample of a car that was just lowered
+        would otherwise count more for the cars and less for the building."""
         self.history: dict[str, deque[GroupSample]] = {}
         self.metered = self._metered_groups()
         """Groups whose non-EV load is known or bounded by a meter, site order."""
@@ -196,9 +200,12 @@ class BuildingLoad:
         out = _zero()
         for info in self.site.connectors_under(group_id):
             samples = self.ev.get(info.key)
-            if samples is not None:
-                for line, a in samples.at(t).items():
-                    out[line] += a
+            if samples is None:
+                continue
+            drawn = samples.at(t)
+            limit = self.limit_at(info.key, t) if self.limit_at is not None else None
+            for line, a in drawn.items():
+                out[line] += a if limit is None else min(a, limit)
         return out
 
     def non_ev(self, group_id: str, now: datetime) -> PerLine:
