@@ -164,10 +164,10 @@ class MeterConfig(_Strict):
     @classmethod
     def _amperes(cls, v: tuple[float, ...]) -> tuple[float, ...]:
         if len(v) != 3:
-            raise ValueError("max_non_ev_a: one figure for every line, or three (L1, L2, L3)")
+            raise ValueError("max_non_ev_a takes one figure for every line, or three (L1, L2, L3)")
         for a in v:
             if not math.isfinite(a) or a < 0:
-                raise ValueError("max_non_ev_a: amperes per line, ≥ 0")
+                raise ValueError("max_non_ev_a is in amperes per line, ≥ 0")
             if a > 20 * MAX_AC_CONNECTOR_A:
                 raise ValueError(
                     f"max_non_ev_a = {a:g}: looks like watts; max_non_ev_a is in amperes per line"
