@@ -58,8 +58,11 @@ class MeterHub:
         self.metrics = metrics
         self.controller: Controller | None = None
         self.tasks: list[asyncio.Task[Any]] = []
-        self.lowerings: list[tuple[float, Lowering]] = []
-        """(perf_counter, what) of every fast-path lowering (benchmarks, tests)."""
+        self.lowerings: list[tuple[float, Lowering, float]] = []
+        """(monotonic time of the first reading it answers, what was lowered, when
+        every station had answered) of every fast-path lowering (benchmarks, tests)."""
+        self._unanswered: float | None = None
+        """Monotonic time of the first reading no check has started on yet."""
         self._checking = False
         self._again: str | None = None
         self._planned: dict[str, dict[str, float]] = {}
@@ -108,6 +111,8 @@ class MeterHub:
                 self.metrics.refused.labels(meter_id).inc()
             raise
         self.building.accept(reading)
+        if self._unanswered is None:
+            self._unanswered = time.monotonic()
         self.check(f"meter {meter_id}")
 
     def observe(self, event: DomainEvent) -> None:
@@ -140,9 +145,11 @@ class MeterHub:
         try:
             while True:
                 now = self.clock()
+                since, self._unanswered = self._unanswered, None
                 found = await enforce(self.controller, now, reason)
                 if found:
-                    self.lowerings.append((time.perf_counter(), found))
+                    start = since if since is not None else time.monotonic()
+                    self.lowerings.append((start, found, time.monotonic()))
                     if self.metrics is not None:
                         self.metrics.lowerings.inc()
                     self._planned = self._non_ev_now(now)

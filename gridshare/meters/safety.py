@@ -16,6 +16,7 @@ running `Controller` through its public parts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Collection
@@ -46,6 +47,8 @@ class Lowering:
     """Family → (may be in force now, left for the chargers now), A or kW."""
     profiles: dict[str, float] = field(default_factory=dict)
     """Connector with a running transaction → its new limit now (A)."""
+    last_sent: float | None = None
+    """The controller's monotonic clock when the last lowering was written."""
 
     def __bool__(self) -> bool:
         """Whether there is something to lower."""
@@ -139,7 +142,7 @@ async def enforce(controller: Controller, now: datetime, reason: str) -> Lowerin
         cid: np.minimum(book.worst(cid, grid, fallback=False), a)
         for cid, a in found.profiles.items()
     }
-    await run_rollout(
+    report = await run_rollout(
         controller.gateway,
         book,
         grid,
@@ -155,4 +158,4 @@ async def enforce(controller: Controller, now: datetime, reason: str) -> Lowerin
         answer_timeout_s=controller.settings.answer_timeout_s,
     )
     controller.request_replan(reason)
-    return found
+    return dataclasses.replace(found, last_sent=report.last_sent_at)
