@@ -137,7 +137,7 @@ async def run(n: int, rounds: int, interval_s: float) -> dict[str, Any]:
         await svc.stop()
         await meter.stop()
 
-    def pct(xs: list[float], q: float) -> float | None:
+    def pct(xs: list[float], q: int) -> float | None:
         if not xs:
             return None
         return statistics.quantiles(xs, n=100, method="inclusive")[q - 1] if len(xs) > 1 else xs[0]
