@@ -65,6 +65,10 @@ class MeterHub:
         """Monotonic time of the first reading no check has started on yet."""
         self._checking = False
         self._again: str | None = None
+        self._main_meters = {
+            m.source.station: m.id for m in meters if m.source.type == "ocpp" and m.source.station
+        }
+        """Station → the meter id of its main meter (connector/EVSE 0)."""
         self._planned: dict[str, dict[str, float]] = {}
         """Group → line → the non-EV load the last re-plan request saw."""
 
@@ -118,6 +122,10 @@ class MeterHub:
     def observe(self, event: DomainEvent) -> None:
         """The chargers' own readings (aligned in time with the meters')."""
         if isinstance(event, MeterReading):
+            station, _, connector = event.connector_id.rpartition("/")
+            if connector == "0":
+                self._main_meter(station, event)
+                return
             info = self.site.connectors.get(event.connector_id)
             if info is not None:
                 by_line = site_lines(event, info.lines)
@@ -125,6 +133,22 @@ class MeterHub:
                     self.building.observe_charger(event.connector_id, event.at, by_line)
         elif isinstance(event, SessionEnded) and event.connector_id is not None:
             self.building.charger_stopped(event.connector_id, event.at)
+
+    def _main_meter(self, station: str, event: MeterReading) -> None:
+        """A station's main meter (connector/EVSE 0), if it is one of the site's meters."""
+        meter_id = self._main_meters.get(station)
+        if meter_id is None:
+            return
+        values: dict[str, object] = {}
+        for phase, amps in event.current_a.items():
+            name = phase.upper()[:2]
+            if name in ("L1", "L2", "L3"):
+                values[name] = amps
+        if not values and "total" in event.current_a:
+            values = dict.fromkeys(("L1", "L2", "L3"), event.current_a["total"])
+        if values:
+            with contextlib.suppress(ReadingRefused):  # logged and counted by `offer`
+                self.offer(meter_id, values, event.at)
 
     # --- the check --------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
@@ -154,3 +155,58 @@ async def test_an_http_meter_posts_readings_with_a_write_token(tmp_path: Path) -
             assert group["headroom_a"]["L3"] is not None
             metrics = (await http.get("/metrics", headers=read)).text
             assert 'gridshare_group_non_ev_amperes{group="grid",line="L3"}' in metrics
+
+
+async def test_a_stations_main_meter_over_ocpp(tmp_path: Path) -> None:
+    """MeterValues on connector 0 (the station's inlet) of CP1, as a connection meter."""
+    cfg = building_config(
+        tmp_path,
+        {
+            "measures": "connection",
+            "stale_after_s": 5,
+            "max_non_ev_a": 10,
+            "source": {"type": "ocpp", "station": "CP1"},
+        },
+    )
+    async with live_building(cfg) as (svc, fleet):
+        building = Building(fleet, CARS, {"L1": 2.0, "L2": 2.0, "L3": 2.0})
+        protocol = fleet.station("CP1").protocol
+
+        async def main_meter() -> None:
+            while True:
+                sampled = [
+                    {
+                        "measurand": "Current.Import",
+                        "phase": line,
+                        "location": "Inlet",
+                        "unit": "A",
+                        "value": f"{a:.1f}",
+                    }
+                    for line, a in building.connection().items()
+                ]
+                stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+                protocol.send_later(
+                    "MeterValues",
+                    {
+                        "connectorId": 0,
+                        "meterValue": [{"timestamp": stamp, "sampledValue": sampled}],
+                    },
+                )
+                await asyncio.sleep(0.2)
+
+        feeder = asyncio.create_task(main_meter())
+        try:
+            assert svc.meters is not None
+            b = svc.meters.building
+            await eventually(lambda: b.non_ev("grid", svc.clock())[Line.L1] <= 2.5, 5)
+            for cid in CARS:
+                fleet.plug_in(cid, EvSpec(battery_kwh=80, soc_start=0.1, lag_s=0.3))
+            await eventually(lambda: building.limits_sum() >= LIMIT_A - 2 - 4, 10)
+            building.load["L1"] = 30.0
+            await eventually(lambda: building.excess() <= 1e-6, 2.5)
+            # silent: counted at max_non_ev_a after stale_after_s
+            feeder.cancel()
+            building.load["L1"] = 2.0
+            await eventually(lambda: b.stale(svc.clock()) == ["main"], 5 + 2)
+        finally:
+            feeder.cancel()
