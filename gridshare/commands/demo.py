@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from pydantic import SecretStr
 
+from gridshare.commands.demo_building import DemoBuilding, with_meter
 from gridshare.commands.options import command_parser, positive
 from gridshare.config import (
     ConfigError,
@@ -281,7 +282,17 @@ def render(
         no_wrap=True,
         overflow="ellipsis",
     )
-    top = Group(groups, Text(GROUPS_LEGEND, style="dim"))
+    meters = service.meters.view(s.at)["groups"] if service.meters is not None else []
+    building = [
+        Text(
+            f"{g['id']}: building {'/'.join(f'{a:.0f}' for a in g['non_ev_a'].values())} A, "
+            f"headroom {'/'.join(f'{a:.0f}' for a in g['headroom_a'].values() if a is not None)}"
+            f" A{' (meter stale: at its worst case)' if g['blind'] else ''}",
+            no_wrap=True,
+        )
+        for g in meters
+    ]
+    top = Group(groups, *building, Text(GROUPS_LEGEND, style="dim"))
     bottom = Group(Text(CONNECTORS_LEGEND, style="dim"), footer)
     # the connectors' header, its rule and caption, and the line Live keeps below
     room = height - lines_of(top, width) - lines_of(bottom, width) - 4
@@ -456,20 +467,27 @@ class DemoSite:
     ocpp_url: str
     dso_lines: list[str]
     """What the DSO printed."""
+    building: DemoBuilding | None = None
 
     async def stop(self) -> None:
+        if self.building is not None:
+            await self.building.stop_feeding()
         await self.fleet.stop()
         await self.service.stop()
         await self.dso.stop()
+        if self.building is not None:
+            await self.building.stop()
 
 
 async def start_site(
-    config: GridshareConfig, db: str, clock: DemoClock, cut: EveningCut
+    config: GridshareConfig, db: str, clock: DemoClock, cut: EveningCut, duration_s: float
 ) -> DemoSite:
     """The service, the DSO announcing the cut, and the stations booted; on a
     failure, whatever started is stopped."""
     dso_lines: list[str] = []
     cfg, dso = await start_dso(config, clock, dso_lines.append)
+    building = await DemoBuilding.start(config.site, duration_s)
+    cfg = with_meter(cfg, building.meter.port, clock.speed)
     service = Service(
         cfg,
         db=db,
@@ -489,13 +507,15 @@ async def start_site(
         fleet = StationFleet(url, station_specs(config.site), clock=clock, speed=clock.speed)
         await fleet.start()
         await fleet.wait_booted(10)
+        building.follow(fleet, clock, clock.real0)
     except BaseException:
         if fleet is not None:
             await fleet.stop()
         await service.stop()
         await dso.stop()
+        await building.stop()
         raise
-    return DemoSite(service, fleet, dso, url, dso_lines)
+    return DemoSite(service, fleet, dso, url, dso_lines, building)
 
 
 async def drive(
@@ -588,6 +608,8 @@ def report(
         f"(DSO cut to {cut.limit_a:.0f} A from {cut.start:%H:%M} to {cut.end:%H:%M})"
     )
     console.print(dso_summary(run.dso, delivered_kwh))
+    if run.building is not None:
+        console.print(run.building.summary())
     console.print(f"plot: {png}")
     over = [
         (s.at, g)
@@ -611,7 +633,7 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
     clock = DemoClock(max(args.speed, 1e-3))
     span = timedelta(seconds=args.duration * clock.speed)
     cut = evening_cut(site, clock.sim0, span)
-    run = await start_site(demo_config(config, clock.speed), db, clock, cut)
+    run = await start_site(demo_config(config, clock.speed), db, clock, cut, args.duration)
     console.print(
         f"dashboard {run.service.http_url}/ · OCPP {run.ocpp_url} · "
         f"{len(run.fleet.stations)} stations"
