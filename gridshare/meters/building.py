@@ -273,13 +273,30 @@ class BuildingLoad:
             if self.blind(gid, now):  # no forecast from a meter that says nothing
                 ahead = {line: np.full(grid.slots, worst[line]) for line in LINES}
             else:
-                ahead = self.forecast(history, grid, now)
+                ahead = self._forecast(history, grid, now, worst)
             out[gid] = {}
             for line in LINES:
                 arr = np.asarray(ahead[line], dtype=float).copy()
                 arr[0] = live[line]  # slot 0: what the meters show now
                 out[gid][line] = arr
         return out
+
+    def _forecast(
+        self, history: GroupHistory, grid: TimeGrid, now: datetime, worst: PerLine
+    ) -> dict[Line, np.ndarray]:
+        """The forecaster's answer, or the worst case if it has none that fits."""
+        try:
+            ahead = self.forecast(history, grid, now)
+            ok = all(
+                np.shape(ahead[line]) == (grid.slots,) and np.all(np.isfinite(ahead[line]))
+                for line in LINES
+            )
+        except Exception:
+            log.exception("non-EV forecast of %s failed: its worst case instead", history.group_id)
+            ok = False
+        if not ok:
+            return {line: np.full(grid.slots, worst[line]) for line in LINES}
+        return ahead
 
     def capacity_provider(
         self, inner: Callable[[Site, TimeGrid, datetime], Capacity]

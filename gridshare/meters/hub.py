@@ -130,9 +130,11 @@ class MeterHub:
             if info is not None:
                 by_line = site_lines(event, info.lines)
                 if by_line:
-                    self.building.observe_charger(event.connector_id, event.at, by_line)
+                    # a station's clock may run ahead: never later than our own
+                    at = min(event.at, self.clock())
+                    self.building.observe_charger(event.connector_id, at, by_line)
         elif isinstance(event, SessionEnded) and event.connector_id is not None:
-            self.building.charger_stopped(event.connector_id, event.at)
+            self.building.charger_stopped(event.connector_id, min(event.at, self.clock()))
 
     def _main_meter(self, station: str, event: MeterReading) -> None:
         """A station's main meter (connector/EVSE 0), if it is one of the site's meters."""

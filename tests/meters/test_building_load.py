@@ -227,3 +227,14 @@ def test_fallbacks_leave_the_worst_building_free() -> None:
     assert fallback_limits(s) == {"CP1": 31.5, "CP2": 31.5}
     worst = {"panel": {L1: 23.0, L2: 13.0, L3: 3.0}}
     assert fallback_limits(s, non_ev_a=worst) == {"CP1": 20.0, "CP2": 20.0}
+
+
+def test_a_forecast_that_does_not_fit_gives_the_worst_case() -> None:
+    def short(history: GroupHistory, grid: TimeGrid, now: datetime) -> dict[Line, np.ndarray]:
+        return {line: np.zeros(2) for line in LINES}
+
+    b = BuildingLoad(site(), [meter(max_non_ev_a=25)], forecast=short)
+    grid = TimeGrid.covering(T0, 15, 2)
+    b.accept(checked(b.meters["main"].config, T0, amps(7), T0))
+    series = b.series(grid, T0)["grid"]
+    assert series[L1][0] == 7.0 and np.all(series[L1][1:] == 25.0)
