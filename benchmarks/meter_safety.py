@@ -171,13 +171,17 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--connectors", type=int, default=500)
     p.add_argument("--reference", type=int, default=50)
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--interval", type=float, default=0.5, help="meter polling interval (s)")
-    return asyncio.run(main_async(p.parse_args()))
+    return p
+
+
+def main() -> int:
+    return asyncio.run(main_async(parser().parse_args()))
 
 
 if __name__ == "__main__":
