@@ -155,6 +155,10 @@ async def test_an_http_meter_posts_readings_with_a_write_token(tmp_path: Path) -
             assert group["headroom_a"]["L3"] is not None
             metrics = (await http.get("/metrics", headers=read)).text
             assert 'gridshare_group_non_ev_amperes{group="grid",line="L3"}' in metrics
+            # the dashboard finds the meters in the API's own description
+            spec = (await http.get("/api/openapi.json")).json()
+            assert "/api/meters" in spec["paths"]
+            assert 'id="meters"' in (await http.get("/")).text
 
 
 async def test_a_stations_main_meter_over_ocpp(tmp_path: Path) -> None:
