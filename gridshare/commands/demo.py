@@ -507,7 +507,8 @@ async def start_site(
         fleet = StationFleet(url, station_specs(config.site), clock=clock, speed=clock.speed)
         await fleet.start()
         await fleet.wait_booted(10)
-        building.follow(fleet, clock, clock.real0)
+        hub = service.meters
+        building.follow(fleet, clock, clock.real0, lambda: len(hub.lowerings) if hub else 0)
     except BaseException:
         if fleet is not None:
             await fleet.stop()

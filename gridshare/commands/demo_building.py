@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,7 +72,10 @@ class DemoBuilding:
     lowering on their way)."""
     stepped_down_s: float | None = None
     """Real seconds from the spike to the limits in force fitting next to it."""
+    lowered: int = 0
+    """Fast-path lowerings the service made (read when the feeding stops)."""
     _task: asyncio.Task[None] | None = None
+    _lowerings: Callable[[], int] | None = None
 
     @classmethod
     async def start(cls, site: Site, duration_s: float) -> DemoBuilding:
@@ -79,7 +83,18 @@ class DemoBuilding:
         await meter.start()
         return cls(site, meter, spike_at_s=0.82 * duration_s, spike_s=0.1 * duration_s)
 
-    def follow(self, fleet: StationFleet, clock: Callable[[], datetime], t0: float) -> None:
+    def follow(
+        self,
+        fleet: StationFleet,
+        clock: Callable[[], datetime],
+        t0: float,
+        lowerings: Callable[[], int],
+    ) -> None:
+        """Draw the building on the meter from now on; ``lowerings``: how many
+        fast-path lowerings the service made so far."""
+        self._lowerings = lowerings
+        # the summary counts them: as log lines they would scroll the live view away
+        logging.getLogger("gridshare.meters.safety").setLevel(logging.ERROR)
         self._task = asyncio.get_running_loop().create_task(self._feed(fleet, clock, t0))
 
     async def _feed(self, fleet: StationFleet, clock: Callable[[], datetime], t0: float) -> None:
@@ -115,6 +130,8 @@ class DemoBuilding:
 
     async def stop_feeding(self) -> None:
         """Stop drawing the building (before the stations go: not a state to measure)."""
+        if self._lowerings is not None:
+            self.lowered = self._lowerings()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -133,6 +150,7 @@ class DemoBuilding:
         )
         return (
             f"building (Modbus meter): spiked to {SPIKE:.0%} of the connection; {stepped}; "
+            f"chargers lowered at once on a reading {self.lowered} time(s); "
             f"largest excess of limits in force + building over the connection "
             f"({SETTLE_S:g} s after a change): {max(0.0, self.worst_excess_a):.1f} A"
         )
