@@ -657,6 +657,7 @@ class Controller:
             answer_timeout_s=self.settings.answer_timeout_s,
             defaults=defaults,
             build_default=lambda cid, limit: self.profiles.default(cid, limit, now),
+            live_cap=lambda: model.capacity(self.site, self.capacity(grid, self.clock()), grid),
         )
 
     # --- helpers -------------------------------------------------------------------------------

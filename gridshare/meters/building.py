@@ -195,14 +195,21 @@ class BuildingLoad:
 
     # --- what it gives ------------------------------------------------------------------------
 
-    def ev_at(self, group_id: str, t: datetime) -> PerLine:
-        """What the chargers under a group measured at ``t``, per line."""
+    def ev_at(self, group_id: str, t: datetime, window_s: float = 0.0) -> PerLine:
+        """What the chargers under a group measured at ``t``, per line: each at
+        the least it drew over the ``window_s`` before ``t`` (a reading stands
+        for a moment somewhere in its poll: a car ramping up meanwhile counts
+        at its lower figure, so the building at its higher one)."""
         out = _zero()
+        earlier = t - timedelta(seconds=window_s)
         for info in self.site.connectors_under(group_id):
             samples = self.ev.get(info.key)
             if samples is None:
                 continue
             drawn = samples.at(t)
+            if window_s > 0:
+                before = samples.at(earlier)
+                drawn = {line: min(a, before[line]) for line, a in drawn.items()}
             limit = self.limit_at(info.key, t) if self.limit_at is not None else None
             for line, a in drawn.items():
                 out[line] += a if limit is None else min(a, limit)
@@ -217,7 +224,7 @@ class BuildingLoad:
             if not conn.fresh(now):
                 return conn.config.worst_a()
             reading = conn.readings[-1]
-            ev = self.ev_at(group_id, reading.at)
+            ev = self.ev_at(group_id, reading.at, conn.config.interval_s)
             return {line: reading.current_a[line] - ev[line] for line in LINES}
         out = _zero()
         for s in mine:

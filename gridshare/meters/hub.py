@@ -78,6 +78,8 @@ class MeterHub:
         """Before the controller starts: its fallbacks leave the worst case free."""
         self.controller = controller
         self.building.limit_at = controller.limit_now
+        # a plan's raisings were admitted against the building it knew: look again
+        controller.on_plan.append(lambda plan, report: self.check("after a rollout"))
         controller.fallback.assume_building(self.building.worst_all())
 
     async def start(self) -> None:

@@ -67,7 +67,8 @@ def test_connection_less_the_chargers_at_the_readings_moment() -> None:
     m = b.meters["main"].config
     at = T0 + timedelta(seconds=10)  # between the samples: 24 A interpolated
     b.accept(checked(m, at, amps(50, 30, 24), at))
-    assert b.non_ev("grid", at) == {L1: 26.0, L2: 6.0, L3: 0.0}
+    # the car ramps up: over the meter's 1 s poll it drew 23.2 A at least
+    assert b.non_ev("grid", at) == pytest.approx({L1: 26.8, L2: 6.8, L3: 0.8})
     # the panel has no meter of its own: nothing is known or assumed of it
     assert "panel" not in b.metered
 
