@@ -348,6 +348,7 @@ class Controller:
         self.plan_id: int | None = None
         """The store's id of the current plan."""
         self.plan_reason = ""
+        self.live_capacity: Callable[..., Callable[[], Any]] | None = None  # gridshare.meters
 
     # --- the site's state, read through ---------------------------------------------------
 
@@ -657,7 +658,7 @@ class Controller:
             answer_timeout_s=self.settings.answer_timeout_s,
             defaults=defaults,
             build_default=lambda cid, limit: self.profiles.default(cid, limit, now),
-            live_cap=lambda: model.capacity(self.site, self.capacity(grid, self.clock()), grid),
+            live_cap=self.live_capacity(model, grid) if self.live_capacity else None,
         )
 
     # --- helpers -------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from gridshare.controller import Controller
 from gridshare.meters.building import BuildingLoad, NonEvForecast, hold_latest
 from gridshare.meters.config import MeterConfig
@@ -29,8 +31,10 @@ from gridshare.meters.modbus import ModbusMeter, ModbusReadError
 from gridshare.meters.readings import ReadingRefused, checked
 from gridshare.meters.safety import Lowering, enforce
 from gridshare.meters.views import meters_view
+from gridshare.rollout.load import LoadModel
 from gridshare.site.state import site_lines
 from ocpp_adapter.events import DomainEvent, MeterReading, SessionEnded
+from optimizer.problem import TimeGrid
 from optimizer.site import LINES, Site
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,14 @@ class MeterHub:
         """Before the controller starts: its fallbacks leave the worst case free."""
         self.controller = controller
         self.building.limit_at = controller.limit_now
+
+        def live_capacity(model: LoadModel, grid: TimeGrid) -> Callable[[], np.ndarray]:
+            # what a plan's raisings must fit under: the building as read by then
+            return lambda: model.capacity(
+                controller.site, controller.capacity(grid, controller.clock()), grid
+            )
+
+        controller.live_capacity = live_capacity
         # a plan's raisings were admitted against the building it knew: look again
         controller.on_plan.append(lambda plan, report: self.check("after a rollout"))
         controller.fallback.assume_building(self.building.worst_all())
