@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck install install-dev clean bench browser
+.PHONY: demo test lint typecheck install install-dev clean bench browser mosquitto
 
 # apt needs root; elsewhere ask sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -47,7 +47,12 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-test: $(DEV) lint typecheck browser
+# The meter tests run an MQTT broker: Debian's mosquitto.
+mosquitto:
+	@command -v mosquitto >/dev/null || PATH="$$PATH:/usr/sbin" command -v mosquitto >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto >/dev/null; }
+
+test: $(DEV) lint typecheck browser mosquitto
 	$(BIN)/python -m pytest -q
 
 bench: $(RUNTIME)

@@ -46,6 +46,7 @@ from pydantic_settings import (
 
 from forecasts.demand import DemandDefaults
 from gridshare.errors import UserError
+from gridshare.meters.config import MeterConfig, MetersTable, check_meters
 from gridshare.retention import RetentionConfig
 from gridshare.site.settings import ControllerSettings
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
@@ -181,6 +182,7 @@ class GridshareConfig(_Strict):
     api: ApiConfig = Field(default_factory=ApiConfig)
     defaults: SessionDefaults = Field(default_factory=SessionDefaults)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    meters: tuple[MeterConfig, ...] = ()
     path: Path | None = None
 
 
@@ -350,6 +352,23 @@ def site_from_dict(
         raise ConfigError(_describe(e, name, Site, data, lines)) from None
 
 
+def meters_from_dict(
+    data: dict[str, Any], site: Site, name: str, lines: Mapping[Loc, int] | None = None
+) -> tuple[MeterConfig, ...]:
+    """The ``[[meters]]`` tables, checked against the site; errors like the site's."""
+    try:
+        meters = MetersTable.model_validate(data).meters
+        check_meters(meters, site)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, name, MetersTable, data, lines)) from None
+    except SiteValueError as e:
+        loc: Loc = ("meters", *e.where)
+        line = _line_of(loc, lines) if lines is not None else None
+        file = f"{name}:{line}" if line is not None else name
+        raise ConfigError(f"{file}: {_named(loc[:-1], data)}: {e}") from None
+    return meters
+
+
 def _variable_path(variable: str) -> list[str] | None:
     """``GRIDSHARE_SERVER__HTTP_PORT`` → ``["server", "http_port"]`` (None: not ours)."""
     if not variable.upper().startswith(ENV_PREFIX):
@@ -417,11 +436,13 @@ def parse_config(
     lines = _key_lines(text) if text is not None else None
     data = dict(data)
     own = {k: data.pop(k) for k in _OWN_TABLES if k in data}
+    meters_data = {"meters": data.pop("meters")} if "meters" in data else {}
     site = site_from_dict(data, name, lines)
+    meters = meters_from_dict(meters_data, site, name, lines)
     env = os.environ if environ is None else environ
     tables = _merged(own, _environment_tables(env))
     try:
-        return GridshareConfig(site=site, path=path, **tables)
+        return GridshareConfig(site=site, meters=meters, path=path, **tables)
     except ValidationError as e:
         variable = _source_of(e.errors()[0]["loc"], env)
         if variable is not None:

@@ -186,6 +186,7 @@ class Controller:
         self.plan_id: int | None = None
         """The store's id of the current plan."""
         self.plan_reason = ""
+        self.live_capacity: Callable[..., Callable[[], Any]] | None = None  # gridshare.meters
 
     # --- the site's state, read through ---------------------------------------------------
 
@@ -480,7 +481,10 @@ class Controller:
         defaults = self.fallback.default_targets(self.clock(), plan, problem.fixed_load_a)
         model = self.load_model(plan.lines)
         cap = model.capacity(self.site, problem.capacity, plan.grid)
-        return await self.rollouts.run(plan.grid, targets, model, cap, defaults=defaults)
+        live = self.live_capacity(model, plan.grid) if self.live_capacity else None
+        return await self.rollouts.run(
+            plan.grid, targets, model, cap, defaults=defaults, live_cap=live
+        )
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -235,8 +235,10 @@ class Rollouts:
         cap: np.ndarray,
         *,
         defaults: Mapping[str, float] | None = None,
+        live_cap: Callable[[], np.ndarray] | None = None,
     ) -> RolloutReport:
-        """`run_rollout` of ``targets`` (and the connectors' own fallback ``defaults``)."""
+        """`run_rollout` of ``targets`` (and the connectors' own fallback ``defaults``;
+        ``live_cap``: see `run_rollout`)."""
         now = self.clock()
         log_ = ProfileLog(self.store, self.state, self.clock, now)
         return await run_rollout(
@@ -255,4 +257,5 @@ class Rollouts:
             answer_timeout_s=self.settings.answer_timeout_s,
             defaults=defaults,
             build_default=lambda cid, limit: self.profiles.default(cid, limit, now),
+            live_cap=live_cap,
         )

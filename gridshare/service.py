@@ -50,6 +50,9 @@ from gridshare.http_server import (
     http_allowed_hosts,
     security_warnings,
 )
+from gridshare.meters import api as meters_api
+from gridshare.meters.hub import MeterHub
+from gridshare.meters.metrics import MeterMetrics
 from gridshare.operator import LiveFeed, OperatorParts, ServiceBackend
 from gridshare.retention import run_retention
 from gridshare.store import Store, open_store
@@ -185,6 +188,9 @@ class Service:
         )
         self.started_at: datetime | None = None
         self.metrics = MetricsRecorder()
+        self.meter_metrics = MeterMetrics(self.metrics.registry) if config.meters else None
+        self.meters: MeterHub | None = None
+        """The site's meters and the building behind its connection (``[[meters]]``)."""
         self.dso: DsoLink | None = None
         """The DSO link (OSCP), while the service runs."""
         self.operator: ServiceBackend | None = None
@@ -246,6 +252,8 @@ class Service:
         assert self.controller is not None
         # as stored: what the controller refused of it counts nowhere else
         event = await self.controller.on_event(event)
+        if self.meters is not None:
+            self.meters.observe(event)
         if self.operator is not None:
             self.operator.live.observe(event)
         if self.dso is not None:
@@ -273,6 +281,12 @@ class Service:
             book = load_capacity_book(store)
             if self.capacity is static_capacity:
                 self.capacity = book.capacity
+            capacity = self.capacity
+            if self.config.meters:
+                self.meters = MeterHub(
+                    self.config.site, self.config.meters, self.clock, metrics=self.meter_metrics
+                )
+                capacity = self.meters.building.capacity_provider(capacity)
             self.gateway = gateway = self.gateway_factory(
                 self.config, self._ocpp_port, self.host, self.on_event
             )
@@ -281,10 +295,12 @@ class Service:
                 store,
                 gateway,
                 defaults=self.config.defaults.demand_defaults(),
-                capacity=self.capacity,
+                capacity=capacity,
                 settings=self.settings,
                 clock=self.clock,
             )
+            if self.meters is not None:
+                self.meters.attach(controller)
             live = LiveFeed(controller, store, self.metrics, self.clock)
             self.dso = dso = DsoLink(
                 self.config,
@@ -317,6 +333,8 @@ class Service:
             # the controller's recovery first: it ends superseded sessions in the store,
             # which the energy counter's recovery then reads (its re-plan is only queued)
             await controller.start(scheduler=self.scheduler)
+            if self.meters is not None:
+                await self.meters.start()
             dso.start_reports()
             self._retention_stop.clear()
             self._retention = asyncio.get_running_loop().create_task(
@@ -357,6 +375,8 @@ class Service:
             trusted_proxies=self.config.server.trusted_proxies,
         )
         app.include_router(router, prefix=prefix)
+        if self.meters is not None:
+            app.include_router(meters_api.router(self.meters))
         try:
             await self.http.serve(app)
         except HttpServerError as e:
@@ -375,6 +395,9 @@ class Service:
             except Exception:
                 log.exception("stopping the OCPP central system")
             self.gateway = None
+        if self.meters is not None:
+            await self.meters.stop()
+            self.meters = None
         if self.controller is not None:
             await self.controller.stop()
         if self._retention is not None:

@@ -161,12 +161,41 @@ def group_limit_kw(site: Site, capacity: Capacity, group_id: str, slots: int) ->
     return np.full(slots, static if static is not None else np.inf)
 
 
+def non_ev_a(capacity: Capacity, group_id: str, line: Line, slots: int) -> np.ndarray:
+    """Per-slot non-EV load of a group on a line (0 where none is known)."""
+    load = capacity.non_ev_a.get(group_id, {}).get(line)
+    return np.zeros(slots) if load is None else load
+
+
+def non_ev_kw(site: Site, capacity: Capacity, group_id: str, slots: int) -> np.ndarray:
+    """Per-slot non-EV power of a group: its line currents at the site's voltage."""
+    total = sum((non_ev_a(capacity, group_id, line, slots) for line in LINES), np.zeros(slots))
+    return total * site.site.voltage_v / 1000.0
+
+
+def line_limit_a(
+    site: Site, capacity: Capacity, group_id: str, line: Line, slots: int
+) -> np.ndarray:
+    """Per-slot current left for the chargers on one line of a group: its limit
+    less the non-EV load on that line (never below 0)."""
+    limit = group_limit_a(site, capacity, group_id, slots)
+    return np.maximum(limit - non_ev_a(capacity, group_id, line, slots), 0.0)
+
+
+def ev_limit_kw(site: Site, capacity: Capacity, group_id: str, slots: int) -> np.ndarray:
+    """Per-slot power left for the chargers of a group (never below 0)."""
+    limit = group_limit_kw(site, capacity, group_id, slots)
+    return np.maximum(limit - non_ev_kw(site, capacity, group_id, slots), 0.0)
+
+
 def family_limit(site: Site, capacity: Capacity, key: FamilyKey, slots: int) -> np.ndarray:
-    """Per-slot upper bound of a family; ``inf`` where there is none."""
+    """Per-slot upper bound of a family, less the non-EV load; ``inf`` where there is none."""
     group_id, quantity = key
     if quantity == KW:
-        return group_limit_kw(site, capacity, group_id, slots)
-    return group_limit_a(site, capacity, group_id, slots)
+        return ev_limit_kw(site, capacity, group_id, slots)
+    if quantity == WEIGHTED:
+        return group_limit_a(site, capacity, group_id, slots)
+    return line_limit_a(site, capacity, group_id, Line(quantity), slots)
 
 
 @dataclass(frozen=True)

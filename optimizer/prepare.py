@@ -28,7 +28,8 @@ Rows:
 
 * limit rows, one per (family, period): a family is (group, line) with
   coefficient 1, (group, kW) with the session's kW per A, or a weighted group
-  with |weight|; upper bound = capacity − load that is fixed whatever we plan;
+  with |weight|; upper bound = capacity − non-EV load − load that is fixed
+  whatever we plan;
 * energy rows, one per session: Σ kWh-per-A·x + Σ v = energy needed (so the
   plan never delivers more than needed);
 * two rows per ``d`` (free where the previous plan did not know the session);
@@ -244,11 +245,15 @@ def _families(
             used_a = sum(fixed[i.key] for i in under if line in i.lines)
             if np.all(np.isinf(limit_a)):
                 add(g.id, line.value, inf)
-            else:
-                add(g.id, line.value, limit_a - used_a)
+            else:  # less a building's load on the line (`Capacity.non_ev_a`)
+                add(
+                    g.id,
+                    line.value,
+                    site_families.line_limit_a(site, cap, g.id, line, grid.slots) - used_a,
+                )
         if not np.all(np.isinf(limit_kw)):
             used_kw = sum(fixed[i.key] * i.kw_per_amp() for i in under)
-            add(g.id, KW, limit_kw - used_kw)
+            add(g.id, KW, site_families.ev_limit_kw(site, cap, g.id, grid.slots) - used_kw)
     return fams, index
 
 

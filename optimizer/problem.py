@@ -149,6 +149,23 @@ class Capacity:
 
     limit_a: Mapping[str, np.ndarray] = field(default_factory=dict)
     limit_kw: Mapping[str, np.ndarray] = field(default_factory=dict)
+    non_ev_a: Mapping[str, Mapping[Line, np.ndarray]] = field(default_factory=dict)
+    """Group → line → per-slot current that is not the chargers' (a building
+    behind the same connection; ≥ 0): taken off the group's limit on that line
+    and, at the site's voltage, off its power limit (`optimizer.families`). It
+    can only lower what the chargers get, never raise a limit."""
+
+    def with_non_ev(self, loads: Mapping[str, Mapping[Line, np.ndarray]]) -> Capacity:
+        """A copy whose non-EV load is ``loads`` (negative values count as 0:
+        a load never frees capacity beyond the limits)."""
+        clean = {
+            g: {
+                line: np.maximum(np.nan_to_num(np.asarray(v, float), nan=0.0), 0.0)
+                for line, v in by_line.items()
+            }
+            for g, by_line in loads.items()
+        }
+        return Capacity(self.limit_a, self.limit_kw, clean)
 
     @classmethod
     def static(cls, site: Site, grid: TimeGrid) -> Capacity:
@@ -169,7 +186,7 @@ class Capacity:
             la[group_id][mask] = np.minimum(la[group_id][mask], limit_a)
         if limit_kw is not None:
             lk[group_id][mask] = np.minimum(lk[group_id][mask], limit_kw)
-        return Capacity(la, lk)
+        return Capacity(la, lk, self.non_ev_a)
 
     def limited(
         self, grid: TimeGrid, windows: Iterable[LimitWindow], *, since: datetime | None = None
@@ -189,7 +206,7 @@ class Capacity:
                     continue
                 cur = table.get(w.group_id, np.full(grid.slots, np.inf))
                 table[w.group_id] = np.where(mask, np.minimum(cur, value), cur)
-        return Capacity(la, lk)
+        return Capacity(la, lk, self.non_ev_a)
 
 
 @dataclass(frozen=True)
@@ -236,5 +253,10 @@ class PlanningProblem:
                     raise ProblemError(f"capacity of {g.id}: expected {self.grid.slots} slots")
                 if arr is not None and np.any(arr < 0):
                     raise ProblemError(f"capacity of {g.id} is negative")
+            for arr in self.capacity.non_ev_a.get(g.id, {}).values():
+                if arr.shape != (self.grid.slots,) or not np.all(np.isfinite(arr)):
+                    raise ProblemError(
+                        f"non-EV load of {g.id}: expected {self.grid.slots} finite slots"
+                    )
         if self.prices is not None and self.prices.shape != (self.grid.slots,):
             raise ProblemError(f"prices: expected {self.grid.slots} slots")

@@ -37,9 +37,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import SecretStr
 
+from gridshare.commands.demo_building import DemoBuilding, with_meter
+from gridshare.commands.demo_view import EveningCut, Sample, connector_page, lines_of, plot
 from gridshare.commands.options import command_parser, positive
 from gridshare.config import (
     ConfigError,
@@ -134,29 +135,6 @@ def station_specs(site: Site) -> list[SimStationSpec]:
     ]
 
 
-@dataclass
-class EveningCut:
-    """The simulated DSO: the grid connection's limit is lowered for a time."""
-
-    group: str
-    limit_a: float
-    start: datetime
-    end: datetime
-
-    def now_a(self, site: Site, now: datetime) -> float:
-        g = site.group_by_id[self.group]
-        base = g.limit_a if g.limit_a is not None else math.inf
-        return min(base, self.limit_a) if self.start <= now < self.end else base
-
-
-@dataclass
-class Sample:
-    at: datetime
-    capacity: dict[str, float]
-    limits: dict[str, dict[str, float]]
-    measured: dict[str, dict[str, float]]
-
-
 def car_lines(site: Site, cars: Cars, cid: str) -> tuple[str, ...]:
     """The site lines a connector's limit loads: all it is wired to, or only
     those a plugged-in one-phase car uses."""
@@ -212,34 +190,6 @@ GROUPS_LEGEND = (
     "limits in force: the sum of every connector's limit, idle ones too (a car may "
     "plug in and draw it before a plan reaches its station)."
 )
-PAGE_S = 4.0
-"""Real seconds each page of connectors stays on a terminal too short for all."""
-
-
-def connector_page(plugged: list[str], room: int, wall_s: float) -> tuple[list[str], str]:
-    """The connectors that fit in ``room`` rows (a page at a time, turning every
-    `PAGE_S` seconds) and what the table's caption says of them."""
-    room = max(1, room)
-    if len(plugged) <= room:
-        return plugged, f"{len(plugged)} cars plugged in"
-    pages = math.ceil(len(plugged) / room)
-    page = int(wall_s // PAGE_S) % pages
-    shown = plugged[page * room : (page + 1) * room]
-    first = page * room + 1
-    return shown, (
-        f"cars {first}-{first + len(shown) - 1} of {len(plugged)}, "
-        f"page {page + 1}/{pages} (turns every {PAGE_S:g} s)"
-    )
-
-
-def lines_of(renderable: Any, width: int) -> int:
-    """How many terminal lines ``renderable`` takes at ``width`` columns."""
-    import io
-
-    from rich.console import Console
-
-    probe = Console(width=width, file=io.StringIO(), color_system=None)
-    return len(probe.render_lines(renderable, probe.options, pad=False))
 
 
 def render(
@@ -282,7 +232,17 @@ def render(
         no_wrap=True,
         overflow="ellipsis",
     )
-    top = Group(groups, Text(GROUPS_LEGEND, style="dim"))
+    meters = service.meters.view(s.at)["groups"] if service.meters is not None else []
+    building = [
+        Text(
+            f"{g['id']}: building {'/'.join(f'{a:.0f}' for a in g['non_ev_a'].values())} A, "
+            f"headroom {'/'.join(f'{a:.0f}' for a in g['headroom_a'].values() if a is not None)}"
+            f" A{' (meter stale: at its worst case)' if g['blind'] else ''}",
+            no_wrap=True,
+        )
+        for g in meters
+    ]
+    top = Group(groups, *building, Text(GROUPS_LEGEND, style="dim"))
     bottom = Group(Text(CONNECTORS_LEGEND, style="dim"), footer)
     # the connectors' header, its rule and caption, and the line Live keeps below
     room = height - lines_of(top, width) - lines_of(bottom, width) - 4
@@ -305,46 +265,6 @@ def render(
             f"{car.departs:%H:%M}",
         )
     return Group(top, conns, bottom)
-
-
-def plot(samples: list[Sample], path: Path, cut: EveningCut, site: Site) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = [g.id for g in site.groups if g.weights is None]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(10, 3.2 * len(groups)), sharex=True)
-    axes = np.atleast_1d(axes)
-    times = [s.at for s in samples]
-    for ax, gid in zip(axes, groups, strict=True):
-        ax.step(
-            times,
-            [s.capacity.get(gid, np.nan) for s in samples],
-            where="post",
-            color="black",
-            label="capacity (per line)",
-        )
-        ax.plot(
-            times,
-            [max(s.limits[gid].values()) for s in samples],
-            color="tab:red",
-            label="sum of limits in force (highest line)",
-        )
-        ax.plot(
-            times,
-            [max(s.measured[gid].values()) for s in samples],
-            color="tab:blue",
-            label="measured (highest line)",
-        )
-        ax.axvspan(cut.start, cut.end, color="orange", alpha=0.12, label="DSO evening cut")
-        ax.set_ylabel("A per line")
-        ax.set_title(gid)
-        ax.legend(loc="upper right", fontsize=7)
-    axes[-1].set_xlabel("time (UTC)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 async def start_dso(
@@ -457,20 +377,27 @@ class DemoSite:
     ocpp_url: str
     dso_lines: list[str]
     """What the DSO printed."""
+    building: DemoBuilding | None = None
 
     async def stop(self) -> None:
+        if self.building is not None:
+            await self.building.stop_feeding()
         await self.fleet.stop()
         await self.service.stop()
         await self.dso.stop()
+        if self.building is not None:
+            await self.building.stop()
 
 
 async def start_site(
-    config: GridshareConfig, db: str, clock: DemoClock, cut: EveningCut
+    config: GridshareConfig, db: str, clock: DemoClock, cut: EveningCut, duration_s: float
 ) -> DemoSite:
     """The service, the DSO announcing the cut, and the stations booted; on a
     failure, whatever started is stopped."""
     dso_lines: list[str] = []
     cfg, dso = await start_dso(config, clock, dso_lines.append)
+    building = await DemoBuilding.start(config.site, duration_s)
+    cfg = with_meter(cfg, building.meter.port, clock.speed)
     service = Service(
         cfg,
         db=db,
@@ -490,13 +417,16 @@ async def start_site(
         fleet = StationFleet(url, station_specs(config.site), clock=clock, speed=clock.speed)
         await fleet.start()
         await fleet.wait_booted(10)
+        hub = service.meters
+        building.follow(fleet, clock, clock.real0, lambda: len(hub.lowerings) if hub else 0)
     except BaseException:
         if fleet is not None:
             await fleet.stop()
         await service.stop()
         await dso.stop()
+        await building.stop()
         raise
-    return DemoSite(service, fleet, dso, url, dso_lines)
+    return DemoSite(service, fleet, dso, url, dso_lines, building)
 
 
 PROGRESS_S = 10.0
@@ -616,6 +546,8 @@ def report(
         f"(DSO cut to {cut.limit_a:.0f} A from {cut.start:%H:%M} to {cut.end:%H:%M} UTC)"
     )
     console.print(dso_summary(run.dso, delivered_kwh))
+    if run.building is not None:
+        console.print(run.building.summary())
     console.print(f"plot: {png}")
     over = [
         (s.at, g)
@@ -641,7 +573,7 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
     clock = DemoClock(max(args.speed, 1e-3))
     span = timedelta(seconds=args.duration * clock.speed)
     cut = evening_cut(site, clock.sim0, span)
-    run = await start_site(demo_config(config, clock.speed), db, clock, cut)
+    run = await start_site(demo_config(config, clock.speed), db, clock, cut, args.duration)
     console.print(
         f"dashboard {run.service.http_url}/ · OCPP {run.ocpp_url} · "
         f"{len(run.fleet.stations)} stations"

@@ -9,13 +9,14 @@ from datetime import datetime, timedelta
 
 from gridshare.rollout.schedule import EPS
 from ocpp_adapter.events import ChargingLimitSpec, LimitPeriod, LimitPurpose
-from optimizer.site import LINES, Site
+from optimizer.site import LINES, Line, Site
 
 
 def fallback_limits(
     site: Site,
     capacity_a: Mapping[str, float] | None = None,
     fixed: Mapping[str, float] | None = None,
+    non_ev_a: Mapping[str, Mapping[Line, float]] | None = None,
 ) -> dict[str, float]:
     """Per station: a TxDefault limit (A per line) such that, summed over the
     stations of any group, the fallback capacity is kept on every line, in kW
@@ -26,8 +27,11 @@ def fallback_limits(
     whatever we send (its station refused or did not answer its fallback
     limit); that is taken off the capacity the others share, and its station
     gets no limit here. A share below a connector's minimum current becomes 0.
+    ``non_ev_a``: group → line → a building's worst load behind the group
+    (its meters' ``max_non_ev_a``), taken off that line and the power limit.
     """
     overrides = capacity_a or {}
+    building = non_ev_a or {}
     fixed = fixed or {}
     conns = site.connectors
     share: dict[str, float] = {cid: info.max_current_a for cid, info in conns.items()}
@@ -53,11 +57,13 @@ def fallback_limits(
             for line in LINES:
                 on_line = [i for i in under if line in i.lines and i.key not in fixed]
                 taken = sum(fixed[i.key] for i in under if line in i.lines and i.key in fixed)
+                taken += max(0.0, building.get(g.id, {}).get(line, 0.0))
                 for i in on_line:
                     share[i.key] = min(share[i.key], max(0.0, limit_a - taken) / len(on_line))
         if g.limit_kw is not None:
             kw_per_a = sum(i.kw_per_amp() for i in under if i.key not in fixed)
             taken_kw = sum(i.kw_per_amp() * fixed[i.key] for i in under if i.key in fixed)
+            taken_kw += sum(building.get(g.id, {}).values()) * site.site.voltage_v / 1000.0
             if kw_per_a > 0:
                 for i in under:
                     share[i.key] = min(share[i.key], max(0.0, g.limit_kw - taken_kw) / kw_per_a)

@@ -78,12 +78,15 @@ async def run_rollout(
     answer_timeout_s: float = 15.0,
     defaults: Mapping[str, float] | None = None,
     build_default: DefaultBuilder | None = None,
+    live_cap: Callable[[], np.ndarray] | None = None,
 ) -> RolloutReport:
     """Send the lowerings, await every answer, then the raisings that still fit.
 
     ``defaults``: connector → the TxDefault limit it should have of its own
     (``build_default`` makes the profile). Lowered with the lowerings, raised
     with the raisings when the raise fits; raised only by a meaningful step.
+    ``live_cap``: the capacity as it is once the lowerings are answered (a
+    meter may have seen the building rise meanwhile); raisings fit under both.
     """
     report = RolloutReport(started=clock())
     steps = _plan_steps(book, grid, targets, model, cap, hysteresis)
@@ -112,7 +115,8 @@ async def run_rollout(
 
     # raisings: each checked against the worst case *now* (answers and new
     # arrivals included) plus the raisings already admitted before it
-    headroom = _Headroom.now(book, grid, model, cap)
+    raise_cap = cap if live_cap is None else np.minimum(cap, live_cap())
+    headroom = _Headroom.now(book, grid, model, raise_cap)
     # restoring a fallback first: the plan reserved it
     default_batch = headroom.admit_defaults(book, report, default_high)
     batch = headroom.admit_raisings(book, report, steps.raisings)

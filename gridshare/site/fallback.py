@@ -31,6 +31,7 @@ from gridshare.site.state import SiteState
 from ocpp_adapter.events import ChargingLimitSpec, CommandOutcome, CommandResult
 from optimizer import Plan
 from optimizer.problem import Capacity, TimeGrid
+from optimizer.site import Line
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ class FallbackPolicy:
         self.capacity = capacity
         self.rows = rows
         self.settings = settings or ControllerSettings()
+        self.building: dict[str, dict[Line, float]] = {}
+        """Group → line → the worst non-EV load behind it (its meters' ``max_non_ev_a``):
+        the fallbacks leave it free, so the site is safe if the central system stops."""
         self.shares = fallback_limits(self.site)
         """Per station: its fallback share of the groups' static fallback limits."""
         self.in_force: dict[str, float] = {}
@@ -105,14 +109,22 @@ class FallbackPolicy:
         }
         key = (tuple(sorted(limits.items())), tuple(sorted(fixed.items())))
         if self._cache is None or self._cache[0] != key:
-            static = fallback_limits(self.site, limits)
-            out = fallback_limits(self.site, limits, fixed) if fixed else dict(static)
+            static = fallback_limits(self.site, limits, non_ev_a=self.building)
+            out = (
+                fallback_limits(self.site, limits, fixed, self.building) if fixed else dict(static)
+            )
             for cid, a in fixed.items():
                 sid = self.site.connectors[cid].station_id
                 if sid in static:
                     out[sid] = min(out.get(sid, static[sid]), a)
             self._cache = (key, out)
         return self._cache[1]
+
+    def assume_building(self, worst: Mapping[str, Mapping[Line, float]]) -> None:
+        """Leave ``worst`` (group → line → A of non-EV load) free in every fallback."""
+        self.building = {g: dict(v) for g, v in worst.items()}
+        self.shares = fallback_limits(self.site, non_ev_a=self.building)
+        self._cache = None
 
     def doubtful(self, exclude: str | None = None) -> set[str]:
         """Stations whose fallback limit is not known to be in force: refused,

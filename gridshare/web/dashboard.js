@@ -654,5 +654,44 @@
     b.addEventListener("click", () => setView(b.dataset.view));
   });
 
+  // The building behind the connection, when the site has meters (/api/meters
+  // is served only then: the API's own description says whether it is).
+  const METERS_MS = 2000;
+  function perLine(v) {
+    return ["L1", "L2", "L3"].map((k) => (v[k] == null ? "–" : fmt(v[k], 0))).join("/");
+  }
+  function renderMeters(view) {
+    const el = $("#meters");
+    el.replaceChildren();
+    for (const g of view.groups) {
+      const line = document.createElement("span");
+      line.textContent = g.id + ": building " + perLine(g.non_ev_a) + " A · chargers " +
+        perLine(g.ev_a) + " A · headroom " + perLine(g.headroom_a) + " A ";
+      el.append(line);
+      if (g.blind) {
+        const chip = document.createElement("span");
+        chip.className = "chip warn";
+        chip.textContent = "meter stale: counted at its worst case";
+        el.append(chip);
+      }
+      el.append(document.createElement("br"));
+    }
+    el.hidden = view.groups.length === 0;
+  }
+  async function followMeters() {
+    try {
+      const spec = await api("/api/openapi.json");
+      if (!spec.paths || !spec.paths["/api/meters"]) return;
+    } catch (e) {
+      return;
+    }
+    const tick = async () => {
+      try { renderMeters(await api("/api/meters")); } catch (e) { console.warn("meters", e); }
+    };
+    await tick();
+    setInterval(tick, METERS_MS);
+  }
+
   follow();
+  followMeters();
 })();

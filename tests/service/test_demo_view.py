@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gridshare.commands.demo import PAGE_S, connector_page, dso_summary
+from gridshare.commands.demo import dso_summary
+from gridshare.commands.demo_view import PAGE_S, connector_page
 from gridshare.peers.dso import Received, SimulatedDso
 
 
