@@ -298,23 +298,49 @@ async def run_retention(
     stop_event: asyncio.Event,
 ) -> None:
     """Passes of `Retention.prune_step` in a worker thread until ``stop_event`` is
-    set: steps ``pause_s`` apart, passes ``check_every`` apart. ``store``: a
+    set: steps ``pause_s`` apart, passes ``check_every`` apart on ``clock`` (the
+    service's, which a demo runs faster than the wall). ``store``: a
     `SqliteStore` (its file) or a database path."""
     path = str(getattr(store, "path", store))
     if path == ":memory:":
         log.info("retention: an in-memory database keeps everything")
         return
     retention = await asyncio.to_thread(Retention, path, config)
-    every = config.period("check_every").total_seconds()
+    pace = _Pace(clock)
     try:
         while not stop_event.is_set():
+            due = clock() + config.period("check_every")
             try:
                 await _one_pass(retention, clock, stop_event)
             except sqlite3.Error as e:  # a locked or full disk, say: the rows wait
                 log.warning("retention: %s; trying again in %s", e, config.check_every)
-            await _wait(stop_event, every)
+            while not stop_event.is_set() and (left := pace.wall_s(due)) > 0:
+                await _wait(stop_event, left)
     finally:
         await asyncio.to_thread(retention.close)
+
+
+class _Pace:
+    """How many wall seconds until a time of ``clock``, from its pace so far."""
+
+    LONGEST_WAIT_S = 60.0
+    """Looked at again at least this often (a clock may jump or change pace)."""
+    LEARN_S = 0.5
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self._t0, self._wall0 = clock(), time.monotonic()
+
+    def wall_s(self, t: datetime) -> float:
+        now, wall = self._clock(), time.monotonic()
+        left = (t - now).total_seconds()
+        if left <= 0:
+            return 0.0
+        elapsed = wall - self._wall0
+        if elapsed < self.LEARN_S:  # its pace not known yet: look again soon
+            return min(left, self.LEARN_S)
+        speed = (now - self._t0).total_seconds() / elapsed
+        return min(max(left / max(speed, 1e-3), 0.01), self.LONGEST_WAIT_S)
 
 
 async def _one_pass(

@@ -269,6 +269,8 @@ class Service:
     async def start(self) -> None:
         self.started_at = self.clock()
         self.store = store = open_store(self.db_url)
+        if hasattr(store, "full_plan_every"):  # plans are thinned as they are written
+            store.full_plan_every = self.config.retention.period("full_plan_every")
         try:
             book = load_capacity_book(store)
             if self.capacity is static_capacity:
