@@ -73,6 +73,16 @@ def prune_audit(db: sqlite3.Connection, before: datetime, budget: int) -> int:
     ).rowcount
 
 
+def prune_accepted_limits(db: sqlite3.Connection, before: datetime, budget: int) -> int:
+    """The audit events of limits accepted before ``before`` (they repeat the
+    profiles' answers and go with them)."""
+    return db.execute(
+        "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? "
+        "AND kind = 'limit_accepted' ORDER BY at LIMIT ?)",
+        (iso(before), budget),
+    ).rowcount
+
+
 def prune_forecasts(db: sqlite3.Connection, before: datetime, budget: int) -> int:
     """Forecasts received before ``before`` (the capacity book keeps its own blocks)."""
     return db.execute(

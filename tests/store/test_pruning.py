@@ -182,6 +182,32 @@ def test_profiles_audit_and_forecasts_go_past_their_horizons_unless_still_needed
         store.close()
 
 
+def test_accepted_limits_leave_the_audit_with_their_profiles_other_events_stay(
+    tmp_path: Path,
+):
+    path = tmp_path / "g.db"
+    store = SqliteStore(path)
+    try:
+        sent = store.profiles_sent(
+            [("CP1", "CP1/1", "tx", "tx-1", T0, [(0, 8.0)])] * 12
+            + [("CP1", "CP1/1", "tx", "tx-1", T0 + 40 * DAY, [(0, 9.0)])],
+            T0,
+        )
+        store.profiles_answered([(p, "accepted", "") for p in sent[:12]], T0)
+        store.profiles_answered([(sent[12], "accepted", "")], T0 + 40 * DAY)
+        store.audit(T0, "override_set", "grid", {"k": 1})
+    finally:
+        store.close()
+    jobs = run_pass(path, T0 + 41 * DAY, batch_rows=5, profiles="30d", events="365d")
+    assert jobs.count("accepted limits") == 3
+    store = SqliteStore(path)
+    try:
+        kinds = [(e["kind"], e["at"][:10]) for e in store.audit_log()]
+    finally:
+        store.close()
+    assert sorted(kinds) == [("limit_accepted", "2026-02-10"), ("override_set", "2026-01-01")]
+
+
 def test_the_file_gives_its_pages_back(tmp_path: Path):
     path = tmp_path / "g.db"
     store = SqliteStore(path)
