@@ -231,7 +231,7 @@ def service_main(spec_path: str) -> None:
     if spec["trace_memory"]:
         import tracemalloc
 
-        tracemalloc.start(12)
+        tracemalloc.start(spec.get("trace_frames", 12))
     asyncio.run(_serve(spec))
 
 
@@ -636,6 +636,7 @@ async def soak(args: argparse.Namespace, tmp: Path) -> list[Row]:
         "log": str(log),
         "clock": clock.to_dict(),
         "trace_memory": args.trace_memory,
+        "trace_frames": args.trace_frames,
     }
     spec_path = tmp / "spec.json"
     spec_path.write_text(json.dumps(spec))
@@ -761,6 +762,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", action="store_true", help="the largest tables every day")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--trace-memory", action="store_true", help="tracemalloc in the service")
+    p.add_argument(
+        "--trace-frames", type=int, default=12, help="frames kept per allocation (fewer: faster)"
+    )
     p.add_argument("--trace-memory-every", action="store_true", help="print the growth every day")
     p.add_argument("--keep-log", help="copy the service's log here at the end")
     p.add_argument("--service", help=argparse.SUPPRESS)
