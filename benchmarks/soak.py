@@ -143,9 +143,15 @@ def site_config(connectors: int, meter_interval_s: int) -> dict[str, Any]:
             "heartbeat_interval_s": 3600,
         },
         "api": {"open_reads_on_loopback": True},
-        # retention passes run on wall time (every 5 min by default): at a day in
-        # a minute or two they must come as often, in simulated time, as they would
-        "retention": {"check_every": "2s", "pause_s": 0.02},
+        # passes follow the service's clock; a short pause between steps (in wall
+        # time) keeps up with days of a minute; every horizon within a week, so
+        # that the database's steady state shows within the run
+        "retention": {
+            "pause_s": 0.02,
+            "plans": "7d",
+            "profiles": "7d",
+            "oscp_messages": "7d",
+        },
     }
 
 
@@ -225,7 +231,7 @@ def service_main(spec_path: str) -> None:
     if spec["trace_memory"]:
         import tracemalloc
 
-        tracemalloc.start(12)
+        tracemalloc.start(spec.get("trace_frames", 12))
     asyncio.run(_serve(spec))
 
 
@@ -281,6 +287,7 @@ async def _serve(spec: dict[str, Any]) -> None:
                 "book_kb": len(json.dumps(saved)) / 1024 if saved else 0.0,
                 # what Python itself holds: flat while RSS grows points below it
                 "py_blocks_k": sys.getallocatedblocks() / 1000,
+                **heap_mb(),
                 "growth": [],
             }
             replan_ms.clear()
@@ -298,6 +305,29 @@ async def _serve(spec: dict[str, Any]) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
         await service.stop()
+
+
+def heap_mb() -> dict[str, float]:
+    """The C heap (glibc ``mallinfo2``): in use, and free but kept by the process."""
+    import ctypes
+    import ctypes.util
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [
+            (n, ctypes.c_size_t)
+            for n in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                "uordblks", "fordblks", "keepcost",
+            )
+        ]  # fmt: skip
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.mallinfo2.restype = Mallinfo2
+        m = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return {}
+    return {"heap_mb": (m.uordblks + m.hblkhd) / 2**20, "heap_free_mb": m.fordblks / 2**20}
 
 
 def growth_sites(snap: Any, baseline: Any, top: int) -> list[str]:
@@ -439,12 +469,14 @@ class Row:
     errors: int
     book_kb: float
     py_blocks_k: float
+    heap_mb: float
+    heap_free_mb: float
     cars: int
 
     HEAD = (
         f"{'day':>4} {'RSS MB':>7} {'DB MB':>7} {'fds':>5} {'replans':>7} {'p50 ms':>7} "
         f"{'p99 ms':>7} {'API p99':>8} {'API err':>7} {'errors':>6} {'book KB':>8} "
-        f"{'py kblk':>7} {'cars':>6}"
+        f"{'py kblk':>7} {'heap MB':>7} {'free MB':>7} {'cars':>6}"
     )
 
     def line(self) -> str:
@@ -452,7 +484,8 @@ class Row:
             f"{self.day:>4} {self.rss_mb:>7.1f} {self.db_mb:>7.1f} {self.fds:>5} "
             f"{self.replans:>7} {self.replan_p50_ms:>7.1f} {self.replan_p99_ms:>7.1f} "
             f"{self.api_p99_ms:>8.1f} {self.api_failures:>7} {self.errors:>6} "
-            f"{self.book_kb:>8.1f} {self.py_blocks_k:>7.0f} {self.cars:>6}"
+            f"{self.book_kb:>8.1f} {self.py_blocks_k:>7.0f} {self.heap_mb:>7.1f} "
+            f"{self.heap_free_mb:>7.1f} {self.cars:>6}"
         )
 
 
@@ -465,6 +498,8 @@ SLOPED = (
     "api_p99_ms",
     "book_kb",
     "py_blocks_k",
+    "heap_mb",
+    "heap_free_mb",
 )
 
 
@@ -482,6 +517,27 @@ def open_fds(pid: int) -> int:
 def db_mb(path: Path) -> float:
     files = [path, path.with_name(path.name + "-wal")]
     return sum(f.stat().st_size for f in files if f.exists()) / 2**20
+
+
+def table_sizes(path: Path, top: int = 8) -> str:
+    """The largest tables and indexes of the database (read-only, ``dbstat``)."""
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = db.execute(
+                "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT ?",
+                (top,),
+            ).fetchall()
+            free = db.execute("PRAGMA freelist_count").fetchone()[0]
+            page = db.execute("PRAGMA page_size").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        return f"({e})"
+    parts = [f"{name} {size / 2**20:.1f}" for name, size in rows]
+    return ", ".join([*parts, f"free {free * page / 2**20:.1f}"])
 
 
 def errors_logged(log: Path) -> int:
@@ -580,6 +636,7 @@ async def soak(args: argparse.Namespace, tmp: Path) -> list[Row]:
         "log": str(log),
         "clock": clock.to_dict(),
         "trace_memory": args.trace_memory,
+        "trace_frames": args.trace_frames,
     }
     spec_path = tmp / "spec.json"
     spec_path.write_text(json.dumps(spec))
@@ -642,10 +699,14 @@ async def soak(args: argparse.Namespace, tmp: Path) -> list[Row]:
                 errors=errors_logged(log),
                 book_kb=float(inside["book_kb"]),
                 py_blocks_k=float(inside["py_blocks_k"]),
+                heap_mb=float(inside.get("heap_mb", 0.0)),
+                heap_free_mb=float(inside.get("heap_free_mb", 0.0)),
                 cars=cars.arrived,
             )
             rows.append(row)
             print(row.line(), flush=True)
+            if args.tables:
+                print(f"  tables MB: {table_sizes(db)}", flush=True)
             if args.out:
                 write_csv(args.out, rows)  # as it goes: a run cut short keeps its days
             if inside["growth"] and (args.trace_memory_every or day == args.days):
@@ -698,8 +759,12 @@ def parser() -> argparse.ArgumentParser:
         "(the stations' own is 10; raised for the speed)",
     )
     p.add_argument("--out", help="CSV of the per-day rows")
+    p.add_argument("--tables", action="store_true", help="the largest tables every day")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--trace-memory", action="store_true", help="tracemalloc in the service")
+    p.add_argument(
+        "--trace-frames", type=int, default=12, help="frames kept per allocation (fewer: faster)"
+    )
     p.add_argument("--trace-memory-every", action="store_true", help="print the growth every day")
     p.add_argument("--keep-log", help="copy the service's log here at the end")
     p.add_argument("--service", help=argparse.SUPPRESS)

@@ -445,7 +445,7 @@ class Controller:
         )
         self.plan, self.plan_at = plan, now
         self.plans += 1
-        self.plan_id = self.store.save_plan(plan, now, reason)
+        self.plan_id = self.store.save_plan(plan, now, reason, self.site)
         log_plan(plan, reason, self.plan_id)
         self.plan_reason = reason
         self.fast.planned(plan, problem.fixed_load_a)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import logging
 import re
@@ -76,12 +78,13 @@ class RetentionConfig(BaseModel):
     full_plan_every: str = "15m"
     """At most one plan this often keeps its whole current array (and the latest)."""
     events: str = "365d"
-    """Audit events."""
+    """Audit events (but the limits stations accepted: see ``profiles``)."""
     oscp_messages: str = "90d"
     """Forecasts received from the DSO."""
     ended_sessions: str = "365d"
     profiles: str = "30d"
-    """Charging profiles sent and their answers."""
+    """Charging profiles sent and their answers, and the audit events of the limits
+    accepted (one per profile: tens of thousands a day on a large site)."""
     check_every: str = "5m"
     """How often a pass looks for rows past their horizon."""
     batch_rows: Annotated[int, Field(ge=1, le=5000)] = 500
@@ -156,7 +159,8 @@ class PruneReport:
 
     job: str
     """The kind of work: "roll-up", "thin plans", "plans", "audit", "forecasts",
-    "profiles", "sessions", "rollups", "vacuum"; "" when there was none."""
+    "profiles", "accepted limits", "sessions", "rollups", "vacuum"; "" when there
+    was none."""
     rows: int
     seconds: float
     """How long the step took (its transaction held the write lock about as long)."""
@@ -192,6 +196,7 @@ class Retention:
             ("audit", self._horizon_job("events", pruning.prune_audit)),
             ("forecasts", self._horizon_job("oscp_messages", pruning.prune_forecasts)),
             ("profiles", self._horizon_job("profiles", pruning.prune_profiles)),
+            ("accepted limits", self._horizon_job("profiles", pruning.prune_accepted_limits)),
             ("sessions", self._prune_sessions),
             ("rollups", self._horizon_job("rollups", pruning.prune_rollups)),
         ]
@@ -298,29 +303,85 @@ async def run_retention(
     stop_event: asyncio.Event,
 ) -> None:
     """Passes of `Retention.prune_step` in a worker thread until ``stop_event`` is
-    set: steps ``pause_s`` apart, passes ``check_every`` apart. ``store``: a
+    set: steps ``pause_s`` apart, passes ``check_every`` apart on ``clock`` (the
+    service's, which a demo runs faster than the wall). ``store``: a
     `SqliteStore` (its file) or a database path."""
     path = str(getattr(store, "path", store))
     if path == ":memory:":
         log.info("retention: an in-memory database keeps everything")
         return
     retention = await asyncio.to_thread(Retention, path, config)
-    every = config.period("check_every").total_seconds()
+    pace = _Pace(clock)
     try:
         while not stop_event.is_set():
+            due = clock() + config.period("check_every")
             try:
                 await _one_pass(retention, clock, stop_event)
             except sqlite3.Error as e:  # a locked or full disk, say: the rows wait
                 log.warning("retention: %s; trying again in %s", e, config.check_every)
-            await _wait(stop_event, every)
+            while not stop_event.is_set() and (left := pace.wall_s(due)) > 0:
+                await _wait(stop_event, left)
     finally:
         await asyncio.to_thread(retention.close)
+
+
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+
+
+_LIBC = _libc()
+"""glibc, for its heap's knobs (None elsewhere: nothing to do)."""
+M_ARENA_MAX = -8
+HEAP_ARENAS = 2
+"""The event loop's and the worker threads' allocations share this many arenas."""
+
+
+def limit_heap_arenas() -> None:
+    """Fewer malloc arenas: glibc gives each thread that allocates one of up to
+    8 per core, each keeping its own free memory (call before threads start)."""
+    if _LIBC is not None:
+        _LIBC.mallopt(M_ARENA_MAX, HEAP_ARENAS)
+
+
+def trim_heap() -> None:
+    """Give the C heap's free pages back to the system: what Python, numpy and
+    SQLite free is kept by glibc, scattered between live blocks, and resident."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+class _Pace:
+    """How many wall seconds until a time of ``clock``, from its pace so far."""
+
+    LONGEST_WAIT_S = 60.0
+    """Looked at again at least this often (a clock may jump or change pace)."""
+    LEARN_S = 0.5
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self._t0, self._wall0 = clock(), time.monotonic()
+
+    def wall_s(self, t: datetime) -> float:
+        now, wall = self._clock(), time.monotonic()
+        left = (t - now).total_seconds()
+        if left <= 0:
+            return 0.0
+        elapsed = wall - self._wall0
+        if elapsed < self.LEARN_S:  # its pace not known yet: look again soon
+            return min(left, self.LEARN_S)
+        speed = (now - self._t0).total_seconds() / elapsed
+        return min(max(left / max(speed, 1e-3), 0.01), self.LONGEST_WAIT_S)
 
 
 async def _one_pass(
     retention: Retention, clock: Callable[[], datetime], stop_event: asyncio.Event
 ) -> None:
-    """Steps until nothing is left (or stopped), ``pause_s`` apart; logs what it did."""
+    """Steps until nothing is left (or stopped), ``pause_s`` apart; logs what it did.
+    Then the C heap gives its free pages back."""
     steps, rows = 0, 0
     while not stop_event.is_set():
         report = await asyncio.to_thread(retention.prune_step, clock())
@@ -328,6 +389,7 @@ async def _one_pass(
             break
         steps, rows = steps + 1, rows + report.rows
         await _wait(stop_event, retention.config.pause_s)
+    await asyncio.to_thread(trim_heap)
     if steps:
         log.info(
             "retention: %d rows in %d steps, longest step %.0f ms",

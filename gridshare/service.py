@@ -54,7 +54,7 @@ from gridshare.meters import api as meters_api
 from gridshare.meters.hub import MeterHub
 from gridshare.meters.metrics import MeterMetrics
 from gridshare.operator import LiveFeed, OperatorParts, ServiceBackend
-from gridshare.retention import run_retention
+from gridshare.retention import limit_heap_arenas, run_retention
 from gridshare.store import Store, open_store
 from ocpp_adapter.events import (
     DomainEvent,
@@ -276,7 +276,10 @@ class Service:
 
     async def start(self) -> None:
         self.started_at = self.clock()
+        limit_heap_arenas()  # before the worker threads: months of free memory per arena
         self.store = store = open_store(self.db_url)
+        if hasattr(store, "full_plan_every"):  # plans are thinned as they are written
+            store.full_plan_every = self.config.retention.period("full_plan_every")
         try:
             book = load_capacity_book(store)
             if self.capacity is static_capacity:

@@ -170,6 +170,14 @@ _ACK_ONLY[V21] = _ACK_ONLY[V201] | {"NotifyDERAlarm", "NotifyDERStartStop", "Rep
 _ENDED_MEMORY = 64
 
 
+def _compact(seqs: set[int]) -> range | frozenset[int]:
+    """An ended transaction's sequence numbers, remembered for its resends: a
+    range when they run without a gap (as they do), a few bytes instead of a set
+    of every message of the session."""
+    lo, hi = min(seqs), max(seqs)
+    return range(lo, hi + 1) if hi - lo + 1 == len(seqs) else frozenset(seqs)
+
+
 @dataclass
 class StationState:
     """What we know of a station beyond one connection."""
@@ -202,7 +210,7 @@ class StationSession:
         self._ids = (f"{i:x}" for i in itertools.count(1))
         self.pending: tuple[str, str] | None = None
         """(message id, action) of our outstanding CALL."""
-        self._seen_seq: dict[str, set[int]] = {}
+        self._seen_seq: dict[str, set[int] | range | frozenset[int]] = {}
         self._ended: deque[str] = deque()
         self._starts_16: dict[tuple[Any, ...], int] = {}
         # Class-level functions, not bound methods kept on self: those would be
@@ -506,11 +514,15 @@ class StationSession:
             )
 
         def commit() -> None:
-            self._seen_seq.setdefault(tx, set()).add(seq)
+            seen = self._seen_seq.get(tx)
+            if not isinstance(seen, set):
+                seen = self._seen_seq[tx] = set(seen or ())
+            seen.add(seq)
             if connector is not None and kind != "Ended":
                 self.state.tx_connector[tx] = connector
             if kind == "Ended":
                 self.state.tx_connector.pop(tx, None)
+                self._seen_seq[tx] = _compact(seen)
                 self._ended.append(tx)
                 while len(self._ended) > _ENDED_MEMORY:
                     self._seen_seq.pop(self._ended.popleft(), None)

@@ -25,11 +25,13 @@ the time of the last plan kept whole."""
 
 def thin_plans(db: sqlite3.Connection, every: timedelta, budget: int) -> int:
     """Drop the whole current array of plans older than the latest, but for one
-    plan kept whole at most every ``every``; returns how many plans were looked at."""
+    plan kept whole at most every ``every``; returns how many plans were looked at.
+    (Plans are written thinned already; this thins those written whole before.)"""
     row = db.execute("SELECT value FROM meta WHERE key = ?", (THINNED_KEY,)).fetchone()
     state: dict[str, Any] = json.loads(row[0]) if row else {"upto": 0, "last_whole_at": None}
     rows = db.execute(
         "SELECT id, created_at FROM plans WHERE id > ? AND id < (SELECT MAX(id) FROM plans) "
+        "AND current_npy IS NOT NULL "
         "ORDER BY id LIMIT ?",
         (state["upto"], budget),
     ).fetchall()
@@ -67,6 +69,16 @@ def prune_plans(db: sqlite3.Connection, before: datetime, budget: int) -> int:
 def prune_audit(db: sqlite3.Connection, before: datetime, budget: int) -> int:
     return db.execute(
         "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
+        (iso(before), budget),
+    ).rowcount
+
+
+def prune_accepted_limits(db: sqlite3.Connection, before: datetime, budget: int) -> int:
+    """The audit events of limits accepted before ``before`` (they repeat the
+    profiles' answers and go with them)."""
+    return db.execute(
+        "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? "
+        "AND kind = 'limit_accepted' ORDER BY at LIMIT ?)",
         (iso(before), budget),
     ).rowcount
 

@@ -172,6 +172,18 @@ def started(tx: str, seq: int, kind: str = "Started", **extra: Any) -> dict[str,
     }
 
 
+def test_v201_an_ended_transactions_sequence_numbers_are_kept_compact() -> None:
+    s = session(V201)
+    for seq, kind in enumerate(("Started", *["Updated"] * 40, "Ended")):
+        done(call(s, "TransactionEvent", started("A", seq, kind, evse={"id": 1})))
+    assert s._seen_seq["A"] == range(0, 42)
+    # resends after the end are still known; a late message with a new number is not
+    assert call(s, "TransactionEvent", started("A", 17, "Updated")).events == []
+    assert call(s, "TransactionEvent", started("A", 41, "Ended")).events == []
+    done(call(s, "TransactionEvent", started("A", 50, "Updated", evse={"id": 1})))
+    assert s._seen_seq["A"] == set(range(0, 42)) | {50}
+
+
 def test_v201_transaction_event_dedup_only_after_commit() -> None:
     s = session(V201)
     first = started("A", 0, evse={"id": 2}, offline=True)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import timedelta
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,40 +16,100 @@ from gridshare.dso_reports import ENERGY_STATE
 from gridshare.retention import Retention, RetentionConfig, run_retention
 from gridshare.store import SqliteStore
 from ocpp_adapter.events import SessionEnded, SessionStarted
+from optimizer.site import Site
 from tests.store.helpers import T0, a_plan
 from tests.store.test_rollups import run_pass
 
 DAY = timedelta(days=1)
 
 
-def test_plans_keep_their_figures_and_one_whole_array_a_quarter_hour_and_the_latest(
-    tmp_path: Path,
-):
-    path = tmp_path / "g.db"
+def _sixty_two_plans(path: Path, full_plan_every: timedelta) -> None:
     store = SqliteStore(path)
+    store.full_plan_every = full_plan_every
     try:
         for m in range(62):
             store.save_plan(a_plan(4, 96, float(m)), T0 + timedelta(minutes=m), f"r{m}")
+    finally:
+        store.close()
+
+
+def _whole(path: Path) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
+    store = SqliteStore(path)
+    try:
+        after = store.plans_since(T0, arrays=True)
+        latest = store.last_plan()
+    finally:
+        store.close()
+    assert latest is not None
+    return [p["reason"] for p in after if p["current_a"] is not None], after, latest
+
+
+def test_plans_are_written_with_their_figures_and_one_whole_array_a_quarter_hour(
+    tmp_path: Path,
+):
+    path = tmp_path / "g.db"
+    _sixty_two_plans(path, timedelta(minutes=15))
+    whole, after, latest = _whole(path)
+    assert whole == ["r0", "r15", "r30", "r45", "r60", "r61"]  # and the latest
+    assert len(after) == 62
+    assert np.array_equal(latest["current_a"], a_plan(4, 96, 61.0).current_a.astype(np.float32))
+    assert after[15]["now_a"] == {f"CP{i}/1": 15.2 for i in range(4)}
+    assert after[0]["now_a"] == {f"CP{i}/1": 0.2 for i in range(4)}
+    assert after[16]["summary"]["status"] == "optimal" and after[16]["current_a"] is None
+    # a restart: the latest counts as kept whole, the rate goes on from it
+    store = SqliteStore(path)
+    try:
+        for m in (62, 70, 77):
+            store.save_plan(a_plan(4, 96, float(m)), T0 + timedelta(minutes=m), f"r{m}")
+    finally:
+        store.close()
+    whole, _, _ = _whole(path)
+    assert whole == ["r0", "r15", "r30", "r45", "r60", "r61", "r77"]
+
+
+def test_group_totals_of_the_dispatched_slot_are_in_the_summary(tmp_path: Path):
+    site = Site.model_validate(
+        {
+            "site": {"name": "s"},
+            "groups": [
+                {"id": "grid", "limit_a": 100},
+                {"id": "p1", "parent": "grid", "limit_a": 50},
+            ],
+            "chargers": [
+                {"id": "CP0", "group": "p1", "connectors": [{"id": 1, "max_current_a": 32}]},
+                {"id": "CP1", "group": "grid", "connectors": [{"id": 1, "max_current_a": 32}]},
+            ],
+        }
+    )
+    store = SqliteStore(tmp_path / "g.db")
+    try:
+        store.save_plan(a_plan(2, 8, 10.0), T0, "r", site)
+        saved = store.last_plan()
+    finally:
+        store.close()
+    assert saved is not None
+    groups = saved["summary"]["groups_now"]
+    assert groups["p1"] == {"L1": 10.25, "kW": round(10.25 * 0.69, 2)}
+    assert groups["grid"] == {"L1": 20.5, "kW": round(2 * 10.25 * 0.69, 2)}
+
+
+def test_plans_written_whole_before_are_thinned_to_the_same_rate(tmp_path: Path):
+    path = tmp_path / "g.db"
+    _sixty_two_plans(path, timedelta(0))  # as a database before plans were thinned
+    assert len(_whole(path)[0]) == 62
+    store = SqliteStore(path)
+    try:
         before = store.plans_since(T0)
         last = store.last_plan()
     finally:
         store.close()
     jobs = run_pass(path, T0 + timedelta(minutes=62), batch_rows=250)
     assert jobs.count("thin plans") == 7  # ten plans a step
-    store = SqliteStore(path)
-    try:
-        assert store.plan_count() == 62
-        after = store.plans_since(T0, arrays=True)
-        latest = store.last_plan()
-        assert store.plans_since(T0) == before  # figures and dispatched slot, every plan
-    finally:
-        store.close()
-    assert last is not None and latest is not None
+    whole, after, latest = _whole(path)
+    assert last is not None
     assert np.array_equal(latest.pop("current_a"), last.pop("current_a")) and latest == last
-    whole = [p["reason"] for p in after if p["current_a"] is not None]
+    assert [{**p, "current_a": None} for p in after] == before  # figures, every plan
     assert whole == ["r0", "r15", "r30", "r45", "r60", "r61"]
-    assert after[15]["now_a"] == {f"CP{i}/1": 15.2 for i in range(4)}
-    assert after[16]["summary"]["status"] == "optimal" and after[16]["current_a"] is None
     # past the horizon every plan goes, the latest stays
     run_pass(path, T0 + timedelta(days=31))
     store = SqliteStore(path)
@@ -119,12 +182,41 @@ def test_profiles_audit_and_forecasts_go_past_their_horizons_unless_still_needed
         store.close()
 
 
-def test_the_file_gives_its_pages_back(tmp_path: Path):
+def test_accepted_limits_leave_the_audit_with_their_profiles_other_events_stay(
+    tmp_path: Path,
+):
     path = tmp_path / "g.db"
     store = SqliteStore(path)
     try:
+        sent = store.profiles_sent(
+            [("CP1", "CP1/1", "tx", "tx-1", T0, [(0, 8.0)])] * 12
+            + [("CP1", "CP1/1", "tx", "tx-1", T0 + 40 * DAY, [(0, 9.0)])],
+            T0,
+        )
+        store.profiles_answered([(p, "accepted", "") for p in sent[:12]], T0)
+        store.profiles_answered([(sent[12], "accepted", "")], T0 + 40 * DAY)
+        store.audit(T0, "override_set", "grid", {"k": 1})
+    finally:
+        store.close()
+    jobs = run_pass(path, T0 + 41 * DAY, batch_rows=5, profiles="30d", events="365d")
+    assert jobs.count("accepted limits") == 3
+    store = SqliteStore(path)
+    try:
+        kinds = [(e["kind"], e["at"][:10]) for e in store.audit_log()]
+    finally:
+        store.close()
+    assert sorted(kinds) == [("limit_accepted", "2026-02-10"), ("override_set", "2026-01-01")]
+
+
+def test_the_file_gives_its_pages_back(tmp_path: Path):
+    path = tmp_path / "g.db"
+    store = SqliteStore(path)
+    store.full_plan_every = timedelta(0)  # as written before plans were thinned
+    rng = np.random.default_rng(1)
+    try:
         for m in range(120):
-            store.save_plan(a_plan(60, 96, float(m)), T0 + timedelta(minutes=m), "tick")
+            plan = replace(a_plan(60, 96, 0.0), current_a=rng.uniform(6, 32, (60, 96)))
+            store.save_plan(plan, T0 + timedelta(minutes=m), "tick")
     finally:
         store.close()
     big = os.path.getsize(path)
@@ -175,3 +267,40 @@ def test_each_step_stays_within_its_batch(tmp_path: Path):
         retention.close()
     assert [r.rows for r in reports if r.job == "audit"] == [5, 5, 5, 5, 3]
     assert max(r.seconds for r in reports) == reports[-1].longest_s == retention.longest_step_s
+
+
+def test_passes_and_horizons_follow_the_services_accelerated_clock(tmp_path: Path):
+    """An hour a wall second: passes every 10 simulated minutes find the plans
+    past their 1 h horizon about a wall second after they were made (the wall
+    clock, years before them, would never)."""
+    future = T0.replace(year=2031)
+    store = SqliteStore(tmp_path / "g.db")
+    for m in range(10):
+        store.save_plan(a_plan(2, 8, 1.0), future + timedelta(minutes=m), f"r{m}")
+    config = RetentionConfig(plans="1h", check_every="10m", pause_s=0.0)
+    wall0 = time.monotonic()
+
+    def clock() -> datetime:
+        return future + timedelta(hours=time.monotonic() - wall0)
+
+    async def main() -> tuple[int, float | None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_retention(store, config, clock, stop))
+        await asyncio.sleep(0.3)  # 18 simulated minutes: nothing is past 1 h yet
+        early = store.plan_count()
+        gone_at = None
+        while time.monotonic() - wall0 < 10 and gone_at is None:
+            await asyncio.sleep(0.02)
+            if store.plan_count() == 1:
+                gone_at = time.monotonic() - wall0
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        return early, gone_at
+
+    try:
+        early, gone_at = asyncio.run(main())
+    finally:
+        store.close()
+    assert early == 10
+    # due at 1h09 simulated; a pass at most 10 simulated minutes later (and a step)
+    assert gone_at is not None and 1.1 < gone_at < 1.6, gone_at
