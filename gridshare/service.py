@@ -50,8 +50,10 @@ from gridshare.http_server import (
     http_allowed_hosts,
     security_warnings,
 )
+from gridshare.in_force import InForceWatch
 from gridshare.operator import LiveFeed, OperatorParts, ServiceBackend
 from gridshare.retention import run_retention
+from gridshare.site.compliance import ComplianceSettings
 from gridshare.store import Store, open_store
 from ocpp_adapter.events import (
     DomainEvent,
@@ -188,6 +190,8 @@ class Service:
         self.dso: DsoLink | None = None
         """The DSO link (OSCP), while the service runs."""
         self.operator: ServiceBackend | None = None
+        self.in_force: InForceWatch | None = None
+        """Which connectors do not follow their limit (while the service runs)."""
         self._retention_stop = asyncio.Event()
         self._retention: asyncio.Task[None] | None = None
         """The operator API's view of this service (while it runs)."""
@@ -250,6 +254,8 @@ class Service:
             self.operator.live.observe(event)
         if self.dso is not None:
             self.dso.observe(event)
+        if self.in_force is not None:
+            self.in_force.observe(event)
 
     def service_status(self) -> StatusService:
         """The service's own facts: start time, ports, database (password hidden)."""
@@ -299,6 +305,7 @@ class Service:
             )
             controller.on_plan.append(dso.after_plan)
             controller.on_plan.append(live.on_plan)
+            self.in_force = self._watch_in_force(controller, store, gateway)
             self.operator = ServiceBackend(
                 OperatorParts(
                     site=self.config.site,
@@ -311,6 +318,7 @@ class Service:
                     metrics=self.metrics,
                     default_energy_kwh=self.config.defaults.energy_kwh,
                     service=self.service_status,
+                    not_following=self.in_force.flagged,
                 ),
                 live,
             )
@@ -346,6 +354,25 @@ class Service:
         for warning in security_warnings(self.config, self.host):
             log.warning("%s", warning)
 
+    def _watch_in_force(self, controller: Controller, store: Store, gateway: Any) -> InForceWatch:
+        """Flag connectors that do not follow their limit; the planner counts them at
+        their draw (read-back only where the gateway can ask for composite schedules)."""
+        reader = gateway if hasattr(gateway, "get_composite_schedule") else None
+        meter_s = float(self.config.server.meter_interval_s)
+        watch = InForceWatch(
+            controller.state,
+            store,
+            reader,
+            controller.request_replan,
+            self.metrics,
+            self.clock,
+            controller.monotonic,
+            ComplianceSettings(meter_margin_s=meter_s),
+        )
+        controller.problems.reserved = watch.reserved
+        controller.on_plan.append(watch.after_plan)
+        return watch
+
     async def _start_http(self, operator: ServiceBackend, dso: DsoLink) -> None:
         self.http.bind()
         router, prefix = dso.router(self.http.url)
@@ -368,6 +395,9 @@ class Service:
             self.operator.close()  # live streams end, so the HTTP server can stop at once
         if self.dso is not None:
             await self.dso.stop()
+        if self.in_force is not None:
+            await self.in_force.stop()
+            self.in_force = None
         await self.http.stop()
         if self.gateway is not None:
             try:

@@ -1,0 +1,184 @@
+"""Profiles that are really in force: the service's watch on accepted-then-ignored limits.
+
+    meter reading ──► ComplianceTracker.reading (draw vs limit in force)
+    after a rollout ──► GetCompositeSchedule per running connector (at most one
+                        read-back per station per ``readback_gap_s``) ──► .composite
+    a change ──► WARNING log line, metric, audit entry, re-plan (the planner
+                 counts a flagged connector at its draw: `reserved`)
+
+The decisions are in `gridshare.site.compliance`; this is the asyncio shell.
+A station that answers GetCompositeSchedule with a CALLERROR is not asked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from gridshare.api.metrics import MetricsRecorder
+from gridshare.logs import fields
+from gridshare.rollout import RolloutReport
+from gridshare.site.compliance import (
+    Change,
+    ComplianceSettings,
+    ComplianceTracker,
+    composite_limit_a,
+    highest_line_a,
+)
+from gridshare.site.state import SiteState
+from gridshare.store import Store
+from ocpp_adapter.events import CommandOutcome, DomainEvent, MeterReading, SessionEnded
+from ocpp_adapter.ports import CompositeSchedules
+from optimizer import Plan
+
+log = logging.getLogger(__name__)
+
+READBACK_DURATION_S = 300
+"""How far ahead a read-back asks for (only its first period is compared)."""
+
+
+class InForceWatch:
+    def __init__(
+        self,
+        state: SiteState,
+        store: Store,
+        reader: CompositeSchedules | None,
+        request_replan: Callable[[str], None],
+        metrics: MetricsRecorder,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float],
+        settings: ComplianceSettings | None = None,
+    ) -> None:
+        self.state = state
+        self.site = state.site
+        self.store = store
+        self.reader = reader
+        self.request_replan = request_replan
+        self.metrics = metrics
+        self.clock = clock
+        self.monotonic = monotonic
+        self.tracker = ComplianceTracker(settings)
+        self.unsupported: set[str] = set()
+        """Stations that answered GetCompositeSchedule with an error: not asked again."""
+        self._asked: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def reserved(self) -> dict[str, float]:
+        """Connector → the current the planner must count it at (flagged ones)."""
+        return self.tracker.reserved()
+
+    def flagged(self) -> dict[str, str]:
+        """Connector → why it is flagged as not following its limit."""
+        return self.tracker.reasons()
+
+    # --- meter values ------------------------------------------------------------------
+
+    def observe(self, event: DomainEvent) -> None:
+        """Feed a stored event; never fails it."""
+        try:
+            self._observe(event)
+        except Exception:
+            log.exception("profile compliance: %s not checked", type(event).__name__)
+
+    def _observe(self, event: DomainEvent) -> None:
+        now = self.clock()
+        if isinstance(event, MeterReading) and event.connector_id in self.site.connectors:
+            draw = highest_line_a(event.current_a)
+            if draw is None:
+                return
+            cid = event.connector_id
+            before = self.tracker.reserved().get(cid)
+            change = self.tracker.reading(cid, draw, self.state.limit_now(cid, now), now)
+            if change is not None:
+                self._changed(change, "meter", now)
+            elif before is not None:
+                after = self.tracker.reserved().get(cid, before)
+                if after > before + self.tracker.settings.tolerance_a:
+                    self.request_replan("flagged connector draws more")
+        elif isinstance(event, SessionEnded):
+            for cid in [c for c in self.tracker.flags if c not in self.state.sessions]:
+                change = self.tracker.ended(cid)
+                if change is not None:
+                    self._changed(change, "", now)
+
+    # --- read-back after a rollout -----------------------------------------------------
+
+    def after_plan(self, plan: Plan, report: RolloutReport) -> None:
+        """Controller observer: read back the composite schedules of the stations whose
+        running connectors have a limit of ours in force (bounded per station)."""
+        if self.reader is None or not report.sent:
+            return
+        now, mono = self.clock(), self.monotonic()
+        gap = self.tracker.settings.readback_gap_s
+        due: dict[str, list[str]] = {}
+        for cid in sorted(self.state.sessions):
+            info = self.site.connectors.get(cid)
+            if info is None or self.state.limit_now(cid, now) is None:
+                continue
+            sid = info.station_id
+            if sid in self.unsupported or sid not in self.state.connected:
+                continue
+            asked = self._asked.get(sid)
+            if asked is not None and mono - asked < gap:
+                continue
+            due.setdefault(sid, []).append(cid)
+        for sid, cids in due.items():
+            self._asked[sid] = mono
+            task = asyncio.get_running_loop().create_task(self.read_back(sid, cids))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def read_back(self, station_id: str, cids: list[str]) -> None:
+        assert self.reader is not None
+        for cid in cids:
+            info = self.site.connectors[cid]
+            try:
+                result, payload = await self.reader.get_composite_schedule(
+                    station_id, info.connector.id, READBACK_DURATION_S, "A"
+                )
+            except Exception:
+                log.exception("composite schedule read-back %s", fields(station=station_id))
+                return
+            if result.outcome is CommandOutcome.ERROR:
+                # NotImplemented / NotSupported: this station cannot tell us
+                self.unsupported.add(station_id)
+                log.info(
+                    "composite schedule read-back not supported %s",
+                    fields(station=station_id, detail=result.detail),
+                )
+                return
+            if result.outcome is not CommandOutcome.ACCEPTED:
+                continue
+            now = self.clock()
+            allowed = composite_limit_a(payload, info.voltage_v)
+            sent = self.state.limit_now(cid, now)
+            change = self.tracker.composite(cid, allowed, sent, now)
+            if change is not None:
+                self._changed(change, "composite", now)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- a connector flagged or following again ------------------------------------------
+
+    def _changed(self, change: Change, evidence: str, now: datetime) -> None:
+        cid = change.connector_id
+        if change.flagged:
+            log.warning(
+                "profile not followed %s",
+                fields(connector=cid, detail=change.detail, reserved="its draw"),
+            )
+        else:
+            log.warning("profile followed again %s", fields(connector=cid, detail=change.detail))
+        self.metrics.record_not_following(cid, change.flagged, evidence)
+        try:
+            kind = "profile_ignored" if change.flagged else "profile_followed"
+            self.store.audit(now, kind, cid, {"detail": change.detail, "evidence": evidence})
+        except Exception:
+            log.exception("profile compliance: audit entry for %s not saved", cid)
+        self.request_replan("profile ignored" if change.flagged else "profile followed")
