@@ -64,6 +64,9 @@ class InForceWatch:
         self.unsupported: set[str] = set()
         """Stations that answered GetCompositeSchedule with an error: not asked again."""
         self._asked: dict[str, float] = {}
+        self._read_limit: dict[str, float | None] = {}
+        """Connector → the limit in force at its last read-back."""
+        self._later: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def reserved(self) -> dict[str, float]:
@@ -99,6 +102,8 @@ class InForceWatch:
                 if after > before + self.tracker.settings.tolerance_a:
                     self.request_replan("flagged connector draws more")
         elif isinstance(event, SessionEnded):
+            for cid in [c for c in self._read_limit if c not in self.state.sessions]:
+                del self._read_limit[cid]
             for cid in [c for c in self.tracker.flags if c not in self.state.sessions]:
                 change = self.tracker.ended(cid)
                 if change is not None:
@@ -107,29 +112,45 @@ class InForceWatch:
     # --- read-back after a rollout -----------------------------------------------------
 
     def after_plan(self, plan: Plan, report: RolloutReport) -> None:
-        """Controller observer: read back the composite schedules of the stations whose
-        running connectors have a limit of ours in force (bounded per station)."""
-        if self.reader is None or not report.sent:
-            return
-        now, mono = self.clock(), self.monotonic()
-        gap = self.tracker.settings.readback_gap_s
+        """Controller observer: after a rollout that sent profiles, read back the
+        composite schedules of the connectors whose limit changed since their last
+        read-back (at most one read-back per station per ``readback_gap_s``; one
+        within the gap is made when the gap ends)."""
+        if self.reader is not None and report.sent:
+            self._read_due()
+
+    def _due(self, now: datetime) -> dict[str, list[str]]:
+        """Station → its running connectors whose limit in force was not read back."""
         due: dict[str, list[str]] = {}
         for cid in sorted(self.state.sessions):
             info = self.site.connectors.get(cid)
-            if info is None or self.state.limit_now(cid, now) is None:
+            limit = self.state.limit_now(cid, now)
+            if info is None or limit is None or self._read_limit.get(cid) == limit:
                 continue
             sid = info.station_id
-            if sid in self.unsupported or sid not in self.state.connected:
-                continue
+            if sid not in self.unsupported and sid in self.state.connected:
+                due.setdefault(sid, []).append(cid)
+        return due
+
+    def _read_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        mono = self.monotonic()
+        gap = self.tracker.settings.readback_gap_s
+        for sid, cids in self._due(self.clock()).items():
             asked = self._asked.get(sid)
-            if asked is not None and mono - asked < gap:
+            wait = 0.0 if asked is None else gap - (mono - asked)
+            if wait > 0:
+                if sid not in self._later:
+                    self._later[sid] = loop.call_later(wait, self._retry, sid)
                 continue
-            due.setdefault(sid, []).append(cid)
-        for sid, cids in due.items():
             self._asked[sid] = mono
-            task = asyncio.get_running_loop().create_task(self.read_back(sid, cids))
+            task = loop.create_task(self.read_back(sid, cids))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _retry(self, station_id: str) -> None:
+        self._later.pop(station_id, None)
+        self._read_due()
 
     async def read_back(self, station_id: str, cids: list[str]) -> None:
         assert self.reader is not None
@@ -155,11 +176,15 @@ class InForceWatch:
             now = self.clock()
             allowed = composite_limit_a(payload, info.voltage_v)
             sent = self.state.limit_now(cid, now)
+            self._read_limit[cid] = sent
             change = self.tracker.composite(cid, allowed, sent, now)
             if change is not None:
                 self._changed(change, "composite", now)
 
     async def stop(self) -> None:
+        for handle in self._later.values():
+            handle.cancel()
+        self._later.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -167,6 +167,7 @@ class Service:
         scheduler: bool = True,
         oscp_measurement_interval_s: float = 60.0,
         compliance_grace_s: float | None = None,
+        in_force: ComplianceSettings | None = None,
     ) -> None:
         self.config = config
         self.db_url = database_url(config, db)
@@ -192,6 +193,8 @@ class Service:
         self.operator: ServiceBackend | None = None
         self.in_force: InForceWatch | None = None
         """Which connectors do not follow their limit (while the service runs)."""
+        self.in_force_settings = in_force
+        """Its tolerance and times (default: a meter interval's margin on the response time)."""
         self._retention_stop = asyncio.Event()
         self._retention: asyncio.Task[None] | None = None
         """The operator API's view of this service (while it runs)."""
@@ -367,9 +370,11 @@ class Service:
             self.metrics,
             self.clock,
             controller.monotonic,
-            ComplianceSettings(meter_margin_s=meter_s),
+            self.in_force_settings or ComplianceSettings(meter_margin_s=meter_s),
         )
         controller.problems.reserved = watch.reserved
+        if self.dso is not None:
+            self.dso.not_following = watch.flagged
         controller.on_plan.append(watch.after_plan)
         return watch
 

@@ -42,7 +42,7 @@ class ComplianceSettings:
     """Added to the response time: the first reading over may come one interval late."""
     clear_s: float = 60.0
     """A flagged car drawing within its limit this long follows again."""
-    readback_gap_s: float = 60.0
+    readback_gap_s: float = 10.0
     """At most one GetCompositeSchedule read-back per station in this time."""
 
     @property

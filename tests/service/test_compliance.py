@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gridshare.dso_link import ignoring_named
 from gridshare.site.compliance import (
     ComplianceSettings,
     ComplianceTracker,
@@ -135,3 +136,11 @@ def test_composite_answers_of_every_version_are_read_in_amperes() -> None:
 def test_the_draw_compared_is_the_highest_line() -> None:
     assert highest_line_a({"L1": 10.0, "L2": 16.0, "L3": 9.0}) == 16.0
     assert highest_line_a({}) is None
+
+
+def test_a_compliance_error_names_the_offenders_that_ignore_their_profile() -> None:
+    msg = "site group grid: measured 40.0 A on L1 over the limit of 32.0 A for 3 s"
+    assert ignoring_named(msg, ["CP1/1"], {}) == msg
+    flagged = {"CP2/1": "draws 32.0 A over its limit of 8.0 A (meter)", "CP9/1": "x"}
+    named = ignoring_named(msg, ["CP1/1", "CP2/1"], flagged)
+    assert named == f"{msg}; ignoring their profile: CP2/1"
