@@ -93,14 +93,17 @@ class InForceWatch:
             if draw is None:
                 return
             cid = event.connector_id
-            before = self.tracker.reserved().get(cid)
+            flag = self.tracker.flags.get(cid)
+            before = flag.draw_a if flag is not None else None
             change = self.tracker.reading(cid, draw, self.state.limit_now(cid, now), now)
             if change is not None:
                 self._changed(change, "meter", now)
-            elif before is not None:
-                after = self.tracker.reserved().get(cid, before)
-                if after > before + self.tracker.settings.tolerance_a:
-                    self.request_replan("flagged connector draws more")
+            elif (
+                flag is not None
+                and before is not None
+                and (flag.draw_a > before + self.tracker.settings.tolerance_a)
+            ):
+                self.request_replan("flagged connector draws more")
         elif isinstance(event, SessionEnded):
             for cid in [c for c in self._read_limit if c not in self.state.sessions]:
                 del self._read_limit[cid]
