@@ -96,3 +96,78 @@ async def test_a_station_ignoring_its_profile_is_flagged_and_its_draw_reserved(
         )
         assert [e["subject"] for e in events] == ["CP3/1"]
         print(f"{version}: detected in {detected_s:.1f} s")
+
+
+async def test_a_group_over_its_dso_capacity_names_the_station_ignoring_its_profile(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from forecasts.model import ForecastType
+    from gridshare.peers.dso import step_at
+    from gridshare.peers.fleet import StationFleet
+    from gridshare.peers.specs import specs_from_site
+    from gridshare.service import Service, controller_settings
+    from tests.service.test_oscp_wiring import (
+        TOKEN_TO_THEM,
+        TOKEN_TO_US,
+        compliance_errors,
+        simulated_dso,
+    )
+
+    async with simulated_dso() as dso:
+        data: dict[str, Any] = {
+            "site": {"name": "e2e", "horizon_hours": 2},
+            "groups": [{"id": "grid", "limit_a": 64, "oscp_group_id": "dso-grid"}],
+            "chargers": [
+                {"id": f"CP{i}", "group": "grid", "connectors": [{"id": 1, "max_current_a": 32}]}
+                for i in (1, 2)
+            ],
+            "server": {"host": "127.0.0.1", "ocpp_port": 0, "http_port": 0, "meter_interval_s": 1},
+            "controller": {"coalesce_s": 0.02, "pin_s": 5},
+            "oscp": {
+                "capacity_providers": [
+                    {
+                        "id": "dso",
+                        "base_url": dso.base_url,
+                        "token_to_us": TOKEN_TO_US,
+                        "token_to_them": TOKEN_TO_THEM,
+                        "heartbeat_interval_s": 3600,
+                    }
+                ]
+            },
+        }
+        cfg = parse_config(data, "e2e.toml", tmp_path / "e2e.toml", environ={})
+        settings = dataclasses.replace(controller_settings(cfg), learn_settle_s=2.0)
+        # the DSO hears of an excess after the car's response time: by then it is flagged
+        svc = Service(cfg, scheduler=False, settings=settings, compliance_grace_s=15)
+        await svc.start()
+        dso.fp_url = f"http://127.0.0.1:{svc.http_port}/oscp/fp/2.0"
+        specs = [
+            dataclasses.replace(s, ignores_limits=s.id == "CP2")
+            for s in specs_from_site(cfg.site, meter_interval_s=1)
+        ]
+        fleet = StationFleet(f"ws://127.0.0.1:{svc.ocpp_port}/ocpp", specs)
+        try:
+            await fleet.start()
+            assert await fleet.wait_booted(10) == 2
+            for cid in ("CP1/1", "CP2/1"):
+                fleet.plug_in(cid, EvSpec(battery_kwh=80, soc_start=0.1, lag_s=0.3))
+            await asyncio.sleep(2)
+            watch = svc.in_force
+            assert watch is not None and watch.flagged() == {}
+            # the DSO cuts the grid to 24 A: CP2 keeps drawing 32 A, CP1 is stopped for it
+            now = datetime.now(UTC)
+            await dso.send_forecast(
+                "dso-grid", ForecastType.CONSUMPTION, step_at(now, before=24, after=24)
+            )
+            await eventually(lambda: "CP2/1" in watch.flagged(), timeout_s=15)
+            await eventually(lambda: fleet.limit_in_force("CP1/1") == 0, timeout_s=5)
+            r = await dso.wait_for("group_capacity_compliance_error", timeout_s=30)
+            assert "CP2/1 draws 32.0 A" in r.body["message"]
+            assert r.body["message"].endswith("ignoring their profile: CP2/1")
+            assert len(compliance_errors(dso)) == 1
+        finally:
+            await fleet.stop()
+            await svc.stop()
