@@ -64,7 +64,8 @@ class Flag:
     @property
     def reason(self) -> str:
         kinds = " and ".join(sorted(e.value for e in self.evidence))
-        return f"draws {self.draw_a:.1f} A over its limit of {self.limit_a:.1f} A ({kinds})"
+        what = "draws" if Evidence.METER in self.evidence else "its station allows"
+        return f"{what} {self.draw_a:.1f} A over its limit of {self.limit_a:.1f} A ({kinds})"
 
 
 @dataclass(frozen=True)
