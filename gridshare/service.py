@@ -370,7 +370,12 @@ class Service:
             self.metrics,
             self.clock,
             controller.monotonic,
-            self.in_force_settings or ComplianceSettings(meter_margin_s=meter_s),
+            self.in_force_settings
+            or ComplianceSettings(
+                tolerance_a=self.config.in_force.tolerance_a,
+                response_s=self.config.in_force.ev_response_s,
+                meter_margin_s=meter_s,
+            ),
         )
         controller.problems.reserved = watch.reserved
         if self.dso is not None:

@@ -144,3 +144,20 @@ def test_a_compliance_error_names_the_offenders_that_ignore_their_profile() -> N
     flagged = {"CP2/1": "draws 32.0 A over its limit of 8.0 A (meter)", "CP9/1": "x"}
     named = ignoring_named(msg, ["CP1/1", "CP2/1"], flagged)
     assert named == f"{msg}; ignoring their profile: CP2/1"
+
+
+def test_the_in_force_table_from_the_file_and_the_environment() -> None:
+    from gridshare.config import ConfigError, parse_config
+
+    site = {
+        "site": {"name": "x"},
+        "groups": [{"id": "g", "limit_a": 32}],
+        "chargers": [{"id": "CP1", "group": "g", "connectors": [{"id": 1, "max_current_a": 32}]}],
+    }
+    env = {"GRIDSHARE_IN_FORCE__TOLERANCE_A": "3"}
+    cfg = parse_config({**site, "in_force": {"ev_response_s": 5}}, "x.toml", environ=env)
+    assert (cfg.in_force.ev_response_s, cfg.in_force.tolerance_a) == (5.0, 3.0)
+    assert parse_config(site, environ={}).in_force.ev_response_s == 10.0
+    with pytest.raises(ConfigError) as e:
+        parse_config({**site, "in_force": {"ev_response_s": -1}}, "x.toml", environ={})
+    assert "in_force.ev_response_s" in str(e.value)
