@@ -4,7 +4,7 @@ Tables: ``[site]``, ``[[groups]]``, ``[[chargers]]`` (the `optimizer.Site`),
 ``[server]`` (ports, TLS, station passwords, database), ``[oscp]`` (the DSO's
 capacity providers), ``[[api.tokens]]`` (operator API tokens) and ``[defaults]``
 (estimates for sessions that state nothing), ``[controller]`` (re-planning and
-rollout).
+rollout), ``[in_force]`` (when a station counts as ignoring its profile).
 
 The environment overrides the file in every table but the site's, read by
 pydantic-settings: ``GRIDSHARE_<TABLE>__<KEY>``, e.g.
@@ -48,6 +48,7 @@ from forecasts.demand import DemandDefaults
 from gridshare.errors import UserError
 from gridshare.meters.config import MeterConfig, MetersTable, check_meters
 from gridshare.retention import RetentionConfig
+from gridshare.site.compliance import ComplianceSettings
 from gridshare.site.settings import ControllerSettings
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
 from optimizer.site import Site, SiteValueError
@@ -174,10 +175,20 @@ class ControllerConfig(_Strict):
     solve_time_limit_s: Annotated[float, Field(gt=0)] = ControllerSettings.solve_time_limit_s
 
 
+class InForceConfig(_Strict):
+    """``[in_force]``: when a station is flagged as ignoring its profile."""
+
+    ev_response_s: Annotated[float, Field(gt=0, le=600)] = ComplianceSettings.response_s
+    """How long a car may take to follow a lowered limit (plus one meter interval)."""
+    tolerance_a: Annotated[float, Field(ge=0)] = ComplianceSettings.tolerance_a
+    """Draw over a connector's limit (or composite schedule over it) that is no excess."""
+
+
 class GridshareConfig(_Strict):
     site: Site
     server: ServerConfig = Field(default_factory=ServerConfig)
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
+    in_force: InForceConfig = Field(default_factory=InForceConfig)
     oscp: OscpConfig = Field(default_factory=OscpConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     defaults: SessionDefaults = Field(default_factory=SessionDefaults)
@@ -201,6 +212,7 @@ class _EnvironmentTables(BaseSettings):
     api: ApiConfig
     defaults: SessionDefaults
     controller: ControllerConfig
+    in_force: InForceConfig
     retention: RetentionConfig
 
 

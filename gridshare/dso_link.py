@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -146,6 +146,8 @@ class DsoLink:
         """Cumulative energy per connector, while OSCP groups are configured."""
         self.compliance: ComplianceWatch | None = None
         self._compliance_checked: datetime | None = None
+        self.not_following: Callable[[], Mapping[str, str]] = dict
+        """Connector → why it ignores its limit: named as such in a compliance error."""
         self.book_save_gap = CAPACITY_BOOK_SAVE_GAP
         """Least time between two saves of the capacity book."""
         self._book_saved_at: datetime | None = None
@@ -392,20 +394,21 @@ class DsoLink:
         grid = TimeGrid(start=now - timedelta(minutes=1), slot_minutes=1, slots=2)
         capacity = planning.capacity(grid, now)
         for f in watch.check(now, capacity, lambda cid: planning.limit_now(cid, now)):
+            message = ignoring_named(f.message, f.connectors, self.not_following())
             sent = provider.report_compliance_error(
-                f.oscp_group_id, f.message, self.blocks_now(f.oscp_group_id, now)
+                f.oscp_group_id, message, self.blocks_now(f.oscp_group_id, now)
             )
             if not sent:
                 continue  # no capacity provider registered yet: tried again next check
             watch.reported(f.group_id)
-            log.warning("compliance error sent to the DSO: %s", f.message)
+            log.warning("compliance error sent to the DSO: %s", message)
             self.store.audit(
                 now,
                 "compliance_error",
                 f.group_id,
                 {
                     "oscp_group_id": f.oscp_group_id,
-                    "message": f.message,
+                    "message": message,
                     "connectors": list(f.connectors),
                     "source": "gridshare",
                 },
@@ -419,3 +422,12 @@ class DsoLink:
             for p in self.capacity_book.pieces(provider_group, ForecastType.CONSUMPTION)
             if p.block.start <= now < p.block.end
         ]
+
+
+def ignoring_named(message: str, offenders: Sequence[str], flagged: Mapping[str, str]) -> str:
+    """The compliance error's message, naming the offenders whose station ignores
+    its profile (accepted, then not followed)."""
+    named = [cid for cid in offenders if cid in flagged]
+    if not named:
+        return message
+    return f"{message}; ignoring their profile: {', '.join(named)}"

@@ -50,11 +50,13 @@ from gridshare.http_server import (
     http_allowed_hosts,
     security_warnings,
 )
+from gridshare.in_force import InForceWatch
 from gridshare.meters import api as meters_api
 from gridshare.meters.hub import MeterHub
 from gridshare.meters.metrics import MeterMetrics
 from gridshare.operator import LiveFeed, OperatorParts, ServiceBackend
 from gridshare.retention import limit_heap_arenas, run_retention
+from gridshare.site.compliance import ComplianceSettings
 from gridshare.store import Store, open_store
 from ocpp_adapter.events import (
     DomainEvent,
@@ -168,6 +170,7 @@ class Service:
         scheduler: bool = True,
         oscp_measurement_interval_s: float = 60.0,
         compliance_grace_s: float | None = None,
+        in_force: ComplianceSettings | None = None,
     ) -> None:
         self.config = config
         self.db_url = database_url(config, db)
@@ -194,6 +197,10 @@ class Service:
         self.dso: DsoLink | None = None
         """The DSO link (OSCP), while the service runs."""
         self.operator: ServiceBackend | None = None
+        self.in_force: InForceWatch | None = None
+        """Which connectors do not follow their limit (while the service runs)."""
+        self.in_force_settings = in_force
+        """Its tolerance and times (default: a meter interval's margin on the response time)."""
         self._retention_stop = asyncio.Event()
         self._retention: asyncio.Task[None] | None = None
         """The operator API's view of this service (while it runs)."""
@@ -258,6 +265,8 @@ class Service:
             self.operator.live.observe(event)
         if self.dso is not None:
             self.dso.observe(event)
+        if self.in_force is not None:
+            self.in_force.observe(event)
 
     def service_status(self) -> StatusService:
         """The service's own facts: start time, ports, database (password hidden)."""
@@ -318,6 +327,7 @@ class Service:
             )
             controller.on_plan.append(dso.after_plan)
             controller.on_plan.append(live.on_plan)
+            self.in_force = self._watch_in_force(controller, store, gateway)
             self.operator = ServiceBackend(
                 OperatorParts(
                     site=self.config.site,
@@ -330,6 +340,7 @@ class Service:
                     metrics=self.metrics,
                     default_energy_kwh=self.config.defaults.energy_kwh,
                     service=self.service_status,
+                    not_following=self.in_force.flagged,
                 ),
                 live,
             )
@@ -367,6 +378,32 @@ class Service:
         for warning in security_warnings(self.config, self.host):
             log.warning("%s", warning)
 
+    def _watch_in_force(self, controller: Controller, store: Store, gateway: Any) -> InForceWatch:
+        """Flag connectors that do not follow their limit; the planner counts them at
+        their draw (read-back only where the gateway can ask for composite schedules)."""
+        reader = gateway if hasattr(gateway, "get_composite_schedule") else None
+        meter_s = float(self.config.server.meter_interval_s)
+        watch = InForceWatch(
+            controller.state,
+            store,
+            reader,
+            controller.request_replan,
+            self.metrics,
+            self.clock,
+            controller.monotonic,
+            self.in_force_settings
+            or ComplianceSettings(
+                tolerance_a=self.config.in_force.tolerance_a,
+                response_s=self.config.in_force.ev_response_s,
+                meter_margin_s=meter_s,
+            ),
+        )
+        controller.problems.reserved = watch.reserved
+        if self.dso is not None:
+            self.dso.not_following = watch.flagged
+        controller.on_plan.append(watch.after_plan)
+        return watch
+
     async def _start_http(self, operator: ServiceBackend, dso: DsoLink) -> None:
         self.http.bind()
         router, prefix = dso.router(self.http.url)
@@ -391,6 +428,9 @@ class Service:
             self.operator.close()  # live streams end, so the HTTP server can stop at once
         if self.dso is not None:
             await self.dso.stop()
+        if self.in_force is not None:
+            await self.in_force.stop()
+            self.in_force = None
         await self.http.stop()
         if self.gateway is not None:
             try:

@@ -360,10 +360,11 @@ class CentralSystem:
         return result
 
     async def get_composite_schedule(
-        self, station_id: str, connector: int, duration_s: int
+        self, station_id: str, connector: int, duration_s: int, unit: str | None = None
     ) -> tuple[CommandResult, dict[str, object] | None]:
-        """What the station will actually do: the answer payload as the station sent it."""
-        build = commands.get_composite_schedule(connector, duration_s)
+        """What the station will actually do: the answer payload as the station sent it
+        (``unit``: "A" or "W", else the station's choice)."""
+        build = commands.get_composite_schedule(connector, duration_s, unit)
         return await self._command(station_id, "GetCompositeSchedule", build, idempotent=True)
 
     def _action(self, station_id: str, v16: str, v201: str) -> str:

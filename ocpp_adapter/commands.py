@@ -168,11 +168,13 @@ def change_availability(connector: int, operative: bool) -> Build:
     return build
 
 
-def get_composite_schedule(connector: int, duration_s: int) -> Build:
+def get_composite_schedule(connector: int, duration_s: int, unit: str | None = None) -> Build:
     def build(session: StationSession) -> Payload:
-        if session.version is OcppVersion.V16:
-            return {"connectorId": connector, "duration": duration_s}
-        return {"evseId": connector, "duration": duration_s}
+        key = "connectorId" if session.version is OcppVersion.V16 else "evseId"
+        payload: Payload = {key: connector, "duration": duration_s}
+        if unit is not None:
+            payload["chargingRateUnit"] = unit
+        return payload
 
     return build
 

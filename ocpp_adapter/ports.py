@@ -5,6 +5,7 @@ implementation; the application's fakes satisfy the same Protocols.
     LimitCommands       set and clear a charging limit (planning, rollout)
     StationCommands     + start, stop, trigger, reset, availability (operator)
     OcppGateway         + listening (start, stop, port) and `StationInfo` per station
+    CompositeSchedules  read back what a station will really do (GetCompositeSchedule)
 """
 
 from __future__ import annotations
@@ -85,6 +86,16 @@ class StationCommands(LimitCommands, Protocol):
     async def change_availability(
         self, station_id: str, connector: int, operative: bool
     ) -> CommandResult: ...
+
+
+class CompositeSchedules(Protocol):
+    """The read-back of the limits a station will apply (GetCompositeSchedule)."""
+
+    async def get_composite_schedule(
+        self, station_id: str, connector: int, duration_s: int, unit: str | None = None
+    ) -> tuple[CommandResult, dict[str, object] | None]:
+        """The station's answer as sent (None: no answer)."""
+        ...
 
 
 class OcppGateway(StationCommands, Protocol):

@@ -59,6 +59,19 @@ class MetricsRecorder:
             registry=r,
         )
         self._conflicts_seen: dict[str, int] = {}
+        self.not_following = Gauge(
+            "gridshare_connector_not_following",
+            "1 while a connector draws over its limit or its station's composite schedule "
+            "shows more than was sent (counted at its draw by the planner)",
+            ["connector"],
+            registry=r,
+        )
+        self.profiles_ignored = Counter(
+            "gridshare_profiles_ignored",
+            "Connectors flagged as not following their limit, by the evidence that flagged them",
+            ["evidence"],
+            registry=r,
+        )
         self.replans = Counter("gridshare_replans", "Plans made", ["reason"], registry=r)
         self.replan_seconds = Histogram(
             "gridshare_replan_seconds",
@@ -139,6 +152,13 @@ class MetricsRecorder:
             if new > old:
                 counter.inc(new - old)
             self._conflicts_seen[kind] = new
+
+    def record_not_following(self, connector: str, flagged: bool, evidence: str = "") -> None:
+        if flagged:
+            self.not_following.labels(connector).set(1.0)
+            self.profiles_ignored.labels(evidence).inc()
+        else:
+            self._drop(self.not_following, connector)
 
     def set_dso_online(self, provider: str, online: bool) -> None:
         self.dso_online.labels(provider).set(1.0 if online else 0.0)

@@ -288,15 +288,14 @@ class ConnectorOut(_Out):
     energy_kwh: float | None = Field(description="Energy of the running session so far.")
     session_id: str | None
     profile: ProfileOut | None
+    not_following: str | None = Field(default=None, description="Why it ignores its limit.")
 
 
 class StationOut(_Out):
     station_id: str
     group: str
     connected: bool
-    protocol: str | None = Field(
-        description="``ocpp1.6``, ``ocpp2.0.1`` or ``ocpp2.1`` once connected."
-    )
+    protocol: str | None = Field(description="ocpp1.6, ocpp2.0.1 or ocpp2.1 once connected.")
     vendor: str | None
     model: str | None
     firmware: str | None
@@ -438,6 +437,7 @@ class StatusOut(_Out):
     service: StatusService | None = Field(
         default=None, description="Start time, ports and database (password hidden)."
     )
+    not_following: dict[str, str] = Field(default_factory=dict, description="Connector: why.")
 
 
 class ForecastPoint(_Out):

@@ -128,7 +128,7 @@ class SiteReads:
             dso=self.dso_status(),
             own=state.status(),
             service=self.parts.service(),
-        )
+        ).model_copy(update={"not_following": dict(self.parts.not_following())})
 
     def paused(self) -> set[str]:
         running = {cid: s.session_id for cid, s in self.state.sessions.items()}
@@ -276,7 +276,7 @@ class SiteReads:
             None if row is None else profile_out(row["periods"], row["sent_at"], row["outcome"])
         )
         status = state.status_by_connector.get(cid) or ("Charging" if s is not None else "Unknown")
-        return connector_out(
+        out = connector_out(
             info,
             status=status,
             session=None if s is None else ConnectorSession(s.session_id, s.delivered_kwh),
@@ -286,6 +286,8 @@ class SiteReads:
             power_kw=None if power is None else float(power) / 1000.0,
             profile=profile,
         )
+        why = self.parts.not_following().get(cid)
+        return out if why is None else out.model_copy(update={"not_following": why})
 
     def stations(self) -> list[StationOut]:
         state = self.state

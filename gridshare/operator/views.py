@@ -199,3 +199,5 @@ class OperatorParts:
     """What a session whose need nobody stated is assumed to need."""
     service: Callable[[], StatusService]
     """The service's own facts for the status: start time, ports, database."""
+    not_following: Callable[[], Mapping[str, str]] = dict
+    """Connector → why it is flagged as not following its limit."""

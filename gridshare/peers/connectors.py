@@ -198,7 +198,7 @@ class ConnectorBank:
             c = self.connector(n)
             ctx = self.context(c)
             maximum = c.spec.max_current_a
-        if self.spec.ignores_limits:
+        if self.spec.ignores_limits and not self.spec.hides_ignoring:
             periods = [{"startPeriod": 0, "limit": one_decimal(maximum)}]
             return now, periods
         sched = self.store.composite(n, now, duration_s, ctx, maximum, unit)

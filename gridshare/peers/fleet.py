@@ -5,7 +5,8 @@ clock, connection settings and counters (`wire.FleetStats`); tests and demos
 plug EVs in and read what each connector draws and is offered through it.
 
 Misbehaviour for tests (`specs.SimStationSpec`): ``never_answers_profiles``,
-``rejects_profiles``, ``ignores_limits``, ``power_unit_only``.
+``rejects_profiles``, ``ignores_limits`` (with ``hides_ignoring``: its composite
+schedule looks obeyed), ``power_unit_only``.
 """
 
 from __future__ import annotations

@@ -41,6 +41,10 @@ class SimStationSpec:
     never_answers_profiles: bool = False
     rejects_profiles: bool = False
     ignores_limits: bool = False
+    """Accept profiles, then let the car draw its maximum anyway."""
+    hides_ignoring: bool = False
+    """With ``ignores_limits``: GetCompositeSchedule shows the profiles as if followed
+    (only the meter tells)."""
 
     def __post_init__(self) -> None:
         if self.version not in SUBPROTOCOL:

@@ -9,13 +9,14 @@ does not answer, it waits for a retry, its session was never seen, or its
 station is in doubt about its fallback limit) counts at the most it may draw.
 With idle connectors counted (``reserve_for_arrivals``) each idle connector
 counts at its fallback limit, as a car that plugs in draws it before the next
-plan reaches its station.
+plan reaches its station. A running connector that does not follow its limit
+(``ProblemBuilder.reserved``, see `site.compliance`) counts at what it draws.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -179,6 +180,8 @@ class ProblemBuilder:
         self.capacity = capacity
         self.rows = rows
         self.demands = DemandCache(state)
+        self.reserved: Callable[[], Mapping[str, float]] = dict
+        """Connector → what it really draws, for those not following their limit."""
 
     def demand(self, s: SessionState, now: datetime) -> SessionDemand:
         return self.demands(s, now)
@@ -204,6 +207,7 @@ class ProblemBuilder:
                 or site.connectors[cid].station_id in doubtful
             ):
                 fixed[cid] = book.worst_max(cid, now, grid)
+        self.add_reserved(fixed)
         idle = (
             [cid for cid in site.connectors if not book.get(cid).active] if book.count_idle else []
         )
@@ -226,6 +230,13 @@ class ProblemBuilder:
             site, grid, now, tuple(demands), capacity, fixed_load_a=fixed, previous=rates
         )
         return SiteProblem(problem, fixed, isolated)
+
+    def add_reserved(self, fixed: dict[str, float]) -> None:
+        """Running connectors that ignore their limit count at what they draw: the
+        planner takes it off the others, so the group stays within its limits."""
+        for cid, draw in self.reserved().items():
+            if cid in self.site.connectors and self.book.get(cid).active:
+                fixed[cid] = max(fixed.get(cid, 0.0), draw)
 
     def admissible(
         self, now: datetime, fixed: Mapping[str, float]

@@ -306,7 +306,7 @@
           '<td class="station">' + escapeHtml(st.station_id) + (st.protocol ? ' <span class="muted">' + escapeHtml(st.protocol) + "</span>" : "") + "</td>" +
           '<td class="state state-' + escapeHtml(status) + '">' + escapeHtml(status) + "</td>" +
           '<td class="num limit">' + fmt(c.limit_a, 1) + "</td>" +
-          '<td class="num draw">' + draw + "</td>" +
+          '<td class="num draw">' + draw + (c.not_following ? ' <span class="chip bad" title="' + escapeHtml(c.not_following) + '">ignores its limit</span>' : "") + "</td>" +
           sessionCells(c, s) +
           '<td class="profile">' + (c.profile ? escapeHtml(c.profile.outcome) : "–") + "</td></tr>"
         );

@@ -110,6 +110,7 @@ class Misbehaviour(TypedDict, total=False):
     never_answers_profiles: bool
     rejects_profiles: bool
     ignores_limits: bool
+    hides_ignoring: bool
 
 
 @dataclass

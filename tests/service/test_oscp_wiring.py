@@ -25,6 +25,7 @@ from forecasts.model import ForecastType
 from gridshare.config import GridshareConfig, parse_config
 from gridshare.peers.dso import Received, SimulatedDso, step_at
 from gridshare.service import Service
+from gridshare.site.compliance import ComplianceSettings
 from ocpp_adapter.events import (
     MeterReading,
     SessionEnded,
@@ -293,7 +294,9 @@ async def test_a_station_that_ignores_its_limit_is_reported_once_per_episode(
     clock = Clock()
     async with simulated_dso() as dso:
         cfg = site_config(tmp_path, dso.base_url, limit_a=64)
-        async with running(cfg, clock, dso) as (svc, central):
+        # the DSO's episodes alone: CP2 is not flagged (the planner would count it at its draw)
+        slow = ComplianceSettings(response_s=3600)
+        async with running(cfg, clock, dso, in_force=slow) as (svc, central):
             assert svc.compliance_grace_s == 20  # two meter intervals
             await connect(central, clock, "CP1", "CP2")
             await start(central, clock, "CP1/1", "tx-1", 0.0)
