@@ -147,6 +147,7 @@ class CentralSystem:
         )
         self._server: Server | None = None
         self._gc = GcKeeper(s)
+        self._dynamic = dynamic_sender.DynamicKeeper(self._command, self._sessions, clock, s)
         self._handshakes: set[asyncio.Task[None]] = set()
         """TLS handshakes in progress."""
         self.port: int = server.port
@@ -210,11 +211,13 @@ class CentralSystem:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._gc.start()
+        self._dynamic.start()
         log.info("OCPP central system on %s:%d", server.host, self.port)
 
     async def stop(self) -> None:
         """Stop accepting; close every station with 1001 (going away)."""
         await self._gc.stop()
+        await self._dynamic.stop()
         if self._server is None:
             return
         for task in list(self._handshakes):

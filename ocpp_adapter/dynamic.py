@@ -10,7 +10,9 @@ already knows (a DSO cut ahead). What the station gets is therefore the
   with the lowest planned limit from then on, so values chain without a gap;
 - a station that stops hearing from us keeps the value at most
   ``maxOfflineDuration`` more, then drops the profile
-  (``invalidAfterOfflineDuration``) for its TxDefault.
+  (``invalidAfterOfflineDuration``) for its TxDefault;
+- and should a station not pull, a cut coming into the window is pushed as an
+  update all the same (`lowering_due`, `ocpp_adapter.dynamic_sender.DynamicKeeper`).
 
 So each value covers ``dynUpdateInterval + maxOfflineDuration`` (`DynamicPolicy.horizon_s`)
 from when it is sent, and is never above the plan anywhere in that window.
@@ -65,6 +67,8 @@ class DynamicProfile:
     candidates: list[ChargingLimitSpec] = field(default_factory=list)
     """The specs whose values may be in force: the last accepted one, plus any
     sent and not (yet) answered. A pull gets the lowest of them."""
+    sent: dict[str, float] | None = None
+    """The per-phase limit the station last took from us (install, update or pull)."""
 
 
 def applies(spec: ChargingLimitSpec) -> bool:
@@ -147,12 +151,24 @@ def pull_reply(
     now: datetime,
     backdate_s: float,
 ) -> dict[str, Any]:
-    """``PullDynamicScheduleUpdateResponse`` for profile ``pid``."""
+    """``PullDynamicScheduleUpdateResponse`` for profile ``pid`` (noted as sent)."""
     entry = profiles.get(pid)
     if entry is None or not entry.candidates:
         return {"status": "Rejected", "statusInfo": {"reasonCode": "NoDynamicProfile"}}
     update = lowest_update(entry.candidates, caps, now, entry.policy.horizon_s, backdate_s)
+    entry.sent = update
     return {"status": "Accepted", "scheduleUpdate": update}
+
+
+def lowering_due(
+    entry: DynamicProfile, caps: StationCapabilities | None, now: datetime, backdate_s: float
+) -> dict[str, float] | None:
+    """The update to push now when the window's lowest limit fell below what the
+    station holds (a cut ahead coming into the window), else None."""
+    if entry.sent is None or not entry.candidates:
+        return None
+    need = lowest_update(entry.candidates, caps, now, entry.policy.horizon_s, backdate_s)
+    return need if any(need[k] < entry.sent.get(k, 0.0) - 1e-9 for k in need) else None
 
 
 def tx_profile_id(connector: int) -> int:

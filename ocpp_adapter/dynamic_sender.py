@@ -11,8 +11,9 @@ reboot) re-installs it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -73,6 +74,8 @@ async def send(
     new = dynamic.DynamicProfile(pid, spec.connector, spec.transaction_id, pol, [*earlier, spec])
     profiles[pid] = new
 
+    built: list[dict[str, Any]] = []
+
     def build(s: StationSession) -> dict[str, Any]:
         now = clock()
         schedule = resolve(
@@ -82,11 +85,15 @@ async def send(
             backdate_s=settings.backdate_s,
             default_max_periods=settings.default_max_periods,
         )
-        return dynamic.set_dynamic_profile(spec, schedule, now, pol)
+        built.append(payload := dynamic.set_dynamic_profile(spec, schedule, now, pol))
+        return payload
 
     result, _ = await command(session.station_id, "SetChargingProfile", build, idempotent=True)
     if result.outcome is CommandOutcome.ACCEPTED:
         new.candidates = [spec]
+        [sched] = built[-1]["chargingProfile"]["chargingSchedule"]
+        [period] = sched["chargingSchedulePeriod"]
+        new.sent = {k: period[k] for k in ("limit", "limit_L2", "limit_L3")}
         return result
     if result.outcome is CommandOutcome.REJECTED:
         if profiles.get(pid) is new:
@@ -116,16 +123,79 @@ async def _update(
     settings: AdapterSettings,
 ) -> CommandResult:
     entry.candidates.append(spec)
+    built: list[dict[str, float]] = []
 
     def build(s: StationSession) -> dict[str, Any]:
         update = dynamic.lowest_update(
             [spec], s.state.capabilities, clock(), entry.policy.horizon_s, settings.backdate_s
         )
+        built.append(update)
         return dynamic.update_dynamic_schedule(entry.profile_id, update)
 
     result, _ = await command(session.station_id, "UpdateDynamicSchedule", build, idempotent=True)
     if result.outcome is CommandOutcome.ACCEPTED:
         entry.candidates = [spec]
+        entry.sent = built[-1]
     elif result.outcome is CommandOutcome.REJECTED:
         entry.candidates.remove(spec)
     return result
+
+
+class DynamicKeeper:
+    """Pushes a lowering that came into a Dynamic profile's window (a cut ahead
+    getting near) to a station that has not pulled it: safety must not rest on
+    the station's pulls alone. Checks every half ``dynUpdateInterval``."""
+
+    def __init__(
+        self,
+        command: Command,
+        sessions: Mapping[str, StationSession],
+        clock: Callable[[], datetime],
+        settings: AdapterSettings,
+    ) -> None:
+        self.command, self.sessions, self.clock, self.settings = command, sessions, clock, settings
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.settings.dynamic_profiles and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, self.settings.dyn_update_interval_s / 2))
+            await self.check()
+
+    async def check(self) -> int:
+        """Push every lowering due now; how many were pushed."""
+        pushes = []
+        for session in list(self.sessions.values()):
+            for entry in list(session.state.dynamic.values()):
+                due = dynamic.lowering_due(
+                    entry, session.state.capabilities, self.clock(), self.settings.backdate_s
+                )
+                if due is not None:
+                    pushes.append(self._push(session, entry, due))
+        await asyncio.gather(*pushes)
+        return len(pushes)
+
+    async def _push(
+        self, session: StationSession, entry: dynamic.DynamicProfile, update: dict[str, float]
+    ) -> None:
+        payload = dynamic.update_dynamic_schedule(entry.profile_id, update)
+        result, _ = await self.command(
+            session.station_id, "UpdateDynamicSchedule", lambda s: payload, idempotent=True
+        )
+        if result.outcome is CommandOutcome.ACCEPTED:
+            entry.sent = update
+        elif (
+            result.outcome is CommandOutcome.REJECTED
+            and session.state.dynamic.get(entry.profile_id) is entry
+        ):
+            # the profile is gone at the station (its transaction ended)
+            del session.state.dynamic[entry.profile_id]

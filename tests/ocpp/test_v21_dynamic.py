@@ -16,6 +16,8 @@ from ocpp.v21 import call as call21
 from ocpp.v21 import call_result as result21
 from ocpp.v21.enums import Action as Action21
 
+from gridshare.service import ocpp_server_settings
+from ocpp_adapter.central_system import CentralSystem
 from ocpp_adapter.dynamic import (
     DynamicPolicy,
     set_dynamic_profile,
@@ -31,7 +33,7 @@ from ocpp_adapter.events import (
 )
 from ocpp_adapter.profiles import resolve
 from ocpp_adapter.rpc import OcppVersion
-from tests.ocpp.helpers import TS, Station, running, station
+from tests.ocpp.helpers import FAST, TS, Recorder, Station, make_config, running, station
 from tests.ocpp.test_interop import Station21, client
 from tests.ocpp.test_v21 import official
 
@@ -278,3 +280,29 @@ async def test_the_ocpp_package_21_chargepoint_takes_a_dynamic_profile_and_its_u
         pulled = await cp.call(call21.PullDynamicScheduleUpdate(charging_profile_id=3001))
         assert pulled.status == "Accepted"
         assert json.loads(json.dumps(pulled.schedule_update))["limit"] == 9.0
+
+
+async def test_a_cut_coming_into_the_window_is_pushed_to_a_station_that_does_not_pull() -> None:
+    now = [datetime.now(UTC).replace(microsecond=0)]
+    cs = CentralSystem(
+        ocpp_server_settings(make_config()), Recorder(), settings=FAST, clock=lambda: now[0]
+    )
+    await cs.start()
+    try:
+        async with station(cs, "CP1", V21, handlers=handlers()) as st:
+            await _started(st)
+            # 16 A, then a cut to 6 A in 400 s: beyond the 60 + 300 s a value covers
+            plan = spec((0, 16), (400, 6), start=now[0])
+            assert (await cs.set_limit("CP1", plan)).outcome is CommandOutcome.ACCEPTED
+            assert the_period(st.sent("SetChargingProfile")[0])["limit"] == 16.0
+            assert await cs._dynamic.check() == 0  # nothing lower in the window yet
+            now[0] += timedelta(seconds=30)
+            assert await cs._dynamic.check() == 0
+            now[0] += timedelta(seconds=20)  # the cut is 350 s ahead: inside
+            assert await cs._dynamic.check() == 1
+            [pushed] = st.sent("UpdateDynamicSchedule")
+            official(V21, "UpdateDynamicSchedule", pushed)
+            assert pushed["scheduleUpdate"]["limit"] == 6.0
+            assert await cs._dynamic.check() == 0  # taken: not pushed again
+    finally:
+        await cs.stop()
