@@ -488,7 +488,11 @@ class SiteState:
         if r.current_offered_a is not None:
             offered = min(offered, r.current_offered_a)
         held = s.rate.rate_a is not None
+        lines = s.lines
         if s.rate.observe(by_line, offered, drawn, at=now):
+            if s.lines != lines:
+                # its profile must name the phases it limits (2.1), even at the same current
+                self.book.get(s.connector_id).force_send = True
             # a car that takes more again must not be held at its old rate
             released = held and s.rate.rate_a is None
             return [Replan("car takes more" if released else "meter values")]
