@@ -35,6 +35,7 @@ from ocpp_adapter.events import (
     DomainEvent,
     EvChargingNeeds,
     ExternalLimitNotified,
+    PriorityChargingNotified,
     SessionEnded,
     SessionStarted,
     StationBooted,
@@ -603,12 +604,11 @@ def _handlers(prefix: str) -> dict[str, _Handler]:
 
 
 def _v21_notify_priority_charging(session: StationSession, call: Call, now: datetime) -> Handled:
-    # A station can only switch to a PriorityCharging profile it holds, and we
-    # install none: the notice changes nothing in force, so it is only logged.
+    # We install no PriorityCharging profile: the plan serves the session first
+    # instead, within every limit (the application weighs it).
     p = call.payload
-    state = "activated" if p["activated"] else "stopped"
-    log.info("%r: priority charging %s for %r", session.station_id, state, p["transactionId"])
-    return Handled(encode_result(call.unique_id, {}), [])
+    event = PriorityChargingNotified(session.station_id, p["transactionId"], p["activated"], now)
+    return Handled(encode_result(call.unique_id, {}), [event])
 
 
 def _v21_pull_dynamic_schedule_update(
