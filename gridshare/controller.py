@@ -59,6 +59,7 @@ from gridshare.site.state import (
     Replan,
     SessionState,
     SiteState,
+    priority_charging,
 )
 from gridshare.site.views import PlanRecord, SiteStatus, group_loads, site_status
 from gridshare.store import SessionConflict, Store
@@ -439,7 +440,8 @@ class Controller:
         """Apply a stored event to the site's state and carry out what it calls for."""
         if isinstance(event, StationConnected):
             self.fallback.connected(event.station_id)
-        for effect in self.state.apply(event, self.clock()):
+        effects = [*self.state.apply(event, self.clock()), *priority_charging(self.state, event)]
+        for effect in effects:
             self._carry_out(effect)
 
     def _carry_out(self, effect: Effect) -> None:
