@@ -60,6 +60,7 @@ from gridshare.site.state import (
     Replan,
     SessionState,
     SiteState,
+    priority_charging,
 )
 from gridshare.site.views import PlanRecord, SiteStatus, group_loads, site_status
 from gridshare.store import SessionConflict, Store
@@ -278,7 +279,8 @@ class Controller:
         """Apply a stored event to the site's state and carry out what it calls for."""
         if isinstance(event, StationConnected):
             self.fallback.connected(event.station_id)
-        for effect in self.state.apply(event, self.clock()):
+        effects = [*self.state.apply(event, self.clock()), *priority_charging(self.state, event)]
+        for effect in effects:
             if isinstance(effect, Replan) and effect.reason in FAST_REASONS:
                 self.fast.request()  # now, ahead of the full re-plan
             self._carry_out(effect)

@@ -64,7 +64,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 from websockets.typing import Subprotocol
 
-from ocpp_adapter import commands
+from ocpp_adapter import commands, dynamic_sender
 from ocpp_adapter.admission import SUBPROTOCOLS, Admission, select_subprotocol, station_id_of
 from ocpp_adapter.connection import (
     FrameTap,
@@ -133,6 +133,7 @@ class CentralSystem:
             meter_interval_s=s.meter_interval_s,
             authorize_id_tags=server.authorize_id_tags,
             validate_replies=s.validate_replies,
+            backdate_s=s.backdate_s,
         )
         first = s.first_transaction_id
         self._tx_ids = TransactionIds(first if first is not None else int(clock().timestamp()))
@@ -146,6 +147,7 @@ class CentralSystem:
         )
         self._server: Server | None = None
         self._gc = GcKeeper(s)
+        self._dynamic = dynamic_sender.DynamicKeeper(self._command, self._sessions, clock, s)
         self._handshakes: set[asyncio.Task[None]] = set()
         """TLS handshakes in progress."""
         self.port: int = server.port
@@ -209,11 +211,13 @@ class CentralSystem:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._gc.start()
+        self._dynamic.start()
         log.info("OCPP central system on %s:%d", server.host, self.port)
 
     async def stop(self) -> None:
         """Stop accepting; close every station with 1001 (going away)."""
         await self._gc.stop()
+        await self._dynamic.stop()
         if self._server is None:
             return
         for task in list(self._handshakes):
@@ -295,12 +299,29 @@ class CentralSystem:
         return await link.command(action, build, idempotent=idempotent)
 
     async def set_limit(self, station_id: str, spec: ChargingLimitSpec) -> CommandResult:
-        """Install ``spec`` as a charging profile; replaces ours for the same connector/purpose."""
+        """Install ``spec`` as a charging profile; replaces ours for the same connector/purpose.
+
+        A 2.1 transaction's profile goes Dynamic (`ocpp_adapter.dynamic_sender`)."""
+        session = self._sessions.get(station_id)
+        dyn = session is not None and dynamic_sender.wanted(session, spec, self.settings)
+        if dyn:
+            assert session is not None
+            sent = await dynamic_sender.send(
+                self._command, session, spec, self.clock, self.settings
+            )
+            if sent is not None:
+                self._record(station_id, spec, sent)
+                return sent
         build = commands.set_limit(spec, self.clock, self.settings)
         result, _ = await self._command(station_id, "SetChargingProfile", build, idempotent=True)
+        self._record(station_id, spec, result)
+        if dyn and session is not None and result.outcome is CommandOutcome.ACCEPTED:
+            dynamic_sender.refused(session)
+        return result
+
+    def _record(self, station_id: str, spec: ChargingLimitSpec, result: CommandResult) -> None:
         if result.outcome is CommandOutcome.ACCEPTED:
             self._profiles.setdefault(station_id, {})[(spec.connector, spec.purpose)] = spec
-        return result
 
     async def clear_limit(
         self, station_id: str, connector: int, purpose: LimitPurpose = LimitPurpose.TX
@@ -314,6 +335,9 @@ class CentralSystem:
             result = CommandResult(CommandOutcome.ACCEPTED, "no such profile at the station")
         if result.outcome is CommandOutcome.ACCEPTED:
             self._profiles.get(station_id, {}).pop((connector, purpose), None)
+            session = self._sessions.get(station_id)
+            if session is not None and purpose is LimitPurpose.TX:
+                dynamic_sender.forget(session, connector)
         return result
 
     async def remote_start(

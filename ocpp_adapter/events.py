@@ -102,6 +102,17 @@ class EvChargingNeeds:
 
 
 @dataclass(frozen=True)
+class PriorityChargingNotified:
+    """OCPP 2.1 NotifyPriorityCharging: the driver asked for (or stopped) priority
+    charging of a running transaction ("boost")."""
+
+    station_id: str
+    transaction_id: str
+    activated: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
 class ExternalLimitNotified:
     """A limit set at the station by something other than us (NotifyChargingLimit)."""
 
@@ -214,6 +225,7 @@ DomainEvent = (
     | SessionEnded
     | MeterReading
     | EvChargingNeeds
+    | PriorityChargingNotified
     | ExternalLimitNotified
     | StationCapabilities
 )

@@ -65,6 +65,12 @@ class AdapterSettings:
     uses its TxDefault (`ocpp_adapter.profiles.OfflinePolicy`). None: no bound."""
     randomized_delay_s: int = 30
     """2.1: ``randomizedDelay`` on schedules that only go up (0: none)."""
+    dynamic_profiles: bool = True
+    """2.1: a transaction's limit as one Dynamic profile, re-plans as
+    UpdateDynamicSchedule (`ocpp_adapter.dynamic`). Needs ``offline_profile_s``;
+    a station that refuses one gets Absolute profiles."""
+    dyn_update_interval_s: int = 60
+    """2.1: ``dynUpdateInterval``: how often a station pulls its dynamic limit."""
     default_max_periods: int = 24
     rate_limit_backoff_s: float = 60.0
     gc_freeze_interval_s: float | None = 1.0

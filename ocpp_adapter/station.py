@@ -29,11 +29,13 @@ from datetime import datetime
 from typing import Any
 
 from ocpp_adapter.capabilities import capability_request, read_capabilities, sampling_requests
+from ocpp_adapter.dynamic import DynamicProfile, pull_reply
 from ocpp_adapter.events import (
     ConnectorStatusChanged,
     DomainEvent,
     EvChargingNeeds,
     ExternalLimitNotified,
+    PriorityChargingNotified,
     SessionEnded,
     SessionStarted,
     StationBooted,
@@ -84,6 +86,8 @@ class SessionSettings:
     """None accepts every idTag."""
     validate_replies: bool = False
     """Check our own CALLRESULT payloads against the schemas (tests turn it on)."""
+    backdate_s: float = 5.0
+    """As `AdapterSettings.backdate_s`: for the schedule a dynamic pull is answered from."""
 
 
 class TransactionIds:
@@ -189,6 +193,10 @@ class StationState:
     capabilities: StationCapabilities | None = None
     tx_connector: dict[str, int] = field(default_factory=dict)
     """Running transaction → connector (EVSE)."""
+    dynamic: dict[int, DynamicProfile] = field(default_factory=dict)
+    """2.1: our Dynamic TxProfiles at the station, by profile id."""
+    dynamic_refused: bool = False
+    """2.1: the station refused a Dynamic profile; it gets Absolute ones."""
 
 
 class StationSession:
@@ -608,19 +616,19 @@ def _handlers(prefix: str) -> dict[str, _Handler]:
 
 
 def _v21_notify_priority_charging(session: StationSession, call: Call, now: datetime) -> Handled:
-    # A station can only switch to a PriorityCharging profile it holds, and we
-    # install none: the notice changes nothing in force, so it is only logged.
+    # We install no PriorityCharging profile: the plan serves the session first
+    # instead, within every limit (the application weighs it).
     p = call.payload
-    state = "activated" if p["activated"] else "stopped"
-    log.info("%r: priority charging %s for %r", session.station_id, state, p["transactionId"])
-    return Handled(encode_result(call.unique_id, {}), [])
+    event = PriorityChargingNotified(session.station_id, p["transactionId"], p["activated"], now)
+    return Handled(encode_result(call.unique_id, {}), [event])
 
 
 def _v21_pull_dynamic_schedule_update(
     session: StationSession, call: Call, now: datetime
 ) -> Handled:
-    # We send no Dynamic profiles, so there is none to update.
-    reply = {"status": "Rejected", "statusInfo": {"reasonCode": "NoDynamicProfile"}}
+    st, s = session.state, session.settings
+    pid = int(call.payload["chargingProfileId"])
+    reply = pull_reply(st.dynamic, pid, st.capabilities, now, s.backdate_s)
     return Handled(encode_result(call.unique_id, reply), [])
 
 

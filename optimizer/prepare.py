@@ -386,14 +386,14 @@ def _session_cols(
 
 
 def _x_cost(problem: PlanningProblem, periods: _Periods, x: _XColumns) -> np.ndarray:
-    """Cost of every x column: charging early, or at low prices when prices vary."""
-    period_first, period_len = periods.first, periods.length
-    mid = (period_first + period_len / 2.0) / problem.grid.slots  # when a period happens, 0..1
-    if problem.prices is not None and np.ptp(problem.prices) > 0:
-        p = problem.prices
-        rel = np.add.reduceat((p - p.min()) / np.ptp(p), period_first) / period_len
-        return x.kwh * (PRICE_WEIGHT * rel[x.period] + 0.1 * EARLY_WEIGHT * mid[x.period])
-    return x.kwh * EARLY_WEIGHT * mid[x.period]
+    """Cost of every x column: charging early (× priority: served first), or at low prices."""
+    mid = (periods.first + periods.length / 2.0) / problem.grid.slots  # when, 0..1
+    prio = np.repeat([s.priority for s in problem.sessions], x.count)
+    early = EARLY_WEIGHT * mid[x.period] * prio
+    if (p := problem.prices) is not None and np.ptp(p) > 0:
+        rel = np.add.reduceat((p - p.min()) / np.ptp(p), periods.first) / periods.length
+        return x.kwh * (PRICE_WEIGHT * rel[x.period] + 0.1 * early)
+    return x.kwh * early
 
 
 def _unmet_columns(problem: PlanningProblem, need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from typing import Any
 from gridshare.peers.ev import Ev
 from gridshare.peers.limits import (
     ConnectorContext,
+    Kind,
     Profile,
     ProfileError,
     ProfileStore,
@@ -176,6 +177,9 @@ class ConnectorBank:
             active = None if c is None or not c.in_tx else (c.tx_id or "local")
             if profile.purpose is Purpose.TX and c is not None and c.in_tx and c.tx_id is None:
                 profile = _without_tx(profile)
+            if profile.kind is Kind.DYNAMIC:
+                # its own clock, not the sender's: the limit's age counts from receipt
+                profile = replace(profile, dyn_update_time=self.clock())
             self.advance()
             self.store.install(
                 profile, active_tx=active, max_connector=max(self.connectors), v201=not v16
@@ -184,6 +188,18 @@ class ConnectorBank:
             return str(e)
         except (ValueError, KeyError) as e:
             return f"bad profile: {e}"
+        return None
+
+    def update_dynamic(self, profile_id: int, update: dict[str, Any]) -> str | None:
+        """UpdateDynamicSchedule or a pull's answer; None when taken, else why not."""
+        now = self.clock()
+        self.advance(now)
+        try:
+            self.store.update_dynamic(profile_id, update, now)
+        except ProfileError as e:
+            return str(e)
+        except (ValueError, TypeError) as e:
+            return f"bad update: {e}"
         return None
 
     def composite_schedule(

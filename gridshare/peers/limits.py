@@ -22,7 +22,13 @@ GetCompositeSchedule the way OCPP 1.6 §3.13 / 2.0.1 K08 describe:
   takes the whole delay, the latest a station may start it;
 * ``maxOfflineDuration``: offline for longer (`ProfileStore.offline_since`)
   the profile gives nothing, and with ``invalidAfterOfflineDuration`` it is
-  dropped for good (`ProfileStore.online`).
+  dropped for good (`ProfileStore.online`);
+* Dynamic profiles (K28): one period, its limit replaced by
+  ``UpdateDynamicSchedule`` or a pull's answer (`ProfileStore.update_dynamic`);
+  the station pulls ``dynUpdateInterval`` after the last update
+  (`ProfileStore.pulls_due`), and a profile not updated for
+  ``dynUpdateInterval`` + ``maxOfflineDuration`` gives nothing: the station
+  falls back to its TxDefault.
 
 Connector numbers are 1.6 connector ids or 2.0.1/2.1 EVSE ids; 0 is the station.
 """
@@ -50,6 +56,7 @@ class Kind(StrEnum):
     ABSOLUTE = "Absolute"
     RECURRING = "Recurring"
     RELATIVE = "Relative"
+    DYNAMIC = "Dynamic"
 
 
 class ProfileError(GridshareError, ValueError):
@@ -128,6 +135,17 @@ class Profile:
     max_offline_s: int | None = None
     """2.1 ``maxOfflineDuration``."""
     invalid_after_offline: bool = False
+    dyn_update_interval_s: int | None = None
+    """2.1 Dynamic: ``dynUpdateInterval`` (None or 0: never pulled)."""
+    dyn_update_time: datetime | None = None
+    """2.1 Dynamic: when its limit was last updated."""
+
+    def dynamic_expiry(self) -> datetime | None:
+        """When a Dynamic profile not updated since stops giving a limit (None: never)."""
+        if self.kind is not Kind.DYNAMIC or self.dyn_update_time is None:
+            return None
+        bound = (self.dyn_update_interval_s or 0) + (self.max_offline_s or 0)
+        return self.dyn_update_time + timedelta(seconds=bound) if bound else None
 
     def is_valid(self, t: datetime, offline_since: datetime | None = None) -> bool:
         if self.valid_from is not None and t < self.valid_from:
@@ -160,6 +178,9 @@ class Profile:
         """The schedule period in force at t, or None if the profile gives nothing then."""
         if not self.is_valid(t, offline_since):
             return None
+        if self.kind is Kind.DYNAMIC:
+            expiry = self.dynamic_expiry()
+            return self.schedule.periods[0] if expiry is None or t < expiry else None
         anchor = self.anchor(t, tx_start)
         if anchor is None:
             return None
@@ -235,6 +256,12 @@ def profile_from_v16(connector_id: int, cs_charging_profiles: Mapping[str, Any])
 
 def profile_from_v201(evse_id: int, charging_profile: Mapping[str, Any]) -> Profile:
     """Read ``SetChargingProfileRequest``'s ``chargingProfile`` (first schedule used)."""
+    if charging_profile["chargingProfileKind"] == Kind.DYNAMIC:
+        raise ProfileError("Dynamic profiles are 2.1's")
+    return _profile_v2(evse_id, charging_profile)
+
+
+def _profile_v2(evse_id: int, charging_profile: Mapping[str, Any]) -> Profile:
     raw = charging_profile
     schedules = raw["chargingSchedule"]
     if not schedules:
@@ -248,13 +275,30 @@ def profile_from_v21(evse_id: int, charging_profile: Mapping[str, Any]) -> Profi
     kind = raw["chargingProfileKind"]
     if kind not in {k.value for k in Kind}:
         raise ProfileError(f"chargingProfileKind {kind} is not supported")
-    profile = profile_from_v201(evse_id, raw)
+    profile = _profile_v2(evse_id, raw)
     offline = raw.get("maxOfflineDuration")
-    return replace(
+    profile = replace(
         profile,
         max_offline_s=None if offline is None else int(offline),
         invalid_after_offline=bool(raw.get("invalidAfterOfflineDuration", False)),
     )
+    if profile.kind is not Kind.DYNAMIC:
+        return profile
+    if len(profile.schedule.periods) != 1:
+        raise ProfileError("a Dynamic profile has one period")
+    updated = raw.get("dynUpdateTime")
+    return replace(
+        profile,
+        dyn_update_interval_s=int(raw.get("dynUpdateInterval") or 0),
+        dyn_update_time=parse_time(updated) if updated else None,
+    )
+
+
+def _scheduled_update(update: Mapping[str, Any]) -> Period:
+    """A ``ChargingScheduleUpdateType`` as the period it puts in force."""
+    if "limit" not in update:
+        raise ProfileError("an update without a limit")
+    return _period({**update, "startPeriod": 0})
 
 
 @dataclass(frozen=True)
@@ -281,6 +325,8 @@ class ProfileStore:
     profiles: dict[int, Profile] = field(default_factory=dict)
     offline_since: datetime | None = None
     """When the station lost the central system (None: connected)."""
+    pulled: dict[int, datetime] = field(default_factory=dict)
+    """Dynamic profile id → when it was last pulled."""
 
     def offline(self, t: datetime) -> None:
         if self.offline_since is None:
@@ -357,6 +403,38 @@ class ProfileStore:
         for pid in gone:
             del self.profiles[pid]
         return bool(gone)
+
+    def update_dynamic(self, profile_id: int, update: Mapping[str, Any], t: datetime) -> None:
+        """UpdateDynamicSchedule (or a pull's answer): the Dynamic profile's new limit from t."""
+        p = self.profiles.get(profile_id)
+        if p is None or p.kind is not Kind.DYNAMIC:
+            raise ProfileError(f"no Dynamic profile {profile_id}")
+        old = p.schedule.periods[0]
+        new = replace(_scheduled_update(update), number_phases=old.number_phases)
+        if new.limit < 0:
+            raise ProfileError("negative limit")
+        self.profiles[profile_id] = replace(
+            p, schedule=replace(p.schedule, periods=(new,)), dyn_update_time=t
+        )
+
+    def pulls_due(self, t: datetime) -> list[int]:
+        """Dynamic profiles to pull at t: ``dynUpdateInterval`` after the last update,
+        and again each interval while no answer comes. Each is marked as pulled."""
+        due = [p.id for p in self.profiles.values() if (d := self._due(p)) is not None and d <= t]
+        for pid in due:
+            self.pulled[pid] = t
+        return due
+
+    def next_pull(self) -> datetime | None:
+        """When the first Dynamic profile is to be pulled (None: none is)."""
+        return min((d for p in self.profiles.values() if (d := self._due(p))), default=None)
+
+    def _due(self, p: Profile) -> datetime | None:
+        if p.kind is not Kind.DYNAMIC or not p.dyn_update_interval_s or not p.dyn_update_time:
+            return None
+        step = timedelta(seconds=p.dyn_update_interval_s)
+        last = max(p.dyn_update_time, self.pulled.get(p.id, p.dyn_update_time))
+        return last + step
 
     def end_transaction(self, connector: int) -> None:
         """A TxProfile lives only as long as its transaction."""
@@ -435,7 +513,7 @@ class ProfileStore:
         """Every time in [start, end) where some profile's value may change."""
         out = {start}
         for p in self.profiles.values():
-            for b in (p.valid_from, p.valid_to):
+            for b in (p.valid_from, p.valid_to, p.dynamic_expiry()):
                 if b is not None:
                     out.add(b)
             t = start

@@ -73,6 +73,7 @@ class CallHandlers:
             "SetChargingProfile": self.set_charging_profile,
             "ClearChargingProfile": self.clear_charging_profile,
             "GetCompositeSchedule": self.get_composite_schedule,
+            "UpdateDynamicSchedule": self.update_dynamic_schedule,
             "RemoteStartTransaction": self.remote_start_transaction,
             "RequestStartTransaction": self.request_start_transaction,
             "RemoteStopTransaction": self.remote_stop,
@@ -138,6 +139,16 @@ class CallHandlers:
             )
         st.refresh()
         return {"status": "Accepted" if found else "Unknown"}
+
+    def update_dynamic_schedule(self, p: Payload) -> Payload:
+        st = self.station
+        if st.spec.version != "2.1":
+            raise CallError("NotImplemented", "UpdateDynamicSchedule is 2.1's")
+        why = st.bank.update_dynamic(int(p["chargingProfileId"]), p["scheduleUpdate"])
+        st.refresh()
+        if why is None:
+            return {"status": "Accepted"}
+        return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidValue"}}
 
     def get_composite_schedule(self, p: Payload) -> Payload:
         st = self.station

@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from gridshare.peers.connectors import PHYSICS_TICK_S, Connector, ConnectorBank
+from gridshare.peers.dynamic_pulls import pull_deadline, send_due_pulls
 from gridshare.peers.ev import Ev, EvSpec
 from gridshare.peers.specs import SimStationSpec
 from gridshare.peers.station_handlers import CallHandlers
@@ -442,6 +443,7 @@ class StationProtocol:
     def next_deadline(self) -> float:
         """When `run_timers` is next due, on the monotonic clock (inf: never)."""
         times = [self._next_heartbeat, self._next_sample, self._next_tick, self.calls.deadline()]
+        times.append(pull_deadline(self) if self.booted else math.inf)
         if not self.booted and self.calls.pending is None:
             times.append(self._next_boot)
         return min(times)
@@ -457,6 +459,8 @@ class StationProtocol:
             self._next_tick = now + self._wall(PHYSICS_TICK_S)
             self.refresh()
             self.arm_sampling()
+        if self.booted:
+            send_due_pulls(self)
         if self.booted and now >= self._next_heartbeat:
             self._next_heartbeat = now + self.settings.heartbeat_s
             if now - self._last_sent >= self.settings.heartbeat_s * 0.5 or not self.calls.outbox:

@@ -41,6 +41,7 @@ from gridshare.logs import duration, fields
 from gridshare.rollout import LimitBook, LimitSchedule, PinReason
 from gridshare.site.settings import ControllerSettings
 from gridshare.store import SessionConflict, StoredLimit, StoredSession, ended_key
+from gridshare.store.sessions import PRIORITY_CHARGING_WEIGHT
 from ocpp_adapter.events import (
     ConnectorStatusChanged,
     DomainEvent,
@@ -48,6 +49,7 @@ from ocpp_adapter.events import (
     ExternalLimitNotified,
     LimitPurpose,
     MeterReading,
+    PriorityChargingNotified,
     SessionEnded,
     SessionStarted,
     StationBooted,
@@ -272,8 +274,7 @@ def site_lines(r: MeterReading, wired: tuple[Line, ...]) -> dict[Line, float]:
 
 
 class SiteState:
-    """Stations and running sessions of one site; `apply` is the only way events
-    change them."""
+    """Stations and running sessions of one site; `apply` is the only way events change them."""
 
     def __init__(
         self,
@@ -487,8 +488,9 @@ class SiteState:
         offered = self.offered_now(s.connector_id, now)
         if r.current_offered_a is not None:
             offered = min(offered, r.current_offered_a)
-        held = s.rate.rate_a is not None
+        held, lines = s.rate.rate_a is not None, s.lines
         if s.rate.observe(by_line, offered, drawn, at=now):
+            self.book.get(s.connector_id).force_send |= s.lines != lines  # 2.1: named phases
             # a car that takes more again must not be held at its old rate
             released = held and s.rate.rate_a is None
             return [Replan("car takes more" if released else "meter values")]
@@ -671,3 +673,16 @@ class SiteState:
         kept = [k for k in self.conflicts if k[0] == key[0]]
         for k in kept[: max(0, len(kept) - REFUSED_KEPT)]:
             del self.conflicts[k]
+
+
+def priority_charging(state: SiteState, event: DomainEvent) -> list[Effect]:
+    """A stored NotifyPriorityCharging: its session weighs `PRIORITY_CHARGING_WEIGHT`
+    (1 once stopped) and gets its next profile; other events: nothing."""
+    if not isinstance(event, PriorityChargingNotified):
+        return []
+    for s in state.sessions.values():
+        if (s.station_id, s.transaction_id) == (event.station_id, event.transaction_id):
+            s.priority = PRIORITY_CHARGING_WEIGHT if event.activated else 1.0
+            state.book.get(s.connector_id).force_send = True
+            return [Replan("priority charging")]
+    return []

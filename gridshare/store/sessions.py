@@ -21,8 +21,18 @@ from gridshare.store.connection import SqliteTables, from_iso, iso
 from gridshare.store.errors import SessionConflict, StoreError
 from gridshare.store.records import StoredSession, ended_key
 from gridshare.store.schema import MAX_TRANSACTION_ID
-from ocpp_adapter.events import EvChargingNeeds, SessionEnded, SessionStarted
+from ocpp_adapter.events import (
+    EvChargingNeeds,
+    PriorityChargingNotified,
+    SessionEnded,
+    SessionStarted,
+)
 from optimizer.site import station_of
+
+PRIORITY_CHARGING_WEIGHT = 10.0
+"""A session's priority while its driver asked for priority charging (OCPP 2.1
+NotifyPriorityCharging): its unmet energy weighs ten times any other's, so the
+plan serves it first within every limit. Stopped: back to the default (1)."""
 
 
 class SessionTable(SqliteTables):
@@ -104,6 +114,14 @@ class SessionTable(SqliteTables):
                 "(SELECT connector_id FROM sessions WHERE station_id = ? AND transaction_id = ?)",
                 key,
             )
+
+    @staticmethod
+    def _priority_charging(db: sqlite3.Connection, e: PriorityChargingNotified) -> None:
+        db.execute(
+            "UPDATE sessions SET priority = ? "
+            "WHERE station_id = ? AND transaction_id = ? AND ended_at IS NULL",
+            (PRIORITY_CHARGING_WEIGHT if e.activated else None, e.station_id, e.transaction_id),
+        )
 
     @staticmethod
     def _ev_needs(db: sqlite3.Connection, e: EvChargingNeeds) -> None:

@@ -30,6 +30,7 @@ from ocpp_adapter.events import (
     EvChargingNeeds,
     ExternalLimitNotified,
     MeterReading,
+    PriorityChargingNotified,
     SessionEnded,
     SessionStarted,
     StationBooted,
@@ -98,6 +99,10 @@ class SqliteStore(
                     self._meter_reading(db, event)
                 case EvChargingNeeds():
                     self._ev_needs(db, event)
+                case PriorityChargingNotified():
+                    self._priority_charging(db, event)
+                    what = {"transaction_id": event.transaction_id, "activated": event.activated}
+                    write_audit(db, event.at, "priority_charging", event.station_id, what)
                 case ExternalLimitNotified():
                     write_audit(
                         db,

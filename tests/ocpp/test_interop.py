@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -41,7 +42,7 @@ from ocpp_adapter.events import (
     StationCapabilities,
 )
 from ocpp_adapter.rpc import OcppVersion
-from tests.ocpp.helpers import TS, running
+from tests.ocpp.helpers import FAST, TS, running
 from tests.ocpp.test_v21 import official
 
 
@@ -274,7 +275,12 @@ async def test_ocpp201_chargepoint_client() -> None:
 
 
 async def test_ocpp21_chargepoint_client() -> None:
-    async with running() as (cs, rec), client(cs, "CP1", "ocpp2.1", Station21) as cp:
+    # Absolute profiles here (their periods); Dynamic ones: test_v21_dynamic
+    absolute = replace(FAST, dynamic_profiles=False)
+    async with (
+        running(settings=absolute) as (cs, rec),
+        client(cs, "CP1", "ocpp2.1", Station21) as cp,
+    ):
         assert cp._connection.subprotocol == "ocpp2.1"
         boot = await cp.call(
             call21.BootNotification(
