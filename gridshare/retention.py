@@ -392,9 +392,10 @@ async def _one_pass(
     await asyncio.to_thread(trim_heap)
     if steps:
         log.info(
-            "retention: %d rows in %d steps, longest step %.0f ms",
+            "retention: %d rows in %d %s, longest step %.0f ms",
             rows,
             steps,
+            "step" if steps == 1 else "steps",
             retention.longest_step_s * 1000,
         )
 

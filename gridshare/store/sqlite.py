@@ -58,6 +58,8 @@ class SqliteStore(
             raise StoreError(f"{self.path}: cannot open the database: {_why(self.path, e)}") from e
         try:
             self._db.row_factory = sqlite3.Row
+            # before WAL and the tables: a new file then takes it without a VACUUM
+            use_incremental_vacuum(self._db)
             if self.path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
                 # SQLite gives the WAL and SHM files the database's mode; older files may not
@@ -67,7 +69,6 @@ class SqliteStore(
             self._db.execute("PRAGMA foreign_keys=ON")
             with self._tx() as db:
                 create_or_upgrade(db)
-            use_incremental_vacuum(self._db)
         except sqlite3.Error as e:
             self._db.close()
             raise StoreError(f"{self.path}: cannot open the database: {_why(self.path, e)}") from e
