@@ -223,7 +223,17 @@ async def test_the_service_plans_with_the_stored_history(tmp_path: Path) -> None
                 break
             await asyncio.sleep(0.02)
         cap = svc.controller.capacity(grid, now)
-        left = _left_at(cfg, cap, grid, datetime(2026, 12, 4, 9, 0, tzinfo=UTC))
+        nine = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+        left = _left_at(cfg, cap, grid, nine)
         assert left == pytest.approx([LIMIT_A - 40.5, LIMIT_A - 30.5, LIMIT_A - 20.5], abs=0.6)
+        # the operator's limit tomorrow morning: the building comes off it, never on top
+        svc.controller.set_group_limit(
+            "grid", limit_a=70.0, start=nine, end=nine + timedelta(hours=1)
+        )
+        cap = svc.controller.capacity(grid, now)
+        left = _left_at(cfg, cap, grid, nine)
+        assert left == pytest.approx([70 - 40.5, 70 - 30.5, 70 - 20.5], abs=0.6)
+        for line in LINES:
+            assert np.all(line_limit_a(cfg.site, cap, "grid", line, grid.slots) <= LIMIT_A)
     finally:
         await svc.stop()
