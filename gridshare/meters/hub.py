@@ -8,7 +8,9 @@
                                   then re-plan; else re-plan when the headroom moved
 
 A check runs at most once at a time; readings that come in meanwhile give one
-more check after it, not one each.
+more check after it, not one each. Each accepted reading and the group samples
+it gives go to the store once the check is on its way (`restore` reads them
+back on a restart; the building forecast learns from their roll-ups).
 """
 
 from __future__ import annotations
