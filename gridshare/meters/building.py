@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 PerLine = dict[Line, float]
 HISTORY = 4096
-"""Samples kept per meter, per connector and per group (the forecaster's input)."""
+"""Samples kept in memory per meter, per connector and per group (the store keeps
+the rest; the building forecast fits on its roll-ups)."""
 EV_SAMPLE_MAX_AGE = timedelta(minutes=3)
 """A charger's current older than this is not known at a reading's moment:
 counted as 0, which leaves more to the building (the safe side)."""
