@@ -35,7 +35,7 @@ from pydantic_core import PydanticCustomError
 
 from gridshare.dso_reports import ENERGY_STATE
 from gridshare.errors import UserError
-from gridshare.store import Store, pruning
+from gridshare.store import Store, meter_readings, pruning
 from gridshare.store.rollups import interval_start, roll_up_connector
 from optimizer.site import station_of
 
@@ -199,6 +199,12 @@ class Retention:
             ("accepted limits", self._horizon_job("profiles", pruning.prune_accepted_limits)),
             ("sessions", self._prune_sessions),
             ("rollups", self._horizon_job("rollups", pruning.prune_rollups)),
+            # the site meters: raw rows past the raw horizon (their roll-ups are kept)
+            (
+                "site meter readings",
+                self._horizon_job("raw_meter_values", meter_readings.prune_site_meter_readings),
+            ),
+            ("group roll-ups", self._horizon_job("rollups", meter_readings.prune_group_rollups)),
         ]
 
     def close(self) -> None:

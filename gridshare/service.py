@@ -52,6 +52,7 @@ from gridshare.http_server import (
 )
 from gridshare.in_force import InForceWatch
 from gridshare.meters import api as meters_api
+from gridshare.meters.forecast import store_forecast
 from gridshare.meters.hub import MeterHub
 from gridshare.meters.metrics import MeterMetrics
 from gridshare.operator import LiveFeed, OperatorParts, ServiceBackend
@@ -295,9 +296,19 @@ class Service:
                 self.capacity = book.capacity
             capacity = self.capacity
             if self.config.meters:
-                self.meters = MeterHub(
-                    self.config.site, self.config.meters, self.clock, metrics=self.meter_metrics
+                self.meters = meters = MeterHub(
+                    self.config.site,
+                    self.config.meters,
+                    self.clock,
+                    metrics=self.meter_metrics,
+                    store=store,
+                    rollup_interval=self.config.retention.period("rollup_interval"),
                 )
+                # the building's forecast learns from the readings kept, from before a restart too
+                meters.building.forecast = store_forecast(
+                    store, self.config.site, self.config.meters, meters.building.worst_all()
+                )
+                meters.restore()
                 capacity = self.meters.building.capacity_provider(capacity)
             self.gateway = gateway = self.gateway_factory(
                 self.config, self._ocpp_port, self.host, self.on_event

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 PerLine = dict[Line, float]
 HISTORY = 4096
-"""Samples kept per meter, per connector and per group (the forecaster's input)."""
+"""Samples kept in memory per meter, per connector and per group (the store keeps
+the rest; the building forecast fits on its roll-ups)."""
 EV_SAMPLE_MAX_AGE = timedelta(minutes=3)
 """A charger's current older than this is not known at a reading's moment:
 counted as 0, which leaves more to the building (the safe side)."""
@@ -164,18 +165,34 @@ class BuildingLoad:
 
     # --- what comes in ----------------------------------------------------------------------
 
-    def accept(self, reading: Reading) -> None:
-        """A checked reading; an older one than the latest is out of order (ignored)."""
+    def accept(self, reading: Reading) -> list[tuple[str, GroupSample]]:
+        """A checked reading; an older one than the latest is out of order (ignored).
+        Returns the group samples it gave (group id, sample)."""
         state = self.meters[reading.meter_id]
         if state.readings and reading.at < state.readings[-1].at:
-            return
+            return []
         state.readings.append(reading)
         state.stale_logged = False
+        out = []
         for gid in self.site.ancestors(state.config.group):
             if gid in self.metered:
-                self.history.setdefault(gid, deque(maxlen=HISTORY)).append(
-                    GroupSample(reading.at, self.non_ev(gid, reading.received_at))
-                )
+                sample = GroupSample(reading.at, self.non_ev(gid, reading.received_at))
+                self.history.setdefault(gid, deque(maxlen=HISTORY)).append(sample)
+                out.append((gid, sample))
+        return out
+
+    def restore(
+        self, readings: Iterable[Reading], samples: Mapping[str, Iterable[GroupSample]]
+    ) -> None:
+        """Readings and group samples kept from before a restart, oldest first. A
+        restored reading keeps its arrival time: it is fresh only if it still is."""
+        for r in readings:
+            state = self.meters.get(r.meter_id)
+            if state is not None and (not state.readings or r.at >= state.readings[-1].at):
+                state.readings.append(r)
+        for gid, group_samples in samples.items():
+            if gid in self.metered:
+                self.history.setdefault(gid, deque(maxlen=HISTORY)).extend(group_samples)
 
     def refuse(self, meter_id: str, error: ReadingRefused) -> None:
         state = self.meters[meter_id]

@@ -8,6 +8,9 @@ measures = "connection"     # connection | load | generation
 interval_s = 1              # how often it is read (modbus) or expected (others)
 stale_after_s = 10          # silent this long: the non-EV load is taken as max_non_ev_a
 max_non_ev_a = [120, 120, 120]   # per line L1, L2, L3 (or one figure for all)
+annual_kwh = 150000         # the building's yearly use: the forecast's prior until
+profile = "g1"              #   it has history (BDEW: g0 commerce, g1 office, h0 household)
+country = "DE"              # public holidays of the forecast's day types
 [meters.source]
 type = "modbus"             # modbus | mqtt | http | ocpp
 host = "10.0.0.5"
@@ -26,7 +29,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from forecasts.bdew import TABLE as BDEW_TABLE
+from forecasts.building_load import DayTypes
+from forecasts.errors import ForecastError
 from optimizer.site import LINES, MAX_AC_CONNECTOR_A, Line, Site, SiteValueError
+
+BDEW_PROFILES = frozenset(BDEW_TABLE)
 
 
 class Measures(StrEnum):
@@ -155,6 +163,37 @@ class MeterConfig(_Strict):
     """Per line L1, L2, L3: the non-EV load to assume when the meter is silent
     or stale (a generation meter: what it frees then, always 0)."""
 
+    annual_kwh: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] | None = None
+    """The building's yearly use (kWh) behind this meter: with ``profile``, the
+    building forecaster's prior until it has readings enough."""
+    profile: str | None = None
+    """The BDEW standard load profile of that use: ``g0`` (commerce), ``g1``
+    (office, workshop) or ``h0`` (household)."""
+    country: str | None = Field(default=None, min_length=2, max_length=3)
+    """Whose public holidays count as Sundays in the forecast (ISO code, ``"DE"``)."""
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        name = v.strip().lower()
+        if name not in BDEW_PROFILES:
+            known = ", ".join(sorted(BDEW_PROFILES))
+            raise ValueError(f"profile {v!r} is not a BDEW profile (one of {known})")
+        return name
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            DayTypes(v.upper())
+        except ForecastError:
+            raise ValueError(f"country {v!r}: no public holidays known for it") from None
+        return v.upper()
+
     @field_validator("max_non_ev_a", mode="before")
     @classmethod
     def _lines(cls, v: object) -> object:
@@ -173,6 +212,21 @@ class MeterConfig(_Strict):
                     f"max_non_ev_a = {a:g}: looks like watts; max_non_ev_a is in amperes per line"
                 )
         return v
+
+    @model_validator(mode="after")
+    def _profile_with_use(self) -> MeterConfig:
+        if (self.annual_kwh is None) != (self.profile is None):
+            given, missing = (
+                ("annual_kwh", "profile") if self.profile is None else ("profile", "annual_kwh")
+            )
+            raise SiteValueError(
+                f"{given} is given without {missing}: the prior needs both", (given,)
+            )
+        if self.profile is not None and self.measures is Measures.GENERATION:
+            raise SiteValueError(
+                "a generation meter has no load profile (profile is for a load)", ("profile",)
+            )
+        return self
 
     @model_validator(mode="after")
     def _stale_after_interval(self) -> MeterConfig:

@@ -8,7 +8,9 @@
                                   then re-plan; else re-plan when the headroom moved
 
 A check runs at most once at a time; readings that come in meanwhile give one
-more check after it, not one each.
+more check after it, not one each. Each accepted reading and the group samples
+it gives go to the store once the check is on its way (`restore` reads them
+back on a restart; the building forecast learns from their roll-ups).
 """
 
 from __future__ import annotations
@@ -16,23 +18,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from gridshare.controller import Controller
-from gridshare.meters.building import BuildingLoad, NonEvForecast, hold_latest
+from gridshare.meters.building import (
+    HISTORY,
+    BuildingLoad,
+    GroupSample,
+    NonEvForecast,
+    hold_latest,
+)
 from gridshare.meters.config import MeterConfig
 from gridshare.meters.metrics import MeterMetrics
 from gridshare.meters.modbus import ModbusMeter, ModbusReadError
-from gridshare.meters.readings import ReadingRefused, checked
+from gridshare.meters.readings import Reading, ReadingRefused, checked
 from gridshare.meters.safety import Lowering, enforce
 from gridshare.meters.views import meters_view
 from gridshare.rollout.load import LoadModel
 from gridshare.site.state import site_lines
+from gridshare.store import Store, StoreError
+from gridshare.store.meter_readings import (
+    DEFAULT_INTERVAL,
+    StoredReading,
+    StoredSample,
+    per_line,
+)
 from ocpp_adapter.events import DomainEvent, MeterReading, SessionEnded
 from optimizer.problem import TimeGrid
 from optimizer.site import LINES, Site
@@ -54,8 +70,13 @@ class MeterHub:
         clock: Callable[[], datetime],
         forecast: NonEvForecast = hold_latest,
         metrics: MeterMetrics | None = None,
+        store: Store | None = None,
+        rollup_interval: timedelta = DEFAULT_INTERVAL,
     ) -> None:
         self.site = site
+        self.store = store
+        """Where every accepted reading and the group samples it gives are kept."""
+        self.rollup_interval = rollup_interval
         self.config = {m.id: m for m in meters}
         self.clock = clock
         self.building = BuildingLoad(site, meters, forecast)
@@ -128,10 +149,48 @@ class MeterHub:
             if self.metrics is not None:
                 self.metrics.refused.labels(meter_id).inc()
             raise
-        self.building.accept(reading)
+        samples = self.building.accept(reading)
         if self._unanswered is None:
             self._unanswered = time.monotonic()
         self.check(f"meter {meter_id}")
+        if samples:
+            self._keep(reading, samples)
+
+    def _keep(self, reading: Reading, samples: list[tuple[str, GroupSample]]) -> None:
+        """Into the store (after the check is on its way: safety does not wait for it)."""
+        if self.store is None:
+            return
+        try:
+            self.store.record_site_meter(
+                StoredReading(
+                    reading.meter_id, reading.at, reading.received_at, per_line(reading.current_a)
+                ),
+                [StoredSample(g, s.at, per_line(s.non_ev_a)) for g, s in samples],
+                self.rollup_interval,
+            )
+        except (StoreError, sqlite3.Error) as e:  # the reading still counts; its history waits
+            log.warning("meter %s: reading not stored: %s", reading.meter_id, e)
+
+    def restore(self) -> None:
+        """Before `start`: the readings and group samples kept before a restart."""
+        if self.store is None:
+            return
+        readings = [
+            Reading(r.meter_id, r.at, dict(zip(LINES, r.amps, strict=True)), r.received_at)
+            for mid in self.config
+            for r in self.store.site_meter_readings(mid, HISTORY)
+        ]
+        samples = {
+            gid: [
+                GroupSample(s.at, dict(zip(LINES, s.amps, strict=True)))
+                for s in self.store.group_non_ev_samples(gid, HISTORY)
+            ]
+            for gid in self.building.metered
+        }
+        self.building.restore(readings, samples)
+        kept = sum(len(v) for v in samples.values())
+        if readings or kept:
+            log.info("meters: %d readings and %d group samples restored", len(readings), kept)
 
     def observe(self, event: DomainEvent) -> None:
         """The chargers' own readings (aligned in time with the meters')."""

@@ -19,11 +19,11 @@ group above it. Two views of it:
   operators do today: a static EV limit sized for the building's worst
   hour). ``blind``: nothing (the chargers planned as if alone).
 
-The optimizer's capacity has one per-line limit per group, so the planner
-reserves the highest of a group's three lines on all three (safe, if a little
-wasteful on an unbalanced building); a kW limit loses the load's power. A
-weighted group (a transformer's primary, modelled by its chargers' weights)
-has no weight for the building: its limit sees the chargers alone.
+The planner is told the reservation as the capacity's non-EV load
+(`Capacity.non_ev_a`), per group and line: each line keeps what the building
+draws on it, and a kW limit its power at the site's voltage. A weighted group
+(a transformer's primary, modelled by its chargers' weights) has no weight for
+the building: its limit sees the chargers alone.
 """
 
 from __future__ import annotations
@@ -183,20 +183,18 @@ class LoadView:
         return np.maximum(out, 0.0)
 
     def capacity(self, base: Capacity, grid: TimeGrid, now: datetime) -> Capacity:
-        """``base`` less what the planner keeps for the buildings, on every group
-        above each (never below 0)."""
+        """``base`` with what the planner keeps for the buildings as the non-EV
+        load of the group and every group above it, line by line (a weighted
+        group has no weight for a building: it is left out)."""
         site = self.load.site
         per_line: dict[str, np.ndarray] = {}
         for gid in self.load.group_ids:
             r = self.reserved(gid, grid, now)
             for above in site.ancestors(gid):
-                per_line[above] = per_line.get(above, np.zeros((grid.slots, 3))) + r
-        la = {k: np.asarray(v, dtype=float).copy() for k, v in base.limit_a.items()}
-        lk = {k: np.asarray(v, dtype=float).copy() for k, v in base.limit_kw.items()}
-        volts = site.site.voltage_v
-        for gid, r in per_line.items():
-            if gid in la:
-                la[gid] = np.maximum(la[gid] - r.max(axis=1), 0.0)
-            if gid in lk:
-                lk[gid] = np.maximum(lk[gid] - r.sum(axis=1) * volts / 1000.0, 0.0)
-        return Capacity(la, lk)
+                if site.group_by_id[above].weights is None:
+                    per_line[above] = per_line.get(above, np.zeros((grid.slots, 3))) + r
+        loads = {
+            gid: {line: r[:, i].copy() for i, line in enumerate(LINES)}
+            for gid, r in per_line.items()
+        }
+        return base.with_non_ev({**base.non_ev_a, **loads})

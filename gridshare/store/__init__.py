@@ -6,6 +6,7 @@ What the service must not lose lives here, one module per thing kept:
     stations      stations and the last status of each connector
     sessions      charging sessions and the 1.6 transaction id sequence
     meter_values  the last reading per connector, one-minute aggregates and roll-ups
+    meter_readings  the site meters' readings, their groups' non-EV load and its roll-ups
     rollups       one-minute rows past their horizon made into one row an interval
     profiles      charging profiles sent, their answers, the limits in force
     plans         plans with their figures

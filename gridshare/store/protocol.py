@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from forecasts.demand import PastSession
+from gridshare.store.meter_readings import (
+    StoredReading,
+    StoredRollup,
+    StoredSample,
+)
 from gridshare.store.records import StoredLimit, StoredSession
 from ocpp_adapter.events import DomainEvent
 from optimizer.plan import Plan
@@ -79,4 +84,10 @@ class Store(Protocol):
     def meter_energy(
         self, since: datetime, until: datetime, connector_ids: list[str] | None = None
     ) -> dict[str, float]: ...
+    def record_site_meter(
+        self, reading: StoredReading, samples: Sequence[StoredSample], interval: timedelta = ...
+    ) -> None: ...
+    def site_meter_readings(self, meter_id: str, limit: int) -> list[StoredReading]: ...
+    def group_non_ev_samples(self, group_id: str, limit: int) -> list[StoredSample]: ...
+    def group_non_ev_rollups(self, group_id: str, since: datetime) -> list[StoredRollup]: ...
     def close(self) -> None: ...

@@ -8,6 +8,9 @@ Schema 3 makes room for retention: a plan's full current array may be dropped
 (its summary and dispatched slot stay), one-minute meter rows older than the raw
 horizon become ``meter_rollup`` rows, and the file frees its pages as rows go
 (``auto_vacuum=INCREMENTAL``; an older file is vacuumed once to take it).
+
+The site meters' tables (`gridshare.store.meter_readings`) are added to a
+file of any schema by `_add_site_meter_tables`, a step of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
+from gridshare.store.meter_readings import TABLES as SITE_METER_TABLES
 from optimizer.site import station_of
 
 log = logging.getLogger(__name__)
@@ -108,6 +112,7 @@ def create_or_upgrade(db: sqlite3.Connection) -> None:
     if old:
         _copy_v1_sessions(db)
     _copy_v2_plans(db)
+    _add_site_meter_tables(db)
     db.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -118,6 +123,14 @@ def create_or_upgrade(db: sqlite3.Connection) -> None:
             "INSERT INTO meta (key, value) VALUES ('next_transaction_id', ?)",
             (str(_first_transaction_id(db)),),
         )
+
+
+def _add_site_meter_tables(db: sqlite3.Connection) -> None:
+    """The site meters' readings and their groups' non-EV load: new tables only,
+    so an older file takes them as they are."""
+    for stmt in SITE_METER_TABLES.split(";"):
+        if stmt.strip():
+            db.execute(stmt)
 
 
 def _detach_v1_sessions(db: sqlite3.Connection) -> bool:

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from gridshare.store.audit import AuditLog, write_audit
 from gridshare.store.errors import StoreError, UnsupportedDatabase
 from gridshare.store.forecasts import ForecastTables
+from gridshare.store.meter_readings import MeterReadingTables
 from gridshare.store.meter_values import MeterTables
 from gridshare.store.plans import PlanTable
 from gridshare.store.profiles import ProfileTables
@@ -42,7 +43,14 @@ log = logging.getLogger(__name__)
 
 
 class SqliteStore(
-    StationTables, SessionTable, MeterTables, ProfileTables, PlanTable, ForecastTables, AuditLog
+    StationTables,
+    SessionTable,
+    MeterTables,
+    MeterReadingTables,
+    ProfileTables,
+    PlanTable,
+    ForecastTables,
+    AuditLog,
 ):
     """The SQLite backend (stdlib ``sqlite3``): one part per table, one connection."""
 

@@ -154,3 +154,32 @@ def test_an_ocpp_meter_names_a_station_of_the_site(tmp_path: Path) -> None:
         SITE + MODBUS.split("[meters.source]")[0] + 'source = { type = "ocpp", station = "CP9" }\n'
     )
     assert "station 'CP9' is not a charger of the site" in error(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("annual_kwh = 50000\n", "meters[main]: annual_kwh is given without profile"),
+        ('profile = "g1"\n', "meters[main]: profile is given without annual_kwh"),
+        (
+            'annual_kwh = 50000\nprofile = "g9"\n',
+            "site.toml:28: meters[main]: profile 'g9' is not a BDEW profile (one of g0, g1, h0)",
+        ),
+        ('country = "XX"\n', "meters[main]: country 'XX': no public holidays known for it"),
+        (
+            'annual_kwh = -5\nprofile = "g1"\n',
+            "site.toml:27: meters[main].annual_kwh: Input should be greater than 0",
+        ),
+    ],
+)
+def test_the_forecast_prior_is_checked(tmp_path: Path, extra: str, expected: str) -> None:
+    text = (SITE + MODBUS).replace("[meters.source]", extra + "[meters.source]")
+    assert expected in error(tmp_path, text)
+
+
+def test_the_forecast_prior_is_read(tmp_path: Path) -> None:
+    text = (SITE + MODBUS).replace(
+        "[meters.source]", 'annual_kwh = 50000\nprofile = "G0"\ncountry = "de"\n[meters.source]'
+    )
+    (main,) = load_config(write(tmp_path, text), environ={}).meters
+    assert (main.annual_kwh, main.profile, main.country) == (50000, "g0", "DE")

@@ -18,7 +18,9 @@ from gridshare.simulation.capacity import SiteLimits
 from gridshare.simulation.engine import RunResult
 from gridshare.simulation.sessions import SimSession
 from gridshare.simulation.site_load import LoadView
-from optimizer import TimeGrid
+from optimizer import Capacity, Site, TimeGrid
+from optimizer.families import ev_limit_kw, line_limit_a
+from optimizer.site import LINES, Line
 from tests.simulation.helpers import JPL_SESSIONS, JPL_SITE, ROOT, T0, session, tiny_site
 
 GROUP = "third-fourth-floor-transformer"
@@ -53,14 +55,32 @@ def test_the_planner_is_told_the_reading_now_and_never_a_later_one() -> None:
     base = SiteLimits(site).capacity(grid)
     view = LoadView(load, "forecast").capacity(base, grid, T0)
     # slot 0: 32 - 10; the rise at +60 min is not known yet
-    assert view.limit_a["main"][0] == pytest.approx(22.0)
-    assert view.limit_a["main"][12] > 32.0 - 25.0 + 1
+    assert _left(site, view, grid)[0] == pytest.approx(22.0)
+    assert _left(site, view, grid)[12] > 32.0 - 25.0 + 1
     peak = LoadView(load, "peak").capacity(base, grid, T0)
-    assert np.allclose(peak.limit_a["main"], 32.0 - 25.0)
+    assert np.allclose(_left(site, peak, grid), 32.0 - 25.0)
     blind = LoadView(load, "blind").capacity(base, grid, T0)
-    assert np.allclose(blind.limit_a["main"], 32.0)
+    assert np.allclose(_left(site, blind, grid), 32.0)
+    # the limits themselves are never raised nor lowered: the load rides beside them
+    assert np.array_equal(view.limit_a["main"], base.limit_a["main"])
     # kW: the building's power at the site's 230 V comes off the 100 kW limit
-    assert view.limit_kw["main"][0] == pytest.approx(100.0 - 10 * 230 / 1000)
+    assert ev_limit_kw(site, view, "main", grid.slots)[0] == pytest.approx(100.0 - 10 * 230 / 1000)
+
+
+def _left(site: Site, capacity: Capacity, grid: TimeGrid, line: Line = Line.L1) -> np.ndarray:
+    return line_limit_a(site, capacity, "main", line, grid.slots)
+
+
+def test_each_line_keeps_what_the_building_draws_on_it() -> None:
+    site = tiny_site(limit_a=32.0)
+    rows: Rows = {"main": [(T0, (12.0, 4.0, 0.0))]}
+    load = SiteLoad(site, rows)
+    grid = TimeGrid(T0, 5, 12)
+    base = SiteLimits(site).capacity(grid)
+    for view in ("forecast", "peak"):
+        cap = LoadView(load, view).capacity(base, grid, T0)
+        left = [_left(site, cap, grid, line)[0] for line in LINES]
+        assert left == pytest.approx([20.0, 28.0, 32.0]), view
 
 
 def _sessions() -> list[SimSession]:
