@@ -294,22 +294,7 @@ class Service:
             book = load_capacity_book(store)
             if self.capacity is static_capacity:
                 self.capacity = book.capacity
-            capacity = self.capacity
-            if self.config.meters:
-                self.meters = meters = MeterHub(
-                    self.config.site,
-                    self.config.meters,
-                    self.clock,
-                    metrics=self.meter_metrics,
-                    store=store,
-                    rollup_interval=self.config.retention.period("rollup_interval"),
-                )
-                # the building's forecast learns from the readings kept, from before a restart too
-                meters.building.forecast = store_forecast(
-                    store, self.config.site, self.config.meters, meters.building.worst_all()
-                )
-                meters.restore()
-                capacity = self.meters.building.capacity_provider(capacity)
+            capacity = self._meter_hub(store, self.capacity)
             self.gateway = gateway = self.gateway_factory(
                 self.config, self._ocpp_port, self.host, self.on_event
             )
@@ -388,6 +373,25 @@ class Service:
             log.info("operator API: every read needs a token")
         for warning in security_warnings(self.config, self.host):
             log.warning("%s", warning)
+
+    def _meter_hub(self, store: Store, capacity: CapacityProvider) -> CapacityProvider:
+        """The site's meters, if it has any; ``capacity`` less the building's load."""
+        if not self.config.meters:
+            return capacity
+        self.meters = meters = MeterHub(
+            self.config.site,
+            self.config.meters,
+            self.clock,
+            metrics=self.meter_metrics,
+            store=store,
+            rollup_interval=self.config.retention.period("rollup_interval"),
+        )
+        # the building's forecast learns from the readings kept, from before a restart too
+        meters.building.forecast = store_forecast(
+            store, self.config.site, self.config.meters, meters.building.worst_all()
+        )
+        meters.restore()
+        return meters.building.capacity_provider(capacity)
 
     def _watch_in_force(self, controller: Controller, store: Store, gateway: Any) -> InForceWatch:
         """Flag connectors that do not follow their limit; the planner counts them at
