@@ -579,6 +579,8 @@ async def run_demo(config: GridshareConfig, args: argparse.Namespace, db: str) -
         f"{len(run.fleet.stations)} stations"
     )
     cars = Cars(run.fleet, make_cars(site, clock.sim0, span, args.seed))
+    if run.building is not None:  # counted as the planner counts them
+        run.building.lines_of = lambda cid: car_lines(site, cars, cid)
     n_cars = len(cars.pending)
     live_ctx: Any = (
         Live(console=console, refresh_per_second=4, transient=False)

@@ -74,6 +74,9 @@ class DemoBuilding:
     """Real seconds from the spike to the limits in force fitting next to it."""
     lowered: int = 0
     """Fast-path lowerings the service made (read when the feeding stops)."""
+    lines_of: Callable[[str], tuple[str, ...]] | None = None
+    """The site lines a connector's limit loads (a one-phase car's: one); None:
+    every line it is wired to."""
     _task: asyncio.Task[None] | None = None
     _lowerings: Callable[[], int] | None = None
 
@@ -118,8 +121,9 @@ class DemoBuilding:
                 for i, amps in enumerate(fleet.draw(cid).values()):
                     if i < len(info.lines):
                         total[info.lines[i].value] += amps
-                for line in info.lines:
-                    in_force[line.value] += limit_a
+                lines = self.lines_of(cid) if self.lines_of else [x.value for x in info.lines]
+                for line in lines:
+                    in_force[line] += limit_a
             self.meter.set_currents(total)
             excess = max(in_force[k] + self.load[k] for k in total) - limit
             if time.monotonic() - changed > SETTLE_S:
