@@ -6,16 +6,20 @@ every car really leaves and what it really takes. `told` swaps in some of the
 truth and leaves the rest as stated, so `run_told` can measure what each piece
 of missing information costs the online planner: cars that stayed past the
 departure they stated (the planner rushed them), cars that left before it (the
-planner left them for later), and energies.
+planner left them for later), and energies. `statements` and `calibrated`
+correct what drivers state by what such statements meant on other months
+(`forecasts.demand.StatementCalibration`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
-from forecasts.demand import DemandDefaults
+from forecasts.demand import DemandDefaults, Statement, StatementCalibration
 from gridshare.simulation.engine import RunResult, Simulation
 from gridshare.simulation.sessions import SimSession
 from gridshare.simulation.strategies import GridshareStrategy
@@ -77,3 +81,43 @@ def run_told(sim: Simulation, name: str) -> RunResult:
     result = variant.run(GridshareStrategy())
     result.extra["told"] = name
     return result
+
+
+def statements(sessions: Iterable[SimSession], timezone: str) -> list[Statement]:
+    """What the drivers who stated both a departure and an energy stated, and
+    what happened (for `StatementCalibration.fit`)."""
+    tz = ZoneInfo(timezone)
+    return [
+        Statement(
+            s.arrival.astimezone(tz),
+            (s.stated_departure - s.arrival).total_seconds() / 3600,
+            (s.departure - s.arrival).total_seconds() / 3600,
+            s.stated_energy_kwh,
+            s.energy_kwh,
+        )
+        for s in sessions
+        if s.stated_departure is not None and s.stated_energy_kwh is not None
+    ]
+
+
+def calibrated(
+    sessions: Iterable[SimSession],
+    calibration: StatementCalibration,
+    timezone: str,
+    *,
+    departures: bool = True,
+    energies: bool = True,
+) -> list[SimSession]:
+    """The sessions with what their drivers stated corrected by ``calibration``
+    (a session that stated nothing keeps the service's defaults)."""
+    tz = ZoneInfo(timezone)
+    out = []
+    for s in sessions:
+        if departures and s.stated_departure is not None:
+            stated_h = (s.stated_departure - s.arrival).total_seconds() / 3600
+            hours = calibration.dwell_h(s.arrival.astimezone(tz), stated_h)
+            s = replace(s, stated_departure=s.arrival + timedelta(hours=hours))
+        if energies and s.stated_energy_kwh is not None:
+            s = replace(s, stated_energy_kwh=calibration.energy_kwh(s.stated_energy_kwh))
+        out.append(s)
+    return out
