@@ -108,12 +108,16 @@ def one_run(work: tuple[str, str, float, int]) -> tuple[str, str, float, float]:
     return split, variant, cap, 100.0 * float(r.delivered_kwh.sum()) / float(r.need_kwh.sum())
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--capacity-kw", type=float, action=ListOption, default=[50.0])
     p.add_argument("--weeks", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2)
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
     for split in SPLITS:
         e = errors(split)
         print(

@@ -51,6 +51,7 @@ from acnportal import acnsim, algorithms
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gridshare.commands.options import ListOption  # noqa: E402
 from gridshare.integrations.acnportal import (  # noqa: E402
     GridshareAlgorithm,
     acn_events,
@@ -176,17 +177,21 @@ def solve_cost(caps: list[float], first: date, last: date) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--from", dest="first", type=date.fromisoformat, default=date(2019, 5, 7))
     ap.add_argument("--to", dest="last", type=date.fromisoformat, default=date(2019, 5, 7))
-    ap.add_argument("--caps", type=float, nargs="+", default=[30.0, 50.0, 80.0])
+    ap.add_argument("--caps", type=float, action=ListOption, default=[30.0, 50.0, 80.0])
     ap.add_argument("--solve-cost", action="store_true")
     ap.add_argument("--no-baselines", action="store_true", help="gridshare only")
     ap.add_argument(
         "--with-linear", action="store_true", help="also gridshare with magnitudes summed"
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.solve_cost:
         solve_cost(args.caps, args.first, args.last)
     else:
