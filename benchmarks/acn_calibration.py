@@ -57,9 +57,13 @@ def _sessions(start: str, end: str) -> list[SimSession]:
     )
 
 
+QUANTILE = 0.5
+
+
 def _calibration(split: str) -> StatementCalibration:
     (a, b), _ = SPLITS[split]
-    return StatementCalibration.fit(statements(_sessions(a, b), load_site(SITE).site.timezone))
+    past = statements(_sessions(a, b), load_site(SITE).site.timezone)
+    return StatementCalibration.fit(past, quantile=QUANTILE)
 
 
 def errors(split: str) -> dict[str, float]:
@@ -113,11 +117,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity-kw", type=float, action=ListOption, default=[50.0])
     p.add_argument("--weeks", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument(
+        "--quantile", type=float, default=0.5, help="of the stay shifts (energies: 1 - it)"
+    )
     return p
 
 
 def main() -> None:
+    global QUANTILE  # the workers are forked after it is set
     args = parser().parse_args()
+    QUANTILE = args.quantile
     for split in SPLITS:
         e = errors(split)
         print(

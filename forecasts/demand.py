@@ -387,9 +387,11 @@ def _class(value: float, edges: Sequence[float]) -> int:
 @dataclass(frozen=True)
 class StatementCalibration:
     """What drivers state, corrected by what such statements turned out to mean:
-    a stay is moved by the median (real − stated) of past stays of its class
-    (day type, arrival hour, stated stay), an energy scaled by the median
-    real / stated of its stated-energy class. A class with fewer than
+    a stay is moved by a quantile (``quantile``; the median by default) of
+    (real − stated) over past stays of its class (day type, arrival hour,
+    stated stay), an energy scaled by the (1 − ``quantile``) quantile of
+    real / stated of its stated-energy class (a low quantile: stays shifted
+    and energies cut less, the cautious side). A class with fewer than
     ``min_sessions`` past sessions uses its coarser class (stated stay alone,
     then every stay). Learned on some months, applied to others."""
 
@@ -398,7 +400,9 @@ class StatementCalibration:
     min_sessions: int = 20
 
     @classmethod
-    def fit(cls, past: Sequence[Statement], min_sessions: int = 20) -> StatementCalibration:
+    def fit(
+        cls, past: Sequence[Statement], min_sessions: int = 20, quantile: float = 0.5
+    ) -> StatementCalibration:
         shifts: dict[tuple[int, ...], list[float]] = {}
         ratios: dict[int, list[float]] = {}
         for s in past:
@@ -408,8 +412,8 @@ class StatementCalibration:
                 shifts.setdefault(key, []).append(s.real_dwell_h - s.stated_dwell_h)
             ratios.setdefault(_class(s.stated_kwh, KWH_EDGES), []).append(s.real_kwh / s.stated_kwh)
         return cls(
-            {k: statistics.median(v) for k, v in shifts.items() if len(v) >= min_sessions},
-            {k: statistics.median(v) for k, v in ratios.items() if len(v) >= min_sessions},
+            {k: _quantile(v, quantile) for k, v in shifts.items() if len(v) >= min_sessions},
+            {k: _quantile(v, 1 - quantile) for k, v in ratios.items() if len(v) >= min_sessions},
             min_sessions,
         )
 
@@ -423,6 +427,17 @@ class StatementCalibration:
 
     def energy_kwh(self, stated_kwh: float) -> float:
         return stated_kwh * self.energy_ratio.get(_class(stated_kwh, KWH_EDGES), 1.0)
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (linear between order statistics)."""
+    if q == 0.5:
+        return float(statistics.median(values))
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def _dwell_keys(arrival_local: datetime, stated_dwell_h: float) -> tuple[tuple[int, ...], ...]:

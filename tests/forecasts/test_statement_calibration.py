@@ -43,3 +43,15 @@ def test_a_thin_class_falls_back_to_a_coarser_one() -> None:
 def test_never_shorter_than_a_quarter_hour() -> None:
     cal = StatementCalibration.fit(_past(MONDAY_8, 3.0, 0.0, 25))
     assert cal.dwell_h(MONDAY_8, 3.0) == 0.25
+
+
+def test_a_low_quantile_is_the_cautious_side() -> None:
+    """Quantile 0.25: stays moved by the lower quartile of the shifts, energies
+    scaled by the upper quartile of the ratios."""
+    past = [
+        Statement(MONDAY_8 + timedelta(minutes=i), 3.0, 3.0 + i, 20.0, float(i)) for i in range(21)
+    ]
+    cal = StatementCalibration.fit(past, quantile=0.25)
+    assert cal.dwell_h(MONDAY_8, 3.0) == pytest.approx(3.0 + 5.0)
+    assert cal.energy_kwh(20.0) == pytest.approx(15.0)
+    assert StatementCalibration.fit(past).dwell_h(MONDAY_8, 3.0) == pytest.approx(13.0)
