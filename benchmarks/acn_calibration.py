@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/acn_calibration.py                  # 50 kW, one week each way
     .venv/bin/python benchmarks/acn_calibration.py --weeks 2 --capacity-kw 50 80
 
-Learns `forecasts.demand.StatementCalibration` on two months and measures it on
+Learns `gridshare.simulation.information.StatementCalibration` on two months and measures it on
 the other two (May-June → July-August, and the reverse): first how far the
 stated and the calibrated stays and energies are from the real ones over the
 whole test months, then gridshare on the realistic models over ``--weeks``
@@ -25,12 +25,11 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
-from forecasts.demand import StatementCalibration
 from gridshare.commands.options import ListOption
 from gridshare.config import load_site
 from gridshare.simulation import build_simulation
 from gridshare.simulation.engine import Simulation
-from gridshare.simulation.information import calibrated, statements, told
+from gridshare.simulation.information import StatementCalibration, calibrated, statements, told
 from gridshare.simulation.sessions import SimSession, between, read_acn
 from gridshare.simulation.strategies import GridshareStrategy
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from forecasts.demand import StatementCalibration
 from gridshare.simulation import build_simulation, run_strategies, run_told, told
-from gridshare.simulation.information import Departures, calibrated, statements
+from gridshare.simulation.information import (
+    Departures,
+    StatementCalibration,
+    calibrated,
+    statements,
+)
 from tests.simulation.helpers import T0, jpl_day, jpl_site, session
 
 GROUP = "third-fourth-floor-transformer"

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from forecasts.demand import Statement, StatementCalibration
+from gridshare.simulation.information import Statement, StatementCalibration
 
 MONDAY_8 = datetime(2019, 6, 3, 8, 0)
 SATURDAY_8 = datetime(2019, 6, 8, 8, 0)
