@@ -155,13 +155,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=Path, help="write the REPORT.json here (and one file per capacity)"
     )
+    p.add_argument(
+        "--site",
+        type=Path,
+        default=SITE,
+        help="the JPL site file (e.g. one with magnitudes summed)",
+    )
     p.add_argument("--min-current-study", action="store_true")
     p.add_argument("--information-study", action="store_true")
     return p
 
 
 def main() -> None:
+    global SITE  # the workers are forked after it is set
     args = parser().parse_args()
+    SITE = args.site.resolve()
     if args.information_study:
         print_information_study(args)
         return
@@ -199,7 +207,7 @@ def main() -> None:
     report = {
         "runs": runs,
         "meta": {
-            "site": str(SITE.relative_to(ROOT)),
+            "site": str(SITE.relative_to(ROOT) if SITE.is_relative_to(ROOT) else SITE),
             "group": GROUP,
             "from": args.start,
             "to": args.end,

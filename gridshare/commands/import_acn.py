@@ -2,6 +2,8 @@
 
 Writes ``acn-<site>.toml`` for every site in the file (Caltech, JPL) and prints
 one line per site: its tree groups, weighted groups and transformer ratings.
+The limits are the sites' phasor sums (``phasor = true``); ``--magnitudes-summed``
+writes the safe linear form instead.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--horizon-hours", type=positive, default=12.0, help="planning horizon of the sites"
+    )
+    p.add_argument(
+        "--magnitudes-summed",
+        action="store_true",
+        help="write every limit as Σ|coefficient|·I (safe, linear) instead of the phasor sums",
     )
     return p
 
@@ -68,7 +75,11 @@ def main(argv: list[str]) -> int:
             continue
         try:
             conv = convert_site(
-                key, site, slot_minutes=args.slot_minutes, horizon_hours=args.horizon_hours
+                key,
+                site,
+                slot_minutes=args.slot_minutes,
+                horizon_hours=args.horizon_hours,
+                exact=not args.magnitudes_summed,
             )
         except ValidationError as e:  # one line: the first mistake, without pydantic's links
             first = e.errors()[0]

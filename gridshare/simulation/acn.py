@@ -17,8 +17,14 @@ become a site model:
 * a transformer's secondary limit gives its rating (208Y/120 V secondary: three
   lines at 120 V), recorded as ``limit_kw`` so a sweep can scale it.
 
-Every limit uses magnitudes summed, Σ|coefficient|·I ≤ limit: the safe linear
-form of the site's phasor limits (never looser than the real ones).
+Every limit is written ``phasor = true``: the site's own rule, the magnitude of
+a phasor sum |Σ aᵢ·Iᵢ·e^(jθᵢ)| ≤ limit, θᵢ the station's phase angle (as
+acnsim's ``ChargingNetwork`` evaluates it). A tree group's line current is the
+phasor sum of the pairs on that line (``I_a = I_ab − I_ca``: the sign of each
+coefficient is checked against the line the pair is drawn out of); a primary
+keeps its coefficients with their signs. ``exact=False`` writes the summed
+magnitudes Σ|aᵢ|·Iᵢ ≤ limit instead (safe, never looser, a quarter of a
+transformer lower).
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ class Conversion:
     weighted_groups: list[str]
     transformers: dict[str, float]
     """Group id → rated kW."""
+    exact: bool = True
+    """Limits on phasor sums (else magnitudes summed)."""
 
     def site(self) -> Site:
         return Site.model_validate(self.data)
@@ -97,22 +105,29 @@ def _is_primary(c: Mapping[str, Any]) -> bool:
 
 
 def convert_site(
-    key: str, raw: Mapping[str, Any], *, slot_minutes: int = 5, horizon_hours: float = 12.0
+    key: str,
+    raw: Mapping[str, Any],
+    *,
+    slot_minutes: int = 5,
+    horizon_hours: float = 12.0,
+    exact: bool = True,
 ) -> Conversion:
+    """``raw``'s site (an entry of ``sites.json``); ``exact``: its limits on
+    phasor sums (``phasor = true``), else magnitudes summed."""
     evses = list(raw["evses"])
     lines = {e["station_id"]: _lines_of(e) for e in evses}
     clusters, primaries = _clusters(raw["constraints"])
-    exact: list[_Cluster] = []
+    tree_clusters: list[_Cluster] = []
     weighted: list[tuple[dict[str, Any], float]] = []
     for cl in clusters:
         if _is_exact_tree_group(cl, lines):
-            exact.append(cl)
+            tree_clusters.append(cl)
         else:
             weighted.extend((c, cl.limit_a) for c in cl.members)
-    tree = _Tree.nest(key, exact, frozenset(lines))
-    groups = tree.groups()
+    tree = _Tree.nest(key, tree_clusters, frozenset(lines))
+    groups = tree.groups(exact)
     weighted_groups = _weighted_groups(
-        tree, [*weighted, *((p, float(p["limit_a"])) for p in primaries)], primaries
+        tree, [*weighted, *((p, float(p["limit_a"])) for p in primaries)], primaries, exact
     )
     groups.extend(weighted_groups)
     chargers = [_charger(e, lines[e["station_id"]], tree) for e in evses]
@@ -131,7 +146,7 @@ def convert_site(
     }
     Site.model_validate(data)
     return Conversion(
-        key, data, list(tree.ids), [g["id"] for g in weighted_groups], tree.transformers()
+        key, data, list(tree.ids), [g["id"] for g in weighted_groups], tree.transformers(), exact
     )
 
 
@@ -187,9 +202,9 @@ class _Tree:
             if _is_transformer(cl)
         }
 
-    def groups(self) -> list[dict[str, Any]]:
+    def groups(self, exact: bool) -> list[dict[str, Any]]:
         """The site's tree groups as TOML-ready dicts (a limitless root first if
-        no group holds every station)."""
+        no group holds every station); ``exact``: line currents as phasor sums."""
         groups: list[dict[str, Any]] = []
         if self.root_is_added:
             groups.append(
@@ -203,6 +218,8 @@ class _Tree:
             if parent is not None:
                 g["parent"] = parent
             g["limit_a"] = cl.limit_a
+            if exact:
+                g["phasor"] = True
             if _is_transformer(cl):
                 kw = _rated_kw(cl)
                 g["limit_kw"] = kw
@@ -235,21 +252,24 @@ def _weighted_groups(
     tree: _Tree,
     constraints: Sequence[tuple[dict[str, Any], float]],
     primaries: Sequence[dict[str, Any]],
+    exact: bool,
 ) -> list[dict[str, Any]]:
-    """One weighted group per constraint, under the smallest tree group holding it."""
+    """One weighted group per constraint, under the smallest tree group holding
+    it; ``exact``: the coefficients with their signs, on the phasor sum."""
     groups = []
     for c, limit in constraints:
-        support = frozenset(k for k, v in c["coefficients"].items() if v != 0)
+        coef = {k: float(v) for k, v in c["coefficients"].items() if v != 0}
         kind = "transformer primary" if c in primaries else "constraint"
-        groups.append(
-            {
-                "id": slug(c["name"]),
-                "parent": tree.home(support),
-                "limit_a": float(limit),
-                "weights": {k: abs(float(v)) for k, v in c["coefficients"].items() if v != 0},
-                "description": f"{kind} {c['name']!r} (magnitudes summed)",
-            }
-        )
+        g: dict[str, Any] = {
+            "id": slug(c["name"]),
+            "parent": tree.home(frozenset(coef)),
+            "limit_a": float(limit),
+            "weights": coef if exact else {k: abs(v) for k, v in coef.items()},
+        }
+        if exact:
+            g["phasor"] = True
+        g["description"] = f"{kind} {c['name']!r}" + ("" if exact else " (magnitudes summed)")
+        groups.append(g)
     return groups
 
 
@@ -275,8 +295,9 @@ def _group_id(cl: _Cluster) -> str:
 
 
 def _is_exact_tree_group(cl: _Cluster, lines: Mapping[str, tuple[str, str]]) -> bool:
-    """Every constraint of the cluster is exactly 'Σ I over the group's stations on
-    one line' (coefficients ±1), and every line the group loads is covered."""
+    """Every constraint of the cluster is exactly 'the phasor sum of the group's
+    stations on one line' (coefficient +1 for a pair drawn out of that line, −1
+    for one drawn back into it), and every line the group loads is covered."""
     stations = cl.stations
     covered: list[frozenset[str]] = []
     for c in cl.members:
@@ -293,7 +314,11 @@ def _is_exact_tree_group(cl: _Cluster, lines: Mapping[str, tuple[str, str]]) -> 
             candidates = [line]
         else:
             candidates = sorted(common)
-        if not any(support == {s for s in stations if ln in lines[s]} for ln in candidates):
+        if not any(
+            support == {s for s in stations if ln in lines[s]}
+            and all((coef[s] > 0) == (lines[s][0] == ln) for s in support)
+            for ln in candidates
+        ):
             return False
         covered.append(support)
     # a line of the group without its own constraint must be implied by one that is
@@ -329,15 +354,27 @@ def _value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
+_LIMITS_NOTE = {
+    True: (
+        "# Limits are on phasor sums (phasor = true), as the site's own: a line's",
+        "# current is |Σ ± I · e^(jθ)| over the pairs on it (I_a = I_ab − I_ca), a",
+        "# primary's |Σ coefficient · I · e^(jθ)|, θ the station's phase angle.",
+    ),
+    False: (
+        "# Every limit sums magnitudes (Σ |coefficient| · I ≤ limit): this is the safe",
+        "# linear form of the site's phasor limits |Σ coefficient · I · e^(jθ)| ≤ limit;",
+        "# it never allows more than the real limits do.",
+    ),
+}
+
+
 def to_toml(conv: Conversion, source: str = "sites.json") -> str:
     d = conv.data
     out = [
         f"# ACN {conv.name} site, generated by `gridshare import-acn {source}`.",
         "# Stations are 208 V line-to-line chargers (phase angle 30° → L1-L2,",
         "# −90° → L2-L3, 150° → L3-L1).",
-        "# Every limit sums magnitudes (Σ |coefficient| · I ≤ limit): this is the safe",
-        "# linear form of the site's phasor limits |Σ coefficient · I · e^(jθ)| ≤ limit;",
-        "# it never allows more than the real limits do.",
+        *_LIMITS_NOTE[conv.exact],
         "# Transformer groups carry their rating as limit_kw; `gridshare simulate",
         "# --capacity-kw X` scales that transformer (limit_a and its primary limits by",
         "# X / rating).",

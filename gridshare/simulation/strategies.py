@@ -13,7 +13,16 @@
 * ``offline-optimal`` — one LP with perfect knowledge (real departures and
   needs, the car taper): the most energy any strategy could deliver. It
   decomposes exactly into the periods between instants with no car plugged in,
-  and each such period is solved as one LP.
+  and each such period is solved as one LP. On a limit on a phasor sum
+  (``phasor = true``) it is exact: |Σ cᵢ·xᵢ| ≤ U is an outer polygon refined by
+  cutting planes (the tangent where a sum is out) until the largest violation is
+  below `OFFLINE_CUT_TOLERANCE` of the limit; the bound is that LP's optimum
+  (a relaxation: never below the exact optimum), the replayed currents are
+  scaled, step by step, inside every exact limit.
+
+The rules (``equal-share``, ``fcfs``, ``edf``, ``llf``) read the engine's
+linear rows, where a phasor sum counts as its magnitudes summed (Σ|cᵢ|·xᵢ,
+never looser): the exact limits are the planner's and the offline bound's.
 """
 
 from __future__ import annotations
@@ -251,14 +260,23 @@ def _solve_period(sim: Simulation, members: list[int]) -> tuple[list[np.ndarray]
     n_x = int(first[-1])
     row, col, val, used = _limit_entries(sim, members, k0, k1 - k0, first, lens, bounds)
     lp = _PeriodLP(n_x, np.repeat(sim.car_max_a[members], lens))
-    lp.add_rows(np.full(len(used), -np.inf), bounds.ravel()[used])  # rows 0 .. len(used) - 1
-    lp.add_entries(row.astype(np.int64), col.astype(np.int64), val)
+    limit = bounds.ravel()[used]
+    lp.add_rows(np.full(len(used), -np.inf), limit)  # rows 0 .. len(used) - 1
+    # a phasor row's first plane: its sum projected on the mean direction of its
+    # coefficients (exact where they all point one way, as on a real row)
+    mean = np.bincount(row, weights=val.real, minlength=len(used)) + 1j * np.bincount(
+        row, weights=val.imag, minlength=len(used)
+    )
+    direction = np.where(np.abs(mean) > 1e-12, mean / np.maximum(np.abs(mean), 1e-300), 1.0)
+    lp.add_entries(row.astype(np.int64), col.astype(np.int64), _project(val, direction[row]))
     for j, i in enumerate(members):
         _add_session_rows(lp, sim, i, first[j] + np.arange(int(lens[j])))
     h = _solve_offline_lp(lp.model())
+    if np.iscomplexobj(val):
+        h = _cut_phasor_rows(h, row, col, val, limit)
     sol = np.clip(np.asarray(h.getSolution().col_value)[:n_x], 0.0, lp.x_upper)
     value = float(np.dot(-lp.x_cost, sol))
-    sol = _within_limits(sol, row, col, val, bounds.ravel()[used] + 1e-6)
+    sol = _within_limits(sol, row, col, val, limit + 1e-6, sim.arrive_step[members], first, k0)
     out = [sol[first[j] : first[j + 1]].copy() for j in range(len(members))]
     return out, value, (time.perf_counter() - t0) * 1000.0
 
@@ -293,7 +311,7 @@ def _limit_entries(
     lim_col: list[np.ndarray] = []
     lim_val: list[np.ndarray] = []
     for j, i in enumerate(members):
-        coef = np.abs(sim.coef[:, i])  # a phasor row as its magnitudes: never looser
+        coef = sim.coef[:, i]  # complex on a phasor row
         rows = np.flatnonzero(coef)
         steps = int(sim.arrive_step[i]) - k0 + np.arange(lens[j])
         lim_key.append((rows[:, None] * n_steps + steps[None, :]).ravel())
@@ -402,15 +420,88 @@ def _add_session_rows(lp: _PeriodLP, sim: Simulation, i: int, xs: np.ndarray) ->
 
 
 def _within_limits(
-    sol: np.ndarray, row: np.ndarray, col: np.ndarray, val: np.ndarray, limit: np.ndarray
+    sol: np.ndarray,
+    row: np.ndarray,
+    col: np.ndarray,
+    val: np.ndarray,
+    limit: np.ndarray,
+    arrive: np.ndarray,
+    first: np.ndarray,
+    k0: int,
 ) -> np.ndarray:
-    """Solver tolerances (an interior-point answer especially) may leave a row a
-    hair over: scale the currents of such a row down so every limit holds exactly."""
-    load = np.bincount(row, weights=val * sol[col], minlength=len(limit))
+    """Solver tolerances, and on a phasor row the cuts' last fraction, may leave a
+    row a hair over: scale every current of such a row's step by the same factor
+    (so each phasor sum of that step shrinks with it, whatever its angles), the
+    smallest any row of the step needs, so every limit holds exactly."""
+    load = _row_loads(row, col, val, sol, len(limit))
     ratio = np.where(load > limit, limit / np.maximum(load, 1e-300), 1.0)
-    factor = np.ones(len(sol))
-    np.minimum.at(factor, col, ratio[row])
-    return sol * factor
+    lens = np.diff(first)
+    step_of_col = np.concatenate(
+        [int(a) - k0 + np.arange(int(n)) for a, n in zip(arrive, lens, strict=True)]
+    )
+    n_steps = int(step_of_col.max()) + 1 if len(step_of_col) else 0
+    step_factor = np.ones(n_steps)
+    np.minimum.at(step_factor, step_of_col[col], ratio[row])
+    return sol * step_factor[step_of_col]
+
+
+def _row_loads(
+    row: np.ndarray, col: np.ndarray, val: np.ndarray, x: np.ndarray, n_rows: int
+) -> np.ndarray:
+    """|Σ coefficient · x| of every row (a plain sum on a real row)."""
+    term = val * x[col]
+    re = np.bincount(row, weights=term.real, minlength=n_rows)
+    if not np.iscomplexobj(term):
+        return np.abs(re)
+    return np.hypot(re, np.bincount(row, weights=term.imag, minlength=n_rows))
+
+
+def _project(val: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Re(conj(d) · v): a phasor coefficient's share along direction ``d``."""
+    return np.real(np.conj(direction) * val) if np.iscomplexobj(val) else val
+
+
+OFFLINE_CUT_TOLERANCE = 1e-6
+"""Largest violation of a phasor limit left to the final scaling (fraction of it)."""
+OFFLINE_CUT_ROUNDS = 60
+
+
+def _cut_phasor_rows(
+    h: HighsInstance, row: np.ndarray, col: np.ndarray, val: np.ndarray, limit: np.ndarray
+) -> HighsInstance:
+    """Add the tangent Re(conj(u)·Σ cᵢxᵢ) ≤ U at every phasor sum out of its disc
+    (u its direction) and re-solve warm, until none is out by more than the
+    tolerance (or the rounds run out: the final scaling then takes the rest)."""
+    order = np.argsort(row, kind="stable")
+    row_s, col_s, val_s = row[order], col[order], val[order]
+    starts = np.searchsorted(row_s, np.arange(len(limit) + 1))
+    for _ in range(OFFLINE_CUT_ROUNDS):
+        x = np.asarray(h.getSolution().col_value)
+        term = val * x[col]
+        total = np.bincount(row, weights=term.real, minlength=len(limit)) + 1j * np.bincount(
+            row, weights=term.imag, minlength=len(limit)
+        )
+        out = np.flatnonzero(np.abs(total) > limit * (1.0 + OFFLINE_CUT_TOLERANCE) + 1e-9)
+        if not len(out):
+            break
+        u = total[out] / np.abs(total[out])
+        lens = starts[out + 1] - starts[out]
+        sel = np.concatenate([np.arange(starts[r], starts[r + 1]) for r in out])
+        values = _project(val_s[sel], np.repeat(u, lens))
+        cut_starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        h.addRows(
+            len(out),
+            np.full(len(out), -np.inf),
+            limit[out],
+            len(sel),
+            cut_starts.astype(np.int32),
+            col_s[sel].astype(np.int32),
+            values.astype(float),
+        )
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            h = _solve_offline_lp(h.getLp())
+    return h
 
 
 class OfflineLPError(GridshareError, RuntimeError):

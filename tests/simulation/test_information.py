@@ -6,7 +6,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from gridshare.simulation import build_simulation, run_strategies, run_told, told
-from gridshare.simulation.information import Departures
+from gridshare.simulation.information import (
+    Departures,
+    StatementCalibration,
+    calibrated,
+    statements,
+)
 from tests.simulation.helpers import T0, jpl_day, jpl_site, session
 
 GROUP = "third-fourth-floor-transformer"
@@ -53,3 +58,30 @@ def test_told_the_whole_truth_is_the_informed_setting() -> None:
     stated = run_told(sim, "as stated")
     assert stated.delivered_kwh.sum() < both.delivered_kwh.sum()  # the truth is worth something
     assert not stated.violations and not both.violations
+
+
+def test_calibrated_corrects_statements_learned_elsewhere() -> None:
+    """Learned on sessions whose drivers stayed 2 h past a stated 2 h and took
+    half the energy asked; applied to others: their statements move so, and a
+    session that stated nothing keeps the service's defaults."""
+    learned_on = [
+        replace(
+            session(f"p{i}", "B/1", 0, 240, 5.0),
+            stated_departure=T0 + timedelta(hours=2),
+            stated_energy_kwh=10.0,
+        )
+        for i in range(25)
+    ]
+    cal = StatementCalibration.fit(statements(learned_on, "UTC"))
+    new = replace(
+        session("n", "B/1", 0, 60, 5.0),
+        stated_departure=T0 + timedelta(hours=2),
+        stated_energy_kwh=10.0,
+    )
+    silent = session("silent", "B/1", 0, 600, 5.0, stated=False)
+    out = calibrated([new, silent], cal, "UTC")
+    assert out[0].stated_departure == T0 + timedelta(hours=4)
+    assert out[0].stated_energy_kwh == 5.0
+    assert out[1] == silent
+    only_stays = calibrated([new], cal, "UTC", energies=False)
+    assert only_stays[0].stated_energy_kwh == 10.0

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,7 @@ from gridshare.rollout.load import LoadModel
 from gridshare.simulation import CarModel, Simulation
 from gridshare.simulation.capacity import SiteLimits
 from gridshare.simulation.engine import StepContext
-from gridshare.simulation.strategies import GridshareStrategy
+from gridshare.simulation.strategies import GridshareStrategy, OfflineSchedule
 from optimizer import PlanningProblem, Site
 from optimizer.families import SiteFamilies
 from tests.optimizer.sites import sites_and_sessions
@@ -139,3 +140,21 @@ connectors = [{ id = 1, max_current_a = 32, phases = ["L3", "L1"], voltage_v = 2
     assert ("service", "L2") not in keys  # AB alone on L2: its sum is already exact
     unchanged = load_site(Path(__file__).resolve().parents[2] / "examples" / "depot.toml")
     assert not SiteFamilies.of(unchanged).phasor_keys
+
+
+def test_the_offline_optimum_is_exact_on_phasor_sums() -> None:
+    """Two pairs drawing out of L1 at ±30°: the most L1 carries at 40 A is
+    x = 40/√3 A on each (|x·e^(j30°) + x·e^(−j30°)| = √3·x), 46.19 A in all,
+    where magnitudes summed would stop at 40 A. The bound is that optimum and
+    the replayed currents keep the exact limit."""
+    site = pair_site(40.0)
+    sessions = [session("s0", "AB/1", 0, 60, 100.0), session("s1", "CA/1", 0, 60, 100.0)]
+    sim = Simulation(site, sessions, car=CarModel(taper_kwh=0))
+    offline = OfflineSchedule(sim)
+    result = sim.run(offline)
+    per_step_kwh = 2 * 40.0 / np.sqrt(3.0) * 0.208 * 5 / 60
+    assert offline.bound_kwh == pytest.approx(12 * per_step_kwh, rel=1e-3)
+    assert result.delivered_kwh.sum() == pytest.approx(offline.bound_kwh, rel=1e-3)
+    assert not result.violations
+    summed_kwh = 12 * 40.0 * 0.208 * 5 / 60
+    assert result.delivered_kwh.sum() > 1.1 * summed_kwh
