@@ -10,7 +10,9 @@ import json
 import shutil
 import socket
 import subprocess
+import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,19 +38,26 @@ def _listening() -> bool:
 
 
 @pytest.fixture(scope="module")
-def broker() -> None:
-    """Mosquitto on 1883: the one already running, else started here."""
+def broker() -> Iterator[None]:
+    """Mosquitto on 1883: the one already running, else one started (and
+    stopped) here."""
     if _listening():
+        yield
         return
     exe = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-    if exe is None:
+    if exe is None:  # `make test` installs it
         pytest.skip("no MQTT broker on 127.0.0.1:1883 and mosquitto is not installed")
-    subprocess.run([exe, "-d", "-p", str(BROKER[1])], check=True, timeout=10)
-    for _ in range(50):
-        if _listening():
-            return
-        subprocess.run(["sleep", "0.1"], check=True)
-    pytest.fail("mosquitto started but does not listen on 127.0.0.1:1883")
+    proc = subprocess.Popen([exe, "-p", str(BROKER[1])], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not _listening():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("mosquitto did not come to listen on 127.0.0.1:1883")
+            time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 async def test_an_mqtt_meter_through_a_real_broker(tmp_path: Path, broker: None) -> None:
