@@ -46,7 +46,8 @@ staying close to the previous plan in the slot dispatched now.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -54,7 +55,15 @@ import numpy as np
 from optimizer import families as site_families
 from optimizer.families import KW, WEIGHTED, FamilyKey, PhasorRows, SiteFamilies
 from optimizer.problem import PlanningProblem, SessionDemand
-from optimizer.rows import Family, SessionCols, csc, limit_rows, tail_rows
+from optimizer.rows import (
+    BaseLayout,
+    ExtraBlock,
+    Family,
+    SessionCols,
+    csc,
+    limit_rows,
+    tail_rows,
+)
 from optimizer.site import LINES, ConnectorInfo, Line
 
 UNMET_WEIGHT = 1000.0
@@ -137,10 +146,12 @@ class PreparedLP:
     tail_x: np.ndarray
     """The x column each battery-tail row bounds (rows after the w rows)."""
     phasor: PhasorRows | None = None  # rows on phasor sums, after `optimizer.phasor.exact`
+    extras: tuple[ExtraBlock, ...] = ()
+    """Columns and rows of the extra planning terms, after the w columns and the tail rows."""
 
     @property
     def n_col(self) -> int:
-        return self.n_x + self.n_v + self.n_d + self.n_w
+        return self.n_x + self.n_v + self.n_d + self.n_w + sum(e.n_col for e in self.extras)
 
     @property
     def n_row(self) -> int:
@@ -433,7 +444,6 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
     """The LP of ``problem``: columns x, v, d, w and the rows of the module
     docstring (``stable_shape``: a d column for every session planned now)."""
     periods = _periods(problem)
-    P = len(periods.first)
     fams, fam_index = _families(problem, periods.first)
     x = _x_columns(problem, periods)
     sessions = _session_cols(problem, x, fam_index)
@@ -452,7 +462,7 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
     d_session = np.array(d_sessions, dtype=np.int64)
 
     # --- limit rows, then energy rows ------------------------------------------------------
-    lim = limit_rows(sessions, fams, x_session, x.period, P)
+    lim = limit_rows(sessions, fams, x_session, x.period, len(periods.first))
     n_l = len(lim.upper)
     e_row = n_l + x_session
     v_col = n_x + np.arange(n_v)
@@ -475,30 +485,31 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
     )
     n_t = len(t_x)
 
-    n_col = n_x + n_v + n_d + n_w
-    a_start, rows, vals = csc(
-        [  # (rows, columns, coefficients) of each block
-            (lim.row, lim.col, lim.val),
-            (e_row, np.arange(n_x), x.kwh),
-            (v_row, v_col, np.ones(n_v)),
-            (r1, x0_col, np.ones(n_d)),
-            (r1, d_col, -np.ones(n_d)),
-            (r2, x0_col, np.ones(n_d)),
-            (r2, d_col, np.ones(n_d)),
-            (w.row_of_x, w.x, np.ones(len(w.x))),
-            (w.row, w.col, -np.ones(n_w)),
-            (t_rows, t_cols, t_vals),
-        ],
-        n_col,
-    )
-
+    blocks = [  # (rows, columns, coefficients) of each block
+        (lim.row, lim.col, lim.val), (e_row, np.arange(n_x), x.kwh), (v_row, v_col, np.ones(n_v)),
+        (r1, x0_col, np.ones(n_d)), (r1, d_col, -np.ones(n_d)),
+        (r2, x0_col, np.ones(n_d)), (r2, d_col, np.ones(n_d)),
+        (w.row_of_x, w.x, np.ones(len(w.x))), (w.row, w.col, -np.ones(n_w)),
+        (t_rows, t_cols, t_vals),
+    ]  # fmt: skip
     energy = np.where(x.count > 0, x.need, 0.0)
     zero_w = np.zeros(len(w.x))
     prev_lo, prev_hi = np.where(known, prev, -INF), np.where(known, prev, INF)
-    row_lower = np.concatenate(
-        [np.full(n_l, -INF), energy, np.full(n_d, -INF), prev_lo, zero_w, np.full(n_t, -INF)]
-    )
-    row_upper = np.concatenate([lim.upper, energy, prev_hi, np.full(n_d, INF), zero_w, t_upper])
+    row_lower = [np.full(n_l, -INF), energy, np.full(n_d, -INF), prev_lo, zero_w]
+    row_lower.append(np.full(n_t, -INF))
+    row_upper = [lim.upper, energy, prev_hi, np.full(n_d, INF), zero_w, t_upper]
+    col_upper = [x_upper, v_upper, np.where(known, INF, 0.0), w.upper]
+    col_cost = [x_cost, v_cost, d_cost, w.cost]
+    layout = BaseLayout(
+        tuple(sessions), tuple(fams), x_session, x.period, x.kwh, periods.first, periods.length,
+        n_l, lim.family, lim.period, n_l, n_x + n_v + n_d + n_w, sum(map(len, row_lower)),
+    )  # fmt: skip
+    extras = _extra_blocks(problem, layout)
+    for e in extras:
+        blocks.append(e.entries)
+        for to, part in zip((row_lower, row_upper, col_upper, col_cost), _parts(e), strict=True):
+            to.append(part)
+    a_start, rows, vals = csc(blocks, layout.n_col + sum(e.n_col for e in extras))
 
     return PreparedLP(
         problem=problem,
@@ -508,11 +519,11 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
         n_v=n_v,
         n_d=n_d,
         n_w=n_w,
-        col_lower=np.zeros(n_col),
-        col_upper=np.concatenate([x_upper, v_upper, np.where(known, INF, 0.0), w.upper]),
-        col_cost=np.concatenate([x_cost, v_cost, d_cost, w.cost]),
-        row_lower=row_lower,
-        row_upper=row_upper,
+        col_lower=np.concatenate([np.zeros(layout.n_col), *(e.col_lower for e in extras)]),
+        col_upper=np.concatenate(col_upper),
+        col_cost=np.concatenate(col_cost),
+        row_lower=np.concatenate(row_lower),
+        row_upper=np.concatenate(row_upper),
         n_limit_rows=n_l,
         limit_row_family=lim.family,
         limit_row_period=lim.period,
@@ -527,7 +538,29 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
         w_x=w.x,
         w_piece=w.piece,
         tail_x=t_x,
+        extras=tuple(extras),
     )
+
+
+ExtraTerm = Callable[[PlanningProblem, BaseLayout], ExtraBlock | None]
+EXTRA_TERMS: tuple[ExtraTerm, ...] = ()
+"""The planning terms that add columns of their own after the base LP, in order
+(each sees the columns and rows of those before it)."""
+
+
+def _parts(e: ExtraBlock) -> tuple[np.ndarray, ...]:
+    return e.row_lower, e.row_upper, e.col_upper, e.col_cost
+
+
+def _extra_blocks(problem: PlanningProblem, layout: BaseLayout) -> list[ExtraBlock]:
+    out: list[ExtraBlock] = []
+    for term in EXTRA_TERMS:
+        if (block := term(problem, layout)) is not None:
+            out.append(block)
+            layout = replace(
+                layout, n_col=layout.n_col + block.n_col, n_row=layout.n_row + block.n_row
+            )
+    return out
 
 
 def expand_to_slots(

@@ -158,3 +158,49 @@ def tail_rows(
     own = np.cumsum(terms) - 1
     vals[own] = taper[s[tail_x]] / a[s[tail_x]]
     return tail_x, rows, cols, vals, need[s[tail_x]]
+
+
+@dataclass(frozen=True)
+class BaseLayout:
+    """What a planning term sees of the LP before its own columns: the sessions,
+    the x columns (session, period, kWh per A), the limit rows (family and
+    period of each), where the energy rows start, and the columns and rows so far."""
+
+    sessions: tuple[SessionCols, ...]
+    families: tuple[Family, ...]
+    x_session: np.ndarray
+    x_period: np.ndarray
+    x_kwh: np.ndarray
+    period_first: np.ndarray
+    period_len: np.ndarray
+    n_limit_rows: int
+    limit_row_family: np.ndarray
+    limit_row_period: np.ndarray
+    energy_row0: int
+    n_col: int
+    n_row: int
+
+
+@dataclass(frozen=True)
+class ExtraBlock:
+    """Columns, and rows, that one planning term adds after the base LP's (a
+    discharge current, a peak above the period's peak so far, …). Its entries
+    are (row, column, value) with absolute indices: they may sit in base rows
+    (a discharge column in the limit and energy rows) and in its own rows,
+    numbered from the layout's ``n_row``; its own columns from ``n_col``."""
+
+    name: str
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+    col_cost: np.ndarray
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    entries: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @property
+    def n_col(self) -> int:
+        return len(self.col_cost)
+
+    @property
+    def n_row(self) -> int:
+        return len(self.row_lower)
