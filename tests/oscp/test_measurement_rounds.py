@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 from pydantic import SecretStr
 
 from oscp.client import CapacityProviderClient, Peer
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.oscp.test_unreachable_log import free_port
 
 
 async def test_a_new_plan_does_not_report_again_at_once() -> None:
@@ -34,7 +28,7 @@ async def test_a_new_plan_does_not_report_again_at_once() -> None:
         await writer.drain()
         writer.close()
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/oscp/cp/2.0"
     client = CapacityProviderClient("dso", lambda: Peer(url, SecretStr("t")))
 
