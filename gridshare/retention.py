@@ -218,7 +218,7 @@ class Retention:
             started = time.perf_counter()
             self._db.execute(self._db.dialect.begin)
             try:
-                rows = run(self._db, now)
+                rows = run(self._db, now) if pruning.claim(self._db) else 0  # one node prunes
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

@@ -18,6 +18,7 @@ URL): several databases in one PostgreSQL, as the tests use it.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -29,6 +30,8 @@ from gridshare.store.connection import POSTGRESQL, Dialect
 from gridshare.store.errors import DatabaseError
 from gridshare.store.schema import create_or_upgrade
 from gridshare.store.tables import StoreTables
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10
 """How long opening a connection may take (unless the URL says)."""
@@ -82,18 +85,43 @@ def _placeholders(sql: str) -> str:
 
 
 class PgConnection:
-    """A psycopg connection in the shape of the SQLite one the parts use."""
+    """A psycopg connection in the shape of the SQLite one the parts use.
+
+    A connection lost (the server restarted, a failover) is opened again at the
+    next transaction: the one it broke fails (`DatabaseError`, so what it held
+    was not acknowledged), the ones after it go on."""
 
     dialect: Dialect = POSTGRESQL
 
-    def __init__(self, conn: psycopg.Connection[PgRow]) -> None:
-        self._conn = conn
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn = _open(url)
+        self._in_tx = False
+        self._closed = False
 
     def execute(self, sql: str, parameters: Any = (), /) -> psycopg.Cursor[PgRow]:
+        if (self._conn.broken or self._conn.closed) and not self._closed and not self._in_tx:
+            self._reopen()
+        if sql in ("COMMIT", "ROLLBACK"):  # the transaction ends however the call does
+            self._in_tx = False
+        query = _placeholders(sql)
         try:
-            return self._conn.execute(_placeholders(sql), tuple(parameters))
+            try:
+                cur = self._conn.execute(query, tuple(parameters))
+            except psycopg.OperationalError:
+                if sql != self.dialect.begin or not self._conn.broken:
+                    raise
+                self._reopen()  # lost while idle: nothing was done yet, begin again
+                cur = self._conn.execute(query, tuple(parameters))
         except psycopg.Error as e:
             raise DatabaseError(f"PostgreSQL: {e}".strip()) from e
+        if sql == self.dialect.begin:
+            self._in_tx = True
+        return cur
+
+    def _reopen(self) -> None:
+        log.warning("PostgreSQL connection lost: connecting again to %s", redacted(self._url))
+        self._conn = _open(self._url)
 
     def executemany(self, sql: str, parameters: Any, /) -> psycopg.Cursor[PgRow]:
         cur = self._conn.cursor()
@@ -104,6 +132,7 @@ class PgConnection:
         return cur
 
     def close(self) -> None:
+        self._closed = True
         self._conn.close()
 
 
@@ -117,17 +146,20 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}{port}"))
 
 
-def connect_postgres(url: str) -> PgConnection:
+def _open(url: str) -> psycopg.Connection[PgRow]:
     """An autocommit connection, commits durable before they return."""
     given = "connect_timeout" in parse_qs(urlsplit(url).query)
-    extra = {} if given else {"connect_timeout": CONNECT_TIMEOUT_S}
+    extra: dict[str, Any] = {} if given else {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
         conn = psycopg.connect(url, autocommit=True, row_factory=_rows, **extra)
+        conn.execute("SET synchronous_commit = on")
     except psycopg.Error as e:
         raise DatabaseError(f"{redacted(url)}: cannot connect: {e}".strip()) from e
-    db = PgConnection(conn)
-    db.execute("SET synchronous_commit = on")
-    return db
+    return conn
+
+
+def connect_postgres(url: str) -> PgConnection:
+    return PgConnection(url)
 
 
 class PostgresStore(StoreTables):
@@ -142,6 +174,3 @@ class PostgresStore(StoreTables):
         except BaseException:
             db.close()
             raise
-
-    def close(self) -> None:
-        self._db.close()

@@ -15,7 +15,22 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from gridshare.store.connection import Db, iso
+from gridshare.store.connection import SQLITE, Db, iso
+
+
+def claim(db: Db) -> bool:
+    """Whether this connection may prune now, inside its transaction: on PostgreSQL
+    one node of a cluster at a time (an advisory lock held to the transaction's
+    end; two roll-ups of one interval would count it twice). SQLite's write
+    transaction is exclusive already."""
+    if db.dialect is SQLITE:
+        return True
+    return bool(
+        db.execute(
+            "SELECT pg_try_advisory_xact_lock(hashtext('gridshare retention ' || current_schema()))"
+        ).fetchone()[0]
+    )
+
 
 THINNED_KEY = "retention:plans_thinned"
 """The ``meta`` key of how far plans were thinned: the last plan looked at and

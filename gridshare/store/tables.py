@@ -41,6 +41,9 @@ class StoreTables(
 ):
     """The store's tables on one connection (either engine's)."""
 
+    def close(self) -> None:
+        self._db.close()
+
     def record_event(self, event: DomainEvent) -> None:
         """Store what the event says; committed when this returns."""
         with self._tx() as db:

@@ -23,7 +23,7 @@ from ocpp_adapter.events import (
 )
 from tests.service.fakes import FakeGateway
 from tests.service.sites import NOW, small_depot
-from tests.store.engines import Engine
+from tests.store.engines import Engine, fresh_schema
 
 
 def test_events_survive_reopening(engine: Engine):
@@ -253,3 +253,22 @@ def test_an_unreachable_postgresql_is_a_clear_error_without_its_password():
     with pytest.raises(DatabaseError, match="cannot connect") as caught:
         open_store("postgresql://gs:s3cret@127.0.0.1:1/gridshare?connect_timeout=3")
     assert "s3cret" not in str(caught.value) and "gs:***@127.0.0.1:1" in str(caught.value)
+
+
+def test_a_lost_postgresql_connection_is_opened_again(postgres_admin: str):
+    """The server ends the store's connection (a restart, a failover): the next
+    transaction runs on a new one."""
+    import psycopg
+
+    with fresh_schema(postgres_admin) as url:
+        store = Engine("postgresql", url).open()
+        try:
+            store.audit(NOW, "note", "x", {"k": 1})
+            pid = store._db.execute("SELECT pg_backend_pid()").fetchone()[0]
+            with psycopg.connect(postgres_admin, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            store.audit(NOW, "note", "x", {"k": 2})
+            assert [e["detail"]["k"] for e in store.audit_log()] == [2, 1]
+            assert store._db.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
+        finally:
+            store.close()

@@ -15,7 +15,7 @@ import numpy as np
 
 from gridshare.dso_reports import ENERGY_STATE
 from gridshare.retention import Retention, RetentionConfig, run_retention
-from gridshare.store import SqliteStore
+from gridshare.store import SqliteStore, pruning
 from ocpp_adapter.events import SessionEnded, SessionStarted
 from optimizer.site import Site
 from tests.store.engines import Engine
@@ -300,3 +300,25 @@ def test_passes_and_horizons_follow_the_services_accelerated_clock(engine: Engin
     assert early == 10
     # due at 1h09 simulated; a pass at most 10 simulated minutes later (and a step)
     assert gone_at is not None and 1.1 < gone_at < 1.6, gone_at
+
+
+def test_one_node_at_a_time_prunes_a_shared_database(engine: Engine):
+    store = engine.open()
+    try:
+        for k in range(6):
+            store.audit(T0, "note", "x", {"k": k})
+    finally:
+        store.close()
+    config = RetentionConfig(events="1d", batch_rows=5)
+    first, second = Retention(engine.url, config), Retention(engine.url, config)
+    try:
+        if engine.name == "postgresql":  # the first node is in the middle of a step
+            first._db.execute(first._db.dialect.begin)
+            assert pruning.claim(first._db)
+            assert second.prune_step(T0 + 2 * DAY).done  # nothing done: another node is on it
+            first._db.execute("ROLLBACK")
+        reports = [second.prune_step(T0 + 2 * DAY) for _ in range(3)]
+    finally:
+        first.close()
+        second.close()
+    assert [(r.job, r.rows) for r in reports] == [("audit", 5), ("audit", 1), ("", 0)]
