@@ -8,6 +8,7 @@ libpq's options in the query): PostgreSQL.
 
 from __future__ import annotations
 
+from types import ModuleType
 from urllib.parse import parse_qs, urlsplit
 
 from gridshare.store.connection import Db, connect_sqlite
@@ -38,12 +39,23 @@ def sqlite_location(url: str) -> tuple[str, dict[str, str]]:
     return path or ":memory:", options
 
 
+def _postgres() -> ModuleType:
+    """`gridshare.store.postgres`, whose psycopg is an optional extra."""
+    try:
+        from gridshare.store import postgres
+    except ModuleNotFoundError as e:
+        if e.name is None or not e.name.startswith("psycopg"):
+            raise
+        raise UnsupportedDatabase(
+            "postgresql:// needs psycopg: pip install 'gridshare[postgres]'"
+        ) from e
+    return postgres
+
+
 def open_store(url: str) -> Store:
     """A store for ``url`` (see the module)."""
     if is_postgres(url):
-        from gridshare.store.postgres import PostgresStore  # psycopg: an optional extra
-
-        return PostgresStore(url)
+        return _postgres().PostgresStore(url)
     path, options = sqlite_location(url)
     return SqliteStore(path, synchronous=options.get("synchronous", "NORMAL"))
 
@@ -52,9 +64,7 @@ def connect(url: str) -> Db:
     """A connection of its own to the database of ``url`` (an existing store's:
     no tables are made), for work beside the store's, e.g. retention."""
     if is_postgres(url):
-        from gridshare.store.postgres import connect_postgres
-
-        return connect_postgres(url)
+        return _postgres().connect_postgres(url)
     path, options = sqlite_location(url)
     synchronous = options.get("synchronous", "NORMAL").upper()
     if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
