@@ -26,7 +26,8 @@ class Dialect:
     begin: str
     """Opens a write transaction (SQLite takes the write lock at once)."""
     greatest: str
-    """The larger of two values (SQLite: two-argument MAX)."""
+    """The larger of two values (SQLite: two-argument MAX). The parts give it no
+    NULL: SQLite's then answers NULL where PostgreSQL's ignores it."""
     row_id: str
     """The physical row id a batch of deletes names its rows by."""
     insert_order: str

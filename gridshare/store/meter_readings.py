@@ -82,7 +82,7 @@ class StoredRollup:
 
 
 class MeterReadingTables(Tables):
-    """The site meters' part of `SqliteStore` (see the module)."""
+    """The site meters' part of the store (see the module)."""
 
     def record_site_meter(
         self,
