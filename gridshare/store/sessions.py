@@ -212,10 +212,11 @@ class SessionTable(Tables):
                 )
 
     def past_sessions(self, id_tag: str, limit: int = 20) -> list[PastSession]:
-        """The idTag's last ``limit`` finished sessions, oldest first."""
+        """The idTag's last ``limit`` finished sessions, oldest first (of two ended
+        at one time, the one stored first first)."""
         rows = self._db.execute(
             "SELECT * FROM sessions WHERE id_tag = ? AND ended_at IS NOT NULL "
-            "ORDER BY ended_at DESC LIMIT ?",
+            f"ORDER BY ended_at DESC, {self._db.dialect.insert_order} DESC LIMIT ?",
             (id_tag, limit),
         ).fetchall()
         out = []
@@ -242,9 +243,11 @@ class SessionTable(Tables):
             )
 
     def recent_sessions(self, limit: int = 50) -> list[StoredSession]:
-        """Ended sessions, the latest first."""
+        """Ended sessions, the latest first (of two ended at one time, the one stored
+        last first)."""
         rows = self._db.execute(
-            "SELECT * FROM sessions WHERE ended_at IS NOT NULL ORDER BY ended_at DESC LIMIT ?",
+            "SELECT * FROM sessions WHERE ended_at IS NOT NULL "
+            f"ORDER BY ended_at DESC, {self._db.dialect.insert_order} DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [self._session(r) for r in rows]
