@@ -100,8 +100,9 @@ class PgConnection:
         self._closed = False
 
     def execute(self, sql: str, parameters: Any = (), /) -> psycopg.Cursor[PgRow]:
-        if (self._conn.broken or self._conn.closed) and not self._closed and not self._in_tx:
-            self._reopen()
+        lost = (self._conn.broken or self._conn.closed) and not self._closed
+        if lost and (not self._in_tx or sql == "ROLLBACK"):
+            self._reopen()  # idle, or rolling back what the loss undid already
         if sql in ("COMMIT", "ROLLBACK"):  # the transaction ends however the call does
             self._in_tx = False
         query = _placeholders(sql)

@@ -272,3 +272,25 @@ def test_a_lost_postgresql_connection_is_opened_again(postgres_admin: str):
             assert store._db.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
         finally:
             store.close()
+
+
+def test_a_connection_lost_inside_a_transaction_fails_that_one_only(
+    postgres_admin: str, caplog: pytest.LogCaptureFixture
+):
+    import psycopg
+
+    with fresh_schema(postgres_admin) as url:
+        store = Engine("postgresql", url).open()
+        try:
+            store.record_event(SessionStarted("CP1/1", "tx-1", None, 0.0, NOW))
+            pid = store._db.execute("SELECT pg_backend_pid()").fetchone()[0]
+            with pytest.raises(DatabaseError), store._tx() as db:
+                db.execute("UPDATE sessions SET priority = 9")
+                with psycopg.connect(postgres_admin, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                db.execute("UPDATE sessions SET energy_wh = 9")
+            [s] = store.active_sessions()  # nothing of the broken transaction was kept
+            assert (s.priority, s.energy_wh) == (None, 0.0)
+            assert "connection lost" in caplog.text
+        finally:
+            store.close()
