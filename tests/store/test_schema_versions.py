@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gridshare.store import StoreError, schema
+from gridshare.store.connection import Db
 from gridshare.store.schema import SCHEMA_VERSION, add_column, postgres_ddl
 from tests.store.engines import Engine
 
@@ -38,15 +39,21 @@ def test_a_new_database_gets_the_current_schema_and_its_version(engine: Engine):
 def test_a_later_version_adds_its_column_to_an_older_database(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ):
-    s = engine.open()
-    s.close()
-    steps = {SCHEMA_VERSION + 1: lambda db: add_column(db, "meter_minute", "voltage_v REAL")}
+    engine.open().close()
+    runs: list[int] = []
+
+    def step(db: Db) -> None:
+        runs.append(1)
+        add_column(db, "meter_minute", "voltage_v REAL")
+
+    steps = {SCHEMA_VERSION + 1: step}
     monkeypatch.setattr(schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     monkeypatch.setattr(schema, "UPGRADES", steps)
     engine.open().close()
     assert _version(engine) == SCHEMA_VERSION + 1
     assert "voltage_v" in _columns(engine, "meter_minute")
-    engine.open().close()  # the step is not run again
+    engine.open().close()
+    assert runs == [1]  # run once, not again
     # this version's code on the newer database: refused, nothing changed
     monkeypatch.setattr(schema, "SCHEMA_VERSION", SCHEMA_VERSION)
     with pytest.raises(StoreError, match=f"schema {SCHEMA_VERSION + 1}, newer"):
