@@ -88,7 +88,8 @@ class ServerConfig(_Strict):
     station_passwords: dict[str, SecretStr] = Field(default_factory=dict)
     """Station id → HTTP Basic password (security profile 1/2). Empty: no auth."""
     database_url: str | None = None
-    """``sqlite:///path.db``; default: a SQLite file next to the config."""
+    """``sqlite:///path.db`` or ``postgresql://user:password@host/db`` (the
+    ``postgres`` extra); default: a SQLite file next to the config."""
     authorize_id_tags: list[str] | None = None
     """Allow-list for Authorize; None accepts every idTag."""
     meter_interval_s: Annotated[int, Field(ge=1)] = DEFAULT_METER_INTERVAL_S
