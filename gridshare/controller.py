@@ -75,6 +75,7 @@ from ocpp_adapter.events import (
     StationConnected,
 )
 from optimizer import HighsPlanner, Plan, PlanningProblem, solve
+from optimizer.modes import ChargeMode
 from optimizer.problem import Capacity, TimeGrid
 from optimizer.site import Site
 
@@ -346,6 +347,7 @@ class Controller:
         priority: float | None = None,
         departure: datetime | None = None,
         energy_need_kwh: float | None = None,
+        charge_mode: ChargeMode | None = None,
         actor: str = "operator",
     ) -> SessionState:
         """Change what we assume of a running session (persisted, audited) and re-plan.
@@ -353,11 +355,19 @@ class Controller:
         ``energy_need_kwh`` is what is still to deliver from now on.
         """
         change = self.state.update_session(
-            connector_id, priority=priority, departure=departure, energy_need_kwh=energy_need_kwh
+            connector_id,
+            priority=priority,
+            departure=departure,
+            energy_need_kwh=energy_need_kwh,
+            charge_mode=charge_mode,
         )
         s = change.session
         self.store.update_session(
-            s.session_id, priority=priority, departure=departure, energy_need_wh=change.need_wh
+            s.session_id,
+            priority=priority,
+            departure=departure,
+            energy_need_wh=change.need_wh,
+            charge_mode=None if charge_mode is None else charge_mode.value,
         )
         detail = {**change.detail, "actor": actor}
         self.store.audit(self.clock(), "session_changed", s.session_id, detail)

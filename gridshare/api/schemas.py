@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from ocpp_adapter.events import CommandOutcome
+from optimizer.modes import ChargeMode
 from optimizer.plan import Plan, SolverStatus
 from optimizer.site import Line, Site
 
@@ -317,6 +318,9 @@ class SessionOut(_Out):
     energy_need_kwh: float | None = Field(description="Still to deliver, stated or estimated.")
     energy_need_estimated: bool
     priority: float
+    charge_mode: ChargeMode = Field(
+        default=ChargeMode.FAST, description="fast, solar or min+solar."
+    )
     planned_a: float | None
     planned_kwh: float | None
     drawn_a: float | None
@@ -539,11 +543,16 @@ class SessionPatch(_In):
     """Change what gridshare assumes of a session; omitted fields stay as they are."""
 
     model_config = ConfigDict(
-        json_schema_extra=_one_of_given("priority", "departure", "energy_need_kwh")
+        json_schema_extra=_one_of_given("priority", "departure", "charge_mode", "energy_need_kwh")
     )
 
     priority: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False, strict=True)] | None = None
     departure: Instant | None = None
+    charge_mode: ChargeMode | None = Field(
+        default=None,
+        description="fast (as the limits allow), solar (the PV surplus only; may pause) "
+        "or min+solar (the connector's minimum always, the surplus above).",
+    )
     energy_need_kwh: (
         Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False, strict=True)] | None
     ) = Field(default=None, validate_default=True)
@@ -551,9 +560,9 @@ class SessionPatch(_In):
     @field_validator("energy_need_kwh")
     @classmethod
     def _something(cls, v: float | None, info: ValidationInfo) -> float | None:
-        keys = ("priority", "departure")
+        keys = ("priority", "departure", "charge_mode")
         if v is None and all(k in info.data and info.data[k] is None for k in keys):
-            raise ValueError("give priority, departure and/or energy_need_kwh")
+            raise ValueError("give priority, departure, charge_mode and/or energy_need_kwh")
         return v
 
 

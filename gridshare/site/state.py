@@ -56,6 +56,7 @@ from ocpp_adapter.events import (
     StationConnected,
     StationDisconnected,
 )
+from optimizer.modes import ChargeMode
 from optimizer.site import Line, Site, station_of
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ class SessionState:
     power_w: float | None = None
     priority: float = 1.0
     """The operator's weight for this session (1: as any other)."""
+    charge_mode: ChargeMode = ChargeMode.FAST
+    """Fast, or from the PV surplus (its idTag's default, or the operator's choice)."""
 
     def __post_init__(self) -> None:
         self.session_id = self.session_id or self.transaction_id
@@ -520,6 +523,7 @@ class SiteState:
             ev_max_current_a=s.ev_max_current_a,
             ev_min_current_a=s.ev_min_current_a,
             priority=s.priority if s.priority is not None else 1.0,
+            charge_mode=self.settings.charge_modes.of(s.charge_mode, s.id_tag),
             rate=RateLearner(self.site.connectors[s.connector_id].lines, self.settings.rates),
         )
         self.estimate(st)
@@ -544,12 +548,15 @@ class SiteState:
         priority: float | None = None,
         departure: datetime | None = None,
         energy_need_kwh: float | None = None,
+        charge_mode: ChargeMode | None = None,
     ) -> SessionChange:
         """Change what we assume of a running session (``energy_need_kwh``: what is
         still to deliver from now on); its next profile is sent whatever changed."""
         s = self.sessions[connector_id]
         if priority is not None:
             s.priority = float(priority)
+        if charge_mode is not None:
+            s.charge_mode = charge_mode
         if departure is not None:
             s.departure = departure
         if energy_need_kwh is not None:
@@ -559,6 +566,7 @@ class SiteState:
             "priority": priority,
             "departure": None if departure is None else departure.isoformat(),
             "energy_need_kwh": energy_need_kwh,
+            "charge_mode": None if charge_mode is None else charge_mode.value,
         }
         need_wh = s.energy_need_wh if energy_need_kwh is not None else None
         return SessionChange(s, need_wh, detail)

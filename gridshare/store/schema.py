@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     connector_id TEXT NOT NULL, id_tag TEXT,
     started_at TEXT NOT NULL, ended_at TEXT, meter_start_wh REAL, meter_stop_wh REAL,
     energy_wh REAL, departure TEXT, energy_need_wh REAL, ev_max_a REAL, ev_min_a REAL,
-    stop_reason TEXT, offline INTEGER NOT NULL DEFAULT 0, priority REAL,
+    stop_reason TEXT, offline INTEGER NOT NULL DEFAULT 0, priority REAL, charge_mode TEXT,
     PRIMARY KEY (station_id, transaction_id)
 );
 CREATE INDEX IF NOT EXISTS sessions_open ON sessions (connector_id) WHERE ended_at IS NULL;
@@ -113,6 +113,7 @@ def create_or_upgrade(db: sqlite3.Connection) -> None:
         _copy_v1_sessions(db)
     _copy_v2_plans(db)
     _add_site_meter_tables(db)
+    _add_charge_mode(db)
     db.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -123,6 +124,14 @@ def create_or_upgrade(db: sqlite3.Connection) -> None:
             "INSERT INTO meta (key, value) VALUES ('next_transaction_id', ?)",
             (str(_first_transaction_id(db)),),
         )
+
+
+def _add_charge_mode(db: sqlite3.Connection) -> None:
+    """A session's charging mode, once set (NULL: its idTag's default): a column
+    an older file gains as it is."""
+    columns = {r["name"] for r in db.execute("PRAGMA table_info(sessions)")}
+    if "charge_mode" not in columns:
+        db.execute("ALTER TABLE sessions ADD COLUMN charge_mode TEXT")
 
 
 def _add_site_meter_tables(db: sqlite3.Connection) -> None:
