@@ -455,9 +455,9 @@ def parse_config(
     data = dict(data)
     own = {k: data.pop(k) for k in _OWN_TABLES if k in data}
     meters_data = {"meters": data.pop("meters")} if "meters" in data else {}
+    solar = {k: data.pop(k) for k in ("pv", "charge_modes") if k in data}  # file only
     site = site_from_dict(data, name, lines)
     meters = meters_from_dict(meters_data, site, name, lines)
-    solar = {k: data.pop(k) for k in ("pv", "charge_modes") if k in data}  # file only
     env = os.environ if environ is None else environ
     tables = _merged(own, _environment_tables(env))
     try:
