@@ -29,8 +29,8 @@ from gridshare.rollout import LimitBook, LoadModel, RolloutReport
 from gridshare.site.fast_dispatch import Redispatch, SteerableCar, redispatch_slot
 from gridshare.site.lookups import LoadModels
 from gridshare.site.state import SiteState
-from optimizer.modes import ChargeMode
 from optimizer import Plan
+from optimizer.modes import ChargeMode
 from optimizer.problem import Capacity, TimeGrid
 from optimizer.site import Line
 

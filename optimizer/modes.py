@@ -7,6 +7,10 @@ from enum import StrEnum
 
 
 class ChargeMode(StrEnum):
+    """fast (as much as the limits allow), solar (the PV surplus only: never an
+    import from the grid, pauses without one) or min+solar (the connector's
+    minimum current always, the surplus above it)."""
+
     FAST = "fast"
     """As much as the limits allow (the default)."""
     SOLAR = "solar"

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from forecasts.demand import (
     DemandDefaults,
@@ -104,6 +104,16 @@ class SessionRecords(Protocol):
 
 
 # --- sessions and conflicts ------------------------------------------------------------------
+
+
+class SessionEdits(TypedDict, total=False):
+    """What an operator may change of a running session (omitted: unchanged)."""
+
+    priority: float | None
+    departure: datetime | None
+    energy_need_kwh: float | None
+    """Still to deliver from now on."""
+    charge_mode: ChargeMode | None
 
 
 @dataclass
@@ -541,18 +551,12 @@ class SiteState:
             id_tag=s.id_tag, history=history, defaults=self.defaults
         ).total_kwh
 
-    def update_session(
-        self,
-        connector_id: str,
-        *,
-        priority: float | None = None,
-        departure: datetime | None = None,
-        energy_need_kwh: float | None = None,
-        charge_mode: ChargeMode | None = None,
-    ) -> SessionChange:
+    def update_session(self, connector_id: str, **edits: Unpack[SessionEdits]) -> SessionChange:
         """Change what we assume of a running session (``energy_need_kwh``: what is
         still to deliver from now on); its next profile is sent whatever changed."""
         s = self.sessions[connector_id]
+        priority, departure = edits.get("priority"), edits.get("departure")
+        energy_need_kwh, charge_mode = edits.get("energy_need_kwh"), edits.get("charge_mode")
         if priority is not None:
             s.priority = float(priority)
         if charge_mode is not None:

@@ -52,7 +52,7 @@ def solar_config(tmp_path: Path) -> GridshareConfig:
                 "stale_after_s": 5,
                 "source": http,
             },
-        ],  # fmt: skip
+        ],
         "pv": {"group": "grid", "latitude": 52.4, "longitude": 4.9, "tilt": 30, "kwp": 15},
         "server": {"host": "127.0.0.1", "ocpp_port": 0, "http_port": 0, "meter_interval_s": 1},
         "controller": {"coalesce_s": 0.02, "pin_s": 5},
@@ -85,14 +85,16 @@ def surplus_a_per_line(generation: dict[str, float]) -> float:
 async def test_a_solar_session_draws_only_the_surplus(tmp_path: Path) -> None:
     cfg = solar_config(tmp_path)
     generation = {"L1": 0.0, "L2": 0.0, "L3": 0.0}
-    async with live_building(cfg, cars=["CP1/1", "CP2/1"]) as (svc, fleet):
-        async with httpx.AsyncClient(base_url=svc.http_url) as http:
-            poster = asyncio.create_task(post_readings(http, generation))
-            try:
-                await _run(svc, fleet, http, generation)
-            finally:
-                poster.cancel()
-                await asyncio.gather(poster, return_exceptions=True)
+    async with (
+        live_building(cfg, cars=["CP1/1", "CP2/1"]) as (svc, fleet),
+        httpx.AsyncClient(base_url=svc.http_url) as http,
+    ):
+        poster = asyncio.create_task(post_readings(http, generation))
+        try:
+            await _run(svc, fleet, http, generation)
+        finally:
+            poster.cancel()
+            await asyncio.gather(poster, return_exceptions=True)
 
 
 async def _run(svc: Any, fleet: StationFleet, http: httpx.AsyncClient, generation: dict) -> None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from optimizer import Capacity, SessionDemand, Site, TimeGrid, solve
+from optimizer import Capacity, Plan, SessionDemand, Site, TimeGrid, solve
 from optimizer.modes import ChargeMode
 from optimizer.prepare import prepare
 from optimizer.site import LINES, Line
@@ -49,7 +49,7 @@ def _car(i: int, mode: ChargeMode, kwh: float = 80.0) -> SessionDemand:
     return SessionDemand(f"s{i}", f"CP{i}/1", NOW, end, kwh, charge_mode=mode)
 
 
-def _kw(plan, i: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _kw(plan: Plan, i: int) -> np.ndarray:
     return plan.schedule(f"CP{i}/1") * KW_PER_A_3P
 
 
@@ -79,7 +79,7 @@ def test_solar_sessions_share_one_surplus() -> None:
     site = _site()
     cars = [_car(i, ChargeMode.SOLAR) for i in range(3)]
     plan = solve(problem(site, cars, capacity=_cap(site, -12.0)))
-    total = sum(_kw(plan, i) for i in range(3))
+    total = np.sum([_kw(plan, i) for i in range(3)], axis=0)
     assert np.all(total <= 36 * VOLTS / 1000 + 1e-6)
     assert total[0] > 0.8 * 36 * VOLTS / 1000
 
