@@ -265,6 +265,14 @@ class PlanningProblem:
                     raise ProblemError(f"capacity of {g.id}: expected {self.grid.slots} slots")
                 if arr is not None and np.any(arr < 0):
                     raise ProblemError(f"capacity of {g.id} is negative")
+            surplus = self.capacity.surplus_a.get(g.id)
+            if surplus is not None and (
+                surplus.shape != (self.grid.slots,)
+                or not np.all(np.isfinite(surplus) & (surplus >= 0))
+            ):
+                raise ProblemError(
+                    f"PV surplus of {g.id}: expected {self.grid.slots} finite slots ≥ 0"
+                )
             for arr in self.capacity.non_ev_a.get(g.id, {}).values():
                 if arr.shape != (self.grid.slots,) or not np.all(np.isfinite(arr)):
                     raise ProblemError(

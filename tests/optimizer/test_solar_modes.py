@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from optimizer import Capacity, Plan, SessionDemand, Site, TimeGrid, solve
+from optimizer.errors import ProblemError
 from optimizer.modes import ChargeMode
 from optimizer.prepare import prepare
 from optimizer.site import LINES, Line
@@ -134,3 +135,12 @@ def test_modes_are_limit_families_of_the_lp() -> None:
     assert not any("s2" in q for _, q in names)
     fast = lp.sessions[2]
     assert all(lp.families[f].quantity in {"L1", "L2", "L3"} for f, _ in fast.families)
+
+
+def test_a_surplus_of_the_wrong_shape_or_negative_is_refused() -> None:
+    site = _site()
+    cap = _cap(site, -4.0)
+    for bad in (np.zeros(3), np.full(_grid(site).slots, -1.0), np.full(_grid(site).slots, np.nan)):
+        wrong = Capacity(cap.limit_a, cap.limit_kw, cap.non_ev_a, {"grid": bad})
+        with pytest.raises(ProblemError, match="PV surplus of grid"):
+            problem(site, [_car(0, ChargeMode.SOLAR)], capacity=wrong)
