@@ -11,6 +11,7 @@ import pytest
 
 from optimizer import Capacity, Plan, SessionDemand, Site, TimeGrid, solve
 from optimizer.errors import ProblemError
+from optimizer.highs_backend import HighsPlanner
 from optimizer.modes import ChargeMode
 from optimizer.prepare import prepare
 from optimizer.site import LINES, Line
@@ -144,3 +145,26 @@ def test_a_surplus_of_the_wrong_shape_or_negative_is_refused() -> None:
         wrong = Capacity(cap.limit_a, cap.limit_kw, cap.non_ev_a, {"grid": bad})
         with pytest.raises(ProblemError, match="PV surplus of grid"):
             problem(site, [_car(0, ChargeMode.SOLAR)], capacity=wrong)
+
+
+def test_a_kept_planner_follows_modes_that_come_and_go() -> None:
+    """Warm re-plans as sessions change mode: the modes' rows hold each time, and
+    are gone once no session is in a solar mode (the plans of these LPs may
+    differ from a cold solve's where the LP is indifferent)."""
+    site = _site()
+    cap = _cap(site, -7.0)  # 21 A summed: 7 A for a three-phase car
+    with_modes = problem(
+        site,
+        [_car(0, ChargeMode.MIN_SOLAR), _car(1, ChargeMode.SOLAR), _car(2, ChargeMode.FAST)],
+        capacity=cap,
+    )
+    fast_only = problem(site, [_car(i, ChargeMode.FAST) for i in range(3)], capacity=cap)
+    planner = HighsPlanner()
+    for p in (with_modes, fast_only, with_modes, fast_only):
+        plan = solve(p, planner=planner)
+        now = [plan.schedule(f"CP{i}/1")[0] for i in range(3)]
+        if p is with_modes:
+            assert now[1] <= 7.0 + 1e-6 and 6.0 - 1e-6 <= now[0] <= 13.0 + 1e-6
+            assert now[0] + now[1] <= 13.0 + 1e-6
+        else:  # no mode left: the three share the panel's 80 A
+            assert sum(now) == pytest.approx(80.0, abs=0.5)
