@@ -53,6 +53,9 @@ MAX_INDEX = 1.3
 MIN_CLEAR_KWH = 0.01
 """Below this clear-sky energy over the hour the index is not measured (night)."""
 INDEX_WINDOW = timedelta(hours=1)
+MAX_INDEX_SAMPLES = 60
+OBSERVE_EVERY = timedelta(minutes=1)
+"""At most this many of the hour's readings measure the index (evenly spread)."""
 
 
 class PvConfigError(ForecastError):
@@ -215,10 +218,24 @@ class PvForecast:
         self.series = series
         self.index = 1.0
         """The clear-sky index in use (the last measured; 1 before any)."""
+        self._observed: datetime | None = None
+        """When the index was last measured (at most once per `OBSERVE_EVERY`)."""
+        self._clear: tuple[tuple[datetime, int, int], np.ndarray] | None = None
+        """The clear sky of the last grid asked for (re-plans within a slot share it)."""
 
     def observe(self, measured: Sequence[tuple[datetime, float]], now: datetime) -> float:
         """Measure the clear-sky index on the (time, kW) samples of the last hour."""
-        recent = [(t, kw) for t, kw in measured if now - INDEX_WINDOW <= t <= now]
+        if self._observed is not None and timedelta(0) <= now - self._observed < OBSERVE_EVERY:
+            return self.index
+        self._observed = now
+        since = now - INDEX_WINDOW
+        recent = [(t, kw) for t, kw in measured if since <= t <= now]
+        if (
+            len(recent) > MAX_INDEX_SAMPLES
+        ):  # a meter read every second: a sample a minute is plenty
+            recent = [
+                recent[i] for i in np.linspace(0, len(recent) - 1, MAX_INDEX_SAMPLES).astype(int)
+            ]
         k = clear_sky_index(self.config, recent)
         if k is not None:
             self.index = k
@@ -228,7 +245,10 @@ class PvForecast:
         """Per slot of ``grid``: the generation (kW)."""
         if self.series is not None:
             return self.series.slots(grid)
-        return clear_sky_slots(self.config, grid) * self.index
+        key = (grid.start, grid.slot_minutes, grid.slots)
+        if self._clear is None or self._clear[0] != key:
+            self._clear = (key, clear_sky_slots(self.config, grid))
+        return self._clear[1] * self.index
 
     def per_line_a(self, grid: TimeGrid) -> dict[Line, np.ndarray]:
         """Per line of the site: the generation's current (A) in each slot."""

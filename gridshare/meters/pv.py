@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from forecasts.pv import INDEX_WINDOW, PvConfig, PvForecast, read_pv_csv
+from forecasts.pv import INDEX_WINDOW, PvConfig, PvForecast, clear_sky_slots, read_pv_csv
 from gridshare.meters.building import BuildingLoad, GroupHistory, GroupSample, NonEvForecast
 from gridshare.meters.config import Measures
 from gridshare.meters.readings import Reading
 from optimizer.problem import TimeGrid
 from optimizer.site import LINES, Line
+
+GROSS_SAMPLES = 512
+"""The latest samples the forecaster is given, grossed up (a re-plan's budget:
+the held and the fitted forecasts read the latest; the fit reads the store)."""
 
 
 class WithPv:
@@ -53,9 +57,10 @@ class WithPv:
         meters = self._generation_meters(history.group_id)
         if not meters:
             return history
+        timed = [([r.at for r in readings], readings, stale_s) for readings, stale_s in meters]
         samples = []
-        for sample in history.samples:
-            gen = generation_at(meters, sample.at)
+        for sample in history.samples[-GROSS_SAMPLES:]:
+            gen = generation_at(timed, sample.at)
             samples.append(
                 GroupSample(sample.at, {ln: sample.non_ev_a[ln] + gen[ln] for ln in LINES})
             )
@@ -64,10 +69,11 @@ class WithPv:
     def measured_kw(self, now: datetime) -> list[tuple[datetime, float]]:
         """(time, kW) of the array's generation meters over the last hour."""
         volts = self.building.site.site.voltage_v
+        since = now - INDEX_WINDOW
         out = []
         for readings, _ in self._generation_meters(self.pv.config.group):
             for r in readings:
-                if now - INDEX_WINDOW <= r.at <= now:
+                if since <= r.at <= now:
                     out.append((r.at, sum(r.current_a.values()) * volts / 1000.0))
         return sorted(out)
 
@@ -84,13 +90,13 @@ class WithPv:
 
 
 def generation_at(
-    meters: Sequence[tuple[Sequence[Reading], float]], t: datetime
+    meters: Sequence[tuple[Sequence[datetime], Sequence[Reading], float]], t: datetime
 ) -> dict[Line, float]:
-    """What the generation meters showed at ``t``: each its reading at or before
-    it if still fresh then (0 otherwise, as the non-EV load counted it)."""
+    """What the generation meters showed at ``t`` (each given as its reading times,
+    readings and freshness): each its reading at or before it if still fresh
+    then (0 otherwise, as the non-EV load counted it)."""
     out = dict.fromkeys(LINES, 0.0)
-    for readings, stale_s in meters:
-        times = [r.at for r in readings]
+    for times, readings, stale_s in meters:
         i = bisect.bisect_right(times, t)
         if i == 0 or (t - readings[i - 1].at).total_seconds() > stale_s:
             continue
@@ -111,5 +117,8 @@ def pv_forecast(config: PvConfig, voltage_v: float, timezone: str, base: Path | 
 
 
 def attach_pv(building: BuildingLoad, pv: PvForecast) -> None:
-    """Plan the slots ahead with the array's generation forecast."""
+    """Plan the slots ahead with the array's generation forecast (pvlib loaded
+    now, at start: its first use reads tables for a few seconds)."""
+    if pv.series is None:
+        clear_sky_slots(pv.config, TimeGrid(datetime(2000, 6, 21, tzinfo=UTC), 60, 1))
     building.forecast = WithPv(building.forecast, building, pv)
