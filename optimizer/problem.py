@@ -265,6 +265,11 @@ class PlanningProblem:
                     raise ProblemError(f"capacity of {g.id}: expected {self.grid.slots} slots")
                 if arr is not None and np.any(arr < 0):
                     raise ProblemError(f"capacity of {g.id} is negative")
+            for arr in self.capacity.non_ev_a.get(g.id, {}).values():
+                if arr.shape != (self.grid.slots,) or not np.all(np.isfinite(arr)):
+                    raise ProblemError(
+                        f"non-EV load of {g.id}: expected {self.grid.slots} finite slots"
+                    )
             surplus = self.capacity.surplus_a.get(g.id)
             if surplus is not None and (
                 surplus.shape != (self.grid.slots,)
@@ -273,10 +278,5 @@ class PlanningProblem:
                 raise ProblemError(
                     f"PV surplus of {g.id}: expected {self.grid.slots} finite slots ≥ 0"
                 )
-            for arr in self.capacity.non_ev_a.get(g.id, {}).values():
-                if arr.shape != (self.grid.slots,) or not np.all(np.isfinite(arr)):
-                    raise ProblemError(
-                        f"non-EV load of {g.id}: expected {self.grid.slots} finite slots"
-                    )
         if self.prices is not None and self.prices.shape != (self.grid.slots,):
             raise ProblemError(f"prices: expected {self.grid.slots} slots")

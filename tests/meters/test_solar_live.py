@@ -107,6 +107,9 @@ async def _run(svc: Any, fleet: StationFleet, http: httpx.AsyncClient, generatio
     assert r.status_code == 200, r.text
     assert r.json()["session"]["charge_mode"] == "solar"
     assert svc.store.session_by_id(solar).charge_mode == "solar"  # kept, as the store has it
+    bad = await http.patch(f"/api/sessions/{solar}", json={"charge_mode": "sun"}, headers=auth)
+    assert bad.status_code == 422 and "'fast', 'solar' or 'min+solar'" in bad.text
+    assert svc.store.session_by_id(solar).charge_mode == "solar"  # unchanged
     # no surplus: the solar car is paused, the fast one charges
     await eventually(lambda: fleet.limit_in_force("CP2/1") >= 20.0, 10)
     await eventually(lambda: fleet.limit_in_force("CP1/1") == 0.0, 10)
