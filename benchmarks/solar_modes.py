@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -71,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.sizes:
         fast = with_sun(problem_for(flat_site(n, args.congestion)))
         modes = with_modes(fast, args.share)
-        t_fast = median_ms(lambda p=fast: solve(p), args.repeat)
-        t_modes = median_ms(lambda p=modes: solve(p), args.repeat)
         lp = prepare(modes)
-        t_raw = median_ms(lambda lp=lp: solve_arrays(lp), args.repeat)
+        t_fast = median_ms(partial(solve, fast), args.repeat)
+        t_modes = median_ms(partial(solve, modes), args.repeat)
+        t_raw = median_ms(partial(solve_arrays, lp), args.repeat)
         print(
             f"| {n} | {t_fast:.1f} | {t_modes:.1f} | {t_modes / t_fast:.2f} | {t_raw:.1f} "
             f"| {t_modes / t_raw:.2f} |"
