@@ -53,6 +53,7 @@ from functools import cached_property
 import numpy as np
 
 from optimizer import families as site_families
+from optimizer import solar
 from optimizer.families import KW, WEIGHTED, FamilyKey, PhasorRows, SiteFamilies
 from optimizer.problem import PlanningProblem, SessionDemand
 from optimizer.rows import (
@@ -238,6 +239,8 @@ def _families(
         if not np.all(np.isinf(limit_kw)):
             used_kw = sum(fixed[i.key] * i.kw_per_amp() for i in under)
             add(g.id, KW, site_families.ev_limit_kw(site, cap, g.id, grid.slots) - used_kw)
+    for (gid, qty), surplus in solar.mode_families(problem):  # pseudo-groups of the PV modes
+        add(gid, qty, surplus)
     return fams, index
 
 
@@ -352,6 +355,7 @@ def _session_cols(
     # plain Python numbers, read once (indexing numpy arrays per session is slow)
     kw, upper, p0, p1 = x.kw.tolist(), x.upper.tolist(), x.p0.tolist(), x.p1.tolist()
     starts, ends = x.starts.tolist(), (x.starts + x.count).tolist()
+    surplus = solar.surplus_kw(problem)
     return [
         SessionCols(
             demand=d,
@@ -363,7 +367,8 @@ def _session_cols(
             periods=x.period[starts[i] : ends[i]],
             kwh_per_a=x.kwh[starts[i] : ends[i]],
             window=(p0[i], p1[i]),
-            families=families_of(info, x.lines_of[i], kw[i]),
+            families=families_of(info, x.lines_of[i], kw[i])
+            + solar.session_families(problem.site, d, info, kw[i], fam_index, surplus),
         )
         for i, (d, info) in enumerate(zip(problem.sessions, x.infos, strict=True))
     ]
@@ -543,7 +548,7 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
 
 
 ExtraTerm = Callable[[PlanningProblem, BaseLayout], ExtraBlock | None]
-EXTRA_TERMS: tuple[ExtraTerm, ...] = ()
+EXTRA_TERMS: tuple[ExtraTerm, ...] = (solar.minimum_term,)
 """The planning terms that add columns of their own after the base LP, in order
 (each sees the columns and rows of those before it)."""
 

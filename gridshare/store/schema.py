@@ -19,7 +19,7 @@ once; the version is kept in ``meta`` (``schema_version``). A later version
 adds its step to `UPGRADES`, run on both engines for a database of an older
 version, e.g. a column::
 
-    UPGRADES[4] = lambda db: add_column(db, "meter_minute", "voltage_v REAL")
+    UPGRADES[5] = lambda db: add_column(db, "meter_minute", "voltage_v REAL")
 
 A database of a newer version than this code is refused, not downgraded.
 PostgreSQL's schema is made under an advisory lock (two nodes starting at once
@@ -39,7 +39,7 @@ from optimizer.site import station_of
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """2: sessions keyed by (station, transaction), a session id, the transaction id sequence.
 3: plans whose full array may be dropped, meter roll-ups, incremental vacuum."""
 
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     connector_id TEXT NOT NULL, id_tag TEXT,
     started_at TEXT NOT NULL, ended_at TEXT, meter_start_wh REAL, meter_stop_wh REAL,
     energy_wh REAL, departure TEXT, energy_need_wh REAL, ev_max_a REAL, ev_min_a REAL,
-    stop_reason TEXT, offline INTEGER NOT NULL DEFAULT 0, priority REAL,
+    stop_reason TEXT, offline INTEGER NOT NULL DEFAULT 0, priority REAL, charge_mode TEXT,
     PRIMARY KEY (station_id, transaction_id)
 );
 CREATE INDEX IF NOT EXISTS sessions_open ON sessions (connector_id) WHERE ended_at IS NULL;
@@ -162,6 +162,14 @@ def add_column(db: Db, table: str, column: str) -> None:
         return
     if name not in {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}:
         db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
+def _add_charge_mode(db: Db) -> None:
+    """Version 4: a session's charging mode, once set (NULL: its idTag's default)."""
+    add_column(db, "sessions", "charge_mode TEXT")
+
+
+UPGRADES[4] = _add_charge_mode
 
 
 def schema_version(db: Db) -> int | None:

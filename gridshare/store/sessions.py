@@ -165,6 +165,7 @@ class SessionTable(Tables):
             ended_at=from_iso(row["ended_at"]),
             meter_stop_wh=row["meter_stop_wh"],
             priority=row["priority"],
+            charge_mode=row["charge_mode"],
         )
 
     def active_sessions(self) -> list[StoredSession]:
@@ -232,14 +233,16 @@ class SessionTable(Tables):
         priority: float | None = None,
         departure: datetime | None = None,
         energy_need_wh: float | None = None,
+        charge_mode: str | None = None,
     ) -> None:
         """An operator's change to a running session (None leaves a field as it is)."""
         with self._tx() as db:
             db.execute(
                 "UPDATE sessions SET priority = COALESCE(?, priority), "
                 "departure = COALESCE(?, departure), "
-                "energy_need_wh = COALESCE(?, energy_need_wh) WHERE session_id = ?",
-                (priority, iso(departure), energy_need_wh, session_id),
+                "energy_need_wh = COALESCE(?, energy_need_wh), "
+                "charge_mode = COALESCE(?, charge_mode) WHERE session_id = ?",
+                (priority, iso(departure), energy_need_wh, charge_mode, session_id),
             )
 
     def recent_sessions(self, limit: int = 50) -> list[StoredSession]:
