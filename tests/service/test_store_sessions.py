@@ -255,6 +255,7 @@ async def test_a_session_s_charging_mode_is_its_tag_s_until_set_and_kept_once_se
     db = sqlite3.connect(path)
     try:
         db.execute("ALTER TABLE sessions DROP COLUMN charge_mode")  # as an older file had it
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
         db.commit()
     finally:
         db.close()
