@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck install install-dev clean bench browser mosquitto
+.PHONY: demo test lint typecheck install install-dev clean bench browser mosquitto nats
 
 # apt needs root; elsewhere ask sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -52,7 +52,12 @@ mosquitto:
 	@command -v mosquitto >/dev/null || PATH="$$PATH:/usr/sbin" command -v mosquitto >/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto >/dev/null; }
 
-test: $(DEV) lint typecheck browser mosquitto
+# The cluster's bus tests run NATS with JetStream: Debian's nats-server.
+nats:
+	@command -v nats-server >/dev/null || PATH="$$PATH:/usr/sbin" command -v nats-server >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nats-server >/dev/null; }
+
+test: $(DEV) lint typecheck browser mosquitto nats
 	$(BIN)/python -m pytest -q
 
 bench: $(RUNTIME)

@@ -72,7 +72,9 @@ class Command:
             and isinstance(doc["payload"], dict)
         )
         if not ok:
-            raise BadBusMessage("command: site and action are text, token a count, payload an object")
+            raise BadBusMessage(
+                "command: site and action are text, token a count, payload an object"
+            )
         return cls(**doc)
 
 
@@ -120,7 +122,9 @@ class CommandClient:
                     self.subjects.command(station), command.to_bytes(), timeout=self.timeout
                 )
             except nats.errors.NoRespondersError as exc:
-                raise StationUnreachable(f"station {station!r} is not connected to any node") from exc
+                raise StationUnreachable(
+                    f"station {station!r} is not connected to any node"
+                ) from exc
         return read_reply(msg.data)
 
 

@@ -122,7 +122,7 @@ class SiteLeases:
                 entry = await self.kv.get(encode_id(site))
             except nats.js.errors.KeyNotFoundError:
                 return None
-        return parse_record(entry.value, entry.revision)
+        return parse_record(entry.value, entry.revision or 0)
 
 
 class LeaseKeeper:

@@ -42,7 +42,9 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if _listening(SHARED):
         yield "nats://{}:{}".format(*SHARED)
         return
-    exe = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/usr/local/sbin")
+    exe = shutil.which("nats-server") or shutil.which(
+        "nats-server", path="/usr/sbin:/usr/local/sbin"
+    )
     if exe is None:  # `make test` installs it
         pytest.skip("no NATS on 127.0.0.1:4222 and nats-server is not installed")
     port = _free_port()

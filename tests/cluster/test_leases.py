@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -22,7 +23,7 @@ async def node(bus: Bus, name: str) -> SiteLeases:
     return SiteLeases(await lease_bucket(nc.jetstream(), bus.settings), name)
 
 
-async def wait_for(cond, limit_s: float) -> float:  # type: ignore[no-untyped-def]
+async def wait_for(cond: Callable[[], object], limit_s: float) -> float:
     """Seconds until `cond()` held; fails after `limit_s`."""
     start = time.monotonic()
     while not cond():
