@@ -111,7 +111,7 @@ class CommandClient:
     def __init__(self, nc: Client, settings: BusSettings) -> None:
         self.nc = nc
         self.subjects = Subjects(settings.prefix)
-        self.timeout = settings.request_timeout_s
+        self.timeout = settings.command_timeout_s
 
     async def send(self, station: str, command: Command) -> dict[str, Any]:
         """The station's answer; `CommandRefused`, `StationUnreachable` or

@@ -69,7 +69,12 @@ def _storage(settings: BusSettings) -> StorageType:
 
 
 async def events_stream(js: JetStreamContext, settings: BusSettings) -> None:
-    """The stream of station events, created if missing."""
+    """The stream of station events, created if missing.
+
+    A work queue: an event stays until the planner of its site acked it (one
+    durable consumer per site, their subjects apart), however long that takes,
+    and leaves once it has, so the stream holds what is not written through yet.
+    """
     subject = Subjects(settings.prefix).all_events()
     with bus_errors(f"stream {settings.stream}"):
         try:
@@ -79,7 +84,7 @@ async def events_stream(js: JetStreamContext, settings: BusSettings) -> None:
                 StreamConfig(
                     name=settings.stream,
                     subjects=[subject],
-                    retention=RetentionPolicy.LIMITS,
+                    retention=RetentionPolicy.WORK_QUEUE,
                     discard=DiscardPolicy.OLD,
                     storage=_storage(settings),
                     duplicate_window=settings.duplicate_window_s,

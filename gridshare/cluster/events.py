@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -166,7 +165,7 @@ class SiteEventConsumer:
         with bus_errors(f"reading events of site {self.site!r}"):
             try:
                 return await self._sub.fetch(self.batch, timeout=timeout)
-            except nats.errors.TimeoutError:  # nothing new
+            except TimeoutError:  # nothing new (nats-py raises asyncio's or its own)
                 return []
 
     async def process(self, msgs: list[Msg]) -> int:

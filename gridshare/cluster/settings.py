@@ -32,7 +32,9 @@ class BusSettings:
     ack_wait_s: float = 30.0  # an event not acked within this is delivered again
     redeliver_delay_s: float = 1.0  # after a write-through that failed
     duplicate_window_s: float = 120.0  # a message id seen within this is dropped
-    request_timeout_s: float = 5.0  # publish acks, commands, JetStream API calls
+    request_timeout_s: float = 5.0  # publish acks, lease writes, JetStream API calls
+    # a command's answer: above the adapter's own wait for a station (10 s × 2 attempts)
+    command_timeout_s: float = 25.0
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("nats://", "tls://", "ws://", "wss://")):
@@ -49,6 +51,7 @@ class BusSettings:
             ("ack_wait_s", self.ack_wait_s),
             ("duplicate_window_s", self.duplicate_window_s),
             ("request_timeout_s", self.request_timeout_s),
+            ("command_timeout_s", self.command_timeout_s),
         ):
             if not value > 0:
                 raise BusConfigError(f"bus {what} must be positive, got {value}")

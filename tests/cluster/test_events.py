@@ -79,6 +79,8 @@ async def test_an_acked_event_reaches_the_planner_that_was_down(bus: Bus) -> Non
     assert [e.message_id for e in second.stored] == ["m1", "m2", "m3"]
     assert second.stored[1] == meter("CP2", "m2", 200)
     await second.read_nothing_more(0.6)
+    info = await pub.js.stream_info(bus.settings.stream)  # written through: gone
+    assert info.state.messages == 0
 
 
 async def test_a_frame_sent_again_is_stored_once(bus: Bus) -> None:
