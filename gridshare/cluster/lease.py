@@ -162,7 +162,12 @@ class LeaseKeeper:
 
     def _lose(self, site: str, why: str) -> None:
         del self.held[site]
-        log.warning("no longer planning site %r: %s", site, why)
+        log.log(
+            logging.INFO if why == "stopped" else logging.WARNING,
+            "no longer planning %r: %s",
+            site,
+            why,
+        )
         if self.on_lost is not None:
             self.on_lost(site, why)
 
