@@ -162,6 +162,8 @@ class CommandGateway:
         if held is not None:
             with bus_errors(f"releasing station {station!r}"):
                 await held[1].unsubscribe()
+                # until the server has it, a command could still come here and go unanswered
+                await self.nc.flush(timeout=5)
 
     async def close(self) -> None:
         for station in list(self.held):

@@ -136,6 +136,7 @@ class SiteEventConsumer:
         self.batch = batch
         self.bad = 0  # events that did not parse, terminated and reported
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._running = False
 
     async def open(self) -> None:
         subject = Subjects(self.settings.prefix).site_events(self.site)
@@ -150,6 +151,10 @@ class SiteEventConsumer:
             self._sub = await self.js.pull_subscribe(
                 subject, durable=durable_name(self.site), stream=self.settings.stream, config=config
             )
+
+    def stop(self) -> None:
+        """`run` returns after the batch in hand."""
+        self._running = False
 
     async def close(self) -> None:
         """Stop reading; the durable consumer and its unacked events stay in JetStream."""
@@ -192,8 +197,10 @@ class SiteEventConsumer:
         return done
 
     async def run(self, fetch_timeout: float = 1.0) -> None:
-        """Read and write through until cancelled."""
-        while True:
+        """Read and write through until stopped (or cancelled)."""
+        self._running = True
+        # the flag as well as the cancel: Python 3.11's wait_for (in nats-py) can swallow one
+        while self._running:
             try:
                 msgs = await self.fetch(fetch_timeout)
             except BusUnavailable as exc:  # the client reconnects; the events wait in JetStream

@@ -53,11 +53,8 @@ async def watch_leases(kv: KeyValue, book: FencingBook, ready: asyncio.Event | N
     """
     watcher = await kv.watchall()
     try:
-        while True:
-            try:
-                entry = await watcher.updates(timeout=60)
-            except nats.errors.TimeoutError:
-                continue
+        # iterated, not `updates(timeout)`: Python 3.11's wait_for can swallow a cancel
+        async for entry in watcher:
             if entry is None:  # the bucket's current leases are all read
                 if ready is not None:
                     ready.set()

@@ -152,6 +152,7 @@ class LeaseKeeper:
         self.held: dict[str, Lease] = {}
         self._next_poll = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._running = False
 
     def token(self, site: str) -> int | None:
         """The site's fencing token while this node holds its lease, else None."""
@@ -211,7 +212,9 @@ class LeaseKeeper:
         return min(due)
 
     async def run(self) -> None:
-        while True:
+        self._running = True
+        # the flag as well as the cancel: Python 3.11's wait_for (in nats-py) can swallow one
+        while self._running:
             wake = await self.step()
             await asyncio.sleep(max(0.01, wake - self.leases.clock()))
 
@@ -221,6 +224,7 @@ class LeaseKeeper:
 
     async def stop(self, *, release: bool = True) -> None:
         """Stop renewing; `release` gives the leases up at once for another node."""
+        self._running = False
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

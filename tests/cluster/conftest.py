@@ -102,6 +102,7 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
             ack_wait_s=1.0,
             redeliver_delay_s=0.1,
             request_timeout_s=2.0,
+            command_timeout_s=3.0,
         )
     )
     try:
