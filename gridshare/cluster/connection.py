@@ -6,6 +6,7 @@ or a lost connection into `BusUnavailable` and an API refusal into `BusError`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,21 +47,29 @@ def bus_errors(what: str) -> Iterator[None]:
 
 
 async def connect(settings: BusSettings, name: str) -> Client:
-    """A connection that reconnects by itself after it was once established."""
+    """A connection that, once made, reconnects by itself for as long as it takes
+    (the node's leases lapse meanwhile); the first attempt gives up after
+    twice `request_timeout_s` with one clear error."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("bus connection %s: %s", name, exc)
 
+    wait = 2 * settings.request_timeout_s
     try:
-        return await nats.connect(
-            settings.url,
-            name=name,
-            connect_timeout=settings.request_timeout_s,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            error_cb=on_error,
+        return await asyncio.wait_for(
+            nats.connect(
+                settings.url,
+                name=name,
+                connect_timeout=settings.request_timeout_s,
+                max_reconnect_attempts=-1,  # and so retries the first connection too
+                reconnect_time_wait=0.5,
+                error_cb=on_error,
+            ),
+            wait,
         )
-    except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
+    except TimeoutError as exc:
+        raise BusUnavailable(f"cannot reach NATS at {settings.url} within {wait:g} s") from exc
+    except (nats.errors.NoServersError, OSError) as exc:
         raise BusUnavailable(f"cannot reach NATS at {settings.url}: {exc}") from exc
 
 

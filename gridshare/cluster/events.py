@@ -203,8 +203,8 @@ class SiteEventConsumer:
         while self._running:
             try:
                 msgs = await self.fetch(fetch_timeout)
+                with bus_errors(f"acking events of site {self.site!r}"):
+                    await self.process(msgs)
             except BusUnavailable as exc:  # the client reconnects; the events wait in JetStream
                 log.warning("%s", exc)
                 await asyncio.sleep(fetch_timeout)
-                continue
-            await self.process(msgs)

@@ -95,18 +95,30 @@ class SiteLeases:
         return Lease(site=site, node=self.node, token=rev, revision=rev, renewed_at=sent)
 
     async def renew(self, lease: Lease) -> Lease:
-        """The lease renewed; `LeaseLost` if the key moved on (taken, or expired)."""
-        sent = self.clock()
+        """The lease renewed; `LeaseLost` if the key moved on (taken, or expired).
+
+        A renewal whose answer was lost (a timeout) may still have been written:
+        the key then holds our own record at a later revision, which we renew
+        from rather than give the site up for nothing.
+        """
+        key, record = encode_id(lease.site), encode_record(self.node, lease.token)
         with bus_errors(f"renewing the lease of {lease.site!r}"):
-            try:
-                rev = await self.kv.update(
-                    encode_id(lease.site),
-                    encode_record(self.node, lease.token),
-                    last=lease.revision,
-                )
-            except nats.js.errors.KeyWrongLastSequenceError as exc:
-                raise LeaseLost(lease.site, "taken by another node, or expired") from exc
-        return replace(lease, revision=rev, renewed_at=sent)
+            for _ in range(2):
+                sent = self.clock()
+                try:
+                    rev = await self.kv.update(key, record, last=lease.revision)
+                    return replace(lease, revision=rev, renewed_at=sent)
+                except nats.js.errors.KeyWrongLastSequenceError as exc:
+                    lost = LeaseLost(lease.site, "taken by another node, or expired")
+                    try:
+                        entry = await self.kv.get(key)
+                    except nats.js.errors.KeyNotFoundError:
+                        raise lost from exc
+                    ours = entry.value == record and (entry.revision or 0) > lease.revision
+                    if not ours:
+                        raise lost from exc
+                    lease = replace(lease, revision=entry.revision or 0)
+        raise LeaseLost(lease.site, "the key keeps moving under its holder")
 
     async def release(self, lease: Lease) -> None:
         """Give the lease up at once (a clean stop), unless it already moved on."""

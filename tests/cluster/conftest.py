@@ -31,7 +31,7 @@ def _listening(addr: tuple[str, int]) -> bool:
         return s.connect_ex(addr) == 0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -47,7 +47,7 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     if exe is None:  # `make test` installs it
         pytest.skip("no NATS on 127.0.0.1:4222 and nats-server is not installed")
-    port = _free_port()
+    port = free_port()
     store: Path = tmp_path_factory.mktemp("jetstream")
     cmd = [exe, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

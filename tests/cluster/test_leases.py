@@ -10,12 +10,12 @@ from collections.abc import Callable
 
 import pytest
 
-from gridshare.cluster.connection import lease_bucket
-from gridshare.cluster.errors import BusConfigError, LeaseLost, StaleFencingToken
+from gridshare.cluster.connection import connect, lease_bucket
+from gridshare.cluster.errors import BusConfigError, BusUnavailable, LeaseLost, StaleFencingToken
 from gridshare.cluster.fencing import FencingBook, watch_leases
-from gridshare.cluster.lease import Lease, LeaseKeeper, SiteLeases
+from gridshare.cluster.lease import Lease, LeaseKeeper, SiteLeases, encode_record
 from gridshare.cluster.settings import BusSettings
-from tests.cluster.conftest import Bus
+from tests.cluster.conftest import Bus, free_port
 
 
 async def node(bus: Bus, name: str) -> SiteLeases:
@@ -153,3 +153,27 @@ async def test_a_bucket_with_another_ttl_is_refused(bus: Bus) -> None:
     other = BusSettings(**{**bus.settings.__dict__, "lease_ttl_s": 4.0})
     with pytest.raises(BusConfigError, match="same lease TTL"):
         await lease_bucket(nc.jetstream(), other)
+
+
+async def test_a_renewal_whose_answer_was_lost_is_renewed_from(bus: Bus) -> None:
+    a, b = await node(bus, "n1"), await node(bus, "n2")
+    lease = await a.acquire("depot")
+    assert lease is not None
+    # n1's renewal reached the bucket, its answer did not (a timeout)
+    await a.kv.update("depot", encode_record("n1", lease.token), last=lease.revision)
+    renewed = await a.renew(lease)
+    assert renewed.token == lease.token and renewed.revision > lease.revision + 1
+    assert await b.acquire("depot") is None
+    # a record that is not its own (another holder's, or another token) is a lost lease
+    await a.kv.update("depot", encode_record("n2", 999), last=renewed.revision)
+    with pytest.raises(LeaseLost):
+        await a.renew(renewed)
+
+
+async def test_an_unreachable_bus_is_one_clear_error(bus: Bus) -> None:
+    port = free_port()
+    settings = BusSettings(url=f"nats://127.0.0.1:{port}", request_timeout_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(BusUnavailable, match=f"cannot reach NATS at nats://127.0.0.1:{port}"):
+        await connect(settings, "n1")
+    assert time.monotonic() - started < 5
