@@ -7,7 +7,8 @@ node planning the site reads the site's events through a durable pull
 consumer, writes each through (store, controller) and acks it only after:
 an event whose write-through fails, or whose consumer dies, is delivered
 again (after `redeliver_delay_s`, or `ack_wait_s`). Delivery is at least once,
-so the write-through must be idempotent by (station, message id).
+so the write-through must be idempotent by (station, message id); events come
+in the stream's order, except that one delivered again may come after later ones.
 
 A station that sends a frame again (no answer came) is de-duplicated by
 JetStream within `duplicate_window_s`: the message id is the station's id,
