@@ -177,3 +177,42 @@ async def test_an_unreachable_bus_is_one_clear_error(bus: Bus) -> None:
     with pytest.raises(BusUnavailable, match=f"cannot reach NATS at nats://127.0.0.1:{port}"):
         await connect(settings, "n1")
     assert time.monotonic() - started < 5
+
+
+async def test_never_two_planners_for_a_site_while_nodes_come_and_go(bus: Bus) -> None:
+    s = bus.settings
+    sites = [f"site-{i}" for i in range(5)]
+    keepers = [LeaseKeeper(await node(bus, f"n{i}"), sites, s) for i in range(3)]
+    keepers[0].start()
+    await wait_for(lambda: len(keepers[0].held) == len(sites), 5)
+    for k in keepers[1:]:
+        k.start()
+    overlaps: list[tuple[str, int]] = []
+
+    def sample() -> int:
+        """Sites held by some node now; records any held by two."""
+        held = 0
+        for site in sites:
+            holders = sum(k.token(site) is not None for k in keepers)
+            if holders > 1:
+                overlaps.append((site, holders))
+            held += holders > 0
+        return held
+
+    async def watch(for_s: float) -> None:
+        end = time.monotonic() + for_s
+        while time.monotonic() < end:
+            sample()
+            await asyncio.sleep(0.05)
+
+    await watch(1.0)
+    assert set(keepers[0].held) == set(sites)  # a holder keeps what it holds
+    await keepers[0].stop(release=False)  # n0 dies with every site
+    await watch(s.lease_ttl_s + s.lease_poll_s + 0.5)
+    assert sample() == len(sites)
+    assert {site for k in keepers[1:] for site in k.held} == set(sites)
+    await keepers[1].stop(release=True)  # n1 stops cleanly: n2 takes the rest at once
+    await watch(2 * s.lease_poll_s + 0.3)
+    assert set(keepers[2].held) == set(sites)
+    assert overlaps == []
+    await keepers[2].stop()
