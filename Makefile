@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck install install-dev clean bench browser mosquitto postgres
+.PHONY: demo test lint typecheck install install-dev clean bench browser mosquitto postgres nats
 
 # apt needs root; elsewhere ask sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -58,7 +58,12 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; }
 
-test: $(DEV) lint typecheck browser mosquitto postgres
+# The cluster's bus tests run NATS with JetStream: Debian's nats-server.
+nats:
+	@command -v nats-server >/dev/null || PATH="$$PATH:/usr/sbin" command -v nats-server >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nats-server >/dev/null; }
+
+test: $(DEV) lint typecheck browser mosquitto postgres nats
 	$(BIN)/python -m pytest -q
 
 bench: $(RUNTIME)
