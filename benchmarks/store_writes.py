@@ -108,12 +108,16 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, tuple[float, float,
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=5.0, help="per engine and kind of write")
     p.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--connectors", type=int, default=200)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"store writes, {args.seconds:g} s each, {args.connectors} connectors; load {load}")
     results: dict[str, dict[str, tuple[float, float, float]]] = {}
