@@ -228,8 +228,18 @@ class LimitBook:
         }
 
     def unpin_station(self, station_id: str, reasons: frozenset[PinReason]) -> None:
-        """The station proved alive (reconnected, booted): try it again."""
+        """The station proved alive (reconnected, booted): try it again, and send
+        every running transaction its profile again, pinned or not.
+
+        A station cut off for longer than a 2.1 profile's ``maxOfflineDuration``
+        dropped that profile for its TxDefault, and we may not have seen the
+        connection go (a dead link is only replaced by the station's next one):
+        what it holds is unknown until it accepts a profile again."""
         for cid, c in self.connectors.items():
-            if station_of(cid) == station_id and c.pin_reason in reasons:
+            if station_of(cid) != station_id:
+                continue
+            if c.pin_reason in reasons:
                 c.pinned_until, c.pin_reason = -math.inf, None
+                c.force_send = True
+            elif c.active:
                 c.force_send = True
