@@ -66,7 +66,7 @@ from ocpp_adapter.rpc import (
     validate_send,
 )
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
-from ocpp_adapter.streams import Ask, BadStream, StreamBook
+from ocpp_adapter.streams import Ask, BadStream, StreamBook, transaction_on
 
 log = logging.getLogger(__name__)
 
@@ -551,7 +551,7 @@ class StationSession:
     def _v201_MeterValues(self, call: Call, now: datetime) -> Handled:
         p = call.payload
         evse = p["evseId"]
-        tx = _transaction_on(self.state, evse)
+        tx = transaction_on(self.state.tx_connector, evse)
         readings = self.meter.parse(evse, p["meterValue"], tx if evse else None, now, strict=True)
         return Handled(encode_result(call.unique_id, {}), list(readings))
 
@@ -651,21 +651,16 @@ def _v21_send(session: StationSession, msg: Send, now: datetime) -> Streamed | R
     st = session.state
     try:
         readings, ask = st.streams.data(
-            session.station_id, msg.payload, now, lambda evse: _transaction_on(st, evse)
+            session.station_id, msg.payload, now, lambda evse: transaction_on(st.tx_connector, evse)
         )
     except BadStream as e:
         return Refused(None, f"{msg.action}: {e}")  # never answered
     return Streamed(list(readings), ask)
 
 
-def _transaction_on(state: StationState, evse: int) -> str | None:
-    """The transaction running on ``evse`` (2.0.1/2.1), if any."""
-    return next((t for t, c in state.tx_connector.items() if c == evse), None)
-
-
 def _v21_open_periodic_event_stream(session: StationSession, call: Call, now: datetime) -> Handled:
-    ask = session.state.streams.opened(call.payload["constantStreamData"], now)
-    return Handled(encode_result(call.unique_id, {"status": "Accepted"}), [], ask=ask)
+    reply, ask = session.state.streams.opened(call.payload["constantStreamData"], now)
+    return Handled(encode_result(call.unique_id, reply), [], ask=ask)
 
 
 def _v21_notify_monitoring_report(session: StationSession, call: Call, now: datetime) -> Handled:

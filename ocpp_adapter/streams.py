@@ -26,7 +26,7 @@ as a bad frame, and nothing of it counts.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +41,10 @@ ASK_AGAIN_S = 600.0
 """How long before we ask a station again what its streams or monitors are."""
 MAX_PENDING = 32
 """Times kept waiting for a phase's value, per EVSE and measurand."""
+MAX_STREAMS = 64
+"""Streams a station may have open with us; more are refused (TooManyStreams)."""
+MAX_MONITORS = 1024
+"""Monitors remembered per station (a report beyond that is not read further)."""
 
 _READ = (CURRENT, POWER)
 _PHASES = {"L1": "L1", "L2": "L2", "L3": "L3", "L1-N": "L1", "L2-N": "L2", "L3-N": "L3"}
@@ -89,20 +93,27 @@ class StreamBook:
         for item in payload.get("monitor") or ():
             target = _target(item.get("component") or {}, item.get("variable") or {})
             for m in item.get("variableMonitoring") or ():
-                self.monitors[int(m["id"])] = target
+                mid = int(m["id"])
+                if mid in self.monitors or len(self.monitors) < MAX_MONITORS:
+                    self.monitors[mid] = target
 
-    def opened(self, stream: dict[str, Any], now: datetime) -> Ask | None:
-        """``OpenPeriodicEventStream``'s ``constantStreamData``; the question to
-        ask if its monitor is unknown."""
-        monitor = int(stream["variableMonitoringId"])
-        self.streams[int(stream["id"])] = monitor
-        return None if monitor in self.monitors else self._ask_monitors(now)
+    def opened(self, stream: dict[str, Any], now: datetime) -> tuple[dict[str, Any], Ask | None]:
+        """``OpenPeriodicEventStream``'s ``constantStreamData``: our answer (one
+        too many is refused), and the question to ask if its monitor is unknown."""
+        sid, monitor = int(stream["id"]), int(stream["variableMonitoringId"])
+        if sid not in self.streams and len(self.streams) >= MAX_STREAMS:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "TooManyStreams"}}, None
+        self.streams[sid] = monitor
+        ask = None if monitor in self.monitors else self._ask_monitors(now)
+        return {"status": "Accepted"}, ask
 
     def listed(self, answer: dict[str, Any] | None, now: datetime) -> None:
         """``GetPeriodicEventStream``'s answer (an unknown monitor is asked for
         at the stream's next data)."""
         for stream in (answer or {}).get("constantStreamData") or ():
-            self.streams[int(stream["id"])] = int(stream["variableMonitoringId"])
+            sid = int(stream["id"])
+            if sid in self.streams or len(self.streams) < MAX_STREAMS:
+                self.streams[sid] = int(stream["variableMonitoringId"])
 
     # --- data -------------------------------------------------------------------------
 
@@ -190,6 +201,11 @@ class StreamBook:
             return Ask(action, payload)
         answer = on_answer
         return Ask(action, payload, lambda reply: answer(reply, now))
+
+
+def transaction_on(tx_connector: Mapping[str, int], evse: int) -> str | None:
+    """The transaction running on ``evse`` (transaction → EVSE), if any."""
+    return next((t for t, c in tx_connector.items() if c == evse), None)
 
 
 def _target(component: dict[str, Any], variable: dict[str, Any]) -> StreamTarget | None:

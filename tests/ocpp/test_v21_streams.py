@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from ocpp_adapter.events import MeterReading
-from ocpp_adapter.streams import BadStream, StreamBook
+from ocpp_adapter.streams import MAX_STREAMS, BadStream, StreamBook
 from tests.ocpp.helpers import running, station
 from tests.ocpp.test_v21 import V21, official
 
 BASE = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 BASETIME = "2026-03-02T12:00:00Z"
+ACCEPTED = {"status": "Accepted"}
 
 
 def monitor_report(monitors: dict[int, str | None], evse: int = 1) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def book_of_three_phases() -> StreamBook:
     book = StreamBook()
     book.monitors_reported(monitor_report({11: "L1", 12: "L2", 13: "L3"}))
     for stream, monitor in ((1, 11), (2, 12), (3, 13)):
-        assert book.opened(opened(stream, monitor)["constantStreamData"], BASE) is None
+        assert book.opened(opened(stream, monitor)["constantStreamData"], BASE) == (ACCEPTED, None)
     return book
 
 
@@ -142,8 +143,19 @@ def test_streams_of_variables_we_do_not_read_are_taken_and_dropped() -> None:
     report = monitor_report({41: None})
     report["monitor"][0]["variable"] = {"name": "Temperature"}
     book.monitors_reported(report)
-    assert book.opened(opened(9, 41)["constantStreamData"], BASE) is None
+    assert book.opened(opened(9, 41)["constantStreamData"], BASE) == (ACCEPTED, None)
     assert book.data("CP1", data(9, (0, "35.5")), BASE, no_tx) == ([], None)
+
+
+def test_a_station_opens_only_so_many_streams() -> None:
+    book = StreamBook()
+    for sid in range(MAX_STREAMS):
+        assert book.opened(opened(sid, 1)["constantStreamData"], BASE)[0] == ACCEPTED
+    reply, ask = book.opened(opened(MAX_STREAMS, 1)["constantStreamData"], BASE)
+    official(V21, "OpenPeriodicEventStream", reply, response=True)
+    assert reply["status"] == "Rejected" and ask is None
+    assert book.opened(opened(0, 2)["constantStreamData"], BASE)[0] == ACCEPTED  # moved
+    assert len(book.streams) == MAX_STREAMS and book.streams[0] == 2
 
 
 # --- over a real socket ------------------------------------------------------------------
