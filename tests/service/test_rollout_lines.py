@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from gridshare.rollout import LimitBook, LimitSchedule, LoadModel, run_rollout
 from ocpp_adapter.events import ChargingLimitSpec, CommandOutcome, CommandResult, LimitPurpose
@@ -124,3 +126,38 @@ async def test_a_car_learned_on_fewer_lines_keeps_its_old_lines_until_they_are_s
             ("A/1", 16.0, (Line.L1,)),
             ("D/1", 32.0, (Line.L2,)),
         ]
+
+
+CARS = ("A/1", "D/1")
+step = st.tuples(
+    st.sampled_from([0.0, 6.0, 10.0, 16.0, 16.0, 16.0, 24.0, 32.0]),  # A's target
+    st.sampled_from([0.0, 8.0, 16.0, 24.0, 32.0]),  # D's target (L2)
+    st.booleans(),  # A learned to load L1 only
+    st.booleans(),  # A's station answers
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(step, min_size=1, max_size=8))
+@example([(16.0, 32.0, True, True)])  # the first test's case: A unchanged, D raised
+@example([(16.0, 32.0, True, False)])
+def test_limits_in_force_on_the_lines_they_name_stay_within_capacity(steps) -> None:
+    async def run() -> None:
+        book = LimitBook(SITE)
+        station = Station(SITE)
+        for cid in CARS:
+            book.start_transaction(cid)
+        await rollout(book, station, {"A/1": 16.0, "D/1": 24.0}, {})  # both accepted
+        one_line = False
+        for a, d, learned, answers in steps:
+            # once learned, A stays on L1: a car seen on more lines again draws
+            # there already (the site counts it at once), which is not the rollout's
+            one_line |= learned
+            lines = {"A/1": (Line.L1,)} if one_line else {}
+            if not one_line:  # the plan fits the lines it counts (A on L2 or not)
+                d = min(d, LIMIT_A - a)
+            station.hangs = set() if answers else {"A"}
+            await rollout(book, station, {"A/1": a, "D/1": d}, lines)
+            assert station.worst_excess <= 1e-6, (steps, station.sent)
+
+    asyncio.run(run())
