@@ -153,7 +153,7 @@ def test_limits_in_force_on_the_lines_they_name_stay_within_capacity(steps) -> N
             # once learned, A stays on L1: a car seen on more lines again draws
             # there already (the site counts it at once), which is not the rollout's
             one_line |= learned
-            lines = {"A/1": (Line.L1,)} if one_line else {}
+            lines: dict[str, tuple[Line, ...]] = {"A/1": (Line.L1,)} if one_line else {}
             if not one_line:  # the plan fits the lines it counts (A on L2 or not)
                 d = min(d, LIMIT_A - a)
             station.hangs = set() if answers else {"A"}
