@@ -34,9 +34,10 @@ from ocpp_adapter.events import (
     StationBooted,
 )
 from ocpp_adapter.profiles import LimitSpecError
-from ocpp_adapter.rpc import Call, Fault, RpcError, encode_error, error_code
+from ocpp_adapter.rpc import Call, Fault, RpcError, Send, encode_error, error_code
 from ocpp_adapter.settings import AdapterSettings
-from ocpp_adapter.station import Answer, Handled, Refused, StationSession
+from ocpp_adapter.station import Answer, Handled, Refused, StationSession, Streamed
+from ocpp_adapter.streams import Ask
 from ocpp_adapter.versions import OcppVersion
 
 # The central system's log: a connection's lines are its lines.
@@ -108,8 +109,8 @@ class StationLink:
         self.session = session
         self.ctx = ctx
         self.station_id = session.station_id
-        self.inbound: asyncio.Queue[Call | None] = asyncio.Queue()
-        """The station's CALLs in arrival order; None ends the worker."""
+        self.inbound: asyncio.Queue[Call | Send | None] = asyncio.Queue()
+        """The station's CALLs and SENDs in arrival order; None ends the worker."""
         self.call_lock = asyncio.Lock()
         self.waiting: tuple[str, asyncio.Future[Answer | None]] | None = None
         """Our CALL in flight; its future gets None if the connection goes."""
@@ -177,6 +178,11 @@ class StationLink:
                 await self._refuse(Refused(reply, "inbound queue full"))
             else:
                 self.inbound.put_nowait(outcome)
+        elif isinstance(outcome, Send):
+            if self.inbound.qsize() >= ctx.settings.max_inbound_calls:
+                log.warning("%r: %s dropped: inbound queue full", self.station_id, outcome.action)
+            else:
+                self.inbound.put_nowait(outcome)  # in order with the CALLs around it
         else:
             answer = session.handle(outcome)
             if isinstance(answer, Answer):
@@ -211,10 +217,37 @@ class StationLink:
     async def work(self) -> None:
         """The station's CALLs, one at a time: events stored, then the answer sent."""
         while (call := await self.inbound.get()) is not None:
-            await self._handle_call(call)
+            if isinstance(call, Send):
+                await self._handle_send(call)
+            else:
+                await self._handle_call(call)
             # Not kept while waiting for the next CALL (a meter interval): objects
             # alive that long are promoted to the GC's old generation.
             del call
+
+    async def _handle_send(self, send: Send) -> None:
+        """A SEND's events stored; never answered, a failure only logged."""
+        outcome = self.session.handle(send)
+        if isinstance(outcome, Refused):
+            await self._refuse(outcome)
+        elif isinstance(outcome, Streamed):
+            for event in outcome.events:
+                await emit(self.ctx.on_event, event)
+            self._ask(outcome.ask)
+
+    def _ask(self, ask: Ask | None) -> None:
+        """Send the station a question a message of its raised, in the background."""
+        if ask is None or self.closed:
+            return
+
+        async def run(q: Ask) -> None:
+            result, payload = await self.command(q.action, lambda s: q.payload, idempotent=True)
+            if result.outcome is not CommandOutcome.ACCEPTED:
+                log.info("%r: %s: %s", self.station_id, q.action, result.outcome)
+            if q.on_answer is not None:
+                q.on_answer(payload if result.outcome is CommandOutcome.ACCEPTED else None)
+
+        self.spawn(run(ask))
 
     async def _handle_call(self, call: Call) -> None:
         if call.action == "BootNotification":
@@ -260,6 +293,7 @@ class StationLink:
         await self._send(outcome.reply)
         if outcome.commit is not None:
             outcome.commit()
+        self._ask(outcome.ask)
         if not self.ready.is_set() and self.session.state.booted:
             self.on_ready(booted_now=False)
 

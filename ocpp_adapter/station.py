@@ -8,6 +8,8 @@
 - `Refused`: a bad frame; send ``reply`` (a CALLERROR) if there is one and
   count it against the station's bad-frame budget.
 - `Answer`: the station's CALLRESULT/CALLERROR to our outstanding CALL.
+- `Streamed`: a 2.1 SEND's events (a periodic event stream's readings): store
+  them; nothing is answered.
 - ``None``: nothing to do (a result for an id we are not waiting for; logged).
 
 `StationSession.call` turns an outbound request into a frame and remembers it
@@ -64,6 +66,7 @@ from ocpp_adapter.rpc import (
     validate_send,
 )
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
+from ocpp_adapter.streams import Ask, BadStream, StreamBook, transaction_on
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,8 @@ class Handled:
     boot_accepted: bool = False
     action: str = ""
     unique_id: str = ""
+    ask: Ask | None = None
+    """A CALL to send the station once this one is answered."""
 
 
 @dataclass(slots=True)
@@ -141,7 +146,13 @@ class Answer:
     error_code: str | None = None
 
 
-Outcome = Handled | Refused | Answer | None
+@dataclass(slots=True)
+class Streamed:
+    events: list[DomainEvent]
+    ask: Ask | None = None
+
+
+Outcome = Handled | Refused | Answer | Streamed | None
 
 # Actions a station may send that we acknowledge with an empty result.
 _ACK_ONLY = {
@@ -197,6 +208,8 @@ class StationState:
     """2.1: our Dynamic TxProfiles at the station, by profile id."""
     dynamic_refused: bool = False
     """2.1: the station refused a Dynamic profile; it gets Absolute ones."""
+    streams: StreamBook = field(default_factory=StreamBook)
+    """2.1: its periodic event streams and the monitors behind them."""
 
 
 class StationSession:
@@ -247,9 +260,7 @@ class StationSession:
         if isinstance(msg, Call):
             return self._call(msg)
         if isinstance(msg, Send):
-            # NotifyPeriodicEventStream: streams we never open (OpenPeriodicEventStream)
-            log.info("%r: %s SEND taken, not used", self.station_id, msg.action)
-            return None
+            return _v21_send(self, msg, self._clock())
         if isinstance(msg, CallErrorFrame) and msg.after_result:
             why = f"{msg.code} {msg.description}"
             log.warning("%r: our answer to %r refused: %s", self.station_id, msg.unique_id, why)
@@ -540,7 +551,7 @@ class StationSession:
     def _v201_MeterValues(self, call: Call, now: datetime) -> Handled:
         p = call.payload
         evse = p["evseId"]
-        tx = next((t for t, c in self.state.tx_connector.items() if c == evse), None)
+        tx = transaction_on(self.state.tx_connector, evse)
         readings = self.meter.parse(evse, p["meterValue"], tx if evse else None, now, strict=True)
         return Handled(encode_result(call.unique_id, {}), list(readings))
 
@@ -632,6 +643,31 @@ def _v21_pull_dynamic_schedule_update(
     return Handled(encode_result(call.unique_id, reply), [])
 
 
+def _v21_send(session: StationSession, msg: Send, now: datetime) -> Streamed | Refused | None:
+    """A SEND: a periodic event stream's data feeds readings; others are taken, not used."""
+    if msg.action != "NotifyPeriodicEventStream":
+        log.info("%r: %s SEND taken, not used", session.station_id, msg.action)
+        return None
+    st = session.state
+    try:
+        readings, ask = st.streams.data(
+            session.station_id, msg.payload, now, lambda evse: transaction_on(st.tx_connector, evse)
+        )
+    except BadStream as e:
+        return Refused(None, f"{msg.action}: {e}")  # never answered
+    return Streamed(list(readings), ask)
+
+
+def _v21_open_periodic_event_stream(session: StationSession, call: Call, now: datetime) -> Handled:
+    reply, ask = session.state.streams.opened(call.payload["constantStreamData"], now)
+    return Handled(encode_result(call.unique_id, reply), [], ask=ask)
+
+
+def _v21_notify_monitoring_report(session: StationSession, call: Call, now: datetime) -> Handled:
+    session.state.streams.monitors_reported(call.payload)
+    return Handled(encode_result(call.unique_id, {}), [])
+
+
 _HANDLERS = {
     V16: _handlers("_v16_"),
     V201: _handlers("_v201_"),
@@ -640,6 +676,8 @@ _HANDLERS = {
         **_handlers("_v201_"),
         "NotifyPriorityCharging": _v21_notify_priority_charging,
         "PullDynamicScheduleUpdate": _v21_pull_dynamic_schedule_update,
+        "OpenPeriodicEventStream": _v21_open_periodic_event_stream,
+        "NotifyMonitoringReport": _v21_notify_monitoring_report,
     },
 }
 

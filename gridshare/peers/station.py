@@ -5,6 +5,10 @@ per station waits for the next frame with a deadline set by the protocol's next
 timer (heartbeat, meter sample, physics tick, call timeout), and is woken early
 by rescheduling that deadline when a CALL is queued, so thousands of stations
 share one loop without extra tasks or threads. It reconnects with backoff.
+
+`SimStation.cut_off` takes the station off the network for a while, with a
+close handshake or silently: the central system's socket then stays open, as
+after a NAT timeout, and only the station's next connection replaces it.
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ class Fleet(Protocol):
     def jitter(self) -> float: ...
 
 
+class _LinkCut(Exception):
+    """The station's network is gone (`SimStation.cut_off`)."""
+
+
 class SimStation:
     """One simulated station: its OCPP state (``protocol``) and its connection loop."""
 
@@ -80,10 +88,25 @@ class SimStation:
         self.stopping = False
         self.last_error: str | None = None
         self._timeout: asyncio.Timeout | None = None
+        self._cut: tuple[float, bool] | None = None
+        """(seconds away, silently) of a cut asked for and not yet made."""
+        self._dead: list[ClientConnection] = []
+        """Connections left open by a silent cut (aborted when the station stops)."""
 
     @property
     def booted(self) -> bool:
         return self.protocol.booted
+
+    def cut_off(self, for_s: float, *, silent: bool = False) -> None:
+        """Lose the network now and connect again after ``for_s`` (wall) seconds.
+
+        ``silent``: the connection is left open and no longer read or written
+        (its pings unanswered), so the central system sees no close; else it
+        is closed with a handshake."""
+        if for_s < 0:
+            raise ValueError("for_s must be >= 0")
+        self._cut = (for_s, silent)
+        self._wake()
 
     def _wake(self) -> None:
         if self._timeout is not None:
@@ -129,6 +152,8 @@ class SimStation:
                 self._timeout = None
             if raw is not None:
                 await self._on_frame(ws, raw)
+            if self._cut is not None:
+                raise _LinkCut
             self.protocol.run_timers()
 
     async def _connect(
@@ -150,6 +175,14 @@ class SimStation:
 
     async def run(self) -> None:
         """Connect, boot and serve until stopped; reconnect with backoff on loss."""
+        try:
+            await self._run()
+        finally:
+            for ws in self._dead:
+                ws.transport.abort()
+            self._dead.clear()
+
+    async def _run(self) -> None:
         fleet = self.fleet
         url = f"{fleet.url.rstrip('/')}/{quote(self.spec.id, safe='')}"
         headers = {}
@@ -177,10 +210,19 @@ class SimStation:
             fleet.stats.connects += 1
             backoff = 1.0
             self.ws = ws
+            away: float | None = None
             try:
                 await self._session(ws)
             except ConnectionClosed:
                 pass
+            except _LinkCut:
+                assert self._cut is not None
+                (away, silent), self._cut = self._cut, None
+                if silent:
+                    ws.transport.pause_reading()  # no pongs, no close: a dead link
+                    self._dead.append(ws)
+                else:
+                    await ws.close()
             finally:
                 self.ws = None
                 self.protocol.disconnected()
@@ -189,4 +231,4 @@ class SimStation:
                 if self.stopping:
                     ws.transport.abort()  # cancelled mid-session: drop the socket now
             if not self.stopping:
-                await asyncio.sleep(backoff * (0.5 + fleet.jitter()))
+                await asyncio.sleep(backoff * (0.5 + fleet.jitter()) if away is None else away)

@@ -15,6 +15,12 @@ moment of a rollout:
   if the service chooses so, at nothing. With ``count_idle`` a running
   transaction counts at its fallback limit too: the moment it ends, that is
   the limit in force, before any plan can follow.
+* It also knows the lines each profile was sent for (the lines the car was
+  counted on then). When a car is learned to load fewer lines, its profile
+  in force still limits the old ones: until a profile for the fewer lines is
+  accepted, the rollout counts it on the old lines too (`LimitBook.wider_lines`)
+  and sends it that profile first, with the lowerings, at most as high as
+  before; the raisings then see the lines it left.
 * `plan_rollout` turns a plan's targets into two steps: first every lowering
   (for a schedule that goes down in some slots and up in others, the pointwise
   minimum of old and new), then the raisings. Small changes are skipped

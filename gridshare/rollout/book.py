@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -14,7 +15,7 @@ import numpy as np
 from gridshare.rollout.schedule import LimitSchedule
 from ocpp_adapter.events import CommandOutcome, CommandResult
 from optimizer.problem import TimeGrid
-from optimizer.site import Site, station_of
+from optimizer.site import Line, Site, station_of
 
 
 class PinReason(StrEnum):
@@ -34,6 +35,10 @@ class ConnectorLimits:
     """The transaction's profile the station last accepted."""
     uncertain: list[LimitSchedule] = field(default_factory=list)
     """Sent, never confirmed or refused: possibly in force."""
+    accepted_lines: frozenset[Line] | None = None
+    """The lines ``accepted`` was sent for (the car was counted on); None: its wiring."""
+    uncertain_lines: frozenset[Line] | None = frozenset()
+    """The lines the ``uncertain`` profiles were sent for, together (None: the wiring)."""
     default_a: float | None = None
     """The station's accepted fallback (TxDefault on connector 0) limit."""
     own_default_a: float | None = None
@@ -141,21 +146,59 @@ class LimitBook:
 
     # --- transitions ---------------------------------------------------------------
 
+    def profile_lines(self, cid: str) -> frozenset[Line]:
+        """The lines the profiles that may be in force limit: those each was sent
+        for (its fallback, without an accepted one: every wired line)."""
+        c = self.get(cid)
+        wired = frozenset(self.site.connectors[cid].lines)
+        out = c.accepted_lines if c.accepted is not None else None
+        out = wired if out is None else out
+        return out | (wired if c.uncertain_lines is None else c.uncertain_lines)
+
+    def wider_lines(self, counted: Mapping[str, tuple[Line, ...]]) -> dict[str, tuple[Line, ...]]:
+        """Running transactions whose profiles in force limit more lines than
+        ``counted`` (connector → lines) counts them on, e.g. a car just learned to
+        load one line: connector → every line to count it on until a profile for
+        the fewer lines is accepted."""
+        out = {}
+        for cid, c in self.connectors.items():
+            if not c.active or cid not in counted:
+                continue
+            now = counted[cid]
+            if len(now) >= len(self.site.connectors[cid].lines):
+                continue  # counted on every wired line: nothing is wider
+            more = self.profile_lines(cid).difference(now)
+            if more:
+                out[cid] = tuple(
+                    x for x in self.site.connectors[cid].lines if x in more or x in now
+                )
+        return out
+
     def start_transaction(self, cid: str) -> None:
         c = self.get(cid)
         c.active = True
         c.accepted = None
         c.uncertain.clear()
+        c.accepted_lines, c.uncertain_lines = None, frozenset()
 
     def end_transaction(self, cid: str) -> None:
         c = self.get(cid)
         c.active = False
         c.accepted = None
         c.uncertain.clear()
+        c.accepted_lines, c.uncertain_lines = None, frozenset()
 
-    def sending(self, cid: str, schedule: LimitSchedule) -> None:
-        """A profile is on its way: until answered it may or may not be in force."""
-        self.get(cid).uncertain.append(schedule)
+    def sending(
+        self, cid: str, schedule: LimitSchedule, lines: tuple[Line, ...] | None = None
+    ) -> None:
+        """A profile is on its way: until answered it may or may not be in force.
+        ``lines``: those it limits (None: every wired line)."""
+        c = self.get(cid)
+        c.uncertain.append(schedule)
+        sent = None if lines is None else frozenset(lines)
+        c.uncertain_lines = (
+            None if sent is None or c.uncertain_lines is None else c.uncertain_lines | sent
+        )
 
     def answered(
         self,
@@ -165,13 +208,16 @@ class LimitBook:
         mono_now: float,
         *,
         pin_s: float = 60.0,
+        lines: tuple[Line, ...] | None = None,
     ) -> None:
-        """Record a station's answer to ``schedule``."""
+        """Record a station's answer to ``schedule`` (sent for ``lines``: see `sending`)."""
         c = self.get(cid)
         if result.outcome is CommandOutcome.ACCEPTED:
             # the accepted profile replaces everything sent before it
             c.accepted = schedule
+            c.accepted_lines = None if lines is None else frozenset(lines)
             c.uncertain.clear()
+            c.uncertain_lines = frozenset()
             c.pinned_until, c.pin_reason, c.force_send = -math.inf, None, False
             return
         self.pin(cid, result, mono_now, pin_s=pin_s)
@@ -180,6 +226,8 @@ class LimitBook:
         # the profile went out)
         if result.outcome not in (CommandOutcome.TIMEOUT, CommandOutcome.NOT_CONNECTED):
             c.uncertain = [s for s in c.uncertain if s is not schedule]
+            if not c.uncertain:
+                c.uncertain_lines = frozenset()
 
     def pin(self, cid: str, result: CommandResult, mono_now: float, *, pin_s: float) -> None:
         """Leave the connector alone for a while after an answer other than accepted."""
@@ -228,8 +276,18 @@ class LimitBook:
         }
 
     def unpin_station(self, station_id: str, reasons: frozenset[PinReason]) -> None:
-        """The station proved alive (reconnected, booted): try it again."""
+        """The station proved alive (reconnected, booted): try it again, and send
+        every running transaction its profile again, pinned or not.
+
+        A station cut off for longer than a 2.1 profile's ``maxOfflineDuration``
+        dropped that profile for its TxDefault, and we may not have seen the
+        connection go (a dead link is only replaced by the station's next one):
+        what it holds is unknown until it accepts a profile again."""
         for cid, c in self.connectors.items():
-            if station_of(cid) == station_id and c.pin_reason in reasons:
+            if station_of(cid) != station_id:
+                continue
+            if c.pin_reason in reasons:
                 c.pinned_until, c.pin_reason = -math.inf, None
+                c.force_send = True
+            elif c.active:
                 c.force_send = True

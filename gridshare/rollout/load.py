@@ -35,6 +35,8 @@ class LoadModel:
     """Families loaded by a phasor sum..."""
     phasor_matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=complex))
     """...and their (phasor families, connectors) complex coefficients."""
+    lines: Mapping[str, tuple[Line, ...]] = field(default_factory=dict)
+    """Connector → the lines it is counted on (its wiring unless told fewer)."""
 
     @classmethod
     def build(cls, site: Site, lines: Mapping[str, tuple[Line, ...]] | None = None) -> LoadModel:
@@ -68,7 +70,20 @@ class LoadModel:
         for cid, info in site.connectors.items():
             for key, c in families.phasors(info, lines.get(cid) or info.lines):
                 exact[position[index[key]], column[cid]] += c
-        return cls(tuple(keys), members, matrix, column, rows, exact)
+        used = {cid: lines.get(cid) or info.lines for cid, info in site.connectors.items()}
+        return cls(tuple(keys), members, matrix, column, rows, exact, used)
+
+    def widened(
+        self, site: Site, wider: Mapping[str, tuple[Line, ...]], cap: np.ndarray
+    ) -> tuple[LoadModel, np.ndarray]:
+        """The model with some connectors counted on more lines, and ``cap`` (this
+        model's capacity) in its family order. Every model of a site has the same
+        families, in the order connectors first load them."""
+        if not wider:
+            return self, cap
+        model = LoadModel.build(site, {**self.lines, **wider})
+        row = {key: f for f, key in enumerate(self.keys)}
+        return model, cap[[row[key] for key in model.keys]]
 
     def capacity(self, site: Site, capacity: Capacity, grid: TimeGrid) -> np.ndarray:
         """(families, slots) upper bounds; ``inf`` where there is no limit."""

@@ -20,6 +20,7 @@ from gridshare.rollout.steps import Hysteresis, RolloutSteps, plan_rollout, rais
 from ocpp_adapter.events import ChargingLimitSpec, CommandOutcome, CommandResult
 from ocpp_adapter.ports import LimitCommands
 from optimizer.problem import TimeGrid
+from optimizer.site import Line
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ async def run_rollout(
         report,
         build,
         build_default,
+        model.lines,
         pin_s=pin_s,
         clock=clock,
         on_sending=on_sending,
@@ -114,9 +116,11 @@ async def run_rollout(
     report.lowered = sum(lowered)
 
     # raisings: each checked against the worst case *now* (answers and new
-    # arrivals included) plus the raisings already admitted before it
+    # arrivals included) plus the raisings already admitted before it, a
+    # profile not yet replaced on the lines it was sent for
     raise_cap = cap if live_cap is None else np.minimum(cap, live_cap())
-    headroom = _Headroom.now(book, grid, model, raise_cap)
+    wide_model, wide_cap = model.widened(book.site, book.wider_lines(model.lines), raise_cap)
+    headroom = _Headroom.now(book, grid, wide_model, wide_cap)
     # restoring a fallback first: the plan reserved it
     default_batch = headroom.admit_defaults(book, report, default_high)
     batch = headroom.admit_raisings(book, report, steps.raisings)
@@ -141,10 +145,28 @@ def _plan_steps(
     force = frozenset(
         cid for cid in active_targets if book.get(cid).force_send or book.get(cid).accepted is None
     )
+    # a car now counted on fewer lines than its profile in force limits: that
+    # profile goes again for the fewer lines first (at most as high), a lowering
+    # on the lines it leaves
+    wide = frozenset(book.wider_lines(model.lines)).intersection(active_targets)
     profiles = {cid: book.worst(cid, grid, fallback=False) for cid in active_targets}
-    return plan_rollout(
+    steps = plan_rollout(
         grid, book.worst_all(grid), active_targets, model, cap, hysteresis, force, profiles
     )
+    again = {
+        cid: np.minimum(profiles[cid], np.round(np.asarray(active_targets[cid], dtype=float), 1))
+        for cid in wide
+        if cid not in steps.lowerings
+    }
+    if not again:
+        return steps
+    unchanged = tuple(cid for cid in steps.unchanged if cid not in again)
+    raisings = {
+        cid: v
+        for cid, v in steps.raisings.items()
+        if cid not in again or np.any(v > again[cid] + EPS)
+    }
+    return RolloutSteps({**steps.lowerings, **again}, raisings, unchanged)
 
 
 def _default_changes(
@@ -173,6 +195,8 @@ class _Sender:
     report: RolloutReport
     build: SpecBuilder
     build_default: DefaultBuilder | None
+    lines: Mapping[str, tuple[Line, ...]]
+    """Connector → the lines the rollout counts it on (its profiles limit)."""
     pin_s: float
     clock: Callable[[], float]
     on_sending: Sending | None
@@ -211,12 +235,12 @@ class _Sender:
         if self.on_sending is not None:
             self.on_sending([(cid, sid, spec) for cid, sid, spec, _ in built])
         for cid, _, _, sched in built:
-            book.sending(cid, sched)
+            book.sending(cid, sched, self.lines.get(cid))
         results = await asyncio.gather(*(self.call(sid, spec) for _, sid, spec, _ in built))
         now = self.clock()
         ok = 0
         for (cid, sid, spec, sched), result in zip(built, results, strict=True):
-            book.answered(cid, sched, result, now, pin_s=self.pin_s)
+            book.answered(cid, sched, result, now, pin_s=self.pin_s, lines=self.lines.get(cid))
             _log_refusal(cid, sid, spec, result)
             if result.outcome is CommandOutcome.ACCEPTED:
                 ok += 1
