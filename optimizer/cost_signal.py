@@ -24,8 +24,8 @@ class PeakCharge:
     """The period's peak so far (from the meters): only a rise above it costs."""
     interval_minutes: int = 15
     elapsed_kwh: float = 0.0
-    """Energy the chargers drew in the interval in force before now (metered;
-    the building's share there is its forecast)."""
+    """Energy the connection imported in the interval in force before now
+    (metered): the rest of that interval's average is planned from now on."""
     reset_slot: int | None = None
     """First slot of the next billing period, if it starts within the grid:
     from there on the peak so far is 0 and a new rise is paid."""

@@ -133,7 +133,8 @@ def _row_rest(
     problem: PlanningProblem, rows: list[tuple[int, int, bool]], rest: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row: the rest's average kW (the worst interval of a period) and the
-    row's hours."""
+    row's hours. The interval in force counts what was metered in it before
+    now (``elapsed_kwh``) and the rest from now on."""
     grid = problem.grid
     m = grid.slot_minutes
     peak = problem.costs.peak if problem.costs is not None else None
@@ -141,21 +142,24 @@ def _row_rest(
     base = np.zeros(len(rows))
     hours = np.zeros(len(rows))
     lead = (grid.epoch_slot() * m) % n  # minutes of the first interval before the grid
+    since = min(max((problem.now - grid.start).total_seconds() / 60.0, 0.0), m)
     for r, (f, ln, interval) in enumerate(rows):
         part = rest[f : f + ln]
-        metered = elapsed if f == 0 else 0.0
         if interval:
-            before = lead if f == 0 else 0  # the building there: as in the first slot
-            h = (ln * m + before) / 60.0
-            base[r] = (float(part.sum()) * m + float(part[0]) * before) / 60.0 / h
-            base[r] += metered / h
-            hours[r] = h
-        else:
-            per = max(n // m, 1)
-            if per > 1 and ln % per == 0:
-                part = part.reshape(-1, per).mean(axis=1)
-            base[r] = float(part.max()) + metered / (n / 60.0)
-            hours[r] = n / 60.0
+            h = (ln * m + (lead if f == 0 else 0)) / 60.0
+            kwh = float(part.sum()) * m / 60.0
+            if f == 0:  # before now: metered
+                kwh += elapsed - float(part[0]) * since / 60.0
+            base[r], hours[r] = kwh / h, h
+            continue
+        per = max(n // m, 1)
+        if per > 1 and ln % per == 0:
+            part = part.reshape(-1, per).mean(axis=1)
+        base[r] = float(part.max())
+        if f == 0:  # the first interval: metered until now, the rest after
+            left = max(n - since, 0.0)
+            base[r] = max(base[r], (elapsed + float(rest[0]) * left / 60.0) / (n / 60.0))
+        hours[r] = n / 60.0
     return base, hours
 
 
