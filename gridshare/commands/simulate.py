@@ -32,6 +32,16 @@ the readings so far and the building-load forecaster, with ``--holidays``'
 public holidays), the offline optimum knows it. Adds, per strategy,
 ``connection_overload_minutes`` and ``peak_connection_a``.
 
+What the site pays and emits: ``--tariff`` (a TOML file with a ``[tariff]``
+table, default the site file's) and ``--carbon`` (``time,moer,f1..fN`` files,
+default the ``[carbon]`` table's) add, per strategy, ``energy_cost``,
+``peak_kw``, ``peak_charge``, ``total_cost`` (energy + peak) and ``carbon_kg``:
+each strategy's realised import (cars + the building's real load) billed with
+the same tariff and the real marginal rate; ``gridshare`` plans with them
+(the carbon forecast published by each step, the peak so far from what was
+drawn), ``gridshare-energy-only`` without them, ``offline-optimal`` with the
+same objective and the real rates (see `gridshare.simulation.costs`).
+
 Hosting capacity: ``--add-chargers`` runs the site again with that many more
 chargers below ``--add-under`` (default: the transformer ``--capacity-kw``
 scales), copies of the chargers already there, whose drivers come on real days
@@ -61,10 +71,11 @@ from gridshare.commands.options import (
     output_folder,
     positive,
 )
-from gridshare.config import ConfigError, load_config
+from gridshare.config import ConfigError, load_config, load_cost_tables
 from gridshare.csvio import InputError, read_site_load
 from gridshare.logs import configure_logging
-from gridshare.simulation import STRATEGIES, CarModel, run_strategies
+from gridshare.simulation import COST_STRATEGIES, STRATEGIES, CarModel, run_strategies
+from gridshare.simulation.costs import SimCosts, cost_table, sim_costs
 from gridshare.simulation.acn import default_capacity_group
 from gridshare.simulation.capacity import CapacityFileError, read_capacity_csv
 from gridshare.simulation.engine import RunResult
@@ -120,10 +131,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strategy",
         action=ListOption,
-        choices=STRATEGIES,
-        default=list(STRATEGIES),
+        choices=STRATEGIES + COST_STRATEGIES,
         metavar="NAME",
-        help=f"strategies to compare, of {', '.join(STRATEGIES)}",
+        help=f"strategies to compare, of {', '.join(STRATEGIES + COST_STRATEGIES)} "
+        "(default: all; the last only with a tariff or carbon signal)",
+    )
+    p.add_argument("--tariff", type=Path, help="TOML file with a [tariff] table")
+    p.add_argument(
+        "--carbon",
+        type=Path,
+        action=ListOption,
+        metavar="FILE",
+        help="marginal emission rates with forecasts (time,moer,f1..fN; .gz too)",
     )
     p.add_argument(
         "--from",
@@ -207,7 +226,12 @@ def main(argv: list[str]) -> int:
             group = args.capacity_group or default_capacity_group(site)
             if group not in site.group_by_id or site.group_by_id[group].limit_kw is None:
                 raise ConfigError(f"{args.site}: group {group!r} has no limit_kw to scale")
+        costs = _costs(args, config)
+        if args.strategy is None:
+            args.strategy = list(STRATEGIES) + (list(COST_STRATEGIES) if costs else [])
         under = None
+        if costs is not None and args.add_chargers:
+            raise HostingError("--tariff and --carbon do not go with --add-chargers")
         if args.add_chargers:
             under = args.add_under or group or default_capacity_group(site)
         elif args.add_under:
@@ -239,6 +263,8 @@ def main(argv: list[str]) -> int:
         "informed": args.informed,
         "site_load": site_load,
     }
+    if costs is not None:
+        setting["costs"] = costs
     configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         runs, run_keys, studies = _all_runs(site, sessions, args, under, setting)
@@ -259,15 +285,36 @@ def main(argv: list[str]) -> int:
         meta.update({"added_under": under, "seed": args.seed})
     if site_load is not None:
         meta.update({"site_load": str(args.site_load), "site_load_view": args.site_load_view})
+    if costs is not None:
+        meta.update({"tariff": str(args.tariff or args.site), "carbon": [str(c) for c in args.carbon or []]})
     report = build_report(runs, site.site.timezone, meta, run_keys=run_keys)
     write_report(report, args.out)
     if args.plot:
         plot_report(report, args.plot, ACN_CREDIT if is_acn(args.sessions) else None)
     log.info("report written to %s%s", args.out, f", plot to {args.plot}" if args.plot else "")
     print(table(report))
+    if costs is not None:
+        print(cost_table(report))
     if under is not None:
         _print_fits(studies, args.strategy, args.min_served_pct, under)
     return 0
+
+
+def _costs(args: argparse.Namespace, config: Any) -> SimCosts | None:
+    """The tariff and carbon signal of the command line, else the site file's."""
+    tariff, carbon = config.tariff, config.carbon
+    folder = args.site.parent
+    if args.tariff is not None:
+        tables = load_cost_tables(args.tariff)
+        tariff, carbon = tables.tariff, tables.carbon or carbon
+        folder = args.tariff.parent
+        if tariff is None:
+            raise ConfigError(f"{args.tariff}: no [tariff] table")
+    carbon_files = list(args.carbon) if args.carbon else None
+    if carbon_files is None and carbon is not None:
+        carbon_files = [p if p.is_absolute() else folder / p for p in carbon.csv]
+        args.carbon = carbon_files
+    return sim_costs(tariff, carbon_files, config.site.site.timezone, folder)
 
 
 def _site_load(args: argparse.Namespace, site: Site) -> SiteLoadSetting | None:

@@ -31,6 +31,7 @@ import numpy as np
 
 from forecasts.demand import DemandDefaults, RateLearner, RateSettings
 from gridshare.simulation.capacity import SiteLimits
+from gridshare.simulation.costs import SimCosts
 from gridshare.simulation.progress import DayDone, Days
 from gridshare.simulation.sessions import SimSession
 from gridshare.simulation.site_load import SiteLoadSetting
@@ -159,8 +160,11 @@ class Simulation:
         rates: RateSettings | None = None,
         meter_interval_s: float = 10.0,
         site_load: SiteLoadSetting | None = None,
+        costs: SimCosts | None = None,
     ) -> None:
         self.site = site
+        self.costs = costs
+        """The tariff and carbon signal (`gridshare.simulation.costs`), if any."""
         self.sessions = tuple(sorted(sessions, key=lambda s: (s.arrival, s.session_id)))
         if not self.sessions:
             raise ValueError("no sessions to simulate")
@@ -363,6 +367,8 @@ class Simulation:
             result.offer_violations += int(
                 np.count_nonzero(self.limits.load(coef, offers) > bounds + LIMIT_TOLERANCE)
             )
+            if (observe := getattr(strategy, "observe", None)) is not None:
+                observe(k, float(power[k]))  # what the meters showed (the peak so far)
             if on_step is not None:
                 on_step(k)
             k += 1

@@ -48,6 +48,11 @@ class PeakTracker:
             self._roll(at)
         self.last = (at, float(import_kw))
 
+    def hold(self, t0: datetime, t1: datetime, kw: float) -> None:
+        """``kw`` imported over [t0, t1) (a simulator's step; samples: `observe`)."""
+        self._add(t0, t1, kw)
+        self.last = None
+
     def _add(self, t0: datetime, t1: datetime, kw: float) -> None:
         """``kw`` held over [t0, t1), split at interval boundaries."""
         while t0 < t1:
