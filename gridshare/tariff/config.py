@@ -76,7 +76,7 @@ class TariffConfig(_Strict):
     def _in_order(cls, v: list[PriceStep]) -> list[PriceStep]:
         times = [s.minutes for s in v]
         if times != sorted(set(times)):
-            raise ValueError("energy_prices: the steps' times must increase (each once)")
+            raise ValueError("energy_prices must be in increasing order of time, each time once")
         return v
 
     @model_validator(mode="after")
