@@ -138,7 +138,9 @@ def _rows(path: Path) -> tuple[list[datetime], list[list[float]], int]:
                 raise CarbonFileError(f"{path}:1: forecast columns must be f1..f{n} in order")
             for line, row in enumerate(reader, start=2):
                 if len(row) != len(header):
-                    raise CarbonFileError(f"{path}:{line}: {len(row)} cells, expected {len(header)}")
+                    raise CarbonFileError(
+                        f"{path}:{line}: {len(row)} cells, expected {len(header)}"
+                    )
                 times.append(_time(row[0], f"{path}:{line}"))
                 values.append(_floats(row[1:], f"{path}:{line}"))
     except (gzip.BadGzipFile, EOFError, UnicodeDecodeError) as e:

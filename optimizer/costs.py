@@ -113,10 +113,12 @@ def _rows_of_periods(
     epoch_min = grid.epoch_slot() * m
     row_of = np.zeros(len(layout.period_first), dtype=np.int64)
     rows: list[tuple[int, int, bool]] = []
-    key_prev: object = None
-    for p, (f, ln) in enumerate(zip(layout.period_first.tolist(), layout.period_len.tolist())):
+    key_prev: tuple[str, int] | None = None
+    for p, (f, ln) in enumerate(
+        zip(layout.period_first.tolist(), layout.period_len.tolist(), strict=True)
+    ):
         if ln * m >= n:
-            key: object = ("p", p)
+            key = ("p", p)
         else:
             key = ("i", (epoch_min + f * m) // n)
         if key != key_prev:
@@ -179,9 +181,7 @@ def peak_term(
     x_row = row_of[layout.x_period]
     coef = np.minimum(kw, layout.x_kwh / hours[x_row])
     first = np.array([f for f, _, _ in rows])
-    new_period = (
-        first >= pk.reset_slot if pk.reset_slot is not None else np.zeros(len(rows), bool)
-    )
+    new_period = first >= pk.reset_slot if pk.reset_slot is not None else np.zeros(len(rows), bool)
     so_far = np.where(new_period, 0.0, pk.so_far_kw)
     used = np.zeros(len(rows), dtype=bool)
     used[x_row] = True

@@ -75,9 +75,9 @@ from gridshare.config import ConfigError, load_config, load_cost_tables
 from gridshare.csvio import InputError, read_site_load
 from gridshare.logs import configure_logging
 from gridshare.simulation import COST_STRATEGIES, STRATEGIES, CarModel, run_strategies
-from gridshare.simulation.costs import SimCosts, cost_table, sim_costs
 from gridshare.simulation.acn import default_capacity_group
 from gridshare.simulation.capacity import CapacityFileError, read_capacity_csv
+from gridshare.simulation.costs import SimCosts, cost_table, sim_costs
 from gridshare.simulation.engine import RunResult
 from gridshare.simulation.hosting import (
     HostingError,
@@ -286,7 +286,9 @@ def main(argv: list[str]) -> int:
     if site_load is not None:
         meta.update({"site_load": str(args.site_load), "site_load_view": args.site_load_view})
     if costs is not None:
-        meta.update({"tariff": str(args.tariff or args.site), "carbon": [str(c) for c in args.carbon or []]})
+        meta.update(
+            {"tariff": str(args.tariff or args.site), "carbon": [str(c) for c in args.carbon or []]}
+        )
     report = build_report(runs, site.site.timezone, meta, run_keys=run_keys)
     write_report(report, args.out)
     if args.plot:

@@ -206,7 +206,9 @@ def _offline_peak_rows(
     starts = [t0 + timedelta(minutes=int(i) * n) for i in range(len(rest))]
     periods = [tariff.period_start(t) for t in starts]
     order = sorted(set(periods))
-    rise = lp.add_cols(len(order), cost=np.full(len(order), scale * tariff.config.peak_price_per_kw))
+    rise = lp.add_cols(
+        len(order), cost=np.full(len(order), scale * tariff.config.peak_price_per_kw)
+    )
     which = np.array([order.index(p) for p in periods])
     so_far = np.array([peaks.peaks.get(p, 0.0) for p in periods])
     rows = lp.add_rows(np.full(len(rest), -np.inf), so_far - rest)
@@ -237,16 +239,24 @@ def sim_costs(
 
 def cost_table(report: dict[str, Any]) -> str:
     """Markdown: per run and strategy, what the site pays and emits."""
-    keys = [k for k in COST_KEYS if any(k in f for r in report["runs"] for f in r["strategies"].values())]
+    keys = [
+        k
+        for k in COST_KEYS
+        if any(k in f for r in report["runs"] for f in r["strategies"].values())
+    ]
     lines = [
-        "| capacity kW | strategy | delivered % | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
+        "| capacity kW | strategy | delivered % | "
+        + " | ".join(k.replace("_", " ") for k in keys)
+        + " |",
         "|" + " --- |" * (3 + len(keys)),
     ]
     for run in report["runs"]:
         cap = "site" if run["capacity_kw"] is None else f"{run['capacity_kw']:g}"
         for name, f in run["strategies"].items():
             cells = ["" if f.get(k) is None else f"{f[k]:,.2f}" for k in keys]
-            lines.append(f"| {cap} | {name} | {f['delivered_pct']:.2f} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {cap} | {name} | {f['delivered_pct']:.2f} | " + " | ".join(cells) + " |"
+            )
     caption = (
         "Each strategy's import (cars and the building) billed with the same tariff: "
         "total cost = energy + peak charge (the billing periods' highest interval "

@@ -318,7 +318,9 @@ def _column_steps(
     sim: Simulation, members: list[int], lens: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(column, step, session) of every current of a busy period's LP."""
-    steps = [int(sim.arrive_step[i]) + np.arange(int(n)) for i, n in zip(members, lens, strict=True)]
+    steps = [
+        int(sim.arrive_step[i]) + np.arange(int(n)) for i, n in zip(members, lens, strict=True)
+    ]
     sess = np.repeat(np.array(members, dtype=np.int64), lens)
     return np.arange(int(lens.sum())), np.concatenate(steps), sess
 
@@ -590,6 +592,4 @@ def make_strategy(name: str, sim: Simulation) -> object:
         return SortedStrategy("llf", _llf)
     if name == "offline-optimal":
         return OfflineSchedule(sim)
-    raise ValueError(
-        f"unknown strategy {name!r}; one of {', '.join(STRATEGIES + COST_STRATEGIES)}"
-    )
+    raise ValueError(f"unknown strategy {name!r}; one of {', '.join(STRATEGIES + COST_STRATEGIES)}")

@@ -6,7 +6,7 @@
 currency = "USD"
 energy_prices = [{ from = "00:00", price = 0.28 }, { from = "08:00", price = 0.15 },
                  { from = "16:00", price = 0.45 }, { from = "21:00", price = 0.28 }]
-energy_prices_csv = "day-ahead.csv"   # start,price rows: override the table from the first start to the last
+energy_prices_csv = "day-ahead.csv"   # start,price rows: over the table where they hold
 feed_in_price = 0.05          # per kWh exported
 peak_price_per_kw = 15.0      # per kW of the billing period's peak
 peak_interval_minutes = 15    # the peak: the highest average import over such an interval
@@ -44,7 +44,7 @@ class PriceStep(_Strict):
     @classmethod
     def _clock(cls, v: str) -> str:
         if not _HHMM.match(v):
-            raise ValueError(f"from = {v!r}: expected a time of day as HH:MM (e.g. \"08:00\")")
+            raise ValueError(f'from = {v!r}: expected a time of day as HH:MM (e.g. "08:00")')
         return v
 
     @property
@@ -81,9 +81,9 @@ class TariffConfig(_Strict):
 
     @model_validator(mode="after")
     def _some_price(self) -> TariffConfig:
-        if not self.energy_prices and self.energy_prices_csv is None:
-            if self.peak_price_per_kw == 0 and self.carbon_price_per_kg == 0:
-                raise ValueError("a tariff needs energy_prices, energy_prices_csv or a peak price")
+        priced = self.peak_price_per_kw > 0 or self.carbon_price_per_kg > 0
+        if not self.energy_prices and self.energy_prices_csv is None and not priced:
+            raise ValueError("a tariff needs energy_prices, energy_prices_csv or a peak price")
         return self
 
 

@@ -77,7 +77,10 @@ class PeakTracker:
     def _close(self) -> None:
         assert self.interval_start is not None
         avg = self.interval_kwh / (self.interval.total_seconds() / 3600.0)
-        if self.tariff.period_start(self.interval_start) == self.period_start and avg > self.peak_kw:
+        if (
+            self.tariff.period_start(self.interval_start) == self.period_start
+            and avg > self.peak_kw
+        ):
             self.peak_kw, self.peak_at = avg, self.interval_start
 
     def so_far(self, now: datetime) -> float:

@@ -99,7 +99,9 @@ class Tariff:
             if np.any(np.isnan(out)):  # only a CSV: hold its first or last price
                 out = np.where(
                     np.isnan(out),
-                    np.where(stamps < self.rows.starts[0], self.rows.prices[0], self.rows.prices[-1]),
+                    np.where(
+                        stamps < self.rows.starts[0], self.rows.prices[0], self.rows.prices[-1]
+                    ),
                     out,
                 )
         return out

@@ -11,12 +11,12 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from optimizer import Capacity, SessionDemand, solve
+from optimizer import SessionDemand, solve
 from optimizer.cost_signal import CostSignal, PeakCharge
 from optimizer.highs_backend import solve_arrays
 from optimizer.prepare import prepare
 from optimizer.problem import PlanningProblem
-from optimizer.site import LINES
+from optimizer.site import LINES, Site
 from tests.optimizer.sites import NOW, site_from
 from tests.optimizer.sites import problem as any_problem
 
@@ -25,7 +25,7 @@ AT = NOW.replace(minute=0)  # on a slot's start: a slot's power is its interval'
 VOLT = 230.0
 
 
-def site(limit_a: float = 200.0, slot_minutes: int = 15):
+def site(limit_a: float = 200.0, slot_minutes: int = 15) -> Site:
     cons = [{"id": 1, "max_current_a": 32.0, "min_current_a": 6.0, "phases": ["L1", "L2", "L3"]}]
     chargers = [{"id": f"C{i}", "group": "g", "connectors": cons} for i in (1, 2)]
     return site_from([{"id": "g", "limit_a": limit_a}], chargers, slot_minutes=slot_minutes)
@@ -36,7 +36,7 @@ def cars(kwh: float = 30.0, hours: float = 6.0) -> list[SessionDemand]:
     return [SessionDemand(f"s{i}", f"C{i}/1", AT, end, kwh) for i in (1, 2)]
 
 
-def problem(site, sessions):  # type: ignore[no-untyped-def]
+def problem(site: Site, sessions: list[SessionDemand]) -> PlanningProblem:
     return any_problem(site, sessions, now=AT)
 
 
@@ -186,4 +186,3 @@ def test_bad_signals_are_refused() -> None:
         replace(p, costs=CostSignal(energy_price=np.zeros(3)))
     with pytest.raises(Exception, match="interval"):
         PeakCharge(1.0, interval_minutes=7)
-    assert Capacity  # the module's own names

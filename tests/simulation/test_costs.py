@@ -19,9 +19,11 @@ from gridshare.tariff.config import TariffConfig
 from gridshare.tariff.tariff import Tariff
 from tests.simulation.helpers import ROOT, T0, session, tiny_site
 
-TARIFF = TariffConfig(
-    energy_prices=[{"from": "00:00", "price": 0.3}, {"from": "09:00", "price": 0.1}],
-    peak_price_per_kw=15.0,
+TARIFF = TariffConfig.model_validate(
+    {
+        "energy_prices": [{"from": "00:00", "price": 0.3}, {"from": "09:00", "price": 0.1}],
+        "peak_price_per_kw": 15.0,
+    }
 )
 
 

@@ -23,9 +23,7 @@ N = 36
 
 def write(path: Path, rows: list[tuple[datetime, float, list[float]]], gz: bool = False) -> Path:
     head = "time,moer," + ",".join(f"f{k}" for k in range(1, N + 1))
-    lines = [head] + [
-        ",".join([t.isoformat(), f"{m}", *(f"{v}" for v in f)]) for t, m, f in rows
-    ]
+    lines = [head] + [",".join([t.isoformat(), f"{m}", *(f"{v}" for v in f)]) for t, m, f in rows]
     text = "\n".join(lines) + "\n"
     if gz:
         path.write_bytes(gzip.compress(text.encode()))

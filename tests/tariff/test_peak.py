@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from gridshare.tariff.bill import bill
@@ -66,6 +67,6 @@ def test_the_bill_charges_each_period_s_peak_once() -> None:
     n = 12 * 48  # two days: May 30/31 local, then June 1
     kw = [10.0] * n
     kw[3] = 40.0  # one spike in May: its interval averages 20
-    b = bill(t, start, step, kw)
+    b = bill(t, start, step, np.array(kw))
     assert b.peak_kw == pytest.approx(20.0)
     assert b.peak_charge == pytest.approx(15.0 * (20.0 + 10.0))  # May, then June
