@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +29,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from plan_speed import NOW, flat_site, median_ms, problem_for  # noqa: E402
+from plan_speed import NOW, flat_site, median_ms, problem_for
 
-from gridshare.commands.options import ListOption  # noqa: E402
-from optimizer import HighsPlanner, PlanningProblem, SessionDemand, solve  # noqa: E402
-from optimizer.cost_signal import CostSignal, PeakCharge  # noqa: E402
-from optimizer.highs_backend import solve_arrays  # noqa: E402
-from optimizer.prepare import prepare  # noqa: E402
-from optimizer.site import LINES  # noqa: E402
+from gridshare.commands.options import ListOption
+from optimizer import HighsPlanner, PlanningProblem, SessionDemand, solve
+from optimizer.cost_signal import CostSignal, PeakCharge
+from optimizer.highs_backend import solve_arrays
+from optimizer.prepare import prepare
+from optimizer.site import LINES
 
 
 def with_costs(prob: PlanningProblem) -> PlanningProblem:
@@ -64,8 +65,8 @@ def bench(n: int, repeat: int) -> dict[str, object]:
     row: dict[str, object] = {"connectors": n}
     for label, prob in (("terms", priced), ("no terms", plain)):
         lp = prepare(prob)
-        ref = median_ms(lambda lp=lp: solve_arrays(lp), repeat)
-        full = median_ms(lambda prob=prob: solve(prob), repeat)
+        ref = median_ms(partial(solve_arrays, lp), repeat)
+        full = median_ms(partial(solve, prob), repeat)
         row[f"{label} columns"] = lp.n_col
         row[f"{label} reference_ms"] = ref
         row[f"{label} solve_ms"] = full

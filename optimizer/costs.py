@@ -117,10 +117,7 @@ def _rows_of_periods(
     for p, (f, ln) in enumerate(
         zip(layout.period_first.tolist(), layout.period_len.tolist(), strict=True)
     ):
-        if ln * m >= n:
-            key = ("p", p)
-        else:
-            key = ("i", (epoch_min + f * m) // n)
+        key = ("p", p) if ln * m >= n else ("i", (epoch_min + f * m) // n)
         if key != key_prev:
             rows.append((f, ln, key[0] == "i"))
             key_prev = key
