@@ -59,7 +59,7 @@ from gridshare.operator import LiveFeed, OperatorParts, ServiceBackend
 from gridshare.retention import limit_heap_arenas, run_retention
 from gridshare.site.compliance import ComplianceSettings
 from gridshare.store import Store, open_store
-from gridshare.tariff.live import SiteCosts, metered_non_ev_kw, site_costs
+from gridshare.tariff.live import SiteCosts, book_optimum, metered_non_ev_kw, site_costs
 from ocpp_adapter.events import (
     DomainEvent,
 )
@@ -317,6 +317,7 @@ class Service:
             self.costs = site_costs(self.config, store, self.clock, self.metrics.registry)
             if self.costs is not None:
                 controller.problems.costs = self.costs.signal
+                self.costs.optimum = book_optimum(book, self.config.site)
                 if self.meters is not None:
                     self.costs.non_ev_kw = metered_non_ev_kw(self.meters.building, self.config.site)
             live = LiveFeed(controller, store, self.metrics, self.clock)

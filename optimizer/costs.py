@@ -48,8 +48,10 @@ sharing of unmet energy, and far above the charge-early tie-break."""
 PEAK_SHARE = 0.1
 """At most this share of an unmet kWh's cost for the peak a kWh could raise
 within one interval (the most a rise can cost per kWh it enables)."""
-OPTIMUM_WEIGHT = 0.01
-"""Objective cost per kWh of deviation from an OPTIMUM target (below money)."""
+OPTIMUM_WEIGHT = 0.06
+"""Objective cost per kWh of deviation from an OPTIMUM target: above the
+charge-early tie-break (at most `optimizer.prepare.EARLY_WEIGHT` = 0.05 a kWh),
+below a price difference of more than 60 % of the dearest kWh."""
 PEAK_BLOCK = "peak"
 OPTIMUM_BLOCK = "optimum"
 

@@ -6,7 +6,9 @@ root group where the site's meters know it (a connection meter's reading less
 the chargers, or its load and generation meters; `gridshare.meters`). The
 peak so far (`PeakTracker`) is written to the store whenever it rises or a
 new period begins, and read back on a restart. `/api/tariff` shows it, and
-``gridshare_peak_so_far_kw`` on /metrics."""
+``gridshare_peak_so_far_kw`` on /metrics. An OPTIMUM forecast of the DSO for
+the connection (the root group) is a soft target of the plan (`oscp.optimum`,
+`optimizer.costs.optimum_term`)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ from datetime import datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
+import numpy as np
 from fastapi import APIRouter
 from prometheus_client import CollectorRegistry, Gauge
 
+from forecasts.capacity_book import CapacityBook
 from forecasts.carbon import STEP, CarbonSignal, read_carbon
+from forecasts.model import ForecastType
 from gridshare.api.routes.common import READ_ERRORS, Reader
 from gridshare.store import Store, StoreError
 from gridshare.tariff import TariffError
@@ -30,6 +35,7 @@ from ocpp_adapter.events import DomainEvent, MeterReading, SessionEnded
 from optimizer import TimeGrid
 from optimizer.cost_signal import CostSignal
 from optimizer.site import Site
+from oscp.optimum import optimum_kw
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,8 @@ class SiteCosts:
         """Connector → its latest power (kW), from its own meter values."""
         self.non_ev_kw: Callable[[datetime], float] = lambda _now: 0.0
         """The root group's non-EV load now (the meters plug in here)."""
+        self.optimum: Callable[[TimeGrid], np.ndarray | None] = lambda _grid: None
+        """The DSO's OPTIMUM for the connection per slot (`book_optimum`)."""
         self._saved: tuple[object, float] | None = None
         self.gauge = _gauge(registry) if registry is not None and tariff is not None else None
         if self.gauge is not None and self.tracker is not None:
@@ -93,9 +101,14 @@ class SiteCosts:
 
     def signal(self, grid: TimeGrid, now: datetime) -> CostSignal | None:
         """What the planner is told at ``now`` (`ProblemBuilder.costs`)."""
-        inputs = SignalInputs()
+        optimum = self.optimum(grid)
+        if optimum is not None and not np.any(np.isfinite(optimum)):
+            optimum = None
+        inputs = SignalInputs(optimum_kw=optimum)
         if self.tracker is not None:
-            inputs = SignalInputs(self.tracker.so_far(now), self.tracker.elapsed_kwh(now))
+            inputs = SignalInputs(
+                self.tracker.so_far(now), self.tracker.elapsed_kwh(now), optimum_kw=optimum
+            )
         return cost_signal(self.tariff, self.carbon, grid, now, inputs)
 
     def view(self, now: datetime) -> dict[str, Any]:
@@ -185,3 +198,20 @@ def site_costs(
         except ValueError as e:
             raise TariffError(str(e)) from None
     return SiteCosts(config.site, tariff, carbon, store, clock, registry)
+
+
+def book_optimum(book: CapacityBook, site: Site) -> Callable[[TimeGrid], np.ndarray | None]:
+    """The OPTIMUM forecast the DSO sent for the connection (the root group's
+    ``oscp_group_id``), per slot of a grid; None without one."""
+    group = site.root.oscp_group_id
+
+    def per_slot(grid: TimeGrid) -> np.ndarray | None:
+        if group is None:
+            return None
+        pieces = book.window(group, ForecastType.OPTIMUM, grid.start, grid.end)
+        if not pieces:
+            return None
+        blocks = [p.block for p in pieces]
+        return optimum_kw(blocks, grid.start, grid.step, grid.slots, site.site.voltage_v)
+
+    return per_slot

@@ -186,3 +186,16 @@ def test_bad_signals_are_refused() -> None:
         replace(p, costs=CostSignal(energy_price=np.zeros(3)))
     with pytest.raises(Exception, match="interval"):
         PeakCharge(1.0, interval_minutes=7)
+
+
+def test_an_optimum_pulls_the_plan_towards_it() -> None:
+    """Without a target the car charges early; with the DSO's optimum later on,
+    there (a soft target: the energy is the same)."""
+    p = problem(site(), cars(kwh=5.0))
+    target = np.full(p.grid.slots, np.nan)
+    target[8:12] = 10.0
+    free = solve(with_costs(p, CostSignal()))
+    pulled = solve(with_costs(p, CostSignal(optimum_kw=target)))
+    assert free.power_kw[:, 8:12].sum() < 1.0
+    assert pulled.power_kw[:, 8:12].sum() * p.grid.slot_hours == pytest.approx(10.0, rel=0.02)
+    assert sum(pulled.energy_kwh.values()) == pytest.approx(sum(free.energy_kwh.values()))
