@@ -305,16 +305,18 @@ def main(argv: list[str]) -> int:
 def _costs(args: argparse.Namespace, config: Any) -> SimCosts | None:
     """The tariff and carbon signal of the command line, else the site file's."""
     tariff, carbon = config.tariff, config.carbon
-    folder = args.site.parent
+    folder = carbon_folder = args.site.parent
     if args.tariff is not None:
         tables = load_cost_tables(args.tariff)
-        tariff, carbon = tables.tariff, tables.carbon or carbon
         folder = args.tariff.parent
+        tariff = tables.tariff
+        if tables.carbon is not None:
+            carbon, carbon_folder = tables.carbon, folder
         if tariff is None:
             raise ConfigError(f"{args.tariff}: no [tariff] table")
     carbon_files = list(args.carbon) if args.carbon else None
     if carbon_files is None and carbon is not None:
-        carbon_files = [p if p.is_absolute() else folder / p for p in carbon.csv]
+        carbon_files = [p if p.is_absolute() else carbon_folder / p for p in carbon.csv]
         args.carbon = carbon_files
     return sim_costs(tariff, carbon_files, config.site.site.timezone, folder)
 
