@@ -199,3 +199,16 @@ def test_an_optimum_pulls_the_plan_towards_it() -> None:
     assert free.power_kw[:, 8:12].sum() < 1.0
     assert pulled.power_kw[:, 8:12].sum() * p.grid.slot_hours == pytest.approx(10.0, rel=0.02)
     assert sum(pulled.energy_kwh.values()) == pytest.approx(sum(free.energy_kwh.values()))
+
+
+def test_both_backends_plan_the_same_costs() -> None:
+    slots = problem(site(), cars()).grid.slots
+    costs = CostSignal(
+        energy_price=np.linspace(0.4, 0.1, slots),
+        peak=PeakCharge(15.0, so_far_kw=base_kw() + 5.0),
+    )
+    p = with_costs(problem(site(), cars()), costs)
+    highs, pulp = solve(p), solve(p, backend="pulp")
+    assert highs.objective is not None and pulp.objective is not None
+    assert pulp.objective == pytest.approx(highs.objective, rel=1e-6, abs=1e-6)
+    assert float(import_kw(pulp, p)[0]) == pytest.approx(float(import_kw(highs, p)[0]), abs=0.5)
