@@ -59,6 +59,7 @@ from gridshare.operator import LiveFeed, OperatorParts, ServiceBackend
 from gridshare.retention import limit_heap_arenas, run_retention
 from gridshare.site.compliance import ComplianceSettings
 from gridshare.store import Store, open_store
+from gridshare.tariff.fast_cap import within_planned_kw
 from gridshare.tariff.live import SiteCosts, book_optimum, metered_non_ev_kw, site_costs
 from ocpp_adapter.events import (
     DomainEvent,
@@ -318,6 +319,10 @@ class Service:
             if self.costs is not None:
                 controller.problems.costs = self.costs.signal
                 self.costs.optimum = book_optimum(book, self.config.site)
+                if self.costs.tariff is not None and self.costs.tariff.config.peak_price_per_kw > 0:
+                    controller.fast.trim = functools.partial(
+                        within_planned_kw, self.config.site, lambda: controller.plan
+                    )
                 if self.meters is not None:
                     self.costs.non_ev_kw = metered_non_ev_kw(self.meters.building, self.config.site)
             live = LiveFeed(controller, store, self.metrics, self.clock)
