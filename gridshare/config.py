@@ -4,7 +4,8 @@ Tables: ``[site]``, ``[[groups]]``, ``[[chargers]]`` (the `optimizer.Site`),
 ``[server]`` (ports, TLS, station passwords, database), ``[oscp]`` (the DSO's
 capacity providers), ``[[api.tokens]]`` (operator API tokens) and ``[defaults]``
 (estimates for sessions that state nothing), ``[controller]`` (re-planning and
-rollout), ``[in_force]`` (when a station counts as ignoring its profile).
+rollout), ``[in_force]`` (when a station counts as ignoring its profile),
+``[tariff]`` and ``[carbon]`` (what the site pays and emits: `gridshare.tariff`).
 
 The environment overrides the file in every table but the site's, read by
 pydantic-settings: ``GRIDSHARE_<TABLE>__<KEY>``, e.g.
@@ -54,6 +55,7 @@ from gridshare.retention import RetentionConfig
 from gridshare.site.charge_modes import ChargeModes, check_pv
 from gridshare.site.compliance import ComplianceSettings
 from gridshare.site.settings import ControllerSettings
+from gridshare.tariff.config import CarbonConfig, CostTables, TariffConfig
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
 from optimizer.site import Site, SiteValueError
 from oscp.config import OscpConfig, OscpProviderConfig
@@ -201,6 +203,8 @@ class GridshareConfig(_Strict):
     meters: tuple[MeterConfig, ...] = ()
     pv: PvConfig | None = None
     charge_modes: ChargeModes = Field(default_factory=ChargeModes)
+    tariff: TariffConfig | None = None
+    carbon: CarbonConfig | None = None
     path: Path | None = None
 
 
@@ -221,6 +225,8 @@ class _EnvironmentTables(BaseSettings):
     controller: ControllerConfig
     in_force: InForceConfig
     retention: RetentionConfig
+    tariff: TariffConfig
+    carbon: CarbonConfig
 
 
 _OWN_TABLES = tuple(_EnvironmentTables.model_fields)
@@ -501,6 +507,23 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> G
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: {e}") from None
     return parse_config(data, str(p), p, environ, text)
+
+
+def load_cost_tables(path: str | Path) -> CostTables:
+    """``[tariff]`` and ``[carbon]`` from a file of their own (``--tariff``,
+    ``--carbon`` of a TOML file); errors like the site file's."""
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{p}: not a TOML file ({e})") from None
+    try:
+        return CostTables.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, str(p), CostTables, data, _key_lines(text))) from None
 
 
 def database_url(config: GridshareConfig, override: str | None = None) -> str:

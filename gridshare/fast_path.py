@@ -63,6 +63,10 @@ class FastPath:
         self.runs = 0
         self.on_done: list[FastObserver] = []
         """Observers (benchmarks, metrics): called after each re-dispatch's rollout."""
+        self.trim: Callable[[Redispatch, Mapping[str, SteerableCar], TimeGrid], Redispatch] = (
+            lambda decided, _cars, _grid: decided
+        )
+        """A last say on the re-dispatch (a peak charge: `gridshare.tariff.fast_cap`)."""
 
     def planned(self, plan: Plan, fixed: Mapping[str, float]) -> None:
         """The envelope: the latest plan and the connectors it counted as fixed load."""
@@ -181,7 +185,8 @@ class FastPath:
         )
         worst = book.worst_all(grid)
         hyst = self.settings.min_change_a
-        return grid, model, cap, redispatch_slot(0, worst, reserve, cars, model, cap, hyst)
+        decided = redispatch_slot(0, worst, reserve, cars, model, cap, hyst)
+        return grid, model, cap, self.trim(decided, cars, grid)
 
     def lines(self) -> dict[str, tuple[Line, ...]]:
         """The lines each car loads, fewer than its connector's only where the

@@ -60,6 +60,8 @@ from gridshare.operator import LiveFeed, OperatorParts, ServiceBackend
 from gridshare.retention import limit_heap_arenas, run_retention
 from gridshare.site.compliance import ComplianceSettings
 from gridshare.store import Store, open_store
+from gridshare.tariff.fast_cap import within_planned_kw
+from gridshare.tariff.live import SiteCosts, book_optimum, metered_non_ev_kw, site_costs
 from ocpp_adapter.events import (
     DomainEvent,
 )
@@ -197,6 +199,8 @@ class Service:
         self.meter_metrics = MeterMetrics(self.metrics.registry) if config.meters else None
         self.meters: MeterHub | None = None
         """The site's meters and the building behind its connection (``[[meters]]``)."""
+        self.costs: SiteCosts | None = None
+        """The tariff, carbon signal and peak so far (``[tariff]``, ``[carbon]``)."""
         self.dso: DsoLink | None = None
         """The DSO link (OSCP), while the service runs."""
         self.operator: ServiceBackend | None = None
@@ -264,6 +268,8 @@ class Service:
         event = await self.controller.on_event(event)
         if self.meters is not None:
             self.meters.observe(event)
+        if self.costs is not None:
+            self.costs.observe(event)
         if self.operator is not None:
             self.operator.live.observe(event)
         if self.dso is not None:
@@ -311,6 +317,16 @@ class Service:
             )
             if self.meters is not None:
                 self.meters.attach(controller)
+            self.costs = site_costs(self.config, store, self.clock, self.metrics.registry)
+            if self.costs is not None:
+                controller.problems.costs = self.costs.signal
+                self.costs.optimum = book_optimum(book, self.config.site)
+                if self.costs.tariff is not None and self.costs.tariff.config.peak_price_per_kw > 0:
+                    controller.fast.trim = functools.partial(
+                        within_planned_kw, self.config.site, lambda: controller.plan
+                    )
+                if self.meters is not None:
+                    self.costs.non_ev_kw = metered_non_ev_kw(self.meters.building, self.config.site)
             live = LiveFeed(controller, store, self.metrics, self.clock)
             self.dso = dso = DsoLink(
                 self.config,
@@ -436,6 +452,8 @@ class Service:
         app.include_router(router, prefix=prefix)
         if self.meters is not None:
             app.include_router(meters_api.router(self.meters))
+        if self.costs is not None:
+            app.include_router(self.costs.router())
         try:
             await self.http.serve(app)
         except HttpServerError as e:

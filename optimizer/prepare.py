@@ -48,12 +48,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 
+from optimizer import costs, solar
 from optimizer import families as site_families
-from optimizer import solar
 from optimizer.families import KW, WEIGHTED, FamilyKey, PhasorRows, SiteFamilies
 from optimizer.problem import PlanningProblem, SessionDemand
 from optimizer.rows import (
@@ -379,6 +379,9 @@ def _x_cost(problem: PlanningProblem, periods: _Periods, x: _XColumns) -> np.nda
     mid = (periods.first + periods.length / 2.0) / problem.grid.slots  # when, 0..1
     prio = np.repeat([s.priority for s in problem.sessions], x.count)
     early = EARLY_WEIGHT * mid[x.period] * prio
+    if problem.costs is not None and (scale := costs.money_scale(problem, UNMET_WEIGHT)) > 0:
+        money = costs.per_kwh(problem, periods.first, periods.length) * scale
+        return x.kwh * (money[x.period] + 0.1 * early)
     if (p := problem.prices) is not None and np.ptp(p) > 0:
         rel = np.add.reduceat((p - p.min()) / np.ptp(p), periods.first) / periods.length
         return x.kwh * (PRICE_WEIGHT * rel[x.period] + 0.1 * early)
@@ -548,7 +551,11 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
 
 
 ExtraTerm = Callable[[PlanningProblem, BaseLayout], ExtraBlock | None]
-EXTRA_TERMS: tuple[ExtraTerm, ...] = (solar.minimum_term,)
+EXTRA_TERMS: tuple[ExtraTerm, ...] = (
+    solar.minimum_term,
+    partial(costs.peak_term, unmet_weight=UNMET_WEIGHT),
+    costs.optimum_term,
+)
 """The planning terms that add columns of their own after the base LP, in order
 (each sees the columns and rows of those before it)."""
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from optimizer.cost_signal import CostSignal
 from optimizer.errors import ProblemError
 from optimizer.modes import ChargeMode
 from optimizer.site import Line, Site
@@ -235,6 +236,8 @@ class PlanningProblem:
     does not answer or rejected its profile). Reserved in every group it is in."""
     previous: Mapping[str, float] = field(default_factory=dict)
     """Session id → current planned for it now by the previous plan (anti-flapping)."""
+    costs: CostSignal | None = None
+    """Tariff, peak charge and carbon (`optimizer.costs`); None: none of them."""
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
@@ -280,3 +283,5 @@ class PlanningProblem:
                 )
         if self.prices is not None and self.prices.shape != (self.grid.slots,):
             raise ProblemError(f"prices: expected {self.grid.slots} slots")
+        if self.costs is not None:
+            self.costs.check(self.grid.slots)

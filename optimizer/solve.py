@@ -18,7 +18,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from optimizer import phasor
+from optimizer import peak_dispatch, phasor
 from optimizer.dispatch import floor_to_steps, make_dispatchable, water_fill
 from optimizer.highs_backend import HighsPlanner, RawResult, solve_arrays
 from optimizer.plan import BindingLimit, Plan, SolverStatus
@@ -121,6 +121,7 @@ def solve(
     lp = phasor.exact(linear)  # `linear` itself on a site without phasor sums
     notes: list[str] = []
     objective: float | None = None
+    extra: np.ndarray | None = None
     if lp.n_x == 0:
         x_lp = np.zeros(0)
         status = SolverStatus.EMPTY
@@ -144,10 +145,12 @@ def solve(
             x_lp = phasor.scale_inside(lp, x_lp)
             status = SolverStatus.OPTIMAL if raw.optimal else SolverStatus.FEASIBLE
             objective = raw.objective
+            extra = raw.extra
             if raw.warm:
                 notes.append("warm start")
     # the dispatch fills each phasor row up to its tangent at the LP's point
     lp = phasor.tangent(lp, x_lp) if status is not SolverStatus.HEURISTIC else linear
+    lp = peak_dispatch.keep(lp, x_lp, extra)  # the peak the LP chose stays a limit
     z = make_dispatchable(lp, x_lp)
     exact_z = phasor.enforce(lp, z, floor_to_steps)
     loads = limit_load(lp, z)

@@ -40,6 +40,16 @@ until the next row, ISO times, local without an offset) feeds the connection
 See `gridshare.simulation.pv`. Adds, per strategy, ``pv_generated_kwh`` and
 ``pv_self_consumption_pct``.
 
+What the site pays and emits: ``--tariff`` (a TOML file with a ``[tariff]``
+table, default the site file's) and ``--carbon`` (``time,moer,f1..fN`` files,
+default the ``[carbon]`` table's) add, per strategy, ``energy_cost``,
+``peak_kw``, ``peak_charge``, ``total_cost`` (energy + peak) and ``carbon_kg``:
+each strategy's realised import (cars + the building's real load) billed with
+the same tariff and the real marginal rate; ``gridshare`` plans with them
+(the carbon forecast published by each step, the peak so far from what was
+drawn), ``gridshare-energy-only`` without them, ``offline-optimal`` with the
+same objective and the real rates (see `gridshare.simulation.costs`).
+
 Hosting capacity: ``--add-chargers`` runs the site again with that many more
 chargers below ``--add-under`` (default: the transformer ``--capacity-kw``
 scales), copies of the chargers already there, whose drivers come on real days
@@ -70,12 +80,13 @@ from gridshare.commands.options import (
     output_folder,
     positive,
 )
-from gridshare.config import ConfigError, GridshareConfig, load_config
+from gridshare.config import ConfigError, GridshareConfig, load_config, load_cost_tables
 from gridshare.csvio import InputError, read_site_load
 from gridshare.logs import configure_logging
-from gridshare.simulation import STRATEGIES, CarModel, run_strategies
+from gridshare.simulation import COST_STRATEGIES, STRATEGIES, CarModel, run_strategies
 from gridshare.simulation.acn import default_capacity_group
 from gridshare.simulation.capacity import CapacityFileError, read_capacity_csv
+from gridshare.simulation.costs import SimCosts, cost_table, sim_costs
 from gridshare.simulation.engine import RunResult
 from gridshare.simulation.hosting import (
     HostingError,
@@ -133,10 +144,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strategy",
         action=ListOption,
-        choices=STRATEGIES,
-        default=list(STRATEGIES),
+        choices=STRATEGIES + COST_STRATEGIES,
         metavar="NAME",
-        help=f"strategies to compare, of {', '.join(STRATEGIES)}",
+        help=f"strategies to compare, of {', '.join(STRATEGIES + COST_STRATEGIES)} "
+        "(default: all; the last only with a tariff or carbon signal)",
+    )
+    p.add_argument("--tariff", type=Path, help="TOML file with a [tariff] table")
+    p.add_argument(
+        "--carbon",
+        type=Path,
+        action=ListOption,
+        metavar="FILE",
+        help="marginal emission rates with forecasts (time,moer,f1..fN; .gz too)",
     )
     p.add_argument(
         "--from",
@@ -221,7 +240,12 @@ def main(argv: list[str]) -> int:
             group = args.capacity_group or default_capacity_group(site)
             if group not in site.group_by_id or site.group_by_id[group].limit_kw is None:
                 raise ConfigError(f"{args.site}: group {group!r} has no limit_kw to scale")
+        costs = _costs(args, config)
+        if args.strategy is None:
+            args.strategy = list(STRATEGIES) + (list(COST_STRATEGIES) if costs else [])
         under = None
+        if costs is not None and args.add_chargers:
+            raise HostingError("--tariff and --carbon do not go with --add-chargers")
         if args.add_chargers:
             under = args.add_under or group or default_capacity_group(site)
         elif args.add_under:
@@ -261,6 +285,8 @@ def main(argv: list[str]) -> int:
         "site_load": site_load,
         **({"pv": pv} if pv is not None else {}),
     }
+    if costs is not None:
+        setting["costs"] = costs
     configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         runs, run_keys, studies = _all_runs(site, sessions, args, under, setting)
@@ -283,15 +309,40 @@ def main(argv: list[str]) -> int:
         meta.update({"site_load": str(args.site_load), "site_load_view": args.site_load_view})
     if pv is not None:
         meta.update({"pv": str(args.pv), "pv_mode": pv.mode.value})
+    if costs is not None:
+        meta.update(
+            {"tariff": str(args.tariff or args.site), "carbon": [str(c) for c in args.carbon or []]}
+        )
     report = build_report(runs, site.site.timezone, meta, run_keys=run_keys)
     write_report(report, args.out)
     if args.plot:
         plot_report(report, args.plot, ACN_CREDIT if is_acn(args.sessions) else None)
     log.info("report written to %s%s", args.out, f", plot to {args.plot}" if args.plot else "")
     print(table(report))
+    if costs is not None:
+        print(cost_table(report))
     if under is not None:
         _print_fits(studies, args.strategy, args.min_served_pct, under)
     return 0
+
+
+def _costs(args: argparse.Namespace, config: Any) -> SimCosts | None:
+    """The tariff and carbon signal of the command line, else the site file's."""
+    tariff, carbon = config.tariff, config.carbon
+    folder = carbon_folder = args.site.parent
+    if args.tariff is not None:
+        tables = load_cost_tables(args.tariff)
+        folder = args.tariff.parent
+        tariff = tables.tariff
+        if tables.carbon is not None:
+            carbon, carbon_folder = tables.carbon, folder
+        if tariff is None:
+            raise ConfigError(f"{args.tariff}: no [tariff] table")
+    carbon_files = list(args.carbon) if args.carbon else None
+    if carbon_files is None and carbon is not None:
+        carbon_files = [p if p.is_absolute() else carbon_folder / p for p in carbon.csv]
+        args.carbon = carbon_files
+    return sim_costs(tariff, carbon_files, config.site.site.timezone, folder)
 
 
 def _site_load(args: argparse.Namespace, site: Site) -> SiteLoadSetting | None:

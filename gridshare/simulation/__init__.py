@@ -21,6 +21,7 @@ from dataclasses import replace
 from forecasts.demand import DemandDefaults
 from gridshare.simulation.acn import default_capacity_group, scale_group
 from gridshare.simulation.capacity import SiteLimits
+from gridshare.simulation.costs import SimCosts, cost_figures
 from gridshare.simulation.engine import (
     CarModel,
     RunResult,
@@ -34,6 +35,7 @@ from gridshare.simulation.pv import SimPv
 from gridshare.simulation.sessions import SimSession, prepare_sessions
 from gridshare.simulation.site_load import SiteLoad, SiteLoadSetting
 from gridshare.simulation.strategies import (
+    COST_STRATEGIES,
     ONLINE,
     STRATEGIES,
     GridshareStrategy,
@@ -44,12 +46,14 @@ from optimizer import Site
 from optimizer.problem import LimitWindow
 
 __all__ = [
+    "COST_STRATEGIES",
     "ONLINE",
     "STRATEGIES",
     "TOLD",
     "CarModel",
     "DayDone",
     "RunResult",
+    "SimCosts",
     "Simulation",
     "SiteLoad",
     "SiteLoadSetting",
@@ -85,6 +89,7 @@ def build_simulation(
     informed: bool = False,
     site_load: SiteLoadSetting | None = None,
     pv: SimPv | None = None,
+    costs: SimCosts | None = None,
 ) -> tuple[Simulation, dict[str, int]]:
     """A simulation ready to run, and how many sessions were dropped (and why).
 
@@ -118,6 +123,7 @@ def build_simulation(
         defaults=defaults,
         site_load=site_load,
         pv=pv,
+        costs=costs,
     )
     return sim, dropped
 
@@ -138,6 +144,7 @@ def run_strategies(
     on_day: Callable[[DayDone], None] | None = None,
     site_load: SiteLoadSetting | None = None,
     pv: SimPv | None = None,
+    costs: SimCosts | None = None,
 ) -> dict[str, RunResult]:
     """Every named strategy on the same sessions and site (``ideal_models`` and
     ``informed``: see `build_simulation`; ``on_day``: told of each simulated day
@@ -154,6 +161,7 @@ def run_strategies(
         informed=informed,
         site_load=site_load,
         pv=pv,
+        costs=costs,
     )
     models = "ideal" if ideal_models else "informed" if informed else "realistic"
     out: dict[str, RunResult] = {}
@@ -169,5 +177,7 @@ def run_strategies(
         if isinstance(strategy, GridshareStrategy):
             result.extra["plan_status"] = dict(strategy.statuses)
             result.extra["dispatch_cost_kwh"] = round(strategy.dispatch_cost_kwh, 4)
+        if costs is not None:  # billed alike: the same tariff, the real signal
+            result.extra |= cost_figures(sim, result, costs)
         out[name] = result
     return out

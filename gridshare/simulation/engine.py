@@ -31,6 +31,7 @@ import numpy as np
 
 from forecasts.demand import DemandDefaults, RateLearner, RateSettings
 from gridshare.simulation.capacity import SiteLimits
+from gridshare.simulation.costs import SimCosts
 from gridshare.simulation.progress import DayDone, Days
 from gridshare.simulation.pv import SimPv
 from gridshare.simulation.sessions import SimSession
@@ -164,9 +165,12 @@ class Simulation:
         meter_interval_s: float = 10.0,
         site_load: SiteLoadSetting | None = None,
         pv: SimPv | None = None,
+        costs: SimCosts | None = None,
     ) -> None:
         self.site = site
         self.pv = pv  # an array on the connection (`gridshare.simulation.pv`)
+        self.costs = costs
+        """The tariff and carbon signal (`gridshare.simulation.costs`), if any."""
         self.sessions = tuple(sorted(sessions, key=lambda s: (s.arrival, s.session_id)))
         if not self.sessions:
             raise ValueError("no sessions to simulate")
@@ -373,6 +377,8 @@ class Simulation:
             result.offer_violations += int(
                 np.count_nonzero(self.limits.load(coef, offers) > bounds + LIMIT_TOLERANCE)
             )
+            if (observe := getattr(strategy, "observe", None)) is not None:
+                observe(k, float(power[k]))  # what the meters showed (the peak so far)
             if on_step is not None:
                 on_step(k)
             k += 1

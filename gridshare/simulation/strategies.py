@@ -36,6 +36,13 @@ import highspy
 import numpy as np
 
 from gridshare.errors import GridshareError
+from gridshare.simulation.costs import (
+    OfflinePeaks,
+    OnlineCosts,
+    add_offline_terms,
+    record_offline_peaks,
+    seed_offline_peaks,
+)
 from gridshare.simulation.engine import LiveSession, Simulation, StepContext
 from optimizer import Backend, HighsPlanner, PlanningProblem, SessionDemand, TimeGrid, solve
 from optimizer.dispatch import STEP_A, min_current
@@ -44,6 +51,9 @@ from optimizer.prepare import PreparedLP, prepare
 
 STRATEGIES = ("gridshare", "uncontrolled", "equal-share", "fcfs", "edf", "llf", "offline-optimal")
 ONLINE = tuple(s for s in STRATEGIES if s != "offline-optimal")
+COST_STRATEGIES = ("gridshare-energy-only",)
+"""With a tariff or a carbon signal (`gridshare.simulation.costs`): the planner
+without the money and carbon terms."""
 EPS = 1e-9
 
 
@@ -66,8 +76,12 @@ class GridshareStrategy:
 
     name = "gridshare"
 
-    def __init__(self, meter_values: bool = True) -> None:
+    def __init__(self, meter_values: bool = True, priced: bool = True) -> None:
         self.meter_values = meter_values
+        self.priced = priced  # False: without the money and carbon terms
+        if not priced:
+            self.name = "gridshare-energy-only"
+        self.costs: OnlineCosts | None = None
         self.planner = HighsPlanner(time_limit_s=10.0)
         self.previous: dict[str, float] = {}
         self.statuses: dict[str, int] = {}
@@ -83,6 +97,8 @@ class GridshareStrategy:
             for d in demands
             if d.session_id in self.previous
         }
+        if self.costs is None and self.priced and sim.costs is not None:
+            self.costs = OnlineCosts(sim.costs)
         problem = PlanningProblem(
             site=sim.site,
             grid=grid,
@@ -90,6 +106,7 @@ class GridshareStrategy:
             sessions=demands,
             capacity=sim.capacity(grid, ctx.now),
             previous=prev,
+            costs=self.costs.signal(sim, grid, ctx.now, ctx.step) if self.costs else None,
         )
         plan = solve(problem, planner=self.planner)
         self.statuses[plan.status.value] = self.statuses.get(plan.status.value, 0) + 1
@@ -97,6 +114,11 @@ class GridshareStrategy:
         out = {d.session_id: plan.now_a(d.connector_id) for d in demands}
         self.previous = dict(out)
         return out
+
+    def observe(self, step: int, kw: float) -> None:
+        """What the cars drew in ``step`` (the meters, for the peak so far)."""
+        if self.costs is not None:
+            self.costs.observe(step, kw)
 
 
 class UncontrolledStrategy:
@@ -237,8 +259,9 @@ def offline_optimum(sim: Simulation) -> tuple[list[np.ndarray], float, list[floa
     total = 0.0
     times: list[float] = []
     periods = busy_periods(sim)
+    peaks = seed_offline_peaks(sim)
     for members in periods:
-        x, value, ms = _solve_period(sim, members)
+        x, value, ms = _solve_period(sim, members, peaks)
         times.append(ms)
         total += value
         for i, xi in zip(members, x, strict=True):
@@ -246,10 +269,13 @@ def offline_optimum(sim: Simulation) -> tuple[list[np.ndarray], float, list[floa
     return schedule, total, times, len(periods)
 
 
-def _solve_period(sim: Simulation, members: list[int]) -> tuple[list[np.ndarray], float, float]:
+def _solve_period(
+    sim: Simulation, members: list[int], peaks: OfflinePeaks | None = None
+) -> tuple[list[np.ndarray], float, float]:
     """The most energy the sessions of one busy period can take: an LP over every
     step of the period with the site's limit rows (`SiteLimits`, the same rows
-    the simulator checks), each car's maximum, need and taper."""
+    the simulator checks), each car's maximum, need and taper; with a tariff,
+    the online objective's money terms (`gridshare.simulation.costs`)."""
     t0 = time.perf_counter()
     k0 = min(int(sim.arrive_step[i]) for i in members)
     k1 = max(int(sim.leave_step[i]) for i in members)
@@ -271,14 +297,32 @@ def _solve_period(sim: Simulation, members: list[int]) -> tuple[list[np.ndarray]
     lp.add_entries(row.astype(np.int64), col.astype(np.int64), _project(val, direction[row]))
     for j, i in enumerate(members):
         _add_session_rows(lp, sim, i, first[j] + np.arange(int(lens[j])))
+    cols = _column_steps(sim, members, lens)
+    energy_of = -lp.x_cost.copy()
+    if sim.costs is not None and peaks is not None:
+        add_offline_terms(lp, sim, sim.costs, cols, k0, k1, peaks)
     h = _solve_offline_lp(lp.model())
     if np.iscomplexobj(val):
         h = _cut_phasor_rows(h, row, col, val, limit)
     sol = np.clip(np.asarray(h.getSolution().col_value)[:n_x], 0.0, lp.x_upper)
-    value = float(np.dot(-lp.x_cost, sol))
+    value = float(np.dot(energy_of, sol))
     sol = _within_limits(sol, row, col, val, limit + 1e-6, sim.arrive_step[members], first, k0)
+    if sim.costs is not None and sim.costs.tariff is not None and peaks is not None:
+        ev_kw = np.bincount(cols[1] - k0, sol * sim.kw_per_a[cols[2]], minlength=k1 - k0)
+        record_offline_peaks(sim, sim.costs.tariff, peaks, k0, ev_kw)
     out = [sol[first[j] : first[j + 1]].copy() for j in range(len(members))]
     return out, value, (time.perf_counter() - t0) * 1000.0
+
+
+def _column_steps(
+    sim: Simulation, members: list[int], lens: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(column, step, session) of every current of a busy period's LP."""
+    steps = [
+        int(sim.arrive_step[i]) + np.arange(int(n)) for i, n in zip(members, lens, strict=True)
+    ]
+    sess = np.repeat(np.array(members, dtype=np.int64), lens)
+    return np.arange(int(lens.sum())), np.concatenate(steps), sess
 
 
 def _period_bounds(sim: Simulation, k0: int, k1: int) -> np.ndarray:
@@ -344,12 +388,12 @@ class _PeriodLP:
         self._c: list[np.ndarray] = []
         self._v: list[np.ndarray] = []
 
-    def add_cols(self, n: int) -> np.ndarray:
-        """``n`` free helper columns (cost 0, no upper bound); their indices."""
+    def add_cols(self, n: int, cost: np.ndarray | None = None) -> np.ndarray:
+        """``n`` helper columns (cost 0 unless given, no upper bound); their indices."""
         idx = self.n_col + np.arange(n)
         self.n_col += n
         self._upper.append(np.full(n, np.inf))
-        self._cost.append(np.zeros(n))
+        self._cost.append(np.zeros(n) if cost is None else np.asarray(cost, dtype=float))
         return idx
 
     def add_rows(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -534,6 +578,8 @@ def _solve_offline_lp(model: highspy.HighsLp) -> HighsInstance:
 def make_strategy(name: str, sim: Simulation) -> object:
     if name == "gridshare":
         return GridshareStrategy()
+    if name == "gridshare-energy-only":
+        return GridshareStrategy(priced=False)
     if name == "uncontrolled":
         return UncontrolledStrategy()
     if name == "equal-share":
@@ -546,4 +592,4 @@ def make_strategy(name: str, sim: Simulation) -> object:
         return SortedStrategy("llf", _llf)
     if name == "offline-optimal":
         return OfflineSchedule(sim)
-    raise ValueError(f"unknown strategy {name!r}; one of {', '.join(STRATEGIES)}")
+    raise ValueError(f"unknown strategy {name!r}; one of {', '.join(STRATEGIES + COST_STRATEGIES)}")

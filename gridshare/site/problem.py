@@ -31,6 +31,7 @@ from gridshare.site.fallback import FallbackPolicy, SiteCapacity
 from gridshare.site.lookups import PlanRows
 from gridshare.site.state import SessionState, SiteState
 from optimizer import Plan, PlanningProblem, SessionDemand
+from optimizer.cost_signal import CostSignal
 from optimizer.errors import ProblemError
 from optimizer.modes import ChargeMode
 from optimizer.problem import TimeGrid
@@ -187,6 +188,8 @@ class ProblemBuilder:
         self.demands = DemandCache(state)
         self.reserved: Callable[[], Mapping[str, float]] = dict
         """Connector → what it really draws, for those not following their limit."""
+        self.costs: Callable[[TimeGrid, datetime], CostSignal | None] = lambda _g, _t: None
+        """What the site pays and emits, as the planner is told it (`gridshare.tariff`)."""
 
     def demand(self, s: SessionState, now: datetime) -> SessionDemand:
         return self.demands(s, now)
@@ -232,7 +235,14 @@ class ProblemBuilder:
                 if d.connector_id in rows:
                     rates[d.session_id] = previous.now_a(d.connector_id)
         problem = PlanningProblem(
-            site, grid, now, tuple(demands), capacity, fixed_load_a=fixed, previous=rates
+            site,
+            grid,
+            now,
+            tuple(demands),
+            capacity,
+            fixed_load_a=fixed,
+            previous=rates,
+            costs=self.costs(grid, now),
         )
         return SiteProblem(problem, fixed, isolated)
 

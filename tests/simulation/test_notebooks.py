@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 
 
-def test_all_six_notebooks_are_there() -> None:
+def test_all_seven_notebooks_are_there() -> None:
     names = [p.name for p in NOTEBOOKS]
     assert names == [
         "01_quickstart.ipynb",
@@ -21,6 +21,7 @@ def test_all_six_notebooks_are_there() -> None:
         "04_replanning.ipynb",
         "05_hosting_capacity.ipynb",
         "06_shared_connection.ipynb",
+        "07_site_costs.ipynb",
     ]
 
 
