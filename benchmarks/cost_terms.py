@@ -85,11 +85,15 @@ def bench(n: int, repeat: int) -> dict[str, object]:
     return row
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, action=ListOption, default=[100, 1000])
     ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     keys = None
     for n in args.sizes:
         row = bench(n, args.repeat)
