@@ -117,17 +117,18 @@ def test_the_time_limit_is_per_replan_not_for_the_planners_life() -> None:
     )
     lps = [prepare(prob, stable_shape=True), prepare(lowered, stable_shape=True)]
     probe = HighsPlanner()
-    limit_s = 10 * statistics.median(probe.solve(lps[k % 2]).solve_ms for k in range(12)) / 1e3
+    limit_s = 20 * statistics.median(probe.solve(lps[k % 2]).solve_ms for k in range(12)) / 1e3
     planner = HighsPlanner(time_limit_s=limit_s)
-    spent_s, warm_after_limit, after_limit = 0.0, 0, 0
-    for k in range(150):  # together far over the limit
+    spent_s, after_limit, warm_after_limit, stopped_after_limit = 0.0, 0, 0, 0
+    for k in range(300):  # together far over the limit
         result = planner.solve(lps[k % 2])
-        assert result.optimal
         if spent_s > 2 * limit_s:
             after_limit += 1
             warm_after_limit += result.warm
+            stopped_after_limit += not result.optimal
         spent_s += result.solve_ms / 1e3
-    assert after_limit > 50
+    assert after_limit > 100
     # A limit for the planner's life would stop every later run at once, each then
-    # solved from scratch. A shared machine may still stall one run past the limit.
+    # solved from scratch; a shared machine may still stall a few runs past the limit.
+    assert stopped_after_limit <= 0.05 * after_limit, (stopped_after_limit, after_limit)
     assert warm_after_limit >= 0.9 * after_limit, (warm_after_limit, after_limit)
