@@ -223,6 +223,9 @@ class PlanningProblem:
     does not answer or rejected its profile). Reserved in every group it is in."""
     previous: Mapping[str, float] = field(default_factory=dict)
     """Session id → current planned for it now by the previous plan (anti-flapping)."""
+    even_rates: bool = True
+    """Share the slot dispatched now evenly between competing cars (a hedge for
+    departures that may be wrong); False where every departure is known exactly."""
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
