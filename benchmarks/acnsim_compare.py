@@ -1,33 +1,44 @@
-"""gridshare against acnportal's own algorithms, inside Caltech's acnsim, on JPL 2019.
+"""gridshare against acnportal's algorithms and an offline bound, in Caltech's acnsim, on JPL 2019.
 
     .venv/bin/python benchmarks/acnsim_compare.py                # 2019-05-07, 30/50/80 kW
-    .venv/bin/python benchmarks/acnsim_compare.py --from 2019-05-01 --to 2019-05-31 --caps 50
+    .venv/bin/python benchmarks/acnsim_compare.py --from 2019-06-03 --days 14 --no-baselines
+    .venv/bin/python benchmarks/acnsim_compare.py --days 14 --budget-min 60
     .venv/bin/python benchmarks/acnsim_compare.py --solve-cost   # exact vs linear limits
 
-The default period is one weekday (2019-05-07: 73 sessions), about 15 minutes
-on a busy two-core machine, most of it in acnportal's EDF, LLF and round robin
-(up to seconds a call); longer periods are a flag away.
-
 acnsim's JPL network (`acnsim.sites.jpl_acn`, AeroVironment stations: pilots 0 or
-6-32 A) with the floors 3-4 transformer at each capacity (the 45 kW first-floor
-transformer as it is), the sessions of data/acn/jpl in the period, ideal
-batteries taking each car's real energy, the drivers' real departures, 5-minute
-periods. Every algorithm runs in the same simulator on the same events:
+6-32 A; ``--basic``: continuous 0-32 A) with the floors 3-4 transformer at each
+capacity (the 45 kW first-floor transformer as it is), ideal batteries taking
+each car's real energy, the drivers' real departures, 5-minute periods. Each
+day is simulated on its own (the sessions arriving that day, from arrival to
+departure), every algorithm in the same simulator on the same events:
 gridshare (`gridshare.integrations.acnportal.GridshareAlgorithm`, re-planning
-every period) and acnportal's EDF, LLF, round robin and uncontrolled charging.
-Printed per capacity and algorithm: % of the energy delivered, the site's peak
-kW, how far the transformer's secondary is used (largest |I_line| / limit),
-violations as acnsim counts them (schedules it warned about + periods whose
-pilots break a constraint), and the time of each call of the algorithm
-(p50/p99, acnportal's own ``solve_stats``; baselines are called on arrivals
-and departures, gridshare every period).
+every period) and acnportal's EDF, LLF, round robin and uncontrolled charging;
+figures are pooled over the days. ``--budget-min`` starts no further day after
+that many minutes (acnportal's sorted algorithms take up to seconds a call:
+one weekday with them is about 15 minutes on a busy two-core machine, gridshare
+and the bound alone about 1-3).
+
+The offline bound (`gridshare.integrations.acnbound`): the day's sessions with
+perfect knowledge on the network's own constraints (exact phasor magnitudes)
+with continuous pilots, gridshare's offline LP: no algorithm delivers more in
+the simulator. Its schedule is replayed in acnsim (`FixedSchedule`, pilots
+floored to what each station takes), which checks it.
+
+Printed per capacity and algorithm: % of the energy delivered, % of the
+offline bound, the site's peak kW, how far the transformer's secondary is used
+(largest |I_line| / limit), violations as acnsim counts them (schedules it
+warned about + periods whose pilots break a constraint), and the time of each
+call of the algorithm (p50/p99, acnportal's own ``solve_stats``; baselines are
+called on arrivals and departures, gridshare every period; the bound's row:
+its LP per day).
 
 ``--solve-cost`` runs gridshare once at each capacity, keeps every planning
 problem, and solves each again twice with kept planners, interleaved: with
 the site's phasor limits exact, and with the same site read linearly (Σ|a|·I:
 the model before exact limits); it prints the per-solve times and their ratio.
 ``--with-linear`` adds gridshare with magnitudes summed to the comparison,
-``--no-baselines`` leaves acnportal's algorithms out.
+``--with-hedged`` gridshare sharing the slot evenly as it does for departures
+that may be wrong, ``--no-baselines`` leaves acnportal's algorithms out.
 
 Data: ACN-Data (Lee, Li, Low, e-Energy 2019), CC BY 4.0; see data/README.md.
 """
@@ -123,9 +134,15 @@ class Tally:
         pct = 100.0 * self.delivered_kwh / max(self.requested_kwh, 1e-9)
         of_bound = 100.0 * self.delivered_kwh / max(self.bound_kwh, 1e-9)
         p50, p99 = np.percentile(self.ms or [0.0], [50, 99])
+        # the LP's own row: no simulator run, so no peak, use or violation
+        sim = (
+            f"{self.peak_kw:.1f} | {self.use:.1f} % | {self.violations}"
+            if self.days
+            else "– | – | –"
+        )
         return (
-            f"| {cap:g} kW | {name} | {pct:.2f} % | {of_bound:.2f} % | {self.peak_kw:.1f} | "
-            f"{self.use:.1f} % | {self.violations} | {p50:.1f} | {p99:.1f} |"
+            f"| {cap:g} kW | {name} | {pct:.2f} % | {of_bound:.2f} % | {sim} | "
+            f"{p50:.1f} | {p99:.1f} |"
         )
 
 
