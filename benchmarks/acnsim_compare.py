@@ -28,9 +28,9 @@ Printed per capacity and algorithm: % of the energy delivered, % of the
 offline bound, the site's peak kW, how far the transformer's secondary is used
 (largest |I_line| / limit), violations as acnsim counts them (schedules it
 warned about + periods whose pilots break a constraint), and the time of each
-call of the algorithm (p50/p99, acnportal's own ``solve_stats``; baselines are
-called on arrivals and departures, gridshare every period; the bound's row:
-its LP per day).
+call of the algorithm with a car plugged in (p50/p99, acnportal's own
+``solve_stats``; baselines are called on arrivals and departures, gridshare
+every period; the bound's row: its LP per day).
 
 ``--solve-cost`` runs gridshare once at each capacity, keeps every planning
 problem, and solves each again twice with kept planners, interleaved: with
@@ -222,7 +222,8 @@ def compare(
             tally[(cap, "offline bound, replayed")].violations += invalid
             for name, algo in algorithms_to_run(with_linear, others, hedged).items():
                 sim, network, _, invalid = run_day(algo, cap, day, basic, bound)
-                ms = [st["solve_time"] * 1000.0 for st in algo.solve_stats]
+                # calls with a car plugged in (an empty call costs nothing)
+                ms = [st["solve_time"] * 1000.0 for st in algo.solve_stats if st["active_sessions"]]
                 tally[(cap, name)].add(sim, network, ms, bound.kwh)
                 tally[(cap, name)].violations += invalid
         done.append(day)
