@@ -432,14 +432,14 @@ class _Pieces:
     cost: np.ndarray
 
 
-def _even_pieces(x: _XColumns, x_upper: np.ndarray, first_col: int, first_row: int) -> _Pieces:
+def _even_pieces(x: _XColumns, x_upper: np.ndarray, col: int, row: int, on: bool) -> _Pieces:
     """The w columns and their rows, x − Σ_k w[k] = 0, for the x columns in the
-    first `EVEN_SLOTS` slots."""
-    w_x = np.flatnonzero(x.period < EVEN_SLOTS)
+    first `EVEN_SLOTS` slots (none if not ``on``: `PlanningProblem.even_rates`)."""
+    w_x = np.flatnonzero(x.period < (EVEN_SLOTS if on else 0))
     pieces = np.where(x.period[w_x] == 0, EVEN_PIECES_NOW, EVEN_PIECES)
     n_w = int(pieces.sum())
-    w_col = first_col + np.arange(n_w)
-    w_row_of_x = first_row + np.arange(len(w_x))
+    w_col = col + np.arange(n_w)
+    w_row_of_x = row + np.arange(len(w_x))
     w_row = np.repeat(w_row_of_x, pieces)
     w_piece = np.arange(n_w) - np.repeat(np.cumsum(pieces) - pieces, pieces)
     w_upper = np.repeat(x_upper[w_x] / pieces, pieces)
@@ -483,7 +483,7 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
     r2 = r1 + n_d
 
     # --- evenness pieces: x - sum_k w[k] = 0 for x in the first EVEN_SLOTS slots --------
-    w = _even_pieces(x, x_upper, n_x + n_v + n_d, n_l + n_s + 2 * n_d)
+    w = _even_pieces(x, x_upper, n_x + n_v + n_d, n_l + n_s + 2 * n_d, problem.even_rates)
     n_w = len(w.col)
 
     # --- battery tail: (T/a)·x[s,j] + Σ_{τ<j} kWh·x[s,τ] ≤ need, where it can bind ---

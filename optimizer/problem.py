@@ -238,6 +238,9 @@ class PlanningProblem:
     """Session id → current planned for it now by the previous plan (anti-flapping)."""
     costs: CostSignal | None = None
     """Tariff, peak charge and carbon (`optimizer.costs`); None: none of them."""
+    even_rates: bool = True
+    """Share the slot dispatched now evenly between competing cars (a hedge for
+    departures that may be wrong); False where every departure is known exactly."""
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:

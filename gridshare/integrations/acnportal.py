@@ -141,13 +141,22 @@ def site_from_infrastructure(
 class GridshareAlgorithm(BaseAlgorithm):
     """gridshare's planner as an ``acnsim`` algorithm: plans every period,
     answers the period under way. ``solve_ms``: the time of every plan.
-    ``exact_limits=False`` reads the network's limits as magnitudes summed."""
+    ``exact_limits=False`` reads the network's limits as magnitudes summed.
+    ``departures_known``: the EVs' estimated departures are their real ones
+    (acnsim's default when an EV is given none), so the slot is not shared
+    evenly as a hedge against a wrong one (`PlanningProblem.even_rates`);
+    False for estimates a driver stated."""
 
     def __init__(
-        self, horizon_hours: float = 12.0, time_limit_s: float = 10.0, exact_limits: bool = True
+        self,
+        horizon_hours: float = 12.0,
+        time_limit_s: float = 10.0,
+        exact_limits: bool = True,
+        departures_known: bool = True,
     ) -> None:
         super().__init__()
         self.exact_limits = exact_limits
+        self.departures_known = departures_known
         self.max_recompute = 1  # one period answered: called again next period
         self.horizon_hours = horizon_hours
         self._planner = HighsPlanner(time_limit_s)
@@ -180,7 +189,13 @@ class GridshareAlgorithm(BaseAlgorithm):
         demands = [_demand(s, now, step) for s in active_sessions]
         grid = TimeGrid.covering(now, site.site.slot_minutes, site.site.horizon_hours)
         return PlanningProblem(
-            site, grid, now, tuple(demands), Capacity.static(site, grid), previous=self._previous
+            site,
+            grid,
+            now,
+            tuple(demands),
+            Capacity.static(site, grid),
+            previous=self._previous,
+            even_rates=not self.departures_known,
         )
 
     def schedule(self, active_sessions: list[Any]) -> dict[str, list[float]]:
@@ -233,13 +248,27 @@ def acn_events(
     *,
     stated: bool = False,
 ) -> tuple[Any, int]:
-    """The simulator's event queue for ``sessions`` from ``start``, each car an
-    ideal battery taking exactly its real need; the drivers' real departures
-    (``stated``: what they told the network, where they did). Sessions at
-    stations the network does not have are left out. Returns (queue, count)."""
+    """The simulator's event queue for ``sessions`` from ``start`` (see
+    `acn_evs`). Returns (queue, count)."""
+    evs = acn_evs(sessions, start, period_minutes, station_ids, stated=stated)
+    return acnsim.EventQueue([acnsim.PluginEvent(ev.arrival, ev) for ev in evs]), len(evs)
+
+
+def acn_evs(
+    sessions: Iterable[SimSession],
+    start: datetime,
+    period_minutes: int,
+    station_ids: Iterable[str],
+    *,
+    stated: bool = False,
+) -> list[Any]:
+    """The simulator's EVs for ``sessions`` from ``start``, each an ideal
+    battery taking exactly its real need; the drivers' real departures
+    (``stated``: what they told the network, where they did, as estimates).
+    Sessions at stations the network does not have are left out."""
     known = set(station_ids)
     step = timedelta(minutes=period_minutes)
-    events = []
+    evs = []
     for s in sessions:
         station = s.connector_id.rsplit("/", 1)[0]
         arrival = int((s.arrival - start) / step)
@@ -249,9 +278,10 @@ def acn_events(
         told = s.stated_departure if stated and s.stated_departure else s.departure
         estimated = max(int((told - start) / step), arrival + 1)
         battery = acnsim.Battery(s.energy_kwh, 0.0, 1000.0)
-        ev = acnsim.EV(arrival, departure, s.energy_kwh, station, s.session_id, battery, estimated)
-        events.append(acnsim.PluginEvent(arrival, ev))
-    return acnsim.EventQueue(events), len(events)
+        evs.append(
+            acnsim.EV(arrival, departure, s.energy_kwh, station, s.session_id, battery, estimated)
+        )
+    return evs
 
 
 def infeasible_periods(sim: Any) -> int:
