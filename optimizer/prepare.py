@@ -53,6 +53,7 @@ from functools import cached_property
 import numpy as np
 
 from optimizer import families as site_families
+from optimizer import v2x
 from optimizer.families import KW, WEIGHTED, FamilyKey, PhasorRows, SiteFamilies
 from optimizer.problem import PlanningProblem, SessionDemand
 from optimizer.rows import (
@@ -543,7 +544,7 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
 
 
 ExtraTerm = Callable[[PlanningProblem, BaseLayout], ExtraBlock | None]
-EXTRA_TERMS: tuple[ExtraTerm, ...] = ()
+EXTRA_TERMS: tuple[ExtraTerm, ...] = (v2x.term,)
 """The planning terms that add columns of their own after the base LP, in order
 (each sees the columns and rows of those before it)."""
 

@@ -74,6 +74,39 @@ class TimeGrid:
 
 
 @dataclass(frozen=True)
+class Bidirectional:
+    """What a car that announced bidirectional power transfer (V2X, ISO 15118-20
+    BPT) allows: how it may be discharged, planned by `optimizer.v2x`."""
+
+    max_discharge_a: float
+    """The most it may be discharged at (A per line, > 0)."""
+    min_kwh: float = 0.0
+    """Net energy from now it must hold at every moment (kWh): negative, how far
+    below its present level it may be discharged (ISO 15118-20
+    EVMinimumV2XEnergyRequest); positive, it is below the driver's minimum and
+    is not discharged until a later plan sees it above."""
+    max_kwh: float | None = None
+    """Net energy from now it may hold at most (EVMaximumV2XEnergyRequest);
+    None: its need (it never holds more than it will keep)."""
+    cycle_cost_per_kwh: float = 0.0
+    """Battery degradation cost per kWh discharged (the site's setting), in the
+    objective's units beside `optimizer.v2x.CYCLE_WEIGHT`."""
+    confirmed_a: float = 0.0
+    """Discharge the station has confirmed in force now (A per line): the only
+    discharge the dispatch of the slot now counts as room for others."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_discharge_a", "cycle_cost_per_kwh", "confirmed_a"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ProblemError(f"V2X {name} must be finite and ≥ 0")
+        if not math.isfinite(self.min_kwh):
+            raise ProblemError("V2X min_kwh must be finite")
+        if self.max_kwh is not None and not math.isfinite(self.max_kwh):
+            raise ProblemError("V2X max_kwh must be finite")
+
+
+@dataclass(frozen=True)
 class SessionDemand:
     """A car plugged in (or announced) at a connector, with what it still needs."""
 
@@ -94,6 +127,8 @@ class SessionDemand:
     connector's maximum × energy still to go / ``taper_kwh`` (the
     constant-voltage phase). None: not modelled (the car takes its maximum
     until full)."""
+    v2x: Bidirectional | None = None
+    """How the car may be discharged; None: charge only."""
 
     def __post_init__(self) -> None:
         if self.arrival.tzinfo is None or self.departure.tzinfo is None:
@@ -154,6 +189,10 @@ class Capacity:
     behind the same connection; ≥ 0): taken off the group's limit on that line
     and, at the site's voltage, off its power limit (`optimizer.families`). It
     can only lower what the chargers get, never raise a limit."""
+    export_a: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Group → per-slot current it may feed back per line (V2X discharge; ≥ 0,
+    e.g. a DSO's GENERATION forecast). Missing: the site file's
+    ``export_limit_a`` (`optimizer.v2x.export_limit_a`)."""
 
     def with_non_ev(self, loads: Mapping[str, Mapping[Line, np.ndarray]]) -> Capacity:
         """A copy whose non-EV load is ``loads`` (negative values count as 0:
@@ -165,7 +204,7 @@ class Capacity:
             }
             for g, by_line in loads.items()
         }
-        return Capacity(self.limit_a, self.limit_kw, clean)
+        return Capacity(self.limit_a, self.limit_kw, clean, self.export_a)
 
     @classmethod
     def static(cls, site: Site, grid: TimeGrid) -> Capacity:
@@ -186,7 +225,7 @@ class Capacity:
             la[group_id][mask] = np.minimum(la[group_id][mask], limit_a)
         if limit_kw is not None:
             lk[group_id][mask] = np.minimum(lk[group_id][mask], limit_kw)
-        return Capacity(la, lk, self.non_ev_a)
+        return Capacity(la, lk, self.non_ev_a, self.export_a)
 
     def limited(
         self, grid: TimeGrid, windows: Iterable[LimitWindow], *, since: datetime | None = None
@@ -206,7 +245,7 @@ class Capacity:
                     continue
                 cur = table.get(w.group_id, np.full(grid.slots, np.inf))
                 table[w.group_id] = np.where(mask, np.minimum(cur, value), cur)
-        return Capacity(la, lk, self.non_ev_a)
+        return Capacity(la, lk, self.non_ev_a, self.export_a)
 
 
 @dataclass(frozen=True)

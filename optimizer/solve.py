@@ -18,7 +18,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from optimizer import phasor
+from optimizer import phasor, v2x_dispatch
 from optimizer.dispatch import floor_to_steps, make_dispatchable, water_fill
 from optimizer.highs_backend import HighsPlanner, RawResult, solve_arrays
 from optimizer.plan import BindingLimit, Plan, SolverStatus
@@ -54,7 +54,8 @@ def symmetrize(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
     for i, s in enumerate(lp.sessions):
         if len(s.periods):
             d = s.demand
-            candidates[(s.families, s.window, s.upper_a, d.energy_kwh, d.priority)].append(i)
+            if d.v2x is None:  # a discharge is not averaged with its x
+                candidates[(s.families, s.window, s.upper_a, d.energy_kwh, d.priority)].append(i)
     classes: dict[tuple[object, ...], list[int]] = defaultdict(list)
     for members in candidates.values():
         if len(members) < 2:
@@ -121,6 +122,7 @@ def solve(
     lp = phasor.exact(linear)  # `linear` itself on a site without phasor sums
     notes: list[str] = []
     objective: float | None = None
+    extra: np.ndarray | None = None
     if lp.n_x == 0:
         x_lp = np.zeros(0)
         status = SolverStatus.EMPTY
@@ -144,10 +146,13 @@ def solve(
             x_lp = phasor.scale_inside(lp, x_lp)
             status = SolverStatus.OPTIMAL if raw.optimal else SolverStatus.FEASIBLE
             objective = raw.objective
+            extra = raw.extra
             if raw.warm:
                 notes.append("warm start")
     # the dispatch fills each phasor row up to its tangent at the LP's point
     lp = phasor.tangent(lp, x_lp) if status is not SolverStatus.HEURISTIC else linear
+    discharge = v2x_dispatch.discharge_columns(lp, extra)  # V2X: room only as confirmed
+    lp, x_lp = v2x_dispatch.for_dispatch(lp, x_lp, discharge)
     z = make_dispatchable(lp, x_lp)
     exact_z = phasor.enforce(lp, z, floor_to_steps)
     loads = limit_load(lp, z)
@@ -164,9 +169,11 @@ def solve(
         x_lp = water_fill(lp)
         z = make_dispatchable(lp, x_lp)
         status = SolverStatus.HEURISTIC
+        discharge = {}
     else:
         z = exact_z
-    return _assemble(lp, x_lp, z, status, objective, backend, notes, t0)
+    plan = _assemble(lp, x_lp, z, status, objective, backend, notes, t0)
+    return v2x_dispatch.with_discharge(plan, lp, discharge)
 
 
 def _assemble(

@@ -1,0 +1,247 @@
+"""V2X: discharging cars that announced bidirectional power transfer.
+
+A planning term (`optimizer.prepare.EXTRA_TERMS`). For every session with a
+`Bidirectional` whose car may be discharged now, one column per x column:
+
+* ``y[s,p] ≥ 0``, the discharge current (A per line), at most the car's
+  discharge maximum and the connector's maximum. It enters the session's limit
+  rows with the negative of x's coefficient (a discharging car frees room for
+  the others on the lines and the kW it loads) and its energy row with −kWh
+  per A: the energy by departure is unchanged, so every kWh discharged is
+  charged back before the car leaves;
+* state-of-energy rows, where they can bind: the net energy from now at the
+  end of each period, Σ_{τ≤j} kWh·(x − y), stays within [min_kwh, max_kwh]:
+  never below the driver's minimum, never above what the battery may hold;
+* export rows, one per (line or kW family, period) a discharge column loads:
+  Σ coef·x − Σ coef·y ≥ −export. A group's net may go negative only down to its
+  export limit: `Capacity.export_a` (the DSO's GENERATION forecast), else the
+  site file's ``export_limit_a``, else 0 at the root (nothing fed back beyond
+  the connection) and the group's own limit below it (a cable is rated both
+  ways). The rows count planned charging currents; a fixed or building load
+  is not counted as absorbing a discharge (it may draw less).
+
+Cost: `discharge_weight` per kWh discharged, the tier below unmet energy and
+above every tier beneath it (early, prices, evenness, previous plan): a car
+is discharged only to lower the unmet energy of others (or, later, for a term
+of the same tier such as a peak), never cycled for nothing.
+
+Not discharged (conservative): a car below its driver's minimum
+(``min_kwh > 0``: its updated needs re-plan it once above), and a car in a
+weighted or phasor group (those rows sum magnitudes or phasors of x only).
+
+Dispatch (`optimizer.v2x_dispatch`): the plan's later slots do not count on discharge,
+and the slot now counts a discharge as room for the others only as far as its
+station confirmed it (`Bidirectional.confirmed_a`). So the limits in force
+less the discharge confirmed stay within every limit, and a car that fails to
+discharge puts its group over by at most what was confirmed, for as long as
+the confirmation takes to be withdrawn. Other currents are scaled down into
+that room before the minimum-current rule gives back what is left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from optimizer.families import KW, WEIGHTED, SiteFamilies, group_limit_kw
+from optimizer.problem import PlanningProblem, SessionDemand
+from optimizer.rows import BaseLayout, ExtraBlock, Family, SessionCols
+
+NAME = "v2x"
+CYCLE_WEIGHT = 1.0
+"""Cost per kWh discharged, before the battery's degradation cost: far below
+unmet energy (1000 per kWh), far above charging early or at low prices (≤ 0.1)."""
+_EPS = 1e-9
+
+
+def discharge_weight(demand: SessionDemand) -> float:
+    """Objective cost per kWh discharged from ``demand``'s car (what a term
+    that discharges for its own gain, a peak or a price, must beat)."""
+    cost = demand.v2x.cycle_cost_per_kwh if demand.v2x is not None else 0.0
+    return CYCLE_WEIGHT + cost
+
+
+def export_limit_a(problem: PlanningProblem, group_id: str) -> np.ndarray:
+    """Per-slot current a group may feed back per line (see the module doc)."""
+    given = problem.capacity.export_a.get(group_id)
+    if given is not None:
+        return np.asarray(given, dtype=float)
+    g = problem.site.group_by_id[group_id]
+    if g.export_limit_a is not None:
+        value = g.export_limit_a
+    elif g.parent is None:
+        value = 0.0
+    else:
+        value = g.limit_a if g.limit_a is not None else np.inf
+    return np.full(problem.grid.slots, value)
+
+
+def _export_kw(problem: PlanningProblem, group_id: str) -> np.ndarray:
+    """The kW a group may feed back: its export current on every line, within
+    its power limit (rated both ways) below the root."""
+    lines_kw = export_limit_a(problem, group_id) * problem.site.site.voltage_v * 3 / 1000.0
+    g = problem.site.group_by_id[group_id]
+    if g.parent is None or g.export_limit_a is not None:
+        return lines_kw
+    slots = problem.grid.slots
+    return np.minimum(lines_kw, group_limit_kw(problem.site, problem.capacity, group_id, slots))
+
+
+def discharging(problem: PlanningProblem, sessions: tuple[SessionCols, ...]) -> list[int]:
+    """Indices of the sessions that get discharge columns."""
+    fams = SiteFamilies.of(problem.site)
+    out = []
+    for i, s in enumerate(sessions):
+        v = s.demand.v2x
+        if v is None or v.max_discharge_a <= 0 or v.min_kwh > 0 or not len(s.periods):
+            continue
+        groups = set(s.connector.ancestors)
+        if any(g.weights is not None for g in problem.site.groups if g.id in groups):
+            continue
+        if any(key[0] in groups for key in fams.phasor_keys):
+            continue
+        out.append(i)
+    return out
+
+
+def _y_upper(s: SessionCols) -> float:
+    assert s.demand.v2x is not None
+    return min(s.demand.v2x.max_discharge_a, s.connector.max_current_a)
+
+
+@dataclass
+class _Entries:
+    rows: list[np.ndarray]
+    cols: list[np.ndarray]
+    vals: list[np.ndarray]
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
+        self.rows.append(np.asarray(rows, np.int64))
+        self.cols.append(np.asarray(cols, np.int64))
+        self.vals.append(np.asarray(vals, float))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.concatenate(self.rows), np.concatenate(self.cols), np.concatenate(self.vals)
+
+
+def term(problem: PlanningProblem, layout: BaseLayout) -> ExtraBlock | None:
+    """The discharge columns and their rows (see the module doc)."""
+    chosen = discharging(problem, layout.sessions)
+    if not chosen:
+        return None
+    P = len(layout.period_first)
+    lim_key = layout.limit_row_family * P + layout.limit_row_period
+    ent = _Entries([], [], [])
+    y_first: dict[int, int] = {}
+    uppers, costs = [], []
+    col = layout.n_col
+    for i in chosen:
+        s = layout.sessions[i]
+        n = len(s.periods)
+        ycols = col + np.arange(n)
+        y_first[i] = col
+        col += n
+        uppers.append(np.full(n, _y_upper(s)))
+        costs.append(s.kwh_per_a * discharge_weight(s.demand))
+        ent.add(np.full(n, layout.energy_row0 + i), ycols, -s.kwh_per_a)
+        for f, coef in s.families:
+            keys = f * P + s.periods
+            at = np.minimum(np.searchsorted(lim_key, keys), max(len(lim_key) - 1, 0))
+            found = lim_key[at] == keys if len(lim_key) else np.zeros(n, bool)
+            ent.add(at[found], ycols[found], np.full(int(found.sum()), -coef))
+    lower: list[float] = []
+    upper: list[float] = []
+    _energy_rows(layout, chosen, y_first, ent, lower, upper)
+    _export_rows(problem, layout, chosen, y_first, ent, lower, upper)
+    return ExtraBlock(
+        name=NAME,
+        col_lower=np.zeros(col - layout.n_col),
+        col_upper=np.concatenate(uppers),
+        col_cost=np.concatenate(costs),
+        row_lower=np.array(lower, dtype=float),
+        row_upper=np.array(upper, dtype=float),
+        entries=ent.arrays(),
+    )
+
+
+def _energy_rows(
+    layout: BaseLayout,
+    chosen: list[int],
+    y_first: dict[int, int],
+    ent: _Entries,
+    lower: list[float],
+    upper: list[float],
+) -> None:
+    """min_kwh ≤ Σ_{τ≤j} kWh·(x − y) ≤ max_kwh at the end of every period j but
+    the last (there the energy row holds it), where either side can bind."""
+    for i in chosen:
+        s = layout.sessions[i]
+        v = s.demand.v2x
+        assert v is not None
+        need = s.demand.energy_kwh
+        ceiling = max(v.max_kwh if v.max_kwh is not None else need, need)
+        most_out = np.cumsum(s.kwh_per_a * _y_upper(s))
+        most_in = np.cumsum(s.kwh_per_a * s.upper_a)
+        for j in range(len(s.periods) - 1):
+            low_binds = most_out[j] > -v.min_kwh + _EPS
+            high_binds = most_in[j] > ceiling + _EPS
+            if not (low_binds or high_binds):
+                continue
+            row = layout.n_row + len(lower)
+            k = np.arange(j + 1)
+            ent.add(np.full(j + 1, row), s.first_col + k, s.kwh_per_a[k])
+            ent.add(np.full(j + 1, row), y_first[i] + k, -s.kwh_per_a[k])
+            lower.append(v.min_kwh if low_binds else -np.inf)
+            upper.append(ceiling if high_binds else np.inf)
+
+
+def _export_rows(
+    problem: PlanningProblem,
+    layout: BaseLayout,
+    chosen: list[int],
+    y_first: dict[int, int],
+    ent: _Entries,
+    lower: list[float],
+    upper: list[float],
+) -> None:
+    """Σ coef·x − Σ coef·y ≥ −export, per family and period a discharge loads."""
+    fams: tuple[Family, ...] = layout.families
+    # (family, period) → discharge entries
+    y_at: dict[tuple[int, int], list[tuple[int, float]]] = {}
+    for i in chosen:
+        s = layout.sessions[i]
+        for f, coef in s.families:
+            if fams[f].quantity == WEIGHTED:
+                continue
+            for k, p in enumerate(s.periods.tolist()):
+                y_at.setdefault((f, p), []).append((y_first[i] + k, coef))
+    if not y_at:
+        return
+    wanted = {f for f, _ in y_at}
+    x_at: dict[tuple[int, int], list[tuple[int, float]]] = {}
+    for s in layout.sessions:
+        for f, coef in s.families:
+            if f in wanted:
+                for k, p in enumerate(s.periods.tolist()):
+                    if (f, p) in y_at:
+                        x_at.setdefault((f, p), []).append((s.first_col + k, coef))
+    bound: dict[int, np.ndarray] = {}
+    for f in wanted:
+        fam = fams[f]
+        series = (
+            _export_kw(problem, fam.group_id)
+            if fam.quantity == KW
+            else export_limit_a(problem, fam.group_id)
+        )
+        bound[f] = np.minimum.reduceat(series, layout.period_first)
+    for (f, p), ys in sorted(y_at.items()):
+        limit = float(bound[f][p])
+        if not np.isfinite(limit):
+            continue
+        row = layout.n_row + len(lower)
+        xs = x_at.get((f, p), [])
+        ent.add(np.full(len(xs), row), [c for c, _ in xs], [v for _, v in xs])
+        ent.add(np.full(len(ys), row), [c for c, _ in ys], [-v for _, v in ys])
+        lower.append(-limit)
+        upper.append(np.inf)
