@@ -17,9 +17,9 @@ generation block are left out (the planner's default applies).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -28,8 +28,26 @@ from forecasts.units import block_limit
 from optimizer.problem import TimeGrid
 from optimizer.site import Group, Site
 
-if TYPE_CHECKING:
-    from forecasts.capacity_book import CapacityBook
+
+class _Piece(Protocol):
+    @property
+    def block(self) -> Block: ...
+    @property
+    def source(self) -> str: ...
+
+
+class _Book(Protocol):
+    """What this reads of `forecasts.capacity_book.CapacityBook`."""
+
+    def window(
+        self,
+        group_id: str,
+        type_: ForecastType,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Sequence[_Piece]: ...
+
+    def is_offline(self, source: str, now: datetime) -> bool: ...
 
 
 def _fold_a(blocks: Iterable[Block], grid: TimeGrid, voltage_v: float) -> np.ndarray:
@@ -55,9 +73,7 @@ def static_export_a(g: Group) -> float:
     return g.limit_a if g.limit_a is not None else np.inf
 
 
-def export_limits(
-    book: CapacityBook, site: Site, grid: TimeGrid, now: datetime
-) -> dict[str, np.ndarray]:
+def export_limits(book: _Book, site: Site, grid: TimeGrid, now: datetime) -> dict[str, np.ndarray]:
     """Group → per-slot export limit, for the groups the DSO sent generation for."""
     out: dict[str, np.ndarray] = {}
     v = site.site.voltage_v

@@ -58,6 +58,7 @@ from gridshare.meters.metrics import MeterMetrics
 from gridshare.operator import LiveFeed, OperatorParts, ServiceBackend
 from gridshare.retention import limit_heap_arenas, run_retention
 from gridshare.site.compliance import ComplianceSettings
+from gridshare.site.v2x import V2xSettings
 from gridshare.store import Store, open_store
 from ocpp_adapter.events import (
     DomainEvent,
@@ -150,6 +151,7 @@ def controller_settings(config: GridshareConfig) -> ControllerSettings:
         min_change_a=c.min_change_a,
         reserve_for_arrivals=c.reserve_for_arrivals,
         solve_time_limit_s=c.solve_time_limit_s,
+        v2x=V2xSettings(config.v2x.enabled, config.v2x.degradation_cost_per_kwh),
     )
 
 

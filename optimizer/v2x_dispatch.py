@@ -14,6 +14,7 @@ from optimizer.v2x import NAME, discharging
 STEP_A = 0.1
 """Resolution of a commanded discharge (that of an OCPP limit)."""
 
+
 def discharge_columns(lp: PreparedLP, extra: np.ndarray | None) -> dict[int, np.ndarray]:
     """Session index → its discharge per period of its columns, from the
     values of the extra terms' columns (empty: nothing discharged)."""

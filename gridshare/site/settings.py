@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from forecasts.demand import RateSettings
+from gridshare.site.v2x import V2xSettings
 
 
 @dataclass(frozen=True)
@@ -34,3 +35,5 @@ class ControllerSettings:
     of limits in force can exceed a group's capacity for that moment. Off: more
     capacity for the cars already charging, at that risk."""
     max_periods: int | None = None
+    v2x: V2xSettings = field(default_factory=V2xSettings)
+    """Whether bidirectional cars may be discharged (`gridshare.site.v2x`)."""

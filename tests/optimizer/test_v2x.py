@@ -104,11 +104,11 @@ def test_never_below_the_driver_s_minimum() -> None:
 
 def test_no_cycling_without_a_gain() -> None:
     site, cap = depot(cut_a=64.0)  # no cut: nobody needs the discharge
-    lp, full, y = lp_solution(problem(site, [v2x_car(), leaving()], capacity=cap))
+    _, _, y = lp_solution(problem(site, [v2x_car(), leaving()], capacity=cap))
     assert y.sum() == pytest.approx(0.0, abs=1e-9)
     # a degradation cost above what a kWh unmet costs: never worth it
     site, cap = depot()
-    lp, full, y = lp_solution(problem(site, [v2x_car(cost=2 * UNMET_WEIGHT), leaving()], capacity=cap))
+    _, _, y = lp_solution(problem(site, [v2x_car(cost=2 * UNMET_WEIGHT), leaving()], capacity=cap))
     assert y.sum() == pytest.approx(0.0, abs=1e-9)
 
 
@@ -117,7 +117,7 @@ def test_the_export_limit_bounds_what_is_fed_back() -> None:
     for export in (0.0, 5.0):
         site, cap = depot(cut_a=64.0, export_a=export, limit_kw=4.0)
         p = problem(site, [v2x_car(), leaving(connector="C/3")], capacity=cap)
-        lp, full, y = lp_solution(p)
+        _, _, y = lp_solution(p)
         assert y.max() <= export + 1e-6
         if export:
             assert y.max() == pytest.approx(export, abs=1e-6)
