@@ -478,10 +478,8 @@ class Controller:
         return plan, report
 
     async def rollout(self, plan: Plan, problem: PlanningProblem) -> RolloutReport:
-        targets = {
-            cid: v2x.targets(plan, cid)  # a discharge as a negative limit
-            for cid in self.sessions
-            if cid not in problem.fixed_load_a
+        targets = {  # a discharge goes as a negative limit
+            cid: v2x.targets(plan, cid) for cid in self.sessions if cid not in problem.fixed_load_a
         }
         defaults = self.fallback.default_targets(self.clock(), plan, problem.fixed_load_a)
         model = self.load_model(plan.lines)

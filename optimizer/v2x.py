@@ -9,6 +9,8 @@ A planning term (`optimizer.prepare.EXTRA_TERMS`). For every session with a
   the others on the lines and the kW it loads) and its energy row with −kWh
   per A: the energy by departure is unchanged, so every kWh discharged is
   charged back before the car leaves;
+* in the session's battery-tail rows, −kWh per A of the discharge before
+  each period (the energy still to go is the need less the net delivered);
 * state-of-energy rows, where they can bind: the net energy from now at the
   end of each period, Σ_{τ≤j} kWh·(x − y), stays within [min_kwh, max_kwh]:
   never below the driver's minimum, never above what the battery may hold;
@@ -46,7 +48,7 @@ import numpy as np
 
 from optimizer.families import KW, WEIGHTED, SiteFamilies, group_limit_kw
 from optimizer.problem import PlanningProblem, SessionDemand
-from optimizer.rows import BaseLayout, ExtraBlock, Family, SessionCols
+from optimizer.rows import BaseLayout, ExtraBlock, Family, SessionCols, tail_rows
 
 NAME = "v2x"
 CYCLE_WEIGHT = 1.0
@@ -152,6 +154,7 @@ def term(problem: PlanningProblem, layout: BaseLayout) -> ExtraBlock | None:
             ent.add(at[found], ycols[found], np.full(int(found.sum()), -coef))
     lower: list[float] = []
     upper: list[float] = []
+    _tail_entries(layout, chosen, y_first, ent)
     _energy_rows(layout, chosen, y_first, ent, lower, upper)
     _export_rows(problem, layout, chosen, y_first, ent, lower, upper)
     return ExtraBlock(
@@ -163,6 +166,27 @@ def term(problem: PlanningProblem, layout: BaseLayout) -> ExtraBlock | None:
         row_upper=np.array(upper, dtype=float),
         entries=ent.arrays(),
     )
+
+
+def _tail_entries(
+    layout: BaseLayout, chosen: list[int], y_first: dict[int, int], ent: _Entries
+) -> None:
+    """A discharge before a period counts in its battery-tail row (the energy
+    still to go is the need less the net delivered): −kWh·y before the period."""
+    sessions = layout.sessions
+    need = np.array([s.demand.energy_kwh for s in sessions])
+    first = np.array([s.first_col for s in sessions], dtype=np.int64)
+    x_upper = np.array([s.upper_a for s in sessions])[layout.x_session]
+    tail_x = tail_rows(list(sessions), need, first, layout.x_session, layout.x_kwh, x_upper, 0)[0]
+    first_row = layout.n_row - len(tail_x)  # the tail rows end the base rows
+    owner = layout.x_session[tail_x]
+    for i in chosen:
+        s = sessions[i]
+        for row in np.flatnonzero(owner == i):
+            before = int(tail_x[row]) - s.first_col  # periods of its own before this one
+            if before > 0:
+                k = np.arange(before)
+                ent.add(np.full(before, first_row + row), y_first[i] + k, -s.kwh_per_a[k])
 
 
 def _energy_rows(

@@ -400,8 +400,7 @@ class SiteState:
             return []
         s.departure = event.departure or s.departure
         if event.energy_wh is not None:
-            # what it still wants: the session's need counts from its start
-            s.energy_need_wh = s.delivered_kwh * 1000.0 + event.energy_wh
+            s.energy_need_wh = s.delivered_kwh * 1000.0 + event.energy_wh  # from its start
         if event.ev_max_current_a is not None:
             s.ev_max_current_a = event.ev_max_current_a
         if event.ev_min_current_a is not None:

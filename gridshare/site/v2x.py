@@ -16,7 +16,12 @@ CentralSetpoint), and the limit book records it like any limit: accepted, it
 is in force; unanswered, the worst of what was and what was sent counts. So
 `Bidirectional.confirmed_a` is the discharge the book holds in force now, the
 only discharge the dispatch of the slot now counts as room for the others
-(`optimizer.v2x`), and the rollout's own checks count it the same way.
+(`optimizer.v2x`), and the rollout's own checks count it the same way: as
+the connector's worst case. With ``reserve_for_arrivals`` that worst case
+includes its fallback limit (the car may unplug at any moment, and with it
+the discharge ends), so a discharge frees nothing for the others there.
+Without the reserve, a confirmed discharge is room, at the risk an arrival
+is taken at.
 """
 
 from __future__ import annotations
@@ -117,7 +122,7 @@ def with_v2x(
     for d in demands:
         s = sessions.get(d.connector_id)
         if s is not None and s.v2x is not None:
-            in_force = float(book.worst(d.connector_id, grid, fallback=False)[0])
+            in_force = float(book.worst(d.connector_id, grid)[0])
             v = bidirectional(s, connectors[d.connector_id], settings, in_force)
             if v is not None:
                 d = replace(d, v2x=v)

@@ -41,10 +41,16 @@ def depot(
 
 
 def v2x_car(
-    need: float = 5.0, *, min_kwh: float = -10.0, cost: float = 0.0, confirmed: float = 0.0
+    need: float = 5.0,
+    *,
+    min_kwh: float = -10.0,
+    cost: float = 0.0,
+    confirmed: float = 0.0,
+    taper_kwh: float | None = None,
 ) -> SessionDemand:
     v = Bidirectional(32.0, min_kwh=min_kwh, cycle_cost_per_kwh=cost, confirmed_a=confirmed)
-    return SessionDemand("a", "C/1", NOW, NOW + timedelta(hours=6), need, v2x=v)
+    end = NOW + timedelta(hours=6)
+    return SessionDemand("a", "C/1", NOW, end, need, v2x=v, taper_kwh=taper_kwh)
 
 
 def leaving(need: float = 14.0, connector: str = "C/2") -> SessionDemand:
@@ -79,16 +85,23 @@ def unmet(lp: PreparedLP, full: np.ndarray) -> float:
     return float(full[lp.n_x : lp.n_x + lp.n_v].sum())
 
 
-def test_a_bidirectional_car_serves_one_leaving_under_a_cut() -> None:
+@pytest.mark.parametrize("taper_kwh", [None, 3.0])
+def test_a_bidirectional_car_serves_one_leaving_under_a_cut(taper_kwh: float | None) -> None:
+    """With a battery tail too: what it gives is charged back past its need's tail."""
     site, cap = depot()
     plain = SessionDemand("a", "C/1", NOW, NOW + timedelta(hours=6), 5.0)
     alone = solve(problem(site, [plain, leaving()], capacity=cap))
-    lp, full, y = lp_solution(problem(site, [v2x_car(), leaving()], capacity=cap))
+    car = v2x_car(taper_kwh=taper_kwh)
+    lp, full, y = lp_solution(problem(site, [car, leaving()], capacity=cap))
     assert y.sum() > 0
     # the leaving car gets more than the cut alone allows, the other loses nothing
     assert unmet(lp, full) < alone.total_unmet_kwh - 1.0
     s = lp.sessions[0]
     assert net_by_period(lp, full, y, 0)[-1] == pytest.approx(s.demand.energy_kwh, abs=1e-6)
+    if taper_kwh is not None:  # hours to charge back: its tail takes nothing off the gift
+        _, _, free = lp_solution(problem(site, [v2x_car(), leaving()], capacity=cap))
+        given = float(np.sum(y * s.kwh_per_a))
+        assert given == pytest.approx(float(np.sum(free * s.kwh_per_a)), rel=1e-6)
 
 
 def test_never_below_the_driver_s_minimum() -> None:
