@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from optimizer.families import KW, WEIGHTED, SiteFamilies, group_limit_kw
 from optimizer.problem import PlanningProblem, SessionDemand
@@ -118,7 +119,7 @@ class _Entries:
     cols: list[np.ndarray]
     vals: list[np.ndarray]
 
-    def add(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
+    def add(self, rows: ArrayLike, cols: ArrayLike, vals: ArrayLike) -> None:
         self.rows.append(np.asarray(rows, np.int64))
         self.cols.append(np.asarray(cols, np.int64))
         self.vals.append(np.asarray(vals, float))
