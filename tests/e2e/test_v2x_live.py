@@ -100,7 +100,16 @@ async def test_a_discharging_car_keeps_the_group_under_a_dso_cut(tmp_path: Path)
                 energy_wh=20_000,
             )
             # the leaving car gets more than the cut alone, as far as the other feeds back
-            await eventually(lambda: fleet.limit_in_force("CP2/1") > CUT_A + 4, timeout_s=20)
+            try:
+                await eventually(lambda: fleet.limit_in_force("CP2/1") > CUT_A + 4, timeout_s=40)
+            except AssertionError:
+                ctl = svc.controller
+                assert ctl is not None
+                seen = {c: v2x.net_limit_in_force(fleet, c) for c in CARS}
+                raise AssertionError(
+                    f"in force {seen}; plan discharge {ctl.plan and ctl.plan.discharge_a}; "
+                    f"last rollout {ctl.last_report}"
+                ) from None
             await eventually(lambda: v2x.exported_wh(fleet, "CP1/1") > 0, timeout_s=5)
             draw = {c: sum(fleet.draw(c).values()) / 3 for c in CARS}
             assert draw["CP1/1"] < 0 < draw["CP2/1"]

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimizer import Bidirectional, Capacity, SessionDemand, TimeGrid, solve
+from optimizer import Bidirectional, Capacity, SessionDemand, SolverStatus, TimeGrid, solve
 from optimizer.highs_backend import solve_arrays
 from optimizer.prepare import UNMET_WEIGHT, PreparedLP, prepare
 from optimizer.problem import LimitWindow, PlanningProblem
@@ -181,3 +181,12 @@ def test_v2x_properties(
     now = plan.now_a("C/1") + plan.now_a("C/2")
     commanded = float(plan.discharge_a.get("C/1", np.zeros(1))[0])
     assert now <= round(cut, 1) + min(commanded, confirmed) + 1e-6
+
+
+def test_both_backends_plan_a_discharge() -> None:
+    site, cap = depot()
+    p = problem(site, [v2x_car(taper_kwh=3.0), leaving()], capacity=cap)
+    highs, pulp = solve(p), solve(p, backend="pulp")
+    assert pulp.status is SolverStatus.OPTIMAL  # not the fallback: its discharge is known
+    assert pulp.objective == pytest.approx(highs.objective, rel=1e-6)
+    assert pulp.discharge_a["C/1"].sum() == pytest.approx(highs.discharge_a["C/1"].sum(), abs=0.5)
