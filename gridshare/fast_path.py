@@ -123,7 +123,7 @@ class FastPath:
                 or c.force_send
                 or cid in pinned
                 or cid in fixed
-                or s.v2x is not None  # a bidirectional car's setpoint is the plan's
+                or cid in plan.discharge_a  # a discharging car's setpoint is the plan's
                 or s.station_id not in connected
             ):
                 continue

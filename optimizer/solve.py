@@ -173,7 +173,7 @@ def solve(
     else:
         z = exact_z
     plan = _assemble(lp, x_lp, z, status, objective, backend, notes, t0)
-    return v2x_dispatch.with_discharge(plan, lp, discharge)
+    return v2x_dispatch.with_discharge(plan, lp, v2x_dispatch.within_rows(lp, z, discharge))
 
 
 def _assemble(

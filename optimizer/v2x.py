@@ -37,7 +37,10 @@ station confirmed it (`Bidirectional.confirmed_a`). So the limits in force
 less the discharge confirmed stay within every limit, and a car that fails to
 discharge puts its group over by at most what was confirmed, for as long as
 the confirmation takes to be withdrawn. Other currents are scaled down into
-that room before the minimum-current rule gives back what is left.
+that room before the minimum-current rule gives back what is left; then the
+discharge itself is lowered wherever the currents as dispatched would leave
+a group feeding back more than its export limit, or the car below its
+driver's minimum (`optimizer.v2x_dispatch.within_rows`).
 """
 
 from __future__ import annotations

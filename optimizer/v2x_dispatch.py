@@ -35,6 +35,43 @@ def discharge_columns(lp: PreparedLP, extra: np.ndarray | None) -> dict[int, np.
     return {}
 
 
+def within_rows(lp: PreparedLP, z: np.ndarray, y: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """``y`` lowered where the dispatched currents ``z`` leave one of the term's
+    own rows short of its lower bound: a group would feed back more than its
+    export limit (the others were given less than the LP planned), or a car
+    would go below its driver's minimum. Lowering a discharge only raises what
+    those rows sum (its coefficients there are negative), and the limit rows
+    keep within their room: where an export row binds, the group's net is at
+    minus its export limit, below any upper bound."""
+    if not y:
+        return y
+    col0 = lp.n_x + lp.n_v + lp.n_d + lp.n_w
+    row0 = lp.n_limit_rows + len(lp.sessions) + 2 * lp.n_d + len(lp.w_x) + len(lp.tail_x)
+    for e in lp.extras:
+        if e.name != NAME:
+            col0, row0 = col0 + e.n_col, row0 + e.n_row
+            continue
+        values = np.concatenate([y[i] for i in discharging(lp.problem, lp.sessions)])
+        rows, cols, vals = e.entries
+        own = rows >= row0
+        rows, cols, vals = rows[own] - row0, cols[own], vals[own]
+        is_y = cols >= col0
+        for r in np.flatnonzero(np.isfinite(e.row_lower)):
+            m = rows == r
+            ym, xm = m & is_y, m & ~is_y
+            given = float(np.sum(-vals[ym] * values[cols[ym] - col0]))
+            room = float(np.sum(vals[xm] * z[cols[xm]])) - e.row_lower[r]
+            if given > room + 1e-9 and given > 0:
+                values[cols[ym] - col0] *= max(room, 0.0) / given
+        out, k = {}, 0
+        for i in discharging(lp.problem, lp.sessions):
+            n = len(lp.sessions[i].periods)
+            out[i] = np.floor(values[k : k + n] / STEP_A + 1e-6) * STEP_A
+            k += n
+        return out
+    return y
+
+
 def for_dispatch(
     lp: PreparedLP, x: np.ndarray, y: dict[int, np.ndarray]
 ) -> tuple[PreparedLP, np.ndarray]:

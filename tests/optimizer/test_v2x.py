@@ -136,6 +136,19 @@ def test_the_export_limit_bounds_what_is_fed_back() -> None:
             assert y.max() == pytest.approx(export, abs=1e-6)
 
 
+def test_a_discharge_nobody_may_take_now_is_not_commanded() -> None:
+    """A cut to 0: the LP pairs the discharge with the other car's charging, but
+    until the station confirms it, the other car is given nothing, so the
+    discharge now would be fed back to the grid: it is not sent."""
+    site, cap = depot(cut_a=0.0)
+    plan = solve(problem(site, [v2x_car(), leaving()], capacity=cap))
+    assert plan.now_a("C/2") == 0.0
+    assert plan.discharge_a.get("C/1", np.zeros(1))[0] == 0.0
+    confirmed = solve(problem(site, [v2x_car(confirmed=16.0), leaving()], capacity=cap))
+    assert confirmed.discharge_a["C/1"][0] == pytest.approx(confirmed.now_a("C/2"))
+    assert confirmed.now_a("C/2") > 0
+
+
 def test_the_dispatch_counts_a_discharge_only_as_confirmed() -> None:
     site, cap = depot()
     for confirmed in (0.0, 8.0, 16.0):
@@ -181,6 +194,8 @@ def test_v2x_properties(
     now = plan.now_a("C/1") + plan.now_a("C/2")
     commanded = float(plan.discharge_a.get("C/1", np.zeros(1))[0])
     assert now <= round(cut, 1) + min(commanded, confirmed) + 1e-6
+    # as dispatched, nothing is fed back beyond the connection (export limit 0)
+    assert commanded <= now + 1e-6
 
 
 def test_both_backends_plan_a_discharge() -> None:
