@@ -96,17 +96,25 @@ def _export_kw(problem: PlanningProblem, group_id: str) -> np.ndarray:
 
 def discharging(problem: PlanningProblem, sessions: tuple[SessionCols, ...]) -> list[int]:
     """Indices of the sessions that get discharge columns."""
+    candidates = [
+        i
+        for i, s in enumerate(sessions)
+        if (v := s.demand.v2x) is not None
+        and v.max_discharge_a > 0
+        and v.min_kwh <= 0
+        and len(s.periods)
+    ]
+    if not candidates:  # the usual case: nothing more to look at
+        return []
     fams = SiteFamilies.of(problem.site)
     out = []
-    for i, s in enumerate(sessions):
-        v = s.demand.v2x
-        if v is None or v.max_discharge_a <= 0 or v.min_kwh > 0 or not len(s.periods):
-            continue
+    for i in candidates:
+        s = sessions[i]
+        if any(s.connector.key in members for _, members in fams.weighted):
+            continue  # a weighted limit sums magnitudes: a discharge frees nothing there
         groups = set(s.connector.ancestors)
-        if any(g.weights is not None for g in problem.site.groups if g.id in groups):
-            continue
         if any(key[0] in groups for key in fams.phasor_keys):
-            continue
+            continue  # phasor rows know x only
         out.append(i)
     return out
 
@@ -247,13 +255,20 @@ def _export_rows(
     if not y_at:
         return
     wanted = {f for f, _ in y_at}
-    x_at: dict[tuple[int, int], list[tuple[int, float]]] = {}
-    for s in layout.sessions:
-        for f, coef in s.families:
+    # every session's coefficient in each wanted family, then its x columns at once
+    # (a site of thousands of connectors: no loop over every column)
+    coef = {f: np.zeros(len(layout.sessions)) for f in wanted}
+    for i, s in enumerate(layout.sessions):
+        for f, c in s.families:
             if f in wanted:
-                for k, p in enumerate(s.periods.tolist()):
-                    if (f, p) in y_at:
-                        x_at.setdefault((f, p), []).append((s.first_col + k, coef))
+                coef[f][i] = c
+    x_at: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    for f in wanted:
+        on = coef[f][layout.x_session]
+        cols = np.flatnonzero(on != 0)
+        for p in {p for g, p in y_at if g == f}:
+            at = cols[layout.x_period[cols] == p]
+            x_at[(f, p)] = (at, on[at])
     bound: dict[int, np.ndarray] = {}
     for f in wanted:
         fam = fams[f]
@@ -268,8 +283,8 @@ def _export_rows(
         if not np.isfinite(limit):
             continue
         row = layout.n_row + len(lower)
-        xs = x_at.get((f, p), [])
-        ent.add(np.full(len(xs), row), [c for c, _ in xs], [v for _, v in xs])
+        xs, xv = x_at[(f, p)]
+        ent.add(np.full(len(xs), row), xs, xv)
         ent.add(np.full(len(ys), row), [c for c, _ in ys], [-v for _, v in ys])
         lower.append(-limit)
         upper.append(np.inf)

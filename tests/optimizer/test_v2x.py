@@ -115,6 +115,22 @@ def test_never_below_the_driver_s_minimum() -> None:
     assert not lp.extras
 
 
+def test_not_discharged_under_a_weighted_limit() -> None:
+    """A weighted limit (a transformer's primary) sums magnitudes: a discharge
+    loads it as much as a charge, so such a car is not discharged."""
+    cons = [{"id": i, "max_current_a": 32.0, "phases": ["L1"]} for i in (1, 2)]
+    groups = [
+        {"id": "g", "limit_a": 64},
+        {"id": "w", "parent": "g", "limit_a": 40, "weights": {"C/1": 1.0}},
+    ]
+    site = site_from(groups, [{"id": "C", "group": "g", "connectors": cons}])
+    assert not prepare(problem(site, [v2x_car(), leaving()])).extras
+    plain_site = site_from(
+        [{"id": "g", "limit_a": 64}], [{"id": "C", "group": "g", "connectors": cons}]
+    )
+    assert prepare(problem(plain_site, [v2x_car(), leaving()])).extras
+
+
 def test_no_cycling_without_a_gain() -> None:
     site, cap = depot(cut_a=64.0)  # no cut: nobody needs the discharge
     _, _, y = lp_solution(problem(site, [v2x_car(), leaving()], capacity=cap))
