@@ -106,9 +106,13 @@ async def test_a_discharging_car_keeps_the_group_under_a_dso_cut(tmp_path: Path)
                 ctl = svc.controller
                 assert ctl is not None
                 seen = {c: v2x.net_limit_in_force(fleet, c) for c in CARS}
+                built = ctl.problems.build(ctl.clock(), ctl.monotonic()).problem
+                book = ctl.book.get("CP1/1")
                 raise AssertionError(
                     f"in force {seen}; plan discharge {ctl.plan and ctl.plan.discharge_a}; "
-                    f"last rollout {ctl.last_report}"
+                    f"CP2 {ctl.plan and ctl.plan.schedule('CP2/1')[:3]}; "
+                    f"demands {[d.v2x for d in built.sessions]}; "
+                    f"book {book.accepted} {book.uncertain}; last rollout {ctl.last_report}"
                 ) from None
             await eventually(lambda: v2x.exported_wh(fleet, "CP1/1") > 0, timeout_s=5)
             draw = {c: sum(fleet.draw(c).values()) / 3 for c in CARS}
