@@ -153,3 +153,19 @@ async def test_a_21_station_announces_bpt_and_accepts_a_setpoint() -> None:
     [needs] = rec.of(EvChargingNeeds)
     assert needs.v2x is not None and needs.v2x.max_discharge_a == 16.0
     assert needs.energy_wh == 20000
+
+
+async def test_after_a_discharge_a_charge_installs_a_dynamic_profile_again() -> None:
+    """The Absolute CentralSetpoint profile replaced the Dynamic one of the same
+    id at the station: the next charge installs a Dynamic profile anew rather
+    than updating one the station no longer holds."""
+    async with running() as (cs, _), station(cs, "CP1", V21) as st:
+        await st.boot()
+        for amps in (16.0, -16.0, 10.0):
+            s = ChargingLimitSpec(
+                LimitPurpose.TX, 1, cs.clock(), (LimitPeriod(0, amps, 3),), transaction_id="T-1"
+            )
+            assert (await cs.set_limit("CP1", s)).outcome is CommandOutcome.ACCEPTED
+        kinds = [p["chargingProfile"]["chargingProfileKind"] for p in st.sent("SetChargingProfile")]
+        assert kinds == ["Dynamic", "Absolute", "Dynamic"]
+        assert st.sent("UpdateDynamicSchedule") == []
