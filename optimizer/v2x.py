@@ -257,14 +257,14 @@ def _export_rows(
     wanted = {f for f, _ in y_at}
     # every session's coefficient in each wanted family, then its x columns at once
     # (a site of thousands of connectors: no loop over every column)
-    coef = {f: np.zeros(len(layout.sessions)) for f in wanted}
+    by_family = {f: np.zeros(len(layout.sessions)) for f in wanted}
     for i, s in enumerate(layout.sessions):
         for f, c in s.families:
             if f in wanted:
-                coef[f][i] = c
+                by_family[f][i] = c
     x_at: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     for f in wanted:
-        on = coef[f][layout.x_session]
+        on = by_family[f][layout.x_session]
         cols = np.flatnonzero(on != 0)
         for p in {p for g, p in y_at if g == f}:
             at = cols[layout.x_period[cols] == p]
