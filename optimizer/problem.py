@@ -94,12 +94,17 @@ class Bidirectional:
     confirmed_a: float = 0.0
     """Discharge the station has confirmed in force now (A per line): the only
     discharge the dispatch of the slot now counts as room for others."""
+    confirmed_ahead_a: tuple[float, ...] = ()
+    """The same for the grid's later slots (slot 1 first): what the profile the
+    station accepted holds for them; missing: none."""
 
     def __post_init__(self) -> None:
         for name in ("max_discharge_a", "cycle_cost_per_kwh", "confirmed_a"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ProblemError(f"V2X {name} must be finite and ≥ 0")
+        if not all(v >= 0 and math.isfinite(v) for v in self.confirmed_ahead_a):
+            raise ProblemError("V2X confirmed_ahead_a must be finite and ≥ 0")
         if not math.isfinite(self.min_kwh):
             raise ProblemError("V2X min_kwh must be finite")
         if self.max_kwh is not None and not math.isfinite(self.max_kwh):

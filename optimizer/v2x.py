@@ -31,9 +31,10 @@ Not discharged (conservative): a car below its driver's minimum
 (``min_kwh > 0``: its updated needs re-plan it once above), and a car in a
 weighted or phasor group (those rows sum magnitudes or phasors of x only).
 
-Dispatch (`optimizer.v2x_dispatch`): the plan's later slots do not count on discharge,
-and the slot now counts a discharge as room for the others only as far as its
-station confirmed it (`Bidirectional.confirmed_a`). So the limits in force
+Dispatch (`optimizer.v2x_dispatch`): a slot counts a discharge as room for
+the others only as far as the station confirmed it for that slot (accepted
+in a profile: `Bidirectional.confirmed_a` now, ``confirmed_ahead_a`` later);
+a discharge the LP plans beyond that is commanded, and counts once confirmed. So the limits in force
 less the discharge confirmed stay within every limit, and a car that fails to
 discharge puts its group over by at most what was confirmed, for as long as
 the confirmation takes to be withdrawn. Other currents are scaled down into

@@ -75,9 +75,10 @@ def within_rows(lp: PreparedLP, z: np.ndarray, y: dict[int, np.ndarray]) -> dict
 def for_dispatch(
     lp: PreparedLP, x: np.ndarray, y: dict[int, np.ndarray]
 ) -> tuple[PreparedLP, np.ndarray]:
-    """The LP as the dispatch must see it, and ``x`` scaled into it: the slot
-    now's limit rows widened by the discharge confirmed and commanded, nothing
-    counted later; a discharging session's budget raised by what it gives."""
+    """The LP as the dispatch must see it, and ``x`` scaled into it: each
+    period's limit rows widened by the discharge both planned and confirmed
+    for all its slots (`Bidirectional.confirmed_a`, ``confirmed_ahead_a``);
+    a discharging session's budget raised by what it gives."""
     if not y:
         return lp, x
     extra_room = np.zeros(lp.n_limit_rows)
@@ -86,16 +87,22 @@ def for_dispatch(
     lim_key = lp.limit_row_family * P + lp.limit_row_period
     for i, ys in y.items():
         s = sessions[i]
-        assert s.demand.v2x is not None
+        v = s.demand.v2x
+        assert v is not None
         given = float(np.sum(ys * s.kwh_per_a))
         sessions[i] = replace(s, demand=replace(s.demand, energy_kwh=s.demand.energy_kwh + given))
-        if s.periods[0] != 0:
-            continue
-        counted = min(float(ys[0]), s.demand.v2x.confirmed_a)
+        confirmed = np.zeros(lp.problem.grid.slots)
+        confirmed[0] = v.confirmed_a
+        ahead = np.asarray(v.confirmed_ahead_a[: len(confirmed) - 1], dtype=float)
+        confirmed[1 : 1 + len(ahead)] = ahead
+        # a period counts what is confirmed for every slot of it
+        held = np.minimum.reduceat(confirmed, lp.period_first)[s.periods]
+        counted = np.minimum(ys, held)
         for f, coef in s.families:
-            at = np.searchsorted(lim_key, f * P)
-            if at < len(lim_key) and lim_key[at] == f * P:
-                extra_room[at] += coef * counted
+            keys = f * P + s.periods
+            at = np.minimum(np.searchsorted(lim_key, keys), max(len(lim_key) - 1, 0))
+            found = (lim_key[at] == keys) if len(lim_key) else np.zeros(len(keys), bool)
+            np.add.at(extra_room, at[found], coef * counted[found])
     row_upper = lp.row_upper.copy()
     row_upper[: lp.n_limit_rows] += extra_room
     out = replace(lp, row_upper=row_upper, sessions=tuple(sessions))

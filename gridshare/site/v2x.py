@@ -14,14 +14,14 @@ sets it right.
 What counts as in force: the plan sends a discharge as a negative limit (a
 CentralSetpoint), and the limit book records it like any limit: accepted, it
 is in force; unanswered, the worst of what was and what was sent counts. So
-`Bidirectional.confirmed_a` is the discharge the book holds in force now, the
-only discharge the dispatch of the slot now counts as room for the others
-(`optimizer.v2x`), and the rollout's own checks count it the same way: as
-the connector's worst case. With ``reserve_for_arrivals`` that worst case
-includes its fallback limit (the car may unplug at any moment, and with it
-the discharge ends), so a discharge frees nothing for the others there.
-Without the reserve, a confirmed discharge is room, at the risk an arrival
-is taken at.
+`Bidirectional.confirmed_a` (and ``confirmed_ahead_a``, slot by slot) is the
+discharge the book holds in force, the only discharge the dispatch counts as
+room for the others (`optimizer.v2x`), and the rollout's own checks count it
+the same way: as the connector's worst case in each slot. With
+``reserve_for_arrivals`` that worst case includes its fallback limit (the
+car may unplug at any moment, and with it the discharge ends), so a
+discharge frees nothing for the others there. Without the reserve, a
+confirmed discharge is room, at the risk an arrival is taken at.
 """
 
 from __future__ import annotations
@@ -85,10 +85,10 @@ def max_discharge_a(needs: V2xNeeds, info: ConnectorInfo) -> float:
 
 
 def bidirectional(
-    s: Session, info: ConnectorInfo, settings: V2xSettings, in_force_a: float
+    s: Session, info: ConnectorInfo, settings: V2xSettings, in_force_a: np.ndarray
 ) -> Bidirectional | None:
     """``s``'s discharge bounds now (None: not discharged); ``in_force_a``: the
-    limit the book holds in force now (negative: a discharge)."""
+    limit the book holds in force in each slot of the grid (negative: a discharge)."""
     levels = s.v2x
     if not settings.enabled or levels is None:
         return None
@@ -103,7 +103,8 @@ def bidirectional(
         min_kwh=floor,
         max_kwh=ceiling,
         cycle_cost_per_kwh=settings.degradation_cost_per_kwh,
-        confirmed_a=max(0.0, -in_force_a),
+        confirmed_a=max(0.0, -float(in_force_a[0])),
+        confirmed_ahead_a=tuple(np.maximum(-in_force_a[1:], 0.0).tolist()),
     )
 
 
@@ -122,7 +123,7 @@ def with_v2x(
     for d in demands:
         s = sessions.get(d.connector_id)
         if s is not None and s.v2x is not None:
-            in_force = float(book.worst(d.connector_id, grid)[0])
+            in_force = book.worst(d.connector_id, grid)
             v = bidirectional(s, connectors[d.connector_id], settings, in_force)
             if v is not None:
                 d = replace(d, v2x=v)

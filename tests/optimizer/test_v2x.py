@@ -5,6 +5,7 @@ export limit, and the dispatch counts a discharge only as far as confirmed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -173,9 +174,18 @@ def test_the_dispatch_counts_a_discharge_only_as_confirmed() -> None:
         assert commanded > 0
         charging = plan.now_a("C/1") + plan.now_a("C/2")
         assert charging <= 16.0 + min(commanded, confirmed) + 1e-9
-        # later slots never count on a discharge
+        # later slots count no discharge the station did not accept for them
         assert np.all(plan.current_a[:, 1:8].sum(axis=0) <= 16.0 + 1e-9)
         assert plan.requested_kwh["a"] == pytest.approx(5.0)
+    # a profile accepted with its discharge for the next hour: those slots count it
+    car = v2x_car(confirmed=16.0)
+    assert car.v2x is not None
+    ahead = replace(car, v2x=replace(car.v2x, confirmed_ahead_a=(16.0,) * 3))
+    plan = solve(problem(site, [ahead, leaving()], capacity=cap))
+    charging = plan.current_a[:, :7].sum(axis=0)
+    counted = np.minimum(plan.discharge_a["C/1"][:7], [16.0] * 4 + [0.0] * 3)
+    assert np.all(charging <= 16.0 + counted + 1e-9)
+    assert np.all(charging[1:4] > 16.0)
 
 
 @settings(max_examples=25, deadline=None)
