@@ -23,7 +23,8 @@ Merging rules:
   operator's overrides, the CONSUMPTION forecast and — while the provider that
   sent it is offline (its last heartbeat's ``offline_mode_at`` passed) — the
   FALLBACK_CONSUMPTION forecast, over the whole grid.
-* OPTIMUM, GENERATION and FALLBACK_GENERATION are kept and shown, never limits.
+* OPTIMUM is kept and shown, never a limit; GENERATION and FALLBACK_GENERATION
+  bound what a group may feed back (`forecasts.generation`), never a consumption limit.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from forecasts.errors import InvalidForecast, InvalidRecord
+from forecasts.generation import export_limits
 from forecasts.model import Block, Forecast, ForecastType
 from forecasts.units import Limit, block_limit, normalize
 from optimizer.problem import Capacity, LimitWindow, TimeGrid
@@ -442,6 +444,7 @@ class CapacityBook:
         return Capacity(
             {g: lay["limit_a"] for g, lay in layers.items()},
             {g: lay["limit_kw"] for g, lay in layers.items()},
+            export_a=export_limits(self, site, grid, now),  # GENERATION: what may be fed back
         )
 
     def fallback_capacity(self, site: Site, grid: TimeGrid) -> Capacity:

@@ -6,6 +6,7 @@ capacity providers), ``[[api.tokens]]`` (operator API tokens) and ``[defaults]``
 (estimates for sessions that state nothing), ``[controller]`` (re-planning and
 rollout), ``[in_force]`` (when a station counts as ignoring its profile),
 ``[tariff]`` and ``[carbon]`` (what the site pays and emits: `gridshare.tariff`).
+``[v2x]`` (whether bidirectional cars may be discharged).
 
 The environment overrides the file in every table but the site's, read by
 pydantic-settings: ``GRIDSHARE_<TABLE>__<KEY>``, e.g.
@@ -55,6 +56,7 @@ from gridshare.retention import RetentionConfig
 from gridshare.site.charge_modes import ChargeModes, check_pv
 from gridshare.site.compliance import ComplianceSettings
 from gridshare.site.settings import ControllerSettings
+from gridshare.site.v2x import V2xSettings
 from gridshare.tariff.config import CarbonConfig, CostTables, TariffConfig
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
 from optimizer.site import Site, SiteValueError
@@ -191,11 +193,22 @@ class InForceConfig(_Strict):
     """Draw over a connector's limit (or composite schedule over it) that is no excess."""
 
 
+class V2xConfig(_Strict):
+    """``[v2x]``: discharging cars that announce bidirectional power transfer."""
+
+    enabled: bool = V2xSettings.enabled
+    degradation_cost_per_kwh: Annotated[float, Field(ge=0, allow_inf_nan=False)] = (
+        V2xSettings.degradation_cost_per_kwh
+    )
+    """Battery wear per kWh discharged (a kWh of need left unmet costs 1000)."""
+
+
 class GridshareConfig(_Strict):
     site: Site
     server: ServerConfig = Field(default_factory=ServerConfig)
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
     in_force: InForceConfig = Field(default_factory=InForceConfig)
+    v2x: V2xConfig = Field(default_factory=V2xConfig)
     oscp: OscpConfig = Field(default_factory=OscpConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     defaults: SessionDefaults = Field(default_factory=SessionDefaults)
@@ -224,6 +237,7 @@ class _EnvironmentTables(BaseSettings):
     defaults: SessionDefaults
     controller: ControllerConfig
     in_force: InForceConfig
+    v2x: V2xConfig
     retention: RetentionConfig
     tariff: TariffConfig
     carbon: CarbonConfig

@@ -44,6 +44,7 @@ from forecasts.demand import DemandDefaults
 from gridshare.fast_path import FAST_REASONS, FastPath
 from gridshare.replan_loop import ReplanLoop, Rollouts
 from gridshare.rollout import LimitBook, RolloutReport
+from gridshare.site import v2x
 from gridshare.site.fallback import FallbackPolicy
 from gridshare.site.lookups import LoadModels, PlanRows
 from gridshare.site.operator_limits import OVERRIDES_STATE, OperatorLimit, OperatorLimits
@@ -471,8 +472,8 @@ class Controller:
         return plan, report
 
     async def rollout(self, plan: Plan, problem: PlanningProblem) -> RolloutReport:
-        targets = {
-            cid: plan.schedule(cid) for cid in self.sessions if cid not in problem.fixed_load_a
+        targets = {  # a discharge goes as a negative limit
+            cid: v2x.targets(plan, cid) for cid in self.sessions if cid not in problem.fixed_load_a
         }
         defaults = self.fallback.default_targets(self.clock(), plan, problem.fixed_load_a)
         model = self.load_model(plan.lines)

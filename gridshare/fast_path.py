@@ -128,6 +128,7 @@ class FastPath:
                 or c.force_send
                 or cid in pinned
                 or cid in fixed
+                or cid in plan.discharge_a  # a discharging car's setpoint is the plan's
                 or s.station_id not in connected
             ):
                 continue

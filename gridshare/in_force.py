@@ -29,6 +29,7 @@ from gridshare.site.compliance import (
     highest_line_a,
 )
 from gridshare.site.state import SiteState
+from gridshare.site.v2x import charging_part
 from gridshare.store import Store
 from ocpp_adapter.events import CommandOutcome, DomainEvent, MeterReading, SessionEnded
 from ocpp_adapter.ports import CompositeSchedules
@@ -95,7 +96,9 @@ class InForceWatch:
             cid = event.connector_id
             flag = self.tracker.flags.get(cid)
             before = flag.draw_a if flag is not None else None
-            change = self.tracker.reading(cid, draw, self.state.limit_now(cid, now), now)
+            change = self.tracker.reading(
+                cid, draw, charging_part(self.state.limit_now(cid, now)), now
+            )
             if change is not None:
                 self._changed(change, "meter", now)
             elif (
@@ -127,7 +130,7 @@ class InForceWatch:
         due: dict[str, list[str]] = {}
         for cid in sorted(self.state.sessions):
             info = self.site.connectors.get(cid)
-            limit = self.state.limit_now(cid, now)
+            limit = charging_part(self.state.limit_now(cid, now))
             if info is None or limit is None or self._read_limit.get(cid) == limit:
                 continue
             sid = info.station_id
@@ -178,7 +181,7 @@ class InForceWatch:
                 continue
             now = self.clock()
             allowed = composite_limit_a(payload, info.voltage_v)
-            sent = self.state.limit_now(cid, now)
+            sent = charging_part(self.state.limit_now(cid, now))
             self._read_limit[cid] = sent
             change = self.tracker.composite(cid, allowed, sent, now)
             if change is not None:

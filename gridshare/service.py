@@ -59,6 +59,7 @@ from gridshare.meters.pv import attach_pv
 from gridshare.operator import LiveFeed, OperatorParts, ServiceBackend
 from gridshare.retention import limit_heap_arenas, run_retention
 from gridshare.site.compliance import ComplianceSettings
+from gridshare.site.v2x import V2xSettings
 from gridshare.store import Store, open_store
 from gridshare.tariff.fast_cap import within_planned_kw
 from gridshare.tariff.live import SiteCosts, book_optimum, metered_non_ev_kw, site_costs
@@ -154,6 +155,7 @@ def controller_settings(config: GridshareConfig) -> ControllerSettings:
         reserve_for_arrivals=c.reserve_for_arrivals,
         solve_time_limit_s=c.solve_time_limit_s,
         charge_modes=config.charge_modes,
+        v2x=V2xSettings(config.v2x.enabled, config.v2x.degradation_cost_per_kwh),
     )
 
 

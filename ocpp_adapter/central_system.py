@@ -64,7 +64,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 from websockets.typing import Subprotocol
 
-from ocpp_adapter import commands, dynamic_sender
+from ocpp_adapter import commands, dynamic_sender, v2x
 from ocpp_adapter.admission import SUBPROTOCOLS, Admission, select_subprotocol, station_id_of
 from ocpp_adapter.connection import (
     FrameTap,
@@ -317,6 +317,8 @@ class CentralSystem:
         self._record(station_id, spec, result)
         if dyn and session is not None and result.outcome is CommandOutcome.ACCEPTED:
             dynamic_sender.refused(session)
+        elif v2x.discharges(spec) and session and result.outcome is CommandOutcome.ACCEPTED:
+            dynamic_sender.forget(session, spec.connector)  # the Absolute one replaced it
         return result
 
     def _record(self, station_id: str, spec: ChargingLimitSpec, result: CommandResult) -> None:

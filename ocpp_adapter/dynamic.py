@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ocpp_adapter import v2x
 from ocpp_adapter.events import ChargingLimitSpec, LimitPurpose, StationCapabilities
 from ocpp_adapter.profiles import (
     Schedule,
@@ -72,8 +73,8 @@ class DynamicProfile:
 
 
 def applies(spec: ChargingLimitSpec) -> bool:
-    """Only a running transaction's profile goes Dynamic."""
-    return spec.purpose is LimitPurpose.TX and spec.connector > 0
+    """Only a running transaction's profile goes Dynamic, and never a discharge."""
+    return spec.purpose is LimitPurpose.TX and spec.connector > 0 and not v2x.discharges(spec)
 
 
 def window_limit(schedule: Schedule, now: datetime, horizon_s: int) -> tuple[float, int]:

@@ -90,6 +90,18 @@ class MeterReading:
 
 
 @dataclass(frozen=True)
+class V2xNeeds:
+    """What a bidirectional car allows (2.1 ``v2xChargingParameters``, `ocpp_adapter.v2x`)."""
+
+    max_discharge_a: float | None = None
+    max_discharge_w: float | None = None
+    min_v2x_energy_wh: float | None = None
+    """Wh to the lowest state of charge allowed for cycling (negative: it may give that much)."""
+    max_v2x_energy_wh: float | None = None
+    """Wh to the highest state of charge allowed for cycling."""
+
+
+@dataclass(frozen=True)
 class EvChargingNeeds:
     """What the car itself said (OCPP 2.0.1 NotifyEVChargingNeeds / ISO 15118)."""
 
@@ -99,6 +111,8 @@ class EvChargingNeeds:
     energy_wh: float | None = None
     ev_max_current_a: float | None = None
     ev_min_current_a: float | None = None
+    v2x: V2xNeeds | None = None
+    """Set when the car announced bidirectional power transfer (2.1)."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +167,9 @@ class LimitPurpose(StrEnum):
 class LimitPeriod:
     start_offset_s: int
     limit_a: float
-    """Per-line current in A (converted to W by the adapter if the station wants W)."""
+    """Per-line current in A (converted to W by the adapter if the station wants W).
+    Negative: a V2X discharge at that current, sent to a 2.1 station as a
+    CentralSetpoint (`ocpp_adapter.v2x`); an older station refuses it unsent."""
     number_phases: int
 
 

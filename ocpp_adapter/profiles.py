@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ocpp_adapter import v2x
 from ocpp_adapter.events import ChargingLimitSpec, LimitPurpose, StationCapabilities
 
 PURPOSE_16 = {
@@ -121,10 +122,10 @@ def resolve(
         nxt = periods[i + 1] if i + 1 < len(periods) else None
         if nxt is not None and start + timedelta(seconds=nxt.start_offset_s) <= anchor:
             continue  # over before the anchor
-        limit = max(0.0, p.limit_a)
+        limit = p.limit_a  # negative: a V2X discharge setpoint (`ocpp_adapter.v2x`)
         if unit == "W":
             limit *= spec.voltage_v * p.number_phases
-        value = _floor1(limit)
+        value = _floor1(limit) if limit >= 0 else -_floor1(-limit)  # toward 0: never more
         if out and out[-1][1] == value and out[-1][2] == p.number_phases:
             continue  # equal to the one before: merged
         # Whole seconds on the wire: a lower limit starts early, a higher one late.
@@ -138,7 +139,8 @@ def resolve(
 
     max_periods = caps.max_periods if caps is not None and caps.max_periods else default_max_periods
     if len(out) > max_periods:
-        tail_min = min(v for _, v, _ in out[max_periods - 1 :])
+        # held for ever after the last period: a discharge there never is
+        tail_min = max(min(v for _, v, _ in out[max_periods - 1 :]), 0.0)
         last = out[max_periods - 1]
         out = [*out[: max_periods - 1], (last[0], tail_min, last[2])]
     return Schedule(start=anchor, unit=unit, periods=tuple(out))
@@ -161,6 +163,8 @@ def _check_target(spec: ChargingLimitSpec, in_remote_start: bool) -> None:
 
 
 def _periods(schedule: Schedule) -> list[dict[str, Any]]:
+    if any(v < 0 for _, v, _ in schedule.periods):
+        raise LimitSpecError("a discharge setpoint needs OCPP 2.1")
     return [{"startPeriod": s, "limit": v, "numberPhases": n} for s, v, n in schedule.periods]
 
 
@@ -260,8 +264,10 @@ def _per_phase(spec: ChargingLimitSpec, unit: str, value: float, phases: int) ->
 def _periods_21(spec: ChargingLimitSpec, schedule: Schedule, shift: int) -> list[dict[str, Any]]:
     out = []
     for i, (start, value, phases) in enumerate(schedule.periods):
-        period: dict[str, Any] = {"startPeriod": start + shift if i else 0, "limit": value}
-        period.update(_per_phase(spec, schedule.unit, value, phases))
+        charge = max(value, 0.0)
+        period: dict[str, Any] = {"startPeriod": start + shift if i else 0, "limit": charge}
+        period.update(_per_phase(spec, schedule.unit, charge, phases))
+        period.update(v2x.setpoint_fields(spec, schedule.unit, charge, charge - value, phases))
         period["numberPhases"] = phases
         out.append(period)
     return out
@@ -283,7 +289,8 @@ def charging_profile_21(
     later periods forward by it (each raising comes up to the delay late,
     never early).
     """
-    profile = charging_profile_201(spec, schedule, in_remote_start=in_remote_start)
+    charging = Schedule(schedule.start, schedule.unit, v2x.charging_only(schedule.periods))
+    profile = charging_profile_201(spec, charging, in_remote_start=in_remote_start)
     values = [v for _, v, _ in schedule.periods]
     delay = offline.randomized_delay_s
     rising = all(b >= a for a, b in itertools.pairwise(values))

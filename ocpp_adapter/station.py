@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ocpp_adapter import v2x as bidirectional
 from ocpp_adapter.capabilities import capability_request, read_capabilities, sampling_requests
 from ocpp_adapter.dynamic import DynamicProfile, pull_reply
 from ocpp_adapter.events import (
@@ -556,20 +557,20 @@ class StationSession:
         return Handled(encode_result(call.unique_id, {}), list(readings))
 
     def _v201_NotifyEVChargingNeeds(self, call: Call, now: datetime) -> Handled:
-        p = call.payload
-        needs = p["chargingNeeds"]
+        needs = call.payload["chargingNeeds"]
         params = needs.get("acChargingParameters") or needs.get("dcChargingParameters") or {}
         # 2.1, ISO 15118-20: the same figures may come only in v2xChargingParameters
         v2x = needs.get("v2xChargingParameters") or {}
         departure = needs.get("departureTime")
         energy = params.get("energyAmount", v2x.get("evTargetEnergyRequest"))
         event = EvChargingNeeds(
-            self.connector_id(p["evseId"]),
+            self.connector_id(call.payload["evseId"]),
             now,
             parse_timestamp(departure, now) if departure else None,
             float(energy) if energy is not None else None,
             _float(params.get("evMaxCurrent", v2x.get("maxChargeCurrent"))),
             _float(params.get("evMinCurrent", v2x.get("minChargeCurrent"))),
+            bidirectional.read_needs(needs),  # BPT modes exist only in 2.1
         )
         return Handled(encode_result(call.unique_id, {"status": "Accepted"}), [event])
 

@@ -9,12 +9,13 @@ No I/O, no clock, no globals: the caller passes ``now`` and every input.
 from optimizer.errors import OptimizerError, ProblemError
 from optimizer.highs_backend import HighsPlanner
 from optimizer.plan import BindingLimit, Plan, SolverStatus
-from optimizer.problem import Capacity, PlanningProblem, SessionDemand, TimeGrid
+from optimizer.problem import Bidirectional, Capacity, PlanningProblem, SessionDemand, TimeGrid
 from optimizer.site import Charger, Connector, ConnectorInfo, Group, Line, Site, SiteInfo
 from optimizer.solve import Backend, solve
 
 __all__ = [
     "Backend",
+    "Bidirectional",
     "BindingLimit",
     "Capacity",
     "Charger",

@@ -63,6 +63,9 @@ class Plan:
     dispatch_cost_kwh: float = 0.0
     """Energy the minimum-current rule cost against the pure LP in slot 0."""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    discharge_a: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Connector → per-slot discharge (A per line, ≥ 0) of a V2X car
+    (`optimizer.v2x`); absent: not discharged. ``current_a`` holds its charging."""
     _row: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -52,7 +52,7 @@ from functools import cached_property, partial
 
 import numpy as np
 
-from optimizer import costs, solar
+from optimizer import costs, solar, v2x
 from optimizer import families as site_families
 from optimizer.families import KW, WEIGHTED, FamilyKey, PhasorRows, SiteFamilies
 from optimizer.problem import PlanningProblem, SessionDemand
@@ -553,6 +553,7 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
 ExtraTerm = Callable[[PlanningProblem, BaseLayout], ExtraBlock | None]
 EXTRA_TERMS: tuple[ExtraTerm, ...] = (
     solar.minimum_term,
+    v2x.term,
     partial(costs.peak_term, unmet_weight=UNMET_WEIGHT),
     costs.optimum_term,
 )

@@ -76,6 +76,44 @@ class TimeGrid:
 
 
 @dataclass(frozen=True)
+class Bidirectional:
+    """What a car that announced bidirectional power transfer (V2X, ISO 15118-20
+    BPT) allows: how it may be discharged, planned by `optimizer.v2x`."""
+
+    max_discharge_a: float
+    """The most it may be discharged at (A per line, > 0)."""
+    min_kwh: float = 0.0
+    """Net energy from now it must hold at every moment (kWh): negative, how far
+    below its present level it may be discharged (ISO 15118-20
+    EVMinimumV2XEnergyRequest); positive, it is below the driver's minimum and
+    is not discharged until a later plan sees it above."""
+    max_kwh: float | None = None
+    """Net energy from now it may hold at most (EVMaximumV2XEnergyRequest);
+    None: its need (it never holds more than it will keep)."""
+    cycle_cost_per_kwh: float = 0.0
+    """Battery degradation cost per kWh discharged (the site's setting), in the
+    objective's units beside `optimizer.v2x.CYCLE_WEIGHT`."""
+    confirmed_a: float = 0.0
+    """Discharge the station has confirmed in force now (A per line): the only
+    discharge the dispatch of the slot now counts as room for others."""
+    confirmed_ahead_a: tuple[float, ...] = ()
+    """The same for the grid's later slots (slot 1 first): what the profile the
+    station accepted holds for them; missing: none."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_discharge_a", "cycle_cost_per_kwh", "confirmed_a"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ProblemError(f"V2X {name} must be finite and ≥ 0")
+        if not all(v >= 0 and math.isfinite(v) for v in self.confirmed_ahead_a):
+            raise ProblemError("V2X confirmed_ahead_a must be finite and ≥ 0")
+        if not math.isfinite(self.min_kwh):
+            raise ProblemError("V2X min_kwh must be finite")
+        if self.max_kwh is not None and not math.isfinite(self.max_kwh):
+            raise ProblemError("V2X max_kwh must be finite")
+
+
+@dataclass(frozen=True)
 class SessionDemand:
     """A car plugged in (or announced) at a connector, with what it still needs."""
 
@@ -98,6 +136,8 @@ class SessionDemand:
     until full)."""
     charge_mode: ChargeMode = ChargeMode.FAST
     """Fast, or from the PV surplus only (`optimizer.solar`)."""
+    v2x: Bidirectional | None = None
+    """How the car may be discharged; None: charge only."""
 
     def __post_init__(self) -> None:
         if self.arrival.tzinfo is None or self.departure.tzinfo is None:
@@ -161,6 +201,10 @@ class Capacity:
     surplus_a: Mapping[str, np.ndarray] = field(default_factory=dict)
     """Group → per-slot generation beyond its non-EV load, summed over the lines
     (A, ≥ 0): what the solar charging modes may draw (`optimizer.solar`)."""
+    export_a: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Group → per-slot current it may feed back per line (V2X discharge; ≥ 0,
+    e.g. a DSO's GENERATION forecast). Missing: the site file's
+    ``export_limit_a`` (`optimizer.v2x.export_limit_a`)."""
 
     def with_non_ev(self, loads: Mapping[str, Mapping[Line, np.ndarray]]) -> Capacity:
         """A copy whose non-EV load is ``loads`` (negative values count as 0:
@@ -178,7 +222,7 @@ class Capacity:
             for g, by_line in loads.items()
             if by_line
         }
-        return Capacity(self.limit_a, self.limit_kw, clean, surplus)
+        return replace(self, non_ev_a=clean, surplus_a=surplus)
 
     @classmethod
     def static(cls, site: Site, grid: TimeGrid) -> Capacity:

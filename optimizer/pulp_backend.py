@@ -80,7 +80,7 @@ def solve_pulp(
     if status != pulp.LpStatusOptimal:
         return RawResult(None, False, None, ms, name)
     x = np.array([v.value() or 0.0 for v in variables[: lp.n_x]], dtype=float)
-    first_extra = lp.n_col - sum(e.n_col for e in lp.extras)
-    extra = np.array([v.value() or 0.0 for v in variables[first_extra : lp.n_col]], dtype=float)
+    n_extra = sum(e.n_col for e in lp.extras)  # the planning terms' own columns, last
+    extra = np.array([v.value() or 0.0 for v in variables[lp.n_col - n_extra :]], dtype=float)
     objective = float(pulp.value(prob.objective) or 0.0)
-    return RawResult(x, True, objective, ms, name, extra=extra)
+    return RawResult(x, True, objective, ms, name, extra=extra if n_extra else None)

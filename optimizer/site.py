@@ -156,6 +156,9 @@ class Group(_Strict):
     """Total active-power limit over all lines."""
     fallback_limit_a: NonNegativeFloat | None = None
     """Per-line limit to keep if the central system is gone (defaults to limit_a)."""
+    export_limit_a: NonNegativeFloat | None = None
+    """Per-line current the group may feed back (V2X discharge). Default: 0 at
+    the root (no export beyond the connection), ``limit_a`` below it."""
     oscp_group_id: str | None = None
     weights: dict[str, float] | None = None
     """Weighted constraint: station or connector id → factor (|factor| is used)."""

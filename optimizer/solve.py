@@ -18,7 +18,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from optimizer import peak_dispatch, phasor
+from optimizer import peak_dispatch, phasor, v2x_dispatch
 from optimizer.dispatch import floor_to_steps, make_dispatchable, water_fill
 from optimizer.highs_backend import HighsPlanner, RawResult, solve_arrays
 from optimizer.plan import BindingLimit, Plan, SolverStatus
@@ -54,7 +54,8 @@ def symmetrize(lp: PreparedLP, x: np.ndarray) -> np.ndarray:
     for i, s in enumerate(lp.sessions):
         if len(s.periods):
             d = s.demand
-            candidates[(s.families, s.window, s.upper_a, d.energy_kwh, d.priority)].append(i)
+            if d.v2x is None:  # a discharge is not averaged with its x
+                candidates[(s.families, s.window, s.upper_a, d.energy_kwh, d.priority)].append(i)
     classes: dict[tuple[object, ...], list[int]] = defaultdict(list)
     for members in candidates.values():
         if len(members) < 2:
@@ -150,6 +151,8 @@ def solve(
                 notes.append("warm start")
     # the dispatch fills each phasor row up to its tangent at the LP's point
     lp = phasor.tangent(lp, x_lp) if status is not SolverStatus.HEURISTIC else linear
+    discharge = v2x_dispatch.discharge_columns(lp, extra)  # V2X: room only as confirmed
+    lp, x_lp = v2x_dispatch.for_dispatch(lp, x_lp, discharge)
     lp = peak_dispatch.keep(lp, x_lp, extra)  # the peak the LP chose stays a limit
     z = make_dispatchable(lp, x_lp)
     exact_z = phasor.enforce(lp, z, floor_to_steps)
@@ -167,9 +170,11 @@ def solve(
         x_lp = water_fill(lp)
         z = make_dispatchable(lp, x_lp)
         status = SolverStatus.HEURISTIC
+        discharge = {}
     else:
         z = exact_z
-    return _assemble(lp, x_lp, z, status, objective, backend, notes, t0)
+    plan = _assemble(lp, x_lp, z, status, objective, backend, notes, t0)
+    return v2x_dispatch.with_discharge(plan, lp, v2x_dispatch.within_rows(lp, z, discharge))
 
 
 def _assemble(

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
         ["benchmarks/replan_latency.py", "--sizes", "50", "--events", "2"],
         ["benchmarks/meter_safety.py", "--connectors", "6", "--reference", "3", "--rounds", "1"],
         ["benchmarks/cost_terms.py", "--sizes", "10", "--repeat", "1"],
+        ["benchmarks/v2x_plan.py", "--connectors", "10", "--repeat", "1"],
     ],
-    ids=["plan_speed", "replan_latency", "meter_safety", "cost_terms"],
+    ids=["plan_speed", "replan_latency", "meter_safety", "cost_terms", "v2x_plan"],
 )
 def test_the_benchmark_runs(args: list[str]) -> None:
     done = subprocess.run(

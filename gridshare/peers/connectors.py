@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from gridshare.peers import v2x
 from gridshare.peers.ev import Ev
 from gridshare.peers.limits import (
     ConnectorContext,
@@ -55,6 +56,8 @@ class Connector:
     departure: datetime | None = None
     energy_need_wh: float | None = None
     limit_a: float = 0.0
+    export_wh: float = 0.0
+    """Energy a bidirectional car fed back (the import register does not count it)."""
     tx_cell: list[str | None] = field(default_factory=lambda: [None])
     """1.6 transaction id as the server assigns it, shared with queued messages."""
 
@@ -141,7 +144,11 @@ class ConnectorBank:
                 c.limit_a = self.limit_at(c, t)
                 if c.ev is not None and c.in_tx:
                     vxp = c.spec.voltage_v * c.power_phases
-                    c.energy_wh += c.ev.step(step, c.limit_a, vxp)
+                    sp = v2x.setpoint_a(self.store, c.spec.id, t, self.context(c))
+                    if sp is not None and sp < 0 and v2x.bidirectional(c.ev):
+                        c.export_wh += v2x.discharge(c.ev, step, -sp, vxp)
+                    else:
+                        c.energy_wh += c.ev.step(step, c.limit_a, vxp)
                 t = min(now, t + timedelta(seconds=step))
             c.last_t = max(c.last_t, now)
             c.limit_a = self.limit_at(c, now)

@@ -25,6 +25,11 @@ class EvSpec:
     """Above this SoC the acceptance falls linearly to the minimum current at 100 %."""
     lag_s: float = 3.0
     """Time constant of the draw following its target."""
+    max_discharge_a: float = 0.0
+    """Above 0: bidirectional (ISO 15118-20 BPT), fed back at up to this per phase
+    under a 2.1 CentralSetpoint (`gridshare.peers.v2x`)."""
+    v2x_min_soc: float = 0.2
+    """The lowest state of charge its driver allows it to be discharged to."""
 
     def __post_init__(self) -> None:
         if self.phases not in (1, 2, 3):

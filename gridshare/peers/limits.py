@@ -99,6 +99,10 @@ class Period:
     number_phases: int | None = None
     phase_limits: tuple[float, float, float] | None = None
     """2.1: (L1, L2, L3) when the period gives ``limit_L2``/``limit_L3``."""
+    setpoint: float | None = None
+    """2.1 CentralSetpoint: the ``setpoint`` (L1's when per phase; negative:
+    discharge), followed by a bidirectional car (`gridshare.peers.v2x`)."""
+    discharge_limit: float | None = None
 
     def limit_on(self, lines: int) -> float:
         """The limit for a car loading the station's first ``lines`` phases."""
@@ -203,7 +207,25 @@ def _period(p: Mapping[str, Any]) -> Period:
         phase_limits = (l1, float(p.get("limit_L2", l1)), float(p.get("limit_L3", l1)))
         if min(phase_limits) < 0:
             raise ProfileError("negative limit")
-    return Period(int(p["startPeriod"]), float(p["limit"]), p.get("numberPhases"), phase_limits)
+    setpoint, discharge_limit = _setpoint(p)
+    return Period(
+        int(p["startPeriod"]),
+        float(p["limit"]),
+        p.get("numberPhases"),
+        phase_limits,
+        setpoint,
+        discharge_limit,
+    )
+
+
+def _setpoint(p: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """(setpoint, dischargeLimit) of a 2.1 period in CentralSetpoint, else (None, None)."""
+    if p.get("operationMode") != "CentralSetpoint" or "setpoint" not in p:
+        return None, None
+    limit = p.get("dischargeLimit")
+    if limit is not None and float(limit) > 0:
+        raise ProfileError("dischargeLimit must not be positive")
+    return float(p["setpoint"]), None if limit is None else float(limit)
 
 
 def _schedule(raw: Mapping[str, Any]) -> Schedule:

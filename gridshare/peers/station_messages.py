@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
+from gridshare.peers import v2x
 from gridshare.peers.connectors import Connector
 from gridshare.peers.specs import SimStationSpec
 from gridshare.peers.wire import Payload, iso, one_decimal
@@ -114,7 +115,7 @@ def sampled_values(
     msgs: Messages, c: Connector, measurands: list[str], context: str
 ) -> list[Payload]:
     """The connector's sampled values now, one per measurand (and per line for currents)."""
-    draw = c.draw()
+    draw = {line: max(a, 0.0) for line, a in c.draw().items()}  # import: 0 while discharging
     out: list[Payload] = []
 
     def add(measurand: str, value: float, unit: str, **extra: str) -> None:
@@ -137,9 +138,12 @@ def sampled_values(
     return out
 
 
-def charging_needs(c: Connector) -> Payload:
-    """2.0.1 NotifyEVChargingNeeds of the EV plugged into c."""
+def charging_needs(c: Connector, version: str = "2.0.1") -> Payload:
+    """2.0.1 NotifyEVChargingNeeds of the EV plugged into c (2.1: a bidirectional
+    car's announces BPT, `gridshare.peers.v2x`)."""
     assert c.ev is not None
+    if version == "2.1" and v2x.bidirectional(c.ev):
+        return v2x.needs(c)
     ev = c.ev.spec
     mode = {3: "AC_three_phase", 2: "AC_two_phase"}.get(c.phases_used, "AC_single_phase")
     needs: dict[str, Any] = {"requestedEnergyTransfer": mode}

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from gridshare.peers import v2x
 from gridshare.peers.connectors import PHYSICS_TICK_S, Connector, ConnectorBank
 from gridshare.peers.dynamic_pulls import pull_deadline, send_due_pulls
 from gridshare.peers.ev import Ev, EvSpec
@@ -173,9 +174,7 @@ class StationProtocol:
         self.calls = CallChannel(spec.id, stats, call_timeout_s, monotonic)
         self.on_booted: Callable[[], None] = lambda: None
         self._next_boot = 0.0
-        self._next_heartbeat = math.inf
-        self._next_sample = math.inf
-        self._next_tick = math.inf
+        self._next_heartbeat = self._next_sample = self._next_tick = math.inf
         self._last_sent = 0.0
         self.close_after_flush = False
 
@@ -254,6 +253,8 @@ class StationProtocol:
             mv = self._meter_value(c, context)
             if not self.v16 and c.in_tx and context == "Sample.Periodic":
                 self._tx_event(c, "Updated", "MeterValuePeriodic", meter_value=mv)
+                if self.spec.version == "2.1" and v2x.discharging(c.ev):
+                    self.send_later("NotifyEVChargingNeeds", v2x.needs(c))  # as they change
             elif self.v16:
                 payload: dict[str, Any] = {"connectorId": c.spec.id, "meterValue": mv}
                 if c.in_tx:
@@ -327,8 +328,8 @@ class StationProtocol:
                 meter_value=self._meter_value(c, "Transaction.Begin"),
                 id_tag=id_tag,
             )
-            if c.departure is not None or c.energy_need_wh is not None:
-                self.send_later("NotifyEVChargingNeeds", charging_needs(c))
+            if c.departure is not None or c.energy_need_wh is not None or v2x.bidirectional(c.ev):
+                self.send_later("NotifyEVChargingNeeds", charging_needs(c, self.spec.version))
         self.refresh()
         self.arm_sampling()
 

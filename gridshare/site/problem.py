@@ -30,6 +30,7 @@ from forecasts.demand import (
 from gridshare.site.fallback import FallbackPolicy, SiteCapacity
 from gridshare.site.lookups import PlanRows
 from gridshare.site.state import SessionState, SiteState
+from gridshare.site.v2x import with_v2x
 from optimizer import Plan, PlanningProblem, SessionDemand
 from optimizer.cost_signal import CostSignal
 from optimizer.errors import ProblemError
@@ -225,6 +226,9 @@ class ProblemBuilder:
                 # an idle connector's own fallback goes back up to its share
                 fixed[cid] = max(book.worst_max(cid, now, grid), restore.get(cid, 0.0))
         demands, isolated = self.admissible(now, fixed)
+        state = self.state
+        v2x = state.settings.v2x  # bidirectional cars: how far each may be discharged
+        demands = with_v2x(demands, state.sessions, site.connectors, book, grid, v2x)
         for cid in isolated:
             # still running at its station: counted at the most it may draw
             fixed[cid] = book.worst_max(cid, now, grid)

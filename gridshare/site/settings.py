@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from forecasts.demand import RateSettings
 from gridshare.site.charge_modes import ChargeModes
+from gridshare.site.v2x import V2xSettings
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,5 @@ class ControllerSettings:
     charge_modes: ChargeModes = field(default_factory=ChargeModes)
     """The mode a session starts in, by idTag (``[charge_modes]``)."""
     max_periods: int | None = None
+    v2x: V2xSettings = field(default_factory=V2xSettings)
+    """Whether bidirectional cars may be discharged (`gridshare.site.v2x`)."""

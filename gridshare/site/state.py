@@ -40,6 +40,7 @@ from forecasts.demand import (
 from gridshare.logs import duration, fields
 from gridshare.rollout import LimitBook, LimitSchedule, PinReason
 from gridshare.site.settings import ControllerSettings
+from gridshare.site.v2x import V2xLevels
 from gridshare.store import SessionConflict, StoredLimit, StoredSession, ended_key
 from gridshare.store.sessions import PRIORITY_CHARGING_WEIGHT
 from ocpp_adapter.events import (
@@ -143,6 +144,8 @@ class SessionState:
     """The operator's weight for this session (1: as any other)."""
     charge_mode: ChargeMode = ChargeMode.FAST
     """Fast, or from the PV surplus (its idTag's default, or the operator's choice)."""
+    v2x: V2xLevels | None = None
+    """Set while its car announces bidirectional power transfer (`gridshare.site.v2x`)."""
 
     def __post_init__(self) -> None:
         self.session_id = self.session_id or self.transaction_id
@@ -410,12 +413,12 @@ class SiteState:
             return []
         s.departure = event.departure or s.departure
         if event.energy_wh is not None:
-            # what it still wants: the session's need counts from its start
-            s.energy_need_wh = s.delivered_kwh * 1000.0 + event.energy_wh
+            s.energy_need_wh = s.delivered_kwh * 1000.0 + event.energy_wh  # from its start
         if event.ev_max_current_a is not None:
             s.ev_max_current_a = event.ev_max_current_a
         if event.ev_min_current_a is not None:
             s.ev_min_current_a = event.ev_min_current_a
+        s.v2x = None if event.v2x is None else V2xLevels.of(event.v2x, s.delivered_kwh * 1000.0)
         self.book.get(event.connector_id).force_send = True
         return [Replan("ev charging needs")]
 

@@ -112,7 +112,8 @@ def test_watts_when_station_only_takes_w() -> None:
 
 def test_rounded_down_to_one_decimal() -> None:
     assert resolve(spec(16.29), None, NOW).periods[0][1] == 16.2
-    assert resolve(spec(-3), None, NOW).periods[0][1] == 0.0
+    # negative: a V2X discharge setpoint (`ocpp_adapter.v2x`), rounded toward 0
+    assert resolve(spec(-3.05), None, NOW).periods[0][1] == -3.0
 
 
 @settings(deadline=None)  # no timed assertion on a shared machine
