@@ -85,12 +85,16 @@ def measure(p: PlanningProblem, repeat: int) -> tuple[float, float, float]:
     return statistics.median(times), delivered, given
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--connectors", type=int, default=200)
     ap.add_argument("--share", type=float, default=0.2)
     ap.add_argument("--repeat", type=int, default=3)
-    a = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    a = parser().parse_args()
     ref = problem(a.connectors, a.share, v2x=False)
     ms0, kwh0, _ = measure(ref, a.repeat)
     ms1, kwh1, given = measure(problem(a.connectors, a.share, v2x=True), a.repeat)
