@@ -293,6 +293,29 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         print(f"gridshare simulate: {e}", file=sys.stderr)
         return 2
+    meta = _meta(args, group, under, site_load, pv, costs)
+    report = build_report(runs, site.site.timezone, meta, run_keys=run_keys)
+    write_report(report, args.out)
+    if args.plot:
+        plot_report(report, args.plot, ACN_CREDIT if is_acn(args.sessions) else None)
+    log.info("report written to %s%s", args.out, f", plot to {args.plot}" if args.plot else "")
+    print(table(report))
+    if costs is not None:
+        print(cost_table(report))
+    if under is not None:
+        _print_fits(studies, args.strategy, args.min_served_pct, under)
+    return 0
+
+
+def _meta(
+    args: argparse.Namespace,
+    group: str | None,
+    under: str | None,
+    site_load: Any,
+    pv: Any,
+    costs: SimCosts | None,
+) -> dict[str, Any]:
+    """What the report says of the run's inputs."""
     meta = {
         "site": str(args.site),
         "sessions_file": str(args.sessions),
@@ -313,17 +336,7 @@ def main(argv: list[str]) -> int:
         meta.update(
             {"tariff": str(args.tariff or args.site), "carbon": [str(c) for c in args.carbon or []]}
         )
-    report = build_report(runs, site.site.timezone, meta, run_keys=run_keys)
-    write_report(report, args.out)
-    if args.plot:
-        plot_report(report, args.plot, ACN_CREDIT if is_acn(args.sessions) else None)
-    log.info("report written to %s%s", args.out, f", plot to {args.plot}" if args.plot else "")
-    print(table(report))
-    if costs is not None:
-        print(cost_table(report))
-    if under is not None:
-        _print_fits(studies, args.strategy, args.min_served_pct, under)
-    return 0
+    return meta
 
 
 def _costs(args: argparse.Namespace, config: Any) -> SimCosts | None:

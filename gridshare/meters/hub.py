@@ -41,7 +41,7 @@ from gridshare.meters.readings import Reading, ReadingRefused, checked
 from gridshare.meters.safety import Lowering, enforce
 from gridshare.meters.views import meters_view
 from gridshare.rollout.load import LoadModel
-from gridshare.site.state import site_lines
+from gridshare.site.readings import site_lines
 from gridshare.store import Store, StoreError
 from gridshare.store.meter_readings import (
     DEFAULT_INTERVAL,

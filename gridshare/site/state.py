@@ -25,7 +25,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypedDict, Unpack
 
@@ -39,6 +39,7 @@ from forecasts.demand import (
 )
 from gridshare.logs import duration, fields
 from gridshare.rollout import LimitBook, LimitSchedule, PinReason
+from gridshare.site.readings import plausible, site_lines
 from gridshare.site.settings import ControllerSettings
 from gridshare.site.v2x import V2xLevels
 from gridshare.store import SessionConflict, StoredLimit, StoredSession, ended_key
@@ -206,55 +207,6 @@ REFUSED_KEPT = 20
 """Refused (and superseded) sessions listed in the status: the latest of each kind."""
 
 
-def plausible(site: Site, r: MeterReading) -> MeterReading:
-    """The reading without what no meter can see: NaN, infinities, negative
-    values, and currents (or powers) beyond twice what the connector can carry.
-    Those are logged and neither stored as measured nor used to learn or plan
-    (a measurement may only lower a limit, so a wild one must not count).
-
-    The OCPP adapter already drops NaN and negative values; they are checked
-    here again for readings from any other source. A reading with nothing to
-    drop is returned as it is (this runs on every reading)."""
-    info = site.connectors.get(r.connector_id)
-    top_a = 2 * info.connector.max_current_a if info is not None else math.inf
-    line_w = top_a * info.voltage_v if info is not None else math.inf
-    all_w = line_w * len(info.lines) if info is not None else math.inf
-
-    def ok(value: float | None, top: float) -> bool:
-        return value is None or (math.isfinite(value) and 0 <= value <= top)
-
-    checks: list[tuple[str, float | None, float]] = [
-        *((f"current {k}", v, top_a) for k, v in r.current_a.items()),
-        *((f"power {k}", v, line_w) for k, v in r.power_w.items()),
-        ("offered", r.current_offered_a, top_a),
-        ("power", r.total_power_w, all_w),
-        ("energy", r.energy_wh, math.inf),
-        ("soc", r.soc_pct, 100.0),
-    ]
-    dropped = [f"{what}={value!r}" for what, value, top in checks if not ok(value, top)]
-    if not dropped:
-        return r
-
-    def keep(value: float | None, top: float) -> float | None:
-        return value if ok(value, top) else None
-
-    log.warning(
-        "impossible meter values from station %r, connector %r ignored: %s",
-        station_of(r.connector_id),
-        r.connector_id,
-        ", ".join(dropped),
-    )
-    return replace(
-        r,
-        current_a={k: v for k, v in r.current_a.items() if ok(v, top_a)},
-        power_w={k: v for k, v in r.power_w.items() if ok(v, line_w)},
-        current_offered_a=keep(r.current_offered_a, top_a),
-        total_power_w=keep(r.total_power_w, all_w),
-        energy_wh=keep(r.energy_wh, math.inf),
-        soc_pct=keep(r.soc_pct, 100.0),
-    )
-
-
 def _log_session_ended(s: SessionState, e: SessionEnded) -> None:
     start, stop = s.meter_start_wh, e.meter_stop_wh
     # the stop reading when the station sent one, else the last meter value
@@ -271,19 +223,6 @@ def _log_session_ended(s: SessionState, e: SessionEnded) -> None:
             reason=e.reason,
         ),
     )
-
-
-def site_lines(r: MeterReading, wired: tuple[Line, ...]) -> dict[Line, float]:
-    """Per-phase readings (station phases L1..L3) mapped to the site's lines."""
-    out: dict[Line, float] = {}
-    for phase, amps in r.current_a.items():
-        name = phase.upper()[:2]
-        if name not in ("L1", "L2", "L3"):
-            continue
-        idx = int(name[1]) - 1
-        if idx < len(wired) and math.isfinite(amps):
-            out[wired[idx]] = max(out.get(wired[idx], 0.0), abs(amps))
-    return out
 
 
 # --- the state -------------------------------------------------------------------------------
