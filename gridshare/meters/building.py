@@ -14,6 +14,18 @@ Plain code without a clock of its own (every call takes ``now``):
   from a `NonEvForecast` (the seam a building forecaster plugs into), which by
   default holds the latest figure, at most the worst case.
 
+Around a limit change the chargers' samples lag: a car moves toward its new
+limit within the EV's response time, and its next sample says so up to a
+meter interval later. While a connector's last sample does not show it settled
+since a change (`LimitTrail` times each change), its draw at the reading's
+moment is known only to lie between that sample and the limits in force since:
+the non-EV figure takes the car at the low end of it, so the building at its
+high end (a car ramping up counts as building until its sample shows it; a
+car just lowered never makes the building look smaller). Limits changed after
+the reading do not touch it: a lowering never inflates the building it
+answered. Once a sample shows the car at its new limit, or a response time
+after the change, the estimate falls back to the sample.
+
 `Capacity.with_non_ev` then takes the (non-negative) load off each line's
 limit: a meter only ever lowers what the chargers get.
 """
@@ -31,7 +43,9 @@ from typing import Protocol
 import numpy as np
 
 from gridshare.meters.config import Measures, MeterConfig
+from gridshare.meters.limit_trail import BEFORE, LimitTrail
 from gridshare.meters.readings import Reading, ReadingRefused
+from gridshare.rollout.schedule import LimitSchedule
 from optimizer.problem import Capacity, TimeGrid
 from optimizer.site import LINES, Line, Site
 
@@ -44,6 +58,10 @@ the rest; the building forecast fits on its roll-ups)."""
 EV_SAMPLE_MAX_AGE = timedelta(minutes=3)
 """A charger's current older than this is not known at a reading's moment:
 counted as 0, which leaves more to the building (the safe side)."""
+EV_RESPONSE_S = 10.0
+"""How long a car may take to follow a new limit (``[in_force] ev_response_s``)."""
+AT_LIMIT_A = 2.0
+"""A sample this close to the limit in force shows the car there (meters are not exact)."""
 
 
 def _zero() -> PerLine:
@@ -113,15 +131,27 @@ class _EvSamples:
         if len(self.times) > HISTORY:
             del self.times[0], self.values[0]
 
-    def at(self, t: datetime) -> PerLine:
-        """Interpolated between the samples around ``t``, held after the last."""
+    def last(self, t: datetime) -> tuple[datetime, PerLine] | None:
+        """The last sample at or before ``t`` (None: none, or too old to count)."""
+        i = bisect.bisect_right(self.times, t)
+        if i == 0 or t - self.times[i - 1] > EV_SAMPLE_MAX_AGE:
+            return None
+        return self.times[i - 1], self.values[i - 1]
+
+    def next_after(self, t: datetime) -> datetime | None:
+        i = bisect.bisect_right(self.times, t)
+        return self.times[i] if i < len(self.times) else None
+
+    def at(self, t: datetime, interpolate: bool = True) -> PerLine:
+        """Interpolated between the samples around ``t`` (or the one before
+        held), held after the last."""
         i = bisect.bisect_right(self.times, t)
         if i == 0:
             return _zero()
         t0, v0 = self.times[i - 1], self.values[i - 1]
         if t - t0 > EV_SAMPLE_MAX_AGE:
             return _zero()
-        if i == len(self.times):
+        if i == len(self.times) or not interpolate:
             return dict(v0)
         t1, v1 = self.times[i], self.values[i]
         w = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
@@ -136,15 +166,18 @@ class BuildingLoad:
         site: Site,
         meters: Iterable[MeterConfig],
         forecast: NonEvForecast = hold_latest,
+        response_s: float = EV_RESPONSE_S,
     ) -> None:
         self.site = site
         self.meters = {m.id: MeterState(m) for m in meters}
         self.forecast = forecast
+        self.response = timedelta(seconds=response_s)
         self.ev: dict[str, _EvSamples] = {}
         self.limit_at: Callable[[str, datetime], float | None] | None = None
-        """Connector, time → its limit in force then (None: no transaction). A
-        car draws at most that: a held sample of a car that was just lowered
-        would otherwise count more for the cars and less for the building."""
+        """Connector, time → its limit in force now (None: no transaction): what
+        a connector without a trail of sent profiles counts at most."""
+        self.trails: dict[str, LimitTrail] = {}
+        """Connector → its profiles, each from when it was sent (`limit_sent`)."""
         self.history: dict[str, deque[GroupSample]] = {}
         self.metered = self._metered_groups()
         """Groups whose non-EV load is known or bounded by a meter, site order."""
@@ -209,28 +242,88 @@ class BuildingLoad:
 
     def charger_stopped(self, connector_id: str, at: datetime) -> None:
         self.observe_charger(connector_id, at, _zero())
+        self.trails.pop(connector_id, None)
+
+    def limit_sent(self, connector_id: str, at: datetime, limit: LimitSchedule | float) -> None:
+        """A profile went out to the connector at ``at``: in force from then on, maybe."""
+        trail = self.trails.get(connector_id)
+        keep = EV_SAMPLE_MAX_AGE + 2 * self.response
+        if trail is None:
+            trail = self.trails[connector_id] = LimitTrail()
+            before = self.limit_at(connector_id, at) if self.limit_at is not None else None
+            if before is not None:  # what it had until this one
+                trail.add(BEFORE, before, keep)
+        trail.add(at, limit, keep)
 
     # --- what it gives ------------------------------------------------------------------------
 
     def ev_at(self, group_id: str, t: datetime, window_s: float = 0.0) -> PerLine:
-        """What the chargers under a group measured at ``t``, per line: each at
-        the least it drew over the ``window_s`` before ``t`` (a reading stands
-        for a moment somewhere in its poll: a car ramping up meanwhile counts
-        at its lower figure, so the building at its higher one)."""
+        """What the chargers under a group drew at ``t`` at the least, per line
+        (`least_drawn` of each)."""
         out = _zero()
-        earlier = t - timedelta(seconds=window_s)
         for info in self.site.connectors_under(group_id):
-            samples = self.ev.get(info.key)
-            if samples is None:
-                continue
-            drawn = samples.at(t)
-            if window_s > 0:
-                before = samples.at(earlier)
-                drawn = {line: min(a, before[line]) for line, a in drawn.items()}
-            limit = self.limit_at(info.key, t) if self.limit_at is not None else None
-            for line, a in drawn.items():
-                out[line] += a if limit is None else min(a, limit)
+            for line, a in self.least_drawn(info.key, t, window_s).items():
+                out[line] += a
         return out
+
+    def least_drawn(self, connector_id: str, t: datetime, window_s: float = 0.0) -> PerLine:
+        """The least a connector may have drawn at ``t``, per line.
+
+        Settled (its last sample shows it past any limit change): its samples,
+        interpolated where no change lies between them, each at the least it
+        drew over the ``window_s`` before ``t`` (a reading stands for a moment
+        somewhere in its poll), at most its limit in force. Not settled: the
+        lower of its last sample and the lowest limit in force since."""
+        samples = self.ev.get(connector_id)
+        last = samples.last(t) if samples is not None else None
+        if samples is None or last is None:
+            return _zero()
+        s0, v0 = last
+        if not self._settled(connector_id, s0, v0, t):
+            span = self._span(connector_id, s0, t)
+            floor = span[0] if span is not None else np.inf
+            return {line: min(v0.get(line, 0.0), floor) for line in LINES}
+        after = samples.next_after(t)
+        smooth = after is None or self._steady(connector_id, s0 - self.response, after)
+        drawn = samples.at(t, smooth)
+        if window_s > 0:
+            before = samples.at(t - timedelta(seconds=window_s), smooth)
+            drawn = {line: min(a, before[line]) for line, a in drawn.items()}
+        span = self._span(connector_id, t, t)
+        if span is None:
+            return drawn
+        return {line: min(a, span[1]) for line, a in drawn.items()}
+
+    def _span(self, cid: str, a: datetime, b: datetime) -> tuple[float, float] | None:
+        """(lowest, highest) limit possibly in force over [a, b] (None: none known)."""
+        trail = self.trails.get(cid)
+        if trail is not None:
+            span = trail.span(a, b)
+            if span is not None:
+                return span
+        limit = self.limit_at(cid, b) if self.limit_at is not None else None
+        return None if limit is None else (limit, limit)
+
+    def _steady(self, cid: str, a: datetime, b: datetime) -> bool:
+        span = self._span(cid, a, b)
+        return span is None or span[1] - span[0] <= 1e-6
+
+    def _settled(self, cid: str, s0: datetime, v0: PerLine, t: datetime) -> bool:
+        """Whether the sample at ``s0`` still says what the car draws at ``t``:
+        no limit change from a response time before it to ``t``, or the car
+        shown at its new limit (or below a limit that only went down)."""
+        if self._steady(cid, s0 - self.response, t):
+            return True
+        since = self._span(cid, s0, t)
+        if since is None or since[1] - since[0] > 1e-6:
+            return False  # changed after its last sample
+        limit = since[0]
+        top = max(v0.values(), default=0.0)
+        if abs(top - limit) <= AT_LIMIT_A:
+            return True
+        whole = self._span(cid, s0 - self.response, t)
+        lowered_only = whole is not None and whole[0] >= limit - 1e-6
+        return top < limit and lowered_only
 
     def non_ev(self, group_id: str, now: datetime) -> PerLine:
         """The group's non-EV load per line now (signed: generation may make it

@@ -28,6 +28,7 @@ import numpy as np
 
 from gridshare.controller import Controller
 from gridshare.meters.building import (
+    EV_RESPONSE_S,
     HISTORY,
     BuildingLoad,
     GroupSample,
@@ -72,6 +73,7 @@ class MeterHub:
         metrics: MeterMetrics | None = None,
         store: Store | None = None,
         rollup_interval: timedelta = DEFAULT_INTERVAL,
+        ev_response_s: float = EV_RESPONSE_S,
     ) -> None:
         self.site = site
         self.store = store
@@ -79,7 +81,7 @@ class MeterHub:
         self.rollup_interval = rollup_interval
         self.config = {m.id: m for m in meters}
         self.clock = clock
-        self.building = BuildingLoad(site, meters, forecast)
+        self.building = BuildingLoad(site, meters, forecast, ev_response_s)
         self.metrics = metrics
         self.controller: Controller | None = None
         self.tasks: list[asyncio.Task[Any]] = []
@@ -103,6 +105,10 @@ class MeterHub:
         """Before the controller starts: its fallbacks leave the worst case free."""
         self.controller = controller
         self.building.limit_at = controller.limit_now
+        # each profile from when it goes out: what a car drew around a change
+        controller.book.on_sending.append(
+            lambda cid, schedule: self.building.limit_sent(cid, self.clock(), schedule)
+        )
 
         def live_capacity(model: LoadModel, grid: TimeGrid) -> Callable[[], np.ndarray]:
             # what a plan's raisings must fit under: the building as read by then

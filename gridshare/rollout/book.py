@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -60,6 +61,10 @@ class LimitBook:
     count_idle: bool = False
     """Count a connector without a transaction at its fallback limit too: a car
     may plug in at any moment and draw it before the next plan reaches it."""
+    on_sending: list[Callable[[str, LimitSchedule], None]] = field(
+        default_factory=list, repr=False, compare=False
+    )
+    """Told of each transaction profile as it goes out (the meters time limit changes)."""
 
     def get(self, cid: str) -> ConnectorLimits:
         c = self.connectors.get(cid)
@@ -156,6 +161,8 @@ class LimitBook:
     def sending(self, cid: str, schedule: LimitSchedule) -> None:
         """A profile is on its way: until answered it may or may not be in force."""
         self.get(cid).uncertain.append(schedule)
+        for tell in self.on_sending:
+            tell(cid, schedule)
 
     def answered(
         self,
