@@ -151,9 +151,7 @@ class MeterHub:
         try:
             reading = checked(meter, at or now, values, now)
         except ReadingRefused as e:
-            self.building.refuse(meter_id, e)
-            if self.metrics is not None:
-                self.metrics.refused.labels(meter_id).inc()
+            self._refused(meter_id, e)
             raise
         samples = self.building.accept(reading)
         if self._unanswered is None:
@@ -216,20 +214,38 @@ class MeterHub:
             self.building.charger_stopped(event.connector_id, min(event.at, self.clock()))
 
     def _main_meter(self, station: str, event: MeterReading) -> None:
-        """A station's main meter (connector/EVSE 0), if it is one of the site's meters."""
+        """A station's main meter (connector/EVSE 0), if it is one of the site's
+        meters: its values at location Inlet only. A value without a location
+        is at the station's outlets (OCPP's default location is Outlet), which
+        leave the building out: refused, so the meter goes stale rather than
+        count the chargers alone as the connection."""
         meter_id = self._main_meters.get(station)
         if meter_id is None:
             return
         values: dict[str, object] = {}
-        for phase, amps in event.current_a.items():
+        for phase, amps in event.inlet_current_a.items():
             name = phase.upper()[:2]
             if name in ("L1", "L2", "L3"):
                 values[name] = amps
-        if not values and "total" in event.current_a:
-            values = dict.fromkeys(("L1", "L2", "L3"), event.current_a["total"])
-        if values:
-            with contextlib.suppress(ReadingRefused):  # logged and counted by `offer`
-                self.offer(meter_id, values, event.at)
+        if not values and "total" in event.inlet_current_a:
+            values = dict.fromkeys(("L1", "L2", "L3"), event.inlet_current_a["total"])
+        if not values:
+            if event.current_a:
+                self._refused(
+                    meter_id,
+                    ReadingRefused(
+                        "MeterValues on connector 0 without location Inlet: the station's "
+                        "outlets (OCPP's default location is Outlet), not its connection"
+                    ),
+                )
+            return
+        with contextlib.suppress(ReadingRefused):  # logged and counted by `offer`
+            self.offer(meter_id, values, event.at)
+
+    def _refused(self, meter_id: str, error: ReadingRefused) -> None:
+        self.building.refuse(meter_id, error)
+        if self.metrics is not None:
+            self.metrics.refused.labels(meter_id).inc()
 
     # --- the check --------------------------------------------------------------------------
 
@@ -309,9 +325,7 @@ class MeterHub:
                     with contextlib.suppress(ReadingRefused):
                         self.offer(meter.id, values)
                 except ReadingRefused as e:
-                    self.building.refuse(meter.id, e)
-                    if self.metrics is not None:
-                        self.metrics.refused.labels(meter.id).inc()
+                    self._refused(meter.id, e)
                 except (ModbusReadError, OSError, TimeoutError) as e:
                     if failing != str(e):
                         log.warning("meter %s: no reading: %s", meter.id, e)
@@ -332,7 +346,7 @@ class MeterHub:
                         try:
                             at, values = parse_message(meter.source, payload)
                         except ReadingRefused as e:
-                            self.building.refuse(meter.id, e)
+                            self._refused(meter.id, e)
                             raise
                         self.offer(meter.id, values, at)
             except MqttError as e:
