@@ -68,6 +68,11 @@ def _zero() -> PerLine:
     return dict.fromkeys(LINES, 0.0)
 
 
+def _steady(span: tuple[float, float] | None) -> bool:
+    """Whether a span of limits is one limit (None: none known, nothing changes)."""
+    return span is None or span[1] - span[0] <= 1e-6
+
+
 @dataclass(frozen=True)
 class GroupSample:
     at: datetime
@@ -279,20 +284,24 @@ class BuildingLoad:
         if samples is None or last is None:
             return _zero()
         s0, v0 = last
-        if not self._settled(connector_id, s0, v0, t):
-            span = self._span(connector_id, s0, t)
-            floor = span[0] if span is not None else np.inf
-            return {line: min(v0.get(line, 0.0), floor) for line in LINES}
         after = samples.next_after(t)
-        smooth = after is None or self._steady(connector_id, s0 - self.response, after)
+        # one look for the usual case: no change from before the sample to the next one
+        around = self._span(connector_id, s0 - self.response, t if after is None else after)
+        if not _steady(around):
+            whole = self._span(connector_id, s0 - self.response, t)
+            if not self._settled(connector_id, s0, v0, t, whole):
+                since = self._span(connector_id, s0, t)
+                floor = since[0] if since is not None else np.inf
+                return {line: min(v0.get(line, 0.0), floor) for line in LINES}
+        smooth = after is None or _steady(around)
         drawn = samples.at(t, smooth)
         if window_s > 0:
             before = samples.at(t - timedelta(seconds=window_s), smooth)
             drawn = {line: min(a, before[line]) for line, a in drawn.items()}
-        span = self._span(connector_id, t, t)
-        if span is None:
+        now = around if _steady(around) else self._span(connector_id, t, t)
+        if now is None:
             return drawn
-        return {line: min(a, span[1]) for line, a in drawn.items()}
+        return {line: min(a, now[1]) for line, a in drawn.items()}
 
     def _span(self, cid: str, a: datetime, b: datetime) -> tuple[float, float] | None:
         """(lowest, highest) limit possibly in force over [a, b] (None: none known)."""
@@ -304,24 +313,27 @@ class BuildingLoad:
         limit = self.limit_at(cid, b) if self.limit_at is not None else None
         return None if limit is None else (limit, limit)
 
-    def _steady(self, cid: str, a: datetime, b: datetime) -> bool:
-        span = self._span(cid, a, b)
-        return span is None or span[1] - span[0] <= 1e-6
-
-    def _settled(self, cid: str, s0: datetime, v0: PerLine, t: datetime) -> bool:
-        """Whether the sample at ``s0`` still says what the car draws at ``t``:
-        no limit change from a response time before it to ``t``, or the car
-        shown at its new limit (or below a limit that only went down)."""
-        if self._steady(cid, s0 - self.response, t):
+    def _settled(
+        self,
+        cid: str,
+        s0: datetime,
+        v0: PerLine,
+        t: datetime,
+        whole: tuple[float, float] | None,
+    ) -> bool:
+        """Whether the sample at ``s0`` still says what the car draws at ``t``
+        (``whole``: the limits over a response time before it to ``t``): no
+        limit change meanwhile, or the car shown at its new limit (or below a
+        limit that only went down)."""
+        if _steady(whole):
             return True
         since = self._span(cid, s0, t)
-        if since is None or since[1] - since[0] > 1e-6:
+        if not _steady(since) or since is None:
             return False  # changed after its last sample
         limit = since[0]
         top = max(v0.values(), default=0.0)
         if abs(top - limit) <= AT_LIMIT_A:
             return True
-        whole = self._span(cid, s0 - self.response, t)
         lowered_only = whole is not None and whole[0] >= limit - 1e-6
         return top < limit and lowered_only
 

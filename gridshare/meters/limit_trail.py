@@ -16,22 +16,34 @@ import bisect
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from gridshare.rollout.schedule import LimitSchedule
+from gridshare.rollout.schedule import EPS, LimitSchedule
 
 Limit = LimitSchedule | float
 BEFORE = datetime(1970, 1, 1, tzinfo=UTC)
 """The time of the limit a connector had before its first profile was sent."""
 
 
-def _values(limit: Limit, a: datetime, b: datetime) -> list[float]:
-    """The values ``limit`` takes over [a, b]."""
-    if not isinstance(limit, LimitSchedule):
-        return [float(limit)]
-    out = [limit.at(a)]
-    for off, value in limit.periods:
-        if a < limit.start + timedelta(seconds=off) <= b:
-            out.append(value)
-    return out
+@dataclass(frozen=True)
+class _Steps:
+    """A limit as steps: from ``start`` + each offset (s), its value."""
+
+    start: datetime
+    offsets: list[float]
+    values: list[float]
+
+    @classmethod
+    def of(cls, limit: Limit) -> _Steps:
+        if not isinstance(limit, LimitSchedule):
+            return cls(BEFORE, [0.0], [float(limit)])
+        return cls(limit.start, [float(o) for o, _ in limit.periods], [v for _, v in limit.periods])
+
+    def over(self, a: datetime, b: datetime) -> list[float]:
+        """The values it takes over [a, b] (before its start, its first one)."""
+        lo = (a - self.start).total_seconds()
+        hi = (b - self.start).total_seconds()
+        i = max(bisect.bisect_right(self.offsets, lo + EPS) - 1, 0)
+        j = max(bisect.bisect_right(self.offsets, hi + EPS), i + 1)
+        return self.values[i:j]
 
 
 @dataclass
@@ -39,12 +51,12 @@ class LimitTrail:
     """One connector's limits, each from when it was sent (oldest first)."""
 
     times: list[datetime] = field(default_factory=list)
-    limits: list[Limit] = field(default_factory=list)
+    limits: list[_Steps] = field(default_factory=list)
 
     def add(self, at: datetime, limit: Limit, keep: timedelta) -> None:
         i = bisect.bisect_right(self.times, at)
         self.times.insert(i, at)
-        self.limits.insert(i, limit)
+        self.limits.insert(i, _Steps.of(limit))
         # what is older than ``keep`` is never asked about again: the last one of it stays
         while len(self.times) > 1 and self.times[1] < at - keep:
             del self.times[0], self.limits[0]
@@ -58,5 +70,5 @@ class LimitTrail:
             return None
         values: list[float] = []
         for i in range(first, bisect.bisect_right(self.times, b)):
-            values.extend(_values(self.limits[i], max(a, self.times[i]), b))
+            values.extend(self.limits[i].over(max(a, self.times[i]), b))
         return min(values), max(values)
