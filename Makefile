@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck install install-dev clean bench browser mosquitto
+.PHONY: demo test lint typecheck install install-dev clean bench browser mosquitto postgres
 
 # apt needs root; elsewhere ask sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -52,7 +52,13 @@ mosquitto:
 	@command -v mosquitto >/dev/null || PATH="$$PATH:/usr/sbin" command -v mosquitto >/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto >/dev/null; }
 
-test: $(DEV) lint typecheck browser mosquitto
+# The store's tests run on PostgreSQL too: the machine's if one answers on
+# 127.0.0.1:5432, else a throwaway cluster made with Debian's binaries.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; }
+
+test: $(DEV) lint typecheck browser mosquitto postgres
 	$(BIN)/python -m pytest -q
 
 bench: $(RUNTIME)

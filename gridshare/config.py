@@ -45,9 +45,13 @@ from pydantic_settings import (
 )
 
 from forecasts.demand import DemandDefaults
+from forecasts.errors import ForecastError
+from forecasts.pv import PvConfig, PvForecast
 from gridshare.errors import UserError
 from gridshare.meters.config import MeterConfig, MetersTable, check_meters
+from gridshare.meters.pv import pv_forecast
 from gridshare.retention import RetentionConfig
+from gridshare.site.charge_modes import ChargeModes, check_pv
 from gridshare.site.compliance import ComplianceSettings
 from gridshare.site.settings import ControllerSettings
 from ocpp_adapter.settings import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_METER_INTERVAL_S
@@ -88,7 +92,8 @@ class ServerConfig(_Strict):
     station_passwords: dict[str, SecretStr] = Field(default_factory=dict)
     """Station id → HTTP Basic password (security profile 1/2). Empty: no auth."""
     database_url: str | None = None
-    """``sqlite:///path.db``; default: a SQLite file next to the config."""
+    """``sqlite:///path.db`` or ``postgresql://user:password@host/db`` (the
+    ``postgres`` extra); default: a SQLite file next to the config."""
     authorize_id_tags: list[str] | None = None
     """Allow-list for Authorize; None accepts every idTag."""
     meter_interval_s: Annotated[int, Field(ge=1)] = DEFAULT_METER_INTERVAL_S
@@ -194,6 +199,8 @@ class GridshareConfig(_Strict):
     defaults: SessionDefaults = Field(default_factory=SessionDefaults)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     meters: tuple[MeterConfig, ...] = ()
+    pv: PvConfig | None = None
+    charge_modes: ChargeModes = Field(default_factory=ChargeModes)
     path: Path | None = None
 
 
@@ -449,17 +456,37 @@ def parse_config(
     data = dict(data)
     own = {k: data.pop(k) for k in _OWN_TABLES if k in data}
     meters_data = {"meters": data.pop("meters")} if "meters" in data else {}
+    solar = {k: data.pop(k) for k in ("pv", "charge_modes") if k in data}  # file only
     site = site_from_dict(data, name, lines)
     meters = meters_from_dict(meters_data, site, name, lines)
     env = os.environ if environ is None else environ
     tables = _merged(own, _environment_tables(env))
     try:
-        return GridshareConfig(site=site, meters=meters, path=path, **tables)
+        config = GridshareConfig(site=site, meters=meters, path=path, **tables, **solar)
     except ValidationError as e:
         variable = _source_of(e.errors()[0]["loc"], env)
         if variable is not None:
             raise ConfigError(_describe(e, variable, GridshareConfig)) from None
-        raise ConfigError(_describe(e, name, GridshareConfig, own, lines)) from None
+        raise ConfigError(_describe(e, name, GridshareConfig, {**own, **solar}, lines)) from None
+    if config.pv is not None:
+        try:
+            check_pv(config.pv, site, meters)
+        except SiteValueError as e:
+            line = _line_of(("pv", *e.where), lines) if lines is not None else None
+            raise ConfigError(f"{name}:{line or ''}: pv: {e}".replace(":: ", ": ")) from None
+        try:
+            pv_source(config)
+        except ForecastError as e:
+            raise ConfigError(f"{name}: pv: {e}") from None
+    return config
+
+
+def pv_source(config: GridshareConfig) -> PvForecast | None:
+    """The site's PV forecaster (its ``forecast_csv`` read, relative to the file)."""
+    if config.pv is None:
+        return None
+    base = config.path.parent if config.path is not None else None
+    return pv_forecast(config.pv, config.site.site.voltage_v, config.site.site.timezone, base)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GridshareConfig:

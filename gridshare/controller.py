@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 from forecasts.demand import DemandDefaults
 from gridshare.fast_path import FAST_REASONS, FastPath
@@ -58,6 +58,7 @@ from gridshare.site.state import (
     EndSuperseded,
     InstallFallback,
     Replan,
+    SessionEdits,
     SessionState,
     SiteState,
     priority_charging,
@@ -340,24 +341,17 @@ class Controller:
         return change.limit
 
     def update_session(
-        self,
-        connector_id: str,
-        *,
-        priority: float | None = None,
-        departure: datetime | None = None,
-        energy_need_kwh: float | None = None,
-        actor: str = "operator",
+        self, connector_id: str, *, actor: str = "operator", **edits: Unpack[SessionEdits]
     ) -> SessionState:
-        """Change what we assume of a running session (persisted, audited) and re-plan.
-
-        ``energy_need_kwh`` is what is still to deliver from now on.
-        """
-        change = self.state.update_session(
-            connector_id, priority=priority, departure=departure, energy_need_kwh=energy_need_kwh
-        )
-        s = change.session
+        """Change what we assume of a running session (persisted, audited) and re-plan."""
+        change = self.state.update_session(connector_id, **edits)
+        s, mode = change.session, edits.get("charge_mode")
         self.store.update_session(
-            s.session_id, priority=priority, departure=departure, energy_need_wh=change.need_wh
+            s.session_id,
+            priority=edits.get("priority"),
+            departure=edits.get("departure"),
+            energy_need_wh=change.need_wh,
+            charge_mode=None if mode is None else mode.value,
         )
         detail = {**change.detail, "actor": actor}
         self.store.audit(self.clock(), "session_changed", s.session_id, detail)

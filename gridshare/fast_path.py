@@ -30,6 +30,7 @@ from gridshare.site.fast_dispatch import Redispatch, SteerableCar, redispatch_sl
 from gridshare.site.lookups import LoadModels
 from gridshare.site.state import SiteState
 from optimizer import Plan
+from optimizer.modes import ChargeMode
 from optimizer.problem import Capacity, TimeGrid
 from optimizer.site import Line
 
@@ -134,8 +135,11 @@ class FastPath:
                 floor = s.ev_min_current_a
             profile = book.worst(cid, grid, fallback=False)
             drawn = s.drawn_a
-            # a car well under its offer would not use a raise
-            drawing = drawn is None or drawn >= float(profile[0]) - slack
+            # a car well under its offer would not use a raise; one on the PV surplus
+            # is raised by the re-plan only (the surplus is not a family here)
+            drawing = (drawn is None or drawn >= float(profile[0]) - slack) and (
+                s.charge_mode is ChargeMode.FAST
+            )
             out[cid] = SteerableCar(profile, top, floor, steps, s.priority, drawing)
         return out
 

@@ -35,7 +35,8 @@ from pydantic_core import PydanticCustomError
 
 from gridshare.dso_reports import ENERGY_STATE
 from gridshare.errors import UserError
-from gridshare.store import Store, meter_readings, pruning
+from gridshare.store import DatabaseError, Store, connect, meter_readings, pruning
+from gridshare.store.connection import SQLITE, Db
 from gridshare.store.rollups import interval_start, roll_up_connector
 from optimizer.site import station_of
 
@@ -182,14 +183,12 @@ class Retention:
             raise ValueError("retention needs a database file, not :memory:")
         self.config = config
         self.longest_step_s = 0.0
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = connect(path)  # a SQLite file or a PostgreSQL URL
         self._connectors: list[str] = []
         """Connectors whose minutes the current pass has yet to roll up."""
         self._idle: set[str] = set()
         """Kinds of work that found none in the current pass."""
-        self._jobs: list[tuple[str, Callable[[sqlite3.Connection, datetime], int]]] = [
+        self._jobs: list[tuple[str, Callable[[Db, datetime], int]]] = [
             ("roll-up", self._roll_up),
             ("thin plans", self._thin_plans),
             ("plans", self._horizon_job("plans", pruning.prune_plans)),
@@ -217,9 +216,9 @@ class Retention:
             if job in self._idle:
                 continue
             started = time.perf_counter()
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(self._db.dialect.begin)
             try:
-                rows = run(self._db, now)
+                rows = run(self._db, now) if pruning.claim(self._db) else 0  # one node prunes
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -228,10 +227,12 @@ class Retention:
                 return self._report(job, rows, started)
             self._idle.add(job)
         started = time.perf_counter()
-        free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+        free = 0
+        if self._db.dialect is SQLITE:  # PostgreSQL's autovacuum frees its pages
+            free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
         if free:
             # run to its end (one step of the statement frees one page)
-            self._db.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
+            self._db.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
             return self._report("vacuum", min(free, VACUUM_PAGES), started)
         self._connectors, self._idle = [], set()
         return self._report("", 0, started)
@@ -242,26 +243,26 @@ class Retention:
         return PruneReport(job, rows, took, self.longest_step_s)
 
     def _horizon_job(
-        self, field: str, prune: Callable[[sqlite3.Connection, datetime, int], int]
-    ) -> Callable[[sqlite3.Connection, datetime], int]:
-        def run(db: sqlite3.Connection, now: datetime) -> int:
+        self, field: str, prune: Callable[[Db, datetime, int], int]
+    ) -> Callable[[Db, datetime], int]:
+        def run(db: Db, now: datetime) -> int:
             keep = self.config.horizon(field)
             return 0 if keep is None else prune(db, now - keep, self.config.batch_rows)
 
         return run
 
-    def _thin_plans(self, db: sqlite3.Connection, now: datetime) -> int:
+    def _thin_plans(self, db: Db, now: datetime) -> int:
         # a plan's array is large: a 25th of a batch of them
         budget = max(1, self.config.batch_rows // 25)
         return pruning.thin_plans(db, self.config.period("full_plan_every"), budget)
 
-    def _prune_sessions(self, db: sqlite3.Connection, now: datetime) -> int:
+    def _prune_sessions(self, db: Db, now: datetime) -> int:
         keep = self.config.horizon("ended_sessions")
         if keep is None:
             return 0
         return pruning.prune_sessions(db, now - keep, self.config.batch_rows, _uncounted(db))
 
-    def _roll_up(self, db: sqlite3.Connection, now: datetime) -> int:
+    def _roll_up(self, db: Db, now: datetime) -> int:
         """Whole intervals past the raw horizon, connector after connector; a
         running session's minutes stay raw from the interval of its start."""
         keep = self.config.horizon("raw_meter_values")
@@ -290,7 +291,7 @@ class Retention:
         return done
 
 
-def _uncounted(db: sqlite3.Connection) -> set[tuple[str, str]]:
+def _uncounted(db: Db) -> set[tuple[str, str]]:
     """Sessions the DSO energy counter has not yet counted to their end (it reads
     them again on a restart)."""
     row = db.execute("SELECT value FROM meta WHERE key = ?", (f"state:{ENERGY_STATE}",)).fetchone()
@@ -323,7 +324,7 @@ async def run_retention(
             due = clock() + config.period("check_every")
             try:
                 await _one_pass(retention, clock, stop_event)
-            except sqlite3.Error as e:  # a locked or full disk, say: the rows wait
+            except (sqlite3.Error, DatabaseError) as e:  # a locked or full disk: the rows wait
                 log.warning("retention: %s; trying again in %s", e, config.check_every)
             while not stop_event.is_set() and (left := pace.wall_s(due)) > 0:
                 await _wait(stop_event, left)

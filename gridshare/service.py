@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 from forecasts.capacity_book import CapacityBook
 from gridshare.api import MetricsRecorder, create_api
 from gridshare.api.schemas import StatusService
-from gridshare.config import GridshareConfig, database_url
+from gridshare.config import GridshareConfig, database_url, pv_source
 from gridshare.controller import (
     CapacityProvider,
     Controller,
@@ -55,6 +55,7 @@ from gridshare.meters import api as meters_api
 from gridshare.meters.forecast import store_forecast
 from gridshare.meters.hub import MeterHub
 from gridshare.meters.metrics import MeterMetrics
+from gridshare.meters.pv import attach_pv
 from gridshare.operator import LiveFeed, OperatorParts, ServiceBackend
 from gridshare.retention import limit_heap_arenas, run_retention
 from gridshare.site.compliance import ComplianceSettings
@@ -150,6 +151,7 @@ def controller_settings(config: GridshareConfig) -> ControllerSettings:
         min_change_a=c.min_change_a,
         reserve_for_arrivals=c.reserve_for_arrivals,
         solve_time_limit_s=c.solve_time_limit_s,
+        charge_modes=config.charge_modes,
     )
 
 
@@ -391,6 +393,8 @@ class Service:
         meters.building.forecast = store_forecast(
             store, self.config.site, self.config.meters, meters.building.worst_all()
         )
+        if (pv := pv_source(self.config)) is not None:  # the PV array's generation ahead
+            attach_pv(meters.building, pv)
         meters.restore()
         return meters.building.capacity_provider(capacity)
 

@@ -386,7 +386,7 @@ class _PeriodRaises:
         return self.lp.row_upper[:n_l] - load
 
     def _cap_battery_tails(self) -> None:
-        """The battery tail as the LP has it (`prepare._tail_rows`), from what the
+        """The battery tail as the LP has it (`optimizer.rows.tail_rows`), from what the
         periods before this one now deliver."""
         g, z, sess = self.g, self.z, self.sess
         tail = self.cols[g.taper[sess[self.cols]] > 0]

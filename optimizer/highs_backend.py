@@ -41,6 +41,8 @@ class RawResult:
     solve_ms: float
     detail: str
     warm: bool = False
+    extra: np.ndarray | None = None
+    """Values of the extra terms' columns (`PreparedLP.extras`), in order."""
 
 
 HighsInstance = _Highs
@@ -126,6 +128,7 @@ def _read(h: _Highs, lp: PreparedLP, t0: float, warm: bool) -> RawResult:
         ms,
         h.modelStatusToString(status),
         warm,
+        sol[lp.n_col - sum(e.n_col for e in lp.extras) : lp.n_col],
     )
 
 
@@ -229,6 +232,7 @@ class HighsPlanner:
                 (4 << _KIND_SHIFT)
                 | (sid[lp.x_session[lp.w_x]][w_of] << _ID_SHIFT)
                 | ((base + x_first[lp.w_x])[w_of] * 32 + lp.w_piece),
+                *self._extra_codes(lp, "col"),
             ]
         )
         n_s = len(sid)
@@ -246,10 +250,21 @@ class HighsPlanner:
                 (5 << _KIND_SHIFT)
                 | (sid[lp.x_session[lp.tail_x]] << _ID_SHIFT)
                 | (base + x_first[lp.tail_x]),
+                *self._extra_codes(lp, "row"),
             ]
         )
         assert len(rows) == lp.n_row and len(cols) == lp.n_col and n_s == len(lp.sessions)
         return cols, rows
+
+    def _extra_codes(self, lp: PreparedLP, what: str) -> list[np.ndarray]:
+        """An extra term's columns and rows are known by the term's name and their
+        place in its block."""
+        return [
+            (6 << _KIND_SHIFT)
+            | (self._id(f"e:{what}:{e.name}") << _ID_SHIFT)
+            | np.arange(e.n_col if what == "col" else e.n_row, dtype=np.int64)
+            for e in lp.extras
+        ]
 
     def solve(self, lp: PreparedLP) -> RawResult:
         t0 = time.perf_counter()

@@ -25,7 +25,6 @@ from collections.abc import Callable
 import numpy as np
 
 from optimizer.families import (
-    KW,
     WEIGHTED,
     PhasorRows,
     SiteFamilies,
@@ -103,8 +102,8 @@ def _directions(lp: PreparedLP, families: SiteFamilies) -> dict[int, complex]:
     weighted = dict(families.phasor_weighted)
     site = lp.problem.site
     for i, f in enumerate(lp.families):
-        if f.quantity == KW:
-            continue
+        if f.quantity != WEIGHTED and f.quantity not in Line.__members__:
+            continue  # kW, and the pseudo-groups of the solar modes: no direction
         if f.quantity != WEIGHTED:
             out[i] = line_voltage(Line(f.quantity))
             continue

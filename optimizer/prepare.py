@@ -36,7 +36,7 @@ Rows:
 * one row per x column that has ``w`` columns (x − Σ w = 0);
 * battery-tail rows, for sessions with a ``taper_kwh``: one per x column
   where the tail can bind, x ≤ the connector's maximum × (need − energy
-  planned before that period) / taper (see `_tail_rows`).
+  planned before that period) / taper (see `optimizer.rows.tail_rows`).
 
 Objective, in order of weight (each tier far below the one above it):
 unmet energy × priority, evenness of the unmet fraction (segment slopes +δ per
@@ -46,14 +46,25 @@ staying close to the previous plan in the slot dispatched now.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 
 from optimizer import families as site_families
+from optimizer import solar
 from optimizer.families import KW, WEIGHTED, FamilyKey, PhasorRows, SiteFamilies
 from optimizer.problem import PlanningProblem, SessionDemand
+from optimizer.rows import (
+    BaseLayout,
+    ExtraBlock,
+    Family,
+    SessionCols,
+    csc,
+    limit_rows,
+    tail_rows,
+)
 from optimizer.site import LINES, ConnectorInfo, Line
 
 UNMET_WEIGHT = 1000.0
@@ -100,34 +111,6 @@ INF = np.inf
 
 
 @dataclass(frozen=True)
-class SessionCols:
-    """What the LP knows of one session."""
-
-    demand: SessionDemand
-    connector: ConnectorInfo
-    lines: tuple[Line, ...]
-    kw_per_a: float
-    upper_a: float
-    first_col: int
-    periods: np.ndarray
-    """Periods the session has a column in (increasing)."""
-    kwh_per_a: np.ndarray
-    """Energy per ampere in each of those periods (overlap-weighted)."""
-    window: tuple[float, float]
-    """Where the session can charge, in fractional slot positions of the grid."""
-    families: tuple[tuple[int, float], ...]
-    """(family index, coefficient) of every limit family the session loads."""
-
-
-@dataclass(frozen=True)
-class Family:
-    group_id: str
-    quantity: str  # "L1" | "L2" | "L3" | "kW" | "weighted"
-    capacity: np.ndarray
-    """Per-period upper bound of the family's rows (fixed loads already removed)."""
-
-
-@dataclass(frozen=True)
 class PreparedLP:
     problem: PlanningProblem
     sessions: tuple[SessionCols, ...]
@@ -164,10 +147,12 @@ class PreparedLP:
     tail_x: np.ndarray
     """The x column each battery-tail row bounds (rows after the w rows)."""
     phasor: PhasorRows | None = None  # rows on phasor sums, after `optimizer.phasor.exact`
+    extras: tuple[ExtraBlock, ...] = ()
+    """Columns and rows of the extra planning terms, after the w columns and the tail rows."""
 
     @property
     def n_col(self) -> int:
-        return self.n_x + self.n_v + self.n_d + self.n_w
+        return self.n_x + self.n_v + self.n_d + self.n_w + sum(e.n_col for e in self.extras)
 
     @property
     def n_row(self) -> int:
@@ -254,6 +239,8 @@ def _families(
         if not np.all(np.isinf(limit_kw)):
             used_kw = sum(fixed[i.key] * i.kw_per_amp() for i in under)
             add(g.id, KW, site_families.ev_limit_kw(site, cap, g.id, grid.slots) - used_kw)
+    for (gid, qty), surplus in solar.mode_families(problem):  # pseudo-groups of the PV modes
+        add(gid, qty, surplus)
     return fams, index
 
 
@@ -368,6 +355,7 @@ def _session_cols(
     # plain Python numbers, read once (indexing numpy arrays per session is slow)
     kw, upper, p0, p1 = x.kw.tolist(), x.upper.tolist(), x.p0.tolist(), x.p1.tolist()
     starts, ends = x.starts.tolist(), (x.starts + x.count).tolist()
+    surplus = solar.surplus_kw(problem)
     return [
         SessionCols(
             demand=d,
@@ -379,7 +367,8 @@ def _session_cols(
             periods=x.period[starts[i] : ends[i]],
             kwh_per_a=x.kwh[starts[i] : ends[i]],
             window=(p0[i], p1[i]),
-            families=families_of(info, x.lines_of[i], kw[i]),
+            families=families_of(info, x.lines_of[i], kw[i])
+            + solar.session_families(problem.site, d, info, kw[i], fam_index, surplus),
         )
         for i, (d, info) in enumerate(zip(problem.sessions, x.infos, strict=True))
     ]
@@ -428,65 +417,6 @@ def _previous_columns(
 
 
 @dataclass(frozen=True)
-class _LimitRows:
-    row: np.ndarray
-    col: np.ndarray
-    val: np.ndarray
-    """Matrix entries (row, x column, coefficient)."""
-    family: np.ndarray
-    period: np.ndarray
-    """Family and period of every limit row."""
-    upper: np.ndarray
-
-
-def _limit_rows(
-    sessions: list[SessionCols],
-    fams: list[Family],
-    x_session: np.ndarray,
-    x_period: np.ndarray,
-    n_periods: int,
-) -> _LimitRows:
-    """Limit rows: one per (family, period) that has members and a finite bound."""
-    P = n_periods
-    rows_f: list[np.ndarray] = []
-    cols_f: list[np.ndarray] = []
-    vals_f: list[np.ndarray] = []
-    # sessions that load the same families, in order of their first session
-    group_of: dict[tuple[tuple[int, float], ...], int] = {}
-    session_group = np.full(len(sessions), -1, dtype=np.int64)
-    for i, sc in enumerate(sessions):
-        if len(sc.periods) and sc.families:
-            session_group[i] = group_of.setdefault(sc.families, len(group_of))
-    x_group = session_group[x_session]
-    for fam_tuple, g in group_of.items():
-        cols = np.flatnonzero(x_group == g)
-        fam = np.array([f for f, _ in fam_tuple], dtype=np.int64)
-        coef = np.array([c for _, c in fam_tuple])
-        rows_f.append((fam[:, None] * P + x_period[cols][None, :]).ravel())
-        cols_f.append(np.broadcast_to(cols, (len(fam), len(cols))).ravel())
-        vals_f.append(np.repeat(coef, len(cols)))
-    if rows_f:
-        lim_key = np.concatenate(rows_f)
-        lim_col = np.concatenate(cols_f)
-        lim_val = np.concatenate(vals_f)
-    else:
-        lim_key = np.zeros(0, np.int64)
-        lim_col = np.zeros(0, np.int64)
-        lim_val = np.zeros(0)
-    cap_all = np.concatenate([f.capacity for f in fams]) if fams else np.zeros(0)
-    # only rows that have members and a finite bound
-    finite = np.isfinite(cap_all[lim_key]) if len(lim_key) else np.zeros(0, bool)
-    lim_key, lim_col, lim_val = lim_key[finite], lim_col[finite], lim_val[finite]
-    # rows in (family, period) order: a mark per possible row rather than a sort
-    used = np.zeros(len(cap_all), dtype=bool)
-    used[lim_key] = True
-    used_keys = np.flatnonzero(used)
-    lim_row = (np.cumsum(used) - 1)[lim_key]
-    lim_upper = cap_all[used_keys]
-    return _LimitRows(lim_row, lim_col, lim_val, used_keys // P, used_keys % P, lim_upper)
-
-
-@dataclass(frozen=True)
 class _Pieces:
     x: np.ndarray
     """The x column each run of w columns splits (each has one row x − Σ w = 0)."""
@@ -515,26 +445,10 @@ def _even_pieces(x: _XColumns, x_upper: np.ndarray, first_col: int, first_row: i
     return _Pieces(w_x, w_col, w_row_of_x, w_row, w_piece, w_upper, w_cost)
 
 
-def _csc(
-    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_col: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(column starts, row indices, values) of the matrix made of ``blocks`` of
-    (rows, columns, values), in column-wise order."""
-    rows = np.concatenate([b[0] for b in blocks])
-    cols = np.concatenate([b[1] for b in blocks])
-    vals = np.concatenate([b[2] for b in blocks])
-    order = np.argsort(cols, kind="stable")  # column-wise; rows need no order within
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    a_start = np.zeros(n_col + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cols, minlength=n_col), out=a_start[1:])
-    return a_start, rows, vals
-
-
 def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> PreparedLP:
     """The LP of ``problem``: columns x, v, d, w and the rows of the module
     docstring (``stable_shape``: a d column for every session planned now)."""
     periods = _periods(problem)
-    P = len(periods.first)
     fams, fam_index = _families(problem, periods.first)
     x = _x_columns(problem, periods)
     sessions = _session_cols(problem, x, fam_index)
@@ -553,7 +467,7 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
     d_session = np.array(d_sessions, dtype=np.int64)
 
     # --- limit rows, then energy rows ------------------------------------------------------
-    lim = _limit_rows(sessions, fams, x_session, x.period, P)
+    lim = limit_rows(sessions, fams, x_session, x.period, len(periods.first))
     n_l = len(lim.upper)
     e_row = n_l + x_session
     v_col = n_x + np.arange(n_v)
@@ -571,35 +485,36 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
 
     # --- battery tail: (T/a)·x[s,j] + Σ_{τ<j} kWh·x[s,τ] ≤ need, where it can bind ---
     t_first = n_l + n_s + 2 * n_d + len(w.x)
-    t_x, t_rows, t_cols, t_vals, t_upper = _tail_rows(
+    t_x, t_rows, t_cols, t_vals, t_upper = tail_rows(
         sessions, x.need, x.starts, x_session, x.kwh, x_upper, t_first
     )
     n_t = len(t_x)
 
-    n_col = n_x + n_v + n_d + n_w
-    a_start, rows, vals = _csc(
-        [  # (rows, columns, coefficients) of each block
-            (lim.row, lim.col, lim.val),
-            (e_row, np.arange(n_x), x.kwh),
-            (v_row, v_col, np.ones(n_v)),
-            (r1, x0_col, np.ones(n_d)),
-            (r1, d_col, -np.ones(n_d)),
-            (r2, x0_col, np.ones(n_d)),
-            (r2, d_col, np.ones(n_d)),
-            (w.row_of_x, w.x, np.ones(len(w.x))),
-            (w.row, w.col, -np.ones(n_w)),
-            (t_rows, t_cols, t_vals),
-        ],
-        n_col,
-    )
-
+    blocks = [  # (rows, columns, coefficients) of each block
+        (lim.row, lim.col, lim.val), (e_row, np.arange(n_x), x.kwh), (v_row, v_col, np.ones(n_v)),
+        (r1, x0_col, np.ones(n_d)), (r1, d_col, -np.ones(n_d)),
+        (r2, x0_col, np.ones(n_d)), (r2, d_col, np.ones(n_d)),
+        (w.row_of_x, w.x, np.ones(len(w.x))), (w.row, w.col, -np.ones(n_w)),
+        (t_rows, t_cols, t_vals),
+    ]  # fmt: skip
     energy = np.where(x.count > 0, x.need, 0.0)
     zero_w = np.zeros(len(w.x))
     prev_lo, prev_hi = np.where(known, prev, -INF), np.where(known, prev, INF)
-    row_lower = np.concatenate(
-        [np.full(n_l, -INF), energy, np.full(n_d, -INF), prev_lo, zero_w, np.full(n_t, -INF)]
-    )
-    row_upper = np.concatenate([lim.upper, energy, prev_hi, np.full(n_d, INF), zero_w, t_upper])
+    row_lower = [np.full(n_l, -INF), energy, np.full(n_d, -INF), prev_lo, zero_w]
+    row_lower.append(np.full(n_t, -INF))
+    row_upper = [lim.upper, energy, prev_hi, np.full(n_d, INF), zero_w, t_upper]
+    col_upper = [x_upper, v_upper, np.where(known, INF, 0.0), w.upper]
+    col_cost = [x_cost, v_cost, d_cost, w.cost]
+    layout = BaseLayout(
+        tuple(sessions), tuple(fams), x_session, x.period, x.kwh, periods.first, periods.length,
+        n_l, lim.family, lim.period, n_l, n_x + n_v + n_d + n_w, sum(map(len, row_lower)),
+    )  # fmt: skip
+    extras = _extra_blocks(problem, layout)
+    for e in extras:
+        blocks.append(e.entries)
+        for to, part in zip((row_lower, row_upper, col_upper, col_cost), _parts(e), strict=True):
+            to.append(part)
+    a_start, rows, vals = csc(blocks, layout.n_col + sum(e.n_col for e in extras))
 
     return PreparedLP(
         problem=problem,
@@ -609,11 +524,11 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
         n_v=n_v,
         n_d=n_d,
         n_w=n_w,
-        col_lower=np.zeros(n_col),
-        col_upper=np.concatenate([x_upper, v_upper, np.where(known, INF, 0.0), w.upper]),
-        col_cost=np.concatenate([x_cost, v_cost, d_cost, w.cost]),
-        row_lower=row_lower,
-        row_upper=row_upper,
+        col_lower=np.concatenate([np.zeros(layout.n_col), *(e.col_lower for e in extras)]),
+        col_upper=np.concatenate(col_upper),
+        col_cost=np.concatenate(col_cost),
+        row_lower=np.concatenate(row_lower),
+        row_upper=np.concatenate(row_upper),
         n_limit_rows=n_l,
         limit_row_family=lim.family,
         limit_row_period=lim.period,
@@ -628,53 +543,29 @@ def prepare(problem: PlanningProblem, *, stable_shape: bool = False) -> Prepared
         w_x=w.x,
         w_piece=w.piece,
         tail_x=t_x,
+        extras=tuple(extras),
     )
 
 
-def _tail_rows(
-    sessions: list[SessionCols],
-    need: np.ndarray,
-    first: np.ndarray,
-    x_session: np.ndarray,
-    x_kwh: np.ndarray,
-    x_upper: np.ndarray,
-    first_row: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Battery-tail rows of the sessions with a ``taper_kwh``:
+ExtraTerm = Callable[[PlanningProblem, BaseLayout], ExtraBlock | None]
+EXTRA_TERMS: tuple[ExtraTerm, ...] = (solar.minimum_term,)
+"""The planning terms that add columns of their own after the base LP, in order
+(each sees the columns and rows of those before it)."""
 
-        (taper / a) · x[s,j] + Σ_{τ<j} kWh[s,τ] · x[s,τ] ≤ need[s]
 
-    i.e. x[s,j] ≤ a · (need − delivered before period j) / taper, with ``a`` the
-    connector's maximum. A row is written only where it can bind: where the
-    bound is below the column's maximum even if every earlier period ran at its
-    maximum. Checked at the start of each period (a relaxation within a coarse
-    period, which is re-planned on the fine grid before it is dispatched).
+def _parts(e: ExtraBlock) -> tuple[np.ndarray, ...]:
+    return e.row_lower, e.row_upper, e.col_upper, e.col_cost
 
-    Each row sums every earlier period of its session (a triangle). A running
-    sum column per period (D[j] = D[j−1] + kWh·x[j−1], two sparse rows each)
-    solved slower with HiGHS on the JPL sessions. ``need`` and ``first`` (first x
-    column) are per session.
-    Returns (x column each row bounds, rows, cols, values, row upper bounds)."""
-    n_x = len(x_session)
-    taper = np.array([s.demand.taper_kwh or 0.0 for s in sessions])
-    empty = np.zeros(0, np.int64)
-    if n_x == 0 or not np.any(taper > 0):
-        return empty, empty, empty, np.zeros(0), np.zeros(0)
-    a = np.array([s.connector.max_current_a for s in sessions])
-    s = x_session
-    at_max = x_kwh * x_upper
-    before = np.cumsum(at_max) - at_max  # exclusive running sum over all columns...
-    before -= before[first[s]]  # ...restarted at each session's first column
-    binds = (taper[s] > 0) & (a[s] * (need[s] - before) < x_upper * taper[s])
-    tail_x = np.flatnonzero(binds)
-    terms = tail_x - first[s[tail_x]] + 1  # the row's own column and every earlier one
-    rows = np.repeat(first_row + np.arange(len(tail_x)), terms)
-    offset = np.arange(int(terms.sum())) - np.repeat(np.cumsum(terms) - terms, terms)
-    cols = np.repeat(first[s[tail_x]], terms) + offset
-    vals = x_kwh[cols].copy()
-    own = np.cumsum(terms) - 1
-    vals[own] = taper[s[tail_x]] / a[s[tail_x]]
-    return tail_x, rows, cols, vals, need[s[tail_x]]
+
+def _extra_blocks(problem: PlanningProblem, layout: BaseLayout) -> list[ExtraBlock]:
+    out: list[ExtraBlock] = []
+    for term in EXTRA_TERMS:
+        if (block := term(problem, layout)) is not None:
+            out.append(block)
+            layout = replace(
+                layout, n_col=layout.n_col + block.n_col, n_row=layout.n_row + block.n_row
+            )
+    return out
 
 
 def expand_to_slots(

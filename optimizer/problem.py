@@ -10,12 +10,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from optimizer.errors import ProblemError
+from optimizer.modes import ChargeMode
 from optimizer.site import Line, Site
 
 
@@ -94,6 +95,8 @@ class SessionDemand:
     connector's maximum × energy still to go / ``taper_kwh`` (the
     constant-voltage phase). None: not modelled (the car takes its maximum
     until full)."""
+    charge_mode: ChargeMode = ChargeMode.FAST
+    """Fast, or from the PV surplus only (`optimizer.solar`)."""
 
     def __post_init__(self) -> None:
         if self.arrival.tzinfo is None or self.departure.tzinfo is None:
@@ -154,10 +157,14 @@ class Capacity:
     behind the same connection; ≥ 0): taken off the group's limit on that line
     and, at the site's voltage, off its power limit (`optimizer.families`). It
     can only lower what the chargers get, never raise a limit."""
+    surplus_a: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Group → per-slot generation beyond its non-EV load, summed over the lines
+    (A, ≥ 0): what the solar charging modes may draw (`optimizer.solar`)."""
 
     def with_non_ev(self, loads: Mapping[str, Mapping[Line, np.ndarray]]) -> Capacity:
         """A copy whose non-EV load is ``loads`` (negative values count as 0:
-        a load never frees capacity beyond the limits)."""
+        a load never frees capacity beyond the limits; their net sum below 0
+        is the group's surplus)."""
         clean = {
             g: {
                 line: np.maximum(np.nan_to_num(np.asarray(v, float), nan=0.0), 0.0)
@@ -165,7 +172,12 @@ class Capacity:
             }
             for g, by_line in loads.items()
         }
-        return Capacity(self.limit_a, self.limit_kw, clean)
+        surplus = {
+            g: np.maximum(-np.nan_to_num(sum(np.asarray(v, float) for v in by_line.values())), 0.0)
+            for g, by_line in loads.items()
+            if by_line
+        }
+        return Capacity(self.limit_a, self.limit_kw, clean, surplus)
 
     @classmethod
     def static(cls, site: Site, grid: TimeGrid) -> Capacity:
@@ -186,7 +198,7 @@ class Capacity:
             la[group_id][mask] = np.minimum(la[group_id][mask], limit_a)
         if limit_kw is not None:
             lk[group_id][mask] = np.minimum(lk[group_id][mask], limit_kw)
-        return Capacity(la, lk, self.non_ev_a)
+        return replace(self, limit_a=la, limit_kw=lk)
 
     def limited(
         self, grid: TimeGrid, windows: Iterable[LimitWindow], *, since: datetime | None = None
@@ -206,7 +218,7 @@ class Capacity:
                     continue
                 cur = table.get(w.group_id, np.full(grid.slots, np.inf))
                 table[w.group_id] = np.where(mask, np.minimum(cur, value), cur)
-        return Capacity(la, lk, self.non_ev_a)
+        return replace(self, limit_a=la, limit_kw=lk)
 
 
 @dataclass(frozen=True)
@@ -258,5 +270,13 @@ class PlanningProblem:
                     raise ProblemError(
                         f"non-EV load of {g.id}: expected {self.grid.slots} finite slots"
                     )
+            surplus = self.capacity.surplus_a.get(g.id)
+            if surplus is not None and (
+                surplus.shape != (self.grid.slots,)
+                or not np.all(np.isfinite(surplus) & (surplus >= 0))
+            ):
+                raise ProblemError(
+                    f"PV surplus of {g.id}: expected {self.grid.slots} finite slots ≥ 0"
+                )
         if self.prices is not None and self.prices.shape != (self.grid.slots,):
             raise ProblemError(f"prices: expected {self.grid.slots} slots")

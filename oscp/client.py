@@ -145,6 +145,9 @@ class _MeasurementPlan:
     on_report: Callable[[dict[str, tuple[datetime, float]]], Awaitable[None]] | None = None
     in_flight: set[str] = field(default_factory=set)
     """Groups whose report is still being delivered (the next one waits for it)."""
+    last_round: float | None = None
+    """Event-loop time of the last round, carried to a new plan so that a new
+    Handshake does not send a second report right after the last one."""
 
 
 class CapacityProviderClient:
@@ -424,6 +427,7 @@ class CapacityProviderClient:
             old.last if old is not None else dict(baseline or {}),
             on_report,
             old.in_flight if old is not None else set(),
+            old.last_round if old is not None else None,
         )
         if self._http is not None:
             self._spawn("measure", self._measurements(self._measure))
@@ -486,7 +490,11 @@ class CapacityProviderClient:
             log.exception("%s: measurement baseline not kept", self.provider_id)
 
     async def _measurements(self, plan: _MeasurementPlan) -> None:
+        loop = asyncio.get_running_loop()
+        if plan.last_round is not None:  # a new plan: the round already due, not one now
+            await asyncio.sleep(max(plan.last_round + plan.interval_s - loop.time(), 0.0))
         while True:
             if self._peer() is not None:
+                plan.last_round = loop.time()
                 await self.measure_once()
             await asyncio.sleep(plan.interval_s)

@@ -113,7 +113,7 @@ class OperatorBackend(Protocol):
     async def update_session(
         self, session_id: str, patch: SessionPatch, *, actor: str
     ) -> SessionResult:
-        """Change priority, departure and/or energy need of a running session.
+        """Change priority, departure, charging mode and/or energy need of a running session.
 
         Raises `NotFound` for an unknown session, `Conflict` for an ended one.
         """

@@ -35,6 +35,7 @@ from gridshare.api.schemas import (
 )
 from ocpp_adapter.events import StationCapabilities
 from ocpp_adapter.ports import capability_names
+from optimizer.modes import ChargeMode
 from optimizer.plan import Plan
 from optimizer.problem import Capacity
 from optimizer.site import ConnectorInfo, Line, Site
@@ -349,6 +350,7 @@ class RunningSession:
     energy_need_estimated: bool
     priority: float
     drawn_a: float | None
+    charge_mode: str = "fast"
 
 
 @dataclass(frozen=True)
@@ -362,6 +364,7 @@ class EndedSession:
     departure: datetime | None
     energy_need_stated: bool
     priority: float | None
+    charge_mode: str | None = None
 
 
 def paused_sessions(plan: Plan | None, running: Mapping[str, str]) -> set[str]:
@@ -396,6 +399,7 @@ def running_session_out(
         energy_need_kwh=round(s.energy_need_kwh, 3),
         energy_need_estimated=s.energy_need_estimated,
         priority=s.priority,
+        charge_mode=ChargeMode(s.charge_mode),
         planned_a=round(plan.now_a(cid), 2) if plan is not None and in_plan else None,
         planned_kwh=round(plan.energy_kwh.get(s.session_id, 0.0), 3)
         if plan is not None and in_plan
@@ -420,6 +424,7 @@ def ended_session_out(s: EndedSession) -> SessionOut:
         energy_need_kwh=None,
         energy_need_estimated=not s.energy_need_stated,
         priority=s.priority if s.priority is not None else 1.0,
+        charge_mode=ChargeMode(s.charge_mode or ChargeMode.FAST),
         planned_a=None,
         planned_kwh=None,
         drawn_a=None,

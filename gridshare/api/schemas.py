@@ -1,9 +1,8 @@
 """The operator API's request and response bodies (pydantic models).
 
-Units: currents are per line in A, power in kW, energy in kWh, times are
-timezone-aware ISO 8601. A limit of ``None`` means "no limit". Connectors are
-named ``STATION/CONNECTOR`` as everywhere in gridshare; sessions by their
-transaction id.
+Units: currents are per line in A, power in kW, energy in kWh, times are timezone-aware
+ISO 8601. A limit of ``None`` means "no limit". Connectors are named ``STATION/CONNECTOR``
+as everywhere in gridshare; sessions by their session id (the transaction id, mostly).
 
 The backend returns these models as they are; the API only serialises them,
 so the OpenAPI schema at ``/api/openapi.json`` describes exactly what is sent.
@@ -28,6 +27,7 @@ from pydantic import (
 )
 
 from ocpp_adapter.events import CommandOutcome
+from optimizer.modes import ChargeMode
 from optimizer.plan import Plan, SolverStatus
 from optimizer.site import Line, Site
 
@@ -41,6 +41,7 @@ Amps = Annotated[float, Field(ge=0, le=MAX_AMPS, allow_inf_nan=False, strict=Tru
 Kilowatts = Annotated[float, Field(ge=0, le=MAX_KILOWATTS, allow_inf_nan=False, strict=True)]
 ConnectorNo = Annotated[int, Field(ge=1, le=1000, strict=True)]
 Flag = Annotated[bool, Field(strict=True)]
+_PATCHABLE = ("priority", "departure", "charge_mode", "energy_need_kwh")  # of a session
 
 
 def _plausible(t: datetime) -> datetime:
@@ -115,7 +116,7 @@ class PlannedSession(_Out):
 
 class BindingOut(_Out):
     group_id: str
-    quantity: str = Field(description="``L1``/``L2``/``L3``, ``kW`` or ``weighted``.")
+    quantity: str = Field(description="L1/L2/L3, kW, weighted, or a solar mode's (PV surplus).")
     slot: int
 
 
@@ -317,6 +318,7 @@ class SessionOut(_Out):
     energy_need_kwh: float | None = Field(description="Still to deliver, stated or estimated.")
     energy_need_estimated: bool
     priority: float
+    charge_mode: ChargeMode = ChargeMode.FAST
     planned_a: float | None
     planned_kwh: float | None
     drawn_a: float | None
@@ -538,12 +540,11 @@ class GroupLimitRequest(_In):
 class SessionPatch(_In):
     """Change what gridshare assumes of a session; omitted fields stay as they are."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_one_of_given("priority", "departure", "energy_need_kwh")
-    )
+    model_config = ConfigDict(json_schema_extra=_one_of_given(*_PATCHABLE))
 
     priority: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False, strict=True)] | None = None
     departure: Instant | None = None
+    charge_mode: ChargeMode | None = None
     energy_need_kwh: (
         Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False, strict=True)] | None
     ) = Field(default=None, validate_default=True)
@@ -551,9 +552,8 @@ class SessionPatch(_In):
     @field_validator("energy_need_kwh")
     @classmethod
     def _something(cls, v: float | None, info: ValidationInfo) -> float | None:
-        keys = ("priority", "departure")
-        if v is None and all(k in info.data and info.data[k] is None for k in keys):
-            raise ValueError("give priority, departure and/or energy_need_kwh")
+        if v is None and all(k in info.data and info.data[k] is None for k in _PATCHABLE[:-1]):
+            raise ValueError("give priority, departure, charge_mode and/or energy_need_kwh")
         return v
 
 

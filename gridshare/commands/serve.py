@@ -15,7 +15,9 @@ def parser() -> argparse.ArgumentParser:
     p = command_parser("serve", __doc__)
     p.add_argument("--config", required=True, help="site TOML file")
     p.add_argument(
-        "--db", help="database URL or SQLite path (default: next to the config, SITE.db)"
+        "--db",
+        help="database URL (sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB) or SQLite "
+        "path (default: next to the config, SITE.db)",
     )
     fields = ServerConfig.model_fields
 

@@ -3,6 +3,7 @@
     gridshare simulate --site SITE.toml --sessions SESSIONS.csv[.gz]
         [--capacity CAP.csv] [--capacity-kw X [X ...]] [--capacity-group ID]
         [--site-load LOAD.csv [--site-load-view forecast|peak|blind] [--holidays CC]]
+        [--pv PV.csv [--pv-mode fast|solar|min+solar]]
         [--strategy NAME ...] [--from DATE --to DATE] [--taper-kwh K]
         [--informed | --ideal-models] [--add-chargers N [N ...] [--add-under GROUP] [--seed S]]
         --out REPORT.json [--plot FILE.png]
@@ -32,6 +33,13 @@ the readings so far and the building-load forecaster, with ``--holidays``'
 public holidays), the offline optimum knows it. Adds, per strategy,
 ``connection_overload_minutes`` and ``peak_connection_a``.
 
+PV: ``--pv`` (``start,kw``: the array's mean generation in kW from ``start``
+until the next row, ISO times, local without an offset) feeds the connection
+(the root group, split over its lines); every session charges in
+``--pv-mode`` (default the site file's ``[charge_modes] default``, else fast).
+See `gridshare.simulation.pv`. Adds, per strategy, ``pv_generated_kwh`` and
+``pv_self_consumption_pct``.
+
 Hosting capacity: ``--add-chargers`` runs the site again with that many more
 chargers below ``--add-under`` (default: the transformer ``--capacity-kw``
 scales), copies of the chargers already there, whose drivers come on real days
@@ -53,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from forecasts.building_load import DayTypes
+from forecasts.pv import read_pv_csv
 from gridshare.commands.options import (
     ListOption,
     OptionError,
@@ -61,7 +70,7 @@ from gridshare.commands.options import (
     output_folder,
     positive,
 )
-from gridshare.config import ConfigError, load_config
+from gridshare.config import ConfigError, GridshareConfig, load_config
 from gridshare.csvio import InputError, read_site_load
 from gridshare.logs import configure_logging
 from gridshare.simulation import STRATEGIES, CarModel, run_strategies
@@ -75,6 +84,7 @@ from gridshare.simulation.hosting import (
     most_that_fit,
 )
 from gridshare.simulation.progress import DayDone
+from gridshare.simulation.pv import SimPv
 from gridshare.simulation.report import ACN_CREDIT, build_report, plot_report, table, write_report
 from gridshare.simulation.sessions import (
     SessionsError,
@@ -84,6 +94,7 @@ from gridshare.simulation.sessions import (
     read_sessions,
 )
 from gridshare.simulation.site_load import VIEWS, SiteLoad, SiteLoadSetting
+from optimizer.modes import CHARGE_MODES, ChargeMode
 from optimizer.site import Site, station_of
 
 log = logging.getLogger("gridshare.simulate")
@@ -111,6 +122,8 @@ def parser() -> argparse.ArgumentParser:
         help="what online strategies are told of the site load",
     )
     p.add_argument("--holidays", metavar="CC", help="country of the site's public holidays")
+    p.add_argument("--pv", type=Path, help="PV generation CSV (start,kw) on the connection")
+    p.add_argument("--pv-mode", choices=CHARGE_MODES, help="every session's charging mode")
     p.add_argument("--capacity-kw", type=positive, action=ListOption, help="transformer sweep (kW)")
     p.add_argument(
         "--capacity-group",
@@ -200,6 +213,7 @@ def main(argv: list[str]) -> int:
         site, defaults = config.site, config.defaults.demand_defaults()
         overrides = read_capacity_csv(args.capacity, site) if args.capacity else None
         site_load = _site_load(args, site)
+        pv = _pv(args, config)
         zone = site.site.timezone
         sessions = between(read_sessions(args.sessions, zone), args.start, args.end, zone)
         group = None
@@ -212,7 +226,14 @@ def main(argv: list[str]) -> int:
             under = args.add_under or group or default_capacity_group(site)
         elif args.add_under:
             raise HostingError("--add-under needs --add-chargers")
-    except (ConfigError, SessionsError, CapacityFileError, InputError, ValueError) as e:
+    except (
+        ConfigError,
+        SessionsError,
+        CapacityFileError,
+        InputError,
+        ValueError,
+        OptionError,
+    ) as e:
         print(f"gridshare simulate: {str(e).strip()}", file=sys.stderr)
         return 2
     if not sessions:
@@ -238,6 +259,7 @@ def main(argv: list[str]) -> int:
         "ideal_models": args.ideal_models,
         "informed": args.informed,
         "site_load": site_load,
+        **({"pv": pv} if pv is not None else {}),
     }
     configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -259,6 +281,8 @@ def main(argv: list[str]) -> int:
         meta.update({"added_under": under, "seed": args.seed})
     if site_load is not None:
         meta.update({"site_load": str(args.site_load), "site_load_view": args.site_load_view})
+    if pv is not None:
+        meta.update({"pv": str(args.pv), "pv_mode": pv.mode.value})
     report = build_report(runs, site.site.timezone, meta, run_keys=run_keys)
     write_report(report, args.out)
     if args.plot:
@@ -277,6 +301,17 @@ def _site_load(args: argparse.Namespace, site: Site) -> SiteLoadSetting | None:
     if args.holidays:
         DayTypes(args.holidays)  # an unknown country is a bad option, not a failed run
     return SiteLoadSetting(SiteLoad(site, rows), args.site_load_view, args.holidays)
+
+
+def _pv(args: argparse.Namespace, config: GridshareConfig) -> SimPv | None:
+    if args.pv is None:
+        if args.pv_mode is not None:
+            raise OptionError("--pv-mode needs --pv")
+        return None
+    if args.add_chargers:
+        raise OptionError("--pv does not combine with --add-chargers")
+    mode = ChargeMode(args.pv_mode) if args.pv_mode else config.charge_modes.default
+    return SimPv(read_pv_csv(args.pv, config.site.site.timezone), mode, str(args.pv))
 
 
 def _stations_not_in(site: Site, sessions: list[SimSession], site_name: str) -> str | None:

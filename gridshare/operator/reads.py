@@ -352,6 +352,7 @@ class SiteReads:
             energy_need_estimated=estimated,
             priority=s.priority,
             drawn_a=s.drawn_a,
+            charge_mode=s.charge_mode.value,
         )
 
     def active_out(self, s: SessionState, now: datetime, paused: set[str]) -> SessionOut:
@@ -375,6 +376,7 @@ class SiteReads:
                 departure=s.departure,
                 energy_need_stated=s.energy_need_wh is not None,
                 priority=s.priority,
+                charge_mode=s.charge_mode,
             )
         )
 

@@ -24,6 +24,7 @@ from gridshare.controller import ControllerSettings, SessionState
 from gridshare.dso_link import ProviderState
 from gridshare.store import StoredSession
 from ocpp_adapter.events import ChargingLimitSpec, CommandResult
+from optimizer.modes import ChargeMode
 from optimizer.plan import Plan
 from optimizer.problem import Capacity, TimeGrid
 from optimizer.site import Site
@@ -105,6 +106,7 @@ class SiteControl(Protocol):
         priority: float | None = None,
         departure: datetime | None = None,
         energy_need_kwh: float | None = None,
+        charge_mode: ChargeMode | None = None,
         actor: str = "operator",
     ) -> object: ...
 

@@ -149,6 +149,7 @@ class SiteWrites:
             priority=patch.priority,
             departure=patch.departure,
             energy_need_kwh=patch.energy_need_kwh,
+            charge_mode=patch.charge_mode,
             actor=actor,
         )
         self.live.publish(ChangeKind.SESSION, session_id)

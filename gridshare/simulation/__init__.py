@@ -30,6 +30,7 @@ from gridshare.simulation.engine import (
 from gridshare.simulation.ideal import IDEAL_CAR, ideal_sessions, ideal_site
 from gridshare.simulation.information import TOLD, run_told, told
 from gridshare.simulation.progress import DayDone
+from gridshare.simulation.pv import SimPv
 from gridshare.simulation.sessions import SimSession, prepare_sessions
 from gridshare.simulation.site_load import SiteLoad, SiteLoadSetting
 from gridshare.simulation.strategies import (
@@ -83,6 +84,7 @@ def build_simulation(
     ideal_models: bool = False,
     informed: bool = False,
     site_load: SiteLoadSetting | None = None,
+    pv: SimPv | None = None,
 ) -> tuple[Simulation, dict[str, int]]:
     """A simulation ready to run, and how many sessions were dropped (and why).
 
@@ -115,6 +117,7 @@ def build_simulation(
         car=car,
         defaults=defaults,
         site_load=site_load,
+        pv=pv,
     )
     return sim, dropped
 
@@ -134,6 +137,7 @@ def run_strategies(
     informed: bool = False,
     on_day: Callable[[DayDone], None] | None = None,
     site_load: SiteLoadSetting | None = None,
+    pv: SimPv | None = None,
 ) -> dict[str, RunResult]:
     """Every named strategy on the same sessions and site (``ideal_models`` and
     ``informed``: see `build_simulation`; ``on_day``: told of each simulated day
@@ -149,6 +153,7 @@ def run_strategies(
         ideal_models=ideal_models,
         informed=informed,
         site_load=site_load,
+        pv=pv,
     )
     models = "ideal" if ideal_models else "informed" if informed else "realistic"
     out: dict[str, RunResult] = {}

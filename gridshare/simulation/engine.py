@@ -32,10 +32,12 @@ import numpy as np
 from forecasts.demand import DemandDefaults, RateLearner, RateSettings
 from gridshare.simulation.capacity import SiteLimits
 from gridshare.simulation.progress import DayDone, Days
+from gridshare.simulation.pv import SimPv
 from gridshare.simulation.sessions import SimSession
 from gridshare.simulation.site_load import SiteLoadSetting
 from gridshare.site.problem import session_demand
 from optimizer import Capacity, SessionDemand, Site, TimeGrid
+from optimizer.modes import ChargeMode
 from optimizer.site import Line
 
 FULL_TOLERANCE_KWH = 1e-6
@@ -65,6 +67,7 @@ class LiveSession:
     delivered_kwh: float = 0.0
     energy_stated: bool = True
     """False: ``stated_energy_kwh`` is the service's default, not the driver's."""
+    charge_mode: ChargeMode = ChargeMode.FAST
 
     def observe(
         self, now: datetime, offered: float, drawn: float, lines: tuple[Line, ...], readings: int
@@ -91,6 +94,7 @@ class LiveSession:
             estimate_kwh=self.stated_energy_kwh,
             energy_stated=self.energy_stated,
             rate=self.rate if meter_values else None,
+            charge_mode=self.charge_mode,
         )
 
 
@@ -159,8 +163,10 @@ class Simulation:
         rates: RateSettings | None = None,
         meter_interval_s: float = 10.0,
         site_load: SiteLoadSetting | None = None,
+        pv: SimPv | None = None,
     ) -> None:
         self.site = site
+        self.pv = pv  # an array on the connection (`gridshare.simulation.pv`)
         self.sessions = tuple(sorted(sessions, key=lambda s: (s.arrival, s.session_id)))
         if not self.sessions:
             raise ValueError("no sessions to simulate")
@@ -230,12 +236,15 @@ class Simulation:
             dtype=np.int64,
         )
         """Per-line rows of the groups with a site load (for the peak)."""
+        if pv is not None and self.building is not None:
+            pv.net_building(self.building, self.limits, self.start, self.step)
 
     def capacity(self, grid: TimeGrid, now: datetime) -> Capacity:
         """The capacity an online strategy plans with at ``now``: the limits, less
         what it is told of the site load (`LoadView`)."""
         base = self.limits.capacity(grid)
-        return base if self.load_view is None else self.load_view.capacity(base, grid, now)
+        told = base if self.load_view is None else self.load_view.capacity(base, grid, now)
+        return told if self.pv is None else self.pv.capacity(self.site, told, grid)
 
     def bounds(self, k: int) -> np.ndarray:
         """Room left for the cars in every limit row during step ``k``."""
@@ -278,6 +287,7 @@ class Simulation:
             energy,
             rate,
             energy_stated=s.stated_energy_kwh is not None,
+            charge_mode=self.pv.mode if self.pv is not None else ChargeMode.FAST,
         )
 
     def run(
@@ -371,6 +381,10 @@ class Simulation:
         bar.close()
         if self.building is not None:
             result.extra |= self._connection_figures(result, visited, peaks)
+        if self.pv is not None:
+            result.extra |= self.pv.figures(
+                self.site, result.power_kw, self.start, self.step, self.site_load
+            )
         return result
 
     def _peak(self, cars: np.ndarray, k: int) -> float:

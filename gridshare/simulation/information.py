@@ -80,6 +80,7 @@ def run_told(sim: Simulation, name: str) -> RunResult:
         car=sim.car,
         defaults=sim.defaults,
         site_load=sim.site_load,
+        pv=sim.pv,
     )
     result = variant.run(GridshareStrategy())
     result.extra["told"] = name

@@ -32,6 +32,7 @@ from gridshare.site.lookups import PlanRows
 from gridshare.site.state import SessionState, SiteState
 from optimizer import Plan, PlanningProblem, SessionDemand
 from optimizer.errors import ProblemError
+from optimizer.modes import ChargeMode
 from optimizer.problem import TimeGrid
 
 
@@ -51,6 +52,7 @@ def session_demand(
     ev_min_current_a: float | None = None,
     rate: RateLearner | None = None,
     priority: float = 1.0,
+    charge_mode: ChargeMode = ChargeMode.FAST,
 ) -> SessionDemand:
     """A session's demand as the planner sees it at ``now``.
 
@@ -79,6 +81,7 @@ def session_demand(
         ev_max_current_a=min(caps) if caps else None,
         ev_min_current_a=ev_min_current_a,
         priority=priority,
+        charge_mode=charge_mode,
         lines=rate.lines if rate is not None else None,
         taper_kwh=defaults.taper_for(energy_stated=stated),
     )
@@ -101,6 +104,7 @@ def demand_of(s: SessionState, now: datetime, defaults: DemandDefaults) -> Sessi
         ev_min_current_a=s.ev_min_current_a,
         rate=s.rate,
         priority=s.priority,
+        charge_mode=s.charge_mode,
     )
 
 
@@ -145,6 +149,7 @@ class DemandCache:
             rate.max_current_a,
             rate.lines,
             s.priority,
+            s.charge_mode,
         )
         kept = self._kept.get(s.connector_id)
         if (

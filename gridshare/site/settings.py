@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from forecasts.demand import RateSettings
+from gridshare.site.charge_modes import ChargeModes
 
 
 @dataclass(frozen=True)
@@ -33,4 +34,6 @@ class ControllerSettings:
     in draws it before the next plan reaches it, so without the reserve the sum
     of limits in force can exceed a group's capacity for that moment. Off: more
     capacity for the cars already charging, at that risk."""
+    charge_modes: ChargeModes = field(default_factory=ChargeModes)
+    """The mode a session starts in, by idTag (``[charge_modes]``)."""
     max_periods: int | None = None

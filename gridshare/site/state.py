@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from forecasts.demand import (
     DemandDefaults,
@@ -56,6 +56,7 @@ from ocpp_adapter.events import (
     StationConnected,
     StationDisconnected,
 )
+from optimizer.modes import ChargeMode
 from optimizer.site import Line, Site, station_of
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,16 @@ class SessionRecords(Protocol):
 # --- sessions and conflicts ------------------------------------------------------------------
 
 
+class SessionEdits(TypedDict, total=False):
+    """What an operator may change of a running session (omitted: unchanged)."""
+
+    priority: float | None
+    departure: datetime | None
+    energy_need_kwh: float | None
+    """Still to deliver from now on."""
+    charge_mode: ChargeMode | None
+
+
 @dataclass
 class SessionState:
     transaction_id: str
@@ -130,6 +141,8 @@ class SessionState:
     power_w: float | None = None
     priority: float = 1.0
     """The operator's weight for this session (1: as any other)."""
+    charge_mode: ChargeMode = ChargeMode.FAST
+    """Fast, or from the PV surplus (its idTag's default, or the operator's choice)."""
 
     def __post_init__(self) -> None:
         self.session_id = self.session_id or self.transaction_id
@@ -520,6 +533,7 @@ class SiteState:
             ev_max_current_a=s.ev_max_current_a,
             ev_min_current_a=s.ev_min_current_a,
             priority=s.priority if s.priority is not None else 1.0,
+            charge_mode=self.settings.charge_modes.of(s.charge_mode, s.id_tag),
             rate=RateLearner(self.site.connectors[s.connector_id].lines, self.settings.rates),
         )
         self.estimate(st)
@@ -537,19 +551,16 @@ class SiteState:
             id_tag=s.id_tag, history=history, defaults=self.defaults
         ).total_kwh
 
-    def update_session(
-        self,
-        connector_id: str,
-        *,
-        priority: float | None = None,
-        departure: datetime | None = None,
-        energy_need_kwh: float | None = None,
-    ) -> SessionChange:
+    def update_session(self, connector_id: str, **edits: Unpack[SessionEdits]) -> SessionChange:
         """Change what we assume of a running session (``energy_need_kwh``: what is
         still to deliver from now on); its next profile is sent whatever changed."""
         s = self.sessions[connector_id]
+        priority, departure = edits.get("priority"), edits.get("departure")
+        energy_need_kwh, charge_mode = edits.get("energy_need_kwh"), edits.get("charge_mode")
         if priority is not None:
             s.priority = float(priority)
+        if charge_mode is not None:
+            s.charge_mode = charge_mode
         if departure is not None:
             s.departure = departure
         if energy_need_kwh is not None:
@@ -559,6 +570,7 @@ class SiteState:
             "priority": priority,
             "departure": None if departure is None else departure.isoformat(),
             "energy_need_kwh": energy_need_kwh,
+            "charge_mode": None if charge_mode is None else charge_mode.value,
         }
         need_wh = s.energy_need_wh if energy_need_kwh is not None else None
         return SessionChange(s, need_wh, detail)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
 from typing import Any
 
-from gridshare.store.connection import SqliteTables, iso
+from gridshare.store.connection import Db, Tables, iso
 
 
-def write_audit(
-    db: sqlite3.Connection, at: datetime, kind: str, subject: str, detail: dict[str, Any]
-) -> None:
+def write_audit(db: Db, at: datetime, kind: str, subject: str, detail: dict[str, Any]) -> None:
     """One audit entry, inside the caller's transaction."""
     db.execute(
         "INSERT INTO audit (at, kind, subject, detail_json) VALUES (?, ?, ?, ?)",
@@ -20,7 +17,7 @@ def write_audit(
     )
 
 
-class AuditLog(SqliteTables):
+class AuditLog(Tables):
     """The ``audit`` table."""
 
     def audit(self, at: datetime, kind: str, subject: str, detail: dict[str, Any]) -> None:

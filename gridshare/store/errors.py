@@ -2,7 +2,8 @@
 
 StoreError
 ├── UnsupportedDatabase   a URL scheme with no backend
-└── SessionConflict       a session start that contradicts a stored one
+├── SessionConflict       a session start that contradicts a stored one
+└── DatabaseError         PostgreSQL refused a statement or the connection
 """
 
 from __future__ import annotations
@@ -27,3 +28,8 @@ class SessionConflict(StoreError):
         self.station_id = station_id
         self.transaction_id = transaction_id
         self.detail = detail
+
+
+class DatabaseError(StoreError):
+    """PostgreSQL refused a statement or the connection failed (psycopg's error
+    translated where it enters)."""

@@ -6,10 +6,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from gridshare.store.connection import SqliteTables, iso
+from gridshare.store.connection import Tables, iso
 
 
-class ForecastTables(SqliteTables):
+class ForecastTables(Tables):
     """The ``forecasts`` table and the state documents of the ``meta`` table."""
 
     def save_forecast(
@@ -18,10 +18,10 @@ class ForecastTables(SqliteTables):
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO forecasts (group_id, kind, source, received_at, blocks_json) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (group_id, kind, source, iso(received_at), json.dumps(blocks, default=str)),
             )
-            return int(cur.lastrowid or 0)
+            return int(cur.fetchone()[0])
 
     def put_state(self, key: str, value: Any) -> None:
         """Keep a JSON document under ``key`` (e.g. the capacity book's export)."""

@@ -18,13 +18,12 @@ reads one table for the whole history.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from gridshare.store.connection import SqliteTables, iso
+from gridshare.store.connection import Db, Tables, iso
 from gridshare.store.rollups import interval_start
 
 TABLES = """
@@ -82,8 +81,8 @@ class StoredRollup:
     max_a: Amps
 
 
-class MeterReadingTables(SqliteTables):
-    """The site meters' part of `SqliteStore` (see the module)."""
+class MeterReadingTables(Tables):
+    """The site meters' part of the store (see the module)."""
 
     def record_site_meter(
         self,
@@ -95,7 +94,9 @@ class MeterReadingTables(SqliteTables):
         when this returns. A repeated (meter, time) or (group, time) replaces."""
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO site_meter_reading VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO site_meter_reading VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (meter_id, at) DO UPDATE SET received_at = excluded.received_at, "
+                "l1_a = excluded.l1_a, l2_a = excluded.l2_a, l3_a = excluded.l3_a",
                 (reading.meter_id, iso(reading.at), iso(reading.received_at), *reading.amps),
             )
             for s in samples:
@@ -139,17 +140,19 @@ class MeterReadingTables(SqliteTables):
         return [_rollup(r) for r in rows]
 
 
-def _group_sample(db: sqlite3.Connection, s: StoredSample, interval: timedelta) -> None:
+def _group_sample(db: Db, s: StoredSample, interval: timedelta) -> None:
+    top = db.dialect.greatest
     db.execute(
-        "INSERT OR REPLACE INTO group_non_ev VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO group_non_ev VALUES (?, ?, ?, ?, ?) ON CONFLICT (group_id, at) "
+        "DO UPDATE SET l1_a = excluded.l1_a, l2_a = excluded.l2_a, l3_a = excluded.l3_a",
         (s.group_id, iso(s.at), *s.amps),
     )
     db.execute(
-        "INSERT INTO group_non_ev_rollup VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (group_id, start) DO UPDATE SET n = n + 1, "
-        "l1_sum = l1_sum + excluded.l1_sum, l2_sum = l2_sum + excluded.l2_sum, "
-        "l3_sum = l3_sum + excluded.l3_sum, l1_max = MAX(l1_max, excluded.l1_max), "
-        "l2_max = MAX(l2_max, excluded.l2_max), l3_max = MAX(l3_max, excluded.l3_max)",
+        "INSERT INTO group_non_ev_rollup AS t VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (group_id, start) DO UPDATE SET n = t.n + 1, "
+        "l1_sum = t.l1_sum + excluded.l1_sum, l2_sum = t.l2_sum + excluded.l2_sum, "
+        f"l3_sum = t.l3_sum + excluded.l3_sum, l1_max = {top}(t.l1_max, excluded.l1_max), "
+        f"l2_max = {top}(t.l2_max, excluded.l2_max), l3_max = {top}(t.l3_max, excluded.l3_max)",
         (
             s.group_id,
             iso(interval_start(s.at, interval)),
@@ -160,7 +163,7 @@ def _group_sample(db: sqlite3.Connection, s: StoredSample, interval: timedelta) 
     )
 
 
-def _rollup(r: sqlite3.Row) -> StoredRollup:
+def _rollup(r: Any) -> StoredRollup:
     n = r["n"]
     return StoredRollup(
         r["group_id"],
@@ -172,22 +175,23 @@ def _rollup(r: sqlite3.Row) -> StoredRollup:
     )
 
 
-def prune_site_meter_readings(db: sqlite3.Connection, before: datetime, budget: int) -> int:
+def prune_site_meter_readings(db: Db, before: datetime, budget: int) -> int:
     """Raw site-meter readings and group samples before ``before`` (their roll-ups
     stay); one batch inside the caller's transaction."""
-    n = 0
+    n, row = 0, db.dialect.row_id
     for table in ("site_meter_reading", "group_non_ev"):
         n += db.execute(
-            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
+            f"DELETE FROM {table} WHERE {row} IN (SELECT {row} FROM {table} "
             "WHERE at < ? ORDER BY at LIMIT ?)",
             (iso(before), budget),
         ).rowcount
     return n
 
 
-def prune_group_rollups(db: sqlite3.Connection, before: datetime, budget: int) -> int:
+def prune_group_rollups(db: Db, before: datetime, budget: int) -> int:
+    row = db.dialect.row_id
     return db.execute(
-        "DELETE FROM group_non_ev_rollup WHERE rowid IN (SELECT rowid FROM group_non_ev_rollup "
+        f"DELETE FROM group_non_ev_rollup WHERE {row} IN (SELECT {row} FROM group_non_ev_rollup "
         "WHERE start < ? ORDER BY start LIMIT ?)",
         (iso(before), budget),
     ).rowcount

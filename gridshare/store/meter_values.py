@@ -13,19 +13,19 @@ register adds nothing), which a roll-up keeps exactly.
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from gridshare.store.connection import SqliteTables, iso
+from gridshare.store.connection import Db, Tables, iso
 from ocpp_adapter.events import MeterReading
 from optimizer.site import station_of
 
 
-class MeterTables(SqliteTables):
+class MeterTables(Tables):
     """The ``meter_last`` and ``meter_minute`` tables."""
 
-    def _meter_reading(self, db: sqlite3.Connection, r: MeterReading) -> None:
+    def _meter_reading(self, db: Db, r: MeterReading) -> None:
+        top = db.dialect.greatest
         power = r.total_power_w
         if power is None and r.power_w:
             power = sum(r.power_w.values())
@@ -53,14 +53,14 @@ class MeterTables(SqliteTables):
         minute = at.astimezone(UTC).replace(second=0, microsecond=0).isoformat()
         c = r.current_a
         db.execute(
-            "INSERT INTO meter_minute VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (connector_id, minute) DO UPDATE SET n = n + 1, "
-            "l1_sum = l1_sum + excluded.l1_sum, l2_sum = l2_sum + excluded.l2_sum, "
-            "l3_sum = l3_sum + excluded.l3_sum, power_sum = power_sum + excluded.power_sum, "
-            "power_n = power_n + excluded.power_n, "
-            "energy_wh = MAX(COALESCE(energy_wh, excluded.energy_wh), "
-            "COALESCE(excluded.energy_wh, energy_wh)), "
-            "soc_pct = COALESCE(excluded.soc_pct, soc_pct)",
+            "INSERT INTO meter_minute AS t VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (connector_id, minute) DO UPDATE SET n = t.n + 1, "
+            "l1_sum = t.l1_sum + excluded.l1_sum, l2_sum = t.l2_sum + excluded.l2_sum, "
+            "l3_sum = t.l3_sum + excluded.l3_sum, power_sum = t.power_sum + excluded.power_sum, "
+            "power_n = t.power_n + excluded.power_n, "
+            f"energy_wh = {top}(COALESCE(t.energy_wh, excluded.energy_wh), "
+            "COALESCE(excluded.energy_wh, t.energy_wh)), "
+            "soc_pct = COALESCE(excluded.soc_pct, t.soc_pct)",
             (
                 r.connector_id,
                 minute,
@@ -77,13 +77,13 @@ class MeterTables(SqliteTables):
             # the register only grows: keep the session's highest value
             if r.transaction_id is not None:
                 db.execute(
-                    "UPDATE sessions SET energy_wh = MAX(COALESCE(energy_wh, 0), ?) "
+                    f"UPDATE sessions SET energy_wh = {top}(COALESCE(energy_wh, 0), ?) "
                     "WHERE station_id = ? AND transaction_id = ? AND ended_at IS NULL",
                     (r.energy_wh, station_of(r.connector_id), r.transaction_id),
                 )
             else:
                 db.execute(
-                    "UPDATE sessions SET energy_wh = MAX(COALESCE(energy_wh, 0), ?) "
+                    f"UPDATE sessions SET energy_wh = {top}(COALESCE(energy_wh, 0), ?) "
                     "WHERE connector_id = ? AND ended_at IS NULL",
                     (r.energy_wh, r.connector_id),
                 )
@@ -101,7 +101,7 @@ class MeterTables(SqliteTables):
         rolled-up interval: one row at its start)."""
         start = iso(since.replace(second=0, microsecond=0))
         rows = self._db.execute(
-            f"SELECT * FROM ({_MINUTES_AND_ROLLUPS}) WHERE minute >= ? "
+            f"SELECT * FROM ({_MINUTES_AND_ROLLUPS}) AS m WHERE minute >= ? "
             "ORDER BY minute, connector_id",
             (start,),
         ).fetchall()
@@ -128,7 +128,7 @@ class MeterTables(SqliteTables):
     def meter_minutes(self, connector_id: str) -> list[dict[str, Any]]:
         """The connector's one-minute rows (a rolled-up interval: one row at its start)."""
         rows = self._db.execute(
-            f"SELECT * FROM ({_MINUTES_AND_ROLLUPS}) WHERE connector_id = ? ORDER BY minute",
+            f"SELECT * FROM ({_MINUTES_AND_ROLLUPS}) AS m WHERE connector_id = ? ORDER BY minute",
             (connector_id,),
         ).fetchall()
         return [
@@ -157,7 +157,7 @@ class MeterTables(SqliteTables):
             highest = _highest_register_before(self._db, cid, lo)
             total = 0.0
             rows = self._db.execute(
-                f"SELECT * FROM ({_MINUTES_AND_ROLLUPS}) WHERE connector_id = ? "
+                f"SELECT * FROM ({_MINUTES_AND_ROLLUPS}) AS m WHERE connector_id = ? "
                 "AND minute >= ? AND minute < ? ORDER BY minute",
                 (cid, lo, hi),
             )
@@ -182,12 +182,12 @@ _MINUTES_AND_ROLLUPS = (
 """One-minute rows and roll-up rows alike (the latter at their start)."""
 
 
-def _mean_current(r: sqlite3.Row) -> dict[str, float]:
+def _mean_current(r: Any) -> dict[str, float]:
     n = r["n"]
     return {"L1": r["l1_sum"] / n, "L2": r["l2_sum"] / n, "L3": r["l3_sum"] / n}
 
 
-def _highest_register_before(db: sqlite3.Connection, connector_id: str, at: str) -> float | None:
+def _highest_register_before(db: Db, connector_id: str, at: str) -> float | None:
     """The highest register a connector showed before ``at`` (None: none seen)."""
     rolled = db.execute(
         "SELECT register_wh FROM meter_rollup WHERE connector_id = ? AND start < ? "

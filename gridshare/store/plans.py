@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import zlib
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -21,14 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from gridshare.store.connection import SqliteTables, from_iso, iso
+from gridshare.store.connection import Tables, from_iso, iso
 from optimizer.plan import Plan
 from optimizer.site import Site
 
 _NPY_MAGIC = b"\x93NUMPY"
 
 
-class PlanTable(SqliteTables):
+class PlanTable(Tables):
     """The ``plans`` table."""
 
     full_plan_every: timedelta = timedelta(minutes=15)
@@ -59,7 +58,8 @@ class PlanTable(SqliteTables):
                 db.execute("UPDATE plans SET current_npy = NULL WHERE id = ?", (self._latest_only,))
             cur = db.execute(
                 "INSERT INTO plans (created_at, reason, grid_start, slot_minutes, slots, status, "
-                "solve_ms, summary_json, now_json, current_npy) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "solve_ms, summary_json, now_json, current_npy) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "RETURNING id",
                 (
                     iso(created_at),
                     reason,
@@ -73,7 +73,7 @@ class PlanTable(SqliteTables):
                     packed(plan.current_a),
                 ),
             )
-            plan_id = int(cur.lastrowid or 0)
+            plan_id = int(cur.fetchone()[0])
         if whole:
             self._whole_at, self._latest_only = created_at, None
         else:
@@ -152,7 +152,7 @@ _FIGURES = (
 )
 
 
-def _plan(row: sqlite3.Row) -> dict[str, Any]:
+def _plan(row: Any) -> dict[str, Any]:
     blob = row["current_npy"]
     return {
         "id": row["id"],

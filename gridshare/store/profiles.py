@@ -7,17 +7,16 @@ and purpose, with an audit entry; a session's end forgets its ``tx`` limit.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from gridshare.store.audit import write_audit
-from gridshare.store.connection import SqliteTables, iso
+from gridshare.store.connection import Db, Tables, iso
 from gridshare.store.records import StoredLimit
 
 
-class ProfileTables(SqliteTables):
+class ProfileTables(Tables):
     """The ``profiles`` and ``limits_in_force`` tables."""
 
     def profile_sent(
@@ -33,7 +32,7 @@ class ProfileTables(SqliteTables):
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO profiles (station_id, connector_id, purpose, transaction_id, start, "
-                "periods_json, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "periods_json, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     station_id,
                     connector_id,
@@ -44,7 +43,7 @@ class ProfileTables(SqliteTables):
                     iso(sent_at),
                 ),
             )
-            return int(cur.lastrowid or 0)
+            return int(cur.fetchone()[0])
 
     def profiles_sent(
         self,
@@ -58,7 +57,7 @@ class ProfileTables(SqliteTables):
             for station_id, connector_id, purpose, tx, start, periods in rows:
                 cur = db.execute(
                     "INSERT INTO profiles (station_id, connector_id, purpose, transaction_id, "
-                    "start, periods_json, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "start, periods_json, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (
                         station_id,
                         connector_id,
@@ -69,7 +68,7 @@ class ProfileTables(SqliteTables):
                         iso(sent_at),
                     ),
                 )
-                ids.append(int(cur.lastrowid or 0))
+                ids.append(int(cur.fetchone()[0]))
         return ids
 
     def profiles_answered(self, rows: list[tuple[int, str, str]], at: datetime) -> None:
@@ -84,11 +83,18 @@ class ProfileTables(SqliteTables):
             for i in range(0, len(accepted), 500):
                 chunk = accepted[i : i + 500]
                 marks = ",".join("?" * len(chunk))
+                detail = db.dialect.json_object(
+                    "'purpose'", "purpose", "'periods'", db.dialect.json("periods_json")
+                )
+                # the last of each (connector, purpose) only: PostgreSQL refuses to
+                # update one row twice in a statement (SQLite kept the last anyway)
                 db.execute(
                     "INSERT INTO limits_in_force (connector_id, purpose, start, periods_json, "
                     "accepted_at, profile_id) SELECT COALESCE(connector_id, station_id), purpose, "
-                    f"start, periods_json, ?, id FROM profiles WHERE id IN ({marks}) ORDER BY id "
-                    "ON CONFLICT (connector_id, purpose) DO UPDATE SET start = excluded.start, "
+                    "start, periods_json, ?, id FROM profiles WHERE id IN (SELECT MAX(id) FROM "
+                    f"profiles WHERE id IN ({marks}) GROUP BY COALESCE(connector_id, station_id), "
+                    "purpose) ORDER BY id ON CONFLICT (connector_id, purpose) DO UPDATE SET "
+                    "start = excluded.start, "
                     "periods_json = excluded.periods_json, accepted_at = excluded.accepted_at, "
                     "profile_id = excluded.profile_id",
                     (when, *chunk),
@@ -96,7 +102,7 @@ class ProfileTables(SqliteTables):
                 db.execute(
                     "INSERT INTO audit (at, kind, subject, detail_json) SELECT ?, "
                     "'limit_accepted', COALESCE(connector_id, station_id), "
-                    "json_object('purpose', purpose, 'periods', json(periods_json)) "
+                    f"{detail} "
                     f"FROM profiles WHERE id IN ({marks}) ORDER BY id",
                     (when, *chunk),
                 )
@@ -125,9 +131,7 @@ class ProfileTables(SqliteTables):
         with self._tx() as db:
             self._answered(db, profile_id, outcome, detail, at)
 
-    def _answered(
-        self, db: sqlite3.Connection, profile_id: int, outcome: str, detail: str, at: datetime
-    ) -> None:
+    def _answered(self, db: Db, profile_id: int, outcome: str, detail: str, at: datetime) -> None:
         db.execute(
             "UPDATE profiles SET outcome = ?, detail = ?, answered_at = ? WHERE id = ?",
             (outcome, detail, iso(at), profile_id),

@@ -11,19 +11,33 @@ names (those a DSO report has not yet counted to their end).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from gridshare.store.connection import iso
+from gridshare.store.connection import SQLITE, Db, iso
+
+
+def claim(db: Db) -> bool:
+    """Whether this connection may prune now, inside its transaction: on PostgreSQL
+    one node of a cluster at a time (an advisory lock held to the transaction's
+    end; two roll-ups of one interval would count it twice). SQLite's write
+    transaction is exclusive already."""
+    if db.dialect is SQLITE:
+        return True
+    return bool(
+        db.execute(
+            "SELECT pg_try_advisory_xact_lock(hashtext('gridshare retention ' || current_schema()))"
+        ).fetchone()[0]
+    )
+
 
 THINNED_KEY = "retention:plans_thinned"
 """The ``meta`` key of how far plans were thinned: the last plan looked at and
 the time of the last plan kept whole."""
 
 
-def thin_plans(db: sqlite3.Connection, every: timedelta, budget: int) -> int:
+def thin_plans(db: Db, every: timedelta, budget: int) -> int:
     """Drop the whole current array of plans older than the latest, but for one
     plan kept whole at most every ``every``; returns how many plans were looked at.
     (Plans are written thinned already; this thins those written whole before.)"""
@@ -57,7 +71,7 @@ def thin_plans(db: sqlite3.Connection, every: timedelta, budget: int) -> int:
     return len(rows)
 
 
-def prune_plans(db: sqlite3.Connection, before: datetime, budget: int) -> int:
+def prune_plans(db: Db, before: datetime, budget: int) -> int:
     """Plans made before ``before``, the latest plan excepted."""
     return db.execute(
         "DELETE FROM plans WHERE id IN (SELECT id FROM plans WHERE created_at < ? "
@@ -66,14 +80,14 @@ def prune_plans(db: sqlite3.Connection, before: datetime, budget: int) -> int:
     ).rowcount
 
 
-def prune_audit(db: sqlite3.Connection, before: datetime, budget: int) -> int:
+def prune_audit(db: Db, before: datetime, budget: int) -> int:
     return db.execute(
         "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
         (iso(before), budget),
     ).rowcount
 
 
-def prune_accepted_limits(db: sqlite3.Connection, before: datetime, budget: int) -> int:
+def prune_accepted_limits(db: Db, before: datetime, budget: int) -> int:
     """The audit events of limits accepted before ``before`` (they repeat the
     profiles' answers and go with them)."""
     return db.execute(
@@ -83,7 +97,7 @@ def prune_accepted_limits(db: sqlite3.Connection, before: datetime, budget: int)
     ).rowcount
 
 
-def prune_forecasts(db: sqlite3.Connection, before: datetime, budget: int) -> int:
+def prune_forecasts(db: Db, before: datetime, budget: int) -> int:
     """Forecasts received before ``before`` (the capacity book keeps its own blocks)."""
     return db.execute(
         "DELETE FROM forecasts WHERE id IN (SELECT id FROM forecasts WHERE received_at < ? "
@@ -92,7 +106,7 @@ def prune_forecasts(db: sqlite3.Connection, before: datetime, budget: int) -> in
     ).rowcount
 
 
-def prune_profiles(db: sqlite3.Connection, before: datetime, budget: int) -> int:
+def prune_profiles(db: Db, before: datetime, budget: int) -> int:
     """Profiles sent before ``before`` that nothing reads any more."""
     return db.execute(
         "DELETE FROM profiles WHERE id IN (SELECT p.id FROM profiles p WHERE p.sent_at < ? "
@@ -106,9 +120,7 @@ def prune_profiles(db: sqlite3.Connection, before: datetime, budget: int) -> int
     ).rowcount
 
 
-def prune_sessions(
-    db: sqlite3.Connection, before: datetime, budget: int, keep: Collection[tuple[str, str]]
-) -> int:
+def prune_sessions(db: Db, before: datetime, budget: int, keep: Collection[tuple[str, str]]) -> int:
     """Sessions that ended before ``before``, but those in ``keep`` ((station,
     transaction) pairs). A running session is never deleted."""
     rows = db.execute(
@@ -121,15 +133,16 @@ def prune_sessions(
     return len(gone)
 
 
-def prune_rollups(db: sqlite3.Connection, before: datetime, budget: int) -> int:
+def prune_rollups(db: Db, before: datetime, budget: int) -> int:
+    row = db.dialect.row_id
     return db.execute(
-        "DELETE FROM meter_rollup WHERE rowid IN (SELECT rowid FROM meter_rollup "
+        f"DELETE FROM meter_rollup WHERE {row} IN (SELECT {row} FROM meter_rollup "
         "WHERE start < ? ORDER BY start LIMIT ?)",
         (iso(before), budget),
     ).rowcount
 
 
-def _in_chunks(db: sqlite3.Connection, sql: str, ids: list[int]) -> None:
+def _in_chunks(db: Db, sql: str, ids: list[int]) -> None:
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         db.execute(sql.format(",".join("?" * len(chunk))), chunk)

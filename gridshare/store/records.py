@@ -39,6 +39,8 @@ class StoredSession:
     meter_stop_wh: float | None = None
     priority: float | None = None
     """Set by an operator (None: never set)."""
+    charge_mode: str | None = None
+    """fast, solar or min+solar, once set (None: its idTag's default)."""
 
     @property
     def delivered_wh(self) -> float:

@@ -13,11 +13,11 @@ caller's transaction: a crash leaves either both or neither.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
+from typing import Any
 
-from gridshare.store.connection import iso
+from gridshare.store.connection import Db, iso
 
 
 def interval_start(at: datetime, interval: timedelta) -> datetime:
@@ -29,7 +29,7 @@ def interval_start(at: datetime, interval: timedelta) -> datetime:
 
 
 def roll_up_connector(
-    db: sqlite3.Connection, connector_id: str, before: datetime, interval: timedelta, budget: int
+    db: Db, connector_id: str, before: datetime, interval: timedelta, budget: int
 ) -> tuple[int, bool]:
     """Roll up the connector's oldest whole intervals that end by ``before`` (an
     interval boundary): about ``budget`` minutes, at least one interval. Inside the
@@ -61,9 +61,7 @@ def roll_up_connector(
     return cur.rowcount, more
 
 
-def _interval_rows(
-    db: sqlite3.Connection, connector_id: str, start: datetime, interval: timedelta
-) -> list[sqlite3.Row]:
+def _interval_rows(db: Db, connector_id: str, start: datetime, interval: timedelta) -> list[Any]:
     return db.execute(
         "SELECT * FROM meter_minute WHERE connector_id = ? AND minute >= ? AND minute < ? "
         "ORDER BY minute",
@@ -72,13 +70,13 @@ def _interval_rows(
 
 
 def _roll_up_interval(
-    db: sqlite3.Connection,
+    db: Db,
     connector_id: str,
     start: datetime,
     interval: timedelta,
-    minutes: list[sqlite3.Row],
+    minutes: list[Any],
 ) -> None:
-    at = start.isoformat()
+    at, top = start.isoformat(), db.dialect.greatest
     old = db.execute(
         "SELECT * FROM meter_rollup WHERE connector_id = ? AND start = ?", (connector_id, at)
     ).fetchone()
@@ -96,14 +94,14 @@ def _roll_up_interval(
     means = [{k: r[f"{k}_sum"] / r["n"] for k in ("l1", "l2", "l3")} for r in minutes]
     socs = [r["soc_pct"] for r in minutes if r["soc_pct"] is not None]
     db.execute(
-        "INSERT INTO meter_rollup VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (connector_id, start) DO UPDATE SET n = n + excluded.n, "
-        "l1_sum = l1_sum + excluded.l1_sum, l2_sum = l2_sum + excluded.l2_sum, "
-        "l3_sum = l3_sum + excluded.l3_sum, l1_max = MAX(l1_max, excluded.l1_max), "
-        "l2_max = MAX(l2_max, excluded.l2_max), l3_max = MAX(l3_max, excluded.l3_max), "
-        "power_sum = power_sum + excluded.power_sum, power_n = power_n + excluded.power_n, "
+        "INSERT INTO meter_rollup AS t VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (connector_id, start) DO UPDATE SET n = t.n + excluded.n, "
+        "l1_sum = t.l1_sum + excluded.l1_sum, l2_sum = t.l2_sum + excluded.l2_sum, "
+        f"l3_sum = t.l3_sum + excluded.l3_sum, l1_max = {top}(t.l1_max, excluded.l1_max), "
+        f"l2_max = {top}(t.l2_max, excluded.l2_max), l3_max = {top}(t.l3_max, excluded.l3_max), "
+        "power_sum = t.power_sum + excluded.power_sum, power_n = t.power_n + excluded.power_n, "
         "energy_wh = excluded.energy_wh, register_wh = excluded.register_wh, "
-        "soc_pct = COALESCE(excluded.soc_pct, soc_pct)",
+        "soc_pct = COALESCE(excluded.soc_pct, t.soc_pct)",
         (
             connector_id,
             at,
@@ -120,7 +118,7 @@ def _roll_up_interval(
     )
 
 
-def _highest_before(db: sqlite3.Connection, connector_id: str, at: str) -> float | None:
+def _highest_before(db: Db, connector_id: str, at: str) -> float | None:
     """The highest register of the connector's roll-ups before ``at`` (each keeps
     the highest by its end)."""
     row = db.execute(

@@ -12,12 +12,12 @@ the life of the database.
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from datetime import datetime
+from typing import Any
 
 from forecasts.demand import PastSession
 from gridshare.store.audit import write_audit
-from gridshare.store.connection import SqliteTables, from_iso, iso
+from gridshare.store.connection import Db, Tables, from_iso, iso
 from gridshare.store.errors import SessionConflict, StoreError
 from gridshare.store.records import StoredSession, ended_key
 from gridshare.store.schema import MAX_TRANSACTION_ID
@@ -35,22 +35,28 @@ NotifyPriorityCharging): its unmet energy weighs ten times any other's, so the
 plan serves it first within every limit. Stopped: back to the default (1)."""
 
 
-class SessionTable(SqliteTables):
+class SessionTable(Tables):
     """The ``sessions`` table and the 1.6 transaction id sequence."""
 
     def next_transaction_id(self) -> int:
         """A 1.6 transaction id never handed out before by this database: committed
         before it is returned, so a crash and restart cannot issue it again."""
         with self._tx() as db:
-            n = int(
-                db.execute("SELECT value FROM meta WHERE key = 'next_transaction_id'").fetchone()[0]
+            # one statement: two writers (two nodes on one PostgreSQL) never read one value
+            n = (
+                int(
+                    db.execute(
+                        "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) "
+                        "WHERE key = 'next_transaction_id' RETURNING value"
+                    ).fetchone()[0]
+                )
+                - 1
             )
             if n > MAX_TRANSACTION_ID:
                 raise StoreError("the 1.6 transaction ids of this database are used up")
-            db.execute("UPDATE meta SET value = ? WHERE key = 'next_transaction_id'", (str(n + 1),))
         return n
 
-    def _session_started(self, db: sqlite3.Connection, e: SessionStarted) -> None:
+    def _session_started(self, db: Db, e: SessionStarted) -> None:
         station = station_of(e.connector_id)
         row = db.execute(
             "SELECT connector_id, started_at FROM sessions "
@@ -84,7 +90,7 @@ class SessionTable(SqliteTables):
         )
 
     @staticmethod
-    def _new_session_id(db: sqlite3.Connection, station: str, tx: str) -> str:
+    def _new_session_id(db: Db, station: str, tx: str) -> str:
         """The transaction id, unless a session of another station has it."""
         candidates = itertools.chain(
             (tx, f"{tx}@{station}"), (f"{tx}@{station}~{n}" for n in itertools.count(2))
@@ -97,7 +103,7 @@ class SessionTable(SqliteTables):
                 return candidate
         raise AssertionError("unreachable")
 
-    def _session_ended(self, db: sqlite3.Connection, e: SessionEnded) -> None:
+    def _session_ended(self, db: Db, e: SessionEnded) -> None:
         key = ended_key(e)
         if key is None:
             return
@@ -116,7 +122,7 @@ class SessionTable(SqliteTables):
             )
 
     @staticmethod
-    def _priority_charging(db: sqlite3.Connection, e: PriorityChargingNotified) -> None:
+    def _priority_charging(db: Db, e: PriorityChargingNotified) -> None:
         db.execute(
             "UPDATE sessions SET priority = ? "
             "WHERE station_id = ? AND transaction_id = ? AND ended_at IS NULL",
@@ -124,11 +130,12 @@ class SessionTable(SqliteTables):
         )
 
     @staticmethod
-    def _ev_needs(db: sqlite3.Connection, e: EvChargingNeeds) -> None:
+    def _ev_needs(db: Db, e: EvChargingNeeds) -> None:
         db.execute(
             "UPDATE sessions SET departure = COALESCE(?, departure), "
             "energy_need_wh = COALESCE("
-            "? + MAX(COALESCE(energy_wh - meter_start_wh, 0), 0), energy_need_wh), "
+            f"? + {db.dialect.greatest}(COALESCE(energy_wh - meter_start_wh, 0), 0), "
+            "energy_need_wh), "
             "ev_max_a = COALESCE(?, ev_max_a), ev_min_a = COALESCE(?, ev_min_a) "
             "WHERE connector_id = ? AND ended_at IS NULL",
             (
@@ -141,7 +148,7 @@ class SessionTable(SqliteTables):
         )
 
     @staticmethod
-    def _session(row: sqlite3.Row) -> StoredSession:
+    def _session(row: Any) -> StoredSession:
         return StoredSession(
             transaction_id=row["transaction_id"],
             station_id=row["station_id"],
@@ -158,12 +165,14 @@ class SessionTable(SqliteTables):
             ended_at=from_iso(row["ended_at"]),
             meter_stop_wh=row["meter_stop_wh"],
             priority=row["priority"],
+            charge_mode=row["charge_mode"],
         )
 
     def active_sessions(self) -> list[StoredSession]:
         """Open sessions, by start; of two with one start, the one stored last last."""
         rows = self._db.execute(
-            "SELECT * FROM sessions WHERE ended_at IS NULL ORDER BY started_at, rowid"
+            "SELECT * FROM sessions WHERE ended_at IS NULL "
+            f"ORDER BY started_at, {self._db.dialect.insert_order}"
         ).fetchall()
         return [self._session(r) for r in rows]
 
@@ -204,10 +213,11 @@ class SessionTable(SqliteTables):
                 )
 
     def past_sessions(self, id_tag: str, limit: int = 20) -> list[PastSession]:
-        """The idTag's last ``limit`` finished sessions, oldest first."""
+        """The idTag's last ``limit`` finished sessions, oldest first (of two ended
+        at one time, the one stored first first)."""
         rows = self._db.execute(
             "SELECT * FROM sessions WHERE id_tag = ? AND ended_at IS NOT NULL "
-            "ORDER BY ended_at DESC LIMIT ?",
+            f"ORDER BY ended_at DESC, {self._db.dialect.insert_order} DESC LIMIT ?",
             (id_tag, limit),
         ).fetchall()
         out = []
@@ -223,20 +233,24 @@ class SessionTable(SqliteTables):
         priority: float | None = None,
         departure: datetime | None = None,
         energy_need_wh: float | None = None,
+        charge_mode: str | None = None,
     ) -> None:
         """An operator's change to a running session (None leaves a field as it is)."""
         with self._tx() as db:
             db.execute(
                 "UPDATE sessions SET priority = COALESCE(?, priority), "
                 "departure = COALESCE(?, departure), "
-                "energy_need_wh = COALESCE(?, energy_need_wh) WHERE session_id = ?",
-                (priority, iso(departure), energy_need_wh, session_id),
+                "energy_need_wh = COALESCE(?, energy_need_wh), "
+                "charge_mode = COALESCE(?, charge_mode) WHERE session_id = ?",
+                (priority, iso(departure), energy_need_wh, charge_mode, session_id),
             )
 
     def recent_sessions(self, limit: int = 50) -> list[StoredSession]:
-        """Ended sessions, the latest first."""
+        """Ended sessions, the latest first (of two ended at one time, the one stored
+        last first)."""
         rows = self._db.execute(
-            "SELECT * FROM sessions WHERE ended_at IS NOT NULL ORDER BY ended_at DESC LIMIT ?",
+            "SELECT * FROM sessions WHERE ended_at IS NOT NULL "
+            f"ORDER BY ended_at DESC, {self._db.dialect.insert_order} DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [self._session(r) for r in rows]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
-from gridshare.store.connection import SqliteTables, iso
+from gridshare.store.connection import Db, Tables, iso
 from ocpp_adapter.events import (
     ConnectorStatusChanged,
     StationBooted,
@@ -14,11 +13,11 @@ from ocpp_adapter.events import (
 )
 
 
-class StationTables(SqliteTables):
+class StationTables(Tables):
     """The ``stations`` and ``connectors`` tables."""
 
     @staticmethod
-    def _station_connected(db: sqlite3.Connection, e: StationConnected) -> None:
+    def _station_connected(db: Db, e: StationConnected) -> None:
         db.execute(
             "INSERT INTO stations (id, protocol, connected, connected_at) "
             "VALUES (?, ?, 1, ?) ON CONFLICT (id) DO UPDATE SET "
@@ -28,7 +27,7 @@ class StationTables(SqliteTables):
         )
 
     @staticmethod
-    def _station_booted(db: sqlite3.Connection, e: StationBooted) -> None:
+    def _station_booted(db: Db, e: StationBooted) -> None:
         db.execute(
             "INSERT INTO stations (id, vendor, model, firmware, booted_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
@@ -38,14 +37,14 @@ class StationTables(SqliteTables):
         )
 
     @staticmethod
-    def _station_disconnected(db: sqlite3.Connection, e: StationDisconnected) -> None:
+    def _station_disconnected(db: Db, e: StationDisconnected) -> None:
         db.execute(
             "UPDATE stations SET connected = 0, disconnected_at = ? WHERE id = ?",
             (iso(e.at), e.station_id),
         )
 
     @staticmethod
-    def _connector_status(db: sqlite3.Connection, e: ConnectorStatusChanged) -> None:
+    def _connector_status(db: Db, e: ConnectorStatusChanged) -> None:
         db.execute(
             "INSERT INTO connectors (id, status, error_code, at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "

@@ -307,7 +307,7 @@
           '<td class="state state-' + escapeHtml(status) + '">' + escapeHtml(status) + "</td>" +
           '<td class="num limit">' + fmt(c.limit_a, 1) + "</td>" +
           '<td class="num draw">' + draw + (c.not_following ? ' <span class="chip bad" title="' + escapeHtml(c.not_following) + '">ignores its limit</span>' : "") + "</td>" +
-          sessionCells(c, s) +
+          sessionCells(c, s) + modeCell(s) +
           '<td class="profile">' + (c.profile ? escapeHtml(c.profile.outcome) : "–") + "</td></tr>"
         );
       }
@@ -329,6 +329,37 @@
       est(s.energy_need_estimated));
     return '<td class="car"' + tip + ">" + tag + (s && s.paused ? ' <span class="chip warn">paused</span>' : "") +
       '</td><td class="departs">' + departs + '</td><td class="num energy">' + energy + "</td>";
+  }
+
+  const MODES = ["fast", "solar", "min+solar"];
+
+  /** A running session's charging mode, as a choice the operator can change. */
+  function modeCell(s) {
+    if (!s) return '<td class="mode">–</td>';
+    const options = MODES.map((m) =>
+      '<option value="' + m + '"' + (m === s.charge_mode ? " selected" : "") + ">" + m + "</option>");
+    return '<td class="mode"><select class="charge-mode" data-session="' + escapeHtml(s.session_id) +
+      '" aria-label="charging mode of ' + escapeHtml(s.session_id) + '">' + options.join("") + "</select></td>";
+  }
+
+  async function setMode(sessionId, mode, select) {
+    const out = $("#mode-result");
+    if (!writeToken(out)) return;
+    try {
+      const res = await api("/api/sessions/" + encodeURIComponent(sessionId), {
+        method: "PATCH",
+        body: JSON.stringify({ charge_mode: mode }),
+        headers: { "Content-Type": "application/json" },
+      });
+      state.sessions.set(res.session.connector_id, res.session);
+      out.className = "ok";
+      out.textContent = sessionId + " now charges " + res.session.charge_mode + " · plan #" +
+        res.plan.plan_id + " " + res.plan.status;
+    } catch (e) {
+      const s = [...state.sessions.values()].find((x) => x.session_id === sessionId);
+      if (select && s) select.value = s.charge_mode;
+      failed(out, e);
+    }
   }
 
   function onSnapshot(snap) {
@@ -650,6 +681,10 @@
   $("#limit-form").addEventListener("submit", (ev) => { ev.preventDefault(); submitLimit(false); });
   $("#limit-clear").addEventListener("click", () => submitLimit(true));
   $("#limit-ask-dso").addEventListener("click", askDso);
+  $("#stations tbody").addEventListener("change", (ev) => {
+    const t = ev.target;
+    if (t && t.classList && t.classList.contains("charge-mode")) setMode(t.dataset.session, t.value, t);
+  });
   document.querySelectorAll("#view-buttons button").forEach((b) => {
     b.addEventListener("click", () => setView(b.dataset.view));
   });

@@ -83,6 +83,7 @@ from gridshare.api.schemas import (
 from gridshare.dso_reports import group_members
 from gridshare.site.operator_limits import OperatorLimit
 from optimizer import Capacity, Plan, PlanningProblem, SessionDemand, Site, TimeGrid, solve
+from optimizer.modes import ChargeMode
 from optimizer.problem import LimitWindow
 from optimizer.site import LINES, Line
 
@@ -134,6 +135,7 @@ class FakeSession:
     priority: float = 1.0
     delivered_kwh: float = 0.0
     drawn: dict[Line, float] = field(default_factory=dict)
+    charge_mode: str = "fast"
     ended_at: datetime | None = None
 
     @property
@@ -251,6 +253,7 @@ class FakeSite:
                     energy_kwh=s.remaining_kwh,
                     ev_max_current_a=s.car_max_a,
                     priority=s.priority,
+                    charge_mode=ChargeMode(s.charge_mode),
                 )
             )
         problem = PlanningProblem(
@@ -549,6 +552,7 @@ class FakeSite:
                     departure=s.departure,
                     energy_need_stated=s.need_stated,
                     priority=s.priority,
+                    charge_mode=s.charge_mode,
                 )
             )
         running = RunningSession(
@@ -563,6 +567,7 @@ class FakeSite:
             energy_need_estimated=not s.need_stated,
             priority=s.priority,
             drawn_a=next(iter(s.drawn.values())) if s.drawn else None,
+            charge_mode=s.charge_mode,
         )
         return running_session_out(
             running,
@@ -672,6 +677,8 @@ class FakeSite:
             raise Conflict("departure must be after the session started")
         if patch.priority is not None:
             s.priority = patch.priority
+        if patch.charge_mode is not None:
+            s.charge_mode = patch.charge_mode.value
         if patch.departure is not None:
             s.departure = patch.departure
             s.departure_stated = True

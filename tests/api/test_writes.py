@@ -211,6 +211,31 @@ async def test_patch_validation_names_the_field(
     assert ["body", field] in [e["loc"] for e in r.json()["detail"]]
 
 
+async def test_patch_charge_mode_round_trip(client: httpx.AsyncClient, fake: FakeSite) -> None:
+    before = (await client.get("/api/sessions/T1")).json()
+    assert before["charge_mode"] == "fast"
+    r = await client.patch("/api/sessions/T1", json={"charge_mode": "solar"}, headers=WRITE)
+    assert r.status_code == 200, r.text
+    assert r.json()["session"]["charge_mode"] == "solar"
+    after = (await client.get("/api/sessions/T1")).json()
+    assert after["charge_mode"] == "solar" and after["priority"] == before["priority"]
+    r = await client.patch("/api/sessions/T1", json={"charge_mode": "min+solar"}, headers=WRITE)
+    assert (await client.get("/api/sessions/T1")).json()["charge_mode"] == "min+solar"
+
+
+@pytest.mark.parametrize("mode", ["eco", "SOLAR", "", 1])
+async def test_patch_bad_charge_mode_is_422_and_changes_nothing(
+    client: httpx.AsyncClient, fake: FakeSite, mode: object
+) -> None:
+    audits = len(fake.audit)
+    r = await client.patch("/api/sessions/T1", json={"charge_mode": mode}, headers=WRITE)
+    assert r.status_code == 422, r.text
+    error = next(e for e in r.json()["detail"] if e["loc"] == ["body", "charge_mode"])
+    assert "'fast', 'solar' or 'min+solar'" in error["msg"]
+    assert (await client.get("/api/sessions/T1")).json()["charge_mode"] == "fast"
+    assert len(fake.audit) == audits
+
+
 async def test_patch_unknown_session_is_404(client: httpx.AsyncClient) -> None:
     r = await client.patch("/api/sessions/T404", json={"priority": 2}, headers=WRITE)
     assert r.status_code == 404

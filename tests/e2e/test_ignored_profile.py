@@ -106,49 +106,22 @@ async def test_a_group_over_its_dso_capacity_names_the_station_ignoring_its_prof
 
     from forecasts.model import ForecastType
     from gridshare.peers.dso import step_at
-    from gridshare.peers.fleet import StationFleet
-    from gridshare.peers.specs import specs_from_site
     from gridshare.service import Service, controller_settings
     from tests.service.test_oscp_wiring import (
-        TOKEN_TO_THEM,
-        TOKEN_TO_US,
         compliance_errors,
+        fleet_with_cp2_ignoring,
         simulated_dso,
+        two_chargers_under_a_dso,
     )
 
     async with simulated_dso() as dso:
-        data: dict[str, Any] = {
-            "site": {"name": "e2e", "horizon_hours": 2},
-            "groups": [{"id": "grid", "limit_a": 64, "oscp_group_id": "dso-grid"}],
-            "chargers": [
-                {"id": f"CP{i}", "group": "grid", "connectors": [{"id": 1, "max_current_a": 32}]}
-                for i in (1, 2)
-            ],
-            "server": {"host": "127.0.0.1", "ocpp_port": 0, "http_port": 0, "meter_interval_s": 1},
-            "controller": {"coalesce_s": 0.02, "pin_s": 5},
-            "oscp": {
-                "capacity_providers": [
-                    {
-                        "id": "dso",
-                        "base_url": dso.base_url,
-                        "token_to_us": TOKEN_TO_US,
-                        "token_to_them": TOKEN_TO_THEM,
-                        "heartbeat_interval_s": 3600,
-                    }
-                ]
-            },
-        }
-        cfg = parse_config(data, "e2e.toml", tmp_path / "e2e.toml", environ={})
+        cfg = two_chargers_under_a_dso(dso.base_url, tmp_path)
         settings = dataclasses.replace(controller_settings(cfg), learn_settle_s=2.0)
         # the DSO hears of an excess after the car's response time: by then it is flagged
         svc = Service(cfg, scheduler=False, settings=settings, compliance_grace_s=15)
         await svc.start()
         dso.fp_url = f"http://127.0.0.1:{svc.http_port}/oscp/fp/2.0"
-        specs = [
-            dataclasses.replace(s, ignores_limits=s.id == "CP2")
-            for s in specs_from_site(cfg.site, meter_interval_s=1)
-        ]
-        fleet = StationFleet(f"ws://127.0.0.1:{svc.ocpp_port}/ocpp", specs)
+        fleet = fleet_with_cp2_ignoring(cfg, svc.ocpp_port)
         try:
             await fleet.start()
             assert await fleet.wait_booted(10) == 2

@@ -13,7 +13,7 @@ from oscp.client import CapacityProviderClient, Peer, RetryPolicy
 from oscp.messages import Message
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -34,7 +34,7 @@ async def _answer_204(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 async def test_an_unreachable_dso_is_one_warning_then_one_line_when_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/oscp/cp/2.0"
     client = CapacityProviderClient(
         "dso",

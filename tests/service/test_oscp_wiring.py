@@ -11,6 +11,7 @@ events and moves the service's clock.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,8 @@ import pytest
 from forecasts.model import ForecastType
 from gridshare.config import GridshareConfig, parse_config
 from gridshare.peers.dso import Received, SimulatedDso, step_at
+from gridshare.peers.fleet import StationFleet
+from gridshare.peers.specs import specs_from_site
 from gridshare.service import Service
 from gridshare.site.compliance import ComplianceSettings
 from ocpp_adapter.events import (
@@ -39,6 +42,43 @@ from tests.service.test_service import FakeCentral, fake_factory
 
 TOKEN_TO_US = "token-the-dso-presents-1"
 TOKEN_TO_THEM = "token-we-present-to-dso-1"
+
+
+def two_chargers_under_a_dso(dso_url: str, tmp_path: Path) -> GridshareConfig:
+    """Two 32 A chargers under a 64 A group the DSO at ``dso_url`` forecasts."""
+    data: dict[str, Any] = {
+        "site": {"name": "e2e", "horizon_hours": 2},
+        "groups": [{"id": "grid", "limit_a": 64, "oscp_group_id": "dso-grid"}],
+        "chargers": [
+            {"id": f"CP{i}", "group": "grid", "connectors": [{"id": 1, "max_current_a": 32}]}
+            for i in (1, 2)
+        ],
+        "server": {"host": "127.0.0.1", "ocpp_port": 0, "http_port": 0, "meter_interval_s": 1},
+        "controller": {"coalesce_s": 0.02, "pin_s": 5},
+        "oscp": {
+            "capacity_providers": [
+                {
+                    "id": "dso",
+                    "base_url": dso_url,
+                    "token_to_us": TOKEN_TO_US,
+                    "token_to_them": TOKEN_TO_THEM,
+                    "heartbeat_interval_s": 3600,
+                }
+            ]
+        },
+    }
+    return parse_config(data, "e2e.toml", tmp_path / "e2e.toml", environ={})
+
+
+def fleet_with_cp2_ignoring(cfg: GridshareConfig, ocpp_port: int) -> StationFleet:
+    """The site's simulated stations; CP2 ignores every limit it is sent."""
+    specs = [
+        dataclasses.replace(s, ignores_limits=s.id == "CP2")
+        for s in specs_from_site(cfg.site, meter_interval_s=1)
+    ]
+    return StationFleet(f"ws://127.0.0.1:{ocpp_port}/ocpp", specs)
+
+
 MEASURE_S = 0.1
 """Real seconds between two rounds of measurements."""
 
@@ -433,42 +473,15 @@ async def test_a_simulated_station_ignoring_its_limit_over_ocpp_reaches_the_dso(
     import dataclasses
 
     from gridshare.peers.ev import EvSpec
-    from gridshare.peers.fleet import StationFleet
-    from gridshare.peers.specs import specs_from_site
     from gridshare.service import controller_settings
 
     async with simulated_dso() as dso:
-        data = {
-            "site": {"name": "e2e", "horizon_hours": 2},
-            "groups": [{"id": "grid", "limit_a": 64, "oscp_group_id": "dso-grid"}],
-            "chargers": [
-                {"id": f"CP{i}", "group": "grid", "connectors": [{"id": 1, "max_current_a": 32}]}
-                for i in (1, 2)
-            ],
-            "server": {"host": "127.0.0.1", "ocpp_port": 0, "http_port": 0, "meter_interval_s": 1},
-            "controller": {"coalesce_s": 0.02, "pin_s": 5},
-            "oscp": {
-                "capacity_providers": [
-                    {
-                        "id": "dso",
-                        "base_url": dso.base_url,
-                        "token_to_us": TOKEN_TO_US,
-                        "token_to_them": TOKEN_TO_THEM,
-                        "heartbeat_interval_s": 3600,
-                    }
-                ]
-            },
-        }
-        cfg = parse_config(data, "e2e.toml", tmp_path / "e2e.toml", environ={})
+        cfg = two_chargers_under_a_dso(dso.base_url, tmp_path)
         settings = dataclasses.replace(controller_settings(cfg), learn_settle_s=2.0)
         svc = Service(cfg, scheduler=False, settings=settings, oscp_measurement_interval_s=0.3)
         await svc.start()
         dso.fp_url = f"http://127.0.0.1:{svc.http_port}/oscp/fp/2.0"
-        specs = [
-            dataclasses.replace(s, ignores_limits=s.id == "CP2")
-            for s in specs_from_site(cfg.site, meter_interval_s=1)
-        ]
-        fleet = StationFleet(f"ws://127.0.0.1:{svc.ocpp_port}/ocpp", specs)
+        fleet = fleet_with_cp2_ignoring(cfg, svc.ocpp_port)
         try:
             await fleet.start()
             assert await fleet.wait_booted(10) == 2

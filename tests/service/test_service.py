@@ -120,7 +120,7 @@ def test_database_url_defaults_next_to_the_config(tmp_path: Path):
     assert database_url(cfg, "x.db") == "sqlite:///x.db"
     assert database_url(config(tmp_path, database_url="sqlite:///y.db")) == "sqlite:///y.db"
     with pytest.raises(UnsupportedDatabase):
-        open_store("postgresql://db/gridshare")
+        open_store("mysql://db/gridshare")
 
 
 def test_server_settings_come_from_the_environment_and_secrets_stay_hidden(tmp_path: Path):

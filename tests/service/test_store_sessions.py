@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from gridshare.controller import Controller
+from gridshare.site.charge_modes import ChargeModes
+from gridshare.site.settings import ControllerSettings
 from gridshare.store import SessionConflict, SqliteStore
 from ocpp_adapter.events import EvChargingNeeds, MeterReading, SessionEnded, SessionStarted
+from optimizer.modes import ChargeMode
 from tests.service.fakes import FakeGateway
 from tests.service.sites import NOW, small_depot
 
@@ -212,5 +215,52 @@ async def test_an_end_naming_neither_station_nor_connector_ends_nothing(tmp_path
         await ctl.on_event(end)
         assert [s.transaction_id for s in store.active_sessions()] == ["9"]
         assert "CP1/1" in ctl.sessions
+    finally:
+        store.close()
+
+
+async def test_a_session_s_charging_mode_is_its_tag_s_until_set_and_kept_once_set(tmp_path: Path):
+    """The idTag's default from ``[charge_modes]`` when it starts; the operator's
+    choice once set, stored, and the same after a restart; an older database
+    gains the column empty."""
+    site = small_depot(2)
+    path = tmp_path / "s.db"
+    modes = ChargeModes(id_tags={"sunny": ChargeMode.SOLAR})
+    settings = ControllerSettings(charge_modes=modes)
+    store = SqliteStore(path)
+    store.record_event(SessionStarted("CP1/1", "5", "sunny", 100.0, NOW))
+    store.record_event(SessionStarted("CP2/1", "6", "other", 100.0, NOW))
+    try:
+        ctl = Controller(site, store, FakeGateway(site), clock=lambda: NOW, settings=settings)
+        ctl.recover()
+        assert ctl.sessions["CP1/1"].charge_mode is ChargeMode.SOLAR
+        assert ctl.sessions["CP2/1"].charge_mode is ChargeMode.FAST
+        assert store.session_by_id("5").charge_mode is None  # type: ignore[union-attr]
+        ctl.update_session("CP1/1", charge_mode=ChargeMode.MIN_SOLAR, actor="alice")
+        ctl.update_session("CP2/1", priority=3.0)  # the mode stays as it was
+        assert store.session_by_id("5").charge_mode == "min+solar"  # type: ignore[union-attr]
+        assert store.session_by_id("6").charge_mode is None  # type: ignore[union-attr]
+        [entry] = [a for a in store.audit_log() if a["detail"].get("charge_mode")]
+        assert entry["detail"]["actor"] == "alice"
+    finally:
+        store.close()
+    store = SqliteStore(path)
+    try:
+        ctl = Controller(site, store, FakeGateway(site), clock=lambda: NOW, settings=settings)
+        ctl.recover()
+        assert ctl.sessions["CP1/1"].charge_mode is ChargeMode.MIN_SOLAR
+        assert ctl.sessions["CP2/1"].charge_mode is ChargeMode.FAST
+    finally:
+        store.close()
+    db = sqlite3.connect(path)
+    try:
+        db.execute("ALTER TABLE sessions DROP COLUMN charge_mode")  # as an older file had it
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        db.commit()
+    finally:
+        db.close()
+    store = SqliteStore(path)
+    try:
+        assert store.session_by_id("5").charge_mode is None  # type: ignore[union-attr]
     finally:
         store.close()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 
 from optimizer.plan import Plan, SolverStatus
 from optimizer.problem import TimeGrid
 from optimizer.site import Line
+from tests.store.engines import Engine
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 """Midnight: a boundary of every roll-up interval."""
@@ -43,15 +42,16 @@ def register_at(connector: int, minute: int) -> float:
     return wh - 50_000.0 if minute % 997 == 500 else wh  # a reading far below: adds nothing
 
 
-def fill_minutes(path: Path, connectors: int, minutes: int, start: datetime = T0) -> None:
+def fill_minutes(engine: Engine, connectors: int, minutes: int, start: datetime = T0) -> None:
     """One-minute meter rows written straight into the table (as the store would)."""
-    db = sqlite3.connect(path)
-    with db:
+    db = engine.raw()
+    try:
+        db.execute(db.dialect.begin)
         for c in range(connectors):
             cid = f"CP{c}/1"
             db.execute(
-                "INSERT OR IGNORE INTO meter_last (connector_id, at, current_json) "
-                "VALUES (?, ?, '{}')",
+                "INSERT INTO meter_last (connector_id, at, current_json) "
+                "VALUES (?, ?, '{}') ON CONFLICT DO NOTHING",
                 (cid, start.isoformat()),
             )
             db.executemany(
@@ -72,12 +72,14 @@ def fill_minutes(path: Path, connectors: int, minutes: int, start: datetime = T0
                     for m in range(minutes)
                 ],
             )
-    db.close()
+        db.execute("COMMIT")
+    finally:
+        db.close()
 
 
-def totals(path: Path) -> dict[str, tuple[int, float, float]]:
+def totals(engine: Engine) -> dict[str, tuple[int, float, float]]:
     """Per connector: samples, L1 sum, and highest register, over raw rows and roll-ups."""
-    db = sqlite3.connect(path)
+    db = engine.raw()
     try:
         out: dict[str, tuple[int, float, float]] = {}
         for table, register in (("meter_minute", "energy_wh"), ("meter_rollup", "register_wh")):
@@ -86,7 +88,7 @@ def totals(path: Path) -> dict[str, tuple[int, float, float]]:
                 "GROUP BY connector_id"
             ):
                 was = out.get(cid, (0, 0.0, 0.0))
-                out[cid] = (was[0] + n, was[1] + l1, max(was[2], top or 0.0))
+                out[cid] = (was[0] + int(n), was[1] + l1, max(was[2], top or 0.0))
         return {k: (n, round(l1, 6), top) for k, (n, l1, top) in out.items()}
     finally:
         db.close()

@@ -1,6 +1,6 @@
 """Runs retention steps over a database until told to stop by a kill.
 
-    python -m tests.store.prune_child DB NOW_ISO
+    python -m tests.store.prune_child DB_URL NOW_ISO
 
 Prints ``STEP <job>`` after each step and ``DONE`` once nothing is left.
 """

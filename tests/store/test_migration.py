@@ -12,6 +12,7 @@ import numpy as np
 
 from gridshare.store import SCHEMA_VERSION, SqliteStore
 from ocpp_adapter.events import MeterReading
+from tests.store.engines import Engine
 from tests.store.helpers import T0, fill_minutes
 from tests.store.test_rollups import run_pass
 
@@ -53,11 +54,11 @@ def schema_2_database(path: Path, plans: int) -> None:
 def test_a_schema_2_file_is_upgraded_in_place(tmp_path: Path):
     path = tmp_path / "old.db"
     schema_2_database(path, plans=40)
-    fill_minutes(path, connectors=2, minutes=120)
+    fill_minutes(Engine("sqlite", str(path)), connectors=2, minutes=120)
     store = SqliteStore(path)
     try:
         meta = dict(store._db.execute("SELECT key, value FROM meta").fetchall())
-        assert meta["schema_version"] == str(SCHEMA_VERSION) == "3"
+        assert meta["schema_version"] == str(SCHEMA_VERSION) == "4"
         assert meta["next_transaction_id"] == "42"
         assert store._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
         assert store.plan_count() == 40
@@ -73,7 +74,7 @@ def test_a_schema_2_file_is_upgraded_in_place(tmp_path: Path):
         assert "meter_rollup" in names and "plans_v2" not in names
     finally:
         store.close()
-    run_pass(path, T0 + timedelta(hours=3), raw_meter_values="1h")
+    run_pass(Engine("sqlite", str(path)), T0 + timedelta(hours=3), raw_meter_values="1h")
     store = SqliteStore(path)
     try:
         kept = [p["current_a"] is not None for p in store.plans_since(T0, arrays=True)]

@@ -1,4 +1,5 @@
-"""Pruning: each table to its horizon, in small steps, keeping what is still needed."""
+"""Pruning: each table to its horizon, in small steps, keeping what is still needed
+(on both engines; giving pages back to the file system is SQLite's alone)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,18 @@ import numpy as np
 
 from gridshare.dso_reports import ENERGY_STATE
 from gridshare.retention import Retention, RetentionConfig, run_retention
-from gridshare.store import SqliteStore
+from gridshare.store import SqliteStore, pruning
 from ocpp_adapter.events import SessionEnded, SessionStarted
 from optimizer.site import Site
+from tests.store.engines import Engine
 from tests.store.helpers import T0, a_plan
 from tests.store.test_rollups import run_pass
 
 DAY = timedelta(days=1)
 
 
-def _sixty_two_plans(path: Path, full_plan_every: timedelta) -> None:
-    store = SqliteStore(path)
+def _sixty_two_plans(engine: Engine, full_plan_every: timedelta) -> None:
+    store = engine.open()
     store.full_plan_every = full_plan_every
     try:
         for m in range(62):
@@ -33,8 +35,8 @@ def _sixty_two_plans(path: Path, full_plan_every: timedelta) -> None:
         store.close()
 
 
-def _whole(path: Path) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
-    store = SqliteStore(path)
+def _whole(engine: Engine) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
+    store = engine.open()
     try:
         after = store.plans_since(T0, arrays=True)
         latest = store.last_plan()
@@ -45,11 +47,10 @@ def _whole(path: Path) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]
 
 
 def test_plans_are_written_with_their_figures_and_one_whole_array_a_quarter_hour(
-    tmp_path: Path,
+    engine: Engine,
 ):
-    path = tmp_path / "g.db"
-    _sixty_two_plans(path, timedelta(minutes=15))
-    whole, after, latest = _whole(path)
+    _sixty_two_plans(engine, timedelta(minutes=15))
+    whole, after, latest = _whole(engine)
     assert whole == ["r0", "r15", "r30", "r45", "r60", "r61"]  # and the latest
     assert len(after) == 62
     assert np.array_equal(latest["current_a"], a_plan(4, 96, 61.0).current_a.astype(np.float32))
@@ -57,17 +58,17 @@ def test_plans_are_written_with_their_figures_and_one_whole_array_a_quarter_hour
     assert after[0]["now_a"] == {f"CP{i}/1": 0.2 for i in range(4)}
     assert after[16]["summary"]["status"] == "optimal" and after[16]["current_a"] is None
     # a restart: the latest counts as kept whole, the rate goes on from it
-    store = SqliteStore(path)
+    store = engine.open()
     try:
         for m in (62, 70, 77):
             store.save_plan(a_plan(4, 96, float(m)), T0 + timedelta(minutes=m), f"r{m}")
     finally:
         store.close()
-    whole, _, _ = _whole(path)
+    whole, _, _ = _whole(engine)
     assert whole == ["r0", "r15", "r30", "r45", "r60", "r61", "r77"]
 
 
-def test_group_totals_of_the_dispatched_slot_are_in_the_summary(tmp_path: Path):
+def test_group_totals_of_the_dispatched_slot_are_in_the_summary(engine: Engine):
     site = Site.model_validate(
         {
             "site": {"name": "s"},
@@ -81,7 +82,7 @@ def test_group_totals_of_the_dispatched_slot_are_in_the_summary(tmp_path: Path):
             ],
         }
     )
-    store = SqliteStore(tmp_path / "g.db")
+    store = engine.open()
     try:
         store.save_plan(a_plan(2, 8, 10.0), T0, "r", site)
         saved = store.last_plan()
@@ -93,35 +94,33 @@ def test_group_totals_of_the_dispatched_slot_are_in_the_summary(tmp_path: Path):
     assert groups["grid"] == {"L1": 20.5, "kW": round(2 * 10.25 * 0.69, 2)}
 
 
-def test_plans_written_whole_before_are_thinned_to_the_same_rate(tmp_path: Path):
-    path = tmp_path / "g.db"
-    _sixty_two_plans(path, timedelta(0))  # as a database before plans were thinned
-    assert len(_whole(path)[0]) == 62
-    store = SqliteStore(path)
+def test_plans_written_whole_before_are_thinned_to_the_same_rate(engine: Engine):
+    _sixty_two_plans(engine, timedelta(0))  # as a database before plans were thinned
+    assert len(_whole(engine)[0]) == 62
+    store = engine.open()
     try:
         before = store.plans_since(T0)
         last = store.last_plan()
     finally:
         store.close()
-    jobs = run_pass(path, T0 + timedelta(minutes=62), batch_rows=250)
+    jobs = run_pass(engine, T0 + timedelta(minutes=62), batch_rows=250)
     assert jobs.count("thin plans") == 7  # ten plans a step
-    whole, after, latest = _whole(path)
+    whole, after, latest = _whole(engine)
     assert last is not None
     assert np.array_equal(latest.pop("current_a"), last.pop("current_a")) and latest == last
     assert [{**p, "current_a": None} for p in after] == before  # figures, every plan
     assert whole == ["r0", "r15", "r30", "r45", "r60", "r61"]
     # past the horizon every plan goes, the latest stays
-    run_pass(path, T0 + timedelta(days=31))
-    store = SqliteStore(path)
+    run_pass(engine, T0 + timedelta(days=31))
+    store = engine.open()
     try:
         assert store.plan_count() == 1 and store.last_plan() is not None
     finally:
         store.close()
 
 
-def test_pruning_keeps_running_sessions_and_those_a_dso_report_has_not_counted(tmp_path: Path):
-    path = tmp_path / "g.db"
-    store = SqliteStore(path)
+def test_pruning_keeps_running_sessions_and_those_a_dso_report_has_not_counted(engine: Engine):
+    store = engine.open()
     try:
         for n in range(30):
             store.record_event(SessionStarted(f"CP{n}/1", f"tx-{n}", "tag", 0.0, T0))
@@ -131,9 +130,9 @@ def test_pruning_keeps_running_sessions_and_those_a_dso_report_has_not_counted(t
         store.put_state(ENERGY_STATE, {"wh": {}, "open": [["CP3", "tx-3", "CP3/1", 5.0]]})
     finally:
         store.close()
-    jobs = run_pass(path, T0 + 400 * DAY, batch_rows=8)
+    jobs = run_pass(engine, T0 + 400 * DAY, batch_rows=8)
     assert jobs.count("sessions") == 4
-    store = SqliteStore(path)
+    store = engine.open()
     try:
         left = {s.transaction_id for s in store.recent_sessions()}
         assert left == {"tx-3"}
@@ -143,11 +142,10 @@ def test_pruning_keeps_running_sessions_and_those_a_dso_report_has_not_counted(t
 
 
 def test_profiles_audit_and_forecasts_go_past_their_horizons_unless_still_needed(
-    tmp_path: Path,
+    engine: Engine,
 ):
-    path = tmp_path / "g.db"
     old, recent = T0, T0 + 40 * DAY
-    store = SqliteStore(path)
+    store = engine.open()
     try:
         store.record_event(SessionStarted("CP1/1", "tx-1", None, 0.0, old))
         store.record_event(SessionStarted("CP2/1", "tx-2", None, 0.0, old))
@@ -166,9 +164,9 @@ def test_profiles_audit_and_forecasts_go_past_their_horizons_unless_still_needed
         store.save_forecast("g", "capacity", "dso", recent, [])
     finally:
         store.close()
-    jobs = run_pass(path, recent + DAY, batch_rows=10, events="30d", oscp_messages="30d")
+    jobs = run_pass(engine, recent + DAY, batch_rows=10, events="30d", oscp_messages="30d")
     assert jobs.count("audit") == 3 and jobs.count("forecasts") == 3
-    store = SqliteStore(path)
+    store = engine.open()
     try:
         profiles = store._db.execute("SELECT id FROM profiles ORDER BY id").fetchall()
         kept = [r[0] for r in profiles]
@@ -183,10 +181,9 @@ def test_profiles_audit_and_forecasts_go_past_their_horizons_unless_still_needed
 
 
 def test_accepted_limits_leave_the_audit_with_their_profiles_other_events_stay(
-    tmp_path: Path,
+    engine: Engine,
 ):
-    path = tmp_path / "g.db"
-    store = SqliteStore(path)
+    store = engine.open()
     try:
         sent = store.profiles_sent(
             [("CP1", "CP1/1", "tx", "tx-1", T0, [(0, 8.0)])] * 12
@@ -198,9 +195,9 @@ def test_accepted_limits_leave_the_audit_with_their_profiles_other_events_stay(
         store.audit(T0, "override_set", "grid", {"k": 1})
     finally:
         store.close()
-    jobs = run_pass(path, T0 + 41 * DAY, batch_rows=5, profiles="30d", events="365d")
+    jobs = run_pass(engine, T0 + 41 * DAY, batch_rows=5, profiles="30d", events="365d")
     assert jobs.count("accepted limits") == 3
-    store = SqliteStore(path)
+    store = engine.open()
     try:
         kinds = [(e["kind"], e["at"][:10]) for e in store.audit_log()]
     finally:
@@ -210,6 +207,7 @@ def test_accepted_limits_leave_the_audit_with_their_profiles_other_events_stay(
 
 def test_the_file_gives_its_pages_back(tmp_path: Path):
     path = tmp_path / "g.db"
+    engine = Engine("sqlite", str(path))
     store = SqliteStore(path)
     store.full_plan_every = timedelta(0)  # as written before plans were thinned
     rng = np.random.default_rng(1)
@@ -220,15 +218,14 @@ def test_the_file_gives_its_pages_back(tmp_path: Path):
     finally:
         store.close()
     big = os.path.getsize(path)
-    jobs = run_pass(path, T0 + timedelta(minutes=120))
+    jobs = run_pass(engine, T0 + timedelta(minutes=120))
     assert "vacuum" in jobs
     SqliteStore(path).close()  # checkpoints the log into the file
     assert os.path.getsize(path) < big / 3  # 9 whole arrays of 120 left
 
 
-def test_the_loop_prunes_in_a_worker_thread_until_stopped(tmp_path: Path):
-    path = tmp_path / "g.db"
-    store = SqliteStore(path)
+def test_the_loop_prunes_in_a_worker_thread_until_stopped(engine: Engine):
+    store = engine.open()
     for k in range(40):
         store.audit(T0, "note", "x", {"k": k})
     config = RetentionConfig(events="1d", batch_rows=7, pause_s=0.0, check_every="1s")
@@ -250,15 +247,14 @@ def test_the_loop_prunes_in_a_worker_thread_until_stopped(tmp_path: Path):
         store.close()
 
 
-def test_each_step_stays_within_its_batch(tmp_path: Path):
-    path = tmp_path / "g.db"
-    store = SqliteStore(path)
+def test_each_step_stays_within_its_batch(engine: Engine):
+    store = engine.open()
     try:
         for k in range(23):
             store.audit(T0, "note", "x", {"k": k})
     finally:
         store.close()
-    retention = Retention(str(path), RetentionConfig(events="1d", batch_rows=5))
+    retention = Retention(engine.url, RetentionConfig(events="1d", batch_rows=5))
     try:
         reports = []
         while not (report := retention.prune_step(T0 + 2 * DAY)).done:
@@ -269,12 +265,12 @@ def test_each_step_stays_within_its_batch(tmp_path: Path):
     assert max(r.seconds for r in reports) == reports[-1].longest_s == retention.longest_step_s
 
 
-def test_passes_and_horizons_follow_the_services_accelerated_clock(tmp_path: Path):
+def test_passes_and_horizons_follow_the_services_accelerated_clock(engine: Engine):
     """An hour a wall second: passes every 10 simulated minutes find the plans
     past their 1 h horizon about a wall second after they were made (the wall
     clock, years before them, would never)."""
     future = T0.replace(year=2031)
-    store = SqliteStore(tmp_path / "g.db")
+    store = engine.open()
     for m in range(10):
         store.save_plan(a_plan(2, 8, 1.0), future + timedelta(minutes=m), f"r{m}")
     config = RetentionConfig(plans="1h", check_every="10m", pause_s=0.0)
@@ -304,3 +300,25 @@ def test_passes_and_horizons_follow_the_services_accelerated_clock(tmp_path: Pat
     assert early == 10
     # due at 1h09 simulated; a pass at most 10 simulated minutes later (and a step)
     assert gone_at is not None and 1.1 < gone_at < 1.6, gone_at
+
+
+def test_one_node_at_a_time_prunes_a_shared_database(engine: Engine):
+    store = engine.open()
+    try:
+        for k in range(6):
+            store.audit(T0, "note", "x", {"k": k})
+    finally:
+        store.close()
+    config = RetentionConfig(events="1d", batch_rows=5)
+    first, second = Retention(engine.url, config), Retention(engine.url, config)
+    try:
+        if engine.name == "postgresql":  # the first node is in the middle of a step
+            first._db.execute(first._db.dialect.begin)
+            assert pruning.claim(first._db)
+            assert second.prune_step(T0 + 2 * DAY).done  # nothing done: another node is on it
+            first._db.execute("ROLLBACK")
+        reports = [second.prune_step(T0 + 2 * DAY) for _ in range(3)]
+    finally:
+        first.close()
+        second.close()
+    assert [(r.job, r.rows) for r in reports] == [("audit", 5), ("audit", 1), ("", 0)]

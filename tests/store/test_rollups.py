@@ -1,24 +1,24 @@
-"""Roll-ups: energy exact to the Wh, the same figures read before and after."""
+"""Roll-ups: energy exact to the Wh, the same figures read before and after (both engines)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from gridshare.retention import Retention, RetentionConfig
-from gridshare.store import SqliteStore
+from gridshare.store.tables import StoreTables
 from ocpp_adapter.events import SessionEnded, SessionStarted
+from tests.store.engines import Engine
 from tests.store.helpers import T0, fill_minutes, register_at, totals
 
 QUARTER = timedelta(minutes=15)
 
 
-def run_pass(path: Path, now: datetime, **settings: object) -> list[str]:
+def run_pass(engine: Engine, now: datetime, **settings: object) -> list[str]:
     """Steps until nothing is left; the kinds of work done, in order."""
-    retention = Retention(str(path), RetentionConfig.model_validate(settings))
+    retention = Retention(engine.url, RetentionConfig.model_validate(settings))
     jobs: list[str] = []
     try:
         for _ in range(10_000):
@@ -32,18 +32,17 @@ def run_pass(path: Path, now: datetime, **settings: object) -> list[str]:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "g.db"
-    SqliteStore(path).close()
-    fill_minutes(path, connectors=3, minutes=2 * 24 * 60 + 7)
-    return path
+def db(engine: Engine) -> Engine:
+    engine.open().close()
+    fill_minutes(engine, connectors=3, minutes=2 * 24 * 60 + 7)
+    return engine
 
 
-def test_rolled_up_energy_is_the_registers_difference_to_the_wh(db: Path):
+def test_rolled_up_energy_is_the_registers_difference_to_the_wh(db: Engine):
     before = totals(db)
     jobs = run_pass(db, T0 + timedelta(days=3), raw_meter_values="15m", batch_rows=200)
     assert "roll-up" in jobs
-    store = SqliteStore(db)
+    store = db.open()
     try:
         rolled = store._db.execute(
             "SELECT connector_id, SUM(energy_wh), COUNT(*), MAX(minutes) FROM meter_rollup "
@@ -61,7 +60,7 @@ def test_rolled_up_energy_is_the_registers_difference_to_the_wh(db: Path):
     assert totals(db) == before  # samples, current sums and the highest register all kept
 
 
-def readings(store: SqliteStore, cids: list[str]) -> dict[str, object]:
+def readings(store: StoreTables, cids: list[str]) -> dict[str, object]:
     """Every figure the app reads of meter values, per 15-minute interval."""
     energy = {
         k: store.meter_energy(T0 + k * QUARTER, T0 + (k + 1) * QUARTER, cids)
@@ -90,15 +89,15 @@ def readings(store: SqliteStore, cids: list[str]) -> dict[str, object]:
     }
 
 
-def test_every_read_gives_the_same_figures_before_and_after_a_roll_up(db: Path):
+def test_every_read_gives_the_same_figures_before_and_after_a_roll_up(db: Engine):
     cids = ["CP0/1", "CP1/1", "CP2/1"]
-    store = SqliteStore(db)
+    store = db.open()
     try:
         before = readings(store, cids)
     finally:
         store.close()
     run_pass(db, T0 + timedelta(days=2), raw_meter_values="1d", batch_rows=97)
-    store = SqliteStore(db)
+    store = db.open()
     try:
         raw_left = store._db.execute("SELECT MIN(minute) FROM meter_minute").fetchone()[0]
         assert raw_left == (T0 + timedelta(days=1)).isoformat()  # only the last day is raw
@@ -108,15 +107,15 @@ def test_every_read_gives_the_same_figures_before_and_after_a_roll_up(db: Path):
     assert after == before
 
 
-def test_a_running_session_keeps_its_minutes_raw(db: Path):
-    store = SqliteStore(db)
+def test_a_running_session_keeps_its_minutes_raw(db: Engine):
+    store = db.open()
     try:
         store.record_event(SessionStarted("CP1/1", "tx-1", None, 0.0, T0 + timedelta(hours=5)))
     finally:
         store.close()
     now = T0 + timedelta(days=3)
     run_pass(db, now, raw_meter_values="15m")
-    store = SqliteStore(db)
+    store = db.open()
     try:
         first_raw = dict(
             store._db.execute(
@@ -128,15 +127,15 @@ def test_a_running_session_keeps_its_minutes_raw(db: Path):
     finally:
         store.close()
     run_pass(db, now, raw_meter_values="15m")
-    store = SqliteStore(db)
+    store = db.open()
     try:
         assert store._db.execute("SELECT COUNT(*) FROM meter_minute").fetchone()[0] == 0
     finally:
         store.close()
 
 
-def test_minutes_that_come_late_join_their_rolled_up_interval(db: Path):
-    store = SqliteStore(db)
+def test_minutes_that_come_late_join_their_rolled_up_interval(db: Engine):
+    store = db.open()
     try:
         top = store.meter_energy(T0, T0 + timedelta(days=3), ["CP0/1"])["CP0/1"]
     finally:
@@ -144,7 +143,7 @@ def test_minutes_that_come_late_join_their_rolled_up_interval(db: Path):
     run_pass(db, T0 + timedelta(days=3), raw_meter_values="15m")
     fill_minutes(db, connectors=1, minutes=1, start=T0 + timedelta(minutes=7))
     run_pass(db, T0 + timedelta(days=3), raw_meter_values="15m")
-    store = SqliteStore(db)
+    store = db.open()
     try:
         [(n,)] = store._db.execute(
             "SELECT n FROM meter_rollup WHERE connector_id = 'CP0/1' AND start = ?",
