@@ -77,16 +77,21 @@ def _steady(span: tuple[float, float] | None) -> bool:
 class GroupSample:
     at: datetime
     non_ev_a: Mapping[Line, float]
+    generation_a: Mapping[Line, float] = field(default_factory=dict)
+    """What the generation meters under the group counted in it (a line not
+    given: 0): ``non_ev_a`` plus this is the building's gross load."""
 
 
 @dataclass(frozen=True)
 class GroupHistory:
     """What a forecaster gets of a group: its non-EV samples, oldest first, and
-    its worst case per line."""
+    its worst case per line. ``gross``: the samples have the generation under
+    the group added back (the forecast is to learn the gross load)."""
 
     group_id: str
     samples: tuple[GroupSample, ...]
     worst_a: Mapping[Line, float]
+    gross: bool = False
 
 
 class NonEvForecast(Protocol):
@@ -214,7 +219,8 @@ class BuildingLoad:
         out = []
         for gid in self.site.ancestors(state.config.group):
             if gid in self.metered:
-                sample = GroupSample(reading.at, self.non_ev(gid, reading.received_at))
+                now = reading.received_at
+                sample = GroupSample(reading.at, self.non_ev(gid, now), self.generation(gid, now))
                 self.history.setdefault(gid, deque(maxlen=HISTORY)).append(sample)
                 out.append((gid, sample))
         return out
@@ -359,6 +365,18 @@ class BuildingLoad:
             if child in self.metered:
                 for line, a in self.non_ev(child, now).items():
                     out[line] += a
+        return out
+
+    def generation(self, group_id: str, now: datetime) -> PerLine:
+        """What the fresh generation meters under a group show now (a stale one:
+        0, as `non_ev` counts it)."""
+        out = _zero()
+        under = self._subtree(group_id)
+        for s in self.meters.values():
+            if s.config.measures is Measures.GENERATION and s.config.group in under:
+                value = s.value(now)
+                for line in LINES:
+                    out[line] += value[line] if value is not None else 0.0
         return out
 
     def worst(self, group_id: str) -> PerLine:

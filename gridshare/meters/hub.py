@@ -169,7 +169,10 @@ class MeterHub:
                 StoredReading(
                     reading.meter_id, reading.at, reading.received_at, per_line(reading.current_a)
                 ),
-                [StoredSample(g, s.at, per_line(s.non_ev_a)) for g, s in samples],
+                [
+                    StoredSample(g, s.at, per_line(s.non_ev_a), per_line(s.generation_a))
+                    for g, s in samples
+                ],
                 self.rollup_interval,
             )
         except (StoreError, sqlite3.Error) as e:  # the reading still counts; its history waits
