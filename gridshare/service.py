@@ -405,6 +405,7 @@ class Service:
             metrics=self.meter_metrics,
             store=store,
             rollup_interval=self.config.retention.period("rollup_interval"),
+            ev_response_s=self.config.in_force.ev_response_s,
         )
         # the building's forecast learns from the readings kept, from before a restart too
         meters.building.forecast = store_forecast(

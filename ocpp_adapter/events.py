@@ -81,6 +81,9 @@ class MeterReading:
     current_a: dict[str, float] = field(default_factory=dict)
     """Line ("L1", "L2", "L3") → Current.Import; "total" for a value without a phase."""
     current_offered_a: float | None = None
+    inlet_current_a: dict[str, float] = field(default_factory=dict)
+    """The Current.Import values sampled at location Inlet (the grid inlet: on
+    connector/EVSE 0, the station's main meter), by line as ``current_a``."""
     power_w: dict[str, float] = field(default_factory=dict)
     total_power_w: float | None = None
     energy_wh: float | None = None

@@ -77,10 +77,11 @@ def _number(raw: object) -> float | None:
 
 
 class _Builder:
-    __slots__ = ("context", "current", "energy", "offered", "power", "soc", "total_power")
+    __slots__ = ("context", "current", "energy", "inlet", "offered", "power", "soc", "total_power")
 
     def __init__(self) -> None:
         self.current: dict[str, float] = {}
+        self.inlet: dict[str, float] = {}
         self.power: dict[str, float] = {}
         self.total_power: float | None = None
         self.energy: float | None = None
@@ -162,6 +163,7 @@ class MeterParser:
                     transaction_id=transaction_id,
                     current_a=b.current,
                     current_offered_a=b.offered,
+                    inlet_current_a=b.inlet,
                     power_w=b.power,
                     total_power_w=b.total_power,
                     energy_wh=b.energy,
@@ -210,6 +212,8 @@ class MeterParser:
                 b.current.setdefault("total", value)
             else:
                 b.current[phase] = value
+            if location == "Inlet" and unit in (None, "A"):
+                b.inlet[phase or "total"] = value
         elif measurand == CURRENT_OFFERED:
             if unit in (None, "A") and phase is None:
                 b.offered = value

@@ -14,6 +14,18 @@ Plain code without a clock of its own (every call takes ``now``):
   from a `NonEvForecast` (the seam a building forecaster plugs into), which by
   default holds the latest figure, at most the worst case.
 
+Around a limit change the chargers' samples lag: a car moves toward its new
+limit within the EV's response time, and its next sample says so up to a
+meter interval later. While a connector's last sample does not show it settled
+since a change (`LimitTrail` times each change), its draw at the reading's
+moment is known only to lie between that sample and the limits in force since:
+the non-EV figure takes the car at the low end of it, so the building at its
+high end (a car ramping up counts as building until its sample shows it; a
+car just lowered never makes the building look smaller). Limits changed after
+the reading do not touch it: a lowering never inflates the building it
+answered. Once a sample shows the car at its new limit, or a response time
+after the change, the estimate falls back to the sample.
+
 `Capacity.with_non_ev` then takes the (non-negative) load off each line's
 limit: a meter only ever lowers what the chargers get.
 """
@@ -31,7 +43,9 @@ from typing import Protocol
 import numpy as np
 
 from gridshare.meters.config import Measures, MeterConfig
+from gridshare.meters.limit_trail import BEFORE, LimitTrail
 from gridshare.meters.readings import Reading, ReadingRefused
+from gridshare.rollout.schedule import LimitSchedule
 from optimizer.problem import Capacity, TimeGrid
 from optimizer.site import LINES, Line, Site
 
@@ -44,26 +58,40 @@ the rest; the building forecast fits on its roll-ups)."""
 EV_SAMPLE_MAX_AGE = timedelta(minutes=3)
 """A charger's current older than this is not known at a reading's moment:
 counted as 0, which leaves more to the building (the safe side)."""
+EV_RESPONSE_S = 10.0
+"""How long a car may take to follow a new limit (``[in_force] ev_response_s``)."""
+AT_LIMIT_A = 2.0
+"""A sample this close to the limit in force shows the car there (meters are not exact)."""
 
 
 def _zero() -> PerLine:
     return dict.fromkeys(LINES, 0.0)
 
 
+def _steady(span: tuple[float, float] | None) -> bool:
+    """Whether a span of limits is one limit (None: none known, nothing changes)."""
+    return span is None or span[1] - span[0] <= 1e-6
+
+
 @dataclass(frozen=True)
 class GroupSample:
     at: datetime
     non_ev_a: Mapping[Line, float]
+    generation_a: Mapping[Line, float] = field(default_factory=dict)
+    """What the generation meters under the group counted in it (a line not
+    given: 0): ``non_ev_a`` plus this is the building's gross load."""
 
 
 @dataclass(frozen=True)
 class GroupHistory:
     """What a forecaster gets of a group: its non-EV samples, oldest first, and
-    its worst case per line."""
+    its worst case per line. ``gross``: the samples have the generation under
+    the group added back (the forecast is to learn the gross load)."""
 
     group_id: str
     samples: tuple[GroupSample, ...]
     worst_a: Mapping[Line, float]
+    gross: bool = False
 
 
 class NonEvForecast(Protocol):
@@ -113,15 +141,27 @@ class _EvSamples:
         if len(self.times) > HISTORY:
             del self.times[0], self.values[0]
 
-    def at(self, t: datetime) -> PerLine:
-        """Interpolated between the samples around ``t``, held after the last."""
+    def last(self, t: datetime) -> tuple[datetime, PerLine] | None:
+        """The last sample at or before ``t`` (None: none, or too old to count)."""
+        i = bisect.bisect_right(self.times, t)
+        if i == 0 or t - self.times[i - 1] > EV_SAMPLE_MAX_AGE:
+            return None
+        return self.times[i - 1], self.values[i - 1]
+
+    def next_after(self, t: datetime) -> datetime | None:
+        i = bisect.bisect_right(self.times, t)
+        return self.times[i] if i < len(self.times) else None
+
+    def at(self, t: datetime, interpolate: bool = True) -> PerLine:
+        """Interpolated between the samples around ``t`` (or the one before
+        held), held after the last."""
         i = bisect.bisect_right(self.times, t)
         if i == 0:
             return _zero()
         t0, v0 = self.times[i - 1], self.values[i - 1]
         if t - t0 > EV_SAMPLE_MAX_AGE:
             return _zero()
-        if i == len(self.times):
+        if i == len(self.times) or not interpolate:
             return dict(v0)
         t1, v1 = self.times[i], self.values[i]
         w = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
@@ -136,15 +176,18 @@ class BuildingLoad:
         site: Site,
         meters: Iterable[MeterConfig],
         forecast: NonEvForecast = hold_latest,
+        response_s: float = EV_RESPONSE_S,
     ) -> None:
         self.site = site
         self.meters = {m.id: MeterState(m) for m in meters}
         self.forecast = forecast
+        self.response = timedelta(seconds=response_s)
         self.ev: dict[str, _EvSamples] = {}
         self.limit_at: Callable[[str, datetime], float | None] | None = None
-        """Connector, time → its limit in force then (None: no transaction). A
-        car draws at most that: a held sample of a car that was just lowered
-        would otherwise count more for the cars and less for the building."""
+        """Connector, time → its limit in force now (None: no transaction): what
+        a connector without a trail of sent profiles counts at most."""
+        self.trails: dict[str, LimitTrail] = {}
+        """Connector → its profiles, each from when it was sent (`limit_sent`)."""
         self.history: dict[str, deque[GroupSample]] = {}
         self.metered = self._metered_groups()
         """Groups whose non-EV load is known or bounded by a meter, site order."""
@@ -176,7 +219,8 @@ class BuildingLoad:
         out = []
         for gid in self.site.ancestors(state.config.group):
             if gid in self.metered:
-                sample = GroupSample(reading.at, self.non_ev(gid, reading.received_at))
+                now = reading.received_at
+                sample = GroupSample(reading.at, self.non_ev(gid, now), self.generation(gid, now))
                 self.history.setdefault(gid, deque(maxlen=HISTORY)).append(sample)
                 out.append((gid, sample))
         return out
@@ -209,28 +253,95 @@ class BuildingLoad:
 
     def charger_stopped(self, connector_id: str, at: datetime) -> None:
         self.observe_charger(connector_id, at, _zero())
+        self.trails.pop(connector_id, None)
+
+    def limit_sent(self, connector_id: str, at: datetime, limit: LimitSchedule | float) -> None:
+        """A profile went out to the connector at ``at``: in force from then on, maybe."""
+        trail = self.trails.get(connector_id)
+        keep = EV_SAMPLE_MAX_AGE + 2 * self.response
+        if trail is None:
+            trail = self.trails[connector_id] = LimitTrail()
+            before = self.limit_at(connector_id, at) if self.limit_at is not None else None
+            if before is not None:  # what it had until this one
+                trail.add(BEFORE, before, keep)
+        trail.add(at, limit, keep)
 
     # --- what it gives ------------------------------------------------------------------------
 
     def ev_at(self, group_id: str, t: datetime, window_s: float = 0.0) -> PerLine:
-        """What the chargers under a group measured at ``t``, per line: each at
-        the least it drew over the ``window_s`` before ``t`` (a reading stands
-        for a moment somewhere in its poll: a car ramping up meanwhile counts
-        at its lower figure, so the building at its higher one)."""
+        """What the chargers under a group drew at ``t`` at the least, per line
+        (`least_drawn` of each)."""
         out = _zero()
-        earlier = t - timedelta(seconds=window_s)
         for info in self.site.connectors_under(group_id):
-            samples = self.ev.get(info.key)
-            if samples is None:
-                continue
-            drawn = samples.at(t)
-            if window_s > 0:
-                before = samples.at(earlier)
-                drawn = {line: min(a, before[line]) for line, a in drawn.items()}
-            limit = self.limit_at(info.key, t) if self.limit_at is not None else None
-            for line, a in drawn.items():
-                out[line] += a if limit is None else min(a, limit)
+            for line, a in self.least_drawn(info.key, t, window_s).items():
+                out[line] += a
         return out
+
+    def least_drawn(self, connector_id: str, t: datetime, window_s: float = 0.0) -> PerLine:
+        """The least a connector may have drawn at ``t``, per line.
+
+        Settled (its last sample shows it past any limit change): its samples,
+        interpolated where no change lies between them, each at the least it
+        drew over the ``window_s`` before ``t`` (a reading stands for a moment
+        somewhere in its poll), at most its limit in force. Not settled: the
+        lower of its last sample and the lowest limit in force since."""
+        samples = self.ev.get(connector_id)
+        last = samples.last(t) if samples is not None else None
+        if samples is None or last is None:
+            return _zero()
+        s0, v0 = last
+        after = samples.next_after(t)
+        # one look for the usual case: no change from before the sample to the next one
+        around = self._span(connector_id, s0 - self.response, t if after is None else after)
+        if not _steady(around):
+            whole = self._span(connector_id, s0 - self.response, t)
+            if not self._settled(connector_id, s0, v0, t, whole):
+                since = self._span(connector_id, s0, t)
+                floor = since[0] if since is not None else np.inf
+                return {line: min(v0.get(line, 0.0), floor) for line in LINES}
+        smooth = after is None or _steady(around)
+        drawn = samples.at(t, smooth)
+        if window_s > 0:
+            before = samples.at(t - timedelta(seconds=window_s), smooth)
+            drawn = {line: min(a, before[line]) for line, a in drawn.items()}
+        now = around if _steady(around) else self._span(connector_id, t, t)
+        if now is None:
+            return drawn
+        return {line: min(a, now[1]) for line, a in drawn.items()}
+
+    def _span(self, cid: str, a: datetime, b: datetime) -> tuple[float, float] | None:
+        """(lowest, highest) limit possibly in force over [a, b] (None: none known)."""
+        trail = self.trails.get(cid)
+        if trail is not None:
+            span = trail.span(a, b)
+            if span is not None:
+                return span
+        limit = self.limit_at(cid, b) if self.limit_at is not None else None
+        return None if limit is None else (limit, limit)
+
+    def _settled(
+        self,
+        cid: str,
+        s0: datetime,
+        v0: PerLine,
+        t: datetime,
+        whole: tuple[float, float] | None,
+    ) -> bool:
+        """Whether the sample at ``s0`` still says what the car draws at ``t``
+        (``whole``: the limits over a response time before it to ``t``): no
+        limit change meanwhile, or the car shown at its new limit (or below a
+        limit that only went down)."""
+        if _steady(whole):
+            return True
+        since = self._span(cid, s0, t)
+        if not _steady(since) or since is None:
+            return False  # changed after its last sample
+        limit = since[0]
+        top = max(v0.values(), default=0.0)
+        if abs(top - limit) <= AT_LIMIT_A:
+            return True
+        lowered_only = whole is not None and whole[0] >= limit - 1e-6
+        return top < limit and lowered_only
 
     def non_ev(self, group_id: str, now: datetime) -> PerLine:
         """The group's non-EV load per line now (signed: generation may make it
@@ -254,6 +365,18 @@ class BuildingLoad:
             if child in self.metered:
                 for line, a in self.non_ev(child, now).items():
                     out[line] += a
+        return out
+
+    def generation(self, group_id: str, now: datetime) -> PerLine:
+        """What the fresh generation meters under a group show now (a stale one:
+        0, as `non_ev` counts it)."""
+        out = _zero()
+        under = self._subtree(group_id)
+        for s in self.meters.values():
+            if s.config.measures is Measures.GENERATION and s.config.group in under:
+                value = s.value(now)
+                for line in LINES:
+                    out[line] += value[line] if value is not None else 0.0
         return out
 
     def worst(self, group_id: str) -> PerLine:

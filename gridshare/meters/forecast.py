@@ -2,7 +2,9 @@
 
 Per metered group, a `forecasts.building_load.BuildingLoadForecaster` fitted
 on the group's stored history (the 15-minute roll-ups of its non-EV load,
-each at its highest sample: the safe side), refitted at most once an hour of
+each at its highest sample: the safe side; the gross load, generation added
+back, when the history it is asked with is gross: a PV forecast is then taken
+off its answer, `gridshare.meters.pv`), refitted at most once an hour of
 the service's clock — off the event loop, the previous fit serving meanwhile.
 Its prior, where a day type and time of day has too few days of readings: the
 BDEW profile of the meters' ``annual_kwh`` (summed over the group's meters
@@ -46,8 +48,12 @@ REFIT_EVERY = timedelta(hours=1)
 CORRECTION_MAX_AGE = timedelta(hours=1)
 """A latest sample older than this says nothing of the next hour."""
 
-History = Callable[[str, datetime], pd.DataFrame]
-"""(group id, since) → its stored non-EV load: aware index, columns l1_a, l2_a, l3_a."""
+History = Callable[[str, datetime, bool], pd.DataFrame]
+"""(group id, since, gross) → its stored non-EV load (gross: with the generation
+under it added back): aware index, columns l1_a, l2_a, l3_a."""
+
+Key = tuple[str, bool]
+"""(group id, gross): a group's net and gross loads are fitted apart."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +114,8 @@ class StoredHistoryForecast:
     """Per metered group, its worst case (`BuildingLoad.worst_all`)."""
     settings: ForecastSettings = field(default_factory=ForecastSettings)
     refit_every: timedelta = REFIT_EVERY
-    _fits: dict[str, _Fitted] = field(default_factory=dict, init=False)
-    _refitting: set[str] = field(default_factory=set, init=False)
+    _fits: dict[Key, _Fitted] = field(default_factory=dict, init=False)
+    _refitting: set[Key] = field(default_factory=set, init=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     fits: int = field(default=0, init=False)
     """How many fits were made (tests, logs)."""
@@ -132,56 +138,59 @@ class StoredHistoryForecast:
         under = _subtree(self.site, group_id)
         return next((m.country for m in self.meters if m.group in under and m.country), None)
 
-    def fit(self, group_id: str, now: datetime) -> BuildingLoadForecaster:
+    def fit(self, group_id: str, now: datetime, gross: bool = False) -> BuildingLoadForecaster:
         """Fit the group's forecaster on its stored history now (inline)."""
-        frame = self._frame(group_id, now)
-        return self._fitted(group_id, self._new(group_id).fit(frame), now)
+        frame = self._frame((group_id, gross), now)
+        return self._fitted((group_id, gross), self._new(group_id).fit(frame), now)
 
-    def _frame(self, group_id: str, now: datetime) -> pd.DataFrame:
-        return self.history(group_id, now - timedelta(days=self.settings.window_days))
+    def _frame(self, key: Key, now: datetime) -> pd.DataFrame:
+        return self.history(key[0], now - timedelta(days=self.settings.window_days), key[1])
 
-    def _fitted(
-        self, group_id: str, f: BuildingLoadForecaster, now: datetime
-    ) -> BuildingLoadForecaster:
-        self._fits[group_id] = _Fitted(f, now)
+    def _fitted(self, key: Key, f: BuildingLoadForecaster, now: datetime) -> BuildingLoadForecaster:
+        self._fits[key] = _Fitted(f, now)
         self.fits += 1
         return f
 
-    def forecaster(self, group_id: str, now: datetime) -> BuildingLoadForecaster:
-        """The group's forecaster as it stands, a refit started if one is due."""
-        current = self._fits.get(group_id)
+    def forecaster(
+        self, group_id: str, now: datetime, gross: bool = False
+    ) -> BuildingLoadForecaster:
+        """The group's forecaster (of its gross load if ``gross``) as it stands, a
+        refit started if one is due."""
+        key = (group_id, gross)
+        current = self._fits.get(key)
         due = current is None or current.at is None or now - current.at >= self.refit_every
-        if not due or group_id in self._refitting:
+        if not due or key in self._refitting:
             assert current is not None
             return current.forecaster
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return self.fit(group_id, now)
+            return self.fit(group_id, now, gross)
         if current is None:
-            self._fits[group_id] = current = _Fitted(self._new(group_id), None)
-        frame = self._frame(group_id, now)
-        self._refitting.add(group_id)
-        task = loop.create_task(self._refit(group_id, frame, now), name=f"forecast {group_id}")
+            self._fits[key] = current = _Fitted(self._new(group_id), None)
+        frame = self._frame(key, now)
+        self._refitting.add(key)
+        task = loop.create_task(self._refit(key, frame, now), name=f"forecast {group_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return current.forecaster
 
-    async def _refit(self, group_id: str, frame: pd.DataFrame, now: datetime) -> None:
+    async def _refit(self, key: Key, frame: pd.DataFrame, now: datetime) -> None:
+        group_id = key[0]
         try:
             f = await asyncio.to_thread(self._new(group_id).fit, frame)
-            self._fitted(group_id, f, now)
+            self._fitted(key, f, now)
             log.info("building forecast of %s fitted on %d rows", group_id, len(frame))
         except Exception:
             log.exception("building forecast of %s: fit failed (the previous one stays)", group_id)
-            self._fits[group_id].at = now  # try again in an hour, not on every plan
+            self._fits[key].at = now  # try again in an hour, not on every plan
         finally:
-            self._refitting.discard(group_id)
+            self._refitting.discard(key)
 
     def __call__(
         self, history: GroupHistory, grid: TimeGrid, now: datetime
     ) -> dict[Line, np.ndarray]:
-        f = self.forecaster(history.group_id, now)
+        f = self.forecaster(history.group_id, now, history.gross)
         reading = None
         if history.samples:
             last = history.samples[-1]
@@ -199,12 +208,14 @@ class StoredHistoryForecast:
 
 def stored_history(store: Store) -> History:
     """A group's roll-ups in ``store`` since a time, each at its highest sample
-    (a quarter hour's peak, not its mean: the plan is to be rarely too optimistic)."""
+    (a quarter hour's peak, not its mean: the plan is to be rarely too optimistic),
+    net or gross."""
 
-    def read(group_id: str, since: datetime) -> pd.DataFrame:
+    def read(group_id: str, since: datetime, gross: bool) -> pd.DataFrame:
         rows = store.group_non_ev_rollups(group_id, since)
         index = pd.DatetimeIndex(pd.to_datetime([r.start for r in rows], utc=True))
-        values = np.asarray([r.max_a for r in rows], dtype=float).reshape(-1, 3)
+        peaks = [r.gross_max_a if gross else r.max_a for r in rows]
+        values = np.asarray(peaks, dtype=float).reshape(-1, 3)
         return pd.DataFrame(values, index=index, columns=list(LINE_COLUMNS))
 
     return read

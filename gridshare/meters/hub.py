@@ -28,6 +28,7 @@ import numpy as np
 
 from gridshare.controller import Controller
 from gridshare.meters.building import (
+    EV_RESPONSE_S,
     HISTORY,
     BuildingLoad,
     GroupSample,
@@ -72,6 +73,7 @@ class MeterHub:
         metrics: MeterMetrics | None = None,
         store: Store | None = None,
         rollup_interval: timedelta = DEFAULT_INTERVAL,
+        ev_response_s: float = EV_RESPONSE_S,
     ) -> None:
         self.site = site
         self.store = store
@@ -79,7 +81,7 @@ class MeterHub:
         self.rollup_interval = rollup_interval
         self.config = {m.id: m for m in meters}
         self.clock = clock
-        self.building = BuildingLoad(site, meters, forecast)
+        self.building = BuildingLoad(site, meters, forecast, ev_response_s)
         self.metrics = metrics
         self.controller: Controller | None = None
         self.tasks: list[asyncio.Task[Any]] = []
@@ -103,6 +105,10 @@ class MeterHub:
         """Before the controller starts: its fallbacks leave the worst case free."""
         self.controller = controller
         self.building.limit_at = controller.limit_now
+        # each profile from when it goes out: what a car drew around a change
+        controller.book.on_sending.append(
+            lambda cid, schedule: self.building.limit_sent(cid, self.clock(), schedule)
+        )
 
         def live_capacity(model: LoadModel, grid: TimeGrid) -> Callable[[], np.ndarray]:
             # what a plan's raisings must fit under: the building as read by then
@@ -145,9 +151,7 @@ class MeterHub:
         try:
             reading = checked(meter, at or now, values, now)
         except ReadingRefused as e:
-            self.building.refuse(meter_id, e)
-            if self.metrics is not None:
-                self.metrics.refused.labels(meter_id).inc()
+            self._refused(meter_id, e)
             raise
         samples = self.building.accept(reading)
         if self._unanswered is None:
@@ -165,7 +169,10 @@ class MeterHub:
                 StoredReading(
                     reading.meter_id, reading.at, reading.received_at, per_line(reading.current_a)
                 ),
-                [StoredSample(g, s.at, per_line(s.non_ev_a)) for g, s in samples],
+                [
+                    StoredSample(g, s.at, per_line(s.non_ev_a), per_line(s.generation_a))
+                    for g, s in samples
+                ],
                 self.rollup_interval,
             )
         except (StoreError, sqlite3.Error) as e:  # the reading still counts; its history waits
@@ -210,20 +217,38 @@ class MeterHub:
             self.building.charger_stopped(event.connector_id, min(event.at, self.clock()))
 
     def _main_meter(self, station: str, event: MeterReading) -> None:
-        """A station's main meter (connector/EVSE 0), if it is one of the site's meters."""
+        """A station's main meter (connector/EVSE 0), if it is one of the site's
+        meters: its values at location Inlet only. A value without a location
+        is at the station's outlets (OCPP's default location is Outlet), which
+        leave the building out: refused, so the meter goes stale rather than
+        count the chargers alone as the connection."""
         meter_id = self._main_meters.get(station)
         if meter_id is None:
             return
         values: dict[str, object] = {}
-        for phase, amps in event.current_a.items():
+        for phase, amps in event.inlet_current_a.items():
             name = phase.upper()[:2]
             if name in ("L1", "L2", "L3"):
                 values[name] = amps
-        if not values and "total" in event.current_a:
-            values = dict.fromkeys(("L1", "L2", "L3"), event.current_a["total"])
-        if values:
-            with contextlib.suppress(ReadingRefused):  # logged and counted by `offer`
-                self.offer(meter_id, values, event.at)
+        if not values and "total" in event.inlet_current_a:
+            values = dict.fromkeys(("L1", "L2", "L3"), event.inlet_current_a["total"])
+        if not values:
+            if event.current_a:
+                self._refused(
+                    meter_id,
+                    ReadingRefused(
+                        "MeterValues on connector 0 without location Inlet: the station's "
+                        "outlets (OCPP's default location is Outlet), not its connection"
+                    ),
+                )
+            return
+        with contextlib.suppress(ReadingRefused):  # logged and counted by `offer`
+            self.offer(meter_id, values, event.at)
+
+    def _refused(self, meter_id: str, error: ReadingRefused) -> None:
+        self.building.refuse(meter_id, error)
+        if self.metrics is not None:
+            self.metrics.refused.labels(meter_id).inc()
 
     # --- the check --------------------------------------------------------------------------
 
@@ -303,9 +328,7 @@ class MeterHub:
                     with contextlib.suppress(ReadingRefused):
                         self.offer(meter.id, values)
                 except ReadingRefused as e:
-                    self.building.refuse(meter.id, e)
-                    if self.metrics is not None:
-                        self.metrics.refused.labels(meter.id).inc()
+                    self._refused(meter.id, e)
                 except (ModbusReadError, OSError, TimeoutError) as e:
                     if failing != str(e):
                         log.warning("meter %s: no reading: %s", meter.id, e)
@@ -326,7 +349,7 @@ class MeterHub:
                         try:
                             at, values = parse_message(meter.source, payload)
                         except ReadingRefused as e:
-                            self.building.refuse(meter.id, e)
+                            self._refused(meter.id, e)
                             raise
                         self.offer(meter.id, values, at)
             except MqttError as e:

@@ -3,8 +3,10 @@ building's own.
 
 A group's non-EV load is what its meters net (load − generation). For the
 slots ahead, the building forecaster is given the group's *gross* load (each
-sample plus what the generation meters under the group showed at its moment),
-and the PV forecast (`forecasts.pv`) is taken off its answer: the building's
+sample plus what the generation meters under the group showed at its moment;
+``GroupHistory.gross`` says so, and a forecaster fitted on the store learns
+the stored gross roll-ups then), and the PV forecast (`forecasts.pv`) is taken
+off its answer: the building's
 habits and the sun's course are forecast apart. The clear-sky index is measured
 on the array's generation meters over the last hour at each re-plan. Slot 0
 stays the live reading (`BuildingLoad.series`); a stale meter still means the
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,7 +59,7 @@ class WithPv:
     def _gross(self, history: GroupHistory) -> GroupHistory:
         meters = self._generation_meters(history.group_id)
         if not meters:
-            return history
+            return replace(history, gross=True)
         timed = [([r.at for r in readings], readings, stale_s) for readings, stale_s in meters]
         samples = []
         for sample in history.samples[-GROSS_SAMPLES:]:
@@ -64,7 +67,7 @@ class WithPv:
             samples.append(
                 GroupSample(sample.at, {ln: sample.non_ev_a[ln] + gen[ln] for ln in LINES})
             )
-        return GroupHistory(history.group_id, tuple(samples), history.worst_a)
+        return GroupHistory(history.group_id, tuple(samples), history.worst_a, gross=True)
 
     def measured_kw(self, now: datetime) -> list[tuple[datetime, float]]:
         """(time, kW) of the array's generation meters over the last hour."""

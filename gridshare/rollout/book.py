@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -65,6 +65,10 @@ class LimitBook:
     count_idle: bool = False
     """Count a connector without a transaction at its fallback limit too: a car
     may plug in at any moment and draw it before the next plan reaches it."""
+    on_sending: list[Callable[[str, LimitSchedule], None]] = field(
+        default_factory=list, repr=False, compare=False
+    )
+    """Told of each transaction profile as it goes out (the meters time limit changes)."""
 
     def get(self, cid: str) -> ConnectorLimits:
         c = self.connectors.get(cid)
@@ -199,6 +203,8 @@ class LimitBook:
         c.uncertain_lines = (
             None if sent is None or c.uncertain_lines is None else c.uncertain_lines | sent
         )
+        for tell in self.on_sending:
+            tell(cid, schedule)
 
     def answered(
         self,

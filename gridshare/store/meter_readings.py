@@ -6,7 +6,9 @@ Three tables:
                           its time and our clock's when it came in)
     group_non_ev          each non-EV sample of a metered group, per line
     group_non_ev_rollup   per group and interval (15 minutes by default): the
-                          sample count, sums and highest value per line
+                          sample count, sums and highest value per line, and
+                          the highest *gross* value per line (the sample with
+                          the generation meters under the group added back)
 
 The raw rows are kept for the raw horizon (``[retention] raw_meter_values``);
 the roll-up rows for ``[retention] rollups``: the building forecaster learns
@@ -14,6 +16,11 @@ from them. A roll-up row is brought up to date with every sample, in the
 sample's own transaction (unlike the chargers' one-minute rows, which
 retention rolls up later): a crash leaves both or neither, and the forecaster
 reads one table for the whole history.
+
+The gross load is what the building itself draws: a forecast that takes a PV
+forecast off it must learn that, not the net load the generation already
+lowered (else the sun counts twice). A roll-up row made before schema 5 has
+no gross (NULL): it reads as its net highest, which is all that was kept.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ CREATE TABLE IF NOT EXISTS group_non_ev_rollup (
     group_id TEXT NOT NULL, start TEXT NOT NULL, minutes INTEGER NOT NULL, n INTEGER NOT NULL,
     l1_sum REAL NOT NULL, l2_sum REAL NOT NULL, l3_sum REAL NOT NULL,
     l1_max REAL NOT NULL, l2_max REAL NOT NULL, l3_max REAL NOT NULL,
+    l1_gross_max REAL, l2_gross_max REAL, l3_gross_max REAL,
     PRIMARY KEY (group_id, start)
 );
 CREATE INDEX IF NOT EXISTS site_meter_reading_at ON site_meter_reading (at);
@@ -48,6 +56,9 @@ CREATE INDEX IF NOT EXISTS group_non_ev_at ON group_non_ev (at);
 CREATE INDEX IF NOT EXISTS group_non_ev_rollup_start ON group_non_ev_rollup (start);
 """
 """The tables (created by `gridshare.store.schema`, on a new or older file alike)."""
+
+GROSS_COLUMNS = ("l1_gross_max REAL", "l2_gross_max REAL", "l3_gross_max REAL")
+"""Schema 5's columns of ``group_non_ev_rollup`` (added to an older database)."""
 
 DEFAULT_INTERVAL = timedelta(minutes=15)
 
@@ -64,11 +75,13 @@ class StoredReading:
 
 @dataclass(frozen=True)
 class StoredSample:
-    """A group's non-EV load per line at ``at`` (raw, or an interval's)."""
+    """A group's non-EV load per line at ``at`` (raw, or an interval's), and what
+    the generation meters under it showed then (netted out of ``amps``)."""
 
     group_id: str
     at: datetime
     amps: Amps
+    generation_a: Amps = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,8 @@ class StoredRollup:
     samples: int
     mean_a: Amps
     max_a: Amps
+    gross_max_a: Amps
+    """The highest of its samples with their generation added back."""
 
 
 class MeterReadingTables(Tables):
@@ -147,31 +162,43 @@ def _group_sample(db: Db, s: StoredSample, interval: timedelta) -> None:
         "DO UPDATE SET l1_a = excluded.l1_a, l2_a = excluded.l2_a, l3_a = excluded.l3_a",
         (s.group_id, iso(s.at), *s.amps),
     )
+    # a row from before schema 5 has no gross: its net highest stands in
+    gross = ", ".join(
+        f"l{i}_gross_max = {top}(COALESCE(t.l{i}_gross_max, t.l{i}_max), excluded.l{i}_gross_max)"
+        for i in (1, 2, 3)
+    )
     db.execute(
-        "INSERT INTO group_non_ev_rollup AS t VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?) "
+        "INSERT INTO group_non_ev_rollup AS t (group_id, start, minutes, n, l1_sum, l2_sum, "
+        "l3_sum, l1_max, l2_max, l3_max, l1_gross_max, l2_gross_max, l3_gross_max) "
+        "VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (group_id, start) DO UPDATE SET n = t.n + 1, "
         "l1_sum = t.l1_sum + excluded.l1_sum, l2_sum = t.l2_sum + excluded.l2_sum, "
         f"l3_sum = t.l3_sum + excluded.l3_sum, l1_max = {top}(t.l1_max, excluded.l1_max), "
-        f"l2_max = {top}(t.l2_max, excluded.l2_max), l3_max = {top}(t.l3_max, excluded.l3_max)",
+        f"l2_max = {top}(t.l2_max, excluded.l2_max), l3_max = {top}(t.l3_max, excluded.l3_max), "
+        + gross,
         (
             s.group_id,
             iso(interval_start(s.at, interval)),
             int(interval.total_seconds() // 60),
             *s.amps,
             *s.amps,
+            *(a + g for a, g in zip(s.amps, s.generation_a, strict=True)),
         ),
     )
 
 
 def _rollup(r: Any) -> StoredRollup:
     n = r["n"]
+    net = (r["l1_max"], r["l2_max"], r["l3_max"])
+    gross = (r["l1_gross_max"], r["l2_gross_max"], r["l3_gross_max"])
     return StoredRollup(
         r["group_id"],
         datetime.fromisoformat(r["start"]),
         r["minutes"],
         n,
         (r["l1_sum"] / n, r["l2_sum"] / n, r["l3_sum"] / n),
-        (r["l1_max"], r["l2_max"], r["l3_max"]),
+        net,
+        tuple(a if g is None else g for a, g in zip(net, gross, strict=True)),
     )
 
 

@@ -19,7 +19,7 @@ once; the version is kept in ``meta`` (``schema_version``). A later version
 adds its step to `UPGRADES`, run on both engines for a database of an older
 version, e.g. a column::
 
-    UPGRADES[5] = lambda db: add_column(db, "meter_minute", "voltage_v REAL")
+    UPGRADES[6] = lambda db: add_column(db, "meter_minute", "voltage_v REAL")
 
 A database of a newer version than this code is refused, not downgraded.
 PostgreSQL's schema is made under an advisory lock (two nodes starting at once
@@ -34,14 +34,16 @@ from collections.abc import Callable
 
 from gridshare.store.connection import POSTGRESQL, Db
 from gridshare.store.errors import StoreError
+from gridshare.store.meter_readings import GROSS_COLUMNS
 from gridshare.store.meter_readings import TABLES as SITE_METER_TABLES
 from optimizer.site import station_of
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2: sessions keyed by (station, transaction), a session id, the transaction id sequence.
-3: plans whose full array may be dropped, meter roll-ups, incremental vacuum."""
+3: plans whose full array may be dropped, meter roll-ups, incremental vacuum.
+4: a session's charging mode. 5: the groups' gross non-EV load in their roll-ups."""
 
 MAX_TRANSACTION_ID = 2**31 - 1
 """OCPP 1.6 transaction ids are integers; stations commonly keep them in 32 bits."""
@@ -170,6 +172,16 @@ def _add_charge_mode(db: Db) -> None:
 
 
 UPGRADES[4] = _add_charge_mode
+
+
+def _add_gross_rollups(db: Db) -> None:
+    """Version 5: a group roll-up's highest gross sample (generation added back;
+    NULL in the rows kept before: their net highest stands in)."""
+    for column in GROSS_COLUMNS:
+        add_column(db, "group_non_ev_rollup", column)
+
+
+UPGRADES[5] = _add_gross_rollups
 
 
 def schema_version(db: Db) -> int | None:

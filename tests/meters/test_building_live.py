@@ -150,7 +150,10 @@ async def test_a_silent_meter_counts_as_max_non_ev_a(
         await meter.stop()
 
 
-async def test_garbage_registers_are_refused_and_never_raise_a_limit(tmp_path: Path) -> None:
+async def test_garbage_registers_are_refused_and_never_raise_a_limit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gridshare.meters")
     meter = SimulatedMeter()
     meter.garbage = True  # NaN currents from the start: nothing is ever accepted
     await meter.start()
@@ -170,6 +173,9 @@ async def test_garbage_registers_are_refused_and_never_raise_a_limit(tmp_path: P
                 # the group stays at its worst case: never more than 64 − 12 A for the cars
                 assert building.limits_sum() <= LIMIT_A - MAX_NON_EV + 1e-6
                 assert state.last_refusal is not None and "nan" in state.last_refusal.lower()
+                # logged (once, not at every poll)
+                said = [r for r in caplog.records if "reading refused" in r.getMessage()]
+                assert len(said) == 1 and "nan" in said[0].getMessage().lower()
             finally:
                 feeder.cancel()
     finally:

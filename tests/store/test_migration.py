@@ -58,7 +58,7 @@ def test_a_schema_2_file_is_upgraded_in_place(tmp_path: Path):
     store = SqliteStore(path)
     try:
         meta = dict(store._db.execute("SELECT key, value FROM meta").fetchall())
-        assert meta["schema_version"] == str(SCHEMA_VERSION) == "4"
+        assert meta["schema_version"] == str(SCHEMA_VERSION) == "5"
         assert meta["next_transaction_id"] == "42"
         assert store._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
         assert store.plan_count() == 40
