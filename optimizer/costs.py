@@ -62,8 +62,8 @@ OPTIMUM_WEIGHT = 0.06
 charge-early tie-break (at most `optimizer.prepare.EARLY_WEIGHT` = 0.05 a kWh),
 below a price difference of more than 60 % of the dearest kWh."""
 HEDGE_MIN_MINUTES = 30.0
-"""The conservative departure is at least this much before the stated one (at
-most half the stay)."""
+"""The conservative departure is at least this much before the stated one (or
+half the stay, if shorter)."""
 HEDGE_CAP = 0.5
 """A kWh after the conservative departure costs at most this share of an unmet
 kWh (× priority): it is still worth planning."""
@@ -124,7 +124,7 @@ def _largest_saving(problem: PlanningProblem, money: np.ndarray, scale: float) -
 def conservative_departure(problem: PlanningProblem, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
     """Per session, in fractional slot positions of the grid: the stated
     departure less `CostSignal.hedge_share` of the stated stay (at least
-    `HEDGE_MIN_MINUTES`, at most half the stay). A car still here past it is
+    `HEDGE_MIN_MINUTES` or half a shorter stay). A car still here past it is
     hedged over what is left of its window by the same share. ``p0``, ``p1``:
     the sessions' windows on the grid (from now)."""
     c = problem.costs
@@ -137,7 +137,8 @@ def conservative_departure(problem: PlanningProblem, p0: np.ndarray, p1: np.ndar
     dep = np.array([(d.departure - grid.start).total_seconds() for d in problem.sessions])
     dep = dep / step_s
     stay = dep - arr
-    margin = np.minimum(np.maximum(share * stay, HEDGE_MIN_MINUTES / grid.slot_minutes), stay / 2)
+    least = np.minimum(HEDGE_MIN_MINUTES / grid.slot_minutes, stay / 2)
+    margin = np.maximum(share * stay, least)
     return np.maximum(dep - margin, p0 + (1 - share) * (p1 - p0))
 
 
@@ -147,13 +148,13 @@ def hedge_per_kwh(
     scale: float,
     unmet_weight: float,
     windows: tuple[np.ndarray, np.ndarray],
-    columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    columns: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """Extra objective cost per kWh of every x column for the share of it
     planned after its session's conservative departure (module docstring).
     ``money``: scaled money per kWh of every period; ``windows``: (p0, p1) per
-    session; ``columns``: (session, period, its first slot, its slots) per x column."""
-    owner, period, pf, pl = columns
+    session; ``columns``: (session, first slot, slots) of every x column's period."""
+    owner, pf, pl = columns
     p0, p1 = windows
     c = problem.costs
     if c is None or c.hedge_share <= 0 or not len(owner):
