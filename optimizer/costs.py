@@ -125,8 +125,8 @@ def conservative_departure(problem: PlanningProblem, p0: np.ndarray, p1: np.ndar
     """Per session, in fractional slot positions of the grid: the stated
     departure less `CostSignal.hedge_share` of the stated stay (at least
     `HEDGE_MIN_MINUTES` or half a shorter stay). A car still here past it is
-    hedged over what is left of its window by the same share. ``p0``, ``p1``:
-    the sessions' windows on the grid (from now)."""
+    hedged over what is left of its stay by the same share. ``p0``, ``p1``:
+    the sessions' windows on the grid (from now, up to the grid's end)."""
     c = problem.costs
     share = c.hedge_share if c is not None else 0.0
     if share <= 0 or not len(p1):
@@ -139,7 +139,8 @@ def conservative_departure(problem: PlanningProblem, p0: np.ndarray, p1: np.ndar
     stay = dep - arr
     least = np.minimum(HEDGE_MIN_MINUTES / grid.slot_minutes, stay / 2)
     margin = np.maximum(share * stay, least)
-    return np.maximum(dep - margin, p0 + (1 - share) * (p1 - p0))
+    # p1 ends at the grid's end: a car staying past it is hedged on its departure
+    return np.maximum(dep - margin, p0 + (1 - share) * (dep - p0))
 
 
 def hedge_per_kwh(

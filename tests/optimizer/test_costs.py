@@ -224,6 +224,32 @@ def money_defers(p: PlanningProblem, share: float) -> PlanningProblem:
     return with_costs(p, costs)
 
 
+def test_the_conservative_departure_of_stays_early_late_and_past_the_horizon() -> None:
+    """A quarter of the stated stay before the stated departure; a car past it
+    is hedged over what is left of its stay; a stay past the grid's end is
+    hedged on its own departure, not on the grid's end."""
+    p = problem(site(), cars())
+    grid = p.grid
+
+    def pos(t) -> float:
+        return (t - grid.start).total_seconds() / 60 / grid.slot_minutes
+
+    h = timedelta(hours=1)
+    # (stated stay, now, conservative departure), from AT
+    for stay, now, expected in (
+        (4 * h, 0 * h, 3 * h),
+        (4 * h, 3.5 * h, 3.875 * h),
+        (30 * h, 0 * h, 22.5 * h),
+    ):
+        d = SessionDemand("s", "C1/1", AT, AT + stay, 10.0)
+        q = replace(p, sessions=(d,), now=AT + now, costs=CostSignal())
+        p0 = np.array([pos(q.now)])
+        p1 = np.minimum(np.array([pos(d.departure)]), float(grid.slots))
+        cut = float(costs.conservative_departure(q, p0, p1)[0])
+        assert cut == pytest.approx(pos(AT + expected))
+    assert pos(AT + 22.5 * h) > grid.slots  # the last: nothing within the grid is after it
+
+
 @pytest.mark.parametrize("kwh", [10.0, 30.0, 60.0])
 def test_the_money_terms_keep_the_energy_due_before_the_conservative_departure(
     kwh: float,
