@@ -9,8 +9,10 @@ carbon forecast priced at 0.1 per kg and a peak-demand charge (15 per kW of
 the month's peak, 15-minute intervals, a peak so far half the connection's
 limit). Per size: the median full `optimizer.solve` with the terms, the
 reference (the same LP arrays straight to highspy: passModel + run), their
-ratio, the same two without the terms, and a warm re-plan after one session
-is added (kept `HighsPlanner`).
+ratio, the same two with the terms but without the hedge (``hedge_share =
+0``: money may move energy up to the stated departure) and without the terms,
+the hedge's time against the unhedged terms, and a warm re-plan after one
+session is added (kept `HighsPlanner`).
 """
 
 from __future__ import annotations
@@ -62,8 +64,11 @@ def bench(n: int, repeat: int) -> dict[str, object]:
     base = replace(problem_for(site), sessions=problem_for(site).sessions[:n])
     priced = with_costs(base)
     plain = replace(priced, costs=None)
+    assert priced.costs is not None
+    unhedged = replace(priced, costs=replace(priced.costs, hedge_share=0.0))
     row: dict[str, object] = {"connectors": n}
-    for label, prob in (("terms", priced), ("no terms", plain)):
+    full_ms: dict[str, float] = {}
+    for label, prob in (("terms", priced), ("unhedged", unhedged), ("no terms", plain)):
         lp = prepare(prob)
         ref = median_ms(partial(solve_arrays, lp), repeat)
         full = median_ms(partial(solve, prob), repeat)
@@ -71,6 +76,8 @@ def bench(n: int, repeat: int) -> dict[str, object]:
         row[f"{label} reference_ms"] = ref
         row[f"{label} solve_ms"] = full
         row[f"{label} ratio"] = full / ref
+        full_ms[label] = full
+    row["hedged / unhedged solve"] = full_ms["terms"] / full_ms["unhedged"]
     idle = next(c for c in site.connectors if c not in {s.connector_id for s in base.sessions})
     extra = SessionDemand("extra", idle, NOW, NOW + timedelta(hours=5), 25.0)
     added = replace(priced, sessions=(*priced.sessions, extra))

@@ -57,6 +57,11 @@ class CostSignal:
     planner may leave a car short where that saves more."""
     optimum_kw: np.ndarray | None = None
     """A soft target for the chargers' total power per slot (OSCP OPTIMUM; NaN: none)."""
+    hedge_share: float = 0.25
+    """Drivers leave earlier than they state: the money and carbon terms may
+    move a session's energy only up to a conservative departure, this share of
+    its stated stay (at least `optimizer.costs.HEDGE_MIN_MINUTES`) before the
+    stated one. 0: up to the stated departure (no hedge)."""
 
     def check(self, slots: int) -> None:
         for name in ("energy_price", "carbon_kg_per_kwh", "generation_kw", "optimum_kw"):
@@ -69,6 +74,8 @@ class CostSignal:
                 raise ProblemError(f"costs.{name}: values must be finite")
         if not (self.carbon_price_per_kg >= 0 and math.isfinite(self.carbon_price_per_kg)):
             raise ProblemError("costs.carbon_price_per_kg must be ≥ 0")
+        if not 0 <= self.hedge_share < 1:
+            raise ProblemError("costs.hedge_share must be in [0, 1)")
         v = self.value_of_unmet_kwh
         if v is not None and not (v > 0 and math.isfinite(v)):
             raise ProblemError("costs.value_of_unmet_kwh must be > 0")

@@ -381,7 +381,9 @@ def _x_cost(problem: PlanningProblem, periods: _Periods, x: _XColumns) -> np.nda
     early = EARLY_WEIGHT * mid[x.period] * prio
     if problem.costs is not None and (scale := costs.money_scale(problem, UNMET_WEIGHT)) > 0:
         money = costs.per_kwh(problem, periods.first, periods.length) * scale
-        return x.kwh * (money[x.period] + 0.1 * early)
+        cols = (x.owner, periods.first[x.period], periods.length[x.period])
+        late = costs.hedge_per_kwh(problem, money, scale, UNMET_WEIGHT, (x.p0, x.p1), cols)
+        return x.kwh * (money[x.period] + 0.1 * early + late)
     if (p := problem.prices) is not None and np.ptp(p) > 0:
         rel = np.add.reduceat((p - p.min()) / np.ptp(p), periods.first) / periods.length
         return x.kwh * (PRICE_WEIGHT * rel[x.period] + 0.1 * early)

@@ -13,6 +13,8 @@ peak_interval_minutes = 15    # the peak: the highest average import over such a
 billing_period = "month"      # in the site's time zone
 carbon_price_per_kg = 0.0     # what a kg of CO2 is worth to the site (with a carbon signal)
 # value_of_unmet_kwh = 0.5    # unset: drivers first (see the README)
+hedge_share = 0.25            # money moves energy only up to this share of the stay before
+                              # the stated departure (drivers leave early); 0: no hedge
 
 [carbon]
 csv = ["moer-2019-05.csv.gz", "moer-2019-06.csv.gz"]   # time,moer,f1..fN (one file or several)
@@ -63,6 +65,8 @@ class TariffConfig(_Strict):
     billing_period: Literal["month"] = "month"
     carbon_price_per_kg: Annotated[float, Field(ge=0)] = 0.0
     value_of_unmet_kwh: Annotated[float, Field(gt=0)] | None = None
+    hedge_share: Annotated[float, Field(ge=0, lt=1)] = 0.25
+    """`optimizer.cost_signal.CostSignal.hedge_share`: the conservative departure."""
 
     @field_validator("peak_interval_minutes")
     @classmethod

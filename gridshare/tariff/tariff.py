@@ -179,6 +179,7 @@ def cost_signal(
             generation_kw=inputs.generation_kw,
             value_of_unmet_kwh=cfg.value_of_unmet_kwh if cfg is not None else None,
             optimum_kw=inputs.optimum_kw,
+            hedge_share=cfg.hedge_share if cfg is not None else CostSignal.hedge_share,
         )
     except ValueError as e:  # the optimizer's checks, in the tariff's terms
         raise TariffError(f"tariff: {e}") from None

@@ -11,7 +11,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from optimizer import SessionDemand, solve
+from optimizer import SessionDemand, costs, solve
 from optimizer.cost_signal import CostSignal, PeakCharge
 from optimizer.highs_backend import solve_arrays
 from optimizer.prepare import prepare
@@ -61,8 +61,16 @@ def rise_of(p: PlanningProblem) -> np.ndarray:
     return raw.extra
 
 
+UNHEDGED = 0.0
+"""`CostSignal.hedge_share` for tests of a term's own trade up to the stated
+departure (the hedge has tests of its own)."""
+
+
 def test_the_peak_is_paid_once_and_then_free_within_the_period() -> None:
-    p = with_costs(problem(site(), cars()), CostSignal(peak=PeakCharge(15.0, so_far_kw=0.0)))
+    p = with_costs(
+        problem(site(), cars()),
+        CostSignal(peak=PeakCharge(15.0, so_far_kw=0.0), hedge_share=UNHEDGED),
+    )
     rise = rise_of(p)
     plan = solve(p)
     peak = float(import_kw(plan, p).max())
@@ -75,7 +83,7 @@ def test_the_peak_is_paid_once_and_then_free_within_the_period() -> None:
     assert sum(plan.unmet_kwh.values()) < 0.01 * need  # the dispatch's 0.1 A steps
     # the next re-plan knows that peak: using it again costs nothing
     known = PeakCharge(15.0, so_far_kw=float(rise[0]))
-    again = with_costs(problem(site(), cars()), CostSignal(peak=known))
+    again = with_costs(problem(site(), cars()), CostSignal(peak=known, hedge_share=UNHEDGED))
     assert rise_of(again)[0] == pytest.approx(0.0, abs=1e-6)
     assert float(import_kw(solve(again), again).max()) <= rise[0] + 1e-6
 
@@ -84,7 +92,8 @@ def test_the_dispatch_keeps_the_lp_s_peak() -> None:
     """Give-back of leftover room would charge at the cars' maximum now; the
     peak row keeps the interval at the peak so far."""
     so_far = base_kw() + 12.0
-    p = with_costs(problem(site(), cars()), CostSignal(peak=PeakCharge(15.0, so_far_kw=so_far)))
+    peak = PeakCharge(15.0, so_far_kw=so_far)
+    p = with_costs(problem(site(), cars()), CostSignal(peak=peak, hedge_share=UNHEDGED))
     plan = solve(p)
     assert plan.status.value == "optimal"
     assert float(import_kw(plan, p)[0]) <= so_far + 1e-6
@@ -157,7 +166,7 @@ def test_energy_goes_to_the_cheapest_and_cleanest_slots() -> None:
     cheap_at = slots - 4
     price = np.full(slots, 0.3)
     price[cheap_at] = 0.1
-    plan = solve(with_costs(p, CostSignal(energy_price=price)))
+    plan = solve(with_costs(p, CostSignal(energy_price=price, hedge_share=UNHEDGED)))
     assert int(np.argmax(plan.power_kw.sum(axis=0))) == cheap_at
     moer = np.full(slots, 0.4)
     moer[5] = 0.1
@@ -186,6 +195,82 @@ def test_bad_signals_are_refused() -> None:
         replace(p, costs=CostSignal(energy_price=np.zeros(3)))
     with pytest.raises(Exception, match="interval"):
         PeakCharge(1.0, interval_minutes=7)
+    for share in (1.0, -0.1, float("nan")):
+        with pytest.raises(Exception, match="hedge_share"):
+            replace(p, costs=CostSignal(hedge_share=share))
+
+
+def energy_before(plan, p: PlanningProblem, slot: int) -> dict[str, float]:
+    """Per session: kWh the plan delivers in the grid's slots before ``slot``."""
+    row = {c: i for i, c in enumerate(plan.connector_ids)}
+    return {
+        d.session_id: float(plan.power_kw[row[d.connector_id], :slot].sum()) * p.grid.slot_hours
+        for d in p.sessions
+    }
+
+
+def money_defers(p: PlanningProblem, share: float) -> PlanningProblem:
+    """The money terms pull energy to the stated departure: the last hour is
+    cheap and clean, and a peak charge flattens the rest."""
+    slots = p.grid.slots
+    late = np.arange(slots) >= slots - 4
+    costs = CostSignal(
+        energy_price=np.where(late, 0.05, 0.45),
+        carbon_kg_per_kwh=np.where(late, 0.1, 0.5),
+        carbon_price_per_kg=0.2,
+        peak=PeakCharge(15.0, so_far_kw=0.0),
+        hedge_share=share,
+    )
+    return with_costs(p, costs)
+
+
+def test_the_conservative_departure_of_stays_early_late_and_past_the_horizon() -> None:
+    """A quarter of the stated stay before the stated departure; a car past it
+    is hedged over what is left of its stay; a stay past the grid's end is
+    hedged on its own departure, not on the grid's end."""
+    p = problem(site(), cars())
+    grid = p.grid
+
+    def pos(t) -> float:
+        return (t - grid.start).total_seconds() / 60 / grid.slot_minutes
+
+    h = timedelta(hours=1)
+    # (stated stay, now, conservative departure), from AT
+    for stay, now, expected in (
+        (4 * h, 0 * h, 3 * h),
+        (4 * h, 3.5 * h, 3.875 * h),
+        (30 * h, 0 * h, 22.5 * h),
+    ):
+        d = SessionDemand("s", "C1/1", AT, AT + stay, 10.0)
+        q = replace(p, sessions=(d,), now=AT + now, costs=CostSignal())
+        p0 = np.array([pos(q.now)])
+        p1 = np.minimum(np.array([pos(d.departure)]), float(grid.slots))
+        cut = float(costs.conservative_departure(q, p0, p1)[0])
+        assert cut == pytest.approx(pos(AT + expected))
+    assert pos(AT + 22.5 * h) > grid.slots  # the last: nothing within the grid is after it
+
+
+@pytest.mark.parametrize("kwh", [10.0, 30.0, 60.0])
+def test_the_money_terms_keep_the_energy_due_before_the_conservative_departure(
+    kwh: float,
+) -> None:
+    """Whatever the energy-only plan delivers by the conservative departure,
+    the plan with the money terms delivers by then too (cars leave early);
+    without the hedge the money would move it after (the test binds)."""
+    base = problem(site(limit_a=100.0), cars(kwh=kwh))
+    hedge = CostSignal().hedge_share
+    lp = prepare(money_defers(base, hedge))
+    p0 = np.array([s.window[0] for s in lp.sessions])
+    p1 = np.array([s.window[1] for s in lp.sessions])
+    cut = int(np.floor(costs.conservative_departure(lp.problem, p0, p1).min()))
+    assert 0 < cut < base.grid.slots
+    energy_only = energy_before(solve(with_costs(base, CostSignal())), base, cut)
+    hedged = solve(money_defers(base, hedge))
+    for sid, kwh_due in energy_before(hedged, base, cut).items():
+        assert kwh_due >= energy_only[sid] - 0.05 * kwh
+    unhedged = energy_before(solve(money_defers(base, UNHEDGED)), base, cut)
+    assert sum(unhedged.values()) < sum(energy_only.values()) - 0.2 * kwh
+    assert sum(hedged.energy_kwh.values()) == pytest.approx(sum(energy_only.values()), rel=0.02)
 
 
 def test_an_optimum_pulls_the_plan_towards_it() -> None:

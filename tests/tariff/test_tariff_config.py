@@ -12,8 +12,9 @@ import pytest
 
 from gridshare.config import load_config
 from gridshare.tariff.config import TariffConfig
-from gridshare.tariff.tariff import Tariff
+from gridshare.tariff.tariff import Tariff, cost_signal
 from optimizer import TimeGrid
+from optimizer.cost_signal import CostSignal
 from tests.test_site_file_errors import DEPOT, line_of, plan_error
 
 
@@ -75,3 +76,22 @@ def test_the_site_file_s_tables_are_read(tmp_path: Path) -> None:
     config = load_config(site, environ={})
     assert config.tariff is not None and config.tariff.peak_price_per_kw == 12.5
     assert config.carbon is not None and config.carbon.csv == [Path("moer.csv.gz")]
+
+
+def test_the_hedge_is_read_and_told_to_the_planner(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = with_tariff("peak_price_per_kw = 10\nhedge_share = 1.5\n")
+    line = line_of(text, "hedge_share")
+    assert plan_error(tmp_path, capsys, text).endswith(
+        f"site.toml:{line}: tariff.hedge_share: Input should be less than 1"
+    )
+    grid = TimeGrid(datetime(2019, 5, 6, 14, 0, tzinfo=UTC), 15, 4)
+    now = grid.start
+    for share in (0.0, 0.4):
+        cfg = TariffConfig.model_validate({"peak_price_per_kw": 10, "hedge_share": share})
+        signal = cost_signal(Tariff.of(cfg, "America/Los_Angeles", tmp_path), None, grid, now)
+        assert signal is not None and signal.hedge_share == share
+    default = TariffConfig.model_validate({"peak_price_per_kw": 10})
+    signal = cost_signal(Tariff.of(default, "UTC", tmp_path), None, grid, now)
+    assert signal is not None and signal.hedge_share == CostSignal.hedge_share > 0
