@@ -48,7 +48,7 @@ from ocpp_adapter.events import DomainEvent
 from ocpp_adapter.ports import OcppGateway
 from ocpp_adapter.settings import ServerSettings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gridshare.service")  # the service's log, one site or several
 
 EventSink = Callable[[DomainEvent], Awaitable[None]]
 

@@ -37,7 +37,14 @@
   const $ = (sel) => document.querySelector(sel);
 
   // A deployment of several sites: the site from ?site=, its routes under /api/sites/{site}/.
-  const SITE = new URLSearchParams(location.search).get("site");
+  const SITE = (() => {
+    try {
+      const m = /[?&]site=([^&]*)/.exec(location.search);
+      return m ? decodeURIComponent(m[1]) : null;
+    } catch (e) {
+      return null; // no page address (the script run on its own)
+    }
+  })();
   function scoped(path) {
     if (!SITE || !path.startsWith("/api/") || path.startsWith("/api/sites")) return path;
     return "/api/sites/" + encodeURIComponent(SITE) + path.slice(4);
