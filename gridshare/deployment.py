@@ -303,7 +303,12 @@ class Deployment:
         self.http.bind()
         apps = {sid: rt.app(self.site_url(sid), self.host) for sid, rt in self.runtimes.items()}
         names = {sid: rt.config.site.site.name for sid, rt in self.runtimes.items()}
-        sites = SiteApps(apps, names)
+        figures = {
+            sid: (rt.operator, rt.metrics)
+            for sid, rt in self.runtimes.items()
+            if rt.operator is not None
+        }
+        sites = SiteApps(apps, names, figures)
         if self.several:
             app = node_app(sites, self.edges, http_allowed_hosts(self.edges, self.host))
         else:

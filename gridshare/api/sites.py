@@ -17,17 +17,22 @@ the dashboard (``/``) picks a site from ``/api/sites``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gridshare.api.auth import TokenAuth
+from gridshare.api.backend import OperatorBackend
 from gridshare.api.errors import ApiError
+from gridshare.api.metrics import MetricsRecorder
 from gridshare.api.routes import dashboard
 from gridshare.api.routes.common import READ_ERRORS, Reader, errors
 from gridshare.api.routes.dashboard import WEB_DIR
@@ -43,6 +48,8 @@ class SiteApps:
 
     apps: Mapping[str, ASGIApp]
     names: Mapping[str, str]
+    figures: Mapping[str, tuple[OperatorBackend, MetricsRecorder]] = field(default_factory=dict)
+    """Each site's backend and metrics recorder, for the node's ``/metrics``."""
 
     @property
     def several(self) -> bool:
@@ -91,7 +98,8 @@ def sites_router(sites: SiteApps) -> APIRouter:
 
 
 def _several_router(sites: SiteApps) -> APIRouter:
-    """The unscoped routes of a one-site deployment: 409, naming the scoped route."""
+    """The unscoped routes with several sites: 409 naming the scoped route, and the
+    node's ``/metrics``."""
     api = APIRouter()
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     known = ", ".join(sites.apps)
@@ -116,10 +124,43 @@ def _several_router(sites: SiteApps) -> APIRouter:
         return conflict(f"/sites/{{site}}/oscp/{rest}")
 
     @api.get("/metrics", include_in_schema=False)
-    async def metrics_unscoped(_: Reader) -> JSONResponse:
-        return conflict("/api/sites/{site}/metrics")
+    async def metrics(_: Reader) -> Response:
+        for backend, recorder in sites.figures.values():  # as each site's /metrics does
+            recorder.observe_status(await backend.status())
+            recorder.observe_groups(await backend.groups())
+        registries = {sid: recorder.registry for sid, (_, recorder) in sites.figures.items()}
+        return Response(render_sites(registries), media_type=CONTENT_TYPE_LATEST)
 
     return api
+
+
+class _SiteLabelled:
+    """Every site's figures as one collector, each sample labelled with its ``site``."""
+
+    def __init__(self, registries: Mapping[str, CollectorRegistry]) -> None:
+        self.registries = registries
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        families: dict[str, Metric] = {}
+        for sid, registry in self.registries.items():
+            for family in registry.collect():
+                out = families.get(family.name)
+                if out is None:
+                    out = Metric(family.name, family.documentation, family.type, family.unit)
+                    families[family.name] = out
+                for sample in family.samples:
+                    out.samples.append(sample._replace(labels={"site": sid, **sample.labels}))
+        return list(families.values())
+
+
+def render_sites(registries: Mapping[str, CollectorRegistry]) -> bytes:
+    """The Prometheus text of several sites' registries, with a ``site`` label."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SiteLabelled(registries))
+    return generate_latest(registry)
 
 
 def node_app(sites: SiteApps, edges: GridshareConfig, allowed_hosts: Sequence[str]) -> ASGIApp:

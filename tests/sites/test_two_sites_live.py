@@ -143,6 +143,18 @@ async def test_the_api_answers_per_site(node: Deployment) -> None:
                 assert [g["id"] for g in groups["groups"]] == ["grid"]
                 metrics = await http.get(f"/api/sites/{sid}/metrics")
                 assert metrics.status_code == 200 and "gridshare_" in metrics.text
+            node_metrics = await http.get("/metrics")  # every site's, labelled
+            assert node_metrics.status_code == 200
+            connected = [
+                line
+                for line in node_metrics.text.splitlines()
+                if line.startswith("gridshare_stations_connected{")
+            ]
+            assert sorted(connected) == [
+                'gridshare_stations_connected{site="north"} 1.0',
+                'gridshare_stations_connected{site="south"} 0.0',
+            ]
+            assert node_metrics.text.count("# TYPE gridshare_stations_connected gauge") == 1
             unscoped = await http.get("/api/status")
             assert unscoped.status_code == 409
             assert "/api/sites/{site}/status" in unscoped.json()["detail"]
