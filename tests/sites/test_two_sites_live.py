@@ -160,6 +160,20 @@ async def test_the_api_answers_per_site(node: Deployment) -> None:
             assert "/api/sites/{site}/status" in unscoped.json()["detail"]
             oscp = await http.post("/oscp/fp/2.0/register", json={})
             assert oscp.status_code == 409 and "/sites/{site}/oscp/" in oscp.json()["detail"]
+            # each site's OSCP endpoints under its prefix, told its DSO as its base URL
+            for sid, rt in node.runtimes.items():
+                assert rt.oscp is not None
+                assert rt.oscp.our_base_url == f"{node.http_url}/sites/{sid}/oscp/fp/2.0"
+            register = await http.post("/sites/north/oscp/fp/2.0/register", json={})
+            assert register.status_code == 401  # OSCP's own answer: no DSO token
+            assert (await http.post("/sites/west/oscp/fp/2.0/register")).status_code == 404
+            async with http.stream("GET", "/api/sites/south/live") as live:
+                assert live.status_code == 200
+                async with asyncio.timeout(10):
+                    async for line in live.aiter_lines():
+                        if line.startswith("data:"):
+                            assert "S1/1" in line and "N1" not in line  # south's only
+                            break
             unknown = await http.get("/api/sites/west/status")
             assert unknown.status_code == 404 and "north, south" in unknown.json()["detail"]
             # without a token, nothing of the sites is told
