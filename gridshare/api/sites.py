@@ -92,7 +92,8 @@ def sites_router(sites: SiteApps) -> APIRouter:
 
     @api.api_route("/sites/{site}/{rest:path}", methods=methods, include_in_schema=False)
     async def unknown_site_oscp(site: str, rest: str) -> JSONResponse:
-        return _unknown(sites, site)
+        # no token here (a DSO's is OSCP's own): the sites are not named
+        return JSONResponse({"detail": f"no site {site!r}"}, 404)
 
     return api
 
@@ -121,7 +122,12 @@ def _several_router(sites: SiteApps) -> APIRouter:
 
     @api.api_route("/oscp/{rest:path}", methods=methods, include_in_schema=False)
     async def oscp_unscoped(rest: str) -> JSONResponse:
-        return conflict(f"/sites/{{site}}/oscp/{rest}")
+        # no token here either: the sites are not named
+        detail = (
+            "this deployment serves several sites: each site's OSCP endpoints are "
+            f"under /sites/{{site}}/oscp/{rest}"
+        )
+        return JSONResponse({"detail": detail}, 409)
 
     @api.get("/metrics", include_in_schema=False)
     async def metrics(_: Reader) -> Response:

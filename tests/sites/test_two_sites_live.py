@@ -166,7 +166,12 @@ async def test_the_api_answers_per_site(node: Deployment) -> None:
                 assert rt.oscp.our_base_url == f"{node.http_url}/sites/{sid}/oscp/fp/2.0"
             register = await http.post("/sites/north/oscp/fp/2.0/register", json={})
             assert register.status_code == 401  # OSCP's own answer: no DSO token
-            assert (await http.post("/sites/west/oscp/fp/2.0/register")).status_code == 404
+            west = await http.post(
+                "/sites/west/oscp/fp/2.0/register", headers={"Authorization": ""}
+            )
+            assert west.status_code == 404 and "north" not in west.text  # no sites told
+            oscp = await http.post("/oscp/fp/2.0/register", headers={"Authorization": ""})
+            assert oscp.status_code == 409 and "north" not in oscp.text
             async with http.stream("GET", "/api/sites/south/live") as live:
                 assert live.status_code == 200
                 async with asyncio.timeout(10):
