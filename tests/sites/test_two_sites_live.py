@@ -196,3 +196,32 @@ async def test_a_station_of_no_site_is_refused_as_today(node: Deployment) -> Non
             subprotocols=[OcppVersion.V16.value],  # type: ignore[list-item]
         )
     assert e.value.response.status_code == 404
+
+
+async def test_one_site_keeps_its_routes_and_answers_the_scoped_ones(tmp_path: Path) -> None:
+    folder = write_sites(tmp_path / "sites", {"solo": site_toml("Solo depot", 16, ("O1",))})
+    sites, edges = load_deployment(folder / "solo.toml")
+    node = Deployment(sites, edges)
+    await node.start()
+    try:
+        async with httpx.AsyncClient(base_url=node.http_url, headers=AUTH) as http:
+            listed = (await http.get("/api/sites")).json()
+            assert listed == [
+                {
+                    "id": "solo",
+                    "name": "Solo depot",
+                    "api": "/api/sites/solo",
+                    "oscp": "/oscp/fp/2.0",
+                }
+            ]
+            for path in ("/api/status", "/api/sites/solo/status"):
+                r = await http.get(path)
+                assert r.status_code == 200 and r.json()["site"] == "Solo depot"
+            for path in ("/metrics", "/api/sites/solo/metrics"):
+                r = await http.get(path)
+                assert r.status_code == 200 and 'site="' not in r.text  # as before: no label
+            assert (await http.get("/api/sites/other/status")).status_code == 404
+        assert node.runtimes["solo"].oscp is not None
+        assert node.runtimes["solo"].oscp.our_base_url == f"{node.http_url}/oscp/fp/2.0"
+    finally:
+        await node.stop()
