@@ -140,3 +140,10 @@ def test_an_empty_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "none").mkdir()
     with pytest.raises(ConfigError, match="no site files"):
         load_deployment(tmp_path / "none")
+
+
+def test_the_example_folder_is_two_sites(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    sites, edges = load_deployment(root / "examples" / "sites", str(tmp_path))
+    assert [s.id for s in sites] == ["north", "south"]
+    assert edges.server.ocpp_port == 9000 and len(edges.api.tokens) == 1
