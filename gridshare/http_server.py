@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from gridshare.api.auth import is_loopback
 from gridshare.api.security import LOCAL_HOSTS
@@ -65,7 +65,7 @@ def _tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) 
     return server_tls_context(config.ssl_certfile, config.ssl_keyfile)
 
 
-def http_server_config(app: FastAPI, config: GridshareConfig, **kw: Any) -> uvicorn.Config:
+def http_server_config(app: ASGIApp, config: GridshareConfig, **kw: Any) -> uvicorn.Config:
     """uvicorn's settings for the HTTP port: TLS from `ServerConfig.http_tls`, and
     ``X-Forwarded-*`` believed only from ``[server] trusted_proxies``. Its warnings
     and errors are logged; its startup lines and one line per request only at
@@ -152,7 +152,7 @@ class HttpServer:
         sock.setblocking(False)
         self._socket = sock
 
-    async def serve(self, app: FastAPI) -> None:
+    async def serve(self, app: ASGIApp) -> None:
         """Serve ``app`` on the bound socket; returns once uvicorn has started."""
         assert self._socket is not None
         self._server = _Uvicorn(http_server_config(app, self.config))

@@ -121,6 +121,8 @@ def check_timezone(name: str) -> str:
 
 class SiteInfo(_Strict):
     name: str = Field(min_length=1)
+    id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")
+    """The site's id in a deployment of several (URL path, schema); else the file's stem."""
     voltage_v: PositiveFloat = 230.0
     """Default line-to-neutral voltage."""
     slot_minutes: Annotated[int, Field(ge=1, le=60)] = 15

@@ -36,6 +36,20 @@
 
   const $ = (sel) => document.querySelector(sel);
 
+  // A deployment of several sites: the site from ?site=, its routes under /api/sites/{site}/.
+  const SITE = (() => {
+    try {
+      const m = /[?&]site=([^&]*)/.exec(location.search);
+      return m ? decodeURIComponent(m[1]) : null;
+    } catch (e) {
+      return null; // no page address (the script run on its own)
+    }
+  })();
+  function scoped(path) {
+    if (!SITE || !path.startsWith("/api/") || path.startsWith("/api/sites")) return path;
+    return "/api/sites/" + encodeURIComponent(SITE) + path.slice(4);
+  }
+
   function token() {
     return sessionStorage.getItem("gridshare-token") || "";
   }
@@ -52,7 +66,7 @@
     opts.headers = headers(opts.headers);
     let res;
     try {
-      res = await fetch(path, opts);
+      res = await fetch(scoped(path), opts);
     } catch (e) {
       // no answer at all: say so, not the browser's "Failed to fetch"
       const write = opts.method && opts.method !== "GET";
@@ -540,7 +554,8 @@
   async function follow() {
     for (;;) {
       try {
-        const res = await fetch("/api/live", { headers: headers({ Accept: "text/event-stream" }) });
+        const live = scoped("/api/live");
+        const res = await fetch(live, { headers: headers({ Accept: "text/event-stream" }) });
         if (res.status === 401 || res.status === 403) {
           setChip($("#live-state"), "reads need a token: enter it below", "off");
           await new Promise((r) => setTimeout(r, 3000));
@@ -727,6 +742,35 @@
     setInterval(tick, METERS_MS);
   }
 
-  follow();
-  followMeters();
+  // Several sites: a picker in the header; the first site until one is picked.
+  async function pickSite() {
+    let sites;
+    try { sites = await api("/api/sites"); } catch (e) { return true; }
+    if (!Array.isArray(sites) || sites.length < 2) return true;
+    if (!SITE || !sites.some((s) => s.id === SITE)) {
+      location.replace("?site=" + encodeURIComponent(sites[0].id));
+      return false;
+    }
+    const picker = document.createElement("select");
+    picker.id = "site-picker";
+    picker.setAttribute("aria-label", "Site");
+    for (const s of sites) {
+      const option = document.createElement("option");
+      option.value = s.id;
+      option.textContent = s.name;
+      option.selected = s.id === SITE;
+      picker.append(option);
+    }
+    picker.addEventListener("change", () => {
+      location.search = "?site=" + encodeURIComponent(picker.value);
+    });
+    $("header h1").after(picker);
+    return true;
+  }
+
+  pickSite().then((go) => {
+    if (!go) return;
+    follow();
+    followMeters();
+  });
 })();
