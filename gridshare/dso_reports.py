@@ -22,6 +22,7 @@ from typing import Any
 
 from forecasts.compliance import Excess, excesses
 from forecasts.units import Limit
+from gridshare.site.readings import site_lines
 from gridshare.store import Store, ended_key
 from ocpp_adapter.events import (
     DomainEvent,
@@ -41,19 +42,6 @@ ENERGY_STATE = "oscp_energy"
 TxKey = tuple[str, str]
 """(station id, transaction id): a 2.0.1 station chooses its ids, so two stations
 may use the same one."""
-
-
-def site_lines(readings: Mapping[str, float], wired: tuple[Line, ...]) -> dict[Line, float]:
-    """A station's phases L1..L3 as the site's lines (a connector may be wired L2, L3, L1)."""
-    out: dict[Line, float] = {}
-    for phase, amps in readings.items():
-        name = phase.upper()[:2]
-        if name not in ("L1", "L2", "L3") or not math.isfinite(amps):
-            continue
-        idx = int(name[1]) - 1
-        if idx < len(wired):
-            out[wired[idx]] = max(out.get(wired[idx], 0.0), abs(amps))
-    return out
 
 
 def group_members(site: Site, group: Group) -> dict[str, float]:

@@ -208,7 +208,7 @@ class MeterHub:
                 return
             info = self.site.connectors.get(event.connector_id)
             if info is not None:
-                by_line = site_lines(event, info.lines)
+                by_line = site_lines(event.current_a, info.lines)
                 if by_line:
                     # a station's clock may run ahead: never later than our own
                     at = min(event.at, self.clock())

@@ -53,9 +53,10 @@ from gridshare.api.schemas import (
     StatusOut,
 )
 from gridshare.controller import SessionState
-from gridshare.dso_reports import group_members, site_lines
+from gridshare.dso_reports import group_members
 from gridshare.operator.live import Sightings
 from gridshare.operator.views import OperatorParts, StoreRow
+from gridshare.site.readings import site_lines
 from gridshare.store import StoredSession
 from optimizer.problem import Capacity, TimeGrid
 from optimizer.site import ConnectorInfo, Line

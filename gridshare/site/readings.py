@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 
 from ocpp_adapter.events import MeterReading
@@ -62,14 +63,15 @@ def plausible(site: Site, r: MeterReading) -> MeterReading:
     )
 
 
-def site_lines(r: MeterReading, wired: tuple[Line, ...]) -> dict[Line, float]:
-    """Per-phase readings (station phases L1..L3) mapped to the site's lines."""
+def site_lines(current_a: Mapping[str, float], wired: tuple[Line, ...]) -> dict[Line, float]:
+    """A station's per-phase currents (its phases L1..L3) as the site's lines
+    (a connector may be wired L2, L3, L1); non-finite values are left out."""
     out: dict[Line, float] = {}
-    for phase, amps in r.current_a.items():
+    for phase, amps in current_a.items():
         name = phase.upper()[:2]
-        if name not in ("L1", "L2", "L3"):
+        if name not in ("L1", "L2", "L3") or not math.isfinite(amps):
             continue
         idx = int(name[1]) - 1
-        if idx < len(wired) and math.isfinite(amps):
+        if idx < len(wired):
             out[wired[idx]] = max(out.get(wired[idx], 0.0), abs(amps))
     return out

@@ -421,7 +421,7 @@ class SiteState:
         if r.energy_wh is not None:
             s.energy_wh = max(s.energy_wh or 0.0, r.energy_wh)
         info = self.site.connectors[r.connector_id]
-        by_line = site_lines(r, info.lines)
+        by_line = site_lines(r.current_a, info.lines)
         if by_line:
             drawn = max(by_line.values())
         elif r.total_power_w is not None:
